@@ -1,0 +1,281 @@
+"""The INI configuration of ``twistd globaleye`` and of the operator CLI.
+
+Operators edit this file by hand, so every mistake must be reported with the file
+and the key: an unknown key is refused (a typo must not silently fall back to a
+default), values are checked for type and range before anything listens.  The
+schema below is the single place a key is declared; ``etc/globaleye.ini`` documents
+each one and a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import configparser
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+ROLES = ("gateway", "http", "group", "stun", "turn")
+
+
+class ConfigError(Exception):
+    """A configuration mistake; the message names the file, the section and the key."""
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{port} is not a port number (0-65535)")
+    return port
+
+
+def _optional_port(value: str) -> int | None:
+    return None if value.strip() == "" else _port(value)
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "yes", "true", "on"):
+        return True
+    if lowered in ("0", "no", "false", "off"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean (yes/no)")
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.replace("\n", ",").split(",") if item.strip())
+
+
+def _roles(value: str) -> tuple[str, ...]:
+    roles = _list(value)
+    for role in roles:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
+    return roles
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        value = value.strip()
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError(f"{value} must be greater than 0")
+    return number
+
+
+def _cidrs(value: str) -> tuple[str, ...]:
+    items = _list(value)
+    for item in items:
+        ipaddress.ip_network(item, strict=False)
+    return items
+
+
+def _port_range(value: str) -> tuple[int, int]:
+    low, sep, high = value.partition("-")
+    if not sep:
+        raise ValueError(f"{value!r} is not a range like 49152-65535")
+    first, last = _port(low), _port(high)
+    if not 0 < first <= last:
+        raise ValueError(f"{value!r} is not an increasing range of non-zero ports")
+    return first, last
+
+
+def _users(value: str) -> dict[str, str]:
+    users = {}
+    for item in _list(value):
+        name, sep, password = item.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"{item!r} is not user:password")
+        users[name.strip()] = password.strip()
+    return users
+
+
+@attrs.frozen
+class Key:
+    parse: Callable[[str], Any]
+    default: str
+    doc: str
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "globaleye": {
+        "roles": Key(_roles, "gateway, http, group", "Roles this process runs: gateway, http, group, stun, turn."),
+        "public_host": Key(str, "127.0.0.1", "Address devices and clients use to reach this host."),
+        "data_dir": Key(str, "var", "Directory for the database and other state (relative to the config file)."),
+    },
+    "database": {
+        "url": Key(str, "sqlite:///globaleye.sqlite3", "sqlite:///PATH (relative to data_dir) or sqlite:///:memory:."),
+    },
+    "http": {
+        "interface": Key(str, "127.0.0.1", "Address of the HTTP site (/register, /redirect)."),
+        "port": Key(_port, "8080", "HTTP port; 0 picks a free one."),
+        "max_body": Key(int, "65536", "Largest request body accepted, in bytes."),
+    },
+    "gateway": {
+        "interface": Key(str, "127.0.0.1", "Address the device TCP gateway listens on."),
+        "port": Key(_port, "8588", "Device gateway port (spec §7.3: 8588); 0 picks a free one."),
+        "backup_host": Key(str, "", "Backup gateway address given to devices in REGISTER_RES (empty: this host)."),
+        "backup_port": Key(_optional_port, "", "Backup gateway port (empty: the same port)."),
+        "heartbeat_timeout": Key(_positive, "360", "Seconds without a heartbeat before a session is closed (§7.3.4)."),
+        "login_timeout": Key(_positive, "30", "Seconds a new connection may take to log in."),
+        "login_retry": Key(_positive, "180", "Seconds a device must wait after a failed login (§7.3.3)."),
+        "command_timeout": Key(_positive, "10", "Default seconds to wait for a device's answer to a command."),
+        "register_interval": Key(_positive, "300", "Minimum seconds between two registrations of a device (§7.2)."),
+        "cloud_url": Key(str, "", "EURL given in LOGIN_RES (cloud storage authentication URL)."),
+        "cloud_account": Key(str, "", "EAccount given in LOGIN_RES."),
+        "cloud_password": Key(str, "", "EPassword given in LOGIN_RES."),
+        "turn_host": Key(str, "", "TURN server address given in REGISTER_RES (empty: public_host)."),
+        "turn_port": Key(_port, "3478", "TURN server port given in REGISTER_RES."),
+        "backup_turn_host": Key(str, "", "Backup TURN server address given in REGISTER_RES."),
+        "backup_turn_port": Key(_optional_port, "", "Backup TURN server port given in REGISTER_RES."),
+        "ftp_host": Key(str, "", "Picture FTP server given in REGISTER_RES."),
+        "ftp_port": Key(_port, "21", "Picture FTP port given in REGISTER_RES."),
+        "ftp_account": Key(str, "", "Picture FTP account given in REGISTER_RES."),
+        "ftp_password": Key(str, "", "Picture FTP password given in REGISTER_RES."),
+    },
+    "enrollment": {
+        "mode": Key(_choice("open", "closed"), "open",
+                    "open: devices with a valid DevID of a known vendor enrol on first registration; "
+                    "closed: only devices imported by an operator."),
+        "vendors": Key(lambda value: vendor_codes(_list(value)), "811-824", "Vendor codes accepted in open mode (ranges like 811-824 or single codes)."),
+    },
+    "group": {
+        "default_province_url": Key(str, "",
+                                    "Registration URL returned by /redirect for devices not yet assigned to "
+                                    "a province (empty: Result 1 until a province claims the device)."),
+    },
+    "stun": {
+        "interface": Key(str, "127.0.0.1", "Primary STUN address."),
+        "port": Key(_port, "3478", "Primary STUN port."),
+        "alternate_interface": Key(str, "", "Second address for RFC 3489 CHANGE-REQUEST (empty: none)."),
+        "alternate_port": Key(_port, "3479", "Second port for RFC 3489 CHANGE-REQUEST."),
+    },
+    "turn": {
+        "interface": Key(str, "127.0.0.1", "Address the TURN server listens on (UDP and TCP)."),
+        "port": Key(_port, "3478", "TURN port (also answers STUN Binding)."),
+        "tls_port": Key(_optional_port, "", "TURN over TLS port (needs tls_cert and tls_key)."),
+        "tls_cert": Key(str, "", "PEM certificate file for TURN over TLS."),
+        "tls_key": Key(str, "", "PEM private key file for TURN over TLS."),
+        "realm": Key(str, "globaleye", "Long-term credential realm."),
+        "relay_interface": Key(str, "", "Address relays bind on (empty: interface)."),
+        "external_ip": Key(str, "", "Address advertised in XOR-RELAYED-ADDRESS (empty: the relay address)."),
+        "relay_ports": Key(_port_range, "49152-65535", "Relay port range."),
+        "users": Key(_users, "", "Static users: alice:secret, bob:pw."),
+        "shared_secret": Key(str, "", "TURN REST API shared secret (time-limited usernames)."),
+        "allow_peers": Key(_cidrs, "", "Peer ranges allowed even if private/loopback (CIDR list)."),
+        "deny_peers": Key(_cidrs, "", "Peer ranges always denied (CIDR list)."),
+        "user_quota": Key(int, "10", "Allocations per user."),
+        "total_quota": Key(int, "10000", "Allocations in all."),
+        "max_bps": Key(int, "0", "Bandwidth cap per allocation in bytes/s (0: none)."),
+        "device_credentials": Key(_bool, "yes", "Accept DevID/DevKey of the device store as TURN credentials."),
+    },
+}
+
+
+@attrs.frozen
+class Config:
+    """A parsed, checked configuration; ``values[section][key]`` holds typed values."""
+
+    path: Path | None
+    values: Mapping[str, Mapping[str, Any]]
+
+    def __getitem__(self, section: str) -> Mapping[str, Any]:
+        return self.values[section]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / self.values["globaleye"]["data_dir"]
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(self.values["globaleye"]["roles"])
+
+    def database_path(self) -> str:
+        url = self.values["database"]["url"]
+        if not url.startswith("sqlite:///"):
+            raise ConfigError(f"{self.path}: [database] url: only sqlite:/// URLs are supported so far, got {url!r}")
+        path = url[len("sqlite:///") :]
+        if path == ":memory:":
+            return path
+        resolved = Path(path)
+        if not resolved.is_absolute():
+            resolved = self.data_dir / resolved
+        return str(resolved)
+
+    def replace(self, **sections: Mapping[str, Any]) -> Config:
+        """A copy with some keys changed: ``config.replace(http={"port": 0})``."""
+        values = {name: dict(keys) for name, keys in self.values.items()}
+        for name, keys in sections.items():
+            values[name].update(keys)
+        return Config(self.path, values)
+
+
+def parse_config(text: str, path: Path | None = None) -> Config:
+    where = str(path) if path is not None else "<config>"
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string(text, source=where)
+    except configparser.Error as e:
+        raise ConfigError(f"{where}: {e}") from e
+    return _typed(parser, where, path)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read *path*, or the built-in defaults when *path* is None."""
+    if path is None:
+        return parse_config("")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the configuration: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text: {e}") from e
+    return parse_config(text, path.resolve())
+
+
+def _typed(parser: configparser.ConfigParser, where: str, path: Path | None) -> Config:
+    values: dict[str, dict[str, Any]] = {}
+    for section in parser.sections():
+        if section not in SCHEMA:
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
+        for key in parser[section]:
+            if key not in SCHEMA[section]:
+                raise ConfigError(f"{where}: [{section}] unknown key {key!r} "
+                                  f"(known: {', '.join(SCHEMA[section])})")
+    for section, keys in SCHEMA.items():
+        values[section] = {}
+        for key, spec in keys.items():
+            raw = parser.get(section, key, fallback=spec.default) if parser.has_section(section) else spec.default
+            try:
+                values[section][key] = spec.parse(raw)
+            except ValueError as e:
+                raise ConfigError(f"{where}: [{section}] {key} = {raw!r}: {e}") from e
+    return Config(path, values)
+
+
+def vendor_codes(items: Iterable[str]) -> frozenset[str]:
+    """Expand ``811-824, 830`` into the set of three-digit vendor codes."""
+    codes: set[str] = set()
+    for item in items:
+        low, sep, high = item.partition("-")
+        if sep:
+            codes.update(f"{code:03d}" for code in range(int(low), int(high) + 1))
+        else:
+            codes.add(f"{int(item):03d}")
+    return frozenset(codes)

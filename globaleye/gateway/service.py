@@ -1,0 +1,290 @@
+"""The gateway's application logic: who may log in, what is stored, commands to devices.
+
+:class:`Gateway` owns the table of online sessions (one per DevID: a second login
+replaces the first), the decisions on each device request of §7.5 (login with the
+3-minute retry rule, heartbeats kept in memory, exception and picture reports
+stored, one-time HashTokens consumed) and the one API the rest of the platform
+uses to talk to a camera::
+
+    response = await gateway.command(dev_id, PtzRequest(...))
+
+which fails with :class:`DeviceOffline`, :class:`~globaleye.messaging.CommandTimeout`
+or :class:`~globaleye.messaging.SessionLost` rather than ever hanging.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from typing import Any
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from globaleye.clock import protocol_time
+from globaleye.gateway.session import DeviceSession
+from globaleye.messaging import CommandError
+from globaleye.protocol import messages as m
+from globaleye.store import DeviceAbility, DeviceAddresses, ExceptionRecord, PictureRecord, Store
+
+DEV_ID = re.compile(r"^[0-9]{11}$")
+
+# LOGIN_RES Result codes (§7.5.1).
+LOGIN_OK, LOGIN_UNKNOWN_DEVICE, LOGIN_BAD_KEY, LOGIN_BAD_VERSION, LOGIN_OTHER = 0, 1, 2, 3, 255
+# Result of other responses: 0 success, anything else an error (§7.5.4, §7.5.5, §7.5.23).
+RESULT_OK, RESULT_FAILED, RESULT_OTHER = 0, 1, 255
+
+Handled = tuple[m.Message | None, bool]  # (response to send, close the session afterwards)
+
+
+class DeviceOffline(CommandError):
+    """The device has no session with this gateway."""
+
+
+@attrs.frozen
+class GatewaySettings:
+    heartbeat_timeout: float = 360.0
+    login_timeout: float = 30.0
+    login_retry: float = 180.0
+    command_timeout: float = 10.0
+    cloud_url: str = ""
+    cloud_account: str = ""
+    cloud_password: str = ""
+
+
+@attrs.define
+class LiveState:
+    """What the gateway knows of an online device without asking the database."""
+
+    addresses: DeviceAddresses
+    dev_ver: str = ""
+    cur_video_num: int = 0
+
+
+class Gateway:
+    log = Logger()
+
+    def __init__(self, store: Store, clock: IReactorTime, settings: GatewaySettings | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings or GatewaySettings()
+        self.sessions: dict[str, DeviceSession] = {}
+        self.live: dict[str, LiveState] = {}
+        self.connections = 0
+        self._failed_logins: dict[str, float] = {}
+        self.counters = {"logins": 0, "login_failures": 0, "heartbeats": 0, "commands": 0, "replaced": 0}
+
+    def factory(self) -> Factory:
+        gateway = self
+
+        class GatewayFactory(Factory):
+            def buildProtocol(self, addr: Any) -> DeviceSession:
+                return DeviceSession(gateway, gateway.clock)
+
+        return GatewayFactory()
+
+    # The command API ------------------------------------------------------------------
+
+    def is_online(self, dev_id: str) -> bool:
+        return dev_id in self.sessions
+
+    async def command(self, dev_id: str, request: m.Message, timeout: float | None = None) -> Any:
+        """Send a platform→device request (60H–7BH) and return the device's response."""
+        session = self.sessions.get(dev_id)
+        if session is None:
+            raise DeviceOffline(f"device {dev_id} is offline")
+        self.counters["commands"] += 1
+        return await session.request(request, self.settings.command_timeout if timeout is None else timeout)
+
+    # Session table ---------------------------------------------------------------------
+
+    def connection_opened(self, session: DeviceSession) -> None:
+        self.connections += 1
+
+    def connection_closed(self, session: DeviceSession, reason: Failure | None) -> None:
+        self.connections -= 1
+        if session.dev_id is not None and self.sessions.get(session.dev_id) is session:
+            del self.sessions[session.dev_id]
+            self.live.pop(session.dev_id, None)
+            self.log.info("device {dev_id} offline ({peer}): {why}", dev_id=session.dev_id, peer=session.peer,
+                          why=reason.getErrorMessage() if reason is not None else "closed")
+
+    def _go_online(self, session: DeviceSession, dev_id: str, state: LiveState) -> None:
+        old = self.sessions.get(dev_id)
+        if old is not None and old is not session:
+            self.counters["replaced"] += 1
+            old.replaced = True
+            old.close(f"replaced by a new login from {session.peer}")
+        self.sessions[dev_id] = session
+        self.live[dev_id] = state
+        session.went_online(dev_id)
+
+    # Requests ---------------------------------------------------------------------------
+
+    async def handle_request(self, session: DeviceSession, message: m.Message) -> Handled:
+        if isinstance(message, m.LoginRequest):
+            if session.state == "online":
+                session.refuse("second LOGIN_REQ on a logged-in session")
+                return m.LoginResponse(result=LOGIN_OTHER, dev_id=message.dev_id), False
+            return await self.login(session, message)
+        assert session.dev_id is not None
+        dev_id = getattr(message, "dev_id", session.dev_id).strip()
+        if dev_id and dev_id != session.dev_id:
+            session.refuse(f"<{message.ROOT}> for DevID {dev_id!r} on the session of {session.dev_id}")
+            return _failure_response(message, session.dev_id), False
+        session.touch()
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            session.refuse(f"<{message.ROOT}> is not a device request")
+            return None, False
+        response: m.Message = await handler(self, session, message)
+        return response, False
+
+    async def login(self, session: DeviceSession, request: m.LoginRequest) -> Handled:
+        dev_id = request.dev_id.strip()
+        now = self.clock.seconds()
+
+        def refuse(result: int, reason: str) -> Handled:
+            self.counters["login_failures"] += 1
+            session.refuse(f"login of {dev_id!r} refused (Result {result}): {reason}")
+            return m.LoginResponse(result=result, dev_id=dev_id, time=protocol_time(now)), True
+
+        if not DEV_ID.match(dev_id):
+            return refuse(LOGIN_UNKNOWN_DEVICE, "DevID is not 11 digits")
+        failed_at = self._failed_logins.get(dev_id)
+        if failed_at is not None and now - failed_at < self.settings.login_retry:
+            return refuse(LOGIN_OTHER, f"a failed login {now - failed_at:.0f} s ago; §7.3.3 requires "
+                                       f"{self.settings.login_retry:g} s between attempts")
+        device = await self.store.get_device(dev_id)
+        if device is None:
+            self._failed_logins[dev_id] = now
+            return refuse(LOGIN_UNKNOWN_DEVICE, "unknown device")
+        if not hmac.compare_digest(device.dev_key.encode(), request.dev_key.strip().encode()):
+            self._failed_logins[dev_id] = now
+            return refuse(LOGIN_BAD_KEY, "wrong DevKey")
+        self._failed_logins.pop(dev_id, None)
+        self._sweep_failures(now)
+        addresses = self._addresses(session, request)
+        await self.store.record_login(dev_id, now, request.dev_ver, addresses)
+        if not session.connected:
+            return None, True
+        self._go_online(session, dev_id, LiveState(addresses=addresses, dev_ver=request.dev_ver))
+        self.counters["logins"] += 1
+        self.log.info("device {dev_id} logged in from {peer} (version {ver}, local {local}:{lport}, "
+                      "upnp {upnp}:{uport}, turn {turn}:{tport})", dev_id=dev_id, peer=session.peer,
+                      ver=request.dev_ver, local=addresses.local_ip, lport=addresses.rtsp_local_port,
+                      upnp=addresses.upnp_ip, uport=addresses.rtsp_upnp_port, turn=addresses.turn_relay_ip,
+                      tport=addresses.rtsp_turn_relay_port)
+        s = self.settings
+        return m.LoginResponse(result=LOGIN_OK, dev_id=dev_id, eurl=s.cloud_url, e_account=s.cloud_account,
+                               e_password=s.cloud_password, time=protocol_time(now)), False
+
+    def _sweep_failures(self, now: float) -> None:
+        if len(self._failed_logins) > 10000:
+            cutoff = now - self.settings.login_retry
+            self._failed_logins = {k: v for k, v in self._failed_logins.items() if v >= cutoff}
+
+    @staticmethod
+    def _addresses(session: DeviceSession, request: m.LoginRequest | m.HeartbeatRequest) -> DeviceAddresses:
+        peer = session.transport.getPeer() if session.transport is not None else None
+        return DeviceAddresses(
+            public_ip=getattr(peer, "host", ""),
+            public_port=getattr(peer, "port", 0),
+            upnp_ip=request.upnp_ip.strip(),
+            rtsp_upnp_port=request.rtsp_upnp_port,
+            local_ip=request.local_ip.strip(),
+            rtsp_local_port=request.rtsp_local_port,
+            turn_relay_ip=request.turn_relay_ip.strip(),
+            rtsp_turn_relay_port=request.rtsp_turn_relay_port,
+            net_type=getattr(request, "net_type", 0),
+        )
+
+    async def _heartbeat(self, session: DeviceSession, request: m.HeartbeatRequest) -> m.Message:
+        assert session.dev_id is not None
+        self.counters["heartbeats"] += 1
+        state = self.live[session.dev_id]
+        state.cur_video_num = request.cur_video_num
+        addresses = attrs.evolve(self._addresses(session, request), net_type=state.addresses.net_type)
+        if addresses != state.addresses:
+            # Only a change costs a database write; a steady heartbeat costs none.
+            state.addresses = addresses
+            self.log.info("device {dev_id} addresses changed: upnp {upnp}:{uport}, turn {turn}:{tport}",
+                          dev_id=session.dev_id, upnp=addresses.upnp_ip, uport=addresses.rtsp_upnp_port,
+                          turn=addresses.turn_relay_ip, tport=addresses.rtsp_turn_relay_port)
+            await self.store.update_addresses(session.dev_id, addresses)
+        return m.HeartbeatResponse(dev_id=session.dev_id, time=protocol_time(self.clock.seconds()))
+
+    async def _ability(self, session: DeviceSession, request: m.AbilityUpRequest) -> m.Message:
+        assert session.dev_id is not None
+        ability = DeviceAbility(channel_num=request.channel_num, ptz_flag=request.ptz_flag,
+                                estore_flag=request.e_store_flag, local_store_flag=request.local_store_flag,
+                                xml=request.to_xml())
+        await self.store.record_ability(session.dev_id, ability)
+        return m.AbilityUpResponse(dev_id=session.dev_id, time=protocol_time(self.clock.seconds()))
+
+    async def _exception(self, session: DeviceSession, request: m.ExceptionReportRequest) -> m.Message:
+        assert session.dev_id is not None
+        self.log.warn("device {dev_id} reports exception {type} on channel {channel}: {desc}",
+                      dev_id=session.dev_id, type=request.exception_type, channel=request.channel_no,
+                      desc=request.exception_desc)
+        await self.store.add_exception(ExceptionRecord(session.dev_id, request.channel_no, request.exception_type,
+                                                       request.exception_desc, self.clock.seconds()))
+        return m.ExceptionReportResponse(result=RESULT_OK, dev_id=session.dev_id)
+
+    async def _picture(self, session: DeviceSession, request: m.FtpPictureNoticeRequest) -> m.Message:
+        assert session.dev_id is not None
+        await self.store.add_picture(PictureRecord(session.dev_id, request.channel_no, request.file_name,
+                                                   request.time, self.clock.seconds()))
+        return m.FtpPictureNoticeResponse(dev_id=session.dev_id)
+
+    async def _verify(self, session: DeviceSession, dev_id: str, channel_no: int, token: str,
+                      stream_type: int = 0, file_name: str = "") -> int:
+        what = f"file {file_name!r}" if file_name else f"stream {stream_type}"
+        issued = await self.store.consume_token(token.strip(), self.clock.seconds())
+        if issued is None:
+            session.refuse(f"HashToken for channel {channel_no} {what}: unknown, used or expired")
+            return RESULT_FAILED
+        if (issued.dev_id, issued.channel_no, issued.stream_type, issued.file_name) != (
+                dev_id, channel_no, stream_type, file_name):
+            session.refuse(f"HashToken issued for {issued.dev_id} channel {issued.channel_no} does not match "
+                           f"channel {channel_no} {what}")
+            return RESULT_FAILED
+        self.log.info("device {dev_id}: HashToken of {account} accepted for channel {channel} {what}",
+                      dev_id=dev_id, account=issued.account, channel=channel_no, what=what)
+        return RESULT_OK
+
+    async def _token(self, session: DeviceSession, request: m.TokenVerifyRequest) -> m.Message:
+        assert session.dev_id is not None
+        result = await self._verify(session, session.dev_id, request.channel_no, request.hash_token,
+                                    stream_type=request.stream_type)
+        return m.TokenVerifyResponse(result=result, dev_id=session.dev_id)
+
+    async def _playback(self, session: DeviceSession, request: m.PlaybackVerifyRequest) -> m.Message:
+        assert session.dev_id is not None
+        result = await self._verify(session, session.dev_id, request.channel_no, request.hash_token,
+                                    file_name=request.file_name.strip())
+        return m.PlaybackVerifyResponse(result=result, dev_id=session.dev_id)
+
+    _handlers: dict[type, Any] = {
+        m.HeartbeatRequest: _heartbeat,
+        m.AbilityUpRequest: _ability,
+        m.ExceptionReportRequest: _exception,
+        m.FtpPictureNoticeRequest: _picture,
+        m.TokenVerifyRequest: _token,
+        m.PlaybackVerifyRequest: _playback,
+    }
+
+
+def _failure_response(request: m.Message, dev_id: str) -> m.Message | None:
+    """The error answer to a device request refused before it was handled."""
+    response_type = m.response_type(type(request))
+    fields = attrs.fields_dict(response_type)
+    values: dict[str, Any] = {"dev_id": dev_id}
+    if "result" in fields:
+        values["result"] = RESULT_OTHER
+    if "time" in fields:
+        values["time"] = ""
+    return response_type(**values)

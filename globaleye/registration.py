@@ -1,0 +1,134 @@
+"""Device registration (§7.2, province platform) and redirect (§5, group platform).
+
+These are the application decisions only; :mod:`globaleye.deviceweb` adapts them
+to HTTP.  Registration is where a device first meets the province: enrollment
+(``open``: a well-formed DevID of a known vendor enrols on first contact and its
+DevKey is pinned; ``closed``: only devices an operator imported), the key check,
+the 5-minute rule between registrations, and the answer that tells the device
+where its gateways, TURN servers and picture FTP server are.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from globaleye.clock import protocol_time
+from globaleye.gateway.service import DEV_ID
+from globaleye.protocol import messages as m
+from globaleye.store import Device, Store
+
+# REGISTER_RES Result codes (§7.2.1).
+REG_OK, REG_UNKNOWN_DEVICE, REG_BAD_KEY, REG_BAD_FIRMWARE, REG_OTHER = 0, 1, 2, 3, 255
+# REDIRECT_RES Result codes (§5).
+REDIRECT_OK, REDIRECT_UNKNOWN, REDIRECT_OTHER = 0, 1, 255
+
+
+@attrs.frozen
+class RegistrationSettings:
+    """What REGISTER_RES tells a device, and the enrollment policy."""
+
+    gateway_host: str
+    gateway_port: int
+    backup_gateway_host: str = ""
+    backup_gateway_port: int = 0
+    turn_host: str = ""
+    turn_port: int = 0
+    backup_turn_host: str = ""
+    backup_turn_port: int = 0
+    ftp_host: str = ""
+    ftp_port: int = 0
+    ftp_account: str = ""
+    ftp_password: str = ""
+    enrollment: str = "open"
+    vendors: frozenset[str] = frozenset(f"{code}" for code in range(811, 825))
+    register_interval: float = 300.0
+
+
+class Registrar:
+    log = Logger()
+
+    def __init__(self, store: Store, clock: IReactorTime, settings: RegistrationSettings) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+
+    async def register(self, request: m.RegisterRequest, peer: str) -> m.RegisterResponse:
+        dev_id = request.dev_id.strip()
+        key = request.dev_key.strip()
+        now = self.clock.seconds()
+
+        def refuse(result: int, reason: str) -> m.RegisterResponse:
+            self.log.warn("registration of {dev_id!r} from {peer} refused (Result {result}): {reason}",
+                          dev_id=dev_id, peer=peer, result=result, reason=reason)
+            return m.RegisterResponse(result=result, dev_id=dev_id, time=protocol_time(now))
+
+        if not DEV_ID.match(dev_id):
+            return refuse(REG_UNKNOWN_DEVICE, "DevID is not 11 digits")
+        device = await self.store.get_device(dev_id)
+        if device is None:
+            if self.settings.enrollment != "open":
+                return refuse(REG_UNKNOWN_DEVICE, "unknown device (enrollment is closed)")
+            if dev_id[:3] not in self.settings.vendors:
+                return refuse(REG_UNKNOWN_DEVICE, f"vendor code {dev_id[:3]} is not accepted")
+            if not key:
+                return refuse(REG_BAD_KEY, "empty DevKey")
+            if request.manufacturer_no.strip() and request.manufacturer_no.strip() != dev_id[:3]:
+                self.log.warn("device {dev_id} from {peer} reports ManufacturerNo {no} unlike its DevID",
+                              dev_id=dev_id, peer=peer, no=request.manufacturer_no)
+            candidate = Device(dev_id=dev_id, dev_key=key, manufacturer_no=request.manufacturer_no.strip(),
+                               model=request.mode.strip(), dev_type=request.dev_type or 1, source="open",
+                               created_at=now)
+            if await self.store.enroll_device(candidate):
+                self.log.info("device {dev_id} ({model}) enrolled from {peer}; its DevKey is pinned",
+                              dev_id=dev_id, model=candidate.model, peer=peer)
+            device = await self.store.get_device(dev_id)
+            if device is None:
+                return refuse(REG_OTHER, "device vanished during enrollment")
+        if not hmac.compare_digest(device.dev_key.encode(), key.encode()):
+            return refuse(REG_BAD_KEY, "wrong DevKey")
+        if device.registered_at is not None and 0 <= now - device.registered_at < self.settings.register_interval:
+            return refuse(REG_OTHER, f"registered {now - device.registered_at:.0f} s ago; §7.2 requires "
+                                     f"{self.settings.register_interval:g} s between registrations")
+        await self.store.record_registration(dev_id, now)
+        s = self.settings
+        self.log.info("device {dev_id} registered from {peer}: gateway {host}:{port}",
+                      dev_id=dev_id, peer=peer, host=s.gateway_host, port=s.gateway_port)
+        return m.RegisterResponse(
+            result=REG_OK, dev_id=dev_id,
+            nat_ip=s.gateway_host, nat_port=s.gateway_port,
+            backup_nat_ip=s.backup_gateway_host or s.gateway_host,
+            backup_nat_port=s.backup_gateway_port or s.gateway_port,
+            turn_ip=s.turn_host, turn_port=s.turn_port,
+            backup_turn_ip=s.backup_turn_host or s.turn_host,
+            backup_turn_port=s.backup_turn_port or s.turn_port,
+            ftp_ip=s.ftp_host, ftp_port=s.ftp_port, ftp_account=s.ftp_account, ftp_password=s.ftp_password,
+            time=protocol_time(now),
+        )
+
+
+class Redirector:
+    """The group platform's §5 answer: which province a device registers with."""
+
+    log = Logger()
+
+    def __init__(self, store: Store, default_province_url: str = "") -> None:
+        self.store = store
+        self.default_province_url = default_province_url
+
+    async def redirect(self, request: m.RedirectRequest, peer: str) -> m.RedirectResponse:
+        dev_id = request.dev_id.strip()
+        if not DEV_ID.match(dev_id):
+            self.log.warn("redirect of {dev_id!r} from {peer} refused: DevID is not 11 digits",
+                          dev_id=dev_id, peer=peer)
+            return m.RedirectResponse(result=REDIRECT_UNKNOWN, dev_id=dev_id)
+        url = await self.store.get_province_url(dev_id) or self.default_province_url
+        if not url:
+            self.log.info("redirect of {dev_id} from {peer}: no province has claimed it yet (Result 1)",
+                          dev_id=dev_id, peer=peer)
+            return m.RedirectResponse(result=REDIRECT_UNKNOWN, dev_id=dev_id)
+        self.log.info("redirect of {dev_id} from {peer} to {url}", dev_id=dev_id, peer=peer, url=url)
+        return m.RedirectResponse(result=REDIRECT_OK, dev_id=dev_id, lcms_url=url)

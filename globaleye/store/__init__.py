@@ -1,0 +1,147 @@
+"""What the platform keeps across restarts, behind an asynchronous interface.
+
+Callers depend only on :class:`Store` (a typing Protocol) and the attrs records
+here; :mod:`globaleye.store.sqlite` is the embedded default.  Every method returns
+an awaitable because the real work happens off the reactor thread: a PostgreSQL
+implementation can follow without any caller changing.
+
+What is deliberately *not* here: heartbeats.  A camera beats every 120 s and a
+gateway holds tens of thousands of them, so liveness stays in memory in the
+gateway; the store sees a device's addresses only when they change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import attrs
+
+
+@attrs.frozen
+class Device:
+    """A device known to this province platform."""
+
+    dev_id: str
+    dev_key: str
+    manufacturer_no: str = ""
+    model: str = ""
+    dev_type: int = 1
+    source: str = "import"  # "import" (an operator) or "open" (self-enrolled)
+    created_at: float = 0.0
+    registered_at: float | None = None
+    login_at: float | None = None
+    dev_ver: str = ""
+
+
+@attrs.frozen
+class DeviceAddresses:
+    """Where a device says it can be reached (LOGIN_REQ / HEARTBEAT_REQ, §7.5.1, §7.5.3)."""
+
+    public_ip: str = ""
+    public_port: int = 0
+    upnp_ip: str = ""
+    rtsp_upnp_port: int = 0
+    local_ip: str = ""
+    rtsp_local_port: int = 0
+    turn_relay_ip: str = ""
+    rtsp_turn_relay_port: int = 0
+    net_type: int = 0
+
+
+@attrs.frozen
+class DeviceAbility:
+    """The ability report of §7.5.2, kept for the client API (PtzFlag, channels)."""
+
+    channel_num: int = 0
+    ptz_flag: int = 0
+    estore_flag: int = 0
+    local_store_flag: int = 0
+    xml: bytes = b""
+
+
+@attrs.frozen
+class ExceptionRecord:
+    dev_id: str
+    channel_no: int
+    exception_type: int
+    description: str
+    received_at: float
+    id: int | None = None
+
+
+@attrs.frozen
+class PictureRecord:
+    dev_id: str
+    channel_no: int
+    file_name: str
+    shot_time: str
+    received_at: float
+    id: int | None = None
+
+
+@attrs.frozen
+class HashToken:
+    """A one-time token (§7.5.5, §7.5.23) the platform issued for one view."""
+
+    token: str
+    dev_id: str
+    channel_no: int
+    expires_at: float
+    stream_type: int = 0  # live view
+    file_name: str = ""  # playback
+    account: str = ""
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (e.g. a duplicate where none may be)."""
+
+
+class Store(Protocol):
+    async def get_device(self, dev_id: str) -> Device | None: ...
+
+    async def list_devices(self) -> list[Device]: ...
+
+    async def import_devices(self, devices: Sequence[Device]) -> int:
+        """Insert or update (key, vendor, model) devices an operator imports; returns how many."""
+        ...
+
+    async def enroll_device(self, device: Device) -> bool:
+        """Insert a self-enrolling device unless it exists; True when it was inserted."""
+        ...
+
+    async def delete_device(self, dev_id: str) -> bool: ...
+
+    async def record_registration(self, dev_id: str, when: float) -> None: ...
+
+    async def record_login(self, dev_id: str, when: float, dev_ver: str, addresses: DeviceAddresses) -> None: ...
+
+    async def update_addresses(self, dev_id: str, addresses: DeviceAddresses) -> None: ...
+
+    async def get_addresses(self, dev_id: str) -> DeviceAddresses | None: ...
+
+    async def record_ability(self, dev_id: str, ability: DeviceAbility) -> None: ...
+
+    async def get_ability(self, dev_id: str) -> DeviceAbility | None: ...
+
+    async def add_exception(self, record: ExceptionRecord) -> int: ...
+
+    async def list_exceptions(self, dev_id: str, limit: int = 100) -> list[ExceptionRecord]: ...
+
+    async def add_picture(self, record: PictureRecord) -> int: ...
+
+    async def list_pictures(self, dev_id: str, limit: int = 100) -> list[PictureRecord]: ...
+
+    async def add_token(self, token: HashToken) -> None: ...
+
+    async def consume_token(self, token: str, now: float) -> HashToken | None:
+        """Remove and return *token* if it exists and has not expired: single use, platform-wide."""
+        ...
+
+    async def get_province_url(self, dev_id: str) -> str | None:
+        """The group platform's assignment of a device to a province (§5, §6.6)."""
+        ...
+
+    async def assign_province(self, dev_id: str, province_url: str, when: float) -> None: ...
+
+    async def close(self) -> None: ...

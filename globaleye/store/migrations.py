@@ -1,0 +1,114 @@
+"""Versioned schema of the SQLite store.
+
+Each entry of :data:`MIGRATIONS` moves the schema one version up and is applied in
+one transaction together with ``PRAGMA user_version``, so a crash leaves the
+database at an old version or the new one, never in between.  Migrations run at
+start-up, before the reactor serves anyone, which is why they may be synchronous.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: devices, their addresses and abilities, exceptions, pictures, tokens, province assignment.
+    """
+    CREATE TABLE devices (
+        dev_id TEXT PRIMARY KEY,
+        dev_key TEXT NOT NULL,
+        manufacturer_no TEXT NOT NULL DEFAULT '',
+        model TEXT NOT NULL DEFAULT '',
+        dev_type INTEGER NOT NULL DEFAULT 1,
+        source TEXT NOT NULL DEFAULT 'import',
+        created_at REAL NOT NULL,
+        registered_at REAL,
+        login_at REAL,
+        dev_ver TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE device_addresses (
+        dev_id TEXT PRIMARY KEY REFERENCES devices(dev_id) ON DELETE CASCADE,
+        public_ip TEXT NOT NULL DEFAULT '',
+        public_port INTEGER NOT NULL DEFAULT 0,
+        upnp_ip TEXT NOT NULL DEFAULT '',
+        rtsp_upnp_port INTEGER NOT NULL DEFAULT 0,
+        local_ip TEXT NOT NULL DEFAULT '',
+        rtsp_local_port INTEGER NOT NULL DEFAULT 0,
+        turn_relay_ip TEXT NOT NULL DEFAULT '',
+        rtsp_turn_relay_port INTEGER NOT NULL DEFAULT 0,
+        net_type INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE device_abilities (
+        dev_id TEXT PRIMARY KEY REFERENCES devices(dev_id) ON DELETE CASCADE,
+        channel_num INTEGER NOT NULL DEFAULT 0,
+        ptz_flag INTEGER NOT NULL DEFAULT 0,
+        estore_flag INTEGER NOT NULL DEFAULT 0,
+        local_store_flag INTEGER NOT NULL DEFAULT 0,
+        xml BLOB NOT NULL DEFAULT x''
+    );
+    CREATE TABLE device_exceptions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        dev_id TEXT NOT NULL,
+        channel_no INTEGER NOT NULL,
+        exception_type INTEGER NOT NULL,
+        description TEXT NOT NULL,
+        received_at REAL NOT NULL
+    );
+    CREATE INDEX device_exceptions_dev ON device_exceptions(dev_id, received_at);
+    CREATE TABLE device_pictures (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        dev_id TEXT NOT NULL,
+        channel_no INTEGER NOT NULL,
+        file_name TEXT NOT NULL,
+        shot_time TEXT NOT NULL,
+        received_at REAL NOT NULL
+    );
+    CREATE INDEX device_pictures_dev ON device_pictures(dev_id, received_at);
+    CREATE TABLE hash_tokens (
+        token TEXT PRIMARY KEY,
+        dev_id TEXT NOT NULL,
+        channel_no INTEGER NOT NULL,
+        stream_type INTEGER NOT NULL DEFAULT 0,
+        file_name TEXT NOT NULL DEFAULT '',
+        account TEXT NOT NULL DEFAULT '',
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX hash_tokens_expiry ON hash_tokens(expires_at);
+    CREATE TABLE province_assignments (
+        dev_id TEXT PRIMARY KEY,
+        province_url TEXT NOT NULL,
+        assigned_at REAL NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class MigrationError(Exception):
+    pass
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Open *path* the way every connection of the store does (WAL, foreign keys)."""
+    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    configure(connection)
+    return connection
+
+
+def configure(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("PRAGMA busy_timeout=5000")
+
+
+def migrate(connection: sqlite3.Connection) -> tuple[int, int]:
+    """Bring the schema up to date; returns (version before, version after)."""
+    (before,) = connection.execute("PRAGMA user_version").fetchone()
+    if before > SCHEMA_VERSION:
+        raise MigrationError(f"database schema version {before} is newer than this software ({SCHEMA_VERSION})")
+    for version in range(before, SCHEMA_VERSION):
+        script = MIGRATIONS[version]
+        # executescript commits first; wrap the script so it is all-or-nothing.
+        connection.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version + 1};\nCOMMIT;")
+    return before, SCHEMA_VERSION

@@ -1,0 +1,269 @@
+"""The embedded SQLite store: one connection on one worker thread.
+
+SQLite serialises writers anyway, so one connection in a one-thread
+:class:`~twisted.enterprise.adbapi.ConnectionPool` gives the same throughput as
+many without ``database is locked`` retries, and keeps the reactor thread free.
+WAL mode lets the operator CLI read (and import) while the platform runs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.enterprise import adbapi
+
+from globaleye.store import (
+    Device,
+    DeviceAbility,
+    DeviceAddresses,
+    ExceptionRecord,
+    HashToken,
+    PictureRecord,
+)
+from globaleye.store.migrations import configure, connect, migrate
+
+_DEVICE_COLUMNS = "dev_id, dev_key, manufacturer_no, model, dev_type, source, created_at, registered_at, login_at, dev_ver"
+_ADDRESS_COLUMNS = (
+    "public_ip, public_port, upnp_ip, rtsp_upnp_port, local_ip, rtsp_local_port, "
+    "turn_relay_ip, rtsp_turn_relay_port, net_type"
+)
+
+
+class SQLiteStore:
+    """:class:`globaleye.store.Store` on SQLite."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            # Open once synchronously so that a bad path or a corrupt file is a clear
+            # start-up error, and so that the schema is current before anyone is served.
+            connection = connect(path)
+            try:
+                migrate(connection)
+            finally:
+                connection.close()
+        self._pool = adbapi.ConnectionPool(
+            "sqlite3",
+            path,
+            check_same_thread=False,
+            isolation_level=None,
+            cp_min=1,
+            cp_max=1,
+            cp_openfun=self._open,
+            cp_reconnect=True,
+        )
+
+    def _open(self, connection: sqlite3.Connection) -> None:
+        configure(connection)
+        if self.path == ":memory:":
+            migrate(connection)
+
+    async def _run(self, function: Any, *args: Any) -> Any:
+        return await self._pool.runWithConnection(function, *args)
+
+    async def close(self) -> None:
+        self._pool.close()
+
+    # Devices -----------------------------------------------------------------------
+
+    async def get_device(self, dev_id: str) -> Device | None:
+        def query(c: sqlite3.Connection) -> Device | None:
+            row = c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE dev_id = ?", (dev_id,)).fetchone()
+            return Device(*row) if row else None
+
+        return await self._run(query)
+
+    async def list_devices(self) -> list[Device]:
+        def query(c: sqlite3.Connection) -> list[Device]:
+            return [Device(*row) for row in c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY dev_id")]
+
+        return await self._run(query)
+
+    async def import_devices(self, devices: Sequence[Device]) -> int:
+        def write(c: sqlite3.Connection) -> int:
+            with _transaction(c):
+                for d in devices:
+                    c.execute(
+                        "INSERT INTO devices (dev_id, dev_key, manufacturer_no, model, dev_type, source, created_at) "
+                        "VALUES (?, ?, ?, ?, ?, 'import', ?) ON CONFLICT(dev_id) DO UPDATE SET "
+                        "dev_key = excluded.dev_key, manufacturer_no = excluded.manufacturer_no, "
+                        "model = excluded.model, dev_type = excluded.dev_type, source = 'import'",
+                        (d.dev_id, d.dev_key, d.manufacturer_no, d.model, d.dev_type, d.created_at),
+                    )
+            return len(devices)
+
+        return await self._run(write)
+
+    async def enroll_device(self, device: Device) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            cursor = c.execute(
+                "INSERT INTO devices (dev_id, dev_key, manufacturer_no, model, dev_type, source, created_at) "
+                "VALUES (?, ?, ?, ?, ?, 'open', ?) ON CONFLICT(dev_id) DO NOTHING",
+                (device.dev_id, device.dev_key, device.manufacturer_no, device.model, device.dev_type,
+                 device.created_at),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(write)
+
+    async def delete_device(self, dev_id: str) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            return c.execute("DELETE FROM devices WHERE dev_id = ?", (dev_id,)).rowcount == 1
+
+        return await self._run(write)
+
+    async def record_registration(self, dev_id: str, when: float) -> None:
+        await self._run(_execute, "UPDATE devices SET registered_at = ? WHERE dev_id = ?", (when, dev_id))
+
+    async def record_login(self, dev_id: str, when: float, dev_ver: str, addresses: DeviceAddresses) -> None:
+        def write(c: sqlite3.Connection) -> None:
+            with _transaction(c):
+                c.execute("UPDATE devices SET login_at = ?, dev_ver = ? WHERE dev_id = ?", (when, dev_ver, dev_id))
+                _upsert_addresses(c, dev_id, addresses)
+
+        await self._run(write)
+
+    async def update_addresses(self, dev_id: str, addresses: DeviceAddresses) -> None:
+        await self._run(_upsert_addresses, dev_id, addresses)
+
+    async def get_addresses(self, dev_id: str) -> DeviceAddresses | None:
+        def query(c: sqlite3.Connection) -> DeviceAddresses | None:
+            row = c.execute(f"SELECT {_ADDRESS_COLUMNS} FROM device_addresses WHERE dev_id = ?", (dev_id,)).fetchone()
+            return DeviceAddresses(*row) if row else None
+
+        return await self._run(query)
+
+    async def record_ability(self, dev_id: str, ability: DeviceAbility) -> None:
+        await self._run(
+            _execute,
+            "INSERT INTO device_abilities (dev_id, channel_num, ptz_flag, estore_flag, local_store_flag, xml) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(dev_id) DO UPDATE SET channel_num = excluded.channel_num, "
+            "ptz_flag = excluded.ptz_flag, estore_flag = excluded.estore_flag, "
+            "local_store_flag = excluded.local_store_flag, xml = excluded.xml",
+            (dev_id, ability.channel_num, ability.ptz_flag, ability.estore_flag, ability.local_store_flag,
+             ability.xml),
+        )
+
+    async def get_ability(self, dev_id: str) -> DeviceAbility | None:
+        def query(c: sqlite3.Connection) -> DeviceAbility | None:
+            row = c.execute(
+                "SELECT channel_num, ptz_flag, estore_flag, local_store_flag, xml FROM device_abilities "
+                "WHERE dev_id = ?", (dev_id,)).fetchone()
+            return DeviceAbility(*row[:4], xml=bytes(row[4])) if row else None
+
+        return await self._run(query)
+
+    # Reports -----------------------------------------------------------------------
+
+    async def add_exception(self, record: ExceptionRecord) -> int:
+        return await self._run(
+            _insert,
+            "INSERT INTO device_exceptions (dev_id, channel_no, exception_type, description, received_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (record.dev_id, record.channel_no, record.exception_type, record.description, record.received_at),
+        )
+
+    async def list_exceptions(self, dev_id: str, limit: int = 100) -> list[ExceptionRecord]:
+        def query(c: sqlite3.Connection) -> list[ExceptionRecord]:
+            rows = c.execute(
+                "SELECT dev_id, channel_no, exception_type, description, received_at, id FROM device_exceptions "
+                "WHERE dev_id = ? ORDER BY id DESC LIMIT ?", (dev_id, limit))
+            return [ExceptionRecord(*row) for row in rows]
+
+        return await self._run(query)
+
+    async def add_picture(self, record: PictureRecord) -> int:
+        return await self._run(
+            _insert,
+            "INSERT INTO device_pictures (dev_id, channel_no, file_name, shot_time, received_at) VALUES (?, ?, ?, ?, ?)",
+            (record.dev_id, record.channel_no, record.file_name, record.shot_time, record.received_at),
+        )
+
+    async def list_pictures(self, dev_id: str, limit: int = 100) -> list[PictureRecord]:
+        def query(c: sqlite3.Connection) -> list[PictureRecord]:
+            rows = c.execute(
+                "SELECT dev_id, channel_no, file_name, shot_time, received_at, id FROM device_pictures "
+                "WHERE dev_id = ? ORDER BY id DESC LIMIT ?", (dev_id, limit))
+            return [PictureRecord(*row) for row in rows]
+
+        return await self._run(query)
+
+    # Tokens ------------------------------------------------------------------------
+
+    async def add_token(self, token: HashToken) -> None:
+        await self._run(
+            _execute,
+            "INSERT INTO hash_tokens (token, dev_id, channel_no, stream_type, file_name, account, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (token.token, token.dev_id, token.channel_no, token.stream_type, token.file_name, token.account,
+             token.expires_at),
+        )
+
+    async def consume_token(self, token: str, now: float) -> HashToken | None:
+        def take(c: sqlite3.Connection) -> HashToken | None:
+            with _transaction(c):
+                # Expired tokens are swept on the way: they can never be used again.
+                c.execute("DELETE FROM hash_tokens WHERE expires_at < ?", (now,))
+                row = c.execute(
+                    "DELETE FROM hash_tokens WHERE token = ? RETURNING token, dev_id, channel_no, expires_at, "
+                    "stream_type, file_name, account", (token,)).fetchone()
+            return HashToken(*row) if row else None
+
+        return await self._run(take)
+
+    # Group platform ------------------------------------------------------------------
+
+    async def get_province_url(self, dev_id: str) -> str | None:
+        def query(c: sqlite3.Connection) -> str | None:
+            row = c.execute("SELECT province_url FROM province_assignments WHERE dev_id = ?", (dev_id,)).fetchone()
+            return row[0] if row else None
+
+        return await self._run(query)
+
+    async def assign_province(self, dev_id: str, province_url: str, when: float) -> None:
+        await self._run(
+            _execute,
+            "INSERT INTO province_assignments (dev_id, province_url, assigned_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(dev_id) DO UPDATE SET province_url = excluded.province_url, assigned_at = excluded.assigned_at",
+            (dev_id, province_url, when),
+        )
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error: nothing half-written."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.connection.execute("BEGIN IMMEDIATE")
+        return self.connection
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self.connection.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _execute(c: sqlite3.Connection, sql: str, parameters: tuple[Any, ...]) -> None:
+    c.execute(sql, parameters)
+
+
+def _insert(c: sqlite3.Connection, sql: str, parameters: tuple[Any, ...]) -> int:
+    return int(c.execute(sql, parameters).lastrowid or 0)
+
+
+def _upsert_addresses(c: sqlite3.Connection, dev_id: str, a: DeviceAddresses) -> None:
+    c.execute(
+        f"INSERT INTO device_addresses (dev_id, {_ADDRESS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(dev_id) DO UPDATE SET public_ip = excluded.public_ip, public_port = excluded.public_port, "
+        "upnp_ip = excluded.upnp_ip, rtsp_upnp_port = excluded.rtsp_upnp_port, local_ip = excluded.local_ip, "
+        "rtsp_local_port = excluded.rtsp_local_port, turn_relay_ip = excluded.turn_relay_ip, "
+        "rtsp_turn_relay_port = excluded.rtsp_turn_relay_port, net_type = excluded.net_type",
+        (dev_id, a.public_ip, a.public_port, a.upnp_ip, a.rtsp_upnp_port, a.local_ip, a.rtsp_local_port,
+         a.turn_relay_ip, a.rtsp_turn_relay_port, a.net_type),
+    )
+
+
+def open_store(path: str) -> SQLiteStore:
+    return SQLiteStore(path)

@@ -1,0 +1,142 @@
+"""``twistd globaleye``: every configured role of the platform in one reactor.
+
+Like ``twisted.names.tap``, this module turns command-line options into a service
+tree.  Mistakes are caught in :meth:`Options.postOptions`, before anything
+listens: twistd then prints the message, which names the file and the key, and
+exits non-zero.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.application import service
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.web import resource, server
+
+from globaleye.config import Config, ConfigError, load_config
+from globaleye.deviceweb import XMLPostResource
+from globaleye.gateway import Gateway, GatewaySettings
+from globaleye.protocol import messages as m
+from globaleye.registration import Redirector, Registrar, RegistrationSettings
+from globaleye.store.migrations import MigrationError
+from globaleye.store.sqlite import SQLiteStore
+
+
+class Options(usage.Options):
+    synopsis = "[--config FILE]"
+    longdesc = "Run the GlobalEye platform roles named in the configuration file."
+    optParameters = [
+        ["config", "c", None, "Configuration file (default: built-in defaults, see etc/globaleye.ini)."],
+    ]
+
+    config: Config
+    store: SQLiteStore
+
+    def postOptions(self) -> None:
+        try:
+            self.config = load_config(self["config"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from e
+        self.store = open_store(self.config)
+
+
+def open_store(config: Config) -> SQLiteStore:
+    """Open (and migrate) the database, turning every failure into a UsageError that names it."""
+    try:
+        path = config.database_path()
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(path)
+    except (ConfigError, MigrationError) as e:
+        raise usage.UsageError(f"{config.path}: [database] url: {e}") from e
+    except Exception as e:  # sqlite3.Error, OSError: anything that stops the database opening
+        raise usage.UsageError(f"{config.path}: [database] url: cannot open {config['database']['url']!r}: {e}") from e
+
+
+class PlatformService(service.MultiService):
+    """The platform: store, device gateway, device HTTP site; later issues add roles."""
+
+    log = Logger()
+
+    def __init__(self, config: Config, store: SQLiteStore, reactor: Any = None) -> None:
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.config = config
+        self.reactor = reactor
+        self.store = store
+        self.ports: dict[str, IListeningPort] = {}
+        g = config["gateway"]
+        self.gateway = Gateway(store, reactor, GatewaySettings(
+            heartbeat_timeout=g["heartbeat_timeout"], login_timeout=g["login_timeout"],
+            login_retry=g["login_retry"], command_timeout=g["command_timeout"], cloud_url=g["cloud_url"],
+            cloud_account=g["cloud_account"], cloud_password=g["cloud_password"]))
+        public = config["globaleye"]["public_host"]
+        self.registrar = Registrar(store, reactor, RegistrationSettings(
+            gateway_host=public, gateway_port=g["port"], backup_gateway_host=g["backup_host"],
+            backup_gateway_port=g["backup_port"] or 0, turn_host=g["turn_host"] or public,
+            turn_port=g["turn_port"], backup_turn_host=g["backup_turn_host"],
+            backup_turn_port=g["backup_turn_port"] or 0, ftp_host=g["ftp_host"], ftp_port=g["ftp_port"],
+            ftp_account=g["ftp_account"], ftp_password=g["ftp_password"],
+            enrollment=config["enrollment"]["mode"], vendors=config["enrollment"]["vendors"],
+            register_interval=g["register_interval"]))
+        self.redirector = Redirector(store, config["group"]["default_province_url"])
+
+    def port_of(self, role: str) -> int:
+        return int(self.ports[role].getHost().port)
+
+    def startService(self) -> None:
+        roles = self.config.roles
+        if "gateway" in roles:
+            g = self.config["gateway"]
+            self.ports["gateway"] = self._listen("gateway", g["port"], self.gateway.factory(), g["interface"])
+            self.registrar.settings = attrs.evolve(self.registrar.settings, gateway_port=self.port_of("gateway"))
+        if "http" in roles or "group" in roles:
+            h = self.config["http"]
+            self.ports["http"] = self._listen("http", h["port"], server.Site(self.http_root()), h["interface"])
+            if not self.redirector.default_province_url and "gateway" in roles:
+                # The demo runs group and province in one process: redirect devices to ourselves.
+                public = self.config["globaleye"]["public_host"]
+                self.redirector.default_province_url = f"http://{public}:{self.port_of('http')}/register"
+        super().startService()
+
+    def http_root(self) -> resource.Resource:
+        root = resource.Resource()
+        max_body = self.config["http"]["max_body"]
+        if "gateway" in self.config.roles:
+            root.putChild(b"register", XMLPostResource(m.RegisterRequest, self.registrar.register, max_body))
+        if "group" in self.config.roles:
+            root.putChild(b"redirect", XMLPostResource(m.RedirectRequest, self.redirector.redirect, max_body))
+        return root
+
+    def _listen(self, role: str, port: int, factory: Any, interface: str) -> IListeningPort:
+        listening = self.reactor.listenTCP(port, factory, interface=interface)
+        host = listening.getHost()
+        self.log.info("{role} listening on {host}:{port}", role=role, host=host.host, port=host.port)
+        return listening
+
+    async def _stop(self) -> None:
+        for role, port in list(self.ports.items()):
+            await port.stopListening()
+            self.log.info("{role} stopped listening", role=role)
+        for session in list(self.gateway.sessions.values()):
+            session.close("platform shutting down")
+        await self.store.close()
+
+    def stopService(self) -> Any:
+        from twisted.internet.defer import Deferred, DeferredList
+
+        d = super().stopService()
+        own = Deferred.fromCoroutine(self._stop())
+        return DeferredList([d, own]) if d is not None else own
+
+
+def makeService(options: Options) -> service.IService:
+    return PlatformService(options.config, options.store)

@@ -111,7 +111,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "globaleye": {
         "roles": Key(_roles, "gateway, http, group", "Roles this process runs: gateway, http, group, stun, turn."),
         "public_host": Key(str, "127.0.0.1", "Address devices and clients use to reach this host."),
-        "data_dir": Key(str, "var", "Directory for the database and other state (relative to the config file)."),
+        "data_dir": Key(str, "var", "Directory for the database and other state (relative to the working directory)."),
     },
     "database": {
         "url": Key(str, "sqlite:///globaleye.sqlite3", "sqlite:///PATH (relative to data_dir) or sqlite:///:memory:."),
@@ -193,12 +193,9 @@ class Config:
         return self.values[section]
 
     @property
-    def base_dir(self) -> Path:
-        return self.path.parent if self.path is not None else Path.cwd()
-
-    @property
     def data_dir(self) -> Path:
-        return self.base_dir / self.values["globaleye"]["data_dir"]
+        """Relative to the working directory, as twistd's own --pidfile and --logfile are."""
+        return Path(self.values["globaleye"]["data_dir"]).absolute()
 
     @property
     def roles(self) -> tuple[str, ...]:

@@ -21,7 +21,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from globaleye.protocol import messages
-from globaleye.protocol.frame import BadDigest, Frame, FrameDecoder, FrameError, Skipped, encode_frame, next_seq
+from globaleye.protocol.frame import (
+    BadDigest,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    Skipped,
+    encode_frame,
+    next_seq,
+)
 
 
 class CommandError(Exception):

@@ -8,7 +8,6 @@ exits non-zero.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -48,10 +47,7 @@ class Options(usage.Options):
 def open_store(config: Config) -> SQLiteStore:
     """Open (and migrate) the database, turning every failure into a UsageError that names it."""
     try:
-        path = config.database_path()
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return SQLiteStore(path)
+        return SQLiteStore(config.database_path())
     except (ConfigError, MigrationError) as e:
         raise usage.UsageError(f"{config.path}: [database] url: {e}") from e
     except Exception as e:  # sqlite3.Error, OSError: anything that stops the database opening

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from twisted.enterprise import adbapi
@@ -37,6 +38,7 @@ class SQLiteStore:
     def __init__(self, path: str) -> None:
         self.path = path
         if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
             # Open once synchronously so that a bad path or a corrupt file is a clear
             # start-up error, and so that the schema is current before anyone is served.
             connection = connect(path)
@@ -263,7 +265,3 @@ def _upsert_addresses(c: sqlite3.Connection, dev_id: str, a: DeviceAddresses) ->
         (dev_id, a.public_ip, a.public_port, a.upnp_ip, a.rtsp_upnp_port, a.local_ip, a.rtsp_local_port,
          a.turn_relay_ip, a.rtsp_turn_relay_port, a.net_type),
     )
-
-
-def open_store(path: str) -> SQLiteStore:
-    return SQLiteStore(path)

@@ -1,0 +1,154 @@
+"""``globaleye``: the operator's command line, against the same database as the platform.
+
+    globaleye [--config FILE] device import devices.csv
+    globaleye [--config FILE] device list
+    globaleye [--config FILE] device show DEVID
+    globaleye [--config FILE] device delete DEVID
+    globaleye [--config FILE] config check
+
+It goes through the same asynchronous :class:`~globaleye.store.Store` as the
+platform (SQLite in WAL mode lets both work at once).  An import is checked whole
+before anything is written, and written in one transaction: a bad line means
+nothing of the file was imported, and the error names the line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sqlite3
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import react
+
+from globaleye.config import Config, ConfigError, load_config
+from globaleye.gateway.service import DEV_ID
+from globaleye.store import Device
+from globaleye.store.sqlite import SQLiteStore
+
+
+class CLIError(Exception):
+    pass
+
+
+def parse_devices(text: str, vendors: frozenset[str], now: float) -> list[Device]:
+    """Rows of ``DevID,DevKey,ManufacturerNo,Model[,DevType]``; a header line is allowed."""
+    devices: list[Device] = []
+    seen: set[str] = set()
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        if number == 1 and row[0].strip().lower() in ("devid", "dev_id"):
+            continue
+        fields = [field.strip() for field in row]
+        if len(fields) not in (4, 5):
+            raise CLIError(f"line {number}: expected DevID,DevKey,ManufacturerNo,Model[,DevType], got {len(fields)} fields")
+        dev_id, dev_key, vendor, model = fields[:4]
+        if not DEV_ID.match(dev_id):
+            raise CLIError(f"line {number}: DevID {dev_id!r} is not 11 digits")
+        if dev_id[:3] not in vendors:
+            raise CLIError(f"line {number}: vendor code {dev_id[:3]} of {dev_id} is not in [enrollment] vendors")
+        if vendor and vendor != dev_id[:3]:
+            raise CLIError(f"line {number}: ManufacturerNo {vendor} does not match DevID {dev_id}")
+        if not dev_key or len(dev_key) > 64:
+            raise CLIError(f"line {number}: DevKey must be 1-64 characters")
+        dev_type = fields[4] if len(fields) == 5 else "1"
+        if dev_type not in ("1", "2", "3"):
+            raise CLIError(f"line {number}: DevType {dev_type!r} is not 1 (IPC), 2 (DVR) or 3 (NVR)")
+        if dev_id in seen:
+            raise CLIError(f"line {number}: DevID {dev_id} appears twice")
+        seen.add(dev_id)
+        devices.append(Device(dev_id=dev_id, dev_key=dev_key, manufacturer_no=vendor or dev_id[:3], model=model,
+                              dev_type=int(dev_type), created_at=now))
+    return devices
+
+
+def _when(seconds: float | None) -> str:
+    return "-" if seconds is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
+    if args.area == "config":
+        print(f"{config.path or '<defaults>'}: OK (roles: {', '.join(config.roles)}; "
+              f"database {config.database_path()})", file=out)
+        return
+    store = SQLiteStore(config.database_path())
+    try:
+        if args.action == "import":
+            with open(args.file, encoding="utf-8-sig") as f:
+                devices = parse_devices(f.read(), config["enrollment"]["vendors"], time.time())
+            count = await store.import_devices(devices)
+            print(f"imported {count} devices from {args.file}", file=out)
+        elif args.action == "list":
+            print(f"{'DevID':<12} {'vendor':<6} {'model':<16} {'source':<7} {'registered':<19} last login", file=out)
+            for d in await store.list_devices():
+                print(f"{d.dev_id:<12} {d.manufacturer_no:<6} {d.model[:16]:<16} {d.source:<7} "
+                      f"{_when(d.registered_at):<19} {_when(d.login_at)}", file=out)
+        elif args.action == "show":
+            device = await store.get_device(args.dev_id)
+            if device is None:
+                raise CLIError(f"no device {args.dev_id}")
+            addresses = await store.get_addresses(args.dev_id)
+            ability = await store.get_ability(args.dev_id)
+            for name, value in (("DevID", device.dev_id), ("vendor", device.manufacturer_no), ("model", device.model),
+                                ("type", device.dev_type), ("source", device.source), ("firmware", device.dev_ver),
+                                ("registered", _when(device.registered_at)), ("last login", _when(device.login_at))):
+                print(f"{name:<12} {value}", file=out)
+            if addresses is not None:
+                print(f"{'public':<12} {addresses.public_ip}:{addresses.public_port}", file=out)
+                print(f"{'local':<12} {addresses.local_ip}:{addresses.rtsp_local_port}", file=out)
+                print(f"{'upnp':<12} {addresses.upnp_ip}:{addresses.rtsp_upnp_port}", file=out)
+                print(f"{'turn relay':<12} {addresses.turn_relay_ip}:{addresses.rtsp_turn_relay_port}", file=out)
+            if ability is not None:
+                print(f"{'channels':<12} {ability.channel_num} (PTZ {ability.ptz_flag})", file=out)
+            for record in await store.list_exceptions(args.dev_id, limit=10):
+                print(f"{'exception':<12} {_when(record.received_at)} channel {record.channel_no} "
+                      f"type {record.exception_type}: {record.description}", file=out)
+        elif args.action == "delete":
+            if not await store.delete_device(args.dev_id):
+                raise CLIError(f"no device {args.dev_id}")
+            print(f"deleted {args.dev_id}", file=out)
+    finally:
+        await store.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="globaleye", description="GlobalEye operator commands.")
+    parser.add_argument("--config", "-c", default=None, help="configuration file (default: built-in defaults)")
+    areas = parser.add_subparsers(dest="area", required=True)
+    device = areas.add_parser("device", help="devices known to this province platform")
+    actions = device.add_subparsers(dest="action", required=True)
+    imp = actions.add_parser("import", help="import devices from CSV: DevID,DevKey,ManufacturerNo,Model[,DevType]")
+    imp.add_argument("file")
+    actions.add_parser("list", help="list devices")
+    for name in ("show", "delete"):
+        action = actions.add_parser(name, help=f"{name} one device")
+        action.add_argument("dev_id")
+    config = areas.add_parser("config", help="configuration")
+    config.add_subparsers(dest="action", required=True).add_parser("check", help="check the configuration file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    stream = out or sys.stdout
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"globaleye: {e}", file=sys.stderr)
+        sys.exit(2)
+
+    async def guarded() -> None:
+        try:
+            await run(config, args, stream)
+        except (ConfigError, CLIError, OSError, sqlite3.Error) as e:
+            print(f"globaleye: {e}", file=sys.stderr)
+            raise SystemExit(2) from e
+
+    react(lambda reactor: Deferred.fromCoroutine(guarded()))

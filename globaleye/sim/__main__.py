@@ -1,0 +1,100 @@
+"""``globaleye-sim``: run N simulated cameras in one reactor.
+
+    globaleye-sim --register http://127.0.0.1:8080/register --count 100
+    globaleye-sim --redirect http://127.0.0.1:8080/redirect --count 10000 --first-id 81100000001
+
+Each camera gets the DevID ``first-id + i`` and a key derived from ``--seed`` and
+its DevID, so a restarted simulator presents the keys the platform pinned.
+Cameras start spread over ``--ramp`` seconds, as a real fleet powers up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import treq
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall, deferLater, react
+from twisted.logger import (
+    FilteringLogObserver,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from globaleye.sim.camera import SimulatedCamera, Timing, device_key
+from globaleye.sim.state import CameraState
+
+log = Logger()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="globaleye-sim", description="Run simulated cameras against GlobalEye.")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--register", default="", help="province registration URL (§7.2)")
+    target.add_argument("--redirect", default="", help="group redirect URL (§5)")
+    parser.add_argument("--count", type=int, default=1, help="number of cameras (default 1)")
+    parser.add_argument("--first-id", default="81100000001", help="DevID of the first camera")
+    parser.add_argument("--seed", default="globaleye-sim", help="seed of the per-device keys")
+    parser.add_argument("--ramp", type=float, default=0.0, help="spread the start over this many seconds")
+    parser.add_argument("--heartbeat", type=float, default=120.0, help="heartbeat interval (§7.3.4: 120 s)")
+    parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run forever)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log every camera's events")
+    return parser
+
+
+async def simulate(reactor: Any, args: argparse.Namespace) -> None:
+    if len(args.first_id) != 11 or not args.first_id.isdigit():
+        raise SystemExit("globaleye-sim: --first-id must be 11 digits")
+    if not (args.register or args.redirect):
+        args.register = "http://127.0.0.1:8080/register"
+    first = int(args.first_id)
+    rng = random.Random(args.seed)
+    http = treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
+    timing = Timing(heartbeat_interval=args.heartbeat)
+    cameras = []
+    for index in range(args.count):
+        dev_id = f"{first + index:011d}"
+        state = CameraState.for_device(dev_id, device_key(args.seed, dev_id))
+        cameras.append(SimulatedCamera(state, reactor, register_url=args.register, redirect_url=args.redirect,
+                                       timing=timing, rng=random.Random(rng.random()), http=http))
+    for index, camera in enumerate(cameras):
+        delay = args.ramp * index / max(1, len(cameras))
+        reactor.callLater(delay, camera.start)
+
+    def report() -> None:
+        online = sum(camera.online for camera in cameras)
+        answered = sum(camera.commands_answered for camera in cameras)
+        log.info("{online}/{count} cameras online, {answered} commands answered", online=online,
+                 count=len(cameras), answered=answered)
+
+    status = LoopingCall(report)
+    status.clock = reactor
+    status.start(10, now=False)
+    if args.duration > 0:
+        await deferLater(reactor, args.duration, lambda: None)
+    else:
+        await Deferred()
+    status.stop()
+    report()
+    for camera in cameras:
+        camera.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    level = LogLevel.debug if args.verbose else LogLevel.info
+    globalLogBeginner.beginLoggingTo([FilteringLogObserver(textFileLogObserver(sys.stdout),
+                                                           [LogLevelFilterPredicate(level)])])
+    react(lambda reactor: Deferred.fromCoroutine(simulate(reactor, args)))
+
+
+if __name__ == "__main__":
+    main()

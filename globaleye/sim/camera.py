@@ -1,0 +1,278 @@
+"""A simulated camera: the device side of §5, §7.2 and §7.3–§7.5.
+
+It is the same codecs and the same :class:`~globaleye.messaging.MessageProtocol`
+as the gateway, seen from the other end.  One :class:`SimulatedCamera` runs one
+device's whole life as a coroutine on the reactor: redirect (optional), register,
+log in to the primary gateway or else the backup, report abilities, beat every
+120 s, answer the platform's commands from its own state, and when anything fails
+back off (exponentially, with jitter, so ten thousand cameras don't reconnect in
+lock-step) and start again.  The rules a real device must follow are kept: two
+registrations at least 5 minutes apart (§7.2), two failed logins at least 3 minutes
+apart (§7.3.3), reconnect after three unanswered heartbeats (§7.3.4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+import attrs
+import treq
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from globaleye.messaging import CommandError, MessageProtocol
+from globaleye.protocol import messages as m
+from globaleye.protocol.frame import Frame
+from globaleye.sim.state import CameraState
+
+REGISTER_INTERVAL = 300.0  # §7.2
+LOGIN_RETRY = 180.0  # §7.3.3
+HEARTBEAT_INTERVAL = 120.0  # §7.3.4
+HEARTBEAT_MISSES = 3
+
+
+def device_key(seed: str, dev_id: str) -> str:
+    """A stable per-device key, so a restarted simulator presents the pinned key again."""
+    return hashlib.sha256(f"{seed}:{dev_id}".encode()).hexdigest()[:16]
+
+
+@attrs.define
+class Timing:
+    """The device's timers; tests shrink them, the simulator keeps the spec's values."""
+
+    register_interval: float = REGISTER_INTERVAL
+    login_retry: float = LOGIN_RETRY
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
+    heartbeat_misses: int = HEARTBEAT_MISSES
+    request_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+
+
+class CameraSession(MessageProtocol):
+    """The device side of one TCP session."""
+
+    def __init__(self, camera: SimulatedCamera) -> None:
+        super().__init__(camera.clock)
+        self.camera = camera
+        self.lost: Deferred[None] = Deferred()
+        self.beat: Deferred[None] | None = None
+
+    def describe(self) -> str:
+        return f"camera {self.camera.state.dev_id} ({self.peer})"
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        super().connectionLost(reason)
+        if not self.lost.called:
+            self.lost.callback(None)
+        if self.beat is not None and not self.beat.called:
+            self.beat.cancel()
+
+    def request_received(self, frame: Frame, message: m.Message) -> None:
+        from globaleye.sim.commands import answer
+
+        try:
+            response = answer(self.camera.state, message)
+        except Exception:
+            self.log.failure("{who}: cannot answer <{root}>", who=self.describe(), root=message.ROOT)
+            return
+        self.camera.commands_answered += 1
+        self.respond(frame, response)
+
+
+class SimulatedCamera:
+    log = Logger()
+
+    def __init__(self, state: CameraState, reactor: Any, *, register_url: str = "", redirect_url: str = "",
+                 timing: Timing | None = None, rng: random.Random | None = None,
+                 http: treq.client.HTTPClient | None = None) -> None:
+        self.state = state
+        self.reactor = reactor
+        self.clock: IReactorTime = reactor
+        self.register_url = register_url
+        self.redirect_url = redirect_url
+        self.timing = timing or Timing()
+        self.rng = rng or random.Random()
+        self.http = http or treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
+        self.registration: m.RegisterResponse | None = None
+        self.registered_at: float | None = None
+        self.session: CameraSession | None = None
+        self.online = False
+        self.logins = 0
+        self.commands_answered = 0
+        self.last_error = ""
+        self._stopped = False
+        self._task: Deferred[None] | None = None
+        self._failures = 0
+        self.went_online: Deferred[None] = Deferred()
+
+    # Control ---------------------------------------------------------------------------
+
+    def start(self) -> Deferred[None]:
+        self._task = Deferred.fromCoroutine(self._run())
+        self._task.addErrback(lambda f: f.trap(CancelledError))
+        return self._task
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self.session is not None and self.session.transport is not None:
+            self.session.transport.loseConnection()
+        if self._task is not None:
+            self._task.cancel()
+
+    def switch_gateway(self, host: str, port: int) -> None:
+        """Test hook: pretend a new registration pointed at another gateway."""
+        if self.registration is not None:
+            self.registration = attrs.evolve(self.registration, nat_ip=host, nat_port=port)
+
+    # Life --------------------------------------------------------------------------------
+
+    async def _sleep(self, seconds: float) -> None:
+        await deferLater(self.clock, seconds, lambda: None)
+
+    async def _backoff(self, reason: str) -> None:
+        self._failures += 1
+        self.last_error = reason
+        delay = min(self.timing.backoff_max, self.timing.backoff_initial * 2 ** min(self._failures - 1, 16))
+        delay *= self.rng.uniform(0.5, 1.5)
+        self.log.debug("camera {dev_id}: {reason}; retrying in {delay:.1f} s", dev_id=self.state.dev_id,
+                       reason=reason, delay=delay)
+        await self._sleep(delay)
+
+    async def _run(self) -> None:
+        while not self._stopped:
+            if self.registration is None:
+                if not await self._register():
+                    continue
+            assert self.registration is not None
+            gateways = [(self.registration.nat_ip, self.registration.nat_port)]
+            backup = (self.registration.backup_nat_ip, self.registration.backup_nat_port)
+            if backup[0] and backup[1] and backup not in gateways:
+                gateways.append(backup)
+            connected = False
+            for host, port in gateways:
+                outcome = await self._session(host, port)
+                if outcome == "connect-failed":
+                    continue
+                connected = True
+                if outcome == "unknown":
+                    self.registration = None  # §7.2: the platform no longer knows us: register again
+                break
+            if self._stopped:
+                return
+            if not connected:
+                # §7.2: both gateways failed: register again to learn new addresses.
+                self.registration = None
+                await self._backoff("primary and backup gateways unreachable")
+            elif outcome == "login-failed":
+                await self._sleep(self.timing.login_retry * self.rng.uniform(1.0, 1.1))
+            elif outcome != "unknown":
+                await self._backoff(f"session ended ({outcome})")
+
+    async def _post(self, url: str, message: m.Message) -> bytes:
+        response = await self.http.post(url, data=message.to_xml(),
+                                        headers={b"Content-Type": [b"text/xml;charset=UTF-8"]},
+                                        timeout=self.timing.request_timeout)
+        body = await response.content()
+        if response.code != 200:
+            raise CommandError(f"HTTP {response.code} from {url}: {body[:200]!r}")
+        return bytes(body)
+
+    async def _register(self) -> bool:
+        now = self.clock.seconds()
+        if self.registered_at is not None and now - self.registered_at < self.timing.register_interval:
+            await self._sleep(self.registered_at + self.timing.register_interval - now)
+        s = self.state
+        try:
+            if not self.register_url and self.redirect_url:
+                redirect = m.RedirectResponse.from_xml(await self._post(self.redirect_url, m.RedirectRequest(
+                    manufacturer_no=s.manufacturer_no, mode=s.model, dev_type=s.dev_type, dev_id=s.dev_id,
+                    dev_key=s.dev_key)))
+                if redirect.result != 0 or not redirect.lcms_url:
+                    await self._backoff(f"redirect refused (Result {redirect.result})")
+                    return False
+                self.register_url = redirect.lcms_url.strip()
+            response = m.RegisterResponse.from_xml(await self._post(self.register_url, m.RegisterRequest(
+                manufacturer_no=s.manufacturer_no, mode=s.model, dev_type=s.dev_type, dev_id=s.dev_id,
+                dev_key=s.dev_key)))
+        except (CancelledError, GeneratorExit):
+            raise
+        except Exception as e:
+            await self._backoff(f"registration failed: {e}")
+            return False
+        self.registered_at = self.clock.seconds()
+        if response.result != 0:
+            await self._backoff(f"registration refused (Result {response.result})")
+            return False
+        self.registration = response
+        return True
+
+    async def _session(self, host: str, port: int) -> str:
+        endpoint = TCP4ClientEndpoint(self.reactor, host, port, timeout=self.timing.connect_timeout)
+        session = CameraSession(self)
+        try:
+            await connectProtocol(endpoint, session)
+        except (CancelledError, GeneratorExit):
+            raise
+        except Exception as e:
+            self.last_error = f"connect to {host}:{port} failed: {e}"
+            return "connect-failed"
+        self.session = session
+        try:
+            return await self._converse(session)
+        finally:
+            self.online = False
+            self.session = None
+            if session.transport is not None:
+                session.transport.loseConnection()
+
+    async def _converse(self, session: CameraSession) -> str:
+        s = self.state
+        try:
+            login = await session.request(m.LoginRequest(
+                dev_ver=s.dev_ver, dev_id=s.dev_id, dev_key=s.dev_key, upnp_ip=s.upnp_ip,
+                rtsp_upnp_port=s.rtsp_upnp_port, local_ip=s.local_ip, rtsp_local_port=s.rtsp_local_port,
+                turn_relay_ip=s.turn_relay_ip, rtsp_turn_relay_port=s.rtsp_turn_relay_port,
+                net_type=s.net_type), self.timing.request_timeout)
+        except CommandError as e:
+            return f"login unanswered: {e}"
+        if login.result != 0:
+            self.last_error = f"login refused (Result {login.result})"
+            return "unknown" if login.result == 1 else "login-failed"
+        self.online = True
+        self.logins += 1
+        self._failures = 0
+        if not self.went_online.called:
+            self.went_online.callback(None)
+        try:
+            await session.request(s.ability_report(), self.timing.request_timeout)
+        except CommandError as e:
+            return f"ability report unanswered: {e}"
+        misses = 0
+        while not session.lost.called:
+            session.beat = deferLater(self.clock, self.timing.heartbeat_interval, lambda: None)
+            try:
+                await session.beat
+            except CancelledError:
+                break
+            try:
+                await session.request(m.HeartbeatRequest(
+                    dev_id=s.dev_id, cur_video_num=s.cur_video_num, upnp_ip=s.upnp_ip,
+                    rtsp_upnp_port=s.rtsp_upnp_port, local_ip=s.local_ip, rtsp_local_port=s.rtsp_local_port,
+                    turn_relay_ip=s.turn_relay_ip, rtsp_turn_relay_port=s.rtsp_turn_relay_port),
+                    self.timing.request_timeout)
+                misses = 0
+            except CommandError as e:
+                misses += 1
+                if misses >= self.timing.heartbeat_misses:
+                    return f"{misses} heartbeats unanswered: {e}"
+        return "connection lost"
+

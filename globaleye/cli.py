@@ -5,6 +5,7 @@
     globaleye [--config FILE] device show DEVID
     globaleye [--config FILE] device delete DEVID
     globaleye [--config FILE] config check
+    globaleye [--config FILE] demo [--cameras N]
 
 It goes through the same asynchronous :class:`~globaleye.store.Store` as the
 platform (SQLite in WAL mode lets both work at once).  An import is checked whole
@@ -72,7 +73,43 @@ def _when(seconds: float | None) -> str:
     return "-" if seconds is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 
+async def demo(config: Config, cameras: int, out: TextIO) -> None:
+    """The platform and simulated cameras in one reactor, everything on localhost."""
+    import random
+
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from globaleye.protocol import messages as m
+    from globaleye.sim.camera import SimulatedCamera, device_key
+    from globaleye.sim.state import CameraState
+    from globaleye.tap import PlatformService, open_store
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(out)])
+    platform = PlatformService(config, open_store(config), reactor)
+    platform.startService()
+    redirect = f"http://127.0.0.1:{platform.port_of('http')}/redirect"
+    sims = []
+    for index in range(cameras):
+        dev_id = f"{81100000001 + index:011d}"
+        camera = SimulatedCamera(CameraState.for_device(dev_id, device_key("demo", dev_id)), reactor,
+                                 redirect_url=redirect, rng=random.Random(index))
+        camera.start()
+        sims.append(camera)
+    for camera in sims:
+        await camera.went_online
+        dev_id = camera.state.dev_id
+        answer = await platform.gateway.command(dev_id, m.PtzRequest(dev_id=dev_id, channel_no=0, ptz_direction=3))
+        print(f"demo: camera {dev_id} is online; PTZ left answered with Result {answer.result}", file=out)
+    print(f"demo: {cameras} camera(s) online. Gateway on port {platform.port_of('gateway')}, HTTP on port "
+          f"{platform.port_of('http')}. Press Ctrl-C to stop.", file=out)
+    await Deferred()
+
+
 async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
+    if args.area == "demo":
+        await demo(config, args.cameras, out)
+        return
     if args.area == "config":
         print(f"{config.path or '<defaults>'}: OK (roles: {', '.join(config.roles)}; "
               f"database {config.database_path()})", file=out)
@@ -129,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("show", "delete"):
         action = actions.add_parser(name, help=f"{name} one device")
         action.add_argument("dev_id")
+    demo = areas.add_parser("demo", help="run the platform with simulated cameras on localhost")
+    demo.add_argument("--cameras", type=int, default=1, help="number of simulated cameras (default 1)")
     config = areas.add_parser("config", help="configuration")
     config.add_subparsers(dest="action", required=True).add_parser("check", help="check the configuration file")
     return parser

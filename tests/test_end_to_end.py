@@ -90,9 +90,9 @@ class EndToEndTests(TestCase):
             ability = await platform.store.get_ability("81100000001")
         self.assertEqual(ability.channel_num, camera.state.channel_num)
 
-        ptz = await gateway.command("81100000001", m.PtzRequest(dev_id="81100000001", channel_no=1, ptz_direction=3))
+        ptz = await gateway.command("81100000001", m.PtzRequest(dev_id="81100000001", channel_no=0, ptz_direction=3))
         self.assertEqual((type(ptz), ptz.result, ptz.dev_id), (m.PtzResponse, 0, "81100000001"))
-        params = await gateway.command("81100000001", m.GetVideoParamsRequest(dev_id="81100000001", channel_no=1,
+        params = await gateway.command("81100000001", m.GetVideoParamsRequest(dev_id="81100000001", channel_no=0,
                                                                                stream_type=1))
         self.assertIsInstance(params, m.GetVideoParamsResponse)
         self.assertEqual(params.result, 0)
@@ -101,7 +101,7 @@ class EndToEndTests(TestCase):
         self.assertEqual(camera.commands_answered, 3)
 
         # Many commands in flight at once, each answered by its own response.
-        requests = [m.PtzRequest(dev_id="81100000001", channel_no=1, ptz_direction=d % 5) for d in range(200)]
+        requests = [m.PtzRequest(dev_id="81100000001", channel_no=0, ptz_direction=d % 5) for d in range(200)]
         answers = await Deferred.fromCoroutine(_gather([gateway.command("81100000001", r) for r in requests]))
         self.assertEqual(len(answers), 200)
         self.assertTrue(all(isinstance(a, m.PtzResponse) for a in answers))

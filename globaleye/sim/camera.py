@@ -30,6 +30,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from globaleye.messaging import CommandError, MessageProtocol
 from globaleye.protocol import messages as m
 from globaleye.protocol.frame import Frame
+from globaleye.sim.commands import answer
 from globaleye.sim.state import CameraState
 
 REGISTER_INTERVAL = 300.0  # §7.2
@@ -77,8 +78,6 @@ class CameraSession(MessageProtocol):
             self.beat.cancel()
 
     def request_received(self, frame: Frame, message: m.Message) -> None:
-        from globaleye.sim.commands import answer
-
         try:
             response = answer(self.camera.state, message)
         except Exception:

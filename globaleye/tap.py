@@ -26,6 +26,9 @@ from globaleye.store.migrations import MigrationError
 from globaleye.store.sqlite import SQLiteStore
 
 
+LISTEN_BACKLOG = 4096
+
+
 class Options(usage.Options):
     synopsis = "[--config FILE]"
     longdesc = "Run the GlobalEye platform roles named in the configuration file."
@@ -113,7 +116,10 @@ class PlatformService(service.MultiService):
         return root
 
     def _listen(self, role: str, port: int, factory: Any, interface: str) -> IListeningPort:
-        listening = self.reactor.listenTCP(port, factory, interface=interface)
+        # A login storm (every camera of a province after a power cut) opens thousands of
+        # connections at once; Twisted's default backlog of 50 would drop their SYNs and
+        # stretch the storm by the clients' retransmission timers.
+        listening = self.reactor.listenTCP(port, factory, backlog=LISTEN_BACKLOG, interface=interface)
         host = listening.getHost()
         self.log.info("{role} listening on {host}:{port}", role=role, host=host.host, port=host.port)
         return listening

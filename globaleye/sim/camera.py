@@ -85,6 +85,12 @@ class CameraSession(MessageProtocol):
             return
         self.camera.commands_answered += 1
         self.respond(frame, response)
+        # Outcomes the device owes the platform later (e.g. of a Wi-Fi change) go out as 34H.
+        while self.camera.state.pending_reports:
+            report = self.camera.state.pending_reports.pop(0)
+            self.request(report, self.camera.timing.request_timeout).addErrback(
+                lambda f: self.log.warn("{who}: exception report unanswered: {e}", who=self.describe(),
+                                        e=f.getErrorMessage()))
 
 
 class SimulatedCamera:

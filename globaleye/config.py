@@ -135,7 +135,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cloud_account": Key(str, "", "EAccount given in LOGIN_RES."),
         "cloud_password": Key(str, "", "EPassword given in LOGIN_RES."),
         "turn_host": Key(str, "", "TURN server address given in REGISTER_RES (empty: public_host)."),
-        "turn_port": Key(_port, "3478", "TURN server port given in REGISTER_RES."),
+        "turn_port": Key(_optional_port, "", "TURN server port given in REGISTER_RES (empty: [turn] port)."),
         "backup_turn_host": Key(str, "", "Backup TURN server address given in REGISTER_RES."),
         "backup_turn_port": Key(_optional_port, "", "Backup TURN server port given in REGISTER_RES."),
         "ftp_host": Key(str, "", "Picture FTP server given in REGISTER_RES."),
@@ -156,9 +156,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "stun": {
         "interface": Key(str, "127.0.0.1", "Primary STUN address."),
-        "port": Key(_port, "3478", "Primary STUN port."),
+        "port": Key(_port, "3479",
+                    "Primary STUN port (3478 is left to the TURN server, which also answers Binding)."),
         "alternate_interface": Key(str, "", "Second address for RFC 3489 CHANGE-REQUEST (empty: none)."),
-        "alternate_port": Key(_port, "3479", "Second port for RFC 3489 CHANGE-REQUEST."),
+        "alternate_port": Key(_port, "3480", "Second port for RFC 3489 CHANGE-REQUEST."),
     },
     "turn": {
         "interface": Key(str, "127.0.0.1", "Address the TURN server listens on (UDP and TCP)."),

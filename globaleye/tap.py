@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web import resource, server
 
+from globaleye import __version__
 from globaleye.config import Config, ConfigError, load_config
 from globaleye.deviceweb import XMLPostResource
 from globaleye.gateway import Gateway, GatewaySettings
@@ -24,9 +25,13 @@ from globaleye.protocol import messages as m
 from globaleye.registration import Redirector, Registrar, RegistrationSettings
 from globaleye.store.migrations import MigrationError
 from globaleye.store.sqlite import SQLiteStore
-
+from globaleye.turnauth import DeviceCredentials
+from txturn.auth import ChainedLookup
+from txturn.service import TurnServerConfig, TurnService, default_lookup, turn_service
+from txturn.stunserver import StunServerConfig, StunService
 
 LISTEN_BACKLOG = 4096
+SOFTWARE = f"GlobalEye {__version__}"
 
 
 class Options(usage.Options):
@@ -81,18 +86,44 @@ class PlatformService(service.MultiService):
         self.registrar = Registrar(store, reactor, RegistrationSettings(
             gateway_host=public, gateway_port=g["port"], backup_gateway_host=g["backup_host"],
             backup_gateway_port=g["backup_port"] or 0, turn_host=g["turn_host"] or public,
-            turn_port=g["turn_port"], backup_turn_host=g["backup_turn_host"],
+            turn_port=g["turn_port"] or config["turn"]["port"], backup_turn_host=g["backup_turn_host"],
             backup_turn_port=g["backup_turn_port"] or 0, ftp_host=g["ftp_host"], ftp_port=g["ftp_port"],
             ftp_account=g["ftp_account"], ftp_password=g["ftp_password"],
             enrollment=config["enrollment"]["mode"], vendors=config["enrollment"]["vendors"],
             register_interval=g["register_interval"]))
         self.redirector = Redirector(store, config["group"]["default_province_url"])
+        self.stun: StunService | None = None
+        self.turn: TurnService | None = None
+        if "stun" in config.roles:
+            st = config["stun"]
+            self.stun = StunService(StunServerConfig(
+                interface=st["interface"], port=st["port"], alternate_interface=st["alternate_interface"] or None,
+                alternate_port=st["alternate_port"], software=SOFTWARE), reactor)
+            self.stun.setServiceParent(self)
+        if "turn" in config.roles:
+            t = config["turn"]
+            turn_config = TurnServerConfig(
+                interface=t["interface"], port=t["port"], tls_port=t["tls_port"], tls_cert=t["tls_cert"] or None,
+                tls_key=t["tls_key"] or None, realm=t["realm"], relay_interface=t["relay_interface"] or t["interface"],
+                external_ip=t["external_ip"] or None, relay_ports=t["relay_ports"], users=t["users"],
+                shared_secret=t["shared_secret"] or None, allow_peers=t["allow_peers"], deny_peers=t["deny_peers"],
+                user_quota=t["user_quota"], total_quota=t["total_quota"], max_bps=t["max_bps"] or None,
+                software=SOFTWARE)
+            lookups: list[Any] = [default_lookup(turn_config, reactor)]
+            if t["device_credentials"]:
+                lookups.append(DeviceCredentials(store))
+            self.turn = turn_service(turn_config, ChainedLookup(tuple(lookups)), reactor)
+            self.turn.setServiceParent(self)
 
     def port_of(self, role: str) -> int:
         return int(self.ports[role].getHost().port)
 
     def startService(self) -> None:
+        super().startService()  # STUN and TURN first: REGISTER_RES gives the TURN port
         roles = self.config.roles
+        if self.turn is not None and self.config["gateway"]["turn_port"] is None:
+            self.registrar.settings = attrs.evolve(self.registrar.settings,
+                                                   turn_port=self.turn.addresses["tcp"][1])
         if "gateway" in roles:
             g = self.config["gateway"]
             self.ports["gateway"] = self._listen("gateway", g["port"], self.gateway.factory(), g["interface"])
@@ -104,7 +135,6 @@ class PlatformService(service.MultiService):
                 # The demo runs group and province in one process: redirect devices to ourselves.
                 public = self.config["globaleye"]["public_host"]
                 self.redirector.default_province_url = f"http://{public}:{self.port_of('http')}/register"
-        super().startService()
 
     def http_root(self) -> resource.Resource:
         root = resource.Resource()

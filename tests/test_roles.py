@@ -1,0 +1,94 @@
+"""The plugin's STUN and TURN roles, configured from the INI file, on real loopback sockets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import DatagramProtocol
+from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
+from treq.client import HTTPClient
+
+from globaleye.config import parse_config
+from globaleye.protocol import messages as m
+from globaleye.store.sqlite import SQLiteStore
+from globaleye.tap import PlatformService
+from txturn import stun
+
+CONFIG = """
+[globaleye]
+roles = {roles}
+[database]
+url = sqlite:///:memory:
+[http]
+port = 0
+[gateway]
+port = 0
+[stun]
+port = 0
+alternate_interface = 127.0.0.2
+alternate_port = 0
+[turn]
+port = 0
+relay_ports = 50000-50999
+allow_peers = 127.0.0.0/8
+users = alice:secret
+"""
+
+
+class Binder(DatagramProtocol):
+    """Send one STUN request, get the decoded answer."""
+
+    def __init__(self) -> None:
+        self.answer: Deferred[stun.Message] = Deferred()
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        if not self.answer.called:
+            self.answer.callback(stun.decode(datagram))
+
+
+async def binding(port: int, attributes: dict[int, Any] | None = None) -> stun.Message:
+    binder = Binder()
+    listening = reactor.listenUDP(0, binder, interface="127.0.0.1")
+    try:
+        request = stun.Message(method=stun.Method.BINDING, msg_class=stun.Class.REQUEST,
+                               transaction_id=stun.new_transaction_id(), attributes=attributes or {})
+        binder.transport.write(stun.encode(request), ("127.0.0.1", port))
+        timeout = reactor.callLater(5, binder.answer.cancel)
+        answer = await binder.answer
+        timeout.cancel()
+        return answer
+    finally:
+        await listening.stopListening()
+
+
+class RoleTests(TestCase):
+    def start(self, roles: str) -> PlatformService:
+        platform = PlatformService(parse_config(CONFIG.format(roles=roles)), SQLiteStore(":memory:"), reactor)
+        platform.startService()
+        self.addCleanup(platform.stopService)
+        return platform
+
+    async def test_stun_role(self) -> None:
+        platform = self.start("stun")
+        assert platform.stun is not None
+        host, port = platform.stun.primary_address  # type: ignore[misc]
+        answer = await binding(port)
+        self.assertEqual(answer.msg_class, stun.Class.SUCCESS)
+        self.assertEqual(answer.attributes[stun.Attr.XOR_MAPPED_ADDRESS][0], "127.0.0.1")
+        self.assertEqual(platform.stun.alternate_address[0], "127.0.0.2")  # type: ignore[index]
+
+    async def test_turn_port_in_register_response(self) -> None:
+        """REGISTER_RES names the TURN port this process really listens on; it answers Binding."""
+        platform = self.start("gateway, http, turn")
+        assert platform.turn is not None
+        turn_port = platform.turn.addresses["tcp"][1]
+        http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+        response = await http.post(f"http://127.0.0.1:{platform.port_of('http')}/register",
+                                   data=m.RegisterRequest(dev_id="81100000001", dev_key="k").to_xml())
+        answer = m.RegisterResponse.from_xml(await response.content())
+        self.assertEqual((answer.result, answer.turn_port), (0, turn_port))
+        reply = await binding(platform.turn.addresses["udp"][1])
+        self.assertEqual(reply.msg_class, stun.Class.SUCCESS)

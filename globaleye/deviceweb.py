@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request as IRequest
 
 from globaleye.protocol import messages as m
 

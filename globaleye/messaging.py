@@ -85,8 +85,8 @@ class MessageProtocol(Protocol):
         if self.transport is None:
             return "?"
         address = self.transport.getPeer()
-        host = getattr(address, "host", None)
-        return f"{host}:{address.port}" if host is not None else str(address)
+        host, port = getattr(address, "host", None), getattr(address, "port", None)
+        return f"{host}:{port}" if host is not None else str(address)
 
     def describe(self) -> str:
         """Who this session is, for log lines; subclasses add the DevID."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 from twisted.application import service
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
@@ -116,7 +117,7 @@ class PlatformService(service.MultiService):
             self.turn.setServiceParent(self)
 
     def port_of(self, role: str) -> int:
-        return int(self.ports[role].getHost().port)
+        return int(getattr(self.ports[role].getHost(), "port"))
 
     def startService(self) -> None:
         super().startService()  # STUN and TURN first: REGISTER_RES gives the TURN port
@@ -156,7 +157,7 @@ class PlatformService(service.MultiService):
 
     async def _stop(self) -> None:
         for role, port in list(self.ports.items()):
-            await port.stopListening()
+            await maybeDeferred(port.stopListening)
             self.log.info("{role} stopped listening", role=role)
         for session in list(self.gateway.sessions.values()):
             session.close("platform shutting down")

@@ -26,6 +26,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.http_headers import Headers
 
 from globaleye.messaging import CommandError, MessageProtocol
 from globaleye.protocol import messages as m
@@ -184,7 +185,7 @@ class SimulatedCamera:
 
     async def _post(self, url: str, message: m.Message) -> bytes:
         response = await self.http.post(url, data=message.to_xml(),
-                                        headers={b"Content-Type": [b"text/xml;charset=UTF-8"]},
+                                        headers=Headers({"Content-Type": ["text/xml;charset=UTF-8"]}),
                                         timeout=self.timing.request_timeout)
         body = await response.content()
         if response.code != 200:

@@ -153,7 +153,10 @@ class SQLiteStore:
             row = c.execute(
                 "SELECT channel_num, ptz_flag, estore_flag, local_store_flag, xml FROM device_abilities "
                 "WHERE dev_id = ?", (dev_id,)).fetchone()
-            return DeviceAbility(*row[:4], xml=bytes(row[4])) if row else None
+            if row is None:
+                return None
+            return DeviceAbility(channel_num=row[0], ptz_flag=row[1], estore_flag=row[2], local_store_flag=row[3],
+                                 xml=bytes(row[4]))
 
         return await self._run(query)
 

@@ -117,7 +117,8 @@ class PlatformService(service.MultiService):
             self.turn.setServiceParent(self)
 
     def port_of(self, role: str) -> int:
-        return int(getattr(self.ports[role].getHost(), "port"))
+        address: Any = self.ports[role].getHost()
+        return int(address.port)
 
     def startService(self) -> None:
         super().startService()  # STUN and TURN first: REGISTER_RES gives the TURN port

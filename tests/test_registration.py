@@ -87,9 +87,9 @@ class OpenEnrollmentTests(RegistrationTests):
         self.assertEqual((await self.register(dev_id="8110000001")).result, 1)
 
     async def test_spec_example_noise(self) -> None:
-        body = ('<?xml version="1.0" encoding=" UTF-8" ?>\n<REGISTER_REQ>\n  <ManufacturerNo>811</ManufacturerNo>\n'
-                '  <Mode>DS-2CD</Mode>\n  <DevType>1</DevType>\n  <DevID> 81100000005</ DevID>\n'
-                '  <DevKey>abc</DevKey>\n</REGISTER_REQ>').encode()
+        body = (b'<?xml version="1.0" encoding=" UTF-8" ?>\n<REGISTER_REQ>\n  <ManufacturerNo>811</ManufacturerNo>\n'
+                b'  <Mode>DS-2CD</Mode>\n  <DevType>1</DevType>\n  <DevID> 81100000005</ DevID>\n'
+                b'  <DevKey>abc</DevKey>\n</REGISTER_REQ>')
         code, answer = await self.post("/register", body)
         self.assertEqual(code, 200)
         self.assertEqual(m.RegisterResponse.from_xml(answer).result, 0)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
-from treq.client import HTTPClient
 
 from globaleye.config import parse_config
 from globaleye.protocol import messages as m

@@ -106,6 +106,25 @@ class EndToEndTests(TestCase):
         self.assertEqual(len(answers), 200)
         self.assertTrue(all(isinstance(a, m.PtzResponse) for a in answers))
 
+    async def test_wifi_outcome_reported_later(self) -> None:
+        """63H is answered at once; the camera reports the outcome through 34H, which is stored."""
+        platform = self.start_platform()
+        camera = self.camera(platform, "81100000005")
+        await camera.went_online
+        await until(lambda: platform.gateway.is_online("81100000005"))
+        answer = await platform.gateway.command("81100000005", m.SetWifiRequest(
+            dev_id="81100000005", ssid="Store-Guest", security=0, password=""))
+        self.assertEqual(answer.result, 0)
+        reports: list[Any] = []
+
+        async def poll() -> None:
+            reports[:] = await platform.store.list_exceptions("81100000005")
+
+        while not reports:
+            await deferLater(reactor, 0.02, lambda: None)
+            await poll()
+        self.assertIn("Store-Guest", reports[0].description)
+
     async def test_many_cameras(self) -> None:
         platform = self.start_platform()
         cameras = [self.camera(platform, f"8120000{i:04d}", via_redirect=False) for i in range(50)]

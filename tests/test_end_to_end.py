@@ -15,6 +15,7 @@ import attrs
 from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
@@ -37,6 +38,10 @@ port = 0
 [gateway]
 port = 0
 {gateway_extra}
+[turn]
+port = 0
+relay_ports = 51000-51999
+allow_peers = 127.0.0.0/8
 """
 
 
@@ -52,10 +57,11 @@ async def until(condition: Any, timeout: float = 10.0) -> None:
 class EndToEndTests(TestCase):
     timeout = 60
 
-    def start_platform(self, gateway_extra: str = "") -> PlatformService:
+    def start_platform(self, gateway_extra: str = "", roles: str = "gateway, http, group") -> PlatformService:
         path = self.mktemp() + ".ini"
         with open(path, "w", encoding="utf-8") as f:
-            f.write(CONFIG.format(db=self.mktemp() + ".sqlite3", gateway_extra=gateway_extra))
+            f.write(CONFIG.format(db=self.mktemp() + ".sqlite3", gateway_extra=gateway_extra).replace(
+                "roles = gateway, http, group", f"roles = {roles}"))
         options = Options()
         options.parseOptions(["--config", path])  # the same path twistd takes
         platform = PlatformService(options.config, options.store, reactor)
@@ -64,14 +70,15 @@ class EndToEndTests(TestCase):
         return platform
 
     def camera(self, platform: PlatformService, dev_id: str, via_redirect: bool = True,
-               timing: Timing | None = None) -> SimulatedCamera:
+               timing: Timing | None = None, relay_factory: Factory | None = None) -> SimulatedCamera:
         base = f"http://127.0.0.1:{platform.port_of('http')}"
         http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
         camera = SimulatedCamera(
             CameraState.for_device(dev_id, device_key("test", dev_id)), reactor,
             redirect_url=base + "/redirect" if via_redirect else "",
             register_url="" if via_redirect else base + "/register",
-            timing=timing or Timing(backoff_initial=0.05, backoff_max=0.2), rng=random.Random(1), http=http)
+            timing=timing or Timing(backoff_initial=0.05, backoff_max=0.2), rng=random.Random(1), http=http,
+            relay_factory=relay_factory)
         camera.start()
         self.addCleanup(camera.stop)
         return camera
@@ -125,6 +132,31 @@ class EndToEndTests(TestCase):
             await poll()
         self.assertIn("Store-Guest", reports[0].description)
 
+    async def test_turn_relay_reaches_camera(self) -> None:
+        """§14 end to end: the camera allocates an RFC 6062 relay with its DevID/DevKey and the
+        wildcard permission, reports the relayed address in its heartbeat, and a plain TCP client
+        reaches the camera through it."""
+        platform = self.start_platform(roles="gateway, http, group, turn")
+        camera = self.camera(platform, "81100000006", relay_factory=Factory.forProtocol(Echo))
+        await camera.went_online
+        addresses: list[Any] = [None]
+
+        async def reported() -> bool:
+            addresses[0] = await platform.store.get_addresses("81100000006")
+            return addresses[0] is not None and addresses[0].rtsp_turn_relay_port != 0
+
+        while not await reported():
+            await deferLater(reactor, 0.05, lambda: None)
+        relay = (addresses[0].turn_relay_ip, addresses[0].rtsp_turn_relay_port)
+        self.assertEqual(relay, camera.turn.relayed_address if camera.turn else None)
+        client = Collector()
+        await connectProtocol(TCP4ClientEndpoint(reactor, *relay), client)
+        payload = bytes(range(256)) * 400
+        client.transport.write(payload)
+        await until(lambda: len(client.data) >= len(payload))
+        self.assertEqual(bytes(client.data), payload)
+        client.transport.loseConnection()
+
     async def test_many_cameras(self) -> None:
         platform = self.start_platform()
         cameras = [self.camera(platform, f"8120000{i:04d}", via_redirect=False) for i in range(50)]
@@ -166,6 +198,21 @@ class EndToEndTests(TestCase):
         first.close("test drops the session")
         await until(lambda: camera.logins == 2 and platform.gateway.is_online("81100000004"))
         self.assertIsNot(platform.gateway.sessions["81100000004"], first)
+
+
+class Echo(Protocol):
+    """Stands in for the camera's RTSP server behind the relay: echoes what it receives."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class Collector(Protocol):
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
 
 
 async def _gather(coroutines: list[Any]) -> list[Any]:

@@ -22,6 +22,7 @@ import treq
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -33,6 +34,7 @@ from globaleye.protocol import messages as m
 from globaleye.protocol.frame import Frame
 from globaleye.sim.commands import answer
 from globaleye.sim.state import CameraState
+from txturn.turnclient import TurnClient
 
 REGISTER_INTERVAL = 300.0  # §7.2
 LOGIN_RETRY = 180.0  # §7.3.3
@@ -57,6 +59,7 @@ class Timing:
     connect_timeout: float = 10.0
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
+    turn_failover: float = 30.0
 
 
 class CameraSession(MessageProtocol):
@@ -99,7 +102,7 @@ class SimulatedCamera:
 
     def __init__(self, state: CameraState, reactor: Any, *, register_url: str = "", redirect_url: str = "",
                  timing: Timing | None = None, rng: random.Random | None = None,
-                 http: treq.client.HTTPClient | None = None) -> None:
+                 http: treq.client.HTTPClient | None = None, relay_factory: Factory | None = None) -> None:
         self.state = state
         self.reactor = reactor
         self.clock: IReactorTime = reactor
@@ -119,6 +122,12 @@ class SimulatedCamera:
         self._task: Deferred[None] | None = None
         self._failures = 0
         self.went_online: Deferred[None] = Deferred()
+        # §14: connections that reach the camera through its TURN relay are served by
+        # relay_factory (the camera's RTSP server); None means the camera keeps no relay.
+        self.relay_factory = relay_factory
+        self.turn: TurnClient | None = None
+        self._turn_servers: list[tuple[str, int]] = []
+        self._turn_check: Any = None
 
     # Control ---------------------------------------------------------------------------
 
@@ -129,6 +138,10 @@ class SimulatedCamera:
 
     def stop(self) -> None:
         self._stopped = True
+        if self.turn is not None:
+            self.turn.stop()
+        if self._turn_check is not None and self._turn_check.active():
+            self._turn_check.cancel()
         if self.session is not None and self.session.transport is not None:
             self.session.transport.loseConnection()
         if self._task is not None:
@@ -219,7 +232,60 @@ class SimulatedCamera:
             await self._backoff(f"registration refused (Result {response.result})")
             return False
         self.registration = response
+        self._keep_relay(response)
         return True
+
+    # TURN relay (§14) ---------------------------------------------------------------------
+
+    def _keep_relay(self, registration: m.RegisterResponse) -> None:
+        """Allocate (or move) the camera's RFC 6062 TCP relay on the TURN server of REGISTER_RES."""
+        if self.relay_factory is None:
+            return
+        servers = [(registration.turn_ip.strip(), registration.turn_port),
+                   (registration.backup_turn_ip.strip(), registration.backup_turn_port)]
+        self._turn_servers = [s for i, s in enumerate(servers) if s[0] and s[1] and s not in servers[:i]]
+        if not self._turn_servers:
+            return
+        primary = self._turn_servers[0]
+        if self.turn is None:
+            self.turn = TurnClient(primary, self.state.dev_id, self.state.dev_key, self.relay_factory,
+                                   reactor=self.reactor, request_timeout=self.timing.request_timeout)
+            self.turn.on_relayed.append(self._relayed)
+            self.turn.start()
+        elif self.turn.server not in self._turn_servers:
+            self.turn.switch_server(*primary)
+
+    def _relayed(self, address: tuple[str, int] | None) -> None:
+        """A new relayed address (or none): report it at once, as the next heartbeat would."""
+        s = self.state
+        s.turn_relay_ip, s.rtsp_turn_relay_port = address if address is not None else ("0.0.0.0", 0)
+        if self._stopped:
+            return
+        if address is None:
+            # Lost: if the server stays unreachable, move to the other TURN server of REGISTER_RES.
+            if self._turn_check is None or not self._turn_check.active():
+                self._turn_check = self.clock.callLater(self.timing.turn_failover, self._turn_failover)
+        else:
+            self.log.info("camera {dev_id}: TURN relay {host}:{port}", dev_id=s.dev_id, host=address[0],
+                          port=address[1])
+        session = self.session
+        if session is not None and self.online:
+            session.request(self._heartbeat(), self.timing.request_timeout).addErrback(lambda f: None)
+
+    def _turn_failover(self) -> None:
+        if self.turn is None or self.turn.relayed_address is not None or len(self._turn_servers) < 2:
+            return
+        others = [s for s in self._turn_servers if s != self.turn.server]
+        self.log.warn("camera {dev_id}: TURN server {old} unreachable; switching to {new}",
+                      dev_id=self.state.dev_id, old=self.turn.server, new=others[0])
+        self.turn.switch_server(*others[0])
+
+    def _heartbeat(self) -> m.HeartbeatRequest:
+        s = self.state
+        return m.HeartbeatRequest(
+            dev_id=s.dev_id, cur_video_num=s.cur_video_num, upnp_ip=s.upnp_ip, rtsp_upnp_port=s.rtsp_upnp_port,
+            local_ip=s.local_ip, rtsp_local_port=s.rtsp_local_port, turn_relay_ip=s.turn_relay_ip,
+            rtsp_turn_relay_port=s.rtsp_turn_relay_port)
 
     async def _session(self, host: str, port: int) -> str:
         endpoint = TCP4ClientEndpoint(self.reactor, host, port, timeout=self.timing.connect_timeout)
@@ -270,11 +336,7 @@ class SimulatedCamera:
             except CancelledError:
                 break
             try:
-                await session.request(m.HeartbeatRequest(
-                    dev_id=s.dev_id, cur_video_num=s.cur_video_num, upnp_ip=s.upnp_ip,
-                    rtsp_upnp_port=s.rtsp_upnp_port, local_ip=s.local_ip, rtsp_local_port=s.rtsp_local_port,
-                    turn_relay_ip=s.turn_relay_ip, rtsp_turn_relay_port=s.rtsp_turn_relay_port),
-                    self.timing.request_timeout)
+                await session.request(self._heartbeat(), self.timing.request_timeout)
                 misses = 0
             except CommandError as e:
                 misses += 1

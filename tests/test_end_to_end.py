@@ -12,20 +12,19 @@ import random
 from typing import Any
 
 import attrs
-from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, HTTPConnectionPool
 
 from globaleye.messaging import CommandTimeout
 from globaleye.protocol import messages as m
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
 from globaleye.tap import Options, PlatformService
+from tests.util import http_client, until
 
 CONFIG = """
 [globaleye]
@@ -43,15 +42,6 @@ port = 0
 relay_ports = 51000-51999
 allow_peers = 127.0.0.0/8
 """
-
-
-async def until(condition: Any, timeout: float = 10.0) -> None:
-    waited = 0.0
-    while not condition():
-        if waited > timeout:
-            raise AssertionError("condition not reached in time")
-        await deferLater(reactor, 0.02, lambda: None)
-        waited += 0.02
 
 
 class EndToEndTests(TestCase):
@@ -72,7 +62,7 @@ class EndToEndTests(TestCase):
     def camera(self, platform: PlatformService, dev_id: str, via_redirect: bool = True,
                timing: Timing | None = None, relay_factory: Factory | None = None) -> SimulatedCamera:
         base = f"http://127.0.0.1:{platform.port_of('http')}"
-        http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+        http = http_client()
         camera = SimulatedCamera(
             CameraState.for_device(dev_id, device_key("test", dev_id)), reactor,
             redirect_url=base + "/redirect" if via_redirect else "",

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
@@ -22,6 +21,7 @@ from globaleye.protocol import messages as m
 from globaleye.protocol.frame import Frame, FrameDecoder, encode_frame
 from globaleye.store import Device, DeviceAddresses, HashToken
 from globaleye.store.sqlite import SQLiteStore
+from tests.util import until
 
 DEV = "81100000001"
 KEY = "secret-key-1"
@@ -35,16 +35,6 @@ class CountingStore(SQLiteStore):
     async def update_addresses(self, dev_id: str, addresses: DeviceAddresses) -> None:
         self.address_writes += 1
         await super().update_addresses(dev_id, addresses)
-
-
-async def until(condition: Any, timeout: float = 5.0) -> None:
-    """Let the store's thread finish: spin the real reactor until *condition* holds."""
-    waited = 0.0
-    while not condition():
-        if waited > timeout:
-            raise AssertionError("condition not reached")
-        await deferLater(reactor, 0.005, lambda: None)
-        waited += 0.005
 
 
 class Device_:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, HTTPConnectionPool
 
 from globaleye.config import parse_config
 from globaleye.protocol import messages as m
 from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
+from tests.util import http_client
 
 OPEN = """
 [globaleye]
@@ -34,7 +33,7 @@ ftp_password = pw
 """
 
 
-treq = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+treq = http_client()
 
 
 class RegistrationTests(TestCase):

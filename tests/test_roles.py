@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, HTTPConnectionPool
 
 from globaleye.config import parse_config
 from globaleye.protocol import messages as m
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
+from tests.util import http_client
 from txturn import stun
 
 CONFIG = """
@@ -85,7 +84,7 @@ class RoleTests(TestCase):
         platform = self.start("gateway, http, turn")
         assert platform.turn is not None
         turn_port = platform.turn.addresses["tcp"][1]
-        http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+        http = http_client()
         response = await http.post(f"http://127.0.0.1:{platform.port_of('http')}/register",
                                    data=m.RegisterRequest(dev_id="81100000001", dev_key="k").to_xml())
         answer = m.RegisterResponse.from_xml(await response.content())

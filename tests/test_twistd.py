@@ -10,16 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, HTTPConnectionPool
 
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
+from tests.util import http_client
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(rb"(\w+) listening on 127\.0\.0\.1:(\d+)")
@@ -64,7 +63,7 @@ class TwistdTests(TestCase):
             timer = reactor.callLater(20, twistd.ready.cancel)
             await twistd.ready
             timer.cancel()
-            http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+            http = http_client()
             dev_id = "81500000001"
             camera = SimulatedCamera(CameraState.for_device(dev_id, device_key("t", dev_id)), reactor,
                                      redirect_url=f"http://127.0.0.1:{twistd.ports['http']}/redirect",

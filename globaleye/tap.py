@@ -8,6 +8,7 @@ exits non-zero.
 
 from __future__ import annotations
 
+import resource as rlimit
 from typing import Any
 
 import attrs
@@ -19,11 +20,15 @@ from twisted.python import usage
 from twisted.web import resource, server
 
 from globaleye import __version__
+from globaleye.accounts import AccountService, AccountSettings
+from globaleye.clientapi import ClientApiSettings, GroupDirectory, McuApi
 from globaleye.config import Config, ConfigError, load_config
 from globaleye.deviceweb import XMLPostResource
 from globaleye.gateway import Gateway, GatewaySettings
 from globaleye.protocol import messages as m
 from globaleye.registration import Redirector, Registrar, RegistrationSettings
+from globaleye.soap.operations import GROUP_NS, GROUP_OPERATIONS, MCU_NS, MCU_OPERATIONS
+from globaleye.soap.resource import SoapResource
 from globaleye.store.migrations import MigrationError
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.turnauth import DeviceCredentials
@@ -93,6 +98,19 @@ class PlatformService(service.MultiService):
             enrollment=config["enrollment"]["mode"], vendors=config["enrollment"]["vendors"],
             register_interval=g["register_interval"]))
         self.redirector = Redirector(store, config["group"]["default_province_url"])
+        so = config["soap"]
+        self.accounts = AccountService(store, reactor, AccountSettings(
+            session_idle_timeout=so["session_idle_timeout"], min_mcu_version=so["min_mcu_version"],
+            update_url=so["update_url"], max_devices=so["max_devices_per_account"],
+            sms_code_lifetime=so["sms_code_lifetime"], sms_code_attempts=so["sms_code_attempts"],
+            sms_interval=so["sms_interval"], sms_peer_limit=so["sms_peer_limit"],
+            login_slowdown_after=so["login_slowdown_after"], login_lockout_after=so["login_lockout_after"],
+            login_lockout=so["login_lockout"], hashtoken_lifetime=so["hashtoken_lifetime"]))
+        self.mcu_api = McuApi(self.accounts, store, self.gateway, ClientApiSettings(
+            stun_host=so["stun_host"] or public, stun_port=so["stun_port"] or config["stun"]["port"],
+            firmware=so["firmware"]))
+        self.group_directory = GroupDirectory(config["group"]["mcu_urls"], config["group"]["default_mcu_url"],
+                                              config["group"]["cms_name"])
         self.stun: StunService | None = None
         self.turn: TurnService | None = None
         if "stun" in config.roles:
@@ -137,6 +155,9 @@ class PlatformService(service.MultiService):
                 # The demo runs group and province in one process: redirect devices to ourselves.
                 public = self.config["globaleye"]["public_host"]
                 self.redirector.default_province_url = f"http://{public}:{self.port_of('http')}/register"
+            if not self.group_directory.default_url and "gateway" in roles:
+                public = self.config["globaleye"]["public_host"]
+                self.group_directory.default_url = f"http://{public}:{self.port_of('http')}/soap/mcu"
 
     def http_root(self) -> resource.Resource:
         root = resource.Resource()
@@ -145,6 +166,16 @@ class PlatformService(service.MultiService):
             root.putChild(b"register", XMLPostResource(m.RegisterRequest, self.registrar.register, max_body))
         if "group" in self.config.roles:
             root.putChild(b"redirect", XMLPostResource(m.RedirectRequest, self.redirector.redirect, max_body))
+        # The client API (§8 on a province, §9.1 on the group) as SOAP: /soap/mcu, /soap/group (?wsdl).
+        soap = resource.Resource()
+        public = self.config["globaleye"]["public_host"]
+        if "gateway" in self.config.roles:
+            soap.putChild(b"mcu", SoapResource("GlobalEyeMcu", MCU_NS, MCU_OPERATIONS, self.mcu_api.handle,
+                                               max_body, public))
+        if "group" in self.config.roles:
+            soap.putChild(b"group", SoapResource("GlobalEyeGroup", GROUP_NS, GROUP_OPERATIONS,
+                                                 self.group_directory.handle, max_body, public))
+        root.putChild(b"soap", soap)
         return root
 
     def _listen(self, role: str, port: int, factory: Any, interface: str) -> IListeningPort:
@@ -172,5 +203,20 @@ class PlatformService(service.MultiService):
         return DeferredList([d, own]) if d is not None else own
 
 
+def raise_file_limit() -> tuple[int, int]:
+    """Every device session is a socket: lift the soft descriptor limit to the hard one."""
+    soft, hard = rlimit.getrlimit(rlimit.RLIMIT_NOFILE)
+    if hard == rlimit.RLIM_INFINITY or soft < hard:
+        target = hard if hard != rlimit.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            rlimit.setrlimit(rlimit.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft, hard
+
+
 def makeService(options: Options) -> service.IService:
+    soft, _hard = raise_file_limit()
+    Logger().info("open file limit {soft}: about {sessions} device sessions", soft=soft, sessions=max(0, soft - 100))
     return PlatformService(options.config, options.store)

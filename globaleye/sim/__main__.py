@@ -90,6 +90,12 @@ async def simulate(reactor: Any, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    from globaleye.tap import raise_file_limit
+
+    soft, _ = raise_file_limit()
+    if args.count + 100 > soft:
+        print(f"globaleye-sim: warning: {args.count} cameras need more than the {soft} open files allowed",
+              file=sys.stderr)
     level = LogLevel.debug if args.verbose else LogLevel.info
     globalLogBeginner.beginLoggingTo([FilteringLogObserver(textFileLogObserver(sys.stdout),
                                                            [LogLevelFilterPredicate(level)])])

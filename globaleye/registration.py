@@ -85,9 +85,11 @@ class Registrar:
             if await self.store.enroll_device(candidate):
                 self.log.info("device {dev_id} ({model}) enrolled from {peer}; its DevKey is pinned",
                               dev_id=dev_id, model=candidate.model, peer=peer)
-            device = await self.store.get_device(dev_id)
-            if device is None:
-                return refuse(REG_OTHER, "device vanished during enrollment")
+                device = candidate
+            else:  # enrolled by a concurrent registration: its key is the pinned one
+                device = await self.store.get_device(dev_id)
+                if device is None:
+                    return refuse(REG_OTHER, "device vanished during enrollment")
         if not hmac.compare_digest(device.dev_key.encode(), key.encode()):
             return refuse(REG_BAD_KEY, "wrong DevKey")
         if device.registered_at is not None and 0 <= now - device.registered_at < self.settings.register_interval:

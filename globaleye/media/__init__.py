@@ -1,0 +1,5 @@
+"""Media a simulated camera serves: pre-encoded H.264 loops, G.711 audio, RTP packetization.
+
+Encoding is done once per (resolution, frame rate, loop length) and shared by every
+simulated camera in the process; streaming only rewrites RTP headers.
+"""

@@ -1,0 +1,425 @@
+"""Pre-encoded media for simulated cameras: an H.264 loop, a G.711 tone, MPEG-TS recordings.
+
+Why a loop: ten thousand simulated cameras cannot each run an encoder.  One loop per
+resolution is encoded once per process (or read from a disk cache, keyed by every
+parameter that changes the bitstream), packetized once into RTP payloads, and every
+session then only writes its own 12-byte RTP headers.
+
+Why looping is trivial: the loop is a whole number of GOPs, every GOP starts with an
+IDR carrying SPS/PPS, and there are no B-frames (baseline profile), so frame_num and
+POC restart at the loop's first frame; a decoder sees an ordinary stream with one IDR
+per GOP, and the only thing that keeps growing is the RTP timestamp and sequence number.
+
+The picture is a scrolling colour pattern, a bouncing box and a running timecode
+(seconds.frame of the loop, drawn as seven-segment digits with numpy, no fonts), so a
+viewer sees motion and can tell frames apart.  A real wall-clock cannot be in
+pre-encoded pixels; that is a documented compromise (docs/rtsp-camera.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import functools
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from globaleye.media import rtp
+
+#: Bump when the generated picture or encoder settings change, to invalidate disk caches.
+GENERATOR_VERSION = 1
+
+MAIN_SIZE = (1280, 720)
+SUB_SIZE = (352, 288)  # CIF
+DEFAULT_FPS = 25
+DEFAULT_LOOP_SECONDS = 4
+RECORDING_SECONDS = 300  # §7.1: 5-minute files
+
+#: §7.1: DevID_ChannelNo_YYYYMMDDHHMMSS.ts
+RECORDING_NAME = re.compile(r"^(?P<dev>[0-9A-Za-z]{1,32})_(?P<ch>\d{1,3})_(?P<ts>\d{14})\.ts$")
+
+
+@attrs.frozen
+class LoopParams:
+    """Everything that changes the encoded bitstream (and so the cache key)."""
+
+    width: int
+    height: int
+    fps: int = DEFAULT_FPS
+    seconds: int = DEFAULT_LOOP_SECONDS
+    gop: int = DEFAULT_FPS
+    bit_rate: int = 0  # 0: chosen from the resolution
+    profile: str = "baseline"
+
+    def __attrs_post_init__(self) -> None:
+        if self.width % 2 or self.height % 2 or self.width < 16 or self.height < 16:
+            raise ValueError("width and height must be even and at least 16")
+        if not 1 <= self.fps <= 60 or self.seconds < 1:
+            raise ValueError("bad frame rate or loop length")
+        if (self.fps * self.seconds) % self.gop:
+            raise ValueError("the loop must be a whole number of GOPs")
+
+    @property
+    def frames(self) -> int:
+        return self.fps * self.seconds
+
+    @property
+    def effective_bit_rate(self) -> int:
+        if self.bit_rate:
+            return self.bit_rate
+        return 1_000_000 if self.width * self.height > 400 * 300 else 256_000
+
+    def key(self) -> str:
+        blob = json.dumps([GENERATOR_VERSION, attrs.asdict(self)], sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:20]
+
+
+@attrs.frozen
+class AccessUnit:
+    """One picture: its NAL units (SPS and PPS first on an IDR) and its RTP payloads."""
+
+    nals: tuple[bytes, ...]
+    keyframe: bool
+    payloads: tuple[tuple[bytes, bool], ...]
+
+    @property
+    def size(self) -> int:
+        return sum(len(n) for n in self.nals)
+
+
+@attrs.frozen
+class VideoLoop:
+    params: LoopParams
+    sps: bytes
+    pps: bytes
+    frames: tuple[AccessUnit, ...]
+
+    @property
+    def width(self) -> int:
+        return self.params.width
+
+    @property
+    def height(self) -> int:
+        return self.params.height
+
+    @property
+    def fps(self) -> int:
+        return self.params.fps
+
+    @property
+    def ticks_per_frame(self) -> int:
+        return rtp.H264_CLOCK // self.params.fps
+
+    @property
+    def profile_level_id(self) -> str:
+        return rtp.sps_profile_level_id(self.sps)
+
+    @property
+    def sprop_parameter_sets(self) -> str:
+        return ",".join(base64.b64encode(n).decode() for n in (self.sps, self.pps))
+
+    def annexb(self, index: int) -> bytes:
+        return b"".join(b"\x00\x00\x00\x01" + n for n in self.frames[index % len(self.frames)].nals)
+
+
+@attrs.frozen
+class AudioLoop:
+    """G.711 A-law samples covering exactly the video loop (so both wrap together)."""
+
+    pcma: bytes
+    sample_rate: int = rtp.PCMA_CLOCK
+
+
+def _seven_segment(digit: str) -> str:
+    return {
+        "0": "abcdef", "1": "bc", "2": "abged", "3": "abgcd", "4": "fgbc", "5": "afgcd",
+        "6": "afgedc", "7": "abc", "8": "abcdefg", "9": "abcdfg",
+    }.get(digit, "")
+
+
+def draw_digits(plane: np.ndarray, text: str, x: int, y: int, height: int, value: int = 235) -> None:
+    """Seven-segment digits (and ':' / '.') into a luma plane, in place."""
+    w = height // 2
+    t = max(2, height // 10)
+    h2 = height // 2
+    for ch in text:
+        if ch in ":.":
+            if ch == ":":
+                plane[y + h2 // 2:y + h2 // 2 + t, x:x + t] = value
+            plane[y + height - h2 // 2 - t:y + height - h2 // 2, x:x + t] = value
+            x += 3 * t
+            continue
+        segs = {
+            "a": (y, y + t, x, x + w), "d": (y + height - t, y + height, x, x + w),
+            "g": (y + h2 - t // 2, y + h2 - t // 2 + t, x, x + w),
+            "f": (y, y + h2, x, x + t), "b": (y, y + h2, x + w - t, x + w),
+            "e": (y + h2, y + height, x, x + t), "c": (y + h2, y + height, x + w - t, x + w),
+        }
+        for s in _seven_segment(ch):
+            y0, y1, x0, x1 = segs[s]
+            plane[y0:y1, x0:x1] = value
+        x += w + 2 * t
+
+
+@functools.lru_cache(maxsize=8)
+def _diagonal(w: int, h: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    return (xx + yy) * 256 // (w + h)
+
+
+def render_frame(params: LoopParams, index: int) -> np.ndarray:
+    """One yuv420p picture (shape (h*3/2, w)) of the test pattern at frame *index*."""
+    w, h, fps = params.width, params.height, params.fps
+    phase = index / params.frames
+    y_plane = ((_diagonal(w, h) + index * 4 * w // 320) % 200 + 16).astype(np.uint8)
+    # A bouncing box: obvious motion even on a small phone screen.
+    box = max(8, h // 6)
+    bx = int((w - box) * (0.5 - 0.5 * math.cos(2 * math.pi * phase)))
+    by = int((h - box) * 0.5 * (1 + 0.6 * math.sin(4 * math.pi * phase)))
+    y_plane[by:by + box, bx:bx + box] = 235
+    # Timecode: SS.FF within the loop, on a dark band.
+    digit_h = max(16, h // 8)
+    band_y = max(4, h // 20)
+    y_plane[band_y - 4:band_y + digit_h + 4, 8:8 + digit_h * 4] = 16
+    draw_digits(y_plane, f"{index // fps:02d}.{index % fps:02d}", 12, band_y, digit_h)
+    cw, ch = w // 2, h // 2
+    u = np.broadcast_to((128 + 60 * np.sin(2 * math.pi * (np.arange(cw) / cw + phase))).astype(np.uint8),
+                        (ch, cw))
+    v = np.broadcast_to((128 + 60 * np.cos(2 * math.pi * (np.arange(ch) / ch + phase))).astype(np.uint8)
+                        [:, None], (ch, cw))
+    return np.concatenate([y_plane, u.reshape(ch // 2, w), v.reshape(ch // 2, w)], axis=0)
+
+
+def encode_loop(params: LoopParams, mtu: int = rtp.DEFAULT_MTU) -> VideoLoop:
+    """Encode the loop with PyAV's libx264 (baseline, no B-frames, fixed GOP, no scenecut)."""
+    import av  # heavy import; only needed on a cache miss
+
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height = params.width, params.height
+    codec.pix_fmt = "yuv420p"
+    codec.time_base = Fraction(1, params.fps)
+    codec.framerate = Fraction(params.fps, 1)
+    codec.bit_rate = params.effective_bit_rate
+    codec.options = {
+        "preset": "veryfast",
+        "profile": params.profile,
+        "x264-params": (f"keyint={params.gop}:min-keyint={params.gop}:scenecut=0:bframes=0:"
+                        "repeat-headers=1:annexb=1:aud=0:threads=1:sliced-threads=0"),
+    }
+    stream: list[tuple[bytes, bool]] = []
+    for i in range(params.frames):
+        frame = av.VideoFrame.from_ndarray(render_frame(params, i), format="yuv420p")
+        frame.pts = i
+        stream.extend((bytes(p), bool(p.is_keyframe)) for p in codec.encode(frame))
+    stream.extend((bytes(p), bool(p.is_keyframe)) for p in codec.encode(None))
+    return _assemble(params, [(rtp.split_annexb(data), key) for data, key in stream], mtu)
+
+
+def _assemble(params: LoopParams, units: list[tuple[list[bytes], bool]], mtu: int) -> VideoLoop:
+    sps = pps = b""
+    frames: list[AccessUnit] = []
+    for nals, _key in units:
+        for n in nals:
+            if rtp.nal_type(n) == rtp.NAL_SPS:
+                sps = n
+            elif rtp.nal_type(n) == rtp.NAL_PPS:
+                pps = n
+        # SEI (x264's banner) and AUDs are dropped; SPS/PPS are put back in front of each IDR.
+        body = [n for n in nals if rtp.nal_type(n) not in (rtp.NAL_SPS, rtp.NAL_PPS, rtp.NAL_SEI,
+                                                            rtp.NAL_AUD)]
+        idr = any(rtp.nal_type(n) == rtp.NAL_IDR for n in body)
+        if idr:
+            body = [sps, pps, *body]
+        frames.append(AccessUnit(tuple(body), idr, tuple(rtp.packetize_h264(body, mtu))))
+    if not sps or not pps or not frames or not frames[0].keyframe:
+        raise ValueError("encoder output does not start with SPS/PPS/IDR")
+    if len(frames) != params.frames:
+        raise ValueError(f"encoder produced {len(frames)} frames, expected {params.frames}")
+    return VideoLoop(params, sps, pps, tuple(frames))
+
+
+def _save(loop: VideoLoop, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    key = loop.params.key()
+    index = {"params": attrs.asdict(loop.params),
+             "frames": [[int(f.keyframe), [len(n) for n in f.nals]] for f in loop.frames]}
+    blob = b"".join(n for f in loop.frames for n in f.nals)
+    # Write-then-rename so a concurrent reader never sees half a file.
+    for suffix, data in ((".bin", blob), (".json", json.dumps(index).encode())):
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=key, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, directory / (key + suffix))
+
+
+def _load(params: LoopParams, directory: Path, mtu: int) -> VideoLoop | None:
+    key = params.key()
+    try:
+        index = json.loads((directory / (key + ".json")).read_text())
+        blob = (directory / (key + ".bin")).read_bytes()
+        if index["params"] != attrs.asdict(params):
+            return None
+        units: list[tuple[list[bytes], bool]] = []
+        pos = 0
+        for keyframe, sizes in index["frames"]:
+            nals = []
+            for size in sizes:
+                nals.append(blob[pos:pos + size])
+                pos += size
+            units.append((nals, bool(keyframe)))
+        if pos != len(blob):
+            return None
+        return _assemble(params, units, mtu)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def tone_pcma(seconds: float, frequency: float = 1000.0, level: float = 0.25,
+              sample_rate: int = rtp.PCMA_CLOCK) -> bytes:
+    """A sine tone (with a 1 Hz beep envelope so it is audibly 'live') as G.711 A-law."""
+    n = int(round(seconds * sample_rate))
+    t = np.arange(n) / sample_rate
+    envelope = (np.floor(t * 2) % 2 == 0).astype(float) * 0.9 + 0.1
+    samples = (np.sin(2 * math.pi * frequency * t) * envelope * level * 32767).astype(np.int16)
+    return rtp.alaw_encode(samples.tolist())
+
+
+class MediaLibrary:
+    """Per-process cache of loops: in memory always, on disk when a directory is given.
+
+    Thread-safe so the first encode can run in a worker thread (``deferToThread``)
+    without blocking the reactor; later callers get the same objects.
+    """
+
+    def __init__(self, cache_dir: str | Path | None = None, mtu: int = rtp.DEFAULT_MTU) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.mtu = mtu
+        self._video: dict[LoopParams, VideoLoop] = {}
+        self._audio: dict[int, AudioLoop] = {}
+        self._lock = threading.Lock()
+        self.encodes = 0
+
+    def video(self, params: LoopParams) -> VideoLoop:
+        with self._lock:
+            loop = self._video.get(params)
+            if loop is None:
+                loop = _load(params, self.cache_dir, self.mtu) if self.cache_dir else None
+                if loop is None:
+                    loop = encode_loop(params, self.mtu)
+                    self.encodes += 1
+                    if self.cache_dir is not None:
+                        try:
+                            _save(loop, self.cache_dir)
+                        except OSError:
+                            pass  # a read-only cache dir only costs the next process an encode
+                self._video[params] = loop
+            return loop
+
+    def audio(self, seconds: int) -> AudioLoop:
+        with self._lock:
+            loop = self._audio.get(seconds)
+            if loop is None:
+                loop = self._audio[seconds] = AudioLoop(tone_pcma(seconds))
+            return loop
+
+    def prepare(self) -> Any:
+        """Encode (or load) the main and sub loops in a worker thread; a Deferred.
+
+        Call once at start-up so the first viewer does not stall the reactor for the
+        second or two an encode takes.
+        """
+        from twisted.internet.threads import deferToThread
+
+        def work() -> None:
+            self.main()
+            self.sub()
+
+        return deferToThread(work)
+
+    def main(self) -> VideoLoop:
+        return self.video(LoopParams(*MAIN_SIZE))
+
+    def sub(self) -> VideoLoop:
+        return self.video(LoopParams(*SUB_SIZE))
+
+
+_default: MediaLibrary | None = None
+
+
+def default_library() -> MediaLibrary:
+    """The process-wide library; caches on disk under $GLOBALEYE_MEDIA_CACHE if set."""
+    global _default
+    if _default is None:
+        _default = MediaLibrary(os.environ.get("GLOBALEYE_MEDIA_CACHE") or None)
+    return _default
+
+
+# ---------------------------------------------------------------------- recordings (§7.1)
+
+
+@attrs.frozen
+class RecordingName:
+    dev_id: str
+    channel_no: int
+    start: datetime.datetime  # naive, device (Beijing) time
+
+    @classmethod
+    def parse(cls, name: str) -> RecordingName | None:
+        """DevID_ChannelNo_YYYYMMDDHHMMSS.ts (§7.1), or None if it is not one."""
+        m = RECORDING_NAME.match(name)
+        if m is None:
+            return None
+        try:
+            start = datetime.datetime.strptime(m["ts"], "%Y%m%d%H%M%S")
+        except ValueError:
+            return None
+        return cls(m["dev"], int(m["ch"]), start)
+
+    def __str__(self) -> str:
+        return f"{self.dev_id}_{self.channel_no}_{self.start:%Y%m%d%H%M%S}.ts"
+
+
+def write_recording(loop: VideoLoop, path: str | Path, seconds: float = RECORDING_SECONDS) -> Path:
+    """Mux *seconds* of the loop into a real MPEG-TS file (H.264 copied, nothing encoded).
+
+    §7.1 asks for H.264 main stream in PS or TS; this is what a simulated camera would
+    upload or serve for download.  Written to a temporary name and renamed, so readers
+    never see a partial file.
+    """
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = int(round(seconds * loop.fps))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ts.tmp")
+    os.close(fd)
+    try:
+        with av.open(tmp, "w", format="mpegts") as container:
+            stream = container.add_stream("h264", rate=loop.fps)
+            stream.width, stream.height = loop.width, loop.height
+            rate = Fraction(1, loop.fps)
+            for i in range(frames):
+                unit = loop.frames[i % len(loop.frames)]
+                packet = av.Packet(loop.annexb(i))
+                packet.pts = packet.dts = i
+                packet.time_base = rate
+                packet.is_keyframe = unit.keyframe
+                packet.stream = stream
+                container.mux(packet)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path

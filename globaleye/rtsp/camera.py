@@ -1,0 +1,1057 @@
+"""The camera's RTSP server (§10, §15): live view and playback of a simulated IPC.
+
+URLs are those of §7.5.5 and §7.5.23::
+
+    rtsp://ip:port/realplay?devid=…&channelno=…&streamtype=1|2&hashtoken=…
+    rtsp://ip:port/realplay?devid=…&channelno=…&filename=DevID_Ch_YYYYMMDDHHMMSS.ts&hashtoken=…
+
+One listening port can serve one camera or many (the simulator's ten thousand cameras
+can share a port and be told apart by ``devid``, or each have their own); a
+:class:`RtspCamera` is one device's RTSP state: which channels exist, which streams
+are open, how many sessions it allows, and the pluggable HashToken verifier (the
+lead wires it to the camera session's 35H/74H request).
+
+Order of checks, so a single-use HashToken is not burnt on a request that would fail
+anyway: URL → 404 (unknown DevID, channel, stream type or recording), stream closed
+→ 403, session limit → 453, and only then the token → 401.  A token verified on a
+connection (or bound to a session) is not re-sent to the platform for the later
+requests of the same play-out (SETUP, PLAY carry the same URL and token), since the
+platform invalidates it on first use.
+
+Media are pre-encoded loops (:mod:`globaleye.media.source`) paced by the reactor
+clock (``callLater`` at frame times, never blocking).  Over TCP the protocol is the
+transport's streaming producer: when the socket buffer fills, Twisted pauses us and
+frames are dropped until the next IDR after it resumes, so a slow reader costs at
+most one buffer plus one frame of memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+import attrs
+from twisted.internet import interfaces
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import DatagramProtocol, Protocol, ServerFactory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from globaleye.media import rtp
+from globaleye.media.source import (
+    RECORDING_SECONDS,
+    AudioLoop,
+    MediaLibrary,
+    RecordingName,
+    VideoLoop,
+    default_library,
+)
+from globaleye.rtsp.message import (
+    REASONS,
+    Headers,
+    InterleavedFrame,
+    RtspCodecError,
+    RtspParser,
+    RtspRequest,
+    RtspResponse,
+    TransportSpec,
+    encode_interleaved,
+    format_npt,
+    parse_npt_range,
+    parse_transport,
+)
+
+Kind = Literal["live", "playback"]
+#: ``async def verify(kind, dev_id, channel_no, stream_type_or_filename, token) -> bool``.
+#: Raising means "could not ask" (platform unreachable): answered 503, not 401.
+Verifier = Callable[[Kind, str, int, "int | str", str], Awaitable[bool]]
+
+SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)  # §10.1 PLAY 4)
+SESSION_TIMEOUT = 60.0
+MAX_QUEUED_REQUESTS = 8
+PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
+VIDEO_TRACK, AUDIO_TRACK = 0, 1
+STREAM_MAIN, STREAM_SUB = 1, 2
+AUDIO_PACKET_SAMPLES = 160  # 20 ms of G.711 per RTP packet (RFC 3551 default ptime)
+#: If the reactor falls this many frames behind (a stall), skip ahead instead of bursting.
+MAX_LATE_FRAMES = 10
+RTCP_INTERVAL = 5.0  # RFC 3550 §6.2 minimum
+
+log = Logger()
+
+
+class RtspRefusal(Exception):
+    """A request answered with an error status; the reason goes to the log, not the peer."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+# ---------------------------------------------------------------------- verifiers
+
+
+class OneTimeTokens:
+    """An in-memory HashToken verifier with the platform's rules: single use, 60 s life.
+
+    For tests and for running a simulated camera without a platform.  ``issue`` hands
+    out a token bound to one (kind, DevID, channel, stream type or file name).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, ttl: float = 60.0) -> None:
+        self.clock = clock
+        self.ttl = ttl
+        self._tokens: dict[str, tuple[tuple[str, str, int, str], float]] = {}
+        self.checked: list[tuple[str, bool]] = []
+
+    def issue(self, kind: Kind, dev_id: str, channel_no: int, target: int | str) -> str:
+        token = secrets.token_hex(16)
+        self._tokens[token] = ((kind, dev_id, channel_no, str(target)), self.clock() + self.ttl)
+        return token
+
+    async def __call__(self, kind: Kind, dev_id: str, channel_no: int, target: int | str,
+                       token: str) -> bool:
+        entry = self._tokens.pop(token, None)  # single use: gone whatever the outcome
+        ok = (entry is not None and entry[0] == (kind, dev_id, channel_no, str(target))
+              and self.clock() <= entry[1])
+        self.checked.append((token, ok))
+        return ok
+
+
+def platform_verifier(session: Callable[[], Any], timeout: float = 10.0) -> Verifier:
+    """The real verifier: ask the platform over the camera's §7.3 session (35H / 74H).
+
+    *session* returns the camera's current :class:`~globaleye.messaging.MessageProtocol`
+    (``lambda: simulated_camera.session``) or None when offline; offline, a timeout or a
+    lost session raise, which the server answers 503 (the token was not judged, so 401
+    would be a lie).  Result 0 is valid (§7.5.5, §7.5.23), anything else 401.
+    """
+    from globaleye.protocol import messages as m
+
+    async def verify(kind: Kind, dev_id: str, channel_no: int, target: int | str, token: str) -> bool:
+        current = session()
+        if current is None:
+            raise ConnectionError("no session with the platform")
+        request: m.Message
+        if kind == "live":
+            request = m.TokenVerifyRequest(dev_id=dev_id, channel_no=channel_no, stream_type=int(target),
+                                           hash_token=token)
+        else:
+            request = m.PlaybackVerifyRequest(dev_id=dev_id, channel_no=channel_no, file_name=str(target),
+                                              hash_token=token)
+        response = await current.request(request, timeout)
+        return int(response.result) == 0
+
+    return verify
+
+
+def state_recordings(state: Any) -> Callable[[int, str], float | None]:
+    """``recording_duration`` from a simulated camera's 72H listing (CameraState.recordings).
+
+    A file deleted by 73H, or never listed, is 404; a listed file lasts from its
+    StartTime to its EndTime (§7.5.22, minutes).
+    """
+    import datetime
+
+    def duration(channel_no: int, file_name: str) -> float | None:
+        for f in state.recordings(channel_no):
+            if f.file_name == file_name:
+                try:
+                    start = datetime.datetime.strptime(f.start_time, "%Y%m%d%H%M")
+                    end = datetime.datetime.strptime(f.end_time, "%Y%m%d%H%M")
+                except ValueError:
+                    return float(RECORDING_SECONDS)
+                return max(1.0, (end - start).total_seconds())
+        return None
+
+    return duration
+
+
+# ---------------------------------------------------------------------- URL
+
+
+@attrs.frozen
+class Target:
+    """What a request URL asks for (§7.5.5 / §7.5.23)."""
+
+    kind: Kind
+    dev_id: str
+    channel_no: int
+    stream_type: int = 0  # live only
+    file_name: str = ""  # playback only
+    token: str = ""
+
+    @property
+    def resource(self) -> tuple[str, str, int, int, str]:
+        return (self.kind, self.dev_id, self.channel_no, self.stream_type, self.file_name)
+
+    @property
+    def verify_arg(self) -> int | str:
+        return self.stream_type if self.kind == "live" else self.file_name
+
+
+_TRACK = re.compile(r"[/&?;]trackID=(\d+)", re.IGNORECASE)
+
+
+def parse_url(uri: str) -> tuple[Target, int | None]:
+    """The target and the track (None = aggregate) of a request URI; RtspRefusal(404).
+
+    The track may be written ``&trackID=n`` (our SDP's absolute control URLs) or
+    ``/trackID=n`` appended anywhere (clients that resolve a relative control against
+    a URL with a query string end up with ``…&hashtoken=x/trackID=0``).
+    """
+    track = None
+    m = _TRACK.search(uri)
+    if m is not None:
+        track = int(m.group(1))
+        uri = uri[:m.start()] + uri[m.end():]
+    try:
+        parts = urlsplit(uri.rstrip("/"))
+    except ValueError:
+        raise RtspRefusal(400, "malformed URL") from None
+    if parts.scheme.lower() not in ("rtsp", "rtspu") or parts.path.rstrip("/").lower() != "/realplay":
+        raise RtspRefusal(404, f"not a realplay URL: {parts.path!r}")
+    query = {k.lower(): v for k, v in parse_qsl(parts.query, keep_blank_values=True)}
+    dev_id = query.get("devid", "")
+    try:
+        channel_no = int(query.get("channelno", ""))
+    except ValueError:
+        raise RtspRefusal(404, "missing or bad channelno") from None
+    token = query.get("hashtoken", "")
+    if not dev_id:
+        raise RtspRefusal(404, "missing devid")
+    if "filename" in query:
+        return Target("playback", dev_id, channel_no, file_name=query["filename"], token=token), track
+    try:
+        stream_type = int(query.get("streamtype", ""))
+    except ValueError:
+        raise RtspRefusal(404, "missing or bad streamtype") from None
+    return Target("live", dev_id, channel_no, stream_type=stream_type, token=token), track
+
+
+# ---------------------------------------------------------------------- the camera
+
+
+def _always_open(channel_no: int, stream_type: int) -> bool:
+    return True
+
+
+@attrs.define(eq=False)
+class RtspCamera:
+    """One device's RTSP side: its channels, limits, verifier, media and live sessions.
+
+    ``stream_open(channel, stream_type)`` False gives 403 (§10.2 7: the stream is
+    switched off).  ``recording_duration(channel, file_name)`` gives the length in
+    seconds of a recording the device has, or None (404); by default every well-formed
+    §7.1 name of this device and channel is a 5-minute file.
+    """
+
+    dev_id: str
+    verifier: Verifier
+    channel_num: int = 1
+    max_sessions: int = 4
+    media: MediaLibrary = attrs.Factory(default_library)
+    stream_open: Callable[[int, int], bool] = _always_open
+    recording_duration: Callable[[int, str], float | None] | None = None
+    on_sessions_changed: Callable[[int], None] | None = None
+    audio: bool = True
+    sessions: dict[str, RtspSession] = attrs.Factory(dict)
+    refusals: collections.Counter[int] = attrs.Factory(collections.Counter)
+    plays: int = 0
+
+    def video(self, target: Target) -> VideoLoop:
+        """Live: main 1280x720 or sub CIF; playback: the main stream (§7.1 records main)."""
+        if target.kind == "live" and target.stream_type == STREAM_SUB:
+            return self.media.sub()
+        return self.media.main()
+
+    def audio_loop(self, video: VideoLoop) -> AudioLoop | None:
+        return self.media.audio(video.params.seconds) if self.audio else None
+
+    def duration(self, target: Target) -> float | None:
+        if target.kind == "live":
+            return None
+        if self.recording_duration is not None:
+            return self.recording_duration(target.channel_no, target.file_name)
+        return float(RECORDING_SECONDS)
+
+    def check(self, target: Target) -> None:
+        """404 / 403 for a target of this camera (the DevID was matched by the caller)."""
+        if not 0 <= target.channel_no < self.channel_num:
+            raise RtspRefusal(404, f"no channel {target.channel_no}")
+        if target.kind == "live":
+            if target.stream_type not in (STREAM_MAIN, STREAM_SUB):
+                raise RtspRefusal(404, f"no stream type {target.stream_type}")
+            if not self.stream_open(target.channel_no, target.stream_type):
+                raise RtspRefusal(403, f"stream {target.channel_no}/{target.stream_type} is closed")
+        else:
+            name = RecordingName.parse(target.file_name)
+            if name is None or name.dev_id != self.dev_id or name.channel_no != target.channel_no:
+                raise RtspRefusal(404, f"no recording {target.file_name!r}")
+            if self.duration(target) is None:
+                raise RtspRefusal(404, f"no recording {target.file_name!r}")
+
+    def check_capacity(self) -> None:
+        if len(self.sessions) >= self.max_sessions:
+            raise RtspRefusal(453, f"{len(self.sessions)} sessions, the maximum is {self.max_sessions}")
+
+    def _changed(self) -> None:
+        if self.on_sessions_changed is not None:
+            self.on_sessions_changed(len(self.sessions))
+
+
+# ---------------------------------------------------------------------- sessions and tracks
+
+
+class _UdpPort(DatagramProtocol):
+    """One server-side UDP port of a track (RTP or RTCP).
+
+    §15 step 3: the client sends empty RTP packets ("punch") to our server_port; if one
+    arrives from another port than the SETUP declared (a NAT rewrote it), media goes
+    there instead.  Only packets from the client's address are believed, so a third
+    party cannot steer a stream.
+    """
+
+    noisy = False  # one port pair per UDP track: no start/stop lines in the log
+
+    def __init__(self, track: Track, rtcp: bool) -> None:
+        self.track = track
+        self.rtcp = rtcp
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
+        track = self.track
+        track.session.touch()
+        if not rtp.looks_like_rtp(data) or (not self.rtcp and rtp.looks_like_rtcp(data)):
+            return
+        host, port = addr[0], addr[1]
+        if host not in track.trusted_hosts:
+            log.warn("RTSP session {sid}: ignored punch from {addr}: not the client's address",
+                     sid=track.session.id, addr=f"{host}:{port}")
+            return
+        current = track.rtcp_dest if self.rtcp else track.rtp_dest
+        if current != (host, port):
+            log.info("RTSP session {sid}: {what} redirected from {old} to {new} (punch, §15)",
+                     sid=track.session.id, what="RTCP" if self.rtcp else "RTP",
+                     old=current, new=f"{host}:{port}")
+            if self.rtcp:
+                track.rtcp_dest = (host, port)
+            else:
+                track.rtp_dest = (host, port)
+
+
+@attrs.define(eq=False)
+class Track:
+    """One media stream of a session: how its RTP leaves and its RTP counters."""
+
+    session: RtspSession
+    index: int
+    payload_type: int
+    clock_rate: int
+    ssrc: int = attrs.Factory(lambda: secrets.randbits(32))
+    seq: int = attrs.Factory(lambda: secrets.randbits(15))
+    timestamp: int = attrs.Factory(lambda: secrets.randbits(31))
+    last_sent_at: float | None = None
+    interleaved: tuple[int, int] | None = None
+    rtp_dest: tuple[str, int] | None = None
+    rtcp_dest: tuple[str, int] | None = None
+    trusted_hosts: frozenset[str] = frozenset()
+    rtp_port: Any = None
+    rtcp_port: Any = None
+    packets: int = 0
+    octets: int = 0
+    last_report: float | None = None
+
+    def next_timestamp(self, now: float) -> int:
+        """Where the RTP clock stands now: continuous across PAUSE, seeks and scale changes."""
+        if self.last_sent_at is None:
+            return self.timestamp
+        return (self.timestamp + int(max(0.0, now - self.last_sent_at) * self.clock_rate)) & 0xFFFFFFFF
+
+    def send(self, payload: bytes, marker: bool, timestamp: int) -> None:
+        packet = rtp.rtp_header(self.payload_type, self.seq, timestamp, self.ssrc, marker) + payload
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.packets += 1
+        self.octets += len(payload)
+        self._out(packet, rtcp=False)
+
+    def report(self, now: float, timestamp: int) -> None:
+        """An RTCP SR every RTCP_INTERVAL seconds (first one with the first media)."""
+        if self.last_report is not None and now - self.last_report < RTCP_INTERVAL:
+            return
+        self.last_report = now
+        cname = f"{self.session.camera.dev_id}@globaleye"
+        self._out(rtp.rtcp_sender_report(self.ssrc, time.time(), timestamp, self.packets, self.octets,
+                                         cname), rtcp=True)
+
+    def _out(self, packet: bytes, rtcp: bool) -> None:
+        if self.interleaved is not None:
+            owner = self.session.owner
+            if owner is not None and owner.transport is not None:
+                owner.transport.write(encode_interleaved(self.interleaved[1 if rtcp else 0], packet))
+        elif rtcp:
+            if self.rtcp_port is not None and self.rtcp_dest is not None:
+                self.rtcp_port.write(packet, self.rtcp_dest)
+        elif self.rtp_port is not None and self.rtp_dest is not None:
+            self.rtp_port.write(packet, self.rtp_dest)
+
+    def close(self) -> None:
+        for port in (self.rtp_port, self.rtcp_port):
+            if port is not None:
+                port.stopListening()
+        self.rtp_port = self.rtcp_port = None
+
+
+@attrs.define(eq=False)
+class RtspSession:
+    id: str
+    camera: RtspCamera
+    target: Target
+    owner: RtspCameraProtocol | None
+    clock: IReactorTime
+    tracks: dict[int, Track] = attrs.Factory(dict)
+    state: Literal["ready", "playing", "paused"] = "ready"
+    player: Player | None = None
+    #: Playback: the media frame the next PLAY without Range resumes at.
+    resume_frame: int = 0
+    scale: float = 1.0
+    timer: IDelayedCall | None = None
+    frames_sent: int = 0
+    frames_dropped: int = 0
+
+    @property
+    def tcp(self) -> bool:
+        return any(t.interleaved is not None for t in self.tracks.values())
+
+    def touch(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.reset(SESSION_TIMEOUT)
+
+    def arm_timeout(self) -> None:
+        if self.timer is None:
+            self.timer = self.clock.callLater(SESSION_TIMEOUT, self._expired)
+
+    def _expired(self) -> None:
+        self.timer = None
+        log.info("RTSP session {sid} of {dev}: no activity for {t:g} s, closed", sid=self.id,
+                 dev=self.camera.dev_id, t=SESSION_TIMEOUT)
+        self.destroy()
+        if self.owner is not None and self.owner.transport is not None:
+            self.owner.transport.loseConnection()
+
+    def stop_player(self) -> None:
+        if self.player is not None:
+            self.resume_frame = self.player.stop()
+            self.player = None
+
+    def destroy(self) -> None:
+        self.stop_player()
+        for track in self.tracks.values():
+            track.close()
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+        if self.camera.sessions.pop(self.id, None) is not None:
+            self.camera._changed()
+        if self.owner is not None:
+            self.owner.sessions.discard(self.id)
+            self.owner.factory.sessions.pop(self.id, None)
+        self.owner = None
+
+
+class Player:
+    """Sends one session's frames at their times; the reactor clock paces, nothing blocks.
+
+    ``frame`` counts media frames from the start of the recording (playback) or of the
+    epoch (live, so every viewer of a camera sees the same picture); the loop frame is
+    ``frame % len(loop)``.  Frame *n* after start is due at ``t0 + n / (fps·scale)``.
+    """
+
+    def __init__(self, session: RtspSession, video: VideoLoop, audio: AudioLoop | None,
+                 start_frame: int, end_frame: int | None, scale: float) -> None:
+        self.session = session
+        self.clock = session.clock
+        self.video = video
+        self.audio = audio if scale == 1.0 else None  # no time-stretched audio: video only
+        self.start_frame = start_frame
+        self.end_frame = end_frame
+        self.scale = scale
+        self.interval = 1.0 / (video.fps * scale)
+        self.sent = 0  # frames since start (sent or dropped)
+        self.need_idr = False
+        self._call: IDelayedCall | None = None
+        now = self.clock.seconds()
+        self.t0 = now
+        vt, at = session.tracks.get(VIDEO_TRACK), session.tracks.get(AUDIO_TRACK)
+        self.video_ts0 = vt.next_timestamp(now) if vt else 0
+        self.audio_ts0 = at.next_timestamp(now) if at else 0
+        if at is None:
+            self.audio = None
+
+    def rtp_info(self, base_url: str) -> str:
+        parts = []
+        for index, ts in ((VIDEO_TRACK, self.video_ts0), (AUDIO_TRACK, self.audio_ts0)):
+            track = self.session.tracks.get(index)
+            if track is not None:
+                parts.append(f"url={track_url(base_url, index)};seq={track.seq};rtptime={ts}")
+        return ",".join(parts)
+
+    def start(self) -> None:
+        self._tick()
+
+    def stop(self) -> int:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        return self.start_frame + self.sent
+
+    def _tick(self) -> None:
+        self._call = None
+        session = self.session
+        now = self.clock.seconds()
+        due = int((now - self.t0) / self.interval) + 1  # frames that should be out by now
+        if due - self.sent > MAX_LATE_FRAMES:
+            # The reactor stalled: skip, and resume cleanly at an IDR.
+            skipped = due - 1 - self.sent
+            session.frames_dropped += skipped
+            self.sent += skipped
+            self.need_idr = True
+        while self.sent < due:
+            frame = self.start_frame + self.sent
+            if self.end_frame is not None and frame >= self.end_frame:
+                log.info("RTSP session {sid}: playback of {name} reached its end", sid=session.id,
+                         name=session.target.file_name)
+                session.state = "paused"
+                session.resume_frame = frame
+                session.player = None
+                return
+            self._send(frame)
+            self.sent += 1
+        self._call = self.clock.callLater(max(0.0, self.t0 + self.sent * self.interval - now), self._tick)
+
+    def _send(self, frame: int) -> None:
+        session = self.session
+        unit = self.video.frames[frame % len(self.video.frames)]
+        owner = session.owner
+        congested = session.tcp and (owner is None or owner.paused)
+        if congested or (self.need_idr and not unit.keyframe):
+            session.frames_dropped += 1
+            self.need_idr = True
+            return
+        self.need_idr = False
+        n = self.sent
+        now = self.clock.seconds()
+        video = session.tracks.get(VIDEO_TRACK)
+        if video is not None:
+            ts = (self.video_ts0 + round(n * rtp.H264_CLOCK / (self.video.fps * self.scale))) & 0xFFFFFFFF
+            video.report(now, ts)
+            for payload, marker in unit.payloads:
+                video.send(payload, marker, ts)
+            video.timestamp, video.last_sent_at = ts, now
+        audio = session.tracks.get(AUDIO_TRACK)
+        if audio is not None and self.audio is not None:
+            per_frame = rtp.PCMA_CLOCK // self.video.fps
+            pcma = self.audio.pcma
+            offset = (frame * per_frame) % len(pcma)
+            for k in range(0, per_frame, AUDIO_PACKET_SAMPLES):
+                start = offset + k
+                chunk = pcma[start:start + AUDIO_PACKET_SAMPLES]
+                if len(chunk) < AUDIO_PACKET_SAMPLES:
+                    chunk += pcma[:AUDIO_PACKET_SAMPLES - len(chunk)]
+                ts = (self.audio_ts0 + n * per_frame + k) & 0xFFFFFFFF
+                if k == 0:
+                    audio.report(now, ts)
+                audio.send(chunk, False, ts)
+                audio.timestamp, audio.last_sent_at = ts, now
+        session.frames_sent += 1
+
+
+def track_url(base_url: str, index: int) -> str:
+    """Absolute control URL of a track: §7.5.5's URL has a query, so relative ones break."""
+    return f"{base_url}{'&' if '?' in base_url else '?'}trackID={index}"
+
+
+# ---------------------------------------------------------------------- SDP
+
+
+def build_sdp(target: Target, video: VideoLoop, audio: bool, base_url: str, host: str,
+              duration: float | None) -> bytes:
+    session_id = int(time.time())
+    lines = [
+        "v=0",
+        f"o=- {session_id} 1 IN IP4 {host}",
+        f"s=GlobalEye {target.kind} {target.dev_id}/{target.channel_no}",
+        "c=IN IP4 0.0.0.0",
+        "t=0 0",
+        "a=control:*",
+        "a=range:npt=0-" + ("" if duration is None else f"{duration:.3f}"),
+        f"m=video 0 RTP/AVP {rtp.PT_H264}",
+        f"a=rtpmap:{rtp.PT_H264} H264/{rtp.H264_CLOCK}",
+        f"a=fmtp:{rtp.PT_H264} packetization-mode=1;profile-level-id={video.profile_level_id};"
+        f"sprop-parameter-sets={video.sprop_parameter_sets}",
+        f"a=framerate:{video.fps}",
+        f"a=x-dimensions:{video.width},{video.height}",
+        f"a=control:{track_url(base_url, VIDEO_TRACK)}",
+    ]
+    if audio:
+        lines += [
+            f"m=audio 0 RTP/AVP {rtp.PT_PCMA}",
+            f"a=rtpmap:{rtp.PT_PCMA} PCMA/{rtp.PCMA_CLOCK}",
+            f"a=ptime:{AUDIO_PACKET_SAMPLES * 1000 // rtp.PCMA_CLOCK}",
+            f"a=control:{track_url(base_url, AUDIO_TRACK)}",
+        ]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+# ---------------------------------------------------------------------- the protocol
+
+
+@implementer(interfaces.IPushProducer)
+class RtspCameraProtocol(Protocol):
+    """One RTSP connection to the camera (or to any camera the factory serves)."""
+
+    def __init__(self, factory: RtspCameraFactory) -> None:
+        self.factory = factory
+        self.parser = RtspParser()
+        self.queue: collections.deque[RtspRequest] = collections.deque()
+        self.busy = False
+        self.sessions: set[str] = set()
+        #: (resource, token) pairs this connection has had verified by the platform.
+        self.verified: set[tuple[tuple[str, str, int, int, str], str]] = set()
+        self.paused = False
+        self.closed = False
+        self.peer = "?"
+
+    # -- connection and flow control
+
+    def connectionMade(self) -> None:  # noqa: N802
+        peer = self.transport.getPeer()
+        self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        self.transport.registerProducer(self, True)
+        self.factory.connections += 1
+
+    def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
+        self.closed = True
+        self.factory.connections -= 1
+        # §10.1: the session ends with its RTSP connection (also for UDP, see the docs).
+        for sid in list(self.sessions):
+            session = self.factory.find_session(sid)
+            if session is not None:
+                session.destroy()
+        self.sessions.clear()
+        self.queue.clear()
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        """The socket buffer is full: the players drop frames until resumed and an IDR."""
+        self.paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.paused = False
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.paused = True
+
+    # -- input
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        if self.closed:
+            return
+        try:
+            events = self.parser.feed(data)
+        except RtspCodecError as e:
+            log.warn("RTSP {peer}: refused: unparsable input ({e}); closing", peer=self.peer, e=e)
+            self.factory.refusals[400] += 1
+            self._write(RtspResponse(400, headers=Headers([("CSeq", "0")])))
+            self.closed = True
+            self.transport.loseConnection()
+            return
+        for event in events:
+            if isinstance(event, InterleavedFrame):
+                # RTCP receiver reports over TCP: proof of life for the session.
+                for sid in self.sessions:
+                    session = self.factory.find_session(sid)
+                    if session is not None:
+                        session.touch()
+            elif isinstance(event, RtspRequest):
+                if len(self.queue) >= MAX_QUEUED_REQUESTS:
+                    log.warn("RTSP {peer}: refused: more than {n} pipelined requests; closing",
+                             peer=self.peer, n=MAX_QUEUED_REQUESTS)
+                    self.closed = True
+                    self.transport.loseConnection()
+                    return
+                self.queue.append(event)
+            # Responses: a server sends no requests, so any response is stray; ignored.
+        self._pump()
+
+    def _pump(self) -> None:
+        if self.busy or not self.queue or self.closed:
+            return
+        request = self.queue.popleft()
+        self.busy = True
+        d = Deferred.fromCoroutine(self._handle(request))
+        d.addErrback(self._crashed, request)
+        d.addBoth(self._done)
+
+    def _crashed(self, failure: Failure, request: RtspRequest) -> RtspResponse:
+        log.failure("RTSP {peer}: {method} {uri} crashed", failure, peer=self.peer,
+                    method=request.method, uri=_redact(request.uri))
+        return self._reply(request, 500)
+
+    def _done(self, response: RtspResponse | None) -> None:
+        self.busy = False
+        self._pump()
+
+    # -- output
+
+    def _write(self, response: RtspResponse) -> None:
+        if self.transport is not None:
+            self.transport.write(response.encode())
+
+    def _reply(self, request: RtspRequest, code: int, headers: list[tuple[str, str]] | None = None,
+               body: bytes = b"") -> RtspResponse:
+        h = Headers([("CSeq", request.cseq or "0"), ("Server", "GlobalEye-SimCam/1.0"),
+                     ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))])
+        for k, v in headers or []:
+            h.add(k, v)
+        response = RtspResponse(code, REASONS.get(code, ""), h, body)
+        if not self.closed:
+            self._write(response)
+        return response
+
+    # -- requests
+
+    async def _handle(self, request: RtspRequest) -> RtspResponse:
+        try:
+            if request.version != "RTSP/1.0":
+                raise RtspRefusal(505, f"version {request.version}")
+            if request.cseq is None:
+                raise RtspRefusal(400, "no CSeq")
+            handler = getattr(self, "do_" + request.method.upper(), None)
+            if request.method.upper() in ("ANNOUNCE", "RECORD", "REDIRECT"):
+                raise RtspRefusal(405, f"method {request.method} (a camera only plays)")
+            if handler is None:
+                raise RtspRefusal(501, f"method {request.method}")
+            result: RtspResponse = await handler(request)
+            return result
+        except RtspRefusal as refusal:
+            log.warn("RTSP {peer}: refused {method} {uri}: {code} {reason}", peer=self.peer,
+                     method=request.method, uri=_redact(request.uri), code=refusal.code,
+                     reason=refusal.reason)
+            camera = self._camera_of(request)
+            if camera is not None:
+                camera.refusals[refusal.code] += 1
+            self.factory.refusals[refusal.code] += 1
+            extra = [("Allow", PUBLIC)] if refusal.code == 405 else []
+            return self._reply(request, refusal.code, extra)
+        except RtspCodecError as e:
+            log.warn("RTSP {peer}: refused {method}: 400 {e}", peer=self.peer, method=request.method, e=e)
+            self.factory.refusals[400] += 1
+            return self._reply(request, 400)
+
+    def _camera_of(self, request: RtspRequest) -> RtspCamera | None:
+        try:
+            target, _ = parse_url(request.uri)
+        except RtspRefusal:
+            return None
+        return self.factory.cameras.get(target.dev_id)
+
+    def _session_of(self, request: RtspRequest, required: bool = True) -> RtspSession | None:
+        header = request.headers.get("Session")
+        if header is None:
+            if required:
+                raise RtspRefusal(454, "no Session header")
+            return None
+        session = self.factory.find_session(header.split(";")[0].strip())
+        if session is None:
+            raise RtspRefusal(454, f"unknown session {header[:40]!r}")
+        if session.owner is not self:
+            # Sessions belong to the connection that created them (they end with it).
+            raise RtspRefusal(454, "session belongs to another connection")
+        session.touch()
+        return session
+
+    async def _authorize(self, target: Target, new_session: bool) -> RtspCamera:
+        """404 → 403 → 453 → 401, in that order (see the module docstring)."""
+        camera = self.factory.cameras.get(target.dev_id)
+        if camera is None:
+            raise RtspRefusal(404, f"no device {target.dev_id!r} here")
+        camera.check(target)
+        if new_session:
+            camera.check_capacity()
+        key = (target.resource, target.token)
+        if key in self.verified:
+            return camera
+        if not target.token:
+            raise RtspRefusal(401, "no hashtoken")
+        try:
+            ok = await camera.verifier(target.kind, target.dev_id, target.channel_no,
+                                       target.verify_arg, target.token)
+        except Exception as e:
+            raise RtspRefusal(503, f"token verification unavailable: {e}") from None
+        if not ok:
+            raise RtspRefusal(401, "hashtoken rejected by the platform")
+        self.verified.add(key)
+        if self.closed:
+            raise RtspRefusal(500, "connection closed during verification")
+        return camera
+
+    async def do_OPTIONS(self, request: RtspRequest) -> RtspResponse:  # noqa: N802
+        if request.headers.get("Session"):
+            self._session_of(request, required=False)
+        return self._reply(request, 200, [("Public", PUBLIC)])
+
+    async def do_GET_PARAMETER(self, request: RtspRequest) -> RtspResponse:  # noqa: N802
+        """Keep-alive (ffmpeg, VLC send it every timeout/2); we expose no parameters."""
+        session = self._session_of(request, required=False)
+        headers = [("Session", session.id)] if session else []
+        return self._reply(request, 200, headers)
+
+    do_SET_PARAMETER = do_GET_PARAMETER  # noqa: N815
+
+    async def do_DESCRIBE(self, request: RtspRequest) -> RtspResponse:  # noqa: N802
+        target, _ = parse_url(request.uri)
+        accept = request.headers.get("Accept")
+        if accept and "application/sdp" not in accept.lower() and "*/*" not in accept:
+            raise RtspRefusal(406, f"cannot answer Accept: {accept[:40]}")
+        camera = await self._authorize(target, new_session=True)
+        base = _base_url(request.uri)
+        video = camera.video(target)
+        sdp = build_sdp(target, video, camera.audio, base, self.transport.getHost().host,
+                        camera.duration(target))
+        return self._reply(request, 200, [("Content-Base", base), ("Content-Type", "application/sdp")],
+                           sdp)
+
+    async def do_SETUP(self, request: RtspRequest) -> RtspResponse:  # noqa: N802
+        target, track_index = parse_url(request.uri)
+        session = self._session_of(request, required=False)
+        if session is not None and session.target.resource != target.resource:
+            raise RtspRefusal(459, "SETUP of another resource into an existing session")
+        camera = await self._authorize(target, new_session=session is None)
+        if track_index is None:
+            track_index = VIDEO_TRACK
+        if track_index not in (VIDEO_TRACK, AUDIO_TRACK) or (track_index == AUDIO_TRACK and not camera.audio):
+            raise RtspRefusal(404, f"no track {track_index}")
+        if session is not None and session.state == "playing":
+            raise RtspRefusal(455, "SETUP while playing")
+        header = request.headers.get("Transport")
+        if not header:
+            raise RtspRefusal(461, "no Transport header")
+        specs = [s for s in parse_transport(header) if s.profile in ("RTP/AVP", "RTP/AVP/TCP") and s.unicast]
+        if not specs:
+            raise RtspRefusal(461, f"no supported transport in {header[:80]!r}")
+        spec = specs[0]
+        if session is None:
+            camera.check_capacity()  # again: another connection may have won the race
+            session = RtspSession(secrets.token_hex(8), camera, target, self, self.factory.clock)
+            camera.sessions[session.id] = session
+            self.factory.sessions[session.id] = session
+            self.sessions.add(session.id)
+            camera._changed()
+        old = session.tracks.pop(track_index, None)
+        if old is not None:
+            old.close()
+        track = Track(session, track_index, rtp.PT_H264 if track_index == VIDEO_TRACK else rtp.PT_PCMA,
+                      rtp.H264_CLOCK if track_index == VIDEO_TRACK else rtp.PCMA_CLOCK)
+        local = self.transport.getHost().host
+        if spec.tcp:
+            channels = spec.interleaved or (2 * track_index, 2 * track_index + 1)
+            track.interleaved = channels
+            reply = TransportSpec("RTP/AVP/TCP", interleaved=channels, ssrc=track.ssrc)
+        else:
+            if spec.client_port is None:
+                raise RtspRefusal(461, "UDP transport without client_port")
+            peer_host = self.transport.getPeer().host
+            dest = spec.destination or peer_host
+            track.rtp_dest = (dest, spec.client_port[0])
+            track.rtcp_dest = (dest, spec.client_port[1])
+            track.trusted_hosts = frozenset({dest, peer_host})
+            try:
+                track.rtp_port, track.rtcp_port = self.factory.udp_pair(track, local)
+            except Exception as e:
+                raise RtspRefusal(453, f"no UDP ports: {e}") from None
+            reply = TransportSpec("RTP/AVP", destination=dest, source=local, client_port=spec.client_port,
+                                  server_port=(track.rtp_port.getHost().port, track.rtcp_port.getHost().port),
+                                  ssrc=track.ssrc)
+            session.arm_timeout()
+        session.tracks[track_index] = track
+        return self._reply(request, 200, [("Session", f"{session.id};timeout={int(SESSION_TIMEOUT)}"),
+                                          ("Transport", reply.encode())])
+
+    async def do_PLAY(self, request: RtspRequest) -> RtspResponse:  # noqa: N802
+        session = self._session_of(request)
+        assert session is not None
+        target, _ = parse_url(request.uri) if "realplay" in request.uri.lower() else (session.target, None)
+        if target.resource != session.target.resource:
+            raise RtspRefusal(459, "PLAY of another resource")
+        if target.token and target.token != session.target.token:
+            await self._authorize(target, new_session=False)
+        if not session.tracks:
+            raise RtspRefusal(455, "PLAY before SETUP")
+        camera = session.camera
+        video = camera.video(session.target)
+        duration = camera.duration(session.target)
+        range_header = request.headers.get("Range")
+        scale_header = request.headers.get("Scale")
+        headers: list[tuple[str, str]] = [("Session", session.id)]
+        if session.target.kind == "live":
+            # Live: start at the IDR at or before "now" on the camera's timeline;
+            # Range and Scale do not apply (answered npt=0- and Scale 1).
+            frame = int(self.factory.clock.seconds() * video.fps)
+            start = frame - frame % video.params.gop
+            end = None
+            scale = 1.0
+            headers.append(("Range", "npt=0.000-"))
+            if scale_header is not None:
+                headers.append(("Scale", "1"))
+        else:
+            assert duration is not None
+            scale = session.scale
+            if scale_header is not None:
+                scale = _parse_scale(scale_header)
+            total = int(round(duration * video.fps))
+            if range_header is not None:
+                try:
+                    begin, stop = parse_npt_range(range_header)
+                except RtspCodecError as e:
+                    raise RtspRefusal(457, str(e)) from None
+                begin = session.resume_frame / video.fps if begin is None else begin
+                if begin >= duration or (stop is not None and stop <= begin):
+                    raise RtspRefusal(457, f"Range {range_header!r} outside 0-{duration:g}")
+                # Start on the IDR at or before the requested point: a decoder needs one.
+                first = int(begin * video.fps)
+                start = first - first % video.params.gop
+                end = total if stop is None else min(total, int(math.ceil(stop * video.fps)))
+            elif session.state == "playing" and session.player is not None and scale == session.scale:
+                return self._reply(request, 200, [*headers, ("Range", format_npt(
+                    session.player.start_frame / video.fps, duration)), ("Scale", _fmt_scale(scale))])
+            else:
+                start, end = session.resume_frame, total
+                if start >= total:
+                    raise RtspRefusal(457, "playback is at its end")
+            headers.append(("Range", format_npt(start / video.fps, end / video.fps)))
+            headers.append(("Scale", _fmt_scale(scale)))
+        session.stop_player()
+        session.scale = scale
+        player = Player(session, video, camera.audio_loop(video), start, end, scale)
+        headers.append(("RTP-Info", player.rtp_info(_base_url(request.uri))))
+        response = self._reply(request, 200, headers)
+        session.player = player
+        session.state = "playing"
+        camera.plays += 1
+        player.start()  # after the response is written: media follow the 200
+        return response
+
+    async def do_PAUSE(self, request: RtspRequest) -> RtspResponse:  # noqa: N802
+        session = self._session_of(request)
+        assert session is not None
+        if session.state == "ready":
+            raise RtspRefusal(455, "PAUSE before PLAY")
+        session.stop_player()
+        session.state = "paused"
+        video = session.camera.video(session.target)
+        headers = [("Session", session.id)]
+        if session.target.kind == "playback":
+            headers.append(("Range", format_npt(session.resume_frame / video.fps, None)))
+        return self._reply(request, 200, headers)
+
+    async def do_TEARDOWN(self, request: RtspRequest) -> RtspResponse:  # noqa: N802
+        session = self._session_of(request)
+        assert session is not None
+        session.destroy()
+        response = self._reply(request, 200)
+        if not self.sessions:
+            # §10.1 TEARDOWN 4): the camera closes the RTSP socket.
+            self.closed = True
+            self.transport.loseConnection()
+        return response
+
+
+def _parse_scale(value: str) -> float:
+    try:
+        wanted = float(value.strip())
+    except ValueError:
+        raise RtspRefusal(456, f"bad Scale {value[:20]!r}") from None
+    if not wanted > 0 or math.isinf(wanted):
+        raise RtspRefusal(456, f"Scale {value[:20]!r}: reverse play is not supported")
+    # RFC 2326 §12.34: the server may pick the nearest speed it supports and says so.
+    return min(SCALES, key=lambda s: abs(math.log(s / wanted)))
+
+
+def _fmt_scale(scale: float) -> str:
+    return f"{scale:g}"
+
+
+def _base_url(uri: str) -> str:
+    """The request URL without a track suffix: the aggregate control URL."""
+    m = _TRACK.search(uri)
+    if m is not None:
+        uri = uri[:m.start()] + uri[m.end():]
+    return uri.rstrip("/")
+
+
+def _redact(uri: str) -> str:
+    """Logs must not carry usable tokens (they are bearer credentials for a minute)."""
+    return re.sub(r"(hashtoken=)([^&/]{0,4})[^&/]*", r"\1\2…", uri, flags=re.IGNORECASE)
+
+
+class RtspCameraFactory(ServerFactory):
+    """Listens for one camera or many; the URL's ``devid`` picks the camera.
+
+    ``udp_interface`` is where UDP media ports are bound (default: the address the
+    RTSP connection came in on).
+    """
+
+    protocol = RtspCameraProtocol  # type: ignore[assignment]
+
+    def __init__(self, cameras: RtspCamera | Mapping[str, RtspCamera] | None = None,
+                 reactor: Any = None, udp_interface: str | None = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.reactor = reactor
+        self.clock: IReactorTime = reactor
+        self.udp_interface = udp_interface
+        if isinstance(cameras, RtspCamera):
+            cameras = {cameras.dev_id: cameras}
+        self.cameras: dict[str, RtspCamera] = dict(cameras or {})
+        self.sessions: dict[str, RtspSession] = {}
+        self.refusals: collections.Counter[int] = collections.Counter()
+        self.connections = 0
+
+    def add(self, camera: RtspCamera) -> None:
+        self.cameras[camera.dev_id] = camera
+
+    def remove(self, dev_id: str) -> None:
+        camera = self.cameras.pop(dev_id, None)
+        if camera is not None:
+            for session in list(camera.sessions.values()):
+                owner = session.owner
+                session.destroy()
+                if owner is not None and owner.transport is not None:
+                    owner.transport.loseConnection()
+
+    def buildProtocol(self, addr: Any) -> RtspCameraProtocol:  # noqa: N802
+        return RtspCameraProtocol(self)
+
+    def find_session(self, sid: str) -> RtspSession | None:
+        return self.sessions.get(sid)
+
+    def udp_pair(self, track: Track, local: str) -> tuple[Any, Any]:
+        """Two UDP ports (RTP, RTCP) for one track, bound next to the RTSP address."""
+        interface = self.udp_interface or local
+        rtp_port = self.reactor.listenUDP(0, _UdpPort(track, False), interface=interface)
+        try:
+            rtcp_port = self.reactor.listenUDP(0, _UdpPort(track, True), interface=interface)
+        except Exception:
+            rtp_port.stopListening()
+            raise
+        return rtp_port, rtcp_port
+

@@ -100,6 +100,43 @@ def _users(value: str) -> dict[str, str]:
     return users
 
 
+def _version(value: str) -> tuple[int, ...]:
+    """An MCU version like ``1.0`` or ``2.3.1`` as a tuple that compares numerically."""
+    parts = value.strip().split(".")
+    if not value.strip() or not all(part.isdigit() for part in parts):
+        raise ValueError(f"{value!r} is not a version like 1.0")
+    return tuple(int(part) for part in parts)
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{value} must not be negative")
+    return number
+
+
+def _prefix_urls(value: str) -> dict[str, str]:
+    """``133=http://a/soap/mcu, 189=http://b/soap/mcu``: mobile number prefix -> province MCU URL."""
+    table = {}
+    for item in _list(value):
+        prefix, sep, url = item.partition("=")
+        if not sep or not prefix.strip().isdigit() or not url.strip():
+            raise ValueError(f"{item!r} is not PREFIX=URL")
+        table[prefix.strip()] = url.strip()
+    return table
+
+
+def _firmware(value: str) -> dict[str, tuple[str, str]]:
+    """``MODEL VERSION ftp://user:pw@host:port/file`` entries: model (or *) -> (version, URL)."""
+    table = {}
+    for item in _list(value):
+        words = item.split()
+        if len(words) != 3 or not words[2].startswith("ftp://"):
+            raise ValueError(f"{item!r} is not MODEL VERSION ftp://[user[:password]@]host[:port]/file")
+        table[words[0]] = (words[1], words[2])
+    return table
+
+
 @attrs.frozen
 class Key:
     parse: Callable[[str], Any]
@@ -153,6 +190,33 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "default_province_url": Key(str, "",
                                     "Registration URL returned by /redirect for devices not yet assigned to "
                                     "a province (empty: Result 1 until a province claims the device)."),
+        "mcu_urls": Key(_prefix_urls, "",
+                        "§9.1: mobile number prefix -> province client API URL, as PREFIX=URL items; "
+                        "the longest matching prefix wins."),
+        "default_mcu_url": Key(str, "",
+                               "§9.1 McuUrl for numbers no prefix matches (empty: this process's own "
+                               "/soap/mcu when it also runs a gateway, otherwise Result 1)."),
+        "cms_name": Key(str, "GlobalEye", "§9.1 CmsName: the platform name shown to clients."),
+    },
+    "soap": {
+        "session_idle_timeout": Key(_positive, "1800", "Seconds a LoginSession may stay unused before it expires."),
+        "min_mcu_version": Key(_version, "1.0", "Lowest MCU Version accepted at login (§8.3 Result 3 below it)."),
+        "update_url": Key(str, "", "UpdateUrl given with §8.3 Result 3: where the client downloads a new version."),
+        "max_devices_per_account": Key(_count, "10", "DevNum: devices an account may own (shared ones not counted)."),
+        "sms_sender": Key(_choice("log"), "log", "How verification codes are sent: log (write them to the log)."),
+        "sms_code_lifetime": Key(_positive, "300", "Seconds an SMS verification code stays valid."),
+        "sms_code_attempts": Key(_count, "5", "Wrong entries of an SMS code before it is void."),
+        "sms_interval": Key(_positive, "60", "Minimum seconds between two codes sent to one number."),
+        "sms_peer_limit": Key(_count, "20", "Codes one source address may request per hour."),
+        "login_slowdown_after": Key(_count, "3", "Wrong passwords in a row after which each answer is delayed."),
+        "login_lockout_after": Key(_count, "10", "Wrong passwords in a row after which the account is locked."),
+        "login_lockout": Key(_positive, "900", "Seconds an account stays locked."),
+        "hashtoken_lifetime": Key(_positive, "60", "Seconds a HashToken stays valid (§7.5.5: 1 minute)."),
+        "stun_host": Key(str, "", "StunIP given in §8.9 (empty: public_host)."),
+        "stun_port": Key(_optional_port, "", "StunPort given in §8.9 (empty: [stun] port)."),
+        "firmware": Key(_firmware, "",
+                        "Newest firmware per model for §8.16/§8.17: MODEL VERSION ftp://user:pw@host:port/file "
+                        "items (model * matches any)."),
     },
     "stun": {
         "interface": Key(str, "127.0.0.1", "Primary STUN address."),

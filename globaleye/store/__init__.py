@@ -93,6 +93,44 @@ class HashToken:
     account: str = ""
 
 
+@attrs.frozen
+class Account:
+    """A client account (§8.2): the 11-digit mobile number and its password hash (argon2)."""
+
+    account: str
+    password_hash: str
+    created_at: float = 0.0
+    password_changed_at: float = 0.0
+
+
+@attrs.frozen
+class Binding:
+    """A device on an account's list (§8.5): its own (share_flag 0) or shared with it (1)."""
+
+    account: str
+    dev_id: str
+    share_flag: int = 0
+    name: str = ""
+    bound_at: float = 0.0
+
+
+#: Outcomes of :meth:`Store.bind_device`.
+BIND_OK, BIND_ALREADY_MINE, BIND_TAKEN, BIND_LIMIT, BIND_NO_ACCOUNT = "ok", "mine", "taken", "limit", "no-account"
+
+
+@attrs.frozen
+class AuditRecord:
+    """One action of the client API, who did it from where, and its Result."""
+
+    at: float
+    account: str
+    peer: str
+    action: str
+    result: int = 0
+    detail: str = ""
+    id: int | None = None
+
+
 class StoreError(Exception):
     """The store could not do what was asked (e.g. a duplicate where none may be)."""
 
@@ -143,5 +181,39 @@ class Store(Protocol):
         ...
 
     async def assign_province(self, dev_id: str, province_url: str, when: float) -> None: ...
+
+    # Client accounts (§8) ----------------------------------------------------------
+
+    async def create_account(self, account: Account) -> bool:
+        """Insert *account*; False (and nothing written) when the number is already registered."""
+        ...
+
+    async def get_account(self, account: str) -> Account | None: ...
+
+    async def set_password(self, account: str, password_hash: str, when: float) -> bool: ...
+
+    async def delete_account(self, account: str) -> list[str]:
+        """Delete the account and its bindings in one transaction; returns the DevIDs released."""
+        ...
+
+    async def bind_device(self, binding: Binding, limit: int) -> str:
+        """Bind a device to an account, atomically against *limit* own devices and other owners.
+
+        Returns BIND_OK, BIND_ALREADY_MINE (nothing changed), BIND_TAKEN (another account owns
+        it), BIND_LIMIT (the account already owns *limit* devices) or BIND_NO_ACCOUNT.
+        """
+        ...
+
+    async def unbind_device(self, account: str, dev_id: str) -> bool:
+        """Remove the account's *own* binding of *dev_id* (shared ones cannot be removed, §8.7)."""
+        ...
+
+    async def list_bindings(self, account: str) -> list[Binding]: ...
+
+    async def get_binding(self, account: str, dev_id: str) -> Binding | None: ...
+
+    async def add_audit(self, record: AuditRecord) -> int: ...
+
+    async def list_audit(self, account: str, limit: int = 100) -> list[AuditRecord]: ...
 
     async def close(self) -> None: ...

@@ -79,6 +79,36 @@ MIGRATIONS: tuple[str, ...] = (
         assigned_at REAL NOT NULL
     );
     """,
+    # 2: client accounts (§8.2), device bindings (§8.6/§8.7, ShareFlag), the audit log of the client API.
+    # Login sessions, SMS codes and failed-login counters live in memory (see docs/protocol.md).
+    """
+    CREATE TABLE accounts (
+        account TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        password_changed_at REAL NOT NULL
+    );
+    CREATE TABLE device_bindings (
+        account TEXT NOT NULL REFERENCES accounts(account) ON DELETE CASCADE,
+        dev_id TEXT NOT NULL REFERENCES devices(dev_id) ON DELETE CASCADE,
+        share_flag INTEGER NOT NULL DEFAULT 0,
+        name TEXT NOT NULL DEFAULT '',
+        bound_at REAL NOT NULL,
+        PRIMARY KEY (account, dev_id)
+    );
+    CREATE UNIQUE INDEX device_bindings_owner ON device_bindings(dev_id) WHERE share_flag = 0;
+    CREATE INDEX device_bindings_dev ON device_bindings(dev_id);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        account TEXT NOT NULL DEFAULT '',
+        peer TEXT NOT NULL DEFAULT '',
+        action TEXT NOT NULL,
+        result INTEGER NOT NULL DEFAULT 0,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_log_account ON audit_log(account, at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -16,6 +16,14 @@ from typing import Any
 from twisted.enterprise import adbapi
 
 from globaleye.store import (
+    BIND_ALREADY_MINE,
+    BIND_LIMIT,
+    BIND_NO_ACCOUNT,
+    BIND_OK,
+    BIND_TAKEN,
+    Account,
+    AuditRecord,
+    Binding,
     Device,
     DeviceAbility,
     DeviceAddresses,
@@ -234,6 +242,106 @@ class SQLiteStore:
             "ON CONFLICT(dev_id) DO UPDATE SET province_url = excluded.province_url, assigned_at = excluded.assigned_at",
             (dev_id, province_url, when),
         )
+
+    # Client accounts (§8) --------------------------------------------------------------
+
+    async def create_account(self, account: Account) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            cursor = c.execute(
+                "INSERT INTO accounts (account, password_hash, created_at, password_changed_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(account) DO NOTHING",
+                (account.account, account.password_hash, account.created_at, account.password_changed_at))
+            return cursor.rowcount == 1
+
+        return await self._run(write)
+
+    async def get_account(self, account: str) -> Account | None:
+        def query(c: sqlite3.Connection) -> Account | None:
+            row = c.execute("SELECT account, password_hash, created_at, password_changed_at FROM accounts "
+                            "WHERE account = ?", (account,)).fetchone()
+            return Account(*row) if row else None
+
+        return await self._run(query)
+
+    async def set_password(self, account: str, password_hash: str, when: float) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            return c.execute("UPDATE accounts SET password_hash = ?, password_changed_at = ? WHERE account = ?",
+                             (password_hash, when, account)).rowcount == 1
+
+        return await self._run(write)
+
+    async def delete_account(self, account: str) -> list[str]:
+        def write(c: sqlite3.Connection) -> list[str]:
+            with _transaction(c):
+                released = [row[0] for row in c.execute(
+                    "SELECT dev_id FROM device_bindings WHERE account = ? ORDER BY dev_id", (account,))]
+                c.execute("DELETE FROM device_bindings WHERE account = ?", (account,))
+                c.execute("DELETE FROM accounts WHERE account = ?", (account,))
+            return released
+
+        return await self._run(write)
+
+    async def bind_device(self, binding: Binding, limit: int) -> str:
+        def write(c: sqlite3.Connection) -> str:
+            # One IMMEDIATE transaction: the count, the owner check and the insert see the same
+            # database, so two concurrent AddDevice calls cannot both pass the limit.
+            with _transaction(c):
+                if c.execute("SELECT 1 FROM accounts WHERE account = ?", (binding.account,)).fetchone() is None:
+                    return BIND_NO_ACCOUNT
+                owner = c.execute("SELECT account FROM device_bindings WHERE dev_id = ? AND share_flag = 0",
+                                  (binding.dev_id,)).fetchone()
+                if owner is not None:
+                    return BIND_ALREADY_MINE if owner[0] == binding.account else BIND_TAKEN
+                if binding.share_flag == 0:
+                    (owned,) = c.execute("SELECT COUNT(*) FROM device_bindings WHERE account = ? AND share_flag = 0",
+                                         (binding.account,)).fetchone()
+                    if owned >= limit:
+                        return BIND_LIMIT
+                c.execute("INSERT INTO device_bindings (account, dev_id, share_flag, name, bound_at) "
+                          "VALUES (?, ?, ?, ?, ?) ON CONFLICT(account, dev_id) DO UPDATE SET "
+                          "share_flag = excluded.share_flag, name = excluded.name, bound_at = excluded.bound_at",
+                          (binding.account, binding.dev_id, binding.share_flag, binding.name, binding.bound_at))
+            return BIND_OK
+
+        return await self._run(write)
+
+    async def unbind_device(self, account: str, dev_id: str) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            return c.execute("DELETE FROM device_bindings WHERE account = ? AND dev_id = ? AND share_flag = 0",
+                             (account, dev_id)).rowcount == 1
+
+        return await self._run(write)
+
+    async def list_bindings(self, account: str) -> list[Binding]:
+        def query(c: sqlite3.Connection) -> list[Binding]:
+            return [Binding(*row) for row in c.execute(
+                "SELECT account, dev_id, share_flag, name, bound_at FROM device_bindings WHERE account = ? "
+                "ORDER BY share_flag, dev_id", (account,))]
+
+        return await self._run(query)
+
+    async def get_binding(self, account: str, dev_id: str) -> Binding | None:
+        def query(c: sqlite3.Connection) -> Binding | None:
+            row = c.execute("SELECT account, dev_id, share_flag, name, bound_at FROM device_bindings "
+                            "WHERE account = ? AND dev_id = ?", (account, dev_id)).fetchone()
+            return Binding(*row) if row else None
+
+        return await self._run(query)
+
+    async def add_audit(self, record: AuditRecord) -> int:
+        return await self._run(
+            _insert,
+            "INSERT INTO audit_log (at, account, peer, action, result, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            (record.at, record.account, record.peer, record.action, record.result, record.detail),
+        )
+
+    async def list_audit(self, account: str, limit: int = 100) -> list[AuditRecord]:
+        def query(c: sqlite3.Connection) -> list[AuditRecord]:
+            rows = c.execute("SELECT at, account, peer, action, result, detail, id FROM audit_log "
+                             "WHERE account = ? ORDER BY id DESC LIMIT ?", (account, limit))
+            return [AuditRecord(*row) for row in rows]
+
+        return await self._run(query)
 
 
 class _transaction:

@@ -1,0 +1,444 @@
+"""Client accounts (§8.1–§8.4, §8.8): SMS codes, passwords, LoginSessions, HashTokens, audit.
+
+An account is an 11-digit mobile number.  The rules here are security rules, so
+each one says why:
+
+* Passwords are hashed with argon2id (argon2-cffi) in a worker thread: a hash costs
+  tens of milliseconds of CPU on purpose, which would stall every camera session
+  if it ran on the reactor thread.
+* A login for an unknown number still verifies a dummy hash, so the answer time
+  does not tell registered numbers from others (§8.3's Result 1 tells anyway,
+  but only to someone who also sends a well-formed login, and it is rate-limited
+  by the lockout of that number once registered).
+* Wrong passwords in a row first slow every further attempt on that account down
+  (exponentially, before the password is even checked) and then lock it: a locked
+  account answers Result 2 whatever the password.
+* LoginSession tokens come from :func:`secrets.token_urlsafe` (256 bits), live in
+  memory, expire after ``session_idle_timeout`` seconds unused (reactor clock),
+  and all of an account's sessions end at password change and account closure.
+* SMS codes: 6 digits, one live code per number, ``sms_code_lifetime`` seconds,
+  ``sms_code_attempts`` wrong entries, at most one per ``sms_interval`` per number
+  and ``sms_peer_limit`` per hour per source address.  A code is sent whether the
+  number is registered or not, and registration checks the code *before* saying
+  "already registered", so only the phone's owner learns that.
+* HashTokens (§7.5.5): MD5 over account, a secret derived from the password hash,
+  DevID, channel, stream, time and a random key; stored for ``hashtoken_lifetime``
+  (60 s), consumed once by the gateway (35H).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import attrs
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from globaleye.store import Account, AuditRecord, HashToken, Store
+
+MOBILE = re.compile(r"^1[0-9]{10}$")
+PASSWORD_MIN, PASSWORD_MAX = 6, 32
+MAX_SESSIONS_PER_ACCOUNT = 16
+MAX_SLOWDOWN = 30.0
+
+# Result codes shared by §8.1–§8.8.
+OK = 0
+NO_ACCOUNT = 1
+WRONG_PASSWORD = EXPIRED = SMS_FAILED = WRONG_CODE = 2
+OLD_VERSION = CANNOT_SUBSCRIBE = 3
+ALREADY_REGISTERED = 1
+
+
+class SmsSender(Protocol):
+    """Delivers a text to a mobile number; raises when it could not."""
+
+    async def send(self, mobile: str, text: str) -> None: ...
+
+
+class OpenCheck(Protocol):
+    """May this number open the service (§2 item 7, CRM)?  ``globaleye.crm`` provides these."""
+
+    async def may_open(self, mobile: str) -> bool: ...
+
+
+class LogSmsSender:
+    """The default sender: writes the message to the log (no SMS gateway configured)."""
+
+    log = Logger()
+
+    async def send(self, mobile: str, text: str) -> None:
+        self.log.info("SMS to {mobile}: {text}", mobile=mobile, text=text)
+
+
+@attrs.define
+class RecordingSmsSender:
+    """Keeps every message (tests, demos): ``sent[-1]`` is ``(mobile, text)``."""
+
+    sent: list[tuple[str, str]] = attrs.Factory(list)
+
+    async def send(self, mobile: str, text: str) -> None:
+        self.sent.append((mobile, text))
+
+    def last_code(self, mobile: str) -> str:
+        for number, text in reversed(self.sent):
+            if number == mobile:
+                match = re.search(r"\b([0-9]{6})\b", text)
+                if match:
+                    return match.group(1)
+        raise LookupError(f"no code sent to {mobile}")
+
+
+@attrs.frozen
+class AccountSettings:
+    session_idle_timeout: float = 1800.0
+    min_mcu_version: tuple[int, ...] = (1, 0)
+    update_url: str = ""
+    max_devices: int = 10
+    sms_code_lifetime: float = 300.0
+    sms_code_attempts: int = 5
+    sms_interval: float = 60.0
+    sms_peer_limit: int = 20
+    login_slowdown_after: int = 3
+    login_lockout_after: int = 10
+    login_lockout: float = 900.0
+    hashtoken_lifetime: float = 60.0
+
+
+@attrs.define
+class LoginSession:
+    token: str
+    account: str
+    peer: str
+    created_at: float
+    last_used: float
+    token_secret: bytes = attrs.field(repr=False)
+
+
+@attrs.define
+class _SmsCode:
+    code: str
+    expires_at: float
+    attempts_left: int
+    sent_at: float
+
+
+@attrs.define
+class _Failures:
+    count: int = 0
+    last: float = 0.0
+    locked_until: float = 0.0
+
+
+@attrs.frozen
+class LoginOutcome:
+    result: int
+    session: LoginSession | None = None
+    update_url: str = ""
+
+
+class RateLimiter:
+    """At most *limit* events per *window* seconds per key (a sliding window, memory bounded)."""
+
+    def __init__(self, clock: IReactorTime, limit: int, window: float) -> None:
+        self.clock, self.limit, self.window = clock, limit, window
+        self._events: dict[str, collections.deque[float]] = {}
+
+    def allow(self, key: str) -> bool:
+        now = self.clock.seconds()
+        events = self._events.setdefault(key, collections.deque())
+        while events and events[0] <= now - self.window:
+            events.popleft()
+        if len(events) >= self.limit:
+            return False
+        events.append(now)
+        if len(self._events) > 100_000:
+            self._events = {k: v for k, v in self._events.items() if v and v[-1] > now - self.window}
+        return True
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    parts = text.strip().split(".")
+    if not text.strip() or not all(part.isdigit() and len(part) <= 6 for part in parts):
+        return None
+    return tuple(int(part) for part in parts)
+
+
+RunInThread = Callable[..., "Deferred[Any]"]
+
+
+class AccountService:
+    """Accounts, sessions, SMS codes and HashTokens; every action audit-logged with account and peer."""
+
+    log = Logger()
+
+    def __init__(self, store: Store, clock: IReactorTime, settings: AccountSettings | None = None,
+                 sms_sender: SmsSender | None = None, hasher: PasswordHasher | None = None,
+                 run_in_thread: RunInThread = threads.deferToThread, crm: OpenCheck | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings or AccountSettings()
+        self.sms_sender: SmsSender = sms_sender or LogSmsSender()
+        self.hasher = hasher or PasswordHasher()
+        self._in_thread = run_in_thread
+        self.crm = crm
+        self.sessions: dict[str, LoginSession] = {}
+        self._by_account: dict[str, set[str]] = {}
+        self._codes: dict[str, _SmsCode] = {}
+        self._failures: dict[str, _Failures] = {}
+        self._sms_peers = RateLimiter(clock, self.settings.sms_peer_limit, 3600.0)
+        self._last_sweep = clock.seconds()
+        self._dummy_hash: str | None = None
+
+    # Audit ---------------------------------------------------------------------------------
+
+    async def audit(self, action: str, account: str, peer: str, result: int, detail: str = "") -> None:
+        """Log an action (twisted.logger) and keep it in the store's audit log."""
+        self.log.info("audit: {action} account={account} peer={peer} result={result} {detail}",
+                      action=action, account=account, peer=peer, result=result, detail=detail)
+        try:
+            await self.store.add_audit(AuditRecord(self.clock.seconds(), account, peer, action, result, detail))
+        except Exception:
+            self.log.failure("cannot write the audit record of {action} for {account}", action=action,
+                             account=account)
+
+    # Passwords -----------------------------------------------------------------------------
+
+    async def hash_password(self, password: str) -> str:
+        return str(await self._in_thread(self.hasher.hash, password))
+
+    async def verify_password(self, password_hash: str, password: str) -> bool:
+        def verify() -> bool:
+            try:
+                return bool(self.hasher.verify(password_hash, password))
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return False
+
+        return bool(await self._in_thread(verify))
+
+    @staticmethod
+    def acceptable_password(password: str) -> bool:
+        return PASSWORD_MIN <= len(password) <= PASSWORD_MAX and "\x00" not in password
+
+    # §8.1 SMS verification code --------------------------------------------------------------
+
+    async def request_sms_code(self, mobile: str, kind: int, peer: str) -> int:
+        now = self.clock.seconds()
+        host = peer.rsplit(":", 1)[0]
+        why = ""
+        previous = self._codes.get(mobile)
+        if not MOBILE.match(mobile):
+            why = "not a mobile number"
+        elif kind != 0:
+            why = f"Type {kind} is not 0 (password)"
+        elif previous is not None and now - previous.sent_at < self.settings.sms_interval:
+            why = f"a code was sent {now - previous.sent_at:.0f} s ago"
+        elif not self._sms_peers.allow(host):
+            why = f"source {host} asked for {self.settings.sms_peer_limit} codes this hour"
+        if why:
+            await self.audit("sms-code", mobile, peer, SMS_FAILED, why)
+            return SMS_FAILED
+        code = f"{secrets.randbelow(10**6):06d}"
+        self._codes[mobile] = _SmsCode(code, now + self.settings.sms_code_lifetime,
+                                       self.settings.sms_code_attempts, now)
+        minutes = max(1, round(self.settings.sms_code_lifetime / 60))
+        try:
+            await self.sms_sender.send(mobile, f"GlobalEye verification code {code}, valid {minutes} min.")
+        except Exception as e:
+            self._codes.pop(mobile, None)
+            await self.audit("sms-code", mobile, peer, SMS_FAILED, f"sender failed: {e}")
+            return SMS_FAILED
+        self._sweep_codes(now)
+        await self.audit("sms-code", mobile, peer, OK)
+        return OK
+
+    def _check_code(self, mobile: str, code: str) -> bool:
+        """One attempt at *mobile*'s code; the code is void once used or out of attempts."""
+        entry = self._codes.get(mobile)
+        if entry is None:
+            return False
+        if self.clock.seconds() > entry.expires_at:
+            del self._codes[mobile]
+            return False
+        if hmac.compare_digest(entry.code.encode(), code.strip().encode()):
+            del self._codes[mobile]
+            return True
+        entry.attempts_left -= 1
+        if entry.attempts_left <= 0:
+            del self._codes[mobile]
+        return False
+
+    def _sweep_codes(self, now: float) -> None:
+        if len(self._codes) > 10_000:
+            self._codes = {k: v for k, v in self._codes.items() if v.expires_at >= now}
+
+    # §8.2 registration ---------------------------------------------------------------------
+
+    async def register(self, mobile: str, password: str, sms_key: str, peer: str) -> int:
+        if not MOBILE.match(mobile):
+            await self.audit("register", mobile, peer, CANNOT_SUBSCRIBE, "not a mobile number")
+            return CANNOT_SUBSCRIBE
+        if not self._check_code(mobile, sms_key):
+            await self.audit("register", mobile, peer, WRONG_CODE, "wrong, used or expired SMS code")
+            return WRONG_CODE
+        if not self.acceptable_password(password):
+            await self.audit("register", mobile, peer, CANNOT_SUBSCRIBE, "password not 6-32 characters")
+            return CANNOT_SUBSCRIBE
+        if self.crm is not None and not await self.crm.may_open(mobile):
+            await self.audit("register", mobile, peer, CANNOT_SUBSCRIBE, "refused by the CRM")
+            return CANNOT_SUBSCRIBE
+        now = self.clock.seconds()
+        created = await self.store.create_account(Account(mobile, await self.hash_password(password), now, now))
+        result = OK if created else ALREADY_REGISTERED
+        await self.audit("register", mobile, peer, result, "" if created else "already registered")
+        return result
+
+    # §8.3 login ---------------------------------------------------------------------------------
+
+    async def login(self, account: str, password: str, version: str, peer: str) -> LoginOutcome:
+        parsed = parse_version(version)
+        if parsed is None or parsed < self.settings.min_mcu_version:
+            await self.audit("login", account, peer, OLD_VERSION, f"MCU version {version!r}")
+            return LoginOutcome(OLD_VERSION, update_url=self.settings.update_url)
+        now = self.clock.seconds()
+        failures = self._failures.get(account)
+        if failures is not None and failures.locked_until:
+            if now < failures.locked_until:
+                await self.audit("login", account, peer, WRONG_PASSWORD,
+                                 f"locked for {failures.locked_until - now:.0f} s more")
+                return LoginOutcome(WRONG_PASSWORD)
+            del self._failures[account]
+            failures = None
+        if failures is not None and failures.count >= self.settings.login_slowdown_after:
+            # Slow down before checking anything, so giving up early does not shorten the wait.
+            delay = min(MAX_SLOWDOWN, 2.0 ** (failures.count - self.settings.login_slowdown_after))
+            await deferLater(self.clock, delay, lambda: None)
+        record = await self.store.get_account(account) if MOBILE.match(account) else None
+        if record is None:
+            await self.verify_password(await self._dummy(), password)  # same cost as a real check
+            await self.audit("login", account, peer, NO_ACCOUNT, "no such account")
+            return LoginOutcome(NO_ACCOUNT)
+        if not await self.verify_password(record.password_hash, password):
+            entry = self._failures.setdefault(account, _Failures())
+            entry.count += 1
+            entry.last = self.clock.seconds()
+            detail = f"wrong password ({entry.count} in a row)"
+            if entry.count >= self.settings.login_lockout_after:
+                entry.locked_until = entry.last + self.settings.login_lockout
+                detail += f", locked for {self.settings.login_lockout:g} s"
+            await self.audit("login", account, peer, WRONG_PASSWORD, detail)
+            return LoginOutcome(WRONG_PASSWORD)
+        self._failures.pop(account, None)
+        session = self._new_session(record, peer)
+        await self.audit("login", account, peer, OK, f"MCU version {version}")
+        return LoginOutcome(OK, session)
+
+    async def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash_password(secrets.token_urlsafe(16))
+        return self._dummy_hash
+
+    def _new_session(self, record: Account, peer: str) -> LoginSession:
+        now = self.clock.seconds()
+        self.sweep_sessions()
+        tokens = self._by_account.setdefault(record.account, set())
+        if len(tokens) >= MAX_SESSIONS_PER_ACCOUNT:  # a client that never logs out must not grow memory
+            oldest = min(tokens, key=lambda t: self.sessions[t].last_used)
+            self._drop(oldest)
+        secret = hashlib.sha256(b"globaleye hashtoken\x00" + record.password_hash.encode()).digest()
+        session = LoginSession(secrets.token_urlsafe(32), record.account, peer, now, now, secret)
+        self.sessions[session.token] = session
+        self._by_account.setdefault(record.account, set()).add(session.token)
+        return session
+
+    # Sessions ---------------------------------------------------------------------------------
+
+    def authenticate(self, account: str, token: str) -> LoginSession | None:
+        """The live session *token* of *account*, its idle time restarted; None when there is none."""
+        session = self.sessions.get(token)
+        if session is None or not hmac.compare_digest(session.account.encode(), account.encode()):
+            return None
+        now = self.clock.seconds()
+        if now - session.last_used > self.settings.session_idle_timeout:
+            self._drop(token)
+            return None
+        session.last_used = now
+        return session
+
+    def sweep_sessions(self) -> None:
+        now = self.clock.seconds()
+        if now - self._last_sweep < self.settings.session_idle_timeout:
+            return
+        self._last_sweep = now
+        for token, session in list(self.sessions.items()):
+            if now - session.last_used > self.settings.session_idle_timeout:
+                self._drop(token)
+
+    def _drop(self, token: str) -> None:
+        session = self.sessions.pop(token, None)
+        if session is not None:
+            tokens = self._by_account.get(session.account)
+            if tokens is not None:
+                tokens.discard(token)
+                if not tokens:
+                    del self._by_account[session.account]
+
+    def end_sessions(self, account: str) -> int:
+        tokens = list(self._by_account.get(account, ()))
+        for token in tokens:
+            self._drop(token)
+        return len(tokens)
+
+    async def logout(self, account: str, token: str, peer: str) -> int:
+        session = self.authenticate(account, token)
+        if session is not None:
+            self._drop(token)
+        # Result 0 either way: the session is over, and a stranger learns nothing about the number.
+        await self.audit("logout", account, peer, OK, "" if session is not None else "no live session")
+        return OK
+
+    # Password change and closure -----------------------------------------------------------------
+
+    async def change_password(self, session: LoginSession, old: str, new: str, peer: str) -> int:
+        record = await self.store.get_account(session.account)
+        if record is None:
+            return NO_ACCOUNT
+        if not self.acceptable_password(new) or not await self.verify_password(record.password_hash, old):
+            await self.audit("change-password", session.account, peer, 3, "wrong old password or unfit new one")
+            return 3
+        await self.store.set_password(session.account, await self.hash_password(new), self.clock.seconds())
+        ended = self.end_sessions(session.account)
+        await self.audit("change-password", session.account, peer, OK, f"{ended} sessions ended")
+        return OK
+
+    async def close_account(self, session: LoginSession, peer: str) -> int:
+        released = await self.store.delete_account(session.account)
+        ended = self.end_sessions(session.account)
+        self._failures.pop(session.account, None)
+        self._codes.pop(session.account, None)
+        await self.audit("close-account", session.account, peer, OK,
+                         f"devices released: {', '.join(released) or 'none'}; {ended} sessions ended")
+        return OK
+
+    # HashTokens (§7.5.5, §8.9) -------------------------------------------------------------------
+
+    async def issue_token(self, session: LoginSession, dev_id: str, channel_no: int, stream_type: int) -> str:
+        now = self.clock.seconds()
+        key = secrets.token_hex(16)
+        material = "\x00".join((session.account, session.token_secret.hex(), dev_id, str(channel_no),
+                                str(stream_type), repr(now), key))
+        token = hashlib.md5(material.encode(), usedforsecurity=False).hexdigest()
+        await self.store.add_token(HashToken(token=token, dev_id=dev_id, channel_no=channel_no,
+                                             expires_at=now + self.settings.hashtoken_lifetime,
+                                             stream_type=stream_type, account=session.account))
+        return token

@@ -27,7 +27,7 @@ from typing import TextIO
 from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 
-from globaleye.config import Config, ConfigError, load_config
+from globaleye.config import ROLES, Config, ConfigError, load_config
 from globaleye.gateway.service import DEV_ID
 from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
@@ -75,27 +75,20 @@ def _when(seconds: float | None) -> str:
 
 async def demo(config: Config, cameras: int, out: TextIO) -> None:
     """The platform and simulated cameras in one reactor, everything on localhost."""
-    import random
-
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     from globaleye.protocol import messages as m
-    from globaleye.sim.camera import SimulatedCamera, device_key
-    from globaleye.sim.state import CameraState
+    from globaleye.sim.fleet import Fleet
     from globaleye.tap import PlatformService, open_store
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(out)])
     platform = PlatformService(config, open_store(config), reactor)
     platform.startService()
-    redirect = f"http://127.0.0.1:{platform.port_of('http')}/redirect"
-    sims = []
-    for index in range(cameras):
-        dev_id = f"{81100000001 + index:011d}"
-        camera = SimulatedCamera(CameraState.for_device(dev_id, device_key("demo", dev_id)), reactor,
-                                 redirect_url=redirect, rng=random.Random(index))
-        camera.start()
-        sims.append(camera)
+    fleet = Fleet(reactor, redirect_url=f"http://127.0.0.1:{platform.port_of('http')}/redirect", seed="demo")
+    await fleet.prepare()
+    sims = [fleet.add(f"{81100000001 + index:011d}") for index in range(cameras)]
+    fleet.start()
     for camera in sims:
         await camera.went_online
         dev_id = camera.state.dev_id
@@ -108,6 +101,10 @@ async def demo(config: Config, cameras: int, out: TextIO) -> None:
 
 async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
     if args.area == "demo":
+        if config.path is None:
+            # The embedded default shows everything on localhost: STUN and TURN too, and the
+            # TURN relay may carry loopback peers (the "phone" is on this host).
+            config = config.replace(globaleye={"roles": ROLES}, turn={"allow_peers": ("127.0.0.0/8",)})
         await demo(config, args.cameras, out)
         return
     if args.area == "config":

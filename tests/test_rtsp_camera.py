@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import shutil
 import socket
 from typing import Any
 
-import attrs
-from twisted.internet import defer, error, protocol, reactor, task
+from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import StringTransport
@@ -41,6 +39,7 @@ from globaleye.rtsp.message import (
     parse_transport,
 )
 from globaleye.sim.state import CameraState
+from tests.util import Result, run
 
 try:
     import av
@@ -55,53 +54,6 @@ RECORDING = f"{DEV}_0_20261101120000.ts"
 
 
 # ---------------------------------------------------------------------- child processes
-
-
-@attrs.frozen
-class Result:
-    out: str
-    err: str
-    code: int | None
-    timed_out: bool
-
-
-class _Collector(protocol.ProcessProtocol):
-    def __init__(self, done: defer.Deferred[Result]) -> None:
-        self.done = done
-        self.out = b""
-        self.err = b""
-        self.timed_out = False
-
-    def outReceived(self, data: bytes) -> None:  # noqa: N802
-        self.out += data
-
-    def errReceived(self, data: bytes) -> None:  # noqa: N802
-        self.err += data
-
-    def processEnded(self, reason: Any) -> None:  # noqa: N802
-        self.done.callback(Result(self.out.decode(errors="replace"), self.err.decode(errors="replace"),
-                                  getattr(reason.value, "exitCode", None), self.timed_out))
-
-
-async def run(executable: str, args: list[str], timeout: float = 20.0) -> Result:
-    """Spawn a player; SIGKILL it after *timeout* seconds (a reactor timer)."""
-    done: defer.Deferred[Result] = defer.Deferred()
-    collector = _Collector(done)
-    process = reactor.spawnProcess(collector, executable, [executable, *args], env=dict(os.environ))
-
-    def kill() -> None:
-        collector.timed_out = True
-        try:
-            process.signalProcess("KILL")
-        except error.ProcessExitedAlready:
-            pass
-
-    timer = reactor.callLater(timeout, kill)
-    try:
-        return await done
-    finally:
-        if timer.active():
-            timer.cancel()
 
 
 async def sleep(seconds: float) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from typing import Any
 
+import attrs
 from treq.client import HTTPClient
-from twisted.internet import reactor
+from twisted.internet import defer, error, protocol, reactor
 from twisted.internet.task import deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -23,3 +26,50 @@ async def until(condition: Callable[[], object], timeout: float = 10.0, step: fl
 def http_client() -> HTTPClient:
     """A treq client without persistent connections, so no test leaves a socket open."""
     return HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+
+
+@attrs.frozen
+class Result:
+    out: str
+    err: str
+    code: int | None
+    timed_out: bool
+
+
+class _Collector(protocol.ProcessProtocol):
+    def __init__(self, done: defer.Deferred[Result]) -> None:
+        self.done = done
+        self.out = b""
+        self.err = b""
+        self.timed_out = False
+
+    def outReceived(self, data: bytes) -> None:  # noqa: N802
+        self.out += data
+
+    def errReceived(self, data: bytes) -> None:  # noqa: N802
+        self.err += data
+
+    def processEnded(self, reason: Any) -> None:  # noqa: N802
+        self.done.callback(Result(self.out.decode(errors="replace"), self.err.decode(errors="replace"),
+                                  getattr(reason.value, "exitCode", None), self.timed_out))
+
+
+async def run(executable: str, args: list[str], timeout: float = 20.0) -> Result:
+    """Spawn a player; SIGKILL it after *timeout* seconds (a reactor timer)."""
+    done: defer.Deferred[Result] = defer.Deferred()
+    collector = _Collector(done)
+    process = reactor.spawnProcess(collector, executable, [executable, *args], env=dict(os.environ))
+
+    def kill() -> None:
+        collector.timed_out = True
+        try:
+            process.signalProcess("KILL")
+        except error.ProcessExitedAlready:
+            pass
+
+    timer = reactor.callLater(timeout, kill)
+    try:
+        return await done
+    finally:
+        if timer.active():
+            timer.cancel()

@@ -11,7 +11,6 @@ Cameras start spread over ``--ramp`` seconds, as a real fleet powers up.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -29,8 +28,8 @@ from twisted.logger import (
 )
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from globaleye.sim.camera import SimulatedCamera, Timing, device_key
-from globaleye.sim.state import CameraState
+from globaleye.sim.camera import Timing
+from globaleye.sim.fleet import Fleet
 
 log = Logger()
 
@@ -46,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ramp", type=float, default=0.0, help="spread the start over this many seconds")
     parser.add_argument("--heartbeat", type=float, default=120.0, help="heartbeat interval (§7.3.4: 120 s)")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run forever)")
+    parser.add_argument("--interface", default="127.0.0.1", help="address of the cameras' RTSP server")
+    parser.add_argument("--rtsp-port", type=int, default=0, help="RTSP port shared by all cameras (0: any free)")
+    parser.add_argument("--no-relay", action="store_true", help="do not keep a TURN relay (§14)")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every camera's events")
     return parser
 
@@ -56,18 +58,13 @@ async def simulate(reactor: Any, args: argparse.Namespace) -> None:
     if not (args.register or args.redirect):
         args.register = "http://127.0.0.1:8080/register"
     first = int(args.first_id)
-    rng = random.Random(args.seed)
     http = treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
-    timing = Timing(heartbeat_interval=args.heartbeat)
-    cameras = []
-    for index in range(args.count):
-        dev_id = f"{first + index:011d}"
-        state = CameraState.for_device(dev_id, device_key(args.seed, dev_id))
-        cameras.append(SimulatedCamera(state, reactor, register_url=args.register, redirect_url=args.redirect,
-                                       timing=timing, rng=random.Random(rng.random()), http=http))
-    for index, camera in enumerate(cameras):
-        delay = args.ramp * index / max(1, len(cameras))
-        reactor.callLater(delay, camera.start)
+    fleet = Fleet(reactor, register_url=args.register, redirect_url=args.redirect, seed=args.seed,
+                  interface=args.interface, rtsp_port=args.rtsp_port, timing=Timing(heartbeat_interval=args.heartbeat),
+                  relay=not args.no_relay, http=http)
+    await fleet.prepare()
+    cameras = [fleet.add(f"{first + index:011d}") for index in range(args.count)]
+    fleet.start(args.ramp)
 
     def report() -> None:
         online = sum(camera.online for camera in cameras)
@@ -84,8 +81,7 @@ async def simulate(reactor: Any, args: argparse.Namespace) -> None:
         await Deferred()
     status.stop()
     report()
-    for camera in cameras:
-        camera.stop()
+    await fleet.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -102,7 +102,7 @@ class SimulatedCamera:
 
     def __init__(self, state: CameraState, reactor: Any, *, register_url: str = "", redirect_url: str = "",
                  timing: Timing | None = None, rng: random.Random | None = None,
-                 http: treq.client.HTTPClient | None = None, relay_factory: Factory | None = None) -> None:
+                 http: treq.client.HTTPClient | None = None, relay_factory: Factory[Any] | None = None) -> None:
         self.state = state
         self.reactor = reactor
         self.clock: IReactorTime = reactor

@@ -1,0 +1,82 @@
+"""A fleet of simulated cameras with their RTSP servers, in one reactor.
+
+Each camera is a :class:`~globaleye.sim.camera.SimulatedCamera` (the §7 session) and
+an :class:`~globaleye.rtsp.camera.RtspCamera` (the §10 media side).  The RTSP side of
+the whole fleet shares one listening port: ten thousand cameras would otherwise cost
+ten thousand listening sockets, and the ``devid`` of every §7.5.5 URL already says
+which camera is meant.  The same factory serves what reaches a camera through its
+TURN relay (§14), so a client sees the same RTSP server locally and through the relay.
+Tokens are checked with the platform over the camera's own session (35H/74H).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+
+from globaleye.media.source import MediaLibrary, default_library
+from globaleye.rtsp.camera import RtspCamera, RtspCameraFactory, platform_verifier, state_recordings
+from globaleye.sim.camera import SimulatedCamera, Timing, device_key
+from globaleye.sim.state import CameraState
+
+
+class Fleet:
+    log = Logger()
+
+    def __init__(self, reactor: Any, *, register_url: str = "", redirect_url: str = "", seed: str = "globaleye-sim",
+                 interface: str = "127.0.0.1", rtsp_port: int = 0, timing: Timing | None = None,
+                 media: MediaLibrary | None = None, relay: bool = True, http: Any = None,
+                 rng: random.Random | None = None) -> None:
+        self.reactor = reactor
+        self.register_url = register_url
+        self.redirect_url = redirect_url
+        self.seed = seed
+        self.interface = interface
+        self.timing = timing or Timing()
+        self.media = media or default_library()
+        self.relay = relay
+        self.http = http
+        self.rng = rng or random.Random(seed)
+        self.rtsp = RtspCameraFactory(reactor=reactor)
+        self.port: IListeningPort = reactor.listenTCP(rtsp_port, self.rtsp, backlog=1024, interface=interface)
+        self.rtsp_port = int(getattr(self.port.getHost(), "port"))  # noqa: B009
+        self.cameras: list[SimulatedCamera] = []
+        self.log.info("simulated cameras serve RTSP on {host}:{port}", host=interface, port=self.rtsp_port)
+
+    async def prepare(self) -> None:
+        """Encode (or load) the media loops off the reactor thread, before any viewer comes."""
+        await self.media.prepare()
+
+    def add(self, dev_id: str, **state_overrides: Any) -> SimulatedCamera:
+        state = CameraState.for_device(dev_id, device_key(self.seed, dev_id), local_ip=self.interface,
+                                       rtsp_local_port=self.rtsp_port, **state_overrides)
+        camera = SimulatedCamera(state, self.reactor, register_url=self.register_url,
+                                 redirect_url=self.redirect_url, timing=self.timing,
+                                 rng=random.Random(self.rng.random()), http=self.http,
+                                 relay_factory=self.rtsp if self.relay else None)
+
+        def sessions_changed(count: int) -> None:
+            state.cur_video_num = count  # reported as CurVideoNum in the next heartbeat (§7.5.3)
+
+        self.rtsp.add(RtspCamera(
+            dev_id, platform_verifier(lambda: camera.session if camera.online else None,
+                                      timeout=self.timing.request_timeout),
+            channel_num=state.channel_num, media=self.media, recording_duration=state_recordings(state),
+            on_sessions_changed=sessions_changed))
+        self.cameras.append(camera)
+        return camera
+
+    def start(self, ramp: float = 0.0) -> None:
+        """Start every camera, spread over *ramp* seconds as a real fleet powers up."""
+        for index, camera in enumerate(self.cameras):
+            self.reactor.callLater(ramp * index / max(1, len(self.cameras)), camera.start)
+
+    async def stop(self) -> None:
+        for camera in self.cameras:
+            camera.stop()
+            self.rtsp.remove(camera.state.dev_id)
+        await maybeDeferred(self.port.stopListening)

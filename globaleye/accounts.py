@@ -45,6 +45,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from globaleye.sms.client import LogSender
 from globaleye.store import Account, AuditRecord, HashToken, Store
 
 MOBILE = re.compile(r"^1[0-9]{10}$")
@@ -70,15 +71,6 @@ class OpenCheck(Protocol):
     """May this number open the service (§2 item 7, CRM)?  ``globaleye.crm`` provides these."""
 
     async def may_open(self, mobile: str) -> bool: ...
-
-
-class LogSmsSender:
-    """The default sender: writes the message to the log (no SMS gateway configured)."""
-
-    log = Logger()
-
-    async def send(self, mobile: str, text: str) -> None:
-        self.log.info("SMS to {mobile}: {text}", mobile=mobile, text=text)
 
 
 @attrs.define
@@ -188,7 +180,7 @@ class AccountService:
         self.store = store
         self.clock = clock
         self.settings = settings or AccountSettings()
-        self.sms_sender: SmsSender = sms_sender or LogSmsSender()
+        self.sms_sender: SmsSender = sms_sender or LogSender()
         self.hasher = hasher or PasswordHasher()
         self._in_thread = run_in_thread
         self.crm = crm

@@ -203,7 +203,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "min_mcu_version": Key(_version, "1.0", "Lowest MCU Version accepted at login (§8.3 Result 3 below it)."),
         "update_url": Key(str, "", "UpdateUrl given with §8.3 Result 3: where the client downloads a new version."),
         "max_devices_per_account": Key(_count, "10", "DevNum: devices an account may own (shared ones not counted)."),
-        "sms_sender": Key(_choice("log"), "log", "How verification codes are sent: log (write them to the log)."),
         "sms_code_lifetime": Key(_positive, "300", "Seconds an SMS verification code stays valid."),
         "sms_code_attempts": Key(_count, "5", "Wrong entries of an SMS code before it is void."),
         "sms_interval": Key(_positive, "60", "Minimum seconds between two codes sent to one number."),
@@ -217,6 +216,29 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "firmware": Key(_firmware, "",
                         "Newest firmware per model for §8.16/§8.17: MODEL VERSION ftp://user:pw@host:port/file "
                         "items (model * matches any)."),
+    },
+    "sms": {
+        "backend": Key(_choice("log", "smgp"), "log",
+                       "log: write SMS texts to the log (no gateway needed); smgp: send through SMGP 3.0."),
+        "host": Key(str, "127.0.0.1", "SMGP gateway address."),
+        "port": Key(_port, "8890", "SMGP gateway port."),
+        "client_id": Key(str, "", "SMGP Login ClientID (the SP account, at most 8 characters)."),
+        "secret": Key(str, "", "SMGP shared secret (both authenticators)."),
+        "src_term_id": Key(str, "", "SrcTermID: the SP access number, e.g. 10659xxxx."),
+        "service_id": Key(str, "", "SMGP ServiceID (at most 10 characters)."),
+        "submit_timeout": Key(_positive, "30", "Seconds to wait for each Submit_Resp."),
+        "active_test_interval": Key(_positive, "60", "Seconds between SMGP keep-alive probes."),
+        "long_mode": Key(_choice("udhi", "split"), "udhi",
+                         "Long texts: udhi (concatenated, 67 characters a part) or split (70 a part)."),
+        "verify_server": Key(_bool, "yes", "Check the gateway's AuthenticatorServer at login."),
+    },
+    "crm": {
+        "backend": Key(_choice("allow", "http"), "allow",
+                       "allow: every number may open the service; http: ask the CRM adapter at url (§2, §8.2)."),
+        "url": Key(str, "", "CRM adapter URL (backend = http)."),
+        "method": Key(_choice("POST", "GET"), "POST", "HTTP method for the CRM adapter."),
+        "timeout": Key(_positive, "3", "Seconds to wait for the CRM."),
+        "fail_open": Key(_bool, "yes", "When the CRM cannot answer: yes lets the number open the service, no refuses."),
     },
     "stun": {
         "interface": Key(str, "127.0.0.1", "Primary STUN address."),
@@ -328,7 +350,18 @@ def _typed(parser: configparser.ConfigParser, where: str, path: Path | None) -> 
                 values[section][key] = spec.parse(raw)
             except ValueError as e:
                 raise ConfigError(f"{where}: [{section}] {key} = {raw!r}: {e}") from e
+    _check_combinations(values, where)
     return Config(path, values)
+
+
+def _check_combinations(values: Mapping[str, Mapping[str, Any]], where: str) -> None:
+    """Keys that are only wrong together, caught before anything starts."""
+    if values["sms"]["backend"] == "smgp":
+        missing = [key for key in ("client_id", "secret", "src_term_id") if not values["sms"][key]]
+        if missing:
+            raise ConfigError(f"{where}: [sms] backend = smgp needs {', '.join(missing)}")
+    if values["crm"]["backend"] == "http" and not values["crm"]["url"]:
+        raise ConfigError(f"{where}: [crm] backend = http needs url")
 
 
 def vendor_codes(items: Iterable[str]) -> frozenset[str]:

@@ -23,10 +23,12 @@ from globaleye import __version__
 from globaleye.accounts import AccountService, AccountSettings
 from globaleye.clientapi import ClientApiSettings, GroupDirectory, McuApi
 from globaleye.config import Config, ConfigError, load_config
+from globaleye.crm import AllowAll, HttpCRM, HttpCRMSettings
 from globaleye.deviceweb import XMLPostResource
 from globaleye.gateway import Gateway, GatewaySettings
 from globaleye.protocol import messages as m
 from globaleye.registration import Redirector, Registrar, RegistrationSettings
+from globaleye.sms.client import LogSender, SMGPSender, SMGPSettings
 from globaleye.soap.operations import GROUP_NS, GROUP_OPERATIONS, MCU_NS, MCU_OPERATIONS
 from globaleye.soap.resource import SoapResource
 from globaleye.store.migrations import MigrationError
@@ -105,7 +107,8 @@ class PlatformService(service.MultiService):
             sms_code_lifetime=so["sms_code_lifetime"], sms_code_attempts=so["sms_code_attempts"],
             sms_interval=so["sms_interval"], sms_peer_limit=so["sms_peer_limit"],
             login_slowdown_after=so["login_slowdown_after"], login_lockout_after=so["login_lockout_after"],
-            login_lockout=so["login_lockout"], hashtoken_lifetime=so["hashtoken_lifetime"]))
+            login_lockout=so["login_lockout"], hashtoken_lifetime=so["hashtoken_lifetime"]),
+            sms_sender=self._sms_sender(config, reactor), crm=self._crm(config, reactor))
         self.mcu_api = McuApi(self.accounts, store, self.gateway, ClientApiSettings(
             stun_host=so["stun_host"] or public, stun_port=so["stun_port"] or config["stun"]["port"],
             firmware=so["firmware"]))
@@ -133,6 +136,25 @@ class PlatformService(service.MultiService):
                 lookups.append(DeviceCredentials(store))
             self.turn = turn_service(turn_config, ChainedLookup(tuple(lookups)), reactor)
             self.turn.setServiceParent(self)
+
+    def _sms_sender(self, config: Config, reactor: Any) -> Any:
+        sms = config["sms"]
+        if sms["backend"] != "smgp":
+            return LogSender()
+        sender = SMGPSender(SMGPSettings(
+            host=sms["host"], port=sms["port"], client_id=sms["client_id"], secret=sms["secret"],
+            src_term_id=sms["src_term_id"], service_id=sms["service_id"], submit_timeout=sms["submit_timeout"],
+            active_test_interval=sms["active_test_interval"], long_mode=sms["long_mode"],
+            verify_server=sms["verify_server"]), reactor)
+        sender.setServiceParent(self)  # connects, logs in and keeps the session while the platform runs
+        return sender
+
+    def _crm(self, config: Config, reactor: Any) -> Any:
+        crm = config["crm"]
+        if crm["backend"] != "http":
+            return AllowAll()
+        return HttpCRM(HttpCRMSettings(url=crm["url"], method=crm["method"], timeout=crm["timeout"],
+                                       fail_open=crm["fail_open"]), reactor)
 
     def port_of(self, role: str) -> int:
         address: Any = self.ports[role].getHost()

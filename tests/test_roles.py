@@ -9,8 +9,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
 
-from globaleye.config import parse_config
+from globaleye.config import ConfigError, parse_config
 from globaleye.protocol import messages as m
+from globaleye.sms.fixture import SMGPFixture
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
 from tests.util import http_client
@@ -91,3 +92,30 @@ class RoleTests(TestCase):
         self.assertEqual((answer.result, answer.turn_port), (0, turn_port))
         reply = await binding(platform.turn.addresses["udp"][1])
         self.assertEqual(reply.msg_class, stun.Class.SUCCESS)
+
+
+class SmsRoleTests(TestCase):
+    """``[sms] backend = smgp``: a verification code requested by a client reaches the SMS gateway."""
+
+    async def test_code_through_smgp(self) -> None:
+        fixture = SMGPFixture({"10000001": "s3cret"})
+        listening = fixture.listen(reactor)
+        self.addCleanup(listening.stopListening)
+        port = listening.getHost().port
+        config = parse_config(CONFIG.format(roles="gateway, http") + (
+            f"[sms]\nbackend = smgp\nport = {port}\nclient_id = 10000001\nsecret = s3cret\n"
+            "src_term_id = 106590001\n"))
+        platform = PlatformService(config, SQLiteStore(":memory:"), reactor)
+        platform.startService()
+        self.addCleanup(platform.stopService)
+        result = await platform.accounts.request_sms_code("13300000001", 0, "127.0.0.1:5000")
+        self.assertEqual(result, 0)
+        await fixture.wait_for_submissions(1)
+        [(dest, text)] = fixture.messages()
+        self.assertEqual(dest, ("13300000001",))
+        self.assertRegex(text, r"\b\d{6}\b")
+
+    def test_smgp_needs_account(self) -> None:
+        with self.assertRaises(ConfigError) as e:
+            parse_config(CONFIG.format(roles="gateway") + "[sms]\nbackend = smgp\n")
+        self.assertIn("client_id", str(e.exception))

@@ -50,12 +50,16 @@ class _Clock(Protocol):
     def seconds(self) -> float: ...
 
 
+def _names(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
 @attrs.define
 class StaticUsers:
     """A fixed user table (``{"alice": "secret"}``), like coturn's ``user=``."""
 
     users: Mapping[str, str]
-    wildcard_users: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    wildcard_users: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
 
     async def lookup(self, username: str, realm: str) -> Credential | None:
         password = self.users.get(username)
@@ -103,11 +107,15 @@ class RestApiSecret:
         return Credential(key=long_term_key(username, realm, password))
 
 
+def _lookups(value: Iterable[CredentialLookup]) -> tuple[CredentialLookup, ...]:
+    return tuple(value)
+
+
 @attrs.define
 class ChainedLookup:
     """Ask each lookup in turn; the first that knows the user wins."""
 
-    lookups: tuple[CredentialLookup, ...] = attrs.field(converter=tuple)
+    lookups: tuple[CredentialLookup, ...] = attrs.field(converter=_lookups)
 
     @classmethod
     def of(cls, *lookups: CredentialLookup) -> ChainedLookup:

@@ -8,6 +8,7 @@ operator-facing config names (coturn-like) to runtime settings lives in one plac
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import attrs
@@ -75,6 +76,23 @@ class TurnServerConfig:
         )
 
 
+#: Socket buffers for the shared UDP listener (coturn uses 2 MiB too).  With the
+#: kernel default (~208 KiB, about 270 small datagrams) bursts of requests were
+#: dropped before Python read them; the kernel caps the value at net.core.*mem_max.
+UDP_SOCKET_BUFFER = 2 * 1024 * 1024
+
+
+def _grow_buffers(port: Any) -> None:
+    sock = getattr(port, "socket", None)  # absent on test reactors
+    if sock is None:
+        return
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, UDP_SOCKET_BUFFER)
+        except OSError as e:  # pragma: no cover - best effort
+            log.warn("cannot set UDP socket buffer: {e}", e=e)
+
+
 class _ListenerService(service.Service):
     """Listens in startService; records the bound address (port 0 -> real port)."""
 
@@ -125,7 +143,7 @@ def default_lookup(config: TurnServerConfig, reactor: Any) -> CredentialLookup:
         lookups.append(StaticUsers(config.users))
     if config.shared_secret:
         lookups.append(RestApiSecret(config.shared_secret, reactor))
-    return ChainedLookup(tuple(lookups))
+    return ChainedLookup(lookups)
 
 
 def turn_service(
@@ -155,7 +173,9 @@ def turn_service(
         return port
 
     def listen_udp() -> Any:
-        return reactor.listenUDP(state.get("port", config.port), udp_proto, interface=config.interface)
+        port = reactor.listenUDP(state.get("port", config.port), udp_proto, interface=config.interface)
+        _grow_buffers(port)
+        return port
 
     _ListenerService("tcp", listen_tcp).setServiceParent(top)
     _ListenerService("udp", listen_udp).setServiceParent(top)

@@ -26,6 +26,7 @@ Design notes (why it looks like this):
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -221,11 +222,18 @@ def _fail(reason: str) -> StunDecodeError:
     return StunDecodeError(reason)
 
 
+@functools.lru_cache(maxsize=4096)
+def _packed_ip(host: str) -> tuple[int, bytes]:
+    """(STUN family, packed address); cached because servers answer the same
+    clients over and over and ``ipaddress`` parsing dominated Binding encoding."""
+    ip = ipaddress.ip_address(host)
+    return (1 if ip.version == 4 else 2), ip.packed
+
+
 def _pack_address(value: tuple[str, int], _key: bytes) -> bytes:
     host, port = value
-    ip = ipaddress.ip_address(host)
-    family = 1 if ip.version == 4 else 2
-    return struct.pack("!BBH", 0, family, port) + ip.packed
+    family, packed = _packed_ip(host)
+    return struct.pack("!BBH", 0, family, port) + packed
 
 
 def _unpack_address(data: bytes, _key: bytes) -> tuple[str, int]:
@@ -244,7 +252,8 @@ def _unpack_address(data: bytes, _key: bytes) -> tuple[str, int]:
 
 
 def _xor(data: bytes, key: bytes) -> bytes:
-    return bytes(a ^ b for a, b in zip(data, key, strict=False))
+    n = min(len(data), len(key))
+    return (int.from_bytes(data[:n], "big") ^ int.from_bytes(key[:n], "big")).to_bytes(n, "big")
 
 
 def _pack_xor_address(value: tuple[str, int], key: bytes) -> bytes:
@@ -766,7 +775,7 @@ def decode_channel_data(data: bytes) -> tuple[int, bytes]:
     return channel, data[4 : 4 + length]
 
 
-def message_length(buffer: bytes) -> int | None:
+def message_length(buffer: bytes | bytearray) -> int | None:
     """Bytes the next STUN/ChannelData message occupies in a TCP stream.
 
     None while fewer than 4 bytes are buffered.  Over TCP, ChannelData is padded to a

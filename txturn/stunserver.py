@@ -29,14 +29,22 @@ Policy decisions (see docs/txturn-stun.md):
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, cast
 
 import attrs
 from twisted.application.service import MultiService
 from twisted.internet import protocol
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime, IReactorUDP
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IListeningPort,
+    IReactorTCP,
+    IReactorTime,
+    IReactorUDP,
+)
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
@@ -56,6 +64,16 @@ __all__ = [
     "handle_binding",
     "stun_service",
 ]
+
+#: Twisted's default datagram read size for listenUDP (passed explicitly).
+UDP_MAX_PACKET = 8192
+
+
+def _inet(address: IAddress) -> Address:
+    """(host, port) of a bound/peer address: our sockets are all IPv4 or IPv6."""
+    ip = cast("IPv4Address | IPv6Address", address)
+    return (ip.host, ip.port)
+
 
 log = Logger(namespace="txturn.stun")
 
@@ -347,7 +365,11 @@ class StunTCPProtocol(protocol.Protocol, TimeoutMixin):
         self.server = server
         self.buffer = b""
         self.idle_timeout = idle_timeout
-        self.callLater = clock.callLater  # TimeoutMixin uses this: the reactor, or a Clock
+        self.clock = clock
+
+    def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:  # noqa: N802
+        """TimeoutMixin's timer source: the reactor, or a Clock in tests."""
+        return self.clock.callLater(period, func)
 
     def connectionMade(self) -> None:  # noqa: N802
         self.setTimeout(self.idle_timeout)
@@ -357,15 +379,17 @@ class StunTCPProtocol(protocol.Protocol, TimeoutMixin):
 
     def timeoutConnection(self) -> None:  # noqa: N802
         log.debug("STUN/TCP idle timeout for {peer}", peer=self._peer())
+        assert self.transport is not None
         self.transport.loseConnection()
 
     def _peer(self) -> Address:
-        peer = self.transport.getPeer()
-        return (peer.host, peer.port)
+        assert self.transport is not None
+        return _inet(self.transport.getPeer())
 
     def _refuse(self, reason: str) -> None:
         log.info("STUN/TCP closed {peer}: {reason}", peer=self._peer(), reason=reason)
         self.buffer = b""
+        assert self.transport is not None
         self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
@@ -400,12 +424,12 @@ class StunTCPProtocol(protocol.Protocol, TimeoutMixin):
             log.info("STUN/TCP refused {peer}: method {m:#x}", peer=peer, m=request.method)
             response = error_response(request, 400, "Bad Request", software=software)
         else:
-            host = self.transport.getHost()
+            assert self.transport is not None
             response = handle_binding(
                 request,
                 peer,
                 software=software,
-                response_origin=(host.host, host.port),
+                response_origin=_inet(self.transport.getHost()),
                 can_change=False,
             )
             if response.msg_class == Class.ERROR:
@@ -414,11 +438,12 @@ class StunTCPProtocol(protocol.Protocol, TimeoutMixin):
                     peer=peer,
                     error=response.attributes[Attr.ERROR_CODE],
                 )
+        assert self.transport is not None
         self.transport.write(stun.encode(response))
         return True
 
 
-class StunTCPFactory(protocol.Factory):
+class StunTCPFactory(protocol.ServerFactory):
     """Builds :class:`StunTCPProtocol` with the server and the clock."""
 
     noisy = False
@@ -473,8 +498,7 @@ class StunService(MultiService):
     def tcp_address(self) -> Address | None:
         if self.tcp_port is None:
             return None
-        host = self.tcp_port.getHost()
-        return (host.host, host.port)
+        return _inet(self.tcp_port.getHost())
 
     def startService(self) -> None:  # noqa: N802
         self._bind()
@@ -506,10 +530,9 @@ class StunService(MultiService):
     def _listen_udp(self, slot: Slot, host: str, port: int) -> IListeningPort:
         proto = StunUDPProtocol(self.server, slot)
         udp: IReactorUDP = self.reactor
-        listening = udp.listenUDP(port, proto, interface=host)
-        bound = listening.getHost()
+        listening = udp.listenUDP(port, proto, interface=host, maxPacketSize=UDP_MAX_PACKET)
         self.udp_ports[slot] = listening
-        self.server.add_socket(slot, proto, (bound.host, bound.port))
+        self.server.add_socket(slot, proto, _inet(listening.getHost()))
         return listening
 
     def _release(self, slots: Iterator[Slot] | list[Slot]) -> None:
@@ -529,7 +552,7 @@ class StunService(MultiService):
             try:
                 first = self._listen_udp((0, index), hosts[0], wanted)
                 taken.append((0, index))
-                number = first.getHost().port
+                number = _inet(first.getHost())[1]
                 for a_index, host in enumerate(hosts[1:], start=1):
                     self._listen_udp((a_index, index), host, number)
                     taken.append((a_index, index))

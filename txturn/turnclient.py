@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from twisted.internet import defer, error, interfaces, protocol
@@ -87,6 +87,7 @@ class _StunStream(protocol.Protocol):
                 size = stun.message_length(self.buffer)
             except stun.StunDecodeError as e:
                 log.warn("garbage from TURN server: {e}", e=e)
+                assert self.transport is not None
                 self.transport.loseConnection()
                 return
             if size is None or len(self.buffer) < size:
@@ -131,6 +132,7 @@ class _StunStream(protocol.Protocol):
         d: Deferred[stun.Message] = Deferred()
         timer = self.reactor.callLater(self.timeout, self._timed_out, tid)
         self.pending[tid] = (d, timer)
+        assert self.transport is not None  # requests are only sent once connected
         self.transport.write(raw)
         return d
 
@@ -243,11 +245,13 @@ class _DataProtocol(_StunStream):
         inner = self.client.factory.buildProtocol(
             (IPv6Address if ":" in self.peer[0] else IPv4Address)("TCP", *self.peer)
         )
+        assert self.transport is not None
         if inner is None:
             self.transport.loseConnection()
             return
         self.inner = inner
-        inner.makeConnection(_RelayedTransport(self.transport, self.peer))
+        # _RelayedTransport provides ITransport by delegation (see its docstring).
+        inner.makeConnection(cast(interfaces.ITransport, _RelayedTransport(self.transport, self.peer)))
         if leftover:
             inner.dataReceived(leftover)
 
@@ -267,6 +271,7 @@ class _DataProtocol(_StunStream):
         if inner is not None and interfaces.IHalfCloseableProtocol.providedBy(inner):
             inner.readConnectionLost()  # type: ignore[attr-defined]
         else:
+            assert self.transport is not None
             self.transport.loseConnection()
 
     def writeConnectionLost(self) -> None:  # noqa: N802
@@ -319,7 +324,7 @@ class TurnClient:
         server: Address,
         username: str,
         password: str,
-        factory: protocol.Factory,
+        factory: protocol.Factory[protocol.Protocol],
         *,
         reactor: Any = None,
         peers: Iterable[Address] = (WILDCARD_PEER,),

@@ -30,10 +30,11 @@ import secrets
 import socket
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from twisted.internet import interfaces, protocol, tcp
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -343,14 +344,29 @@ class TurnServer:
 
     def _binding(self, msg: stun.Message, link: Any) -> bytes:
         """Every TURN port answers STUN Binding (RFC 5389 and classic RFC 3489)."""
-        client = link.client_addr
+        return self._binding_response(msg, link.client_addr, link.five_tuple.server)
+
+    def _binding_response(self, msg: stun.Message, client: Address, server: Address) -> bytes:
         attributes: dict[int, Any] = {}
         if msg.cookie:
             attributes[A.XOR_MAPPED_ADDRESS] = client
         else:
             attributes[A.MAPPED_ADDRESS] = client
-            attributes[A.SOURCE_ADDRESS] = link.five_tuple.server
+            attributes[A.SOURCE_ADDRESS] = server
         return self._response(msg, attributes, fingerprint=A.FINGERPRINT in msg.attributes)
+
+    def binding_reply(self, raw: bytes, client: Address, server: Address) -> bytes | None:
+        """Fast path for a datagram whose type word is Binding request (0x0001):
+        the same answer ``handle_stun`` gives, computed synchronously -- no link
+        object, coroutine or Deferred per request.  None if it does not decode."""
+        try:
+            msg = stun.decode(raw)
+        except stun.StunDecodeError as e:
+            log.debug("undecodable STUN from {client}: {e}", client=client, e=e)
+            return None
+        if msg.msg_class != C.REQUEST or msg.method != M.BINDING:  # pragma: no cover
+            return None
+        return self._binding_response(msg, client, server)
 
     def handle_channel_data(self, frame: bytes, link: Any) -> None:
         """ChannelData from the client: forward to the bound peer, else drop."""
@@ -778,6 +794,7 @@ class TurnServer:
 
     def peer_connected(self, alloc: Allocation, proto: PeerProtocol) -> None:
         """A peer connected to a TCP relay: announce it with ConnectionAttempt."""
+        assert proto.transport is not None
         peer = _host_port(proto.transport.getPeer())
         peer = (_canonical(peer[0]), peer[1])
         why = None
@@ -863,6 +880,7 @@ class TurnServer:
         finally:
             alloc.connecting.discard(peer)
         if alloc.deleted:
+            assert proto.transport is not None
             proto.transport.loseConnection()
             raise _Refusal(437, "Allocation Mismatch: deleted while connecting", peer)
         conn = self._register_connection(alloc, peer, proto)
@@ -1075,7 +1093,7 @@ class PeerProtocol(protocol.Protocol):
         conn.early += data
         if len(conn.early) > self.server.settings.early_buffer_limit and not self.paused_early:
             self.paused_early = True
-            self.transport.pauseProducing()
+            _producer(self.transport).pauseProducing()
 
     def readConnectionLost(self) -> None:  # noqa: N802
         if self.pipe is not None:
@@ -1101,13 +1119,26 @@ class TurnUdpProtocol(protocol.DatagramProtocol):
 
     def __init__(self, server: TurnServer) -> None:
         self.server = server
+        self._local: Address | None = None
+
+    def _local_address(self) -> Address:
+        # The bound address never changes: ask the transport once, not per datagram.
+        if self._local is None:
+            assert self.transport is not None
+            host = cast("IPv4Address | IPv6Address", self.transport.getHost())
+            self._local = (host.host, host.port)
+        return self._local
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:  # noqa: N802
         if not data:
             return
-        host = self.transport.getHost()
         client = (addr[0], addr[1])
-        link = UdpLink(self, client, FiveTuple("udp", client, (host.host, host.port)))
+        if data[0] == 0 and len(data) > 1 and data[1] == 1:  # Binding request
+            reply = self.server.binding_reply(data, client, self._local_address())
+            if reply is not None and self.transport is not None:
+                self.transport.write(reply, client)
+            return
+        link = UdpLink(self, client, FiveTuple("udp", client, self._local_address()))
         if stun.is_channel_data(data[0]):
             self.server.handle_channel_data(data, link)
         elif data[0] < 0x40:
@@ -1136,6 +1167,7 @@ class TurnStreamProtocol(protocol.Protocol):
         self.client_addr: Address = ("", 0)
 
     def connectionMade(self) -> None:  # noqa: N802
+        assert self.transport is not None
         self.client_addr = _host_port(self.transport.getPeer())
         self.five_tuple = FiveTuple(
             self.proto_name, self.client_addr, _host_port(self.transport.getHost())
@@ -1143,10 +1175,12 @@ class TurnStreamProtocol(protocol.Protocol):
 
     def send(self, data: bytes) -> None:
         if not self.disconnected and self.pipe is None:
+            assert self.transport is not None
             self.transport.write(data)
 
     def close(self) -> None:
         if not self.disconnected:
+            assert self.transport is not None
             self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
@@ -1166,6 +1200,7 @@ class TurnStreamProtocol(protocol.Protocol):
                     size = stun.message_length(self.buffer)
                 except stun.StunDecodeError as e:
                     log.info("dropping {client}: {e}", client=self.five_tuple, e=e)
+                    assert self.transport is not None
                     self.transport.loseConnection()
                     return
                 if size is None or len(self.buffer) < size:
@@ -1200,6 +1235,7 @@ class TurnStreamProtocol(protocol.Protocol):
         if self.pipe is not None:
             self.pipe.read_eof(self)
         else:
+            assert self.transport is not None
             self.transport.loseConnection()
 
     def writeConnectionLost(self) -> None:  # noqa: N802
@@ -1314,8 +1350,8 @@ class Pipe:
         peer, client = self.peer, self.client
         peer.pipe = self
         client.pipe = self
-        client.transport.registerProducer(self.gates[peer], True)
-        peer.transport.registerProducer(self.gates[client], True)
+        _consumer(client.transport).registerProducer(self.gates[peer], True)
+        _consumer(peer.transport).registerProducer(self.gates[client], True)
         if self.throttle is not None:
             self.throttle.register(self.bandwidth)
         if early:
@@ -1324,7 +1360,7 @@ class Pipe:
             self.received(client, leftover)
         if peer.paused_early:
             peer.paused_early = False
-            peer.transport.resumeProducing()
+            _producer(peer.transport).resumeProducing()
         if peer_eof:
             self.read_eof(peer)
         if self.server.splice_enabled and not self.eof:
@@ -1374,7 +1410,7 @@ class Pipe:
             if t is None:
                 continue
             try:
-                t.unregisterProducer()
+                _consumer(t).unregisterProducer()
             except Exception:
                 pass
             t.loseConnection()
@@ -1387,9 +1423,10 @@ class Pipe:
         empty (what is already buffered must go out first, in order)."""
         if self.closed or self.eof or self.splice is not None:
             return
-        ends = (self.peer.transport, self.client.transport)
-        if not all(isinstance(t, tcp.Connection) for t in ends):
+        peer_t, client_t = self.peer.transport, self.client.transport
+        if not (isinstance(peer_t, tcp.Connection) and isinstance(client_t, tcp.Connection)):
             return  # TLS or a test transport: stay on the Python path
+        ends = (peer_t, client_t)
         if any(g.reasons for g in self.gates.values()) or not all(_drained(t) for t in ends):
             self.splice_tries += 1
             if self.splice_tries < 200:
@@ -1402,6 +1439,18 @@ class Pipe:
         self.splice = SplicePump(self)
         self.splice.start()
         self.server.stats_spliced += 1
+
+
+def _consumer(transport: object) -> interfaces.IConsumer:
+    """A connected TCP/TLS transport (both provide IConsumer)."""
+    assert transport is not None
+    return cast(interfaces.IConsumer, transport)
+
+
+def _producer(transport: object) -> interfaces.IPushProducer:
+    """A connected TCP/TLS transport (both provide IPushProducer)."""
+    assert transport is not None
+    return cast(interfaces.IPushProducer, transport)
 
 
 def _drained(transport: Any) -> bool:
@@ -1477,7 +1526,9 @@ class SplicePump:
         self.done = False
 
     def start(self) -> None:
-        for t in (self.pipe.peer.transport, self.pipe.client.transport):
+        for end in (self.pipe.peer.transport, self.pipe.client.transport):
+            # Pipe._try_splice starts a pump only when both ends are tcp.Connection.
+            t = cast(tcp.Connection, end)
             t.stopReading()
             t.stopWriting()
         for src, dst, to_peer in ((self.client, self.peer, True), (self.peer, self.client, False)):

@@ -955,7 +955,14 @@ class TurnServer:
         if alloc.throttle is not None:
             alloc.throttle.stop()
         for port in (alloc.relay_port, *alloc.extra_ports):
-            self.ports.release(port.getHost().port)
+            # The number is kept by the allocation: at shutdown the listening port may
+            # already be closed, and a closed port no longer knows its address.
+            try:
+                number = port.getHost().port
+            except AttributeError:  # closed: tcp.Port forgets its socket, not its number
+                number = getattr(port, "port", None)
+            if number is not None:
+                self.ports.release(number)
             port.stopListening()
         log.info(
             "allocation end user={user!r} client={client} relay={relay} reason={reason} "
@@ -1016,6 +1023,8 @@ def _attach(port_obj: Any, alloc: Allocation) -> None:
 
 class UdpRelayProtocol(protocol.DatagramProtocol):
     """The relayed transport address of a UDP allocation."""
+
+    noisy = False  # one allocation, one relay port: the allocation's own log lines say enough
 
     def __init__(self, server: TurnServer) -> None:
         self.server = server
@@ -1420,17 +1429,31 @@ class Pipe:
 
     def _try_splice(self) -> None:
         """Hand both sockets to the kernel once Twisted's write buffers are
-        empty (what is already buffered must go out first, in order)."""
+        empty (what is already buffered must go out first, in order).
+
+        Under a steady load those buffers never empty by themselves, so both
+        sockets stop being read first (a "splice" pause on each gate, which no
+        other party's resume can undo); the buffers then drain into the kernel
+        and the switch is made.  If they do not drain in time (a peer that
+        stopped reading), reading resumes and the pipe stays on the Python path.
+        """
         if self.closed or self.eof or self.splice is not None:
+            for gate in self.gates.values():
+                gate.resume("splice")
             return
         peer_t, client_t = self.peer.transport, self.client.transport
         if not (isinstance(peer_t, tcp.Connection) and isinstance(client_t, tcp.Connection)):
             return  # TLS or a test transport: stay on the Python path
         ends = (peer_t, client_t)
-        if any(g.reasons for g in self.gates.values()) or not all(_drained(t) for t in ends):
+        for gate in self.gates.values():
+            gate.pause("splice")
+        if not all(_drained(t) for t in ends):
             self.splice_tries += 1
-            if self.splice_tries < 200:
+            if self.splice_tries < SPLICE_DRAIN_TRIES:
                 self.server.reactor.callLater(0.005, self._try_splice)
+            else:
+                for gate in self.gates.values():
+                    gate.resume("splice")
             return
         for t in ends:
             t.unregisterProducer()
@@ -1461,6 +1484,7 @@ def _drained(transport: Any) -> bool:
     )
 
 
+SPLICE_DRAIN_TRIES = 400  # x 5 ms: how long a pipe may wait for its buffers to drain
 SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 SPLICE_CHUNK = 1 << 16
 

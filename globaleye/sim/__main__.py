@@ -30,6 +30,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from globaleye.sim.camera import Timing
 from globaleye.sim.fleet import Fleet
+from globaleye.sim.upnp import UpnpSettings
 
 log = Logger()
 
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--interface", default="127.0.0.1", help="address of the cameras' RTSP server")
     parser.add_argument("--rtsp-port", type=int, default=0, help="RTSP port shared by all cameras (0: any free)")
     parser.add_argument("--no-relay", action="store_true", help="do not keep a TURN relay (§14)")
+    parser.add_argument("--upnp", action="store_true",
+                        help="map each camera's RTSP port on the LAN's UPnP IGD (§7.3.2)")
+    parser.add_argument("--upnp-timeout", type=float, default=3.0, help="seconds to wait for an IGD to answer")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every camera's events")
     return parser
 
@@ -61,7 +65,8 @@ async def simulate(reactor: Any, args: argparse.Namespace) -> None:
     http = treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
     fleet = Fleet(reactor, register_url=args.register, redirect_url=args.redirect, seed=args.seed,
                   interface=args.interface, rtsp_port=args.rtsp_port, timing=Timing(heartbeat_interval=args.heartbeat),
-                  relay=not args.no_relay, http=http)
+                  relay=not args.no_relay, http=http,
+                  upnp=UpnpSettings(discovery_timeout=args.upnp_timeout) if args.upnp else None)
     await fleet.prepare()
     cameras = [fleet.add(f"{first + index:011d}") for index in range(args.count)]
     fleet.start(args.ramp)

@@ -34,6 +34,7 @@ from globaleye.protocol import messages as m
 from globaleye.protocol.frame import Frame
 from globaleye.sim.commands import answer
 from globaleye.sim.state import CameraState
+from globaleye.sim.upnp import CameraPortMapping
 from txturn.turnclient import TurnClient
 
 REGISTER_INTERVAL = 300.0  # §7.2
@@ -102,7 +103,8 @@ class SimulatedCamera:
 
     def __init__(self, state: CameraState, reactor: Any, *, register_url: str = "", redirect_url: str = "",
                  timing: Timing | None = None, rng: random.Random | None = None,
-                 http: treq.client.HTTPClient | None = None, relay_factory: Factory[Any] | None = None) -> None:
+                 http: treq.client.HTTPClient | None = None, relay_factory: Factory[Any] | None = None,
+                 upnp: CameraPortMapping | None = None) -> None:
         self.state = state
         self.reactor = reactor
         self.clock: IReactorTime = reactor
@@ -128,6 +130,9 @@ class SimulatedCamera:
         self.turn: TurnClient | None = None
         self._turn_servers: list[tuple[str, int]] = []
         self._turn_check: Any = None
+        # §7.3.2: the RTSP port mapping on the shop's IGD (None: the camera does no UPnP).
+        self.upnp = upnp
+        self.upnp_released: Deferred[None] | None = None
 
     # Control ---------------------------------------------------------------------------
 
@@ -138,6 +143,8 @@ class SimulatedCamera:
 
     def stop(self) -> None:
         self._stopped = True
+        if self.upnp is not None and self.upnp_released is None:
+            self.upnp_released = Deferred.fromCoroutine(self.upnp.release())
         if self.turn is not None:
             self.turn.stop()
         if self._turn_check is not None and self._turn_check.active():
@@ -167,6 +174,8 @@ class SimulatedCamera:
         await self._sleep(delay)
 
     async def _run(self) -> None:
+        if self.upnp is not None:
+            await self._map_upnp()
         while not self._stopped:
             if self.registration is None:
                 if not await self._register():
@@ -195,6 +204,18 @@ class SimulatedCamera:
                 await self._sleep(self.timing.login_retry * self.rng.uniform(1.0, 1.1))
             elif outcome != "unknown":
                 await self._backoff(f"session ended ({outcome})")
+
+    async def _map_upnp(self) -> None:
+        """§7.3.2: map the RTSP port once, before the first LOGIN_REQ reports it (0.0.0.0 if impossible)."""
+        assert self.upnp is not None
+        s = self.state
+        mapped = await self.upnp.map(s.local_ip, s.rtsp_local_port)
+        s.upnp_ip, s.rtsp_upnp_port = mapped if mapped is not None else ("0.0.0.0", 0)
+        if mapped is None:
+            self.log.warn("camera {dev_id}: UPnP mapping failed: {why}", dev_id=s.dev_id, why=self.upnp.failure)
+        else:
+            self.log.info("camera {dev_id}: UPnP {ip}:{port} -> {local}:{lport}", dev_id=s.dev_id, ip=mapped[0],
+                          port=mapped[1], local=s.local_ip, lport=s.rtsp_local_port)
 
     async def _post(self, url: str, message: m.Message) -> bytes:
         response = await self.http.post(url, data=message.to_xml(),
@@ -328,6 +349,12 @@ class SimulatedCamera:
             await session.request(s.ability_report(), self.timing.request_timeout)
         except CommandError as e:
             return f"ability report unanswered: {e}"
+        if self.upnp is not None and self.upnp.mapped is None:
+            # §7.3.2/§7.5.4: a failed UPnP mapping is exception 12, reported after each login.
+            report = m.ExceptionReportRequest(dev_id=s.dev_id, channel_no=0,
+                                              exception_type=m.ExceptionType.UPNP_MAPPING_FAILED,
+                                              exception_desc=f"UPnP mapping failed: {self.upnp.failure}"[:200])
+            session.request(report, self.timing.request_timeout).addErrback(lambda f: None)
         misses = 0
         while not session.lost.called:
             session.beat = deferLater(self.clock, self.timing.heartbeat_interval, lambda: None)

@@ -14,14 +14,17 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import treq
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from globaleye.media.source import MediaLibrary, default_library
 from globaleye.rtsp.camera import RtspCamera, RtspCameraFactory, platform_verifier, state_recordings
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
+from globaleye.sim.upnp import CameraPortMapping, IgdClient, UpnpSettings
 
 
 class Fleet:
@@ -30,7 +33,7 @@ class Fleet:
     def __init__(self, reactor: Any, *, register_url: str = "", redirect_url: str = "", seed: str = "globaleye-sim",
                  interface: str = "127.0.0.1", rtsp_port: int = 0, timing: Timing | None = None,
                  media: MediaLibrary | None = None, relay: bool = True, http: Any = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, upnp: UpnpSettings | None = None) -> None:
         self.reactor = reactor
         self.register_url = register_url
         self.redirect_url = redirect_url
@@ -41,6 +44,7 @@ class Fleet:
         self.relay = relay
         self.http = http
         self.rng = rng or random.Random(seed)
+        self.upnp = upnp  # §7.3.2: None = the cameras do no UPnP
         self.rtsp = RtspCameraFactory(reactor=reactor)
         self.port: IListeningPort = reactor.listenTCP(rtsp_port, self.rtsp, backlog=1024, interface=interface)
         self.rtsp_port = int(getattr(self.port.getHost(), "port"))  # noqa: B009
@@ -57,7 +61,7 @@ class Fleet:
         camera = SimulatedCamera(state, self.reactor, register_url=self.register_url,
                                  redirect_url=self.redirect_url, timing=self.timing,
                                  rng=random.Random(self.rng.random()), http=self.http,
-                                 relay_factory=self.rtsp if self.relay else None)
+                                 relay_factory=self.rtsp if self.relay else None, upnp=self._port_mapping())
 
         def sessions_changed(count: int) -> None:
             state.cur_video_num = count  # reported as CurVideoNum in the next heartbeat (§7.5.3)
@@ -70,6 +74,12 @@ class Fleet:
         self.cameras.append(camera)
         return camera
 
+    def _port_mapping(self) -> CameraPortMapping | None:
+        if self.upnp is None:
+            return None
+        http = self.http or treq.client.HTTPClient(Agent(self.reactor, pool=HTTPConnectionPool(self.reactor)))
+        return CameraPortMapping(IgdClient(self.reactor, http, self.upnp), random.Random(self.rng.random()))
+
     def start(self, ramp: float = 0.0) -> None:
         """Start every camera, spread over *ramp* seconds as a real fleet powers up."""
         for index, camera in enumerate(self.cameras):
@@ -79,4 +89,7 @@ class Fleet:
         for camera in self.cameras:
             camera.stop()
             self.rtsp.remove(camera.state.dev_id)
+        for camera in self.cameras:
+            if camera.upnp_released is not None:
+                await camera.upnp_released  # bounded by the UPnP request timeout
         await maybeDeferred(self.port.stopListening)

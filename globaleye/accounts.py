@@ -424,13 +424,15 @@ class AccountService:
 
     # HashTokens (§7.5.5, §8.9) -------------------------------------------------------------------
 
-    async def issue_token(self, session: LoginSession, dev_id: str, channel_no: int, stream_type: int) -> str:
+    async def issue_token(self, session: LoginSession, dev_id: str, channel_no: int, stream_type: int,
+                          file_name: str = "") -> str:
+        """A live-view token (§7.5.5, 35H), or with *file_name* a playback token (§7.5.23, 74H, stream 0)."""
         now = self.clock.seconds()
         key = secrets.token_hex(16)
         material = "\x00".join((session.account, session.token_secret.hex(), dev_id, str(channel_no),
-                                str(stream_type), repr(now), key))
+                                str(stream_type), file_name, repr(now), key))
         token = hashlib.md5(material.encode(), usedforsecurity=False).hexdigest()
         await self.store.add_token(HashToken(token=token, dev_id=dev_id, channel_no=channel_no,
                                              expires_at=now + self.settings.hashtoken_lifetime,
-                                             stream_type=stream_type, account=session.account))
+                                             stream_type=stream_type, file_name=file_name, account=session.account))
         return token

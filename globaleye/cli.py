@@ -4,6 +4,7 @@
     globaleye [--config FILE] device list
     globaleye [--config FILE] device show DEVID
     globaleye [--config FILE] device delete DEVID
+    globaleye [--config FILE] account devnum MOBILE N
     globaleye [--config FILE] config check
     globaleye [--config FILE] demo [--cameras N]
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import sqlite3
 import sys
 import time
@@ -29,7 +31,7 @@ from twisted.internet.task import react
 
 from globaleye.config import ROLES, Config, ConfigError, load_config
 from globaleye.gateway.service import DEV_ID
-from globaleye.store import Device
+from globaleye.store import AuditRecord, Device, OutboxItem
 from globaleye.store.sqlite import SQLiteStore
 
 
@@ -113,7 +115,9 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
         return
     store = SQLiteStore(config.database_path())
     try:
-        if args.action == "import":
+        if args.area == "account":
+            await change_dev_num(store, args.mobile, args.count, out)
+        elif args.action == "import":
             with open(args.file, encoding="utf-8-sig") as f:
                 devices = parse_devices(f.read(), config["enrollment"]["vendors"], time.time())
             count = await store.import_devices(devices)
@@ -151,6 +155,23 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
         await store.close()
 
 
+async def change_dev_num(store: SQLiteStore, mobile: str, count: int, out: TextIO) -> None:
+    """§6.3 service change: the account's DevNum, and the ChangeService notice for the group.
+
+    The notice goes into the outbox the running platform sends from (within ``[province]
+    retry_interval``), so this command needs neither the platform nor the group to be up.
+    """
+    if count < 0:
+        raise CLIError("DevNum must not be negative")
+    if not await store.set_dev_num(mobile, count):
+        raise CLIError(f"no account {mobile}")
+    now = time.time()
+    await store.add_outbox(OutboxItem("ChangeService", json.dumps({"MobileTel": mobile, "IpcamNum": count}), now,
+                                      0, now))
+    await store.add_audit(AuditRecord(now, mobile, "operator", "change-service", 0, f"DevNum {count}"))
+    print(f"{mobile}: DevNum {count}; the group is told by the running platform", file=out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="globaleye", description="GlobalEye operator commands.")
     parser.add_argument("--config", "-c", default=None, help="configuration file (default: built-in defaults)")
@@ -163,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("show", "delete"):
         action = actions.add_parser(name, help=f"{name} one device")
         action.add_argument("dev_id")
+    account = areas.add_parser("account", help="client accounts of this province platform")
+    devnum = account.add_subparsers(dest="action", required=True).add_parser(
+        "devnum", help="set how many devices an account may own (§6.3 service change)")
+    devnum.add_argument("mobile")
+    devnum.add_argument("count", type=int)
     demo = areas.add_parser("demo", help="run the platform with simulated cameras on localhost")
     demo.add_argument("--cameras", type=int, default=1, help="number of simulated cameras (default 1)")
     config = areas.add_parser("config", help="configuration")

@@ -8,6 +8,16 @@ disconnected camera becomes a Result code (4 where §8 defines "device offline",
 answers with a non-zero Result is reported as a ``soap:Server`` Fault
 ``DeviceRefused``: §8 has no code for it, and inventing one would break strict
 clients.  Every call is audit-logged with the account and the peer.
+
+The province talks to its group platform (§6) through an optional
+:class:`~globaleye.groupclient.GroupClient`: sign-up and closure are notices the
+user does not wait for (§6.2, §6.4), and a camera the province does not know is
+claimed from the group while the user waits (§6.5, §6.6).  Without a group, or
+with the group unreachable, everything else keeps working.
+
+Beyond §8 come the extensions the web client of §4 needs (recording windows and
+flags, record search and playback, alarms, sharing): the platform checks what it
+can (§7.5.13's four windows a day, no overlap) *before* the camera sees a request.
 """
 
 from __future__ import annotations
@@ -22,13 +32,31 @@ import attrs
 from twisted.logger import Logger
 
 from globaleye.accounts import EXPIRED, MOBILE, OK, AccountService, LoginSession
+from globaleye.clock import parse_protocol_time, protocol_time
 from globaleye.gateway.service import Gateway
+from globaleye.groupclient import GroupClient
 from globaleye.messaging import CommandError
 from globaleye.protocol import messages as m
 from globaleye.soap.envelope import SoapFault, client_fault
-from globaleye.store import BIND_ALREADY_MINE, BIND_LIMIT, BIND_OK, BIND_TAKEN, Binding, Store
+from globaleye.store import (
+    BIND_ALREADY_MINE,
+    BIND_LIMIT,
+    BIND_OK,
+    BIND_TAKEN,
+    SHARE_NOT_OWNER,
+    SHARE_OK,
+    Binding,
+    Device,
+    Store,
+)
 
 NO_DEVICE, OFFLINE, OTHER = 3, 4, 255
+RULES = NO_SUCH = 5  # extensions: refused by the platform's rules / no such policy, share or account
+#: §7.5.13: "一天最多可设置 4 条策略": at most 4 recording windows per channel and weekday.
+MAX_WINDOWS_A_DAY = 4
+PAGE_SIZE = 10
+FILE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+HHMM = re.compile(r"^([0-9]{1,2}):([0-9]{2})$")
 ADD_UNKNOWN, ADD_WRONG_KEY, ADD_LIMIT = 3, 4, 5
 DEV_ID = re.compile(r"^[0-9]{11}$")
 
@@ -60,11 +88,12 @@ class McuApi:
     log = Logger()
 
     def __init__(self, accounts: AccountService, store: Store, gateway: Gateway,
-                 settings: ClientApiSettings | None = None) -> None:
+                 settings: ClientApiSettings | None = None, group: GroupClient | None = None) -> None:
         self.accounts = accounts
         self.store = store
         self.gateway = gateway
         self.settings = settings or ClientApiSettings()
+        self.group = group
         self.handlers: dict[str, Callable[[Values, str], Awaitable[Values]]] = {
             "GetSmsCode": self.get_sms_code, "RegisterUser": self.register_user, "Login": self.login,
             "Logout": self.logout, "GetDeviceList": self._authed(self.device_list),
@@ -75,6 +104,14 @@ class McuApi:
             "SetWifi": self._authed(self.set_wifi), "RebootDevice": self._authed(self.reboot),
             "GetFirmwareVersion": self._authed(self.firmware_version),
             "UpgradeDevice": self._authed(self.upgrade), "ChangePassword": self._authed(self.change_password),
+            "AddRecordPolicy": self._authed(self.add_record_policy),
+            "GetRecordPolicy": self._authed(self.get_record_policy),
+            "DeleteRecordPolicy": self._authed(self.delete_record_policy),
+            "SetFullDayRecord": self._authed(self.set_full_day), "GetFullDayRecord": self._authed(self.get_full_day),
+            "SetLoopRecord": self._authed(self.set_loop), "GetLoopRecord": self._authed(self.get_loop),
+            "SearchRecords": self._authed(self.search_records), "GetPlaybackUrl": self._authed(self.playback_url),
+            "SearchAlarms": self._authed(self.search_alarms), "ShareDevice": self._authed(self.share),
+            "UnshareDevice": self._authed(self.unshare), "GetShareList": self._authed(self.share_list),
         }
 
     async def handle(self, operation: str, values: Values, peer: str) -> Values:
@@ -86,15 +123,34 @@ class McuApi:
         return {"Result": await self.accounts.request_sms_code(values["MobileTel"], values["Type"], peer)}
 
     async def register_user(self, values: Values, peer: str) -> Values:
-        return {"Result": await self.accounts.register(values["MobileTel"], values["Password"], values["SmsKey"],
-                                                       peer)}
+        result = await self.accounts.register(values["MobileTel"], values["Password"], values["SmsKey"], peer)
+        if result == OK and self.group is not None:  # §6.2, sent in the background
+            await self.group.notify("OpenService", {"MobileTel": values["MobileTel"],
+                                                    "IpcamNum": self.accounts.settings.max_devices})
+        return {"Result": result}
 
     async def login(self, values: Values, peer: str) -> Values:
         outcome = await self.accounts.login(values["Account"], values["Password"], values["Version"], peer)
         if outcome.session is None:
             return {"Result": outcome.result, "UpdateUrl": outcome.update_url or None}
-        return {"Result": OK, "LoginSession": outcome.session.token, "DevNum": self.accounts.settings.max_devices,
+        return {"Result": OK, "LoginSession": outcome.session.token,
+                "DevNum": await self._dev_num(outcome.session.account),
                 "Device": await self._devices(outcome.session.account)}
+
+    async def _dev_num(self, account: str) -> int:
+        """DevNum: the account's own (§6.3 ChangeService) or the configured default."""
+        record = await self.store.get_account(account)
+        if record is not None and record.dev_num is not None:
+            return record.dev_num
+        return self.accounts.settings.max_devices
+
+    async def change_service(self, account: str, dev_num: int, peer: str = "operator") -> bool:
+        """§6.3: the account may now own *dev_num* devices; the group is told (in the background)."""
+        changed = await self.store.set_dev_num(account, dev_num)
+        await self.accounts.audit("change-service", account, peer, OK if changed else 1, f"DevNum {dev_num}")
+        if changed and self.group is not None:
+            await self.group.notify("ChangeService", {"MobileTel": account, "IpcamNum": dev_num})
+        return changed
 
     async def logout(self, values: Values, peer: str) -> Values:
         return {"Result": await self.accounts.logout(values["Account"], values["LoginSession"], peer)}
@@ -150,15 +206,35 @@ class McuApi:
     async def add_device(self, session: LoginSession, values: Values, peer: str) -> Values:
         dev_id = values["DevID"]
         device = await self.store.get_device(dev_id) if DEV_ID.match(dev_id) else None
+        if device is None and DEV_ID.match(dev_id) and self.group is not None:
+            claimed = await self._claim(dev_id, values["DevKey"])
+            if isinstance(claimed, int):
+                return {"Result": claimed}
+            device = claimed
         if device is None:
             return {"Result": ADD_UNKNOWN}
         if not _same(device.dev_key, values["DevKey"]):
             return {"Result": ADD_WRONG_KEY}
         outcome = await self.store.bind_device(
             Binding(session.account, dev_id, 0, device.model or dev_id, self.accounts.clock.seconds()),
-            self.accounts.settings.max_devices)
+            await self._dev_num(session.account))
         return {"Result": {BIND_OK: OK, BIND_ALREADY_MINE: OK, BIND_LIMIT: ADD_LIMIT, BIND_TAKEN: OTHER}.get(
             outcome, OTHER)}
+
+    async def _claim(self, dev_id: str, dev_key: str) -> Device | int:
+        """§6.5/§6.6 steps 6-7: ask the group for a camera we do not know; the device, or AddDevice's Result."""
+        assert self.group is not None
+        result, answer = await self.group.claim_device(dev_id, dev_key.strip())
+        if result != 0:
+            self.log.info("group refused the claim of {dev_id} (Result {result})", dev_id=dev_id, result=result)
+            # 3 unknown to the group, 4 wrong key; anything else (another province has it, the group
+            # is unreachable or refuses us) is "other error" for the user.
+            return {3: ADD_UNKNOWN, 4: ADD_WRONG_KEY}.get(result, OTHER)
+        device = Device(dev_id=dev_id, dev_key=dev_key.strip(), manufacturer_no=answer.get("ManufacturerNo") or "",
+                        model=answer.get("Mode") or "", dev_type=answer.get("DevType") or 1, source="group",
+                        created_at=self.accounts.clock.seconds())
+        await self.store.enroll_device(device)
+        return await self.store.get_device(dev_id) or device
 
     async def remove_device(self, session: LoginSession, values: Values, peer: str) -> Values:
         dev_id = values["DevID"]
@@ -169,7 +245,10 @@ class McuApi:
         return {"Result": OK if await self.store.unbind_device(session.account, dev_id) else NO_DEVICE}
 
     async def close_account(self, session: LoginSession, values: Values, peer: str) -> Values:
-        return {"Result": await self.accounts.close_account(session, peer)}
+        result = await self.accounts.close_account(session, peer)
+        if result == OK and self.group is not None:  # §6.4, sent in the background
+            await self.group.notify("CancelService", {"MobileTel": session.account})
+        return {"Result": result}
 
     async def change_password(self, session: LoginSession, values: Values, peer: str) -> Values:
         return {"Result": await self.accounts.change_password(session, values["OldPassword"],
@@ -326,6 +405,246 @@ class McuApi:
         return {"Result": OK if answer is not None else NO_DEVICE}
 
 
+    # Extensions for the web client (§4): recording (67H-69H, 78H-7BH) --------------------------
+
+    async def _camera(self, session: LoginSession, dev_id: str, channel_no: int | None = None,
+                      own: bool = True) -> int | None:
+        """None when the account may use the camera and it is online; else the Result (3 or 4)."""
+        if await self._binding(session, dev_id, channel_no, own) is None:
+            return NO_DEVICE
+        return None if self.gateway.is_online(dev_id) else OFFLINE
+
+    async def add_record_policy(self, session: LoginSession, values: Values, peer: str) -> Values:
+        dev_id, channel = values["DevID"], values["ChannelNo"]
+        new = [_record_window(item) for item in values["RecordPolicy"]]
+        refused = await self._camera(session, dev_id, channel)
+        if refused is not None:
+            return {"Result": refused}
+        stored = await self._command(dev_id, m.GetRecordPolicyRequest(dev_id=dev_id, channel_no=channel))
+        if stored is None:
+            return {"Result": OFFLINE}
+        why = window_rules(list(stored.week_policy), new)
+        if why:
+            self.log.info("recording windows for {dev_id} channel {channel} refused: {why}", dev_id=dev_id,
+                          channel=channel, why=why)
+            return {"Result": RULES}
+        answer = await self._command(dev_id, m.AddRecordPolicyRequest(dev_id=dev_id, channel_no=channel,
+                                                                      week_policy=tuple(new)))
+        return {"Result": OK if answer is not None else OFFLINE}
+
+    async def get_record_policy(self, session: LoginSession, values: Values, peer: str) -> Values:
+        dev_id, channel = values["DevID"], values["ChannelNo"]
+        refused = await self._camera(session, dev_id, channel)
+        if refused is not None:
+            return {"Result": refused}
+        answer = await self._command(dev_id, m.GetRecordPolicyRequest(dev_id=dev_id, channel_no=channel))
+        if answer is None:
+            return {"Result": OFFLINE}
+        return {"Result": OK, "RecordPolicy": [
+            {"PolicyID": p.policy_id, "StoreType": p.store_type, "StreamType": p.stream_type, "Week": p.week,
+             "StartTime": p.start_time, "EndTime": p.end_time} for p in answer.week_policy]}
+
+    async def delete_record_policy(self, session: LoginSession, values: Values, peer: str) -> Values:
+        dev_id, channel, policy_id = values["DevID"], values["ChannelNo"], values["PolicyID"]
+        refused = await self._camera(session, dev_id, channel)
+        if refused is not None:
+            return {"Result": refused}
+        stored = await self._command(dev_id, m.GetRecordPolicyRequest(dev_id=dev_id, channel_no=channel))
+        if stored is None:
+            return {"Result": OFFLINE}
+        if all(p.policy_id != policy_id for p in stored.week_policy):
+            return {"Result": NO_SUCH}
+        answer = await self._command(dev_id, m.DeleteRecordPolicyRequest(dev_id=dev_id, channel_no=channel,
+                                                                         policy_id=policy_id))
+        return {"Result": OK if answer is not None else OFFLINE}
+
+    async def set_full_day(self, session: LoginSession, values: Values, peer: str) -> Values:
+        dev_id, channel = values["DevID"], values["ChannelNo"]
+        _check(values["RecordFull"] in (0, 1), "RecordFull must be 0 or 1")
+        refused = await self._camera(session, dev_id, channel)
+        if refused is not None:
+            return {"Result": refused}
+        answer = await self._command(dev_id, m.SetFullDayRecordRequest(dev_id=dev_id, channel_no=channel,
+                                                                       record_full=values["RecordFull"]))
+        return {"Result": OK if answer is not None else OFFLINE}
+
+    async def get_full_day(self, session: LoginSession, values: Values, peer: str) -> Values:
+        dev_id, channel = values["DevID"], values["ChannelNo"]
+        refused = await self._camera(session, dev_id, channel)
+        if refused is not None:
+            return {"Result": refused}
+        answer = await self._command(dev_id, m.GetFullDayRecordRequest(dev_id=dev_id, channel_no=channel))
+        return {"Result": OFFLINE} if answer is None else {"Result": OK, "RecordFull": answer.record_full}
+
+    async def set_loop(self, session: LoginSession, values: Values, peer: str) -> Values:
+        dev_id = values["DevID"]
+        _check(values["RecordLoop"] in (0, 1), "RecordLoop must be 0 or 1")
+        refused = await self._camera(session, dev_id)
+        if refused is not None:
+            return {"Result": refused}
+        answer = await self._command(dev_id, m.SetLoopRecordRequest(dev_id=dev_id, record_loop=values["RecordLoop"]))
+        return {"Result": OK if answer is not None else OFFLINE}
+
+    async def get_loop(self, session: LoginSession, values: Values, peer: str) -> Values:
+        dev_id = values["DevID"]
+        refused = await self._camera(session, dev_id)
+        if refused is not None:
+            return {"Result": refused}
+        answer = await self._command(dev_id, m.GetLoopRecordRequest(dev_id=dev_id))
+        return {"Result": OFFLINE} if answer is None else {"Result": OK, "RecordLoop": answer.record_loop}
+
+    # Record search and playback (72H, 74H) -------------------------------------------------------
+
+    async def search_records(self, session: LoginSession, values: Values, peer: str) -> Values:
+        dev_id, channel = values["DevID"], values["ChannelNo"]
+        start, end = _minute_time("StartTime", values["StartTime"]), _minute_time("EndTime", values["EndTime"])
+        _check(start <= end, "StartTime must not be after EndTime")
+        page = values["PageNo"] or 1
+        _check(page >= 1, "PageNo counts from 1")
+        refused = await self._camera(session, dev_id, channel, own=False)
+        if refused is not None:
+            return {"Result": refused}
+        answer = await self._command(dev_id, m.RecordSearchRequest(dev_id=dev_id, channel_no=channel,
+                                                                   start_time=start, end_time=end, page_no=page))
+        if answer is None:
+            return {"Result": OFFLINE}
+        return {"Result": OK, "TotalRecordNum": answer.total_record_num, "PageNo": page, "RecordFile": [
+            {"FileName": f.file_name, "FileSize": f.file_size, "StartTime": f.start_time, "EndTime": f.end_time}
+            for f in answer.file[:PAGE_SIZE]]}
+
+    async def playback_url(self, session: LoginSession, values: Values, peer: str) -> Values:
+        """§7.5.23's URL for one file; the camera checks the token with 74H (one token per URL, as §8.9)."""
+        dev_id, channel, name = values["DevID"], values["ChannelNo"], values["FileName"]
+        _check(bool(FILE_NAME.match(name)), "FileName must be 1-128 of A-Z a-z 0-9 _ . -")
+        refused = await self._camera(session, dev_id, channel, own=False)
+        if refused is not None:
+            return {"Result": refused}
+        live = self.gateway.live.get(dev_id)
+        if live is None:
+            return {"Result": OFFLINE}
+        a = live.addresses
+        urls: Values = {}
+        for field, host, port in (("LocalPlayUrl", a.local_ip, a.rtsp_local_port),
+                                  ("UpnpPlayUrl", a.upnp_ip, a.rtsp_upnp_port),
+                                  ("TurnPlayUrl", a.turn_relay_ip, a.rtsp_turn_relay_port)):
+            if host and host != "0.0.0.0" and port:
+                token = await self.accounts.issue_token(session, dev_id, channel, 0, file_name=name)
+                urls[field] = playback_url(host, port, dev_id, channel, name, token)
+            else:
+                urls[field] = ""
+        return {"Result": OK, **urls, "StunIP": self.settings.stun_host, "StunPort": self.settings.stun_port}
+
+    # Alarms (34H records) ---------------------------------------------------------------------------
+
+    async def search_alarms(self, session: LoginSession, values: Values, peer: str) -> Values:
+        """From the store, so it works with the camera offline (that is when alarms matter)."""
+        dev_id = values["DevID"]
+        low = _alarm_time("StartTime", values["StartTime"]) if values["StartTime"] else float("-inf")
+        high = _alarm_time("EndTime", values["EndTime"]) if values["EndTime"] else float("inf")
+        page = values["PageNo"] or 1
+        _check(page >= 1, "PageNo counts from 1")
+        if await self._binding(session, dev_id, own=False) is None:
+            return {"Result": NO_DEVICE}
+        found = [r for r in await self.store.list_exceptions(dev_id, 1000) if low <= r.received_at <= high]
+        first = (page - 1) * PAGE_SIZE
+        return {"Result": OK, "TotalNum": len(found), "Alarm": [
+            {"ChannelNo": r.channel_no, "ExceptionType": r.exception_type, "ExceptionDesc": r.description,
+             "Time": protocol_time(r.received_at)} for r in found[first:first + PAGE_SIZE]]}
+
+    # Sharing (ShareFlag 1) ------------------------------------------------------------------------------
+
+    async def share(self, session: LoginSession, values: Values, peer: str) -> Values:
+        dev_id, guest = values["DevID"], values["ShareAccount"]
+        if await self._binding(session, dev_id) is None:
+            return {"Result": NO_DEVICE}
+        if not MOBILE.match(guest):
+            return {"Result": NO_SUCH}
+        outcome = await self.store.share_device(session.account, dev_id, guest, self.accounts.clock.seconds())
+        return {"Result": OK if outcome == SHARE_OK else NO_DEVICE if outcome == SHARE_NOT_OWNER else NO_SUCH}
+
+    async def unshare(self, session: LoginSession, values: Values, peer: str) -> Values:
+        dev_id, guest = values["DevID"], values["ShareAccount"]
+        if await self._binding(session, dev_id) is None:
+            return {"Result": NO_DEVICE}
+        return {"Result": OK if await self.store.unshare_device(dev_id, guest) else NO_SUCH}
+
+    async def share_list(self, session: LoginSession, values: Values, peer: str) -> Values:
+        dev_id = values["DevID"]
+        if await self._binding(session, dev_id) is None:
+            return {"Result": NO_DEVICE}
+        return {"Result": OK, "ShareAccount": [b.account for b in await self.store.list_shares(dev_id)]}
+
+
+def window_rules(stored: list[m.RecordPolicyEntry], new: list[m.RecordPolicy]) -> str:
+    """Why §7.5.13 forbids adding *new* windows to *stored* ones ("" when it does not).
+
+    At most 4 windows per weekday, and none may overlap another (half-open: 10:00-12:00
+    and 12:00-14:00 do not).  Checked here so that a refused schedule never reaches the
+    camera, whose own check (the simulator has one) is then only a second line.
+    """
+    by_day: dict[int, list[tuple[int, int]]] = {}
+    for window in [*stored, *new]:
+        by_day.setdefault(window.week, []).append((_minutes(window.start_time), _minutes(window.end_time)))
+    for week, windows in sorted(by_day.items()):
+        if len(windows) > MAX_WINDOWS_A_DAY:
+            return f"{len(windows)} windows on weekday {week} (at most {MAX_WINDOWS_A_DAY})"
+        ordered = sorted(windows)
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            if a[1] > b[0]:
+                return f"windows {_hhmm(a)} and {_hhmm(b)} overlap on weekday {week}"
+    return ""
+
+
+def _minutes(text: str) -> int:
+    match = HHMM.match(text.strip())
+    return int(match[1]) * 60 + int(match[2]) if match else 0
+
+
+def _hhmm(window: tuple[int, int]) -> str:
+    return "-".join(f"{t // 60:02d}:{t % 60:02d}" for t in window)
+
+
+def _record_window(item: Values) -> m.RecordPolicy:
+    """One requested window, its values checked (a malformed one is a Client fault, as in §8)."""
+    for name in ("StoreType", "StreamType", "Week", "StartTime", "EndTime"):
+        _check(item.get(name) is not None, f"RecordPolicy: {name} is missing")
+    _check(item["StoreType"] in (0, 1), "StoreType must be 0 (local) or 1 (cloud)")
+    _check(item["StreamType"] in (1, 2), "StreamType must be 1 (main) or 2 (sub)")
+    _check(1 <= item["Week"] <= 7, "Week must be 1..7")
+    times = []
+    for name in ("StartTime", "EndTime"):
+        match = HHMM.match(item[name].strip())
+        _check(match is not None, f"{name} must be HH:MM")
+        assert match is not None
+        hours, minutes = int(match[1]), int(match[2])
+        _check(minutes < 60 and (hours < 24 or (name == "EndTime" and hours == 24 and minutes == 0)),
+               f"{name} {item[name]!r} is not a time of day")
+        times.append(hours * 60 + minutes)
+    _check(times[0] < times[1], "StartTime must be before EndTime (split windows that cross midnight)")
+    return m.RecordPolicy(store_type=item["StoreType"], stream_type=item["StreamType"], week=item["Week"],
+                          start_time=f"{times[0] // 60:02d}:{times[0] % 60:02d}",
+                          end_time=f"{times[1] // 60:02d}:{times[1] % 60:02d}")
+
+
+def _minute_time(name: str, text: str) -> str:
+    """72H's YYYYMMDDHHMM (a 14-digit time has its seconds dropped)."""
+    text = text.strip()
+    if len(text) == 14 and text.isdigit():
+        text = text[:12]
+    try:
+        parse_protocol_time(text + "00")
+    except ValueError:
+        raise client_fault(f"{name} must be YYYYMMDDHHMM") from None
+    return text
+
+
+def _alarm_time(name: str, text: str) -> float:
+    try:
+        return parse_protocol_time(text)
+    except ValueError:
+        raise client_fault(f"{name} must be YYYYMMDDHHMMSS") from None
+
+
 class GroupDirectory:
     """§9.1: which province serves a mobile number, from a configured prefix table."""
 
@@ -354,6 +673,14 @@ def play_url(host: str, port: int, dev_id: str, channel_no: int, stream_type: in
     if ":" in host:
         host = f"[{host}]"
     return (f"rtsp://{host}:{port}/realplay?devid={dev_id}&channelno={channel_no}&streamtype={stream_type}"
+            f"&hashtoken={token}")
+
+
+def playback_url(host: str, port: int, dev_id: str, channel_no: int, file_name: str, token: str) -> str:
+    """The §7.5.23 URL: ``rtsp://ip:port/realplay?devid=…&channelno=…&filename=…&hashtoken=…``."""
+    if ":" in host:
+        host = f"[{host}]"
+    return (f"rtsp://{host}:{port}/realplay?devid={dev_id}&channelno={channel_no}&filename={file_name}"
             f"&hashtoken={token}")
 
 

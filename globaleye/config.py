@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-ROLES = ("gateway", "http", "group", "stun", "turn")
+ROLES = ("gateway", "http", "group", "stun", "turn", "rtsp")
 
 
 class ConfigError(Exception):
@@ -100,6 +100,22 @@ def _users(value: str) -> dict[str, str]:
     return users
 
 
+def _auth_schemes(value: str) -> tuple[str, ...]:
+    """``digest``, ``basic``, ``digest, basic`` or ``none`` (RTSP proxy authentication)."""
+    schemes = tuple(item.lower() for item in _list(value))
+    if not schemes or any(item not in ("digest", "basic", "none") for item in schemes) or (
+            "none" in schemes and len(schemes) > 1):
+        raise ValueError(f"{value!r} is not digest, basic, 'digest, basic' or none")
+    return schemes
+
+
+def _seconds(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"{value} must not be negative")
+    return number
+
+
 def _version(value: str) -> tuple[int, ...]:
     """An MCU version like ``1.0`` or ``2.3.1`` as a tuple that compares numerically."""
     parts = value.strip().split(".")
@@ -137,6 +153,35 @@ def _firmware(value: str) -> dict[str, tuple[str, str]]:
     return table
 
 
+def _province_passwords(value: str) -> dict[str, str]:
+    """``3100-01=secret, 1100-01=other``: "ProvinceNo-CmsNo" -> CmsPassword (§6)."""
+    table = {}
+    for item in _list(value):
+        key, sep, password = item.partition("=")
+        province, dash, cms = key.strip().partition("-")
+        if not sep or not dash or len(province) != 4 or len(cms) != 2 or not (province + cms).isdigit() \
+                or not password.strip():
+            raise ValueError(f"{item!r} is not PROVINCENO-CMSNO=PASSWORD (e.g. 3100-01=secret)")
+        table[key.strip()] = password.strip()
+    return table
+
+
+def _digits(count: int) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        value = value.strip()
+        if len(value) != count or not value.isdigit():
+            raise ValueError(f"{value!r} is not {count} digits")
+        return value
+    return check
+
+
+def _url(value: str) -> str:
+    value = value.strip()
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
 @attrs.frozen
 class Key:
     parse: Callable[[str], Any]
@@ -146,7 +191,7 @@ class Key:
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "globaleye": {
-        "roles": Key(_roles, "gateway, http, group", "Roles this process runs: gateway, http, group, stun, turn."),
+        "roles": Key(_roles, "gateway, http, group", "Roles this process runs: gateway, http, group, stun, turn, rtsp."),
         "public_host": Key(str, "127.0.0.1", "Address devices and clients use to reach this host."),
         "data_dir": Key(str, "var", "Directory for the database and other state (relative to the working directory)."),
     },
@@ -197,6 +242,31 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                "§9.1 McuUrl for numbers no prefix matches (empty: this process's own "
                                "/soap/mcu when it also runs a gateway, otherwise Result 1)."),
         "cms_name": Key(str, "GlobalEye", "§9.1 CmsName: the platform name shown to clients."),
+        "provinces": Key(_province_passwords, "",
+                         "§6: the provinces this group serves and their CmsPassword, as PROVINCENO-CMSNO=PASSWORD "
+                         "items (e.g. 3100-01=secret); when this process also runs a province and "
+                         "[province] group_url is empty, that province is added automatically."),
+        "mcu_android_url": Key(str, "", "§6.1 answer: where users download the Android client."),
+        "mcu_android_ver": Key(str, "", "§6.1 answer: the Android client's current version."),
+        "mcu_ios_url": Key(str, "", "§6.1 answer: where users download the iOS client."),
+        "mcu_ios_ver": Key(str, "", "§6.1 answer: the iOS client's current version."),
+    },
+    "province": {
+        "group_url": Key(_url, "",
+                         "The group platform's /soap/group URL for §6 (empty: this process's own group when it "
+                         "runs the group role too, otherwise no group: unknown devices cannot be claimed)."),
+        "province_no": Key(_digits(4), "3100", "§6 ProvinceNo: the first 4 digits of the GB/T 2260 code."),
+        "cms_no": Key(_digits(2), "01", "§6 CmsNo: this platform's number in its province."),
+        "cms_password": Key(str, "", "§6 CmsPassword the group assigned (the group's [group] provinces)."),
+        "cms_ver": Key(str, "1.0", "§6.1 CmsVer: the platform version reported to the group."),
+        "mcu_url": Key(_url, "", "§6.1 McuUrl reported (empty: http://public_host:[http] port/soap/mcu)."),
+        "register_url": Key(_url, "",
+                            "§6.1 DevUrl reported, where the group redirects claimed cameras "
+                            "(empty: http://public_host:[http] port/register)."),
+        "group_timeout": Key(_positive, "5", "Seconds to wait for the group's answer to one §6 call."),
+        "retry_interval": Key(_positive, "60",
+                              "Seconds before a §6 call the group did not take is tried again (doubling "
+                              "up to an hour for notices)."),
     },
     "soap": {
         "session_idle_timeout": Key(_positive, "1800", "Seconds a LoginSession may stay unused before it expires."),
@@ -265,6 +335,23 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "total_quota": Key(int, "10000", "Allocations in all."),
         "max_bps": Key(int, "0", "Bandwidth cap per allocation in bytes/s (0: none)."),
         "device_credentials": Key(_bool, "yes", "Accept DevID/DevKey of the device store as TURN credentials."),
+    },
+    "rtsp": {
+        "interface": Key(str, "127.0.0.1", "Address the RTSP proxy listens on for players."),
+        "port": Key(_port, "8554", "RTSP proxy port; 0 picks a free one."),
+        "auth": Key(_auth_schemes, "digest",
+                    "How players log in with their platform account: digest, basic, 'digest, basic' or none "
+                    "(none: anyone may watch any online camera; tests and closed networks only)."),
+        "realm": Key(str, "GlobalEye", "Authentication realm shown to players (part of the Digest secret)."),
+        "linger": Key(_seconds, "5", "Seconds a camera stream stays up after its last viewer left."),
+        "udp_timeout": Key(_positive, "5",
+                           "Seconds to wait for RTP over UDP through the TURN relay before falling back to "
+                           "TCP interleaved (§15 step 4: 5)."),
+        "connect_timeout": Key(_positive, "3", "Seconds for each TCP connect to a camera address."),
+        "max_viewers": Key(_count, "1000", "Viewer sessions the proxy serves at once (453 beyond)."),
+        "stall_timeout": Key(_positive, "10",
+                             "Seconds a TCP viewer may read nothing before it is dropped (it skips pictures "
+                             "before that)."),
     },
 }
 

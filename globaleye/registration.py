@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from globaleye.clock import protocol_time
 from globaleye.gateway.service import DEV_ID
 from globaleye.protocol import messages as m
-from globaleye.store import Device, Store
+from globaleye.store import Device, GroupDevice, Store
 
 # REGISTER_RES Result codes (§7.2.1).
 REG_OK, REG_UNKNOWN_DEVICE, REG_BAD_KEY, REG_BAD_FIRMWARE, REG_OTHER = 0, 1, 2, 3, 255
@@ -113,13 +113,27 @@ class Registrar:
 
 
 class Redirector:
-    """The group platform's §5 answer: which province a device registers with."""
+    """The group platform's §5 answer: which province a device registers with.
+
+    §6.6 step 2: every device that asks is remembered (``group_devices``), with the
+    first DevKey it presented, so that a province can later claim it (§6.5) with the
+    key the user reads off the label.  A later redirect with another key does not
+    replace the pinned one (whoever asked first with a forged key could otherwise
+    be outrun, but never the other way round; an operator import fixes either).
+    A device a province claimed goes to the DevUrl of that province's latest §6.1
+    report, so a province that moves its registration URL takes its cameras along.
+    """
 
     log = Logger()
 
-    def __init__(self, store: Store, default_province_url: str = "") -> None:
+    def __init__(self, store: Store, default_province_url: str = "", clock: IReactorTime | None = None) -> None:
         self.store = store
         self.default_province_url = default_province_url
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor  # type: ignore[assignment]
+        self.clock: IReactorTime = clock  # type: ignore[assignment]
 
     async def redirect(self, request: m.RedirectRequest, peer: str) -> m.RedirectResponse:
         dev_id = request.dev_id.strip()
@@ -127,10 +141,27 @@ class Redirector:
             self.log.warn("redirect of {dev_id!r} from {peer} refused: DevID is not 11 digits",
                           dev_id=dev_id, peer=peer)
             return m.RedirectResponse(result=REDIRECT_UNKNOWN, dev_id=dev_id)
-        url = await self.store.get_province_url(dev_id) or self.default_province_url
+        key = request.dev_key.strip()
+        if key:
+            now = self.clock.seconds()
+            known = await self.store.note_group_device(GroupDevice(
+                dev_id=dev_id, dev_key=key, manufacturer_no=request.manufacturer_no.strip(), model=request.mode.strip(),
+                dev_type=request.dev_type or 1, source="redirect", first_seen=now, last_seen=now))
+            if not hmac.compare_digest(known.dev_key.encode(), key.encode()):
+                self.log.warn("redirect of {dev_id} from {peer} presents a DevKey other than the one the group "
+                              "pinned at its first redirect", dev_id=dev_id, peer=peer)
+        url = await self._province_url(dev_id) or self.default_province_url
         if not url:
             self.log.info("redirect of {dev_id} from {peer}: no province has claimed it yet (Result 1)",
                           dev_id=dev_id, peer=peer)
             return m.RedirectResponse(result=REDIRECT_UNKNOWN, dev_id=dev_id)
         self.log.info("redirect of {dev_id} from {peer} to {url}", dev_id=dev_id, peer=peer, url=url)
         return m.RedirectResponse(result=REDIRECT_OK, dev_id=dev_id, lcms_url=url)
+
+    async def _province_url(self, dev_id: str) -> str | None:
+        province = await self.store.get_province_of(dev_id)
+        if province:
+            report = await self.store.get_province_report(province)
+            if report is not None and report.dev_url:
+                return report.dev_url
+        return await self.store.get_province_url(dev_id)

@@ -26,7 +26,10 @@ from globaleye.config import Config, ConfigError, load_config
 from globaleye.crm import AllowAll, HttpCRM, HttpCRMSettings
 from globaleye.deviceweb import XMLPostResource
 from globaleye.gateway import Gateway, GatewaySettings
+from globaleye.group import GroupService, GroupSettings, province_key
+from globaleye.groupclient import GroupClient, ProvinceSettings
 from globaleye.protocol import messages as m
+from globaleye.proxy.service import RtspProxyService
 from globaleye.registration import Redirector, Registrar, RegistrationSettings
 from globaleye.sms.client import LogSender, SMGPSender, SMGPSettings
 from globaleye.soap.operations import GROUP_NS, GROUP_OPERATIONS, MCU_NS, MCU_OPERATIONS
@@ -99,7 +102,7 @@ class PlatformService(service.MultiService):
             ftp_account=g["ftp_account"], ftp_password=g["ftp_password"],
             enrollment=config["enrollment"]["mode"], vendors=config["enrollment"]["vendors"],
             register_interval=g["register_interval"]))
-        self.redirector = Redirector(store, config["group"]["default_province_url"])
+        self.redirector = Redirector(store, config["group"]["default_province_url"], reactor)
         so = config["soap"]
         self.accounts = AccountService(store, reactor, AccountSettings(
             session_idle_timeout=so["session_idle_timeout"], min_mcu_version=so["min_mcu_version"],
@@ -109,11 +112,23 @@ class PlatformService(service.MultiService):
             login_slowdown_after=so["login_slowdown_after"], login_lockout_after=so["login_lockout_after"],
             login_lockout=so["login_lockout"], hashtoken_lifetime=so["hashtoken_lifetime"]),
             sms_sender=self._sms_sender(config, reactor), crm=self._crm(config, reactor))
+        # §6: this province's client of its group (configured, or this process's own group role).
+        pr = config["province"]
+        self.group_client: GroupClient | None = None
+        if "gateway" in config.roles and (pr["group_url"] or "group" in config.roles):
+            self.group_client = GroupClient(ProvinceSettings(
+                group_url=pr["group_url"], province_no=pr["province_no"], cms_no=pr["cms_no"],
+                cms_password=pr["cms_password"], cms_ver=pr["cms_ver"], mcu_url=pr["mcu_url"],
+                register_url=pr["register_url"], timeout=pr["group_timeout"], retry_interval=pr["retry_interval"]),
+                reactor, store)
         self.mcu_api = McuApi(self.accounts, store, self.gateway, ClientApiSettings(
             stun_host=so["stun_host"] or public, stun_port=so["stun_port"] or config["stun"]["port"],
-            firmware=so["firmware"]))
-        self.group_directory = GroupDirectory(config["group"]["mcu_urls"], config["group"]["default_mcu_url"],
-                                              config["group"]["cms_name"])
+            firmware=so["firmware"]), group=self.group_client)
+        gr = config["group"]
+        self.group_directory = GroupDirectory(gr["mcu_urls"], gr["default_mcu_url"], gr["cms_name"])
+        self.group_service = GroupService(store, reactor, GroupSettings(
+            provinces=gr["provinces"], mcu_android_url=gr["mcu_android_url"], mcu_android_ver=gr["mcu_android_ver"],
+            mcu_ios_url=gr["mcu_ios_url"], mcu_ios_ver=gr["mcu_ios_ver"]), self.group_directory)
         self.stun: StunService | None = None
         self.turn: TurnService | None = None
         if "stun" in config.roles:
@@ -136,6 +151,14 @@ class PlatformService(service.MultiService):
                 lookups.append(DeviceCredentials(store))
             self.turn = turn_service(turn_config, ChainedLookup(tuple(lookups)), reactor)
             self.turn.setServiceParent(self)
+        self.rtsp_proxy: RtspProxyService | None = None
+        if "rtsp" in config.roles:
+            r = config["rtsp"]
+            self.rtsp_proxy = RtspProxyService(
+                self.mcu_api, reactor, auth=r["auth"], realm=r["realm"], linger=r["linger"],
+                udp_timeout=r["udp_timeout"], connect_timeout=r["connect_timeout"], max_viewers=r["max_viewers"],
+                stall_timeout=r["stall_timeout"])
+            self.rtsp_proxy.setServiceParent(self)
 
     def _sms_sender(self, config: Config, reactor: Any) -> Any:
         sms = config["sms"]
@@ -170,6 +193,9 @@ class PlatformService(service.MultiService):
             g = self.config["gateway"]
             self.ports["gateway"] = self._listen("gateway", g["port"], self.gateway.factory(), g["interface"])
             self.registrar.settings = attrs.evolve(self.registrar.settings, gateway_port=self.port_of("gateway"))
+        if self.rtsp_proxy is not None:
+            r = self.config["rtsp"]
+            self.ports["rtsp"] = self._listen("rtsp", r["port"], self.rtsp_proxy.factory, r["interface"])
         if "http" in roles or "group" in roles:
             h = self.config["http"]
             self.ports["http"] = self._listen("http", h["port"], server.Site(self.http_root()), h["interface"])
@@ -180,6 +206,22 @@ class PlatformService(service.MultiService):
             if not self.group_directory.default_url and "gateway" in roles:
                 public = self.config["globaleye"]["public_host"]
                 self.group_directory.default_url = f"http://{public}:{self.port_of('http')}/soap/mcu"
+        if self.group_client is not None:
+            self._start_group_client()
+
+    def _start_group_client(self) -> None:
+        """§6.1 needs our own URLs, known only now that the HTTP site listens (its port may be 0)."""
+        assert self.group_client is not None
+        own = f"http://{self.config['globaleye']['public_host']}:{self.port_of('http')}" if "http" in self.ports else ""
+        group_url = ""
+        if not self.config["province"]["group_url"] and own:
+            # One process is group and province (the demo): the group trusts its own province.
+            settings = self.group_client.settings
+            self.group_service.provinces.setdefault(province_key(settings.province_no, settings.cms_no),
+                                                    settings.cms_password)
+            group_url = own + "/soap/group"
+        self.group_client.start(mcu_url=own and own + "/soap/mcu", register_url=own and own + "/register",
+                                group_url=group_url)
 
     def http_root(self) -> resource.Resource:
         root = resource.Resource()
@@ -196,8 +238,10 @@ class PlatformService(service.MultiService):
                                                max_body, public))
         if "group" in self.config.roles:
             soap.putChild(b"group", SoapResource("GlobalEyeGroup", GROUP_NS, GROUP_OPERATIONS,
-                                                 self.group_directory.handle, max_body, public))
+                                                 self.group_service.handle, max_body, public))
         root.putChild(b"soap", soap)
+        if self.rtsp_proxy is not None:
+            root.putChild(b"status", self.rtsp_proxy.status_resource())  # /status/streams
         return root
 
     def _listen(self, role: str, port: int, factory: Any, interface: str) -> IListeningPort:
@@ -215,6 +259,8 @@ class PlatformService(service.MultiService):
             self.log.info("{role} stopped listening", role=role)
         for session in list(self.gateway.sessions.values()):
             session.close("platform shutting down")
+        if self.group_client is not None:
+            await self.group_client.stop()
         await self.store.close()
 
     def stopService(self) -> Any:

@@ -1,4 +1,4 @@
-"""The client API of spec §8/§9.1 as SOAP 1.1 document/literal over HTTP.
+"""The client API of spec §8/§9.1 (and the province↔group calls of §6) as SOAP 1.1 document/literal over HTTP.
 
 The spec says "Web Service (SOAP/HTTP)" and gives only parameter tables, so the
 element names, the namespaces and the WSDL are ours (docs/protocol.md, "Client API
@@ -9,6 +9,7 @@ element names, the namespaces and the WSDL are ours (docs/protocol.md, "Client A
   request decoder, the response encoder and the WSDL/XSD are all derived, so they
   cannot disagree.
 * :mod:`globaleye.soap.wsdl`: the WSDL 1.1 document.
+* :mod:`globaleye.soap.client`: the calling side (a province calling its group, §6).
 * :mod:`globaleye.soap.resource`: the twisted.web resource (POST envelopes, GET ?wsdl).
 
 No SOAP framework is used: spyne's Twisted transport is broken with current Twisted

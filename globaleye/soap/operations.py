@@ -1,9 +1,11 @@
-"""Every operation of the client API, declared once: §8.1–§8.17, one extension, and §9.1.
+"""Every SOAP operation, declared once: §8.1–§8.17 and the web client's extensions, §9.1 and §6.1–§6.5.
 
 A declaration gives the request and response elements of an operation (names from
 the spec's parameter tables), which of them are optional, and the Result codes the
 spec lists.  :func:`decode_request`, :func:`encode_response` and the WSDL's XSD
-(:mod:`globaleye.soap.wsdl`) are all derived from it.  Pure: no I/O.
+(:mod:`globaleye.soap.wsdl`) are all derived from it, and so are the client side's
+:func:`encode_request` and :func:`decode_response` (the province calling the group).
+Pure: no I/O.
 
 Element names: the request of operation ``Login`` is ``<LoginRequest>``, its answer
 ``<LoginResponse>``, both in the namespace of the endpoint (:data:`MCU_NS` or
@@ -27,7 +29,7 @@ MCU_NS = "urn:globaleye:soap:mcu:1"
 GROUP_NS = "urn:globaleye:soap:group:1"
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
-_INT = re.compile(r"^[+-]?[0-9]{1,10}$")
+_INT_OR_LONG = re.compile(r"^[+-]?[0-9]{1,19}$")
 
 
 @attrs.frozen
@@ -41,7 +43,7 @@ class Struct:
 @attrs.frozen
 class Field:
     name: str
-    type: str = "string"  # "string" or "int"; ignored when struct is set
+    type: str = "string"  # "string", "int" or "long"; ignored when struct is set
     required: bool = True  # requests: minOccurs=1; responses: always optional but Result
     many: bool = False
     struct: Struct | None = None
@@ -145,38 +147,156 @@ MCU_OPERATIONS: tuple[Operation, ...] = (
               {**SESSION_RESULTS, 3: "wrong old password, or the new one is not 6-32 characters"}),
 )
 
+# Extensions for the web client of §4 (recording, playback, alarms, sharing); see docs/protocol.md.
+EXT_DEVICE_RESULTS = {**SESSION_RESULTS,
+                      3: "device does not exist (not on this account, not owned where settings change, no such channel)",
+                      4: "device offline (or it did not answer in time)"}
+CHANNEL = _i("ChannelNo")
+RECORD_POLICY = Struct("RecordPolicy", (
+    _i("PolicyID", False, "assigned by the device; absent when adding"), _i("StoreType", False, "0 local, 1 cloud"),
+    _i("StreamType", False, "1 main, 2 sub"), _i("Week", False, "1 Monday ... 7 Sunday"),
+    _s("StartTime", False, "HH:MM"), _s("EndTime", False, "HH:MM (24:00 allowed), after StartTime"),
+))
+RECORD_FILE = Struct("RecordFile", (
+    _s("FileName", False), Field("FileSize", "long", False, doc="bytes"),
+    _s("StartTime", False, "YYYYMMDDHHMM"), _s("EndTime", False, "YYYYMMDDHHMM"),
+))
+ALARM = Struct("Alarm", (
+    _i("ChannelNo", False), _i("ExceptionType", False, "§7.5.4 codes"), _s("ExceptionDesc", False),
+    _s("Time", False, "YYYYMMDDHHMMSS, Beijing time, when the platform received it"),
+))
+PLAY_URLS = (RESULT, _s("LocalPlayUrl", False), _s("UpnpPlayUrl", False), _s("TurnPlayUrl", False),
+             _s("StunIP", False), _i("StunPort", False))
+
+EXT_OPERATIONS: tuple[Operation, ...] = (
+    Operation("AddRecordPolicy", "ext 67H", "Add weekly recording windows to a channel, all or none (owner only).",
+              (*AUTH, DEV_ID, CHANNEL, Field("RecordPolicy", many=True, struct=RECORD_POLICY)), (RESULT,),
+              {**EXT_DEVICE_RESULTS, 5: "refused by §7.5.13's rules: more than 4 windows on one weekday, or "
+                                        "windows overlapping each other or the channel's stored ones"}),
+    Operation("GetRecordPolicy", "ext 68H", "The channel's recording windows (owner only).",
+              (*AUTH, DEV_ID, CHANNEL), (RESULT, Field("RecordPolicy", required=False, many=True, struct=RECORD_POLICY)),
+              EXT_DEVICE_RESULTS),
+    Operation("DeleteRecordPolicy", "ext 69H", "Delete one recording window (owner only).",
+              (*AUTH, DEV_ID, CHANNEL, _i("PolicyID")), (RESULT,),
+              {**EXT_DEVICE_RESULTS, 5: "no such PolicyID on this channel"}),
+    Operation("SetFullDayRecord", "ext 78H", "Record the channel all day (1) or by its windows (0) (owner only).",
+              (*AUTH, DEV_ID, CHANNEL, _i("RecordFull", doc="1 all day, 0 by policy")), (RESULT,), EXT_DEVICE_RESULTS),
+    Operation("GetFullDayRecord", "ext 79H", "The channel's full-day recording flag (owner only).",
+              (*AUTH, DEV_ID, CHANNEL), (RESULT, _i("RecordFull", False)), EXT_DEVICE_RESULTS),
+    Operation("SetLoopRecord", "ext 7AH", "Overwrite the oldest recordings when full (1) or stop (0) (owner only).",
+              (*AUTH, DEV_ID, _i("RecordLoop", doc="1 loop, 0 stop when full")), (RESULT,), EXT_DEVICE_RESULTS),
+    Operation("GetLoopRecord", "ext 7BH", "The device's loop recording flag (owner only).",
+              (*AUTH, DEV_ID), (RESULT, _i("RecordLoop", False)), EXT_DEVICE_RESULTS),
+    Operation("SearchRecords", "ext 72H", "Recordings on the device between two times, 10 a page.",
+              (*AUTH, DEV_ID, CHANNEL, _s("StartTime", doc="YYYYMMDDHHMM"), _s("EndTime", doc="YYYYMMDDHHMM"),
+               _i("PageNo", False, "from 1 (default 1)")),
+              (RESULT, _i("TotalRecordNum", False), _i("PageNo", False),
+               Field("RecordFile", required=False, many=True, struct=RECORD_FILE)), EXT_DEVICE_RESULTS),
+    Operation("GetPlaybackUrl", "ext 74H", "Playback URLs of one recorded file, one single-use HashToken each.",
+              (*AUTH, DEV_ID, CHANNEL, _s("FileName", doc="a FileName of SearchRecords")), PLAY_URLS,
+              EXT_DEVICE_RESULTS),
+    Operation("SearchAlarms", "ext 34H", "Exceptions and alarms the device reported, newest first, 10 a page.",
+              (*AUTH, DEV_ID, _s("StartTime", False, "YYYYMMDDHHMMSS"), _s("EndTime", False, "YYYYMMDDHHMMSS"),
+               _i("PageNo", False, "from 1 (default 1)")),
+              (RESULT, _i("TotalNum", False), Field("Alarm", required=False, many=True, struct=ALARM)),
+              {**SESSION_RESULTS, 3: "device does not exist (not on this account)"}),
+    Operation("ShareDevice", "ext", "Let another account view an own device (ShareFlag 1; not counted in DevNum).",
+              (*AUTH, DEV_ID, _s("ShareAccount", doc="the guest's mobile number")), (RESULT,),
+              {**SESSION_RESULTS, 3: "device does not exist (not owned by this account)",
+               5: "ShareAccount is not a registered account, or is the owner"}),
+    Operation("UnshareDevice", "ext", "Revoke a share (owner only).",
+              (*AUTH, DEV_ID, _s("ShareAccount")), (RESULT,),
+              {**SESSION_RESULTS, 3: "device does not exist (not owned by this account)",
+               5: "the device is not shared with ShareAccount"}),
+    Operation("GetShareList", "ext", "The accounts an own device is shared with.", (*AUTH, DEV_ID),
+              (RESULT, Field("ShareAccount", required=False, many=True)),
+              {**SESSION_RESULTS, 3: "device does not exist (not owned by this account)"}),
+)
+MCU_OPERATIONS = MCU_OPERATIONS + EXT_OPERATIONS
+
+# §6 (province -> group).  Every call carries the province's identity and the shared CmsPassword.
+CMS = (_s("ProvinceNo", doc="first 4 digits of the GB/T 2260 division code"), _s("CmsNo", doc="two digits, e.g. 01"),
+       _s("CmsPassword", strip=False, doc="assigned by the group"))
+CMS_RESULTS = {0: "success", 1: "platform does not exist (ProvinceNo/CmsNo unknown to the group)",
+               2: "CmsPassword wrong"}
+
 GROUP_OPERATIONS: tuple[Operation, ...] = (
     Operation("GetMcuUrl", "9.1", "The province platform's client API address for a mobile number.",
               (_s("MobileTel"),), (RESULT, _s("McuUrl", False), _s("CmsName", False)),
               {0: "success", 1: "no province platform serves this number", 255: "other error (not a mobile number)"}),
+    Operation("ReportAddress", "6.1", "A province reports its client API and device registration addresses.",
+              (*CMS, _s("CmsVer", doc="platform version, 1.0"), _s("McuUrl"), _s("DevUrl")),
+              (RESULT, _s("McuAndroidUrl", False), _s("McuAndroidVer", False), _s("McuIosUrl", False),
+               _s("McuIosVer", False)), {**CMS_RESULTS, 255: "other error (a URL is not http(s))"}),
+    Operation("OpenService", "6.2", "A user opened the service in the province.",
+              (*CMS, _s("MobileTel"), _i("IpcamNum", doc="monitoring points (DevNum)")), (RESULT,),
+              {**CMS_RESULTS, 255: "other error (not a mobile number, or open in another province)"}),
+    Operation("ChangeService", "6.3", "A user's number of monitoring points changed.",
+              (*CMS, _s("MobileTel"), _i("IpcamNum")), (RESULT,),
+              {**CMS_RESULTS, 3: "mobile user does not exist (in this province)", 255: "other error"}),
+    Operation("CancelService", "6.4", "A user closed the service.", (*CMS, _s("MobileTel")), (RESULT,),
+              {**CMS_RESULTS, 3: "mobile user does not exist (in this province)", 255: "other error"}),
+    Operation("NotifyDeviceUsage", "6.5", "Claim a device the province does not know for this province (§6.6).",
+              (*CMS, DEV_ID, _s("DevKey")),
+              (RESULT, _s("ManufacturerNo", False), _s("Mode", False), _i("DevType", False)),
+              {**CMS_RESULTS, 3: "device unknown to the group: power it on first", 4: "wrong DevKey",
+               255: "other error (claimed by another province, or this province has not reported its DevUrl)"}),
 )
 
 
 def decode_request(operation: Operation, element: etree._Element) -> dict[str, Any]:
     """The request's values by element name; a missing or malformed value is a Client fault."""
-    children: dict[str, etree._Element] = {}
+    return _decode_fields(operation.request_element, operation.request, element, check_required=True)
+
+
+def decode_response(operation: Operation, element: etree._Element) -> dict[str, Any]:
+    """A response's values (the client side, e.g. the province calling the group); absent ones are None."""
+    return _decode_fields(operation.response_element, operation.response, element, check_required=False)
+
+
+def _decode_fields(where: str, fields: tuple[Field, ...], element: etree._Element,
+                   check_required: bool) -> dict[str, Any]:
+    children: dict[str, list[etree._Element]] = {}
     for child in element:
         if isinstance(child.tag, str):
-            children.setdefault(etree.QName(child).localname, child)
+            children.setdefault(etree.QName(child).localname, []).append(child)
     values: dict[str, Any] = {}
-    for field in operation.request:
-        child = children.get(field.name)
-        if child is None or (field.type == "int" and not (child.text or "").strip()):
-            if field.required:
-                raise client_fault(f"{operation.request_element}: {field.name} is missing")
+    for field in fields:
+        found = children.get(field.name, [])
+        if field.struct is not None:
+            # Repeated items (a weekly recording window): each decoded like a small request, but
+            # inside the item every child is optional; the operation's handler checks what it needs.
+            items = [_decode_fields(f"{where}/{field.name}", field.struct.fields, item, False)
+                     for item in (found if field.many else found[:1])]
+            if check_required and field.required and not items:
+                raise client_fault(f"{where}: {field.name} is missing")
+            values[field.name] = items if field.many else (items[0] if items else None)
+            continue
+        child = found[0] if found else None
+        if child is None or (field.type != "string" and not (child.text or "").strip()):
+            if field.required and check_required:
+                raise client_fault(f"{where}: {field.name} is missing")
             values[field.name] = None
             continue
         text = "".join(child.itertext())
-        values[field.name] = _int(operation, field, text) if field.type == "int" else (
+        values[field.name] = _int(where, field, text) if field.type != "string" else (
             text.strip() if field.strip else text)
     return values
 
 
-def _int(operation: Operation, field: Field, text: str) -> int:
+def _int(where: str, field: Field, text: str) -> int:
     text = text.strip()
-    if not _INT.match(text) or not INT_MIN <= int(text) <= INT_MAX:
-        raise client_fault(f"{operation.request_element}: {field.name}: {text[:40]!r} is not an xs:int")
+    low, high = (INT_MIN, INT_MAX) if field.type == "int" else (-(2**63), 2**63 - 1)
+    if not _INT_OR_LONG.match(text) or not low <= int(text) <= high:
+        raise client_fault(f"{where}: {field.name}: {text[:40]!r} is not an xs:{field.type}")
     return int(text)
+
+
+def encode_request(operation: Operation, values: Mapping[str, Any], namespace: str) -> etree._Element:
+    """``<{Op}Request>`` (the client side); None and absent values are omitted."""
+    element = etree.Element(f"{{{namespace}}}{operation.request_element}", nsmap={None: namespace})
+    _encode_fields(element, operation.request, values, namespace)
+    return element
 
 
 def encode_response(operation: Operation, values: Mapping[str, Any], namespace: str) -> etree._Element:
@@ -198,4 +318,4 @@ def _encode_fields(parent: etree._Element, fields: tuple[Field, ...], values: Ma
             if field.struct is not None:
                 _encode_fields(child, field.struct.fields, item, namespace)
             else:
-                child.text = str(int(item)) if field.type == "int" else _printable(str(item))
+                child.text = str(int(item)) if field.type != "string" else _printable(str(item))

@@ -101,6 +101,7 @@ class Account:
     password_hash: str
     created_at: float = 0.0
     password_changed_at: float = 0.0
+    dev_num: int | None = None  # devices it may own; None: [soap] max_devices_per_account
 
 
 @attrs.frozen
@@ -129,6 +130,60 @@ class AuditRecord:
     result: int = 0
     detail: str = ""
     id: int | None = None
+
+
+@attrs.frozen
+class GroupDevice:
+    """A device the group platform knows (§6.6 step 2): seen by /redirect or imported."""
+
+    dev_id: str
+    dev_key: str
+    manufacturer_no: str = ""
+    model: str = ""
+    dev_type: int = 1
+    source: str = "redirect"  # "redirect" (its key pinned at first sight) or "import"
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+
+
+@attrs.frozen
+class ProvinceReport:
+    """A province's §6.1 address report, as the group keeps it; ``province`` is "ProvinceNo-CmsNo"."""
+
+    province: str
+    cms_ver: str = ""
+    mcu_url: str = ""
+    dev_url: str = ""
+    peer: str = ""
+    reported_at: float = 0.0
+
+
+@attrs.frozen
+class Subscriber:
+    """A mobile number with the service open in a province (§6.2-§6.4, group side)."""
+
+    mobile: str
+    province: str
+    ipcam_num: int
+    opened_at: float = 0.0
+    changed_at: float = 0.0
+
+
+@attrs.frozen
+class OutboxItem:
+    """A §6 notice a province still owes the group (sent again until the group has it)."""
+
+    operation: str
+    payload: str  # JSON object of the request's values
+    created_at: float
+    attempts: int = 0
+    next_at: float = 0.0
+    id: int | None = None
+
+
+#: Outcomes of :meth:`Store.open_subscriber` and :meth:`Store.share_device`.
+OPEN_OK, OPEN_OTHER_PROVINCE = "ok", "other-province"
+SHARE_OK, SHARE_NOT_OWNER, SHARE_NO_ACCOUNT, SHARE_SELF = "ok", "not-owner", "no-account", "self"
 
 
 class StoreError(Exception):
@@ -182,6 +237,49 @@ class Store(Protocol):
 
     async def assign_province(self, dev_id: str, province_url: str, when: float) -> None: ...
 
+    async def claim_province(self, dev_id: str, province: str, province_url: str, when: float) -> str:
+        """Assign *dev_id* to *province* unless another province has it; returns the owning province.
+
+        Atomic, so two provinces claiming one camera at once cannot both win (§6.6 step 7).
+        """
+        ...
+
+    async def get_province_of(self, dev_id: str) -> str | None:
+        """The province ("ProvinceNo-CmsNo") a device is assigned to ("" for a bare URL assignment)."""
+        ...
+
+    async def get_group_device(self, dev_id: str) -> GroupDevice | None: ...
+
+    async def note_group_device(self, device: GroupDevice) -> GroupDevice:
+        """Record a device seen by /redirect unless known (then only last_seen moves); returns the record."""
+        ...
+
+    async def import_group_devices(self, devices: Sequence[GroupDevice]) -> int: ...
+
+    async def save_province_report(self, report: ProvinceReport) -> None: ...
+
+    async def get_province_report(self, province: str) -> ProvinceReport | None: ...
+
+    async def open_subscriber(self, subscriber: Subscriber) -> str:
+        """OPEN_OK (new, or re-opened by the same province) or OPEN_OTHER_PROVINCE."""
+        ...
+
+    async def change_subscriber(self, mobile: str, province: str, ipcam_num: int, when: float) -> bool: ...
+
+    async def cancel_subscriber(self, mobile: str, province: str) -> bool: ...
+
+    async def get_subscriber(self, mobile: str) -> Subscriber | None: ...
+
+    # Province's outbox of §6 notices -----------------------------------------------------
+
+    async def add_outbox(self, item: OutboxItem) -> int: ...
+
+    async def due_outbox(self, now: float, limit: int = 100) -> list[OutboxItem]: ...
+
+    async def delete_outbox(self, item_id: int) -> None: ...
+
+    async def retry_outbox(self, item_id: int, attempts: int, next_at: float) -> None: ...
+
     # Client accounts (§8) ----------------------------------------------------------
 
     async def create_account(self, account: Account) -> bool:
@@ -191,6 +289,8 @@ class Store(Protocol):
     async def get_account(self, account: str) -> Account | None: ...
 
     async def set_password(self, account: str, password_hash: str, when: float) -> bool: ...
+
+    async def set_dev_num(self, account: str, dev_num: int | None) -> bool: ...
 
     async def delete_account(self, account: str) -> list[str]:
         """Delete the account and its bindings in one transaction; returns the DevIDs released."""
@@ -211,6 +311,16 @@ class Store(Protocol):
     async def list_bindings(self, account: str) -> list[Binding]: ...
 
     async def get_binding(self, account: str, dev_id: str) -> Binding | None: ...
+
+    async def share_device(self, owner: str, dev_id: str, guest: str, when: float) -> str:
+        """Share *owner*'s own device read-only with *guest* (ShareFlag 1); SHARE_* outcome."""
+        ...
+
+    async def unshare_device(self, dev_id: str, guest: str | None = None) -> int:
+        """Remove the share of *dev_id* with *guest* (every share when None); returns how many."""
+        ...
+
+    async def list_shares(self, dev_id: str) -> list[Binding]: ...
 
     async def add_audit(self, record: AuditRecord) -> int: ...
 

@@ -109,6 +109,46 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX audit_log_account ON audit_log(account, at);
     """,
+    # 3: the group platform's side of §5/§6 (devices seen by /redirect, province address reports,
+    # subscribers, which province claimed a device), the province's outbox of §6 notices to the
+    # group, and a per-account DevNum (§6.2/§6.3 IpcamNum; NULL: [soap] max_devices_per_account).
+    """
+    CREATE TABLE group_devices (
+        dev_id TEXT PRIMARY KEY,
+        dev_key TEXT NOT NULL,
+        manufacturer_no TEXT NOT NULL DEFAULT '',
+        model TEXT NOT NULL DEFAULT '',
+        dev_type INTEGER NOT NULL DEFAULT 1,
+        source TEXT NOT NULL DEFAULT 'redirect',
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE TABLE group_provinces (
+        province TEXT PRIMARY KEY,
+        cms_ver TEXT NOT NULL DEFAULT '',
+        mcu_url TEXT NOT NULL DEFAULT '',
+        dev_url TEXT NOT NULL DEFAULT '',
+        peer TEXT NOT NULL DEFAULT '',
+        reported_at REAL NOT NULL
+    );
+    CREATE TABLE group_subscribers (
+        mobile TEXT PRIMARY KEY,
+        province TEXT NOT NULL,
+        ipcam_num INTEGER NOT NULL,
+        opened_at REAL NOT NULL,
+        changed_at REAL NOT NULL
+    );
+    ALTER TABLE province_assignments ADD COLUMN province TEXT NOT NULL DEFAULT '';
+    CREATE TABLE group_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        operation TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL
+    );
+    ALTER TABLE accounts ADD COLUMN dev_num INTEGER;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

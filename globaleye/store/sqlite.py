@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.enterprise import adbapi
 
 from globaleye.store import (
@@ -21,6 +22,12 @@ from globaleye.store import (
     BIND_NO_ACCOUNT,
     BIND_OK,
     BIND_TAKEN,
+    OPEN_OK,
+    OPEN_OTHER_PROVINCE,
+    SHARE_NO_ACCOUNT,
+    SHARE_NOT_OWNER,
+    SHARE_OK,
+    SHARE_SELF,
     Account,
     AuditRecord,
     Binding,
@@ -28,12 +35,17 @@ from globaleye.store import (
     DeviceAbility,
     DeviceAddresses,
     ExceptionRecord,
+    GroupDevice,
     HashToken,
+    OutboxItem,
     PictureRecord,
+    ProvinceReport,
+    Subscriber,
 )
 from globaleye.store.migrations import configure, connect, migrate
 
 _DEVICE_COLUMNS = "dev_id, dev_key, manufacturer_no, model, dev_type, source, created_at, registered_at, login_at, dev_ver"
+_GROUP_DEVICE_COLUMNS = "dev_id, dev_key, manufacturer_no, model, dev_type, source, first_seen, last_seen"
 _ADDRESS_COLUMNS = (
     "public_ip, public_port, upnp_ip, rtsp_upnp_port, local_ip, rtsp_local_port, "
     "turn_relay_ip, rtsp_turn_relay_port, net_type"
@@ -110,9 +122,9 @@ class SQLiteStore:
         def write(c: sqlite3.Connection) -> bool:
             cursor = c.execute(
                 "INSERT INTO devices (dev_id, dev_key, manufacturer_no, model, dev_type, source, created_at) "
-                "VALUES (?, ?, ?, ?, ?, 'open', ?) ON CONFLICT(dev_id) DO NOTHING",
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(dev_id) DO NOTHING",
                 (device.dev_id, device.dev_key, device.manufacturer_no, device.model, device.dev_type,
-                 device.created_at),
+                 device.source, device.created_at),
             )
             return cursor.rowcount == 1
 
@@ -257,7 +269,7 @@ class SQLiteStore:
 
     async def get_account(self, account: str) -> Account | None:
         def query(c: sqlite3.Connection) -> Account | None:
-            row = c.execute("SELECT account, password_hash, created_at, password_changed_at FROM accounts "
+            row = c.execute("SELECT account, password_hash, created_at, password_changed_at, dev_num FROM accounts "
                             "WHERE account = ?", (account,)).fetchone()
             return Account(*row) if row else None
 
@@ -275,6 +287,10 @@ class SQLiteStore:
             with _transaction(c):
                 released = [row[0] for row in c.execute(
                     "SELECT dev_id FROM device_bindings WHERE account = ? ORDER BY dev_id", (account,))]
+                # Shares of the devices this account owned end with it: a later owner must not
+                # inherit the old owner's guests.
+                c.execute("DELETE FROM device_bindings WHERE share_flag = 1 AND dev_id IN (SELECT dev_id FROM "
+                          "device_bindings WHERE account = ? AND share_flag = 0)", (account,))
                 c.execute("DELETE FROM device_bindings WHERE account = ?", (account,))
                 c.execute("DELETE FROM accounts WHERE account = ?", (account,))
             return released
@@ -307,8 +323,12 @@ class SQLiteStore:
 
     async def unbind_device(self, account: str, dev_id: str) -> bool:
         def write(c: sqlite3.Connection) -> bool:
-            return c.execute("DELETE FROM device_bindings WHERE account = ? AND dev_id = ? AND share_flag = 0",
-                             (account, dev_id)).rowcount == 1
+            with _transaction(c):
+                removed = c.execute("DELETE FROM device_bindings WHERE account = ? AND dev_id = ? AND share_flag = 0",
+                                    (account, dev_id)).rowcount == 1
+                if removed:  # the owner's guests go with the owner (a next owner starts afresh)
+                    c.execute("DELETE FROM device_bindings WHERE dev_id = ? AND share_flag = 1", (dev_id,))
+            return removed
 
         return await self._run(write)
 
@@ -327,6 +347,175 @@ class SQLiteStore:
             return Binding(*row) if row else None
 
         return await self._run(query)
+
+    async def share_device(self, owner: str, dev_id: str, guest: str, when: float) -> str:
+        def write(c: sqlite3.Connection) -> str:
+            with _transaction(c):
+                row = c.execute("SELECT name FROM device_bindings WHERE account = ? AND dev_id = ? AND share_flag = 0",
+                                (owner, dev_id)).fetchone()
+                if row is None:
+                    return SHARE_NOT_OWNER
+                if guest == owner:
+                    return SHARE_SELF
+                if c.execute("SELECT 1 FROM accounts WHERE account = ?", (guest,)).fetchone() is None:
+                    return SHARE_NO_ACCOUNT
+                c.execute("INSERT INTO device_bindings (account, dev_id, share_flag, name, bound_at) "
+                          "VALUES (?, ?, 1, ?, ?) ON CONFLICT(account, dev_id) DO NOTHING",
+                          (guest, dev_id, row[0], when))
+            return SHARE_OK
+
+        return await self._run(write)
+
+    async def unshare_device(self, dev_id: str, guest: str | None = None) -> int:
+        def write(c: sqlite3.Connection) -> int:
+            if guest is None:
+                return c.execute("DELETE FROM device_bindings WHERE dev_id = ? AND share_flag = 1", (dev_id,)).rowcount
+            return c.execute("DELETE FROM device_bindings WHERE dev_id = ? AND account = ? AND share_flag = 1",
+                             (dev_id, guest)).rowcount
+
+        return await self._run(write)
+
+    async def list_shares(self, dev_id: str) -> list[Binding]:
+        def query(c: sqlite3.Connection) -> list[Binding]:
+            return [Binding(*row) for row in c.execute(
+                "SELECT account, dev_id, share_flag, name, bound_at FROM device_bindings WHERE dev_id = ? "
+                "AND share_flag = 1 ORDER BY account", (dev_id,))]
+
+        return await self._run(query)
+
+    async def set_dev_num(self, account: str, dev_num: int | None) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            return c.execute("UPDATE accounts SET dev_num = ? WHERE account = ?", (dev_num, account)).rowcount == 1
+
+        return await self._run(write)
+
+    # Group platform (§5, §6) -------------------------------------------------------------
+
+    async def claim_province(self, dev_id: str, province: str, province_url: str, when: float) -> str:
+        def write(c: sqlite3.Connection) -> str:
+            with _transaction(c):
+                row = c.execute("SELECT province FROM province_assignments WHERE dev_id = ?", (dev_id,)).fetchone()
+                if row is not None and row[0] != province:
+                    return str(row[0])
+                c.execute("INSERT INTO province_assignments (dev_id, province_url, assigned_at, province) "
+                          "VALUES (?, ?, ?, ?) ON CONFLICT(dev_id) DO UPDATE SET province_url = excluded.province_url",
+                          (dev_id, province_url, when, province))
+            return province
+
+        return await self._run(write)
+
+    async def get_province_of(self, dev_id: str) -> str | None:
+        def query(c: sqlite3.Connection) -> str | None:
+            row = c.execute("SELECT province FROM province_assignments WHERE dev_id = ?", (dev_id,)).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._run(query)
+
+    async def get_group_device(self, dev_id: str) -> GroupDevice | None:
+        def query(c: sqlite3.Connection) -> GroupDevice | None:
+            row = c.execute(f"SELECT {_GROUP_DEVICE_COLUMNS} FROM group_devices WHERE dev_id = ?", (dev_id,)).fetchone()
+            return GroupDevice(*row) if row else None
+
+        return await self._run(query)
+
+    async def note_group_device(self, device: GroupDevice) -> GroupDevice:
+        def write(c: sqlite3.Connection) -> GroupDevice:
+            with _transaction(c):
+                c.execute(f"INSERT INTO group_devices ({_GROUP_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                          "ON CONFLICT(dev_id) DO UPDATE SET last_seen = excluded.last_seen",
+                          attrs.astuple(device))
+                row = c.execute(f"SELECT {_GROUP_DEVICE_COLUMNS} FROM group_devices WHERE dev_id = ?",
+                                (device.dev_id,)).fetchone()
+            return GroupDevice(*row)
+
+        return await self._run(write)
+
+    async def import_group_devices(self, devices: Sequence[GroupDevice]) -> int:
+        def write(c: sqlite3.Connection) -> int:
+            with _transaction(c):
+                for d in devices:
+                    c.execute(f"INSERT INTO group_devices ({_GROUP_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'import', ?, ?) "
+                              "ON CONFLICT(dev_id) DO UPDATE SET dev_key = excluded.dev_key, "
+                              "manufacturer_no = excluded.manufacturer_no, model = excluded.model, "
+                              "dev_type = excluded.dev_type, source = 'import'",
+                              (d.dev_id, d.dev_key, d.manufacturer_no, d.model, d.dev_type, d.first_seen, d.last_seen))
+            return len(devices)
+
+        return await self._run(write)
+
+    async def save_province_report(self, report: ProvinceReport) -> None:
+        await self._run(
+            _execute,
+            "INSERT INTO group_provinces (province, cms_ver, mcu_url, dev_url, peer, reported_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(province) DO UPDATE SET cms_ver = excluded.cms_ver, mcu_url = excluded.mcu_url, "
+            "dev_url = excluded.dev_url, peer = excluded.peer, reported_at = excluded.reported_at",
+            attrs.astuple(report))
+
+    async def get_province_report(self, province: str) -> ProvinceReport | None:
+        def query(c: sqlite3.Connection) -> ProvinceReport | None:
+            row = c.execute("SELECT province, cms_ver, mcu_url, dev_url, peer, reported_at FROM group_provinces "
+                            "WHERE province = ?", (province,)).fetchone()
+            return ProvinceReport(*row) if row else None
+
+        return await self._run(query)
+
+    async def open_subscriber(self, subscriber: Subscriber) -> str:
+        def write(c: sqlite3.Connection) -> str:
+            with _transaction(c):
+                row = c.execute("SELECT province FROM group_subscribers WHERE mobile = ?",
+                                (subscriber.mobile,)).fetchone()
+                if row is not None and row[0] != subscriber.province:
+                    return OPEN_OTHER_PROVINCE
+                c.execute("INSERT INTO group_subscribers (mobile, province, ipcam_num, opened_at, changed_at) "
+                          "VALUES (?, ?, ?, ?, ?) ON CONFLICT(mobile) DO UPDATE SET ipcam_num = excluded.ipcam_num, "
+                          "changed_at = excluded.changed_at", attrs.astuple(subscriber))
+            return OPEN_OK
+
+        return await self._run(write)
+
+    async def change_subscriber(self, mobile: str, province: str, ipcam_num: int, when: float) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            return c.execute("UPDATE group_subscribers SET ipcam_num = ?, changed_at = ? WHERE mobile = ? "
+                             "AND province = ?", (ipcam_num, when, mobile, province)).rowcount == 1
+
+        return await self._run(write)
+
+    async def cancel_subscriber(self, mobile: str, province: str) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            return c.execute("DELETE FROM group_subscribers WHERE mobile = ? AND province = ?",
+                             (mobile, province)).rowcount == 1
+
+        return await self._run(write)
+
+    async def get_subscriber(self, mobile: str) -> Subscriber | None:
+        def query(c: sqlite3.Connection) -> Subscriber | None:
+            row = c.execute("SELECT mobile, province, ipcam_num, opened_at, changed_at FROM group_subscribers "
+                            "WHERE mobile = ?", (mobile,)).fetchone()
+            return Subscriber(*row) if row else None
+
+        return await self._run(query)
+
+    # Province's outbox of §6 notices -------------------------------------------------------
+
+    async def add_outbox(self, item: OutboxItem) -> int:
+        return await self._run(
+            _insert, "INSERT INTO group_outbox (operation, payload, created_at, attempts, next_at) VALUES (?, ?, ?, ?, ?)",
+            (item.operation, item.payload, item.created_at, item.attempts, item.next_at))
+
+    async def due_outbox(self, now: float, limit: int = 100) -> list[OutboxItem]:
+        def query(c: sqlite3.Connection) -> list[OutboxItem]:
+            return [OutboxItem(*row) for row in c.execute(
+                "SELECT operation, payload, created_at, attempts, next_at, id FROM group_outbox WHERE next_at <= ? "
+                "ORDER BY id LIMIT ?", (now, limit))]
+
+        return await self._run(query)
+
+    async def delete_outbox(self, item_id: int) -> None:
+        await self._run(_execute, "DELETE FROM group_outbox WHERE id = ?", (item_id,))
+
+    async def retry_outbox(self, item_id: int, attempts: int, next_at: float) -> None:
+        await self._run(_execute, "UPDATE group_outbox SET attempts = ?, next_at = ? WHERE id = ?",
+                        (attempts, next_at, item_id))
 
     async def add_audit(self, record: AuditRecord) -> int:
         return await self._run(

@@ -1,0 +1,3 @@
+from globaleye.client.cli import main
+
+main()

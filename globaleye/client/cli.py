@@ -1,0 +1,191 @@
+"""``globaleye-client``: log in, list cameras, play, snapshot, record.
+
+    globaleye-client --mcu http://127.0.0.1:8080/soap/mcu --account 133… list
+    globaleye-client … play 81100000001 [--channel 0] [--stream 1] [--seconds 3]
+    globaleye-client … snapshot 81100000001 -o shot.jpg
+    globaleye-client … record 81100000001 -o clip.ts --seconds 10      (.ts or .mp4)
+
+The password comes from ``--password``, ``$GLOBALEYE_PASSWORD`` or a prompt.  Long
+work shows one progress line on stderr; results go to stdout.  Exit status 0 on
+success, 1 on an API or path failure, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import time
+from typing import Any
+
+from twisted.internet import defer, task
+
+from globaleye.client.media import Decoder, Recorder, jpeg
+from globaleye.client.soap import ApiError, McuClient
+from globaleye.client.viewer import CameraViewer
+from globaleye.proxy.paths import PATHS, NoPath, PathSettings
+
+
+class Progress:
+    """One line on stderr, rewritten at most 5 times a second."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.last = 0.0
+        self.shown = False
+
+    def show(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last >= 0.2:
+            self.last = now
+            self.stream.write("\r" + text[:120].ljust(60))
+            self.stream.flush()
+            self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="globaleye-client", description="GlobalEye client (§3): log in, list, watch.")
+    p.add_argument("--mcu", default=os.environ.get("GLOBALEYE_MCU", "http://127.0.0.1:8080/soap/mcu"),
+                   help="client API URL (/soap/mcu of the province)")
+    p.add_argument("--account", default=os.environ.get("GLOBALEYE_ACCOUNT"), help="mobile number")
+    p.add_argument("--password", default=None, help="password (default: $GLOBALEYE_PASSWORD or a prompt)")
+    p.add_argument("--paths", default=",".join(PATHS), help=f"§15 paths to try, in order (default {','.join(PATHS)})")
+    p.add_argument("--connect-timeout", type=float, default=3.0)
+    p.add_argument("--udp-timeout", type=float, default=5.0, help="§15 step 4: give up RTP over UDP after this")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the account's cameras")
+    for name, text in (("play", "reach the camera and print the stream's facts"),
+                       ("snapshot", "save one picture as JPEG (§3.5)"),
+                       ("record", "save the stream to .ts or .mp4 without re-encoding (§3.6)")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("dev_id")
+        c.add_argument("--channel", type=int, default=0)
+        c.add_argument("--stream", type=int, default=1, choices=(1, 2), help="1 main, 2 sub")
+        if name != "snapshot":
+            c.add_argument("--seconds", type=float, default=3.0 if name == "play" else 10.0)
+        if name != "play":
+            c.add_argument("-o", "--output", required=True)
+    return p
+
+
+async def run(reactor: Any, args: argparse.Namespace) -> int:
+    password = args.password or os.environ.get("GLOBALEYE_PASSWORD") or getpass.getpass("password: ")
+    mcu = McuClient(args.mcu)
+    try:
+        devices = await mcu.login(args.account, password)
+        if args.command == "list":
+            for d in devices:
+                print(f"{d.get('DevID')}  channel {d.get('ChannelNo')}  {'online ' if d.get('OnLine') else 'offline'}"
+                      f"  {'shared' if d.get('ShareFlag') else 'own   '}  {d.get('Name')}")
+            return 0
+        settings = PathSettings(connect_timeout=args.connect_timeout, udp_timeout=args.udp_timeout,
+                                media_timeout=max(args.udp_timeout, args.connect_timeout),
+                                paths=tuple(p.strip() for p in args.paths.split(",") if p.strip()))
+        viewer = CameraViewer(reactor, mcu, args.dev_id, args.channel, args.stream, settings)
+        try:
+            return await _watch(reactor, viewer, args)
+        finally:
+            viewer.close()
+    except ApiError as e:
+        print(f"globaleye-client: {e}", file=sys.stderr)
+        return 1
+    except NoPath as e:
+        print("globaleye-client: no way to the camera:", file=sys.stderr)
+        for a in e.attempts:
+            print(f"  {a.path}: {a.reason}", file=sys.stderr)
+        return 1
+    finally:
+        await mcu.logout()
+
+
+async def _watch(reactor: Any, viewer: CameraViewer, args: argparse.Namespace) -> int:
+    progress = Progress()
+    done: defer.Deferred[None] = defer.Deferred()
+    decoder = Decoder()
+    recorder: Recorder | None = None
+    state: dict[str, Any] = {"snapshot": None, "decoded": 0}
+
+    def finish() -> None:
+        if not done.called:
+            done.callback(None)
+
+    def picture(p: Any) -> None:
+        nonlocal recorder
+        if args.command == "record":
+            if recorder is None:
+                facts = viewer.facts
+                sets = viewer.assembler.sps_pps
+                frames = decoder.decode(p)  # the size comes from the first IDR
+                for f in frames:
+                    viewer.frame_decoded(f)
+                recorder = Recorder(args.output, facts.width or 1280, facts.height or 720, sets, facts.fps or 25)
+            recorder.write(p)
+            progress.show(f"recording {recorder.seconds:5.1f}/{args.seconds:g} s  {recorder.frames} pictures  "
+                          f"{recorder.bytes / 1e6:.1f} MB")
+            if recorder.seconds >= args.seconds:
+                finish()
+            return
+        for frame in decoder.decode(p):
+            viewer.frame_decoded(frame)
+            state["decoded"] += 1
+            if args.command == "snapshot":
+                state["snapshot"] = jpeg(frame)
+                finish()
+                return
+        if args.command == "play":
+            progress.show(f"playing via {viewer.facts.path}: {state['decoded']} frames decoded")
+
+    viewer.on_picture = picture
+    progress.show(f"connecting to {args.dev_id}/{args.channel}/{args.stream} …", force=True)
+    facts = await viewer.start()
+    progress.show(f"playing via {facts.path} …", force=True)
+    viewer.ended.addCallback(lambda _reason: finish())
+    limit = reactor.callLater(args.seconds if args.command == "play" else max(30.0, 3 * getattr(
+        args, "seconds", 10.0)), finish)
+    await done
+    if limit.active():
+        limit.cancel()
+    progress.done()
+    if recorder is not None:
+        recorder.close()
+    for line in facts.lines():
+        print(line)
+    if args.command == "snapshot":
+        if state["snapshot"] is None:
+            print("globaleye-client: no picture decoded", file=sys.stderr)
+            return 1
+        with open(args.output, "wb") as f:
+            f.write(state["snapshot"])
+        print(f"snapshot: {args.output} ({facts.width}x{facts.height} JPEG, {len(state['snapshot'])} bytes)")
+    elif args.command == "record":
+        if recorder is None:
+            print("globaleye-client: nothing recorded", file=sys.stderr)
+            return 1
+        print(f"recorded: {args.output} ({recorder.frames} pictures, {recorder.seconds:.1f} s, "
+              f"{recorder.bytes / 1e6:.2f} MB, no re-encoding)")
+    else:
+        print(f"pictures: {facts.pictures}, decoded: {state['decoded']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if not args.account:
+        parser().error("--account (or $GLOBALEYE_ACCOUNT) is required")
+
+    async def go(reactor: Any) -> None:
+        code = await run(reactor, args)
+        if code:
+            raise SystemExit(code)
+
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(go(reactor)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The platform side of the proxy: who may see which camera, and the §8.9 URLs.
+
+In process, with the objects :class:`~globaleye.clientapi.McuApi` uses (store,
+gateway, account settings), so the proxy needs no LoginSession and no SOAP round
+trip.  Each URL set carries one fresh HashToken per attempt, stored like the client
+API's own (single use, ``hashtoken_lifetime``), bound to the viewer's account so
+the audit trail says who watched.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import attrs
+
+from globaleye.clientapi import play_url
+from globaleye.proxy.paths import LOCAL, UPNP, PlayUrls
+from globaleye.store import HashToken
+
+
+@attrs.frozen
+class Target:
+    kind: str  # "live" or "playback"
+    dev_id: str
+    channel_no: int
+    stream_type: int = 1  # live
+    file_name: str = ""  # playback
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.dev_id, self.channel_no, self.stream_type)
+
+    @property
+    def label(self) -> str:
+        what = f"stream {self.stream_type}" if self.kind == "live" else self.file_name
+        return f"{self.dev_id}/{self.channel_no} {what}"
+
+
+class Unavailable(Exception):
+    """The camera cannot be watched now; ``status`` is the RTSP answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class PlatformDirectory:
+    def __init__(self, mcu_api: Any) -> None:
+        self.mcu_api = mcu_api
+        self.store = mcu_api.store
+        self.gateway = mcu_api.gateway
+        self.accounts = mcu_api.accounts
+
+    async def may_watch(self, account: str, target: Target) -> bool:
+        """Own or shared binding (§8.5 ShareFlag 0 or 1), and a channel the camera has."""
+        binding = await self.store.get_binding(account, target.dev_id)
+        if binding is None:
+            return False
+        ability = await self.store.get_ability(target.dev_id)
+        channels = max(1, ability.channel_num) if ability is not None else 1
+        return 0 <= target.channel_no < channels
+
+    def online(self, dev_id: str) -> bool:
+        return self.gateway.live.get(dev_id) is not None
+
+    async def urls(self, account: str, target: Target, path: str) -> PlayUrls:
+        """The URLs of §8.9 (one fresh token, for the address *path* uses; the others empty)."""
+        live = self.gateway.live.get(target.dev_id)
+        if live is None:
+            raise Unavailable(503, f"camera {target.dev_id} is offline")
+        a = live.addresses
+        host, port = {LOCAL: (a.local_ip, a.rtsp_local_port), UPNP: (a.upnp_ip, a.rtsp_upnp_port)}.get(
+            path, (a.turn_relay_ip, a.rtsp_turn_relay_port))
+        settings = self.mcu_api.settings
+        stun_host, stun_port = settings.stun_host, settings.stun_port
+        if not host or host == "0.0.0.0" or not port:
+            return PlayUrls(stun_host=stun_host, stun_port=stun_port)
+        token = await self._token(account, target)
+        if target.kind == "live":
+            url = play_url(host, port, target.dev_id, target.channel_no, target.stream_type, token)
+        else:
+            url = (f"rtsp://{host}:{port}/realplay?devid={target.dev_id}&channelno={target.channel_no}"
+                   f"&filename={target.file_name}&hashtoken={token}")
+        values = {"local": "", "upnp": "", "turn": ""}
+        values[{LOCAL: "local", UPNP: "upnp"}.get(path, "turn")] = url
+        return PlayUrls(**values, stun_host=stun_host, stun_port=stun_port)
+
+    async def _token(self, account: str, target: Target) -> str:
+        token = secrets.token_hex(16)
+        lifetime = self.accounts.settings.hashtoken_lifetime
+        await self.store.add_token(HashToken(
+            token=token, dev_id=target.dev_id, channel_no=target.channel_no,
+            stream_type=target.stream_type if target.kind == "live" else 0,
+            file_name=target.file_name if target.kind == "playback" else "",
+            expires_at=self.accounts.clock.seconds() + lifetime, account=account))
+        return token

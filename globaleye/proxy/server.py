@@ -1,0 +1,673 @@
+"""The proxy's RTSP server: what ordinary players (ffmpeg, VLC, GStreamer) talk to.
+
+URLs::
+
+    rtsp://proxy:8554/live/<DevID>/<channel>/<stream>          stream: 1|main, 2|sub
+    rtsp://proxy:8554/playback/<DevID>/<channel>/<file name>   a §7.1 recording name
+
+Every request but OPTIONS needs the viewer's platform account (Digest by default,
+:mod:`globaleye.proxy.auth`); the account must own or share the camera, otherwise
+404 (a stranger does not learn which DevIDs exist).  Live streams are fanned out
+(:class:`~globaleye.proxy.fanout.LiveHub`); playback has one upstream per viewer
+and passes PAUSE, Range and Scale through.  Media go to viewers interleaved over
+the RTSP connection or over UDP, from the same producer/consumer scheme as the
+camera: a TCP viewer whose socket is full is paused by Twisted and skips to the
+next IDR; one stalled for ``stall_timeout`` seconds is dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from twisted.internet import interfaces
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import DatagramProtocol, Protocol, ServerFactory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from globaleye.media.source import RecordingName
+from globaleye.proxy.auth import AccountAuthenticator
+from globaleye.proxy.fanout import LiveHub, PictureTracker, ViewerStream
+from globaleye.proxy.paths import NoPath, PathSettings, connect_camera
+from globaleye.proxy.platform import PlatformDirectory, Target, Unavailable
+from globaleye.proxy.sdp import SessionDescription, recording_duration, rewrite_sdp
+from globaleye.proxy.upstream import PathFailed, UpstreamSession
+from globaleye.rtsp.message import (
+    REASONS,
+    Headers,
+    InterleavedFrame,
+    RtspCodecError,
+    RtspParser,
+    RtspRequest,
+    RtspResponse,
+    TransportSpec,
+    encode_interleaved,
+    parse_transport,
+)
+
+PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
+SERVER = "GlobalEye-Proxy/1.0"
+SESSION_TIMEOUT = 60
+MAX_QUEUED_REQUESTS = 8
+VIEWER_SNDBUF = 128 * 1024
+STREAMS = {"1": 1, "main": 1, "2": 2, "sub": 2}
+_TRACK = re.compile(r"/trackID=(\d+)/?$", re.IGNORECASE)
+
+log = Logger()
+
+
+class Refusal(Exception):
+    def __init__(self, code: int, reason: str, headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.headers = headers or []
+
+
+def parse_proxy_url(uri: str) -> tuple[Target, int | None, str]:
+    """(target, track index or None, aggregate base URL) of a proxy URL; 404 when it is not one."""
+    base = uri.split("?", 1)[0]
+    track: int | None = None
+    m = _TRACK.search(base)
+    if m is not None:
+        track = int(m.group(1))
+        base = base[:m.start()]
+    base = base.rstrip("/")
+    path = urlsplit(base).path if "://" in base else base
+    parts = [unquote(p) for p in path.split("/") if p]
+    if len(parts) == 4 and parts[0] == "live" and parts[1].isdigit() and parts[2].isdigit() \
+            and parts[3].lower() in STREAMS:
+        return Target("live", parts[1], int(parts[2]), STREAMS[parts[3].lower()]), track, base
+    if len(parts) == 4 and parts[0] == "playback" and parts[1].isdigit() and parts[2].isdigit():
+        name = RecordingName.parse(parts[3])
+        if name is None or name.dev_id != parts[1] or name.channel_no != int(parts[2]):
+            raise Refusal(404, f"{parts[3]!r} is not a §7.1 recording name of {parts[1]}/{parts[2]}")
+        return Target("playback", parts[1], int(parts[2]), 0, parts[3]), track, base
+    raise Refusal(404, "not /live/<DevID>/<channel>/<stream> or /playback/<DevID>/<channel>/<file>")
+
+
+class _ViewerUdp(DatagramProtocol):
+    """A viewer's server-side UDP port; RTCP receiver reports count as signs of life."""
+
+    transport: Any  # Twisted's ITransport | None is too narrow for TCP/UDP specifics
+
+    def __init__(self, session: ProxySession) -> None:
+        self.session = session
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
+        self.session.touch()
+
+
+class ProxySession:
+    """One viewer session: its tracks' transports and what feeds them (hub or own upstream)."""
+
+    def __init__(self, sid: str, owner: RtspProxyProtocol, target: Target, account: str, base: str) -> None:
+        self.id = sid
+        self.owner = owner
+        self.target = target
+        self.account = account
+        self.base = base
+        self.state = "ready"
+        self.interleaved: dict[int, tuple[int, int]] = {}
+        self.udp: dict[int, tuple[Any, ...]] = {}  # track -> (RTP port, RTCP port, RTP dest, RTCP dest)
+        self.viewer: ViewerStream | None = None
+        self.hub: LiveHub | None = None
+        self.upstream: UpstreamSession | None = None
+        self.description: SessionDescription | None = None
+        #: Playback: the path attempts of this session's own upstream, and the viewer it feeds
+        #: (empty while paused, so packets in flight after PAUSE are not sent).
+        self.attempts: list[Any] = []
+        self.playback_viewers: list[ViewerStream] = []
+        self.last_seen = time.monotonic()
+
+    # -- the Sink of this session's ViewerStream
+
+    def blocked(self) -> bool:
+        return bool(self.interleaved) and self.owner.paused
+
+    def send_rtp(self, track: int, data: bytes) -> None:
+        self._send(track, data, 0)
+
+    def send_rtcp(self, track: int, data: bytes) -> None:
+        self._send(track, data, 1)
+
+    def _send(self, track: int, data: bytes, odd: int) -> None:
+        channels = self.interleaved.get(track)
+        if channels is not None:
+            if self.owner.transport is not None and not self.owner.closed:
+                self.owner.transport.write(encode_interleaved(channels[odd], data))
+            return
+        udp = self.udp.get(track)
+        if udp is not None:
+            try:
+                udp[odd].write(data, udp[2 + odd])
+            except OSError:
+                pass
+
+    def upstream_lost(self, reason: str) -> None:
+        log.info("RTSP proxy {peer}: session {sid} ({what}) ends: {reason}", peer=self.owner.peer, sid=self.id,
+                 what=self.target.label, reason=reason)
+        self.owner.drop(f"upstream ended: {reason}")
+
+    def touch(self) -> None:
+        self.last_seen = time.monotonic()
+
+    def destroy(self) -> None:
+        if self.hub is not None and self.viewer is not None:
+            self.hub.remove(self.viewer)
+        self.hub = None
+        if self.upstream is not None:
+            self.upstream.close()
+            self.upstream = None
+        for rtp_port, rtcp_port, _a, _b in self.udp.values():
+            rtp_port.stopListening()
+            rtcp_port.stopListening()
+        self.udp.clear()
+        self.owner.factory.sessions.pop(self.id, None)
+
+    def status(self) -> dict[str, Any]:
+        return {"session": self.id, "account": self.account, "peer": self.owner.peer, "stream": self.target.label,
+                "kind": self.target.kind, "state": self.state,
+                "transport": "tcp" if self.interleaved else "udp" if self.udp else None,
+                "path": (self.hub.upstream.path if self.hub is not None and self.hub.upstream is not None
+                         else self.upstream.path if self.upstream is not None else None),
+                **(self.viewer.stats() if self.viewer is not None else {})}
+
+
+@implementer(interfaces.IPushProducer)
+class RtspProxyProtocol(Protocol):
+    transport: Any  # Twisted's ITransport | None is too narrow for TCP/UDP specifics
+
+    def __init__(self, factory: RtspProxyFactory) -> None:
+        self.factory = factory
+        self.parser = RtspParser()
+        self.queue: collections.deque[RtspRequest] = collections.deque()
+        self.busy = False
+        self.closed = False
+        self.paused = False
+        self.peer = "?"
+        self.sessions: dict[str, ProxySession] = {}
+        self.account: str | None = None
+        self._auth_cache: tuple[str, str] | None = None  # (Authorization value, account)
+        #: Playback upstreams opened by DESCRIBE, waiting for SETUP (by aggregate URL).
+        self.pending: dict[str, tuple[UpstreamSession, list[Any], PictureTracker]] = {}
+        self._stall: Any = None
+
+    # -- connection and flow control
+
+    def connectionMade(self) -> None:  # noqa: N802
+        peer = self.transport.getPeer()
+        self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        self.transport.registerProducer(self, True)
+        self.factory.connections.add(self)
+        # A fixed send buffer instead of the kernel's autotuned one (up to megabytes): a
+        # viewer that stops reading is noticed within a second of video, not half a minute,
+        # and costs a bounded amount of kernel memory.
+        try:
+            self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, VIEWER_SNDBUF)
+        except (AttributeError, OSError):
+            pass
+
+    def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
+        self.closed = True
+        self.factory.connections.discard(self)
+        for session in list(self.sessions.values()):
+            session.destroy()
+        self.sessions.clear()
+        for upstream, _a, _t in self.pending.values():
+            upstream.close()
+        self.pending.clear()
+        self.queue.clear()
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        """The viewer's socket is full: its pictures are skipped until it drains (and an IDR)."""
+        self.paused = True
+        if self._stall is None and self.factory.stall_timeout > 0:
+            self._stall = self.factory.reactor.callLater(self.factory.stall_timeout, self._stalled)
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.paused = False
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        self._stall = None
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.paused = True
+
+    def _stalled(self) -> None:
+        self._stall = None
+        log.warn("RTSP proxy {peer}: viewer read nothing for {s:g} s; dropped", peer=self.peer,
+                 s=self.factory.stall_timeout)
+        self.factory.stalled_drops += 1
+        self.drop("too slow")
+
+    def drop(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.abortConnection() if self.paused else self.transport.loseConnection()
+
+    # -- input
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        if self.closed:
+            return
+        try:
+            events = self.parser.feed(data)
+        except RtspCodecError as e:
+            log.warn("RTSP proxy {peer}: refused: unparsable input ({e}); closing", peer=self.peer, e=e)
+            self.factory.refusals[400] += 1
+            self.transport.write(RtspResponse(400, headers=Headers([("CSeq", "0")])).encode())
+            self.drop("unparsable")
+            return
+        for event in events:
+            if isinstance(event, InterleavedFrame):
+                for session in self.sessions.values():
+                    session.touch()
+            elif isinstance(event, RtspRequest):
+                if len(self.queue) >= MAX_QUEUED_REQUESTS:
+                    log.warn("RTSP proxy {peer}: refused: too many pipelined requests; closing", peer=self.peer)
+                    self.drop("pipelining")
+                    return
+                self.queue.append(event)
+        self._pump()
+
+    def _pump(self) -> None:
+        if self.busy or not self.queue or self.closed:
+            return
+        request = self.queue.popleft()
+        self.busy = True
+        d = Deferred.fromCoroutine(self._handle(request))
+        d.addErrback(self._crashed, request)
+        d.addBoth(self._done)
+
+    def _crashed(self, failure: Failure, request: RtspRequest) -> None:
+        log.failure("RTSP proxy {peer}: {method} crashed", failure, peer=self.peer, method=request.method)
+        self._reply(request, 500)
+
+    def _done(self, _result: object) -> None:
+        self.busy = False
+        self._pump()
+
+    def _reply(self, request: RtspRequest, code: int, headers: list[tuple[str, str]] | None = None,
+               body: bytes = b"", content_type: str = "") -> RtspResponse:
+        h = Headers([("CSeq", request.cseq or "0"), ("Server", SERVER),
+                     ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))])
+        for k, v in headers or []:
+            h.add(k, v)
+        if body and content_type:
+            h.add("Content-Type", content_type)
+        response = RtspResponse(code, REASONS.get(code, ""), h, body)
+        if not self.closed and self.transport is not None:
+            self.transport.write(response.encode())
+        return response
+
+    async def _handle(self, request: RtspRequest) -> None:
+        try:
+            if request.version != "RTSP/1.0":
+                raise Refusal(505, f"version {request.version}")
+            if request.cseq is None:
+                raise Refusal(400, "no CSeq")
+            handler = getattr(self, "do_" + request.method.upper(), None)
+            if handler is None:
+                raise Refusal(405 if request.method.upper() in ("ANNOUNCE", "RECORD", "REDIRECT") else 501,
+                              f"method {request.method}", [("Allow", PUBLIC)])
+            await handler(request)
+        except Refusal as r:
+            log.warn("RTSP proxy {peer}: refused {method} {uri} for {account}: {code} {reason}", peer=self.peer,
+                     method=request.method, uri=request.uri, account=self.account or "-", code=r.code,
+                     reason=r.reason)
+            self.factory.refusals[r.code] += 1
+            self._reply(request, r.code, r.headers)
+        except RtspCodecError as e:
+            self.factory.refusals[400] += 1
+            log.warn("RTSP proxy {peer}: refused {method}: 400 {e}", peer=self.peer, method=request.method, e=e)
+            self._reply(request, 400)
+
+    # -- authentication and authorisation
+
+    async def _authenticate(self, request: RtspRequest) -> str:
+        auth = self.factory.auth
+        if not auth.required:
+            return "anonymous"
+        header = request.headers.get("Authorization")
+        if header is not None and self._auth_cache is not None and self._auth_cache[0] == header:
+            return self._auth_cache[1]
+        result = await auth.check(request.method, header)
+        if result.account is None:
+            self.factory.auth_failures += 1
+            raise Refusal(401, f"authentication: {result.reason}",
+                          [("WWW-Authenticate", c) for c in auth.challenge(stale=result.stale)])
+        if self.account is not None and self.account != result.account:
+            raise Refusal(403, "another account on an authenticated connection")
+        if self.account is None:
+            log.info("RTSP proxy {peer}: account {account} authenticated ({how})", peer=self.peer,
+                     account=result.account, how=result.reason)
+        self.account = result.account
+        self._auth_cache = (header or "", result.account)
+        return result.account
+
+    async def _authorize(self, request: RtspRequest) -> tuple[Target, int | None, str, str]:
+        target, track, base = parse_proxy_url(request.uri)
+        account = await self._authenticate(request)
+        if self.factory.auth.required and not await self.factory.directory.may_watch(account, target):
+            raise Refusal(404, f"{target.dev_id}/{target.channel_no} is not a camera of account {account}")
+        if not self.factory.directory.online(target.dev_id):
+            raise Refusal(503, f"camera {target.dev_id} is offline")
+        return target, track, base, account
+
+    def _session(self, request: RtspRequest, required: bool = True) -> ProxySession | None:
+        header = request.headers.get("Session")
+        if header is None:
+            if required:
+                raise Refusal(454, "no Session header")
+            return None
+        session = self.sessions.get(header.split(";")[0].strip())
+        if session is None:
+            raise Refusal(454, f"unknown session {header[:40]!r}")
+        session.touch()
+        return session
+
+    # -- methods
+
+    async def do_OPTIONS(self, request: RtspRequest) -> None:  # noqa: N802
+        self._reply(request, 200, [("Public", PUBLIC)])
+
+    async def do_GET_PARAMETER(self, request: RtspRequest) -> None:  # noqa: N802
+        """Keep-alive; with a body naming ``path`` or ``status``, which path feeds this session and why."""
+        session = self._session(request, required=False)
+        headers = [("Session", session.id)] if session is not None else []
+        asked = request.body.decode("utf-8", "replace").lower()
+        if session is None or not asked.strip():
+            self._reply(request, 200, headers)
+            return
+        attempts = session.hub.attempts if session.hub is not None else session.attempts
+        path = session.status()["path"]
+        lines = [f"path: {path}",
+                 "attempts: " + "; ".join(f"{a.path}={'ok' if a.ok else 'failed'} ({a.reason})" for a in attempts)]
+        if session.viewer is not None:
+            lines += [f"{k}: {v}" for k, v in session.viewer.stats().items()]
+        self._reply(request, 200, headers, ("\r\n".join(lines) + "\r\n").encode(), "text/parameters")
+
+    do_SET_PARAMETER = do_GET_PARAMETER  # noqa: N815
+
+    async def do_DESCRIBE(self, request: RtspRequest) -> None:  # noqa: N802
+        target, _track, base, account = await self._authorize(request)
+        description = await self._description(target, base, account)
+        urls = [f"{base}/trackID={i}" for i in range(len(description.media))]
+        duration = recording_duration(description) if target.kind == "playback" else None
+        host = self.transport.getHost().host
+        sdp = rewrite_sdp(description, urls, host, f"GlobalEye {target.kind} {target.label}", duration)
+        self._reply(request, 200, [("Content-Base", base + "/")], sdp, "application/sdp")
+
+    async def _description(self, target: Target, base: str, account: str) -> SessionDescription:
+        if target.kind == "live":
+            hub = self.factory.hub(target)
+            try:
+                return await hub.ensure(account)
+            except NoPath as e:
+                raise _no_path(e) from None
+        pending = self.pending.get(base)
+        if pending is None:
+            if len(self.pending) >= 4:
+                raise Refusal(453, "too many playback upstreams on one connection")
+            tracker = PictureTracker()
+            viewers: list[ViewerStream] = []
+
+            def attach(session: UpstreamSession) -> None:
+                def rtp_in(track: int, data: bytes) -> None:
+                    facts = tracker.feed(track, data)
+                    if facts is not None and viewers:
+                        viewers[0].rtp(track, data, *facts)
+
+                def rtcp_in(track: int, data: bytes) -> None:
+                    if viewers:
+                        viewers[0].rtcp(track, data)
+
+                session.on_rtp, session.on_rtcp = rtp_in, rtcp_in
+
+            try:
+                upstream, attempts = await self.factory.connect(target, account, attach)
+            except NoPath as e:
+                raise _no_path(e) from None
+            try:
+                await upstream.pause()  # the path test played from 0; the viewer's PLAY says where
+            except PathFailed as e:
+                upstream.close()
+                raise Refusal(502, f"camera refused PAUSE: {e.reason}") from None
+            upstream.on_lost = lambda reason: self.drop(f"playback upstream lost: {reason}")
+            pending = (upstream, [viewers, attempts], tracker)
+            self.pending[base] = pending
+        assert pending[0].description is not None
+        return pending[0].description
+
+    async def do_SETUP(self, request: RtspRequest) -> None:  # noqa: N802
+        target, track, base, account = await self._authorize(request)
+        session = self._session(request, required=False)
+        if session is not None and session.base != base:
+            raise Refusal(459, "SETUP of another stream into an existing session")
+        if session is None and self.factory.viewer_count() >= self.factory.max_viewers:
+            raise Refusal(453, f"{self.factory.max_viewers} viewers already (max_viewers)")
+        if session is not None and session.description is not None:
+            description = session.description
+        else:
+            description = await self._description(target, base, account)
+        index = 0 if track is None else track
+        if not 0 <= index < len(description.media):
+            raise Refusal(404, f"no track {index}")
+        header = request.headers.get("Transport") or ""
+        specs = [s for s in parse_transport(header) if s.profile in ("RTP/AVP", "RTP/AVP/TCP") and s.unicast]
+        if not specs:
+            raise Refusal(461, f"no supported transport in {header[:80]!r}")
+        spec = specs[0]
+        if session is None:
+            session = ProxySession(secrets.token_hex(8), self, target, account, base)
+            session.description = description
+            if target.kind == "live":
+                session.hub = self.factory.hub(target)
+            else:
+                upstream, extra, _tracker = self.pending.pop(base)
+                session.upstream = upstream
+                session.attempts = extra[1]
+                session.playback_viewers = extra[0]
+            self.sessions[session.id] = session
+            self.factory.sessions[session.id] = session
+            log.info("RTSP proxy {peer}: session {sid} for {account}: {what}", peer=self.peer, sid=session.id,
+                     account=account, what=target.label)
+        if spec.tcp:
+            channels = spec.interleaved or (2 * index, 2 * index + 1)
+            session.interleaved[index] = channels
+            reply = TransportSpec("RTP/AVP/TCP", interleaved=channels)
+        else:
+            if spec.client_port is None:
+                raise Refusal(461, "UDP transport without client_port")
+            peer_host = self.transport.getPeer().host
+            local = self.transport.getHost().host
+            rtp_port = self.factory.reactor.listenUDP(0, _ViewerUdp(session), interface=local)
+            rtcp_port = self.factory.reactor.listenUDP(0, _ViewerUdp(session), interface=local)
+            session.udp[index] = (rtp_port, rtcp_port, (peer_host, spec.client_port[0]),
+                                  (peer_host, spec.client_port[1]))
+            reply = TransportSpec("RTP/AVP", client_port=spec.client_port, source=local,
+                                  server_port=(rtp_port.getHost().port, rtcp_port.getHost().port))
+        self._reply(request, 200, [("Session", f"{session.id};timeout={SESSION_TIMEOUT}"),
+                                   ("Transport", reply.encode())])
+
+    def _viewer(self, session: ProxySession) -> ViewerStream:
+        if session.viewer is None:
+            assert session.description is not None
+            session.viewer = ViewerStream(session, session.description, session.target.label)
+            session.viewer.tracks = set(session.interleaved) | set(session.udp)
+        return session.viewer
+
+    def _rtp_info(self, session: ProxySession, viewer: ViewerStream) -> str:
+        return ",".join(f"url={session.base}/trackID={i};seq={viewer.seq[i]}" for i in sorted(viewer.tracks))
+
+    async def do_PLAY(self, request: RtspRequest) -> None:  # noqa: N802
+        session = self._session(request)
+        assert session is not None
+        await self._authenticate(request)
+        if not session.interleaved and not session.udp:
+            raise Refusal(455, "PLAY before SETUP")
+        viewer = self._viewer(session)
+        headers: list[tuple[str, str]] = [("Session", session.id)]
+        if session.target.kind == "live":
+            assert session.hub is not None
+            if not session.hub.running:
+                raise Refusal(503, "the camera stream ended")
+            headers.append(("Range", "npt=0.000-"))
+            if request.headers.get("Scale") is not None:
+                headers.append(("Scale", "1"))
+            headers.append(("RTP-Info", self._rtp_info(session, viewer)))
+            viewer.waiting = True
+            self._reply(request, 200, headers)
+            if session.state != "playing":
+                session.hub.add(viewer)
+                log.info("RTSP proxy {peer}: session {sid} plays live {what} via {path} ({n} viewers)",
+                         peer=self.peer, sid=session.id, what=session.target.label,
+                         path=session.hub.upstream.path if session.hub.upstream else "?",
+                         n=len(session.hub.viewers))
+            session.state = "playing"
+            return
+        upstream = session.upstream
+        assert upstream is not None
+        forward = [(k, v) for k, v in ((k, request.headers.get(k)) for k in ("Range", "Scale")) if v is not None]
+        if session.state == "ready" and not any(k == "Range" for k, _ in forward):
+            forward.append(("Range", "npt=0.000-"))  # the path test played a little: start from the start
+        viewers = session.playback_viewers
+        viewers[:] = []
+        try:
+            answer = await upstream.play(forward)
+        except PathFailed as e:
+            raise Refusal(e.status or 502, f"camera: {e.reason}") from None
+        viewer.waiting = True
+        viewers[:] = [viewer]
+        headers += [(k, v) for k in ("Range", "Scale") if (v := answer.headers.get(k)) is not None]
+        headers.append(("RTP-Info", self._rtp_info(session, viewer)))
+        self._reply(request, 200, headers)
+        session.state = "playing"
+        log.info("RTSP proxy {peer}: session {sid} plays {what} via {path} ({range})", peer=self.peer,
+                 sid=session.id, what=session.target.label, path=upstream.path,
+                 range=answer.headers.get("Range") or "-")
+
+    async def do_PAUSE(self, request: RtspRequest) -> None:  # noqa: N802
+        session = self._session(request)
+        assert session is not None
+        await self._authenticate(request)
+        if session.state == "ready":
+            raise Refusal(455, "PAUSE before PLAY")
+        headers: list[tuple[str, str]] = [("Session", session.id)]
+        if session.target.kind == "live":
+            if session.hub is not None and session.viewer is not None:
+                session.hub.remove(session.viewer)
+        else:
+            assert session.upstream is not None
+            session.playback_viewers[:] = []
+            try:
+                answer = await session.upstream.pause()
+            except PathFailed as e:
+                raise Refusal(e.status or 502, f"camera: {e.reason}") from None
+            if answer.headers.get("Range"):
+                headers.append(("Range", answer.headers.get("Range") or ""))
+        session.state = "paused"
+        self._reply(request, 200, headers)
+
+    async def do_TEARDOWN(self, request: RtspRequest) -> None:  # noqa: N802
+        session = self._session(request)
+        assert session is not None
+        session.destroy()
+        self.sessions.pop(session.id, None)
+        log.info("RTSP proxy {peer}: session {sid} torn down", peer=self.peer, sid=session.id)
+        self._reply(request, 200)
+
+
+def _no_path(e: NoPath) -> Refusal:
+    """The camera could not be reached (502) or refused us: its own answer, when meaningful."""
+    if e.status in (403, 404, 453):
+        return Refusal(e.status, f"camera answered {e.status}: {e}")
+    return Refusal(502, f"no way to the camera: {e}")
+
+
+class RtspProxyFactory(ServerFactory):
+    protocol = RtspProxyProtocol  # type: ignore[assignment]
+
+    def __init__(self, directory: PlatformDirectory, auth: AccountAuthenticator, reactor: Any, *,
+                 paths: PathSettings | None = None, linger: float = 5.0, max_viewers: int = 1000,
+                 stall_timeout: float = 10.0) -> None:
+        self.directory = directory
+        self.auth = auth
+        self.reactor = reactor
+        self.paths = paths or PathSettings()
+        self.linger = linger
+        self.max_viewers = max_viewers
+        self.stall_timeout = stall_timeout
+        self.hubs: dict[tuple[str, int, int], LiveHub] = {}
+        self.sessions: dict[str, ProxySession] = {}
+        self.connections: set[RtspProxyProtocol] = set()
+        self.refusals: collections.Counter[int] = collections.Counter()
+        self.auth_failures = 0
+        self.stalled_drops = 0
+        self.upstream_starts = 0
+        self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
+
+    def buildProtocol(self, addr: Any) -> RtspProxyProtocol:  # noqa: N802
+        return RtspProxyProtocol(self)
+
+    def viewer_count(self) -> int:
+        return len(self.sessions)
+
+    async def connect(self, target: Target, account: str,
+                      attach: Callable[[UpstreamSession], None]) -> tuple[UpstreamSession, list[Any]]:
+        async def fresh(path: str) -> Any:
+            try:
+                return await self.directory.urls(account, target, path)
+            except Unavailable as e:
+                raise PathFailed(e.reason) from None
+
+        self.upstream_starts += 1
+        return await connect_camera(self.reactor, fresh, self.paths, on_session=attach,
+                                    label=f"{target.kind} {target.label}")
+
+    def hub(self, target: Target) -> LiveHub:
+        hub = self.hubs.get(target.key)
+        if hub is None:
+            async def connect(account: str, attach: Callable[[UpstreamSession], None]) -> Any:
+                return await self.connect(target, account, attach)
+
+            hub = LiveHub(target.key, target.label, connect, self.reactor, self.linger, self._hub_idle)
+            self.hubs[target.key] = hub
+        return hub
+
+    def _hub_idle(self, hub: LiveHub) -> None:
+        """Forget idle hubs, so memory follows what is watched, not what was ever watched."""
+        if not hub.viewers and not hub.running and hub.starting is None:
+            self.reactor.callLater(0, self._forget, hub)
+
+    def _forget(self, hub: LiveHub) -> None:
+        if not hub.viewers and not hub.running and hub.starting is None and self.hubs.get(hub.key) is hub:
+            self.recent.append(hub.status())
+            del self.hubs[hub.key]
+
+    def stop(self) -> None:
+        for connection in list(self.connections):
+            connection.drop("proxy stopping")
+        for hub in list(self.hubs.values()):
+            hub.stop("proxy stopping")
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "live": [hub.status() for hub in self.hubs.values()],
+            "sessions": [s.status() for s in self.sessions.values()],
+            "recent": list(self.recent),
+            "viewers": self.viewer_count(), "max_viewers": self.max_viewers,
+            "upstream_starts": self.upstream_starts, "auth_failures": self.auth_failures,
+            "stalled_drops": self.stalled_drops, "refusals": dict(self.refusals),
+        }

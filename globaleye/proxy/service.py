@@ -1,0 +1,59 @@
+"""The ``rtsp`` role: the proxy as a Twisted service, and its status page.
+
+Built from the platform's own objects (the McuApi's store, gateway and accounts), so
+the proxy sees the same bindings, online cameras and addresses as the client API.
+``PlatformService`` listens on ``[rtsp] port`` with :attr:`factory` and mounts
+:meth:`status_resource` at ``/status/streams`` on the HTTP site.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.application import service
+from twisted.web import resource
+
+from globaleye.proxy.auth import AccountAuthenticator
+from globaleye.proxy.paths import PathSettings
+from globaleye.proxy.platform import PlatformDirectory
+from globaleye.proxy.server import RtspProxyFactory
+
+
+class RtspProxyService(service.Service):
+    def __init__(self, mcu_api: Any, reactor: Any, *, auth: tuple[str, ...] = ("digest",), realm: str = "GlobalEye",
+                 linger: float = 5.0, udp_timeout: float = 5.0, connect_timeout: float = 3.0,
+                 max_viewers: int = 1000, stall_timeout: float = 10.0) -> None:
+        self.authenticator = AccountAuthenticator(mcu_api.accounts, auth, realm)
+        self.factory = RtspProxyFactory(
+            PlatformDirectory(mcu_api), self.authenticator, reactor,
+            paths=PathSettings(connect_timeout=connect_timeout, udp_timeout=udp_timeout,
+                               media_timeout=max(udp_timeout, connect_timeout)),
+            linger=linger, max_viewers=max_viewers, stall_timeout=stall_timeout)
+
+    def stopService(self) -> Any:
+        self.factory.stop()
+        return super().stopService()
+
+    def status_resource(self) -> resource.Resource:
+        status = resource.Resource()
+        status.putChild(b"streams", _StatusJson(self.factory))
+        return status
+
+
+class _StatusJson(resource.Resource):
+    """``GET /status/streams``: hubs, their path and the attempts that chose it, sessions, counters.
+
+    Shows account numbers and peers: mount it only on an operator-facing interface.
+    """
+
+    isLeaf = True
+
+    def __init__(self, factory: RtspProxyFactory) -> None:
+        super().__init__()
+        self.factory = factory
+
+    def render_GET(self, request: Any) -> bytes:  # noqa: N802
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(self.factory.status(), indent=1, default=str).encode()

@@ -1,0 +1,376 @@
+"""The RTSP proxy with real players: platform + simulated camera + proxy, ffprobe/ffmpeg as viewers.
+
+Everything on loopback.  The camera is a :class:`~globaleye.sim.fleet.Fleet` camera
+(its RTSP server reachable locally and through its TURN relay on the platform's own
+TURN role); the proxy is the platform's ``rtsp`` role; players are the Debian
+ffmpeg tools, run asynchronously with a kill timer.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from typing import Any
+
+import attrs
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import SkipTest, TestCase
+
+from globaleye.config import parse_config
+from globaleye.sim.camera import Timing
+from globaleye.sim.fleet import Fleet
+from globaleye.store import Account, Binding
+from globaleye.store.sqlite import SQLiteStore
+from globaleye.tap import PlatformService
+from tests.util import http_client, run, until
+
+FFPROBE = shutil.which("ffprobe")
+FFMPEG = shutil.which("ffmpeg")
+DEV, OTHER_DEV = "81300000011", "81300000012"
+MOBILE, PASSWORD = "13300000011", "secret-pw-1"
+CONFIG = """
+[globaleye]
+roles = gateway, http, turn, rtsp
+[database]
+url = sqlite:///:memory:
+[http]
+port = 0
+[gateway]
+port = 0
+[turn]
+port = 0
+relay_ports = 53000-53999
+allow_peers = 127.0.0.0/8
+[rtsp]
+port = 0
+linger = {linger}
+udp_timeout = {udp_timeout}
+connect_timeout = 2
+"""
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+class ProxyHarness:
+    """A platform with the proxy role, one account, and simulated cameras bound to it."""
+
+    def __init__(self, test: TestCase, linger: float = 0.5, udp_timeout: float = 5.0) -> None:
+        self.test = test
+        self.config = parse_config(CONFIG.format(linger=linger, udp_timeout=udp_timeout))
+
+    async def start(self, cameras: dict[str, dict[str, Any]] | None = None, login: bool = True) -> None:
+        self.platform = PlatformService(self.config, SQLiteStore(":memory:"), reactor)
+        self.platform.startService()
+        self.test.addCleanup(self.platform.stopService)
+        turn_port = self.platform.turn.addresses["udp"][1] if self.platform.turn is not None else 0
+        # §8.9 StunIP/StunPort: the TURN role answers Binding too.
+        self.platform.mcu_api.settings = attrs.evolve(self.platform.mcu_api.settings, stun_host="127.0.0.1",
+                                                      stun_port=turn_port)
+        self.fleet = Fleet(reactor, register_url=f"http://127.0.0.1:{self.platform.port_of('http')}/register",
+                           timing=Timing(backoff_initial=0.05), http=http_client())
+        self.test.addCleanup(self.fleet.stop)
+        await self.fleet.prepare()
+        store = self.platform.store
+        accounts = self.platform.accounts
+        now = reactor.seconds()
+        await store.create_account(Account(MOBILE, await accounts.hash_password(PASSWORD), now, now))
+        self.cameras = {}
+        for dev_id, overrides in (cameras or {DEV: {}}).items():
+            camera = self.fleet.add(dev_id)
+            for key, value in overrides.items():
+                setattr(camera.state, key, value)
+            self.cameras[dev_id] = camera
+            await store.enroll_device(_device(dev_id, camera.state.dev_key))
+            if dev_id != OTHER_DEV:
+                await store.bind_device(Binding(MOBILE, dev_id, 0, dev_id, now), 10)
+        self.fleet.start()
+        for camera in self.cameras.values():
+            await camera.went_online
+        if login:  # the app's login, which also lets the proxy learn the Digest secret
+            outcome = await accounts.login(MOBILE, PASSWORD, "1.0", "127.0.0.1:1")
+            assert outcome.session is not None
+
+    @property
+    def port(self) -> int:
+        return self.platform.port_of("rtsp")
+
+    def url(self, dev_id: str = DEV, stream: int = 1, password: str = PASSWORD, user: str = MOBILE) -> str:
+        return f"rtsp://{user}:{password}@127.0.0.1:{self.port}/live/{dev_id}/0/{stream}"
+
+    @property
+    def factory(self) -> Any:
+        assert self.platform.rtsp_proxy is not None
+        return self.platform.rtsp_proxy.factory
+
+    def camera_rtsp(self, dev_id: str = DEV) -> Any:
+        return self.fleet.rtsp.cameras[dev_id]
+
+    async def relay_ready(self, dev_id: str = DEV) -> None:
+        camera = self.cameras[dev_id]
+        await until(lambda: camera.turn is not None and camera.turn.relayed_address is not None)
+        while True:
+            live = self.platform.gateway.live.get(dev_id)
+            if live is not None and live.addresses.rtsp_turn_relay_port:
+                return
+            await deferLater(reactor, 0.05, lambda: None)
+
+
+def _device(dev_id: str, key: str) -> Any:
+    from globaleye.store import Device
+    return Device(dev_id=dev_id, dev_key=key, model="SIM")
+
+
+async def probe(url: str, transport: str = "tcp", timeout: float = 20) -> Any:
+    assert FFPROBE is not None
+    return await run(FFPROBE, ["-v", "error", "-rtsp_transport", transport, "-show_entries",
+                               "stream=codec_name,codec_type,width,height", "-of", "json", url], timeout=timeout)
+
+
+def streams_of(result: Any) -> dict[str, Any]:
+    return {s["codec_type"]: s for s in json.loads(result.out)["streams"]}
+
+
+class ProxyLiveTests(TestCase):
+    timeout = 60
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        if FFPROBE is None or FFMPEG is None:
+            raise SkipTest("ffprobe/ffmpeg not installed (apt-get install -y ffmpeg)")
+        self.h = ProxyHarness(self)
+        await self.h.start({DEV: {}, OTHER_DEV: {}})
+
+    async def test_ffprobe_digest_local(self) -> None:
+        """ffprobe with the account's credentials: Digest challenge, local path, h264 720p + pcm_alaw."""
+        result = await probe(self.h.url())
+        self.assertEqual(result.code, 0, result.err)
+        streams = streams_of(result)
+        self.assertEqual((streams["video"]["codec_name"], streams["video"]["width"], streams["video"]["height"]),
+                         ("h264", 1280, 720))
+        self.assertEqual(streams["audio"]["codec_name"], "pcm_alaw")
+        hub = self.h.factory.hubs[(DEV, 0, 1)]
+        self.assertEqual(hub.attempts[-1].path, "local")
+        self.assertTrue(hub.attempts[-1].ok)
+
+    async def test_wrong_password_401(self) -> None:
+        result = await probe(self.h.url(password="wrong-password"))
+        self.assertNotEqual(result.code, 0)
+        self.assertIn("401", result.err)
+        self.assertGreater(self.h.factory.auth_failures, 0)
+        self.assertEqual(self.h.camera_rtsp().plays, 0, "no upstream for a refused viewer")
+
+    async def test_not_my_camera_404(self) -> None:
+        result = await probe(self.h.url(OTHER_DEV))
+        self.assertNotEqual(result.code, 0)
+        self.assertIn("404", result.err)
+        self.assertEqual(self.h.camera_rtsp(OTHER_DEV).plays, 0)
+
+    async def test_ffmpeg_decodes_frames(self) -> None:
+        assert FFMPEG is not None
+        result = await run(FFMPEG, ["-v", "error", "-rtsp_transport", "tcp", "-i", self.h.url(),
+                                    "-frames:v", "30", "-f", "null", "-"], timeout=30)
+        self.assertEqual(result.code, 0, result.err)
+        self.assertEqual(result.err.strip(), "", "no decoder warnings")
+
+
+class RawViewer:
+    """A hand-made RTSP viewer (TCP interleaved, Digest) that can stop reading on purpose."""
+
+    def __init__(self, port: int, path: str, rcvbuf: int = 0) -> None:
+        self.port = port
+        self.url = f"rtsp://127.0.0.1:{port}{path}"
+        self.rcvbuf = rcvbuf
+        self.frames = 0
+        self.bytes = 0
+        self.closed = False
+
+    async def start(self) -> None:
+        from twisted.internet import defer
+        from twisted.internet.protocol import Factory, Protocol
+
+        from globaleye.rtsp.message import RtspParser, RtspResponse
+
+        viewer = self
+        self.responses: list[Any] = []
+        self.waiting: defer.Deferred[Any] | None = None
+
+        class P(Protocol):
+            def __init__(self) -> None:
+                self.parser = RtspParser(max_body=1 << 20)
+
+            def dataReceived(self, data: bytes) -> None:  # noqa: N802
+                viewer.bytes += len(data)
+                for event in self.parser.feed(data):
+                    if isinstance(event, RtspResponse):
+                        d, viewer.waiting = viewer.waiting, None
+                        if d is not None:
+                            d.callback(event)
+                    else:
+                        viewer.frames += 1
+
+            def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+                viewer.closed = True
+
+        sock = socket.socket()
+        if self.rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        sock.connect(("127.0.0.1", self.port))
+        sock.setblocking(False)
+        factory = Factory.forProtocol(P)
+        self.protocol = reactor.adoptStreamConnection(sock.fileno(), socket.AF_INET, factory)
+        self.sock = sock
+        self.cseq = 0
+        self.auth = ""
+        response = await self.request("DESCRIBE", self.url)
+        assert response.code == 401, response
+        challenge = response.headers.get("WWW-Authenticate") or ""
+        import re
+
+        from globaleye.proxy.auth import ha1, md5_hex
+        nonce = re.search(r'nonce="([^"]+)"', challenge).group(1)  # type: ignore[union-attr]
+        realm = re.search(r'realm="([^"]+)"', challenge).group(1)  # type: ignore[union-attr]
+        self.digest = lambda method: (
+            f'Digest username="{MOBILE}", realm="{realm}", nonce="{nonce}", uri="{self.url}", response="'
+            + md5_hex(f"{ha1(MOBILE, realm, PASSWORD)}:{nonce}:{md5_hex(f'{method}:{self.url}')}") + '"')
+        response = await self.request("DESCRIBE", self.url)
+        assert response.code == 200, response
+        response = await self.request("SETUP", self.url + "/trackID=0",
+                                      [("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")])
+        assert response.code == 200, response
+        self.session = (response.headers.get("Session") or "").split(";")[0]
+        response = await self.request("PLAY", self.url, [("Session", self.session)])
+        assert response.code == 200, response
+
+    async def request(self, method: str, url: str, headers: list[tuple[str, str]] | None = None) -> Any:
+        from twisted.internet import defer
+
+        from globaleye.rtsp.message import Headers, RtspRequest
+        self.cseq += 1
+        h = Headers([("CSeq", str(self.cseq)), *(headers or [])])
+        if hasattr(self, "digest"):
+            h.add("Authorization", self.digest(method))
+        self.waiting = defer.Deferred()
+        d = self.waiting
+        self.connection().write(RtspRequest(method, url, h).encode())
+        return await d
+
+    def connection(self) -> Any:
+        return self._transport
+
+    @property
+    def _transport(self) -> Any:
+        return self.protocol.transport if hasattr(self.protocol, "transport") else self.protocol
+
+    def stop_reading(self) -> None:
+        self._transport.stopReading()
+
+    def close(self) -> None:
+        self._transport.loseConnection()
+        self.sock.close()
+
+
+class ProxyFanOutTests(TestCase):
+    timeout = 90
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        if FFPROBE is None or FFMPEG is None:
+            raise SkipTest("ffprobe/ffmpeg not installed (apt-get install -y ffmpeg)")
+        self.h = ProxyHarness(self, linger=1.0)
+        await self.h.start()
+
+    async def test_viewers_share_one_upstream_and_it_lingers(self) -> None:
+        """Five concurrent ffmpeg viewers, one camera session; it ends linger seconds after the last."""
+        from twisted.internet import defer
+        assert FFMPEG is not None
+        runs = [defer.Deferred.fromCoroutine(run(FFMPEG, [
+            "-v", "error", "-rtsp_transport", "tcp", "-i", self.h.url(), "-frames:v", "25", "-f", "null", "-"],
+            timeout=40)) for _ in range(5)]
+        results = await defer.gatherResults(runs)
+        for result in results:
+            self.assertEqual(result.code, 0, result.err)
+        camera = self.h.camera_rtsp()
+        self.assertEqual(camera.plays, 1, "one PLAY at the camera for five viewers")
+        self.assertEqual(self.h.factory.upstream_starts, 1)
+        self.assertEqual(len(camera.sessions), 1, "upstream lingers after the last viewer")
+        await until(lambda: not camera.sessions, timeout=5)
+        self.assertNotIn((DEV, 0, 1), self.h.factory.hubs)
+        recent = self.h.factory.recent[-1]
+        self.assertIn("no viewer for 1 s", recent["last_stop_reason"])
+
+    async def test_slow_viewer_does_not_stall_fast_one(self) -> None:
+        assert FFMPEG is not None
+        slow = RawViewer(self.h.port, f"/live/{DEV}/0/1", rcvbuf=4096)
+        await slow.start()
+        self.addCleanup(slow.close)
+        await until(lambda: slow.frames > 10)
+        slow.stop_reading()
+        result = await run(FFMPEG, ["-v", "error", "-rtsp_transport", "tcp", "-i", self.h.url(),
+                                    "-frames:v", "75", "-f", "null", "-"], timeout=30)
+        self.assertEqual(result.code, 0, result.err)
+        self.assertEqual(result.err.strip(), "")
+        sessions = [s for s in self.h.factory.sessions.values() if s.interleaved and s.viewer is not None]
+        slow_session = min(sessions, key=lambda s: s.viewer.frames_sent)
+        self.assertGreater(slow_session.viewer.frames_dropped, 0, "the slow viewer skipped pictures")
+        buffered = len(slow_session.owner.transport.dataBuffer) + sum(
+            len(b) for b in slow_session.owner.transport._tempDataBuffer)
+        self.assertLess(buffered, 512 * 1024, "a slow viewer costs a bounded buffer")
+        self.assertEqual(self.h.camera_rtsp().plays, 1)
+
+
+class ProxyPlaybackAndUdpTests(TestCase):
+    timeout = 60
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        if FFPROBE is None or FFMPEG is None:
+            raise SkipTest("ffprobe/ffmpeg not installed (apt-get install -y ffmpeg)")
+        self.h = ProxyHarness(self)
+        await self.h.start()
+        name = self.h.cameras[DEV].state.recordings(0)[-1].file_name  # the camera's newest file (72H)
+        self.playback = f"rtsp://{MOBILE}:{PASSWORD}@127.0.0.1:{self.h.port}/playback/{DEV}/0/{name}"
+
+    async def test_live_to_udp_viewer(self) -> None:
+        """A viewer asking for RTP over UDP gets it from the proxy's own ports."""
+        assert FFMPEG is not None
+        result = await run(FFMPEG, ["-v", "error", "-rtsp_transport", "udp", "-i", self.h.url(),
+                                    "-frames:v", "25", "-f", "null", "-"], timeout=30)
+        self.assertEqual(result.code, 0, result.err)
+        self.assertEqual(self.h.factory.recent[-1]["path"] if self.h.factory.recent else "local", "local")
+
+    async def test_playback_with_range(self) -> None:
+        """Playback is passed through (own upstream, Range from ffmpeg's -ss), here over TCP."""
+        result = await probe(self.playback)
+        self.assertEqual(result.code, 0, result.err)
+        self.assertEqual(streams_of(result)["video"]["width"], 1280)
+        assert FFMPEG is not None
+        from twisted.logger import formatEvent, globalLogPublisher
+        lines: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            lines.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        result = await run(FFMPEG, ["-v", "error", "-rtsp_transport", "tcp", "-ss", "60", "-i", self.playback,
+                                    "-frames:v", "10", "-f", "null", "-"], timeout=30)
+        self.assertEqual(result.code, 0, result.err)
+        self.assertTrue([line for line in lines if "plays" in line and "(npt=60.000-300.000)" in line],
+                        "ffmpeg's Range went to the camera and its answer came back")
+        self.assertFalse(self.h.factory.hubs, "playback is not fanned out")
+
+    async def test_status_json(self) -> None:
+        from tests.util import http_client
+        result = await probe(self.h.url())
+        self.assertEqual(result.code, 0, result.err)
+        response = await http_client().get(f"http://127.0.0.1:{self.h.platform.port_of('http')}/status/streams")
+        status = json.loads(await response.text())
+        live = status["live"] or status["recent"]
+        self.assertEqual(live[0]["path"] or live[0]["attempts"][-1]["path"], "local")
+        self.assertEqual(status["upstream_starts"], 1)

@@ -1,0 +1,150 @@
+"""The proxy's pure parts: Digest/Basic, nonces, SDP rewriting, RTP/RTCP rewriting, IDR detection."""
+
+from __future__ import annotations
+
+import base64
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from globaleye.media import rtp
+from globaleye.proxy import auth, h264
+from globaleye.proxy.fanout import PictureTracker, ViewerStream
+from globaleye.proxy.sdp import parse_sdp, resolve_control, rewrite_sdp
+from globaleye.proxy.server import Refusal, parse_proxy_url
+
+SDP = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=x\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=range:npt=0-300.000\r\n"
+       b"m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+       b"a=fmtp:96 packetization-mode=1;sprop-parameter-sets=Z0IAHpWoKA9puAgICBA=,aM48gA==\r\n"
+       b"a=framerate:25\r\na=control:rtsp://10.0.0.5/realplay?devid=1&trackID=0\r\n"
+       b"m=audio 0 RTP/AVP 8\r\na=control:trackID=1\r\n")
+
+
+class DigestTests(SynchronousTestCase):
+    def test_rfc2617_example(self) -> None:
+        """RFC 2617 §3.5's worked example (with qop=auth) verifies; a changed uri does not."""
+        header = ('Digest username="Mufasa", realm="testrealm@host.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", '
+                  'uri="/dir/index.html", qop=auth, nc=00000001, cnonce="0a4f113b", '
+                  'response="6629fae49393a05397450978507c4ef1", opaque="5ccc069c403ebaf9f0171e9517f40e41"')
+        credentials = auth.parse_authorization(header)
+        assert credentials is not None
+        secret = auth.ha1("Mufasa", "testrealm@host.com", "Circle Of Life")
+        self.assertTrue(auth.digest_ok(credentials, "GET", secret))
+        self.assertFalse(auth.digest_ok(credentials, "POST", secret))
+
+    def test_basic_and_junk(self) -> None:
+        value = "Basic " + base64.b64encode(b"13300000001:pa:ss").decode()
+        self.assertEqual(auth.parse_authorization(value), auth.Credentials("basic", "13300000001", "pa:ss"))
+        for junk in ("Basic !!!", "Digest username=x", "Bearer abc", ""):
+            self.assertIsNone(auth.parse_authorization(junk))
+
+    def test_nonces(self) -> None:
+        now = [1000.0]
+        nonces = auth.Nonces(b"k" * 32, clock=lambda: now[0], lifetime=10)
+        nonce = nonces.issue()
+        self.assertEqual(nonces.check(nonce), "ok")
+        self.assertEqual(nonces.check(nonce[:-1] + ("0" if nonce[-1] != "0" else "1")), "bad")
+        now[0] += 11
+        self.assertEqual(nonces.check(nonce), "stale")
+
+    def test_cache_follows_password_hash(self) -> None:
+        cache = auth.HA1Cache("R")
+        cache.learn("13300000001", "hash-1", "pw")
+        self.assertEqual(cache.get("13300000001", "hash-1"), auth.ha1("13300000001", "R", "pw"))
+        self.assertIsNone(cache.get("13300000001", "hash-2"), "a password change voids the HA1")
+
+
+class SdpTests(SynchronousTestCase):
+    def test_parse_and_rewrite(self) -> None:
+        d = parse_sdp(SDP)
+        self.assertEqual([m.kind for m in d.media], ["video", "audio"])
+        self.assertEqual((d.media[0].encoding, d.media[0].clock_rate, d.media[0].framerate), ("H264", 90000, 25.0))
+        self.assertEqual(d.media[1].encoding, "PCMA")
+        self.assertEqual([rtp.nal_type(n) for n in d.media[0].sprop_parameter_sets], [7, 8])
+        self.assertEqual(resolve_control(d.media[1].control, "rtsp://c/realplay?devid=1"),
+                         "rtsp://c/realplay?devid=1&trackID=1")
+        out = rewrite_sdp(d, ["rtsp://p/live/1/0/1/trackID=0", "rtsp://p/live/1/0/1/trackID=1"], "127.0.0.1", "n",
+                          300.0).decode()
+        self.assertNotIn("10.0.0.5", out, "the camera's private address is not shown")
+        self.assertIn("a=control:rtsp://p/live/1/0/1/trackID=1", out)
+        self.assertIn("a=range:npt=0-300.000", out)
+
+
+class UrlTests(SynchronousTestCase):
+    def test_urls(self) -> None:
+        target, track, base = parse_proxy_url("rtsp://h:8554/live/81100000001/0/sub/trackID=1")
+        self.assertEqual((target.kind, target.dev_id, target.stream_type, track, base),
+                         ("live", "81100000001", 2, 1, "rtsp://h:8554/live/81100000001/0/sub"))
+        target, track, _ = parse_proxy_url("rtsp://h/playback/81100000001/0/81100000001_0_20240101120000.ts/")
+        self.assertEqual((target.kind, target.file_name, track), ("playback", "81100000001_0_20240101120000.ts", None))
+        for bad in ("rtsp://h/live/81100000001/0/3", "rtsp://h/other", "rtsp://h/playback/81100000001/0/x.ts"):
+            self.assertRaises(Refusal, parse_proxy_url, bad)
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.full = False
+
+    def blocked(self) -> bool:
+        return self.full
+
+    def send_rtp(self, track: int, data: bytes) -> None:
+        self.sent.append(data)
+
+    def send_rtcp(self, track: int, data: bytes) -> None:
+        pass
+
+    def upstream_lost(self, reason: str) -> None:
+        pass
+
+
+def packet(seq: int, ts: int, payload: bytes, marker: bool = True) -> bytes:
+    return rtp.rtp_header(96, seq, ts, 1234, marker) + payload
+
+
+class ViewerTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.sink = FakeSink()
+        self.viewer = ViewerStream(self.sink, parse_sdp(SDP))
+        self.viewer.tracks = {0}
+        self.tracker = PictureTracker()
+
+    def feed(self, data: bytes) -> None:
+        facts = self.tracker.feed(0, data)
+        assert facts is not None
+        self.viewer.rtp(0, data, *facts)
+
+    def test_starts_at_idr_with_parameter_sets_and_continuous_sequence(self) -> None:
+        self.feed(packet(10, 0, b"\x41p-frame"))
+        self.assertEqual(self.sink.sent, [], "no P-frame before the first IDR")
+        self.feed(packet(11, 3600, b"\x65idr"))
+        types = [rtp.nal_type(rtp.parse_rtp(p).payload) for p in self.sink.sent]
+        self.assertEqual(types, [7, 8, 5], "SPS and PPS from the SDP before a bare IDR")
+        self.feed(packet(12, 7200, b"\x41p"))
+        seqs = [rtp.parse_rtp(p).sequence for p in self.sink.sent]
+        self.assertEqual(seqs, [(seqs[0] + i) & 0xFFFF for i in range(4)])
+        self.assertEqual(len({rtp.parse_rtp(p).ssrc for p in self.sink.sent}), 1)
+        self.assertNotEqual(rtp.parse_rtp(self.sink.sent[0]).ssrc, 1234)
+
+    def test_blocked_viewer_skips_to_next_idr(self) -> None:
+        self.feed(packet(1, 0, b"\x65idr"))
+        self.sink.full = True
+        self.feed(packet(2, 3600, b"\x41p"))
+        self.sink.full = False
+        self.feed(packet(3, 7200, b"\x41p"))
+        self.feed(packet(4, 10800, b"\x67sps", marker=False))
+        self.feed(packet(5, 10800, b"\x65idr"))
+        types = [rtp.nal_type(rtp.parse_rtp(p).payload) for p in self.sink.sent]
+        self.assertEqual(types, [7, 8, 5, 7, 5])
+        self.assertEqual(self.viewer.frames_dropped, 2)
+
+    def test_key_start_detection(self) -> None:
+        self.assertTrue(h264.is_key_start(bytes([0x7C, 0x85]) + b"x"))  # FU-A start of an IDR
+        self.assertFalse(h264.is_key_start(bytes([0x7C, 0x05]) + b"x"))  # FU-A continuation
+        self.assertTrue(h264.is_key_start(bytes([0x78, 0, 2, 0x67, 0])))  # STAP-A with SPS first
+        self.assertFalse(h264.is_key_start(b"\x41"))
+        sr = rtp.rtcp_sender_report(1234, 1.0, 1000, 1, 1, "c")
+        out = h264.rewrite_rtcp(sr, 5, 99)
+        assert out is not None
+        self.assertEqual(int.from_bytes(out[4:8], "big"), 99)
+        self.assertEqual(int.from_bytes(out[16:20], "big"), 1005)

@@ -21,9 +21,17 @@ each one says why:
   and ``sms_peer_limit`` per hour per source address.  A code is sent whether the
   number is registered or not, and registration checks the code *before* saying
   "already registered", so only the phone's owner learns that.
-* HashTokens (§7.5.5): MD5 over account, a secret derived from the password hash,
-  DevID, channel, stream, time and a random key; stored for ``hashtoken_lifetime``
-  (60 s), consumed once by the gateway (35H).
+* HashTokens (§7.5.5): MD5 over account, a secret derived from the password hash
+  (none for the in-process :meth:`AccountService.issue_token_for`), DevID, channel,
+  stream, time and 128 random bits; stored for ``hashtoken_lifetime`` (60 s),
+  consumed once by the gateway (35H).  :meth:`AccountService._issue` is the one
+  place that makes them.
+* RTSP Digest (RFC 2617) cannot be verified from argon2, so with a ``digest_realm``
+  (``[rtsp] realm`` when ``[rtsp] auth`` includes digest) the account also keeps
+  HA1 = MD5(account:realm:password): written at sign-up and password change (in the
+  same write as the argon2 hash), backfilled at a successful login, gone with the
+  account.  Without a ``digest_realm`` none is written, and a login clears an old
+  one.  The trade-off is in docs/protocol.md (Client API, item 18).
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from globaleye.sms.client import LogSender
-from globaleye.store import Account, AuditRecord, HashToken, Store
+from globaleye.store import Account, AuditRecord, DigestSecret, HashToken, Store
 
 MOBILE = re.compile(r"^1[0-9]{10}$")
 PASSWORD_MIN, PASSWORD_MAX = 6, 32
@@ -105,6 +113,8 @@ class AccountSettings:
     login_lockout_after: int = 10
     login_lockout: float = 900.0
     hashtoken_lifetime: float = 60.0
+    #: The RTSP Digest realm whose HA1 accounts keep ("": keep none, e.g. ``[rtsp] auth = basic``).
+    digest_realm: str = ""
 
 
 @attrs.define
@@ -290,7 +300,8 @@ class AccountService:
             await self.audit("register", mobile, peer, CANNOT_SUBSCRIBE, "refused by the CRM")
             return CANNOT_SUBSCRIBE
         now = self.clock.seconds()
-        created = await self.store.create_account(Account(mobile, await self.hash_password(password), now, now))
+        created = await self.store.create_account(Account(mobile, await self.hash_password(password), now, now),
+                                                  self._digest(mobile, password))
         result = OK if created else ALREADY_REGISTERED
         await self.audit("register", mobile, peer, result, "" if created else "already registered")
         return result
@@ -331,6 +342,7 @@ class AccountService:
             await self.audit("login", account, peer, WRONG_PASSWORD, detail)
             return LoginOutcome(WRONG_PASSWORD)
         self._failures.pop(account, None)
+        await self._backfill_digest(record, password)
         session = self._new_session(record, peer)
         await self.audit("login", account, peer, OK, f"MCU version {version}")
         return LoginOutcome(OK, session)
@@ -408,7 +420,8 @@ class AccountService:
         if not self.acceptable_password(new) or not await self.verify_password(record.password_hash, old):
             await self.audit("change-password", session.account, peer, 3, "wrong old password or unfit new one")
             return 3
-        await self.store.set_password(session.account, await self.hash_password(new), self.clock.seconds())
+        await self.store.set_password(session.account, await self.hash_password(new), self.clock.seconds(),
+                                      self._digest(session.account, new))
         ended = self.end_sessions(session.account)
         await self.audit("change-password", session.account, peer, OK, f"{ended} sessions ended")
         return OK
@@ -422,17 +435,66 @@ class AccountService:
                          f"devices released: {', '.join(released) or 'none'}; {ended} sessions ended")
         return OK
 
+    # RTSP Digest secret (RFC 2617) -----------------------------------------------------------
+
+    def _digest(self, account: str, password: str) -> DigestSecret | None:
+        realm = self.settings.digest_realm
+        if not realm:
+            return None
+        return DigestSecret(realm, hashlib.md5(f"{account}:{realm}:{password}".encode(),
+                                               usedforsecurity=False).hexdigest())
+
+    async def _backfill_digest(self, record: Account, password: str) -> None:
+        """After a successful password check: keep the account's HA1 current (accounts from before
+        migration 4, a changed realm), or clear it when no realm is configured."""
+        wanted = self._digest(record.account, password)
+        if await self.store.get_digest(record.account) != wanted:
+            # Only while the password is still the one just checked (a concurrent change wins).
+            await self.store.set_digest(record.account, record.password_hash, wanted)
+
+    async def digest_ha1(self, account: str, realm: str) -> str | None:
+        """HA1 = MD5(account:realm:password) of *account* for *realm*, or None.
+
+        None when *realm* is not the configured ``digest_realm`` (or none is configured), the
+        account does not exist, or it has not signed up, changed its password or logged in since
+        HA1s are kept.
+        """
+        if not self.settings.digest_realm or realm != self.settings.digest_realm or not MOBILE.match(account):
+            return None
+        digest = await self.store.get_digest(account)
+        return digest.ha1 if digest is not None and digest.realm == realm else None
+
+    async def forget_digests(self) -> int:
+        """Clear every stored HA1 not of the configured realm (all of them without one): run at start."""
+        return await self.store.forget_digests(self.settings.digest_realm)
+
     # HashTokens (§7.5.5, §8.9) -------------------------------------------------------------------
 
     async def issue_token(self, session: LoginSession, dev_id: str, channel_no: int, stream_type: int,
                           file_name: str = "") -> str:
         """A live-view token (§7.5.5, 35H), or with *file_name* a playback token (§7.5.23, 74H, stream 0)."""
+        return await self._issue(session.account, session.token_secret.hex(), dev_id, channel_no, stream_type,
+                                 file_name)
+
+    async def issue_token_for(self, account: str, dev_id: str, channel_no: int, stream_type: int = 0,
+                              file_name: str = "") -> str:
+        """A token like :meth:`issue_token`'s for an in-process user without a LoginSession (the RTSP proxy).
+
+        The caller has authenticated *account* and checked that it may watch *dev_id* itself; the
+        token is bound to *account* (for the audit trail) and otherwise follows the same rules.
+        """
+        return await self._issue(account, "", dev_id, channel_no, stream_type, file_name)
+
+    async def _issue(self, account: str, secret: str, dev_id: str, channel_no: int, stream_type: int,
+                     file_name: str) -> str:
+        """The one place HashTokens are made: 128 random bits in, stored for ``hashtoken_lifetime``,
+        single use (the store's ``consume_token``)."""
         now = self.clock.seconds()
         key = secrets.token_hex(16)
-        material = "\x00".join((session.account, session.token_secret.hex(), dev_id, str(channel_no),
-                                str(stream_type), file_name, repr(now), key))
+        material = "\x00".join((account, secret, dev_id, str(channel_no), str(stream_type), file_name, repr(now),
+                                key))
         token = hashlib.md5(material.encode(), usedforsecurity=False).hexdigest()
         await self.store.add_token(HashToken(token=token, dev_id=dev_id, channel_no=channel_no,
                                              expires_at=now + self.settings.hashtoken_lifetime,
-                                             stream_type=stream_type, file_name=file_name, account=session.account))
+                                             stream_type=stream_type, file_name=file_name, account=account))
         return token

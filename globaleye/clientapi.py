@@ -583,7 +583,8 @@ def window_rules(stored: list[m.RecordPolicyEntry], new: list[m.RecordPolicy]) -
     camera, whose own check (the simulator has one) is then only a second line.
     """
     by_day: dict[int, list[tuple[int, int]]] = {}
-    for window in [*stored, *new]:
+    every: list[m.RecordPolicyEntry | m.RecordPolicy] = [*stored, *new]
+    for window in every:
         by_day.setdefault(window.week, []).append((_minutes(window.start_time), _minutes(window.end_time)))
     for week, windows in sorted(by_day.items()):
         if len(windows) > MAX_WINDOWS_A_DAY:

@@ -341,7 +341,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "port": Key(_port, "8554", "RTSP proxy port; 0 picks a free one."),
         "auth": Key(_auth_schemes, "digest",
                     "How players log in with their platform account: digest, basic, 'digest, basic' or none "
-                    "(none: anyone may watch any online camera; tests and closed networks only)."),
+                    "(none: anyone may watch any online camera; tests and closed networks only). With digest, "
+                    "each account keeps MD5(account:realm:password) next to its argon2 hash; basic or none keeps "
+                    "none (docs/protocol.md, Client API item 18)."),
         "realm": Key(str, "GlobalEye", "Authentication realm shown to players (part of the Digest secret)."),
         "linger": Key(_seconds, "5", "Seconds a camera stream stays up after its last viewer left."),
         "udp_timeout": Key(_positive, "5",

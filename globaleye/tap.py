@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 from twisted.application import service
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
@@ -88,6 +88,7 @@ class PlatformService(service.MultiService):
         self.reactor = reactor
         self.store = store
         self.ports: dict[str, IListeningPort] = {}
+        self._forgetting: Deferred[None] | None = None
         g = config["gateway"]
         self.gateway = Gateway(store, reactor, GatewaySettings(
             heartbeat_timeout=g["heartbeat_timeout"], login_timeout=g["login_timeout"],
@@ -104,13 +105,16 @@ class PlatformService(service.MultiService):
             register_interval=g["register_interval"]))
         self.redirector = Redirector(store, config["group"]["default_province_url"], reactor)
         so = config["soap"]
+        r = config["rtsp"]
         self.accounts = AccountService(store, reactor, AccountSettings(
             session_idle_timeout=so["session_idle_timeout"], min_mcu_version=so["min_mcu_version"],
             update_url=so["update_url"], max_devices=so["max_devices_per_account"],
             sms_code_lifetime=so["sms_code_lifetime"], sms_code_attempts=so["sms_code_attempts"],
             sms_interval=so["sms_interval"], sms_peer_limit=so["sms_peer_limit"],
             login_slowdown_after=so["login_slowdown_after"], login_lockout_after=so["login_lockout_after"],
-            login_lockout=so["login_lockout"], hashtoken_lifetime=so["hashtoken_lifetime"]),
+            login_lockout=so["login_lockout"], hashtoken_lifetime=so["hashtoken_lifetime"],
+            # RTSP Digest needs HA1 kept per account; with [rtsp] auth = basic (or none) none is kept.
+            digest_realm=r["realm"] if "digest" in r["auth"] else ""),
             sms_sender=self._sms_sender(config, reactor), crm=self._crm(config, reactor))
         # §6: this province's client of its group (configured, or this process's own group role).
         pr = config["province"]
@@ -153,7 +157,6 @@ class PlatformService(service.MultiService):
             self.turn.setServiceParent(self)
         self.rtsp_proxy: RtspProxyService | None = None
         if "rtsp" in config.roles:
-            r = config["rtsp"]
             self.rtsp_proxy = RtspProxyService(
                 self.mcu_api, reactor, auth=r["auth"], realm=r["realm"], linger=r["linger"],
                 udp_timeout=r["udp_timeout"], connect_timeout=r["connect_timeout"], max_viewers=r["max_viewers"],
@@ -208,6 +211,17 @@ class PlatformService(service.MultiService):
                 self.group_directory.default_url = f"http://{public}:{self.port_of('http')}/soap/mcu"
         if self.group_client is not None:
             self._start_group_client()
+        if "gateway" in roles:  # the role that serves accounts: drop HA1s the configuration no longer wants
+            self._forgetting = Deferred.fromCoroutine(self._forget_digests())
+
+    async def _forget_digests(self) -> None:
+        try:
+            forgotten = await self.accounts.forget_digests()
+        except Exception:
+            self.log.failure("cannot clear stored RTSP Digest secrets")
+            return
+        if forgotten:
+            self.log.info("cleared {n} stored RTSP Digest secrets ([rtsp] auth/realm changed)", n=forgotten)
 
     def _start_group_client(self) -> None:
         """§6.1 needs our own URLs, known only now that the HTTP site listens (its port may be 0)."""
@@ -254,6 +268,8 @@ class PlatformService(service.MultiService):
         return listening
 
     async def _stop(self) -> None:
+        if self._forgetting is not None:
+            await self._forgetting
         for role, port in list(self.ports.items()):
             await maybeDeferred(port.stopListening)
             self.log.info("{role} stopped listening", role=role)
@@ -264,7 +280,7 @@ class PlatformService(service.MultiService):
         await self.store.close()
 
     def stopService(self) -> Any:
-        from twisted.internet.defer import Deferred, DeferredList
+        from twisted.internet.defer import DeferredList
 
         d = super().stopService()
         own = Deferred.fromCoroutine(self._stop())

@@ -18,6 +18,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 
+from globaleye.accounts import RecordingSmsSender
 from globaleye.config import parse_config
 from globaleye.sim.camera import Timing
 from globaleye.sim.fleet import Fleet
@@ -29,7 +30,7 @@ from tests.util import http_client, run, until
 FFPROBE = shutil.which("ffprobe")
 FFMPEG = shutil.which("ffmpeg")
 DEV, OTHER_DEV = "81300000011", "81300000012"
-MOBILE, PASSWORD = "13300000011", "secret-pw-1"
+MOBILE, PASSWORD, NEW_PASSWORD = "13300000011", "secret-pw-1", "secret-pw-2"
 CONFIG = """
 [globaleye]
 roles = gateway, http, turn, rtsp
@@ -67,8 +68,9 @@ class ProxyHarness:
         self.test = test
         self.config = parse_config(CONFIG.format(linger=linger, udp_timeout=udp_timeout))
 
-    async def start(self, cameras: dict[str, dict[str, Any]] | None = None, login: bool = True) -> None:
-        self.platform = PlatformService(self.config, SQLiteStore(":memory:"), reactor)
+    async def start(self, cameras: dict[str, dict[str, Any]] | None = None, login: bool = True,
+                    database: str = ":memory:", create_account: bool = True) -> None:
+        self.platform = PlatformService(self.config, SQLiteStore(database), reactor)
         self.platform.startService()
         self.test.addCleanup(self.platform.stopService)
         turn_port = self.platform.turn.addresses["udp"][1] if self.platform.turn is not None else 0
@@ -82,7 +84,8 @@ class ProxyHarness:
         store = self.platform.store
         accounts = self.platform.accounts
         now = reactor.seconds()
-        await store.create_account(Account(MOBILE, await accounts.hash_password(PASSWORD), now, now))
+        if create_account:  # straight into the store, as an account from before HA1s were kept
+            await store.create_account(Account(MOBILE, await accounts.hash_password(PASSWORD), now, now))
         self.cameras = {}
         for dev_id, overrides in (cameras or {DEV: {}}).items():
             camera = self.fleet.add(dev_id)
@@ -95,7 +98,7 @@ class ProxyHarness:
         self.fleet.start()
         for camera in self.cameras.values():
             await camera.went_online
-        if login:  # the app's login, which also lets the proxy learn the Digest secret
+        if login:  # the app's login, which also backfills the account's Digest secret (HA1)
             outcome = await accounts.login(MOBILE, PASSWORD, "1.0", "127.0.0.1:1")
             assert outcome.session is not None
 
@@ -374,3 +377,52 @@ class ProxyPlaybackAndUdpTests(TestCase):
         live = status["live"] or status["recent"]
         self.assertEqual(live[0]["path"] or live[0]["attempts"][-1]["path"], "local")
         self.assertEqual(status["upstream_starts"], 1)
+
+
+class ProxyDigestAcrossRestartTests(TestCase):
+    """Digest-only players against a restarted platform: the HA1 is kept with the account."""
+
+    timeout = 90
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        if FFPROBE is None:
+            raise SkipTest("ffprobe not installed (apt-get install -y ffmpeg)")
+        self.database = self.mktemp() + ".sqlite"
+        # The first platform: the account signs up through the client API's rules (SMS code).
+        first = PlatformService(parse_config(CONFIG.format(linger=0.5, udp_timeout=5)), SQLiteStore(self.database),
+                                reactor)
+        first.startService()
+        sms = RecordingSmsSender()
+        first.accounts.sms_sender = sms
+        self.assertEqual(await first.accounts.request_sms_code(MOBILE, 0, "127.0.0.1:1"), 0)
+        self.assertEqual(await first.accounts.register(MOBILE, PASSWORD, sms.last_code(MOBILE), "127.0.0.1:1"), 0)
+        await first.stopService()
+        # The restart: a new PlatformService over the same file, and no login of any kind since sign-up.
+        self.h = ProxyHarness(self)
+        await self.h.start(login=False, database=self.database, create_account=False)
+        self.assertEqual(self.h.platform.accounts.sessions, {})
+
+    async def test_digest_after_restart_then_password_change_and_closure(self) -> None:
+        authenticator = self.h.platform.rtsp_proxy.authenticator if self.h.platform.rtsp_proxy else None
+        assert authenticator is not None
+        self.assertEqual(authenticator.schemes, ("digest",), "Digest only: the player cannot fall back to Basic")
+        result = await probe(self.h.url())
+        self.assertEqual(result.code, 0, result.err)
+        self.assertEqual(streams_of(result)["video"]["codec_name"], "h264")
+
+        accounts = self.h.platform.accounts
+        session = (await accounts.login(MOBILE, PASSWORD, "1.0", "127.0.0.1:1")).session
+        assert session is not None
+        self.assertEqual(await accounts.change_password(session, PASSWORD, NEW_PASSWORD, "127.0.0.1:1"), 0)
+        result = await probe(self.h.url())
+        self.assertNotEqual(result.code, 0)
+        self.assertIn("401", result.err, "the old password's digest is refused")
+        result = await probe(self.h.url(password=NEW_PASSWORD))
+        self.assertEqual(result.code, 0, result.err)
+
+        session = (await accounts.login(MOBILE, NEW_PASSWORD, "1.0", "127.0.0.1:1")).session
+        assert session is not None
+        self.assertEqual(await accounts.close_account(session, "127.0.0.1:1"), 0)
+        result = await probe(self.h.url(password=NEW_PASSWORD))
+        self.assertNotEqual(result.code, 0)
+        self.assertIn("401", result.err, "a closed account has no Digest secret")

@@ -46,12 +46,6 @@ class DigestTests(SynchronousTestCase):
         now[0] += 11
         self.assertEqual(nonces.check(nonce), "stale")
 
-    def test_cache_follows_password_hash(self) -> None:
-        cache = auth.HA1Cache("R")
-        cache.learn("13300000001", "hash-1", "pw")
-        self.assertEqual(cache.get("13300000001", "hash-1"), auth.ha1("13300000001", "R", "pw"))
-        self.assertIsNone(cache.get("13300000001", "hash-2"), "a password change voids the HA1")
-
 
 class SdpTests(SynchronousTestCase):
     def test_parse_and_rewrite(self) -> None:

@@ -5,17 +5,13 @@ response from HA1, stateless nonces (an HMAC of their issue time, so a restarted
 scaled-out proxy needs no nonce table and a nonce cannot be forged).  Async:
 :class:`AccountAuthenticator`, which knows the accounts.
 
-Why Digest needs an HA1 source.  Digest proves knowledge of the password without
-sending it, so the verifier needs ``HA1 = MD5(user:realm:password)`` — and the
-platform stores only argon2id hashes, from which no HA1 can be derived (on purpose).
-Until the accounts service keeps an HA1 per account (asked for in
-``.handoff/proxy-needs.md``: ``AccountService.digest_ha1(account, realm)``), the
-proxy learns an account's HA1 whenever the platform sees that account's plaintext
-password and accepts it: a client-API login (:meth:`HA1Cache.observe_logins`) or a
-Basic login at the proxy (checked with argon2 in a worker thread, as every password
-check is).  The cached HA1 is bound to the argon2 hash it was learnt with, so a
-password change voids it at once.  It lives in memory only: after a restart, an
-account's first RTSP login needs one app login (or Basic) first.
+Where Digest's secret comes from.  Digest proves knowledge of the password without
+sending it, so the verifier needs ``HA1 = MD5(user:realm:password)``, which no argon2
+hash can give.  The accounts service keeps it per account for the configured realm
+(:meth:`~globaleye.accounts.AccountService.digest_ha1`: written at sign-up and password
+change, backfilled at a login, gone with the account; see docs/protocol.md, Client
+API item 18), so Digest works across restarts.  Basic is checked against the argon2
+hash (in a worker thread, as every password check is) and needs no HA1.
 """
 
 from __future__ import annotations
@@ -28,13 +24,13 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 from twisted.logger import Logger
 
+from globaleye.accounts import AccountService
+
 NONCE_LIFETIME = 300.0
-MAX_CACHE = 100_000
 
 
 def md5_hex(text: str) -> str:
@@ -135,48 +131,6 @@ def digest_ok(credentials: Credentials, method: str, ha1_hex: str) -> bool:
     return hmac.compare_digest(expected, p["response"].lower())
 
 
-class HA1Cache:
-    """HA1 per (account, realm), valid while the account's password hash is unchanged."""
-
-    log = Logger()
-
-    def __init__(self, realm: str) -> None:
-        self.realm = realm
-        self._entries: dict[str, tuple[str, str]] = {}  # account -> (password_hash, HA1)
-
-    def learn(self, account: str, password_hash: str, password: str) -> None:
-        if len(self._entries) >= MAX_CACHE and account not in self._entries:
-            self._entries.pop(next(iter(self._entries)))
-        self._entries[account] = (password_hash, ha1(account, self.realm, password))
-
-    def get(self, account: str, password_hash: str) -> str | None:
-        entry = self._entries.get(account)
-        if entry is None or not hmac.compare_digest(entry[0], password_hash):
-            return None
-        return entry[1]
-
-    def observe_logins(self, accounts: Any) -> None:
-        """Learn HA1s from the platform's own successful password checks (client-API logins).
-
-        A stopgap until ``AccountService.digest_ha1`` exists: wraps the service's bound
-        ``login`` on this instance only, without changing what it returns.
-        """
-        if getattr(accounts.login, "_ha1_observed", False):
-            return
-        original = accounts.login
-
-        async def login(account: str, password: str, version: str, peer: str) -> Any:
-            outcome = await original(account, password, version, peer)
-            if getattr(outcome, "session", None) is not None:
-                record = await accounts.store.get_account(account)
-                if record is not None:
-                    self.learn(account, record.password_hash, password)
-            return outcome
-
-        login._ha1_observed = True  # type: ignore[attr-defined]
-        accounts.login = login
-
-
 @attrs.frozen
 class AuthResult:
     account: str | None
@@ -189,15 +143,12 @@ class AccountAuthenticator:
 
     log = Logger()
 
-    def __init__(self, accounts: Any, schemes: tuple[str, ...], realm: str,
+    def __init__(self, accounts: AccountService | None, schemes: tuple[str, ...], realm: str,
                  nonces: Nonces | None = None) -> None:
         self.accounts = accounts
         self.schemes = schemes
         self.realm = realm
         self.nonces = nonces or Nonces()
-        self.cache = HA1Cache(realm)
-        if "digest" in schemes and accounts is not None:
-            self.cache.observe_logins(accounts)
 
     @property
     def required(self) -> bool:
@@ -212,13 +163,14 @@ class AccountAuthenticator:
         credentials = parse_authorization(header)
         if credentials is None or credentials.scheme not in self.schemes:
             return AuthResult(None, "unparsable or disallowed Authorization scheme")
-        record = await self.accounts.store.get_account(credentials.user) if credentials.user.isdigit() else None
+        accounts = self.accounts
+        assert accounts is not None, "credentials are checked only with an accounts service (auth is not none)"
         if credentials.scheme == "basic":
+            record = await accounts.store.get_account(credentials.user) if credentials.user.isdigit() else None
             if record is None:
                 return AuthResult(None, f"no account {credentials.user!r}")
-            if not await self.accounts.verify_password(record.password_hash, credentials.password):
+            if not await accounts.verify_password(record.password_hash, credentials.password):
                 return AuthResult(None, f"wrong password for {credentials.user}")
-            self.cache.learn(credentials.user, record.password_hash, credentials.password)
             return AuthResult(credentials.user, "basic")
         p = credentials.params
         if p.get("realm") != self.realm:
@@ -226,22 +178,12 @@ class AccountAuthenticator:
         freshness = self.nonces.check(p["nonce"])
         if freshness == "bad":
             return AuthResult(None, "forged or malformed nonce")
-        if record is None:
-            return AuthResult(None, f"no account {credentials.user!r}")
-        secret = await self._ha1(credentials.user, record.password_hash)
+        secret = await accounts.digest_ha1(credentials.user, self.realm)
         if secret is None:
-            return AuthResult(None, f"no Digest secret known for {credentials.user} yet "
-                                    "(log in once with the app or with Basic)")
+            return AuthResult(None, f"no account {credentials.user!r} or no Digest secret kept for it "
+                                    "(created before HA1s were kept: one app login stores it)")
         if not digest_ok(credentials, method, secret):
             return AuthResult(None, f"wrong Digest response for {credentials.user}")
         if freshness == "stale":
             return AuthResult(None, "stale nonce", stale=True)
         return AuthResult(credentials.user, "digest")
-
-    async def _ha1(self, account: str, password_hash: str) -> str | None:
-        source = getattr(self.accounts, "digest_ha1", None)
-        if source is not None:  # the accounts service keeps HA1s itself (requested)
-            value = await source(account, self.realm)
-            if value:
-                return str(value)
-        return self.cache.get(account, password_hash)

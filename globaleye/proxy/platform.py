@@ -2,21 +2,21 @@
 
 In process, with the objects :class:`~globaleye.clientapi.McuApi` uses (store,
 gateway, account settings), so the proxy needs no LoginSession and no SOAP round
-trip.  Each URL set carries one fresh HashToken per attempt, stored like the client
-API's own (single use, ``hashtoken_lifetime``), bound to the viewer's account so
-the audit trail says who watched.
+trip.  Each URL set carries one fresh HashToken per attempt, made by the accounts
+service like the client API's own (:meth:`~globaleye.accounts.AccountService.issue_token_for`:
+single use, ``hashtoken_lifetime``), bound to the viewer's account so the audit trail
+says who watched.
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import attrs
 
+from globaleye.accounts import AccountService
 from globaleye.clientapi import play_url
 from globaleye.proxy.paths import LOCAL, UPNP, PlayUrls
-from globaleye.store import HashToken
 
 
 @attrs.frozen
@@ -51,7 +51,7 @@ class PlatformDirectory:
         self.mcu_api = mcu_api
         self.store = mcu_api.store
         self.gateway = mcu_api.gateway
-        self.accounts = mcu_api.accounts
+        self.accounts: AccountService = mcu_api.accounts
 
     async def may_watch(self, account: str, target: Target) -> bool:
         """Own or shared binding (§8.5 ShareFlag 0 or 1), and a channel the camera has."""
@@ -88,11 +88,8 @@ class PlatformDirectory:
         return PlayUrls(**values, stun_host=stun_host, stun_port=stun_port)
 
     async def _token(self, account: str, target: Target) -> str:
-        token = secrets.token_hex(16)
-        lifetime = self.accounts.settings.hashtoken_lifetime
-        await self.store.add_token(HashToken(
-            token=token, dev_id=target.dev_id, channel_no=target.channel_no,
-            stream_type=target.stream_type if target.kind == "live" else 0,
-            file_name=target.file_name if target.kind == "playback" else "",
-            expires_at=self.accounts.clock.seconds() + lifetime, account=account))
-        return token
+        if target.kind == "live":
+            return await self.accounts.issue_token_for(account, target.dev_id, target.channel_no,
+                                                       target.stream_type)
+        return await self.accounts.issue_token_for(account, target.dev_id, target.channel_no, 0,
+                                                   file_name=target.file_name)

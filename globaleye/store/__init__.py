@@ -105,6 +105,18 @@ class Account:
 
 
 @attrs.frozen
+class DigestSecret:
+    """An account's RTSP Digest secret (RFC 2617): HA1 = MD5(account:realm:password), for *realm*.
+
+    Kept next to the argon2 hash because Digest cannot be verified from argon2; see
+    docs/protocol.md ("Client API", item 18) for the trade-off and ``[rtsp] auth = basic``.
+    """
+
+    realm: str
+    ha1: str = attrs.field(repr=False)
+
+
+@attrs.frozen
 class Binding:
     """A device on an account's list (§8.5): its own (share_flag 0) or shared with it (1)."""
 
@@ -282,18 +294,38 @@ class Store(Protocol):
 
     # Client accounts (§8) ----------------------------------------------------------
 
-    async def create_account(self, account: Account) -> bool:
-        """Insert *account*; False (and nothing written) when the number is already registered."""
+    async def create_account(self, account: Account, digest: DigestSecret | None = None) -> bool:
+        """Insert *account* (with its Digest secret, if any); False (and nothing written) when the
+        number is already registered."""
         ...
 
     async def get_account(self, account: str) -> Account | None: ...
 
-    async def set_password(self, account: str, password_hash: str, when: float) -> bool: ...
+    async def set_password(self, account: str, password_hash: str, when: float,
+                           digest: DigestSecret | None = None) -> bool:
+        """Replace the password hash and, in the same write, the Digest secret (cleared when None):
+        a secret of the old password never outlives it."""
+        ...
+
+    async def get_digest(self, account: str) -> DigestSecret | None: ...
+
+    async def set_digest(self, account: str, password_hash: str, digest: DigestSecret | None) -> bool:
+        """Set (or clear, with None) the Digest secret while the password hash is still *password_hash*.
+
+        False when the account is gone or its password changed meanwhile (the caller's secret,
+        derived from the old password, is then not written).
+        """
+        ...
+
+    async def forget_digests(self, keep_realm: str = "") -> int:
+        """Clear every Digest secret that is not for *keep_realm* ("": all); returns how many."""
+        ...
 
     async def set_dev_num(self, account: str, dev_num: int | None) -> bool: ...
 
     async def delete_account(self, account: str) -> list[str]:
-        """Delete the account and its bindings in one transaction; returns the DevIDs released."""
+        """Delete the account (its password hash and Digest secret with it) and its bindings in one
+        transaction; returns the DevIDs released."""
         ...
 
     async def bind_device(self, binding: Binding, limit: int) -> str:

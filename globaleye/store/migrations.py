@@ -149,6 +149,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE accounts ADD COLUMN dev_num INTEGER;
     """,
+    # 4: the RTSP Digest secret of an account (HA1 = MD5(account:realm:password) and its realm), next
+    # to the argon2 hash; NULL until the account signs up, changes its password or logs in with this
+    # software, and always NULL with [rtsp] auth = basic or none (docs/protocol.md, Client API item 18).
+    """
+    ALTER TABLE accounts ADD COLUMN digest_realm TEXT;
+    ALTER TABLE accounts ADD COLUMN digest_ha1 TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -34,6 +34,7 @@ from globaleye.store import (
     Device,
     DeviceAbility,
     DeviceAddresses,
+    DigestSecret,
     ExceptionRecord,
     GroupDevice,
     HashToken,
@@ -257,12 +258,13 @@ class SQLiteStore:
 
     # Client accounts (§8) --------------------------------------------------------------
 
-    async def create_account(self, account: Account) -> bool:
+    async def create_account(self, account: Account, digest: DigestSecret | None = None) -> bool:
         def write(c: sqlite3.Connection) -> bool:
             cursor = c.execute(
-                "INSERT INTO accounts (account, password_hash, created_at, password_changed_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT(account) DO NOTHING",
-                (account.account, account.password_hash, account.created_at, account.password_changed_at))
+                "INSERT INTO accounts (account, password_hash, created_at, password_changed_at, digest_realm, "
+                "digest_ha1) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(account) DO NOTHING",
+                (account.account, account.password_hash, account.created_at, account.password_changed_at,
+                 *_digest_columns(digest)))
             return cursor.rowcount == 1
 
         return await self._run(write)
@@ -275,10 +277,35 @@ class SQLiteStore:
 
         return await self._run(query)
 
-    async def set_password(self, account: str, password_hash: str, when: float) -> bool:
+    async def set_password(self, account: str, password_hash: str, when: float,
+                           digest: DigestSecret | None = None) -> bool:
         def write(c: sqlite3.Connection) -> bool:
-            return c.execute("UPDATE accounts SET password_hash = ?, password_changed_at = ? WHERE account = ?",
-                             (password_hash, when, account)).rowcount == 1
+            return c.execute("UPDATE accounts SET password_hash = ?, password_changed_at = ?, digest_realm = ?, "
+                             "digest_ha1 = ? WHERE account = ?",
+                             (password_hash, when, *_digest_columns(digest), account)).rowcount == 1
+
+        return await self._run(write)
+
+    async def get_digest(self, account: str) -> DigestSecret | None:
+        def query(c: sqlite3.Connection) -> DigestSecret | None:
+            row = c.execute("SELECT digest_realm, digest_ha1 FROM accounts WHERE account = ?", (account,)).fetchone()
+            if row is None or row[0] is None or row[1] is None:
+                return None
+            return DigestSecret(str(row[0]), str(row[1]))
+
+        return await self._run(query)
+
+    async def set_digest(self, account: str, password_hash: str, digest: DigestSecret | None) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            return c.execute("UPDATE accounts SET digest_realm = ?, digest_ha1 = ? WHERE account = ? "
+                             "AND password_hash = ?", (*_digest_columns(digest), account, password_hash)).rowcount == 1
+
+        return await self._run(write)
+
+    async def forget_digests(self, keep_realm: str = "") -> int:
+        def write(c: sqlite3.Connection) -> int:
+            return c.execute("UPDATE accounts SET digest_realm = NULL, digest_ha1 = NULL WHERE digest_ha1 IS NOT NULL "
+                             "AND (? = '' OR digest_realm IS NOT ?)", (keep_realm, keep_realm)).rowcount
 
         return await self._run(write)
 
@@ -545,6 +572,10 @@ class _transaction:
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
         self.connection.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _digest_columns(digest: DigestSecret | None) -> tuple[str | None, str | None]:
+    return (digest.realm, digest.ha1) if digest is not None else (None, None)
 
 
 def _execute(c: sqlite3.Connection, sql: str, parameters: tuple[Any, ...]) -> None:

@@ -24,7 +24,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import react
@@ -97,8 +97,41 @@ async def demo(config: Config, cameras: int, out: TextIO) -> None:
         answer = await platform.gateway.command(dev_id, m.PtzRequest(dev_id=dev_id, channel_no=0, ptz_direction=3))
         print(f"demo: camera {dev_id} is online; PTZ left answered with Result {answer.result}", file=out)
     print(f"demo: {cameras} camera(s) online. Gateway on port {platform.port_of('gateway')}, HTTP on port "
-          f"{platform.port_of('http')}. Press Ctrl-C to stop.", file=out)
+          f"{platform.port_of('http')}.", file=out)
+    if "rtsp" in platform.ports:
+        await _demo_viewer(platform, [camera.state.dev_id for camera in sims], out)
+    print("demo: press Ctrl-C to stop.", file=out)
     await Deferred()
+
+
+DEMO_ACCOUNT, DEMO_PASSWORD = "13300000000", "demo-password"
+
+
+async def _demo_viewer(platform: Any, dev_ids: list[str], out: TextIO) -> None:
+    """A demo account that owns the cameras, made through the real sign-up and add-device paths."""
+    from globaleye.accounts import RecordingSmsSender
+
+    accounts = platform.accounts
+    if await platform.store.get_account(DEMO_ACCOUNT) is None:
+        sender, recorder = accounts.sms_sender, RecordingSmsSender()
+        accounts.sms_sender = recorder  # read the §8.1 code instead of texting it
+        try:
+            await accounts.request_sms_code(DEMO_ACCOUNT, 0, "demo")
+        finally:
+            accounts.sms_sender = sender
+        await accounts.register(DEMO_ACCOUNT, DEMO_PASSWORD, recorder.last_code(DEMO_ACCOUNT), "demo")
+    outcome = await accounts.login(DEMO_ACCOUNT, DEMO_PASSWORD, "9.9", "demo")
+    if outcome.session is None:
+        print(f"demo: could not log in as {DEMO_ACCOUNT} (Result {outcome.result})", file=out)
+        return
+    for dev_id in dev_ids:
+        device = await platform.store.get_device(dev_id)
+        await platform.mcu_api.add_device(outcome.session, {"DevID": dev_id, "DevKey": device.dev_key}, "demo")
+    port = platform.port_of("rtsp")
+    print(f"demo: account {DEMO_ACCOUNT}, password {DEMO_PASSWORD}, owns the camera(s). Watch one with any "
+          f"RTSP player, e.g.:", file=out)
+    for dev_id in dev_ids:
+        print(f"    ffplay 'rtsp://{DEMO_ACCOUNT}:{DEMO_PASSWORD}@127.0.0.1:{port}/live/{dev_id}/0/1'", file=out)
 
 
 async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:

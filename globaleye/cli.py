@@ -247,3 +247,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> None:
             raise SystemExit(2) from e
 
     react(lambda reactor: Deferred.fromCoroutine(guarded()))
+
+
+if __name__ == "__main__":
+    main()

@@ -213,10 +213,12 @@ class NetnsVideoTests(TestCase):
         self.assert_unreachable(await self.probe("phone", f"{SHOP_WAN_IP}:554", timeout=15))
         # ... while the relay does.
         self.assert_video(await self.probe("phone", relay), (1280, 720))
-        # The client reaches the camera through the relay.  TODO(lead, proxy/client owner): this
-        # should be "turn-udp" (§15 step 3); today the UDP attempt times out here and the client
-        # falls back to "turn-tcp" (docs/netns-tests.md).
-        self.assertIn(await self.client_path("phone"), ("turn-udp", "turn-tcp"))
+        # §15 step 3 end to end: signalling through the relay, RTP over UDP straight from the
+        # camera's NAT mapping to the phone's, both learnt from STUN and opened by punching.
+        path = await self.client_path("phone")
+        self.assertEqual(path, "turn-udp", self.client_output)
+        # The camera answered SETUP with its STUN-mapped media ports (source=203.0.113.2), not its LAN ones.
+        self.assertRegex(self.camera.output, rf"media ports {CAMERA_IP}:\d+ mapped to {SHOP_WAN_IP}:\d+-\d+")
 
     async def test_d_udp_blocked_turn_tcp_still_works(self) -> None:
         """(d) A phone network that drops UDP: no STUN at all, yet RTSP over the TURN TCP relay plays."""

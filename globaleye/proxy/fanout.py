@@ -10,6 +10,15 @@ Each viewer has its own SSRC, sequence numbers and timestamp base per track: it
 starts at an IDR (SPS and PPS are put in front when the camera's IDR comes without
 them), and the pictures it skipped leave no holes in its sequence numbers, so a
 player sees one continuous stream rather than loss.
+
+First picture fast (the GOP cache, as MediaMTX and go2rtc do): the hub keeps the
+packets of the current GOP -- from the last key picture (SPS/PPS/IDR) on, audio
+included, at most ``GOP_CACHE_BYTES`` -- and replays them to a new viewer as soon as
+it is added (after its PLAY answer), so it starts on that IDR at once instead of
+waiting up to a GOP for the next one.  The upstream's first IDR, which arrives while
+the path is still being tested and before any viewer exists, is kept the same way.
+The cache is dropped at the next key picture, and given up (until the next one) if
+a GOP outgrows the bound.
 """
 
 from __future__ import annotations
@@ -29,6 +38,9 @@ from globaleye.proxy.sdp import SessionDescription
 from globaleye.proxy.upstream import UpstreamSession
 
 log = Logger()
+
+#: The most a hub keeps of the current GOP for new viewers (about 16 s of a 1 Mbit/s stream).
+GOP_CACHE_BYTES = 2 * 1024 * 1024
 
 
 class Sink(Protocol):
@@ -64,6 +76,21 @@ class ViewerStream:
         self.packets_sent = 0
         self.started_at = time.monotonic()
         self.first_frame_after: float | None = None
+        self.replaying = False
+
+    def _blocked(self) -> bool:
+        # A GOP replay goes out whole: it is bounded (GOP_CACHE_BYTES), and cutting it at the
+        # transport's 64 KiB mark would leave the viewer frozen on its IDR until the next one.
+        return not self.replaying and self.sink.blocked()
+
+    def replay(self, packets: tuple[tuple[int, bytes, int, int, bool], ...]) -> None:
+        """The hub's cached GOP, before any live packet (see the module docstring)."""
+        self.replaying = True
+        try:
+            for track, data, ts, offset, start in packets:
+                self.rtp(track, data, ts, offset, start)
+        finally:
+            self.replaying = False
 
     def _out(self, track: int, data: bytes) -> None:
         packet = h264.rewrite_rtp(data, self.seq[track], self.ts_offset[track], self.ssrc[track])
@@ -75,12 +102,12 @@ class ViewerStream:
         if track not in self.tracks:
             return
         if track != self.video_track:
-            if self.started and not self.waiting and not self.sink.blocked():
+            if self.started and not self.waiting and not self._blocked():
                 self._out(track, data)
             return
         if picture_start:
             self.in_picture = False
-            if self.sink.blocked():
+            if self._blocked():
                 self.waiting = True
                 self.frames_dropped += 1
                 return
@@ -160,6 +187,11 @@ class LiveHub:
         self.description: SessionDescription | None = None
         self.attempts: list[Attempt] = []
         self.tracker = PictureTracker()
+        self.video_track: int | None = None
+        #: The current GOP's packets (track, data, timestamp, payload offset, picture start); None: none.
+        self.gop: list[tuple[int, bytes, int, int, bool]] | None = None
+        self.gop_bytes = 0
+        self.gop_replays = 0
         self.starting: list[defer.Deferred[SessionDescription]] | None = None
         self.starts = 0
         self.stops = 0
@@ -208,6 +240,8 @@ class LiveHub:
 
     def _attach(self, session: UpstreamSession) -> None:
         self.tracker = PictureTracker()
+        self.video_track = session.description.track("video") if session.description is not None else None
+        self._drop_gop()
         session.on_rtp = self._rtp
         session.on_rtcp = self._rtcp
         session.on_lost = self._lost
@@ -217,8 +251,21 @@ class LiveHub:
         if facts is None:
             return
         ts, offset, start = facts
+        if track == self.video_track and start and h264.is_key_start(data[offset:]):
+            self.gop, self.gop_bytes = [], 0  # a new GOP: the previous one is no longer needed
+        if self.gop is not None:
+            self.gop_bytes += len(data)
+            if self.gop_bytes > GOP_CACHE_BYTES:
+                log.info("live {label}: GOP larger than {n} bytes; not cached until the next IDR",
+                         label=self.label, n=GOP_CACHE_BYTES)
+                self._drop_gop()
+            else:
+                self.gop.append((track, data, ts, offset, start))
         for viewer in tuple(self.viewers):
             viewer.rtp(track, data, ts, offset, start)
+
+    def _drop_gop(self) -> None:
+        self.gop, self.gop_bytes = None, 0
 
     def _rtcp(self, track: int, data: bytes) -> None:
         for viewer in tuple(self.viewers):
@@ -231,16 +278,21 @@ class LiveHub:
         self.last_stop_reason = f"upstream lost: {reason}"
         self.upstream = None
         self.stops += 1
+        self._drop_gop()
         for viewer in tuple(self.viewers):
             viewer.sink.upstream_lost(reason)
         self.viewers.clear()
         self._idle()
 
     def add(self, viewer: ViewerStream) -> None:
+        """A viewer that has been answered PLAY: it gets the cached GOP now, then the live packets."""
         self.viewers.add(viewer)
         if self._linger_call is not None and self._linger_call.active():
             self._linger_call.cancel()
         self._linger_call = None
+        if self.gop:
+            self.gop_replays += 1
+            viewer.replay(tuple(self.gop))
 
     def remove(self, viewer: ViewerStream) -> None:
         self.viewers.discard(viewer)
@@ -270,6 +322,7 @@ class LiveHub:
             self.stops += 1
             self.last_stop_reason = reason
             upstream.close()
+        self._drop_gop()
         for viewer in tuple(self.viewers):
             viewer.sink.upstream_lost(reason)
         self.viewers.clear()
@@ -287,6 +340,7 @@ class LiveHub:
             "upstream_packets": upstream.packets if upstream is not None else 0,
             "upstream_bytes": upstream.bytes if upstream is not None else 0,
             "viewers": [v.stats() for v in self.viewers], "starts": self.starts, "stops": self.stops,
+            "gop_cache": {"packets": len(self.gop or ()), "bytes": self.gop_bytes, "replays": self.gop_replays},
             "last_stop_reason": self.last_stop_reason,
             "attempts": [a.as_dict() for a in self.attempts],
         }

@@ -6,8 +6,13 @@ Used by the proxy (one per fanned-out stream, or per playback viewer) and by the
 
 UDP follows §15 step 3: the local RTP/RTCP ports learn their NAT mapping from the
 platform's STUN server, SETUP names that mapping (``destination=``, ``client_port=``),
-and empty RTP packets are sent to the camera's ``server_port`` so its NAT opens and,
-if it rewrote our port, the camera redirects media to where the punch came from.
+and empty RTP packets (and empty RTCP receiver reports) are sent to the camera's
+``source:server_port`` -- its STUN-mapped address when it is behind a NAT -- so our
+NAT opens towards it and, if our NAT rewrote our port, the camera redirects media to
+where the punch came from.  Punching starts with each SETUP answer (before PLAY, so
+the first IDR after PLAY finds both NATs open) and stops at the first media packet;
+the caller gives up after ``udp_timeout`` (§15 step 4: 5 s) without media.
+Empty-payload RTP packets (the camera's own NAT-opening packet) are not media.
 """
 
 from __future__ import annotations
@@ -143,7 +148,7 @@ class _UdpMedia(DatagramProtocol):
             return
         if self.rtcp:
             self.session.rtcp_in(self.track, data)
-        else:
+        elif len(data) > 12:  # a bare 12-byte header is a punch / NAT opener (§15), not media
             self.session.rtp_in(self.track, data)
 
     async def mapped_address(self, server: tuple[str, int], clock: Any) -> tuple[str, int] | None:
@@ -190,10 +195,12 @@ class UpstreamSession:
         self.closed = False
         self.udp_ports: list[Any] = []
         self._punch: dict[int, tuple[str, int]] = {}
+        self._punch_rtcp: dict[int, tuple[str, int]] = {}
         self._punch_timer: Any = None
         self._keepalive: Any = None
         self.timeout = 60
         self._rtp_protos: dict[int, _UdpMedia] = {}
+        self._rtcp_protos: dict[int, _UdpMedia] = {}
 
     # -- media in
 
@@ -284,8 +291,11 @@ class UpstreamSession:
                     raise PathFailed("SETUP: the camera gave no server_port for RTP over UDP")
                 source = specs[0].source or urlsplit(self.url).hostname or ""
                 self._punch[index] = (source, specs[0].server_port[0])
+                self._punch_rtcp[index] = (source, specs[0].server_port[1])
         if self.session_id is None:
             raise PathFailed("SETUP: no Session")
+        if self.udp and self._punch_timer is None:
+            self._punch_now()  # open our NAT now: media start right after PLAY
 
     async def _udp_transport(self, index: int) -> str:
         rtp_proto, rtcp_proto = _UdpMedia(self, index, False), _UdpMedia(self, index, True)
@@ -296,8 +306,9 @@ class UpstreamSession:
         self.udp_ports.append(rtcp_port)
         host, port_a, port_b = interface, rtp_port.getHost().port, rtcp_port.getHost().port
         if self.stun_server is not None:
-            mapped = await rtp_proto.mapped_address(self.stun_server, self.reactor)
-            mapped_rtcp = await rtcp_proto.mapped_address(self.stun_server, self.reactor) if mapped else None
+            mapped, mapped_rtcp = await defer.gatherResults([
+                defer.Deferred.fromCoroutine(rtp_proto.mapped_address(self.stun_server, self.reactor)),
+                defer.Deferred.fromCoroutine(rtcp_proto.mapped_address(self.stun_server, self.reactor))])
             if mapped is not None:
                 host, port_a = mapped
                 port_b = mapped_rtcp[1] if mapped_rtcp is not None else port_a + 1
@@ -305,12 +316,13 @@ class UpstreamSession:
                 log.info("upstream {url}: no STUN answer from {server}; offering the local address",
                          url=redact(self.url), server=self.stun_server)
         self._rtp_protos[index] = rtp_proto
+        self._rtcp_protos[index] = rtcp_proto
         return f"RTP/AVP;unicast;destination={host};client_port={port_a}-{port_b};mode=play"
 
     async def play(self, headers: list[tuple[str, str]] | None = None) -> RtspResponse:
         self.started_at = time.monotonic()
         response = await self._ask("PLAY", _aggregate(self.url), headers)
-        if self.udp:
+        if self.udp and self._punch_timer is None:
             self._punch_now()
         if self._keepalive is None:
             self._keepalive = self.reactor.callLater(self.timeout / 2, self._keep_alive)
@@ -320,14 +332,19 @@ class UpstreamSession:
         return await self._ask("PAUSE", _aggregate(self.url))
 
     def _punch_now(self) -> None:
-        """§15: empty RTP packets to the camera's media ports, until media flow."""
+        """§15: empty RTP packets (and empty RTCP RRs) to the camera's media ports, until media flow."""
         self._punch_timer = None
         if self.closed or self.first_media.called:
             return
-        for index, address in self._punch.items():
-            proto = self._rtp_protos.get(index)
-            if proto is not None and proto.transport is not None:
-                packet = rtp.rtp_header(96 if index == 0 else 8, secrets.randbelow(65536), 0, 0, False)
+        for protos, targets in ((self._rtp_protos, self._punch), (self._rtcp_protos, self._punch_rtcp)):
+            for index, address in targets.items():
+                proto = protos.get(index)
+                if proto is None or proto.transport is None:
+                    continue
+                if proto.rtcp:
+                    packet = bytes([0x80, 201, 0, 1]) + secrets.token_bytes(4)  # RR without report blocks
+                else:
+                    packet = rtp.rtp_header(96 if index == 0 else 8, secrets.randbelow(65536), 0, 0, False)
                 try:
                     proto.transport.write(packet, address)
                 except OSError:

@@ -28,9 +28,11 @@ most one buffer plus one frame of memory.
 from __future__ import annotations
 
 import collections
+import ipaddress
 import math
 import re
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
@@ -68,6 +70,7 @@ from globaleye.rtsp.message import (
     parse_npt_range,
     parse_transport,
 )
+from globaleye.sim.stun import BindingTransactions
 
 Kind = Literal["live", "playback"]
 #: ``async def verify(kind, dev_id, channel_no, stream_type_or_filename, token) -> bool``.
@@ -84,6 +87,19 @@ AUDIO_PACKET_SAMPLES = 160  # 20 ms of G.711 per RTP packet (RFC 3551 default pt
 #: If the reactor falls this many frames behind (a stall), skip ahead instead of bursting.
 MAX_LATE_FRAMES = 10
 RTCP_INTERVAL = 5.0  # RFC 3550 §6.2 minimum
+#: §15 step 3: how long SETUP may wait for the STUN mapping of its media ports.
+STUN_TIMEOUT = 1.5
+#: §15 step 3: the IP TTL of the packets that open the camera's own NAT towards the client.
+#: Enough to cross the camera's NAT (the shop router is hop 1), too little to reach the
+#: client's NAT: a packet that arrives there before the client has punched is at best
+#: dropped and at worst (a Linux router that accepts it on INPUT) recorded as a flow,
+#: after which that NAT must give the client's punch another port, which our NAT,
+#: open to the first port only, then drops.  So the opener must die on the way.
+NAT_OPEN_TTL = 2
+#: Addresses behind a NAT (RFC 1918, RFC 6598 carrier-grade NAT).  An address outside
+#: them (or loopback) is treated as reachable as it is.
+NAT_RANGES = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                     "100.64.0.0/10"))
 
 log = Logger()
 
@@ -264,6 +280,9 @@ class RtspCamera:
     recording_duration: Callable[[int, str], float | None] | None = None
     on_sessions_changed: Callable[[int], None] | None = None
     audio: bool = True
+    #: §15 step 3: the STUN server the device learns its media ports' NAT mapping from
+    #: (the simulator: the TURN server of REGISTER_RES, which answers Binding); None: no STUN.
+    stun_server: Callable[[], tuple[str, int] | None] | None = None
     sessions: dict[str, RtspSession] = attrs.Factory(dict)
     refusals: collections.Counter[int] = attrs.Factory(collections.Counter)
     plays: int = 0
@@ -323,14 +342,20 @@ class _UdpPort(DatagramProtocol):
 
     noisy = False  # one port pair per UDP track: no start/stop lines in the log
 
-    def __init__(self, track: Track, rtcp: bool) -> None:
+    def __init__(self, track: Track, rtcp: bool, reactor: Any = None) -> None:
         self.track = track
         self.rtcp = rtcp
+        self.stun = BindingTransactions(reactor) if reactor is not None else None
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
+        if self.stun is not None and self.stun.received(data):
+            return  # the answer to our own Binding request (§15 step 3), not the client's
         track = self.track
         track.session.touch()
-        if not rtp.looks_like_rtp(data) or (not self.rtcp and rtp.looks_like_rtcp(data)):
+        if self.rtcp:
+            if not (rtp.looks_like_rtcp(data) or rtp.looks_like_rtp(data)):  # an RR punch is 8 bytes
+                return
+        elif not rtp.looks_like_rtp(data) or rtp.looks_like_rtcp(data):
             return
         host, port = addr[0], addr[1]
         if host not in track.trusted_hosts:
@@ -402,6 +427,35 @@ class Track:
                 self.rtcp_port.write(packet, self.rtcp_dest)
         elif self.rtp_port is not None and self.rtp_dest is not None:
             self.rtp_port.write(packet, self.rtp_dest)
+
+    def open_nat(self) -> None:
+        """§15 step 3: one packet from each media port to the client's, so our NAT lets its punch in.
+
+        An empty RTP packet (an old sequence number, so no player counts it as loss or
+        media) and an empty RTCP receiver report, with an IP TTL of ``NAT_OPEN_TTL``:
+        they open our NAT but die before the client's.  Sent at SETUP, before the
+        client can punch (it needs this SETUP's answer first): the client's punch then
+        arrives through a NAT that has already seen us send to its address and port.
+        """
+        for port, dest, packet in (
+                (self.rtp_port, self.rtp_dest,
+                 rtp.rtp_header(self.payload_type, (self.seq - 1) & 0xFFFF, self.timestamp, self.ssrc, False)),
+                (self.rtcp_port, self.rtcp_dest, bytes([0x80, 201, 0, 1]) + self.ssrc.to_bytes(4, "big"))):
+            if port is None or dest is None:
+                continue
+            sock = getattr(port, "socket", None)
+            try:
+                old_ttl = sock.getsockopt(socket.IPPROTO_IP, socket.IP_TTL) if sock is not None else None
+                if sock is not None:
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, NAT_OPEN_TTL)
+                try:
+                    port.write(packet, dest)
+                finally:
+                    if sock is not None and old_ttl is not None:
+                        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, old_ttl)
+            except OSError as e:
+                log.info("RTSP session {sid}: NAT-opening packet to {dest} failed: {e}",
+                         sid=self.session.id, dest=dest, e=e)
 
     def close(self) -> None:
         for port in (self.rtp_port, self.rtcp_port):
@@ -877,9 +931,26 @@ class RtspCameraProtocol(Protocol):
                 track.rtp_port, track.rtcp_port = self.factory.udp_pair(track, local)
             except Exception as e:
                 raise RtspRefusal(453, f"no UDP ports: {e}") from None
-            reply = TransportSpec("RTP/AVP", destination=dest, source=local, client_port=spec.client_port,
-                                  server_port=(track.rtp_port.getHost().port, track.rtcp_port.getHost().port),
-                                  ssrc=track.ssrc)
+            source, server_port = local, (track.rtp_port.getHost().port, track.rtcp_port.getHost().port)
+            stun_server = camera.stun_server() if camera.stun_server is not None else None
+            media_host = track.rtp_port.getHost().host
+            if media_host in ("0.0.0.0", "::"):
+                media_host = local
+            if stun_server is not None and behind_nat(media_host, dest, peer_host):
+                mapped = await _map_ports(self.factory.reactor, track, stun_server)
+                if self.closed or track.rtp_port is None:
+                    raise RtspRefusal(500, "connection closed during the STUN query")
+                if mapped is not None:
+                    source, server_port = mapped
+                    log.info("RTSP session {sid}: media ports {local} mapped to {ip}:{ports} (STUN {server}, "
+                             "§15 step 3)", sid=session.id, local=f"{local}:{track.rtp_port.getHost().port}",
+                             ip=source, ports=f"{server_port[0]}-{server_port[1]}", server=stun_server)
+                    track.open_nat()
+                else:
+                    log.warn("RTSP session {sid}: no STUN answer from {server}; answering the local address",
+                             sid=session.id, server=stun_server)
+            reply = TransportSpec("RTP/AVP", destination=dest, source=source, client_port=spec.client_port,
+                                  server_port=server_port, ssrc=track.ssrc)
             session.arm_timeout()
         session.tracks[track_index] = track
         return self._reply(request, 200, [("Session", f"{session.id};timeout={int(SESSION_TIMEOUT)}"),
@@ -974,6 +1045,46 @@ class RtspCameraProtocol(Protocol):
         return response
 
 
+def behind_nat(local: str, *client_hosts: str) -> bool:
+    """§15 step 3 applies: our media address is a NAT-private one and the client is outside our network.
+
+    A client on loopback, or itself at a NAT-private address (the shop LAN), reaches
+    our local ports as they are; a client at a public address (through the TURN relay,
+    or UPnP's port forward) needs our NAT mapping, and our NAT opened towards it.
+    """
+    try:
+        ours = ipaddress.ip_address(local)
+    except ValueError:
+        return False
+    if not any(ours in net for net in NAT_RANGES):
+        return False
+    for host in client_hosts:
+        try:
+            theirs = ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        if theirs.is_loopback or any(theirs in net for net in NAT_RANGES):
+            return False
+    return True
+
+
+async def _map_ports(reactor: Any, track: Track, server: tuple[str, int]) -> tuple[str, tuple[int, int]] | None:
+    """The STUN mappings of a track's RTP and RTCP ports, asked from those very sockets, in parallel."""
+    from twisted.internet.defer import gatherResults
+
+    queries = []
+    for port in (track.rtp_port, track.rtcp_port):
+        stun = port.protocol.stun if port is not None else None
+        if stun is None:
+            return None
+        queries.append(Deferred.fromCoroutine(stun.query(port, server, timeout=STUN_TIMEOUT)))
+    rtp_mapped, rtcp_mapped = await gatherResults(queries)
+    if rtp_mapped is None:
+        return None
+    rtcp_port = rtcp_mapped[1] if rtcp_mapped is not None and rtcp_mapped[0] == rtp_mapped[0] else rtp_mapped[1] + 1
+    return rtp_mapped[0], (rtp_mapped[1], rtcp_port)
+
+
 def _parse_scale(value: str) -> float:
     try:
         wanted = float(value.strip())
@@ -1047,9 +1158,9 @@ class RtspCameraFactory(ServerFactory):
     def udp_pair(self, track: Track, local: str) -> tuple[Any, Any]:
         """Two UDP ports (RTP, RTCP) for one track, bound next to the RTSP address."""
         interface = self.udp_interface or local
-        rtp_port = self.reactor.listenUDP(0, _UdpPort(track, False), interface=interface)
+        rtp_port = self.reactor.listenUDP(0, _UdpPort(track, False, self.reactor), interface=interface)
         try:
-            rtcp_port = self.reactor.listenUDP(0, _UdpPort(track, True), interface=interface)
+            rtcp_port = self.reactor.listenUDP(0, _UdpPort(track, True, self.reactor), interface=interface)
         except Exception:
             rtp_port.stopListening()
             raise

@@ -256,6 +256,20 @@ class SimulatedCamera:
         self._keep_relay(response)
         return True
 
+    def stun_server(self) -> tuple[str, int] | None:
+        """§15 step 3: where the camera learns its media ports' NAT mapping.
+
+        REGISTER_RES names no STUN server, but its TURN server is one (every TURN port
+        answers Binding, RFC 5766 §2 / RFC 8656 §3): the one the relay is on, else
+        TurnIP/TurnPort.  None before the first registration.
+        """
+        if self.turn is not None:
+            return self.turn.server
+        registration = self.registration
+        if registration is None or not registration.turn_ip.strip() or not registration.turn_port:
+            return None
+        return registration.turn_ip.strip(), registration.turn_port
+
     # TURN relay (§14) ---------------------------------------------------------------------
 
     def _keep_relay(self, registration: m.RegisterResponse) -> None:

@@ -70,7 +70,7 @@ class Fleet:
             dev_id, platform_verifier(lambda: camera.session if camera.online else None,
                                       timeout=self.timing.request_timeout),
             channel_num=state.channel_num, media=self.media, recording_duration=state_recordings(state),
-            on_sessions_changed=sessions_changed))
+            on_sessions_changed=sessions_changed, stun_server=camera.stun_server))
         self.cameras.append(camera)
         return camera
 

@@ -6,6 +6,12 @@ of the spec's generation speaks classic RFC 3489, so this is a classic Binding
 request (16-byte transaction id, no magic cookie), built and read with txturn's
 codec; the answer's MAPPED-ADDRESS is the camera's public (ip, port) for the UDP
 socket it was sent from.  Retransmitted, bounded in time, never blocking the reactor.
+
+:func:`mapped_address` opens a socket of its own (a one-off probe);
+:class:`BindingTransactions` does the same from a socket that is already in use, such
+as an RTSP session's RTP/RTCP ports (the mapping that matters is the media socket's):
+the socket's protocol hands every datagram to :meth:`BindingTransactions.received`
+first, which takes the STUN answers and leaves the media.
 """
 
 from __future__ import annotations
@@ -36,6 +42,65 @@ class _BindingClient(DatagramProtocol):
             stun.Attr.MAPPED_ADDRESS)
         if mapped is not None:
             self.answer.callback((str(mapped[0]), int(mapped[1])))
+
+
+def is_stun(datagram: bytes) -> bool:
+    """A STUN message starts with two zero bits (RFC 5389 §6); RTP/RTCP start with version 2."""
+    return len(datagram) >= 20 and datagram[0] < 0x40
+
+
+class BindingTransactions:
+    """Binding requests sent from an existing UDP socket, and their answers matched by transaction id."""
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self._waiting: dict[bytes, Deferred[tuple[str, int] | None]] = {}
+
+    def received(self, datagram: bytes) -> bool:
+        """True if *datagram* was STUN (an answer to us or not): the caller must not treat it as media."""
+        if not is_stun(datagram):
+            return False
+        try:
+            message = stun.decode(datagram)
+        except stun.StunDecodeError:
+            return True
+        answer = self._waiting.get(message.transaction_id)
+        if (answer is None or answer.called or message.method != stun.Method.BINDING
+                or message.msg_class != stun.Class.SUCCESS):
+            return True
+        mapped = message.attributes.get(stun.Attr.XOR_MAPPED_ADDRESS) or message.attributes.get(
+            stun.Attr.MAPPED_ADDRESS)
+        if mapped is not None:
+            answer.callback((str(mapped[0]), int(mapped[1])))
+        return True
+
+    async def query(self, transport: Any, server: tuple[str, int], *, timeout: float = 1.5,
+                    interval: float = 0.25) -> tuple[str, int] | None:
+        """The mapping of the socket behind *transport* as *server* sees it; None after *timeout*."""
+        transaction_id = os.urandom(16)  # RFC 3489 (classic): the camera generation's STUN
+        request = stun.encode(stun.Message(stun.Method.BINDING, stun.Class.REQUEST, transaction_id))
+        answer: Deferred[tuple[str, int] | None] = Deferred()
+        self._waiting[transaction_id] = answer
+
+        def send() -> None:
+            try:
+                transport.write(request, server)
+            except (OSError, AttributeError):  # unreachable, or the port closed meanwhile
+                pass
+
+        def give_up() -> None:
+            if not answer.called:
+                answer.callback(None)
+
+        calls = [self.reactor.callLater(index * interval, send) for index in range(max(1, int(timeout / interval)))]
+        timer = self.reactor.callLater(timeout, give_up)
+        try:
+            return await answer
+        finally:
+            self._waiting.pop(transaction_id, None)
+            for call in (*calls, timer):
+                if call.active():
+                    call.cancel()
 
 
 async def mapped_address(reactor: Any, server: tuple[str, int], *, interface: str = "", port: int = 0,

@@ -75,6 +75,9 @@ class CameraViewer:
         return self.facts
 
     def _attach(self, session: UpstreamSession) -> None:
+        # Over UDP the first IDR can arrive before connect_camera returns: the session must be
+        # ours from the first packet, or that picture is lost and the first frame waits a GOP.
+        self.session = session
         description = session.description
         assert description is not None
         self.video_track = description.track("video")

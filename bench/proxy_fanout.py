@@ -1,42 +1,50 @@
-"""Bench: one simulated camera fanned out by the RTSP proxy to N viewers, all in one process.
+"""Bench: one simulated camera fanned out by the RTSP proxy to N viewers, proxy alone on a core.
 
-    python bench/proxy_fanout.py --viewers 10 100 --seconds 5
+    python bench/proxy_fanout.py --viewers 10 100 500 --seconds 5 [--bit-rate 2000000] [--profile out.txt]
 
-For each N: CPU (process time per wall second) and RSS with N viewers versus one,
-per viewer; pictures each viewer skipped; and, for each §15 path forced alone,
-the time from PLAY at the proxy to the first decodable picture (an IDR) sent to a
-viewer.  Viewers are minimal raw RTSP clients (Digest, TCP interleaved) that count
-bytes; camera, platform, proxy and viewers share one reactor and one core, so the
-per-viewer cost is an upper bound of the proxy's own.
+Three kinds of process, all on loopback:
+
+* this one, **the proxy process**: the platform (gateway, HTTP, TURN, ``rtsp`` roles) and
+  the proxy, pinned to CPU 0 (``os.sched_setaffinity``).  Its CPU time and RSS are what
+  the tables report;
+* a **camera process** (``--camera-child``): one simulated camera (main stream 1280x720
+  25 fps, encoded at ``--bit-rate``), pinned to CPU 1;
+* a **viewer process** (``--viewer-child``): N minimal RTSP viewers (Digest, TCP
+  interleaved) on one epoll loop, pinned to CPU 1, that count bytes and the time from
+  sending PLAY to the first media byte.  The proxy process drives it over a pipe (one
+  JSON object a line).
+
+For each N: the proxy process's CPU (process time per wall second) and RSS, per viewer;
+the pictures skipped during the window (the proxy's own per-viewer counters); the
+bytes per second each viewer received against the upstream's rate; then, for each §15
+path forced alone, PLAY → first decodable picture (proxy side: the IDR leaves; viewer
+side: the first media byte arrives).  Everything is bounded: at most 2000 viewers, each
+window ``--seconds`` long, a child that does not answer within 60 s ends the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import json
 import os
+import pstats
+import re
 import resource
+import select
+import socket
+import statistics
 import sys
 import time
 from typing import Any
 
-import attrs
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from twisted.internet import defer, protocol, task  # noqa: E402
-from twisted.internet.task import deferLater  # noqa: E402
-
-from globaleye.config import parse_config  # noqa: E402
-from globaleye.proxy.auth import ha1, md5_hex  # noqa: E402
-from globaleye.proxy.paths import PathSettings  # noqa: E402
-from globaleye.rtsp.message import Headers, RtspParser, RtspRequest, RtspResponse  # noqa: E402
-from globaleye.sim.camera import Timing  # noqa: E402
-from globaleye.sim.fleet import Fleet  # noqa: E402
-from globaleye.store import Account, Binding, Device  # noqa: E402
-from globaleye.store.sqlite import SQLiteStore  # noqa: E402
-from globaleye.tap import PlatformService  # noqa: E402
-
 DEV, MOBILE, PASSWORD = "81300000021", "13300000021", "bench-password"
+SEED = "globaleye-sim"
+MAX_VIEWERS = 2000
+CHILD_TIMEOUT = 60.0
 CONFIG = """
 [globaleye]
 roles = gateway, http, turn, rtsp
@@ -57,52 +65,265 @@ max_viewers = 10000
 """
 
 
-class Viewer(protocol.Protocol):
-    """DESCRIBE (with Digest), SETUP video over TCP, PLAY; then only counts bytes."""
+def pin(cpu: int) -> str:
+    """Pin this process to *cpu* when the machine has it; what was done, for the report."""
+    cpus = list(range(os.cpu_count() or 1))  # not sched_getaffinity: a child inherits its parent's pinning
+    if cpu not in cpus or len(cpus) < 2:
+        return f"not pinned (CPUs {cpus})"
+    os.sched_setaffinity(0, {cpu})
+    return f"CPU {cpu}"
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.parser = RtspParser(max_body=1 << 20)
-        self.waiting: defer.Deferred[RtspResponse] | None = None
-        self.playing = False
-        self.bytes = 0
+
+# --------------------------------------------------------------------------- the viewer process
+
+class RawViewer:
+    """A blocking RTSP handshake (Digest, TCP interleaved, video only), then non-blocking byte counting."""
+
+    def __init__(self, host: str, port: int, path: str) -> None:
+        self.url = f"rtsp://{host}:{port}{path}"
+        self.sock = socket.create_connection((host, port), timeout=10)
         self.cseq = 0
-        self.auth = ""
+        self.auth: tuple[str, str] | None = None
+        self.bytes = 0
+        self.play_sent = 0.0
+        self.first_media: float | None = None
+        self.rest = b""
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        if self.playing:
-            self.bytes += len(data)
-            return
-        for event in self.parser.feed(data):
-            if isinstance(event, RtspResponse) and self.waiting is not None:
-                d, self.waiting = self.waiting, None
-                d.callback(event)
+    def _digest(self, method: str) -> str:
+        from globaleye.proxy.auth import ha1, md5_hex
+        assert self.auth is not None
+        nonce, realm = self.auth
+        response = md5_hex(f"{ha1(MOBILE, realm, PASSWORD)}:{nonce}:{md5_hex(f'{method}:{self.url}')}")
+        return (f'Digest username="{MOBILE}", realm="{realm}", nonce="{nonce}", uri="{self.url}", '
+                f'response="{response}"')
 
-    async def ask(self, method: str, url: str, *headers: tuple[str, str]) -> RtspResponse:
+    def ask(self, method: str, url: str, *headers: str) -> tuple[int, str]:
         self.cseq += 1
-        h = Headers([("CSeq", str(self.cseq)), *headers])
-        if self.auth:
-            nonce, realm = self.auth.split("|")
-            h.add("Authorization", f'Digest username="{MOBILE}", realm="{realm}", nonce="{nonce}", '
-                  f'uri="{url}", response="{md5_hex(ha1(MOBILE, realm, PASSWORD) + ":" + nonce + ":" + md5_hex(method + ":" + url))}"')
+        lines = [f"{method} {url} RTSP/1.0", f"CSeq: {self.cseq}", *headers]
+        if self.auth is not None:
+            lines.append("Authorization: " + self._digest(method))
+        if method == "PLAY":
+            self.play_sent = time.monotonic()
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = self.rest
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("proxy closed the connection")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        text = head.decode("latin-1")
+        m = re.search(r"(?im)^content-length:\s*(\d+)", text)
+        length = int(m.group(1)) if m else 0
+        while len(body) < length:
+            body += self.sock.recv(65536)
+        self.rest = body[length:]
+        return int(text.split()[1]), text
+
+    def start(self) -> None:
+        code, text = self.ask("DESCRIBE", self.url, "Accept: application/sdp")
+        nonce = re.search(r'nonce="([^"]+)"', text)
+        realm = re.search(r'realm="([^"]+)"', text)
+        assert code == 401 and nonce and realm, text
+        self.auth = (nonce.group(1), realm.group(1))
+        code, text = self.ask("DESCRIBE", self.url, "Accept: application/sdp")
+        assert code == 200, text
+        code, text = self.ask("SETUP", self.url + "/trackID=0", "Transport: RTP/AVP/TCP;unicast;interleaved=0-1")
+        assert code == 200, text
+        session = re.search(r"(?im)^session:\s*([^;\r\n]+)", text)
+        assert session, text
+        code, text = self.ask("PLAY", self.url, f"Session: {session.group(1).strip()}", "Range: npt=0.000-")
+        assert code == 200, text
+        if self.rest:
+            self.got(len(self.rest))
+        self.sock.setblocking(False)
+
+    def got(self, n: int) -> None:
+        if self.first_media is None and n:
+            self.first_media = time.monotonic()
+        self.bytes += n
+
+
+def viewer_child(host: str, port: int, path: str) -> None:
+    """Serve the proxy process's commands on stdin; read every viewer socket on one epoll."""
+    where = pin(1)
+    poller = select.epoll()
+    viewers: dict[int, RawViewer] = {}
+    buf = bytearray(256 * 1024)
+    stdin = sys.stdin.buffer.raw  # type: ignore[attr-defined]
+    poller.register(stdin.fileno(), select.EPOLLIN)
+    pending = b""
+
+    def drain(timeout: float) -> bool:
+        """Read what is there; False when stdin closed."""
+        nonlocal pending
+        for fd, _ev in poller.poll(timeout):
+            if fd == stdin.fileno():
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return False
+                pending += chunk
+                continue
+            v = viewers.get(fd)
+            if v is None:
+                continue
+            try:
+                n = v.sock.recv_into(buf)
+            except BlockingIOError:
+                continue
+            except OSError:
+                n = 0
+            if n == 0:
+                poller.unregister(fd)
+                viewers.pop(fd, None)
+                continue
+            v.got(n)
+        return True
+
+    def reply(obj: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    reply({"ready": where})
+    while True:
+        if not drain(0.2):
+            break
+        while b"\n" in pending:
+            line, _, pending = pending.partition(b"\n")
+            command = json.loads(line)
+            if "add" in command:
+                firsts = []
+                added = []
+                for _ in range(min(int(command["add"]), MAX_VIEWERS - len(viewers))):
+                    v = RawViewer(host, port, path)
+                    v.start()
+                    viewers[v.sock.fileno()] = v
+                    poller.register(v.sock.fileno(), select.EPOLLIN)
+                    added.append(v)
+                    drain(0)  # the viewers already playing keep being read during the handshakes
+                deadline = time.monotonic() + 5
+                while any(v.first_media is None for v in added) and time.monotonic() < deadline:
+                    drain(0.01)
+                firsts = [round(1000 * (v.first_media - v.play_sent), 1) for v in added if v.first_media]
+                reply({"added": len(added), "first_media_ms": firsts, "viewers": len(viewers)})
+            elif "stats" in command:
+                reply({"viewers": len(viewers), "bytes": sum(v.bytes for v in viewers.values())})
+            elif "close" in command:
+                for fd, v in list(viewers.items()):
+                    poller.unregister(fd)
+                    v.sock.close()
+                viewers.clear()
+                reply({"closed": True})
+
+
+# --------------------------------------------------------------------------- the camera process
+
+def camera_child(register_url: str, bit_rate: int) -> None:
+    from twisted.internet import defer, task
+
+    from globaleye.media.source import MAIN_SIZE, LoopParams, MediaLibrary, VideoLoop
+    from globaleye.sim.camera import Timing
+    from globaleye.sim.fleet import Fleet
+    from tests.util import http_client
+
+    class Library(MediaLibrary):
+        def main(self) -> VideoLoop:
+            return self.video(LoopParams(*MAIN_SIZE, bit_rate=bit_rate))
+
+    where = pin(1)
+
+    async def run(reactor: Any) -> None:
+        library = Library()
+        fleet = Fleet(reactor, register_url=register_url, timing=Timing(backoff_initial=0.05), http=http_client(),
+                      seed=SEED, media=library)
+        fleet.rtsp.media = library
+        await fleet.prepare()
+        loop = library.main()
+        rate = sum(len(p) for f in loop.frames for p, _ in f.payloads) * 8 / loop.params.seconds
+        camera = fleet.add(DEV)
+        fleet.start()
+        await camera.went_online
+        print(json.dumps({"online": where, "video_payload_bps": rate}), flush=True)
+        done: defer.Deferred[None] = defer.Deferred()
+        reactor.addReader(_StdinClosed(done))
+        await done
+        await fleet.stop()
+
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor)))
+
+
+class _StdinClosed:
+    """A reader on stdin that fires when the parent closes it (the camera process then ends)."""
+
+    def __init__(self, done: Any) -> None:
+        self.done = done
+
+    def fileno(self) -> int:
+        return 0
+
+    def doRead(self) -> None:  # noqa: N802
+        if not os.read(0, 4096) and not self.done.called:
+            from twisted.internet import reactor
+            reactor.removeReader(self)  # type: ignore[attr-defined]
+            self.done.callback(None)
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+        pass
+
+    def logPrefix(self) -> str:  # noqa: N802
+        return "stdin"
+
+
+# --------------------------------------------------------------------------- the proxy process
+
+class Child:
+    """A child process spoken to in JSON lines, each answer awaited with a time limit."""
+
+    def __init__(self, reactor: Any, args: list[str]) -> None:
+        from twisted.internet import protocol
+
+        child = self
+        self.reactor = reactor
+        self.lines: list[dict[str, Any]] = []
+        self.waiting: Any = None
+        self.buf = b""
+
+        class P(protocol.ProcessProtocol):
+            def outReceived(self, data: bytes) -> None:  # noqa: N802
+                child.buf += data
+                while b"\n" in child.buf:
+                    line, _, child.buf = child.buf.partition(b"\n")
+                    if line.startswith(b"{"):
+                        child.lines.append(json.loads(line))
+                child._wake()
+
+            def errReceived(self, data: bytes) -> None:  # noqa: N802
+                sys.stderr.write(data.decode(errors="replace"))
+
+        self.protocol = P()
+        self.process = reactor.spawnProcess(self.protocol, sys.executable, [sys.executable, *args],
+                                            env=dict(os.environ), childFDs={0: "w", 1: "r", 2: "r"})
+
+    def _wake(self) -> None:
+        if self.lines and self.waiting is not None:
+            d, self.waiting = self.waiting, None
+            d.callback(self.lines.pop(0))
+
+    async def answer(self, command: dict[str, Any] | None = None) -> dict[str, Any]:
+        from twisted.internet import defer
+        if command is not None:
+            self.process.writeToChild(0, (json.dumps(command) + "\n").encode())
         self.waiting = defer.Deferred()
         d = self.waiting
-        self.transport.write(RtspRequest(method, url, h).encode())
-        return await d
+        self._wake()
+        d.addTimeout(CHILD_TIMEOUT, self.reactor)
+        return await d  # type: ignore[no-any-return]
 
-    async def play(self) -> None:
-        import re
-        r = await self.ask("DESCRIBE", self.url)
-        challenge = r.headers.get("WWW-Authenticate") or ""
-        self.auth = (re.search(r'nonce="([^"]+)"', challenge).group(1) + "|"  # type: ignore[union-attr]
-                     + re.search(r'realm="([^"]+)"', challenge).group(1))  # type: ignore[union-attr]
-        r = await self.ask("DESCRIBE", self.url)
-        assert r.code == 200, r
-        r = await self.ask("SETUP", self.url + "/trackID=0", ("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1"))
-        session = (r.headers.get("Session") or "").split(";")[0]
-        r = await self.ask("PLAY", self.url, ("Session", session))
-        assert r.code == 200, r
-        self.playing = True
+    def close(self) -> None:
+        try:
+            self.process.closeStdin()
+        except Exception:
+            pass
 
 
 def usage() -> tuple[float, float]:
@@ -113,87 +334,142 @@ def usage() -> tuple[float, float]:
 
 
 async def bench(reactor: Any, args: argparse.Namespace) -> None:
+    import attrs
+    from twisted.internet.task import deferLater
+
+    from globaleye.config import parse_config
+    from globaleye.proxy.paths import PathSettings
+    from globaleye.sim.camera import device_key
+    from globaleye.store import Account, Binding, Device
+    from globaleye.store.sqlite import SQLiteStore
+    from globaleye.tap import PlatformService
+
+    where = pin(0)
     platform = PlatformService(parse_config(CONFIG), SQLiteStore(":memory:"), reactor)
     platform.startService()
     turn_port = platform.turn.addresses["udp"][1] if platform.turn is not None else 0
     platform.mcu_api.settings = attrs.evolve(platform.mcu_api.settings, stun_host="127.0.0.1", stun_port=turn_port)
-    from tests.util import http_client
-    fleet = Fleet(reactor, register_url=f"http://127.0.0.1:{platform.port_of('http')}/register",
-                  timing=Timing(backoff_initial=0.05), http=http_client())
-    await fleet.prepare()
-    camera = fleet.add(DEV)
     now = reactor.seconds()
     await platform.store.create_account(Account(MOBILE, await platform.accounts.hash_password(PASSWORD), now, now))
-    await platform.store.enroll_device(Device(dev_id=DEV, dev_key=camera.state.dev_key))
+    await platform.store.enroll_device(Device(dev_id=DEV, dev_key=device_key(SEED, DEV)))
     await platform.store.bind_device(Binding(MOBILE, DEV, 0, DEV, now), 10)
-    fleet.start()
-    await camera.went_online
     await platform.accounts.login(MOBILE, PASSWORD, "1.0", "bench")
+    me = os.path.abspath(__file__)
+    camera = Child(reactor, [me, "--camera-child", f"http://127.0.0.1:{platform.port_of('http')}/register",
+                             "--bit-rate", str(args.bit_rate)])
+    online = await camera.answer()
     while not (platform.gateway.live.get(DEV) and platform.gateway.live[DEV].addresses.rtsp_turn_relay_port):
         await deferLater(reactor, 0.1, lambda: None)
     factory = platform.rtsp_proxy.factory  # type: ignore[union-attr]
     port = platform.port_of("rtsp")
-    url = f"rtsp://127.0.0.1:{port}/live/{DEV}/0/1"
-    endpoint_factory = protocol.ClientCreator(reactor, Viewer, url)
+    viewers = Child(reactor, [me, "--viewer-child", str(port), f"/live/{DEV}/0/1"])
+    ready = await viewers.answer()
+    print(f"proxy process: {where}; camera process: {online['online']}; viewer process: {ready['ready']}; "
+          f"main stream 1280x720 25 fps, video payload {online['video_payload_bps'] / 1e6:.2f} Mbit/s "
+          f"(--bit-rate {args.bit_rate})")
+    print()
 
-    async def viewers(n: int) -> list[Viewer]:
-        out = [await endpoint_factory.connectTCP("127.0.0.1", port) for _ in range(n)]
-        await defer.gatherResults([defer.Deferred.fromCoroutine(v.play()) for v in out])
-        return out
+    def upstream_bytes() -> int:
+        hub = factory.hubs.get((DEV, 0, 1))
+        return hub.upstream.bytes if hub is not None and hub.upstream is not None else 0
 
-    print("| viewers | CPU % (process) | CPU % per extra viewer | RSS MB | RSS KB per extra viewer "
-          "| bytes/s per viewer | pictures skipped |")
-    print("|---|---|---|---|---|---|---|")
-    base = await viewers(1)
-    await deferLater(reactor, 1.0, lambda: None)
-    cpu0, rss0 = usage()
-    t0 = time.monotonic()
-    await deferLater(reactor, args.seconds, lambda: None)
-    cpu1, rss1 = usage()
-    one = 100 * (cpu1 - cpu0) / (time.monotonic() - t0)
-    print(f"| 1 | {one:.1f} | – | {rss1:.0f} | – | – | 0 |")
-    for n in args.viewers:
-        more = await viewers(n - 1)
-        await deferLater(reactor, 1.0, lambda: None)
-        b0 = sum(v.bytes for v in more)
+    def dropped() -> int:
+        return sum(s.viewer.frames_dropped for s in factory.sessions.values() if s.viewer is not None)
+
+    async def window() -> dict[str, float]:
         cpu0, _ = usage()
+        up0, drop0 = upstream_bytes(), dropped()
+        got0 = (await viewers.answer({"stats": 1}))["bytes"]
         t0 = time.monotonic()
         await deferLater(reactor, args.seconds, lambda: None)
-        cpu1, rss = usage()
+        stats = await viewers.answer({"stats": 1})
         wall = time.monotonic() - t0
-        cpu = 100 * (cpu1 - cpu0) / wall
-        rate = (sum(v.bytes for v in more) - b0) / wall / max(1, len(more))
-        skipped = sum(s.viewer.frames_dropped for s in factory.sessions.values() if s.viewer is not None)
-        print(f"| {n} | {cpu:.1f} | {(cpu - one) / max(1, n - 1):.2f} | {rss:.0f} | "
-              f"{1000 * (rss - rss1) / max(1, n - 1):.0f} | {rate / 1000:.0f} kB | {skipped} |")
-        for v in more:
-            v.transport.loseConnection()
+        cpu1, rss = usage()
+        return {"cpu": 100 * (cpu1 - cpu0) / wall, "rss": rss, "up": (upstream_bytes() - up0) / wall,
+                "down": (stats["bytes"] - got0) / wall / max(1, stats["viewers"]), "dropped": dropped() - drop0,
+                "viewers": stats["viewers"]}
+
+    print("| viewers | proxy CPU % | CPU % per viewer | RSS MB | RSS KB per extra viewer | upstream kB/s "
+          "| bytes/s per viewer | per viewer / upstream | pictures skipped (window) | PLAY → first media byte, "
+          "viewer side, median / max (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    first = await viewers.answer({"add": 1})
+    await deferLater(reactor, 1.0, lambda: None)
+    base = await window()
+    print(f"| 1 | {base['cpu']:.1f} | {base['cpu']:.2f} | {base['rss']:.0f} | – | {base['up'] / 1e3:.0f} | "
+          f"{base['down'] / 1e3:.0f} kB | {base['down'] / max(1, base['up']):.2f} | {base['dropped']} | "
+          f"{_ms(first['first_media_ms'])} |")
+    profile: cProfile.Profile | None = None
+    for n in args.viewers:
+        n = min(n, MAX_VIEWERS)
+        added = await viewers.answer({"add": n - 1})
+        await deferLater(reactor, 1.0, lambda: None)
+        if args.profile and n == max(args.viewers):
+            profile = cProfile.Profile()
+            profile.enable()
+        w = await window()
+        if profile is not None:
+            profile.disable()
+        print(f"| {w['viewers']} | {w['cpu']:.1f} | {w['cpu'] / w['viewers']:.3f} | {w['rss']:.0f} | "
+              f"{1000 * (w['rss'] - base['rss']) / max(1, w['viewers'] - 1):.0f} | {w['up'] / 1e3:.0f} | "
+              f"{w['down'] / 1e3:.0f} kB | {w['down'] / max(1, w['up']):.2f} | {w['dropped']} | "
+              f"{_ms(added['first_media_ms'])} |", flush=True)
+        await viewers.answer({"close": 1})
         await deferLater(reactor, 0.5, lambda: None)
-    for v in base:
-        v.transport.loseConnection()
+        first = await viewers.answer({"add": 1})
+        await deferLater(reactor, 0.5, lambda: None)
+        base = {**base, "rss": usage()[1]}
+    await viewers.answer({"close": 1})
+    if profile is not None:
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(30)
+        with open(args.profile, "w") as f:
+            f.write(out.getvalue())
     print()
-    print("| path | PLAY → first IDR at the viewer (ms) | path selection (ms) |")
-    print("|---|---|---|")
+    print("| path | PLAY → first IDR sent (proxy side, ms) | PLAY → first media byte (viewer side, ms) "
+          "| path selection (ms) |")
+    print("|---|---|---|---|")
     for path in ("local", "turn-udp", "turn-tcp"):
-        await deferLater(reactor, 0.5, lambda: None)  # linger over: the next viewer selects a path again
+        await deferLater(reactor, 0.6, lambda: None)  # linger over: the next viewer selects a path again
         factory.paths = PathSettings(connect_timeout=2, udp_timeout=5, media_timeout=5, paths=(path,))
         started = time.monotonic()
-        v = (await viewers(1))[0]
+        added = await viewers.answer({"add": 1})
         selected = (time.monotonic() - started) * 1000
-        while not [s for s in factory.sessions.values() if s.viewer and s.viewer.first_frame_after is not None]:
-            await deferLater(reactor, 0.005, lambda: None)
-        first = [s.viewer.stats()["first_frame_ms"] for s in factory.sessions.values() if s.viewer][0]
-        print(f"| {path} | {first} | {selected:.0f} |")
-        v.transport.loseConnection()
-    await fleet.stop()
+        sessions = [s for s in factory.sessions.values() if s.viewer and s.viewer.first_frame_after is not None]
+        hub = factory.hubs.get((DEV, 0, 1))
+        chosen = hub.upstream.path if hub is not None and hub.upstream is not None else "?"
+        firsts = [s.viewer.stats()["first_frame_ms"] for s in sessions]
+        print(f"| {path} ({chosen}) | {firsts[0] if firsts else '–'} | {_ms(added['first_media_ms'])} "
+              f"| {selected:.0f} |", flush=True)
+        await viewers.answer({"close": 1})
+    viewers.close()
+    camera.close()
+    await deferLater(reactor, 0.5, lambda: None)
     await platform.stopService()
+
+
+def _ms(values: list[float]) -> str:
+    if not values:
+        return "–"
+    return f"{statistics.median(values):.0f} / {max(values):.0f}"
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--viewers", type=int, nargs="+", default=[10, 100])
+    p.add_argument("--viewers", type=int, nargs="+", default=[10, 100, 500])
     p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--bit-rate", type=int, default=2_000_000, help="main stream's encoder bit rate (bit/s)")
+    p.add_argument("--profile", help="cProfile the proxy process during the largest window; write the top here")
+    p.add_argument("--camera-child", metavar="REGISTER_URL")
+    p.add_argument("--viewer-child", nargs=2, metavar=("PORT", "PATH"))
     args = p.parse_args()
+    if args.camera_child:
+        camera_child(args.camera_child, args.bit_rate)
+        return
+    if args.viewer_child:
+        viewer_child("127.0.0.1", int(args.viewer_child[0]), args.viewer_child[1])
+        return
+    from twisted.internet import defer, task
     task.react(lambda reactor: defer.Deferred.fromCoroutine(bench(reactor, args)))
 
 

@@ -19,7 +19,15 @@ from twisted.logger import Logger
 from globaleye.clock import protocol_time
 from globaleye.gateway.service import DEV_ID
 from globaleye.protocol import messages as m
-from globaleye.store import Device, GroupDevice, Store
+from globaleye.store import (
+    DEVICE_BAD_KEY,
+    DEVICE_OK,
+    DEVICE_TOO_SOON,
+    DEVICE_UNKNOWN,
+    Device,
+    GroupDevice,
+    Store,
+)
 
 # REGISTER_RES Result codes (§7.2.1).
 REG_OK, REG_UNKNOWN_DEVICE, REG_BAD_KEY, REG_BAD_FIRMWARE, REG_OTHER = 0, 1, 2, 3, 255
@@ -68,34 +76,40 @@ class Registrar:
 
         if not DEV_ID.match(dev_id):
             return refuse(REG_UNKNOWN_DEVICE, "DevID is not 11 digits")
-        device = await self.store.get_device(dev_id)
-        if device is None:
-            if self.settings.enrollment != "open":
-                return refuse(REG_UNKNOWN_DEVICE, "unknown device (enrollment is closed)")
-            if dev_id[:3] not in self.settings.vendors:
-                return refuse(REG_UNKNOWN_DEVICE, f"vendor code {dev_id[:3]} is not accepted")
-            if not key:
-                return refuse(REG_BAD_KEY, "empty DevKey")
-            if request.manufacturer_no.strip() and request.manufacturer_no.strip() != dev_id[:3]:
-                self.log.warn("device {dev_id} from {peer} reports ManufacturerNo {no} unlike its DevID",
-                              dev_id=dev_id, peer=peer, no=request.manufacturer_no)
+        # The enrollment policy is decided before the store is asked, so that lookup, enrollment,
+        # key check, the 5-minute rule and the registration record are one store call (one
+        # transaction): half a registration cannot be left behind, and a new camera costs one
+        # round trip on the store's thread instead of four.
+        candidate: Device | None = None
+        if self.settings.enrollment != "open":
+            unknown = (REG_UNKNOWN_DEVICE, "unknown device (enrollment is closed)")
+        elif dev_id[:3] not in self.settings.vendors:
+            unknown = (REG_UNKNOWN_DEVICE, f"vendor code {dev_id[:3]} is not accepted")
+        elif not key:
+            unknown = (REG_BAD_KEY, "empty DevKey")
+        else:
+            unknown = (REG_OTHER, "device vanished during enrollment")
             candidate = Device(dev_id=dev_id, dev_key=key, manufacturer_no=request.manufacturer_no.strip(),
                                model=request.mode.strip(), dev_type=request.dev_type or 1, source="open",
                                created_at=now)
-            if await self.store.enroll_device(candidate):
-                self.log.info("device {dev_id} ({model}) enrolled from {peer}; its DevKey is pinned",
-                              dev_id=dev_id, model=candidate.model, peer=peer)
-                device = candidate
-            else:  # enrolled by a concurrent registration: its key is the pinned one
-                device = await self.store.get_device(dev_id)
-                if device is None:
-                    return refuse(REG_OTHER, "device vanished during enrollment")
-        if not hmac.compare_digest(device.dev_key.encode(), key.encode()):
+        interval = self.settings.register_interval
+        outcome = await self.store.register_device(dev_id, key, now, interval, candidate)
+        if outcome.outcome == DEVICE_UNKNOWN:
+            return refuse(*unknown)
+        if outcome.outcome == DEVICE_BAD_KEY:
             return refuse(REG_BAD_KEY, "wrong DevKey")
-        if device.registered_at is not None and 0 <= now - device.registered_at < self.settings.register_interval:
-            return refuse(REG_OTHER, f"registered {now - device.registered_at:.0f} s ago; §7.2 requires "
-                                     f"{self.settings.register_interval:g} s between registrations")
-        await self.store.record_registration(dev_id, now)
+        if outcome.outcome == DEVICE_TOO_SOON:
+            assert outcome.device is not None and outcome.device.registered_at is not None
+            return refuse(REG_OTHER, f"registered {now - outcome.device.registered_at:.0f} s ago; §7.2 requires "
+                                     f"{interval:g} s between registrations")
+        if outcome.outcome != DEVICE_OK:
+            return refuse(REG_OTHER, f"store outcome {outcome.outcome!r}")
+        if outcome.enrolled:
+            if request.manufacturer_no.strip() and request.manufacturer_no.strip() != dev_id[:3]:
+                self.log.warn("device {dev_id} from {peer} reports ManufacturerNo {no} unlike its DevID",
+                              dev_id=dev_id, peer=peer, no=request.manufacturer_no)
+            self.log.info("device {dev_id} ({model}) enrolled from {peer}; its DevKey is pinned",
+                          dev_id=dev_id, model=request.mode.strip(), peer=peer)
         s = self.settings
         self.log.info("device {dev_id} registered from {peer}: gateway {host}:{port}",
                       dev_id=dev_id, peer=peer, host=s.gateway_host, port=s.gateway_port)
@@ -142,26 +156,21 @@ class Redirector:
                           dev_id=dev_id, peer=peer)
             return m.RedirectResponse(result=REDIRECT_UNKNOWN, dev_id=dev_id)
         key = request.dev_key.strip()
+        seen = None
         if key:
             now = self.clock.seconds()
-            known = await self.store.note_group_device(GroupDevice(
-                dev_id=dev_id, dev_key=key, manufacturer_no=request.manufacturer_no.strip(), model=request.mode.strip(),
-                dev_type=request.dev_type or 1, source="redirect", first_seen=now, last_seen=now))
-            if not hmac.compare_digest(known.dev_key.encode(), key.encode()):
-                self.log.warn("redirect of {dev_id} from {peer} presents a DevKey other than the one the group "
-                              "pinned at its first redirect", dev_id=dev_id, peer=peer)
-        url = await self._province_url(dev_id) or self.default_province_url
+            seen = GroupDevice(dev_id=dev_id, dev_key=key, manufacturer_no=request.manufacturer_no.strip(),
+                               model=request.mode.strip(), dev_type=request.dev_type or 1, source="redirect",
+                               first_seen=now, last_seen=now)
+        # One store call (one transaction): note the device and find its province.
+        known, url = await self.store.redirect_device(dev_id, seen)
+        if seen is not None and known is not None and not hmac.compare_digest(known.dev_key.encode(), key.encode()):
+            self.log.warn("redirect of {dev_id} from {peer} presents a DevKey other than the one the group "
+                          "pinned at its first redirect", dev_id=dev_id, peer=peer)
+        url = url or self.default_province_url
         if not url:
             self.log.info("redirect of {dev_id} from {peer}: no province has claimed it yet (Result 1)",
                           dev_id=dev_id, peer=peer)
             return m.RedirectResponse(result=REDIRECT_UNKNOWN, dev_id=dev_id)
         self.log.info("redirect of {dev_id} from {peer} to {url}", dev_id=dev_id, peer=peer, url=url)
         return m.RedirectResponse(result=REDIRECT_OK, dev_id=dev_id, lcms_url=url)
-
-    async def _province_url(self, dev_id: str) -> str | None:
-        province = await self.store.get_province_of(dev_id)
-        if province:
-            report = await self.store.get_province_report(province)
-            if report is not None and report.dev_url:
-                return report.dev_url
-        return await self.store.get_province_url(dev_id)

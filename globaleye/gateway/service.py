@@ -14,7 +14,6 @@ or :class:`~globaleye.messaging.SessionLost` rather than ever hanging.
 
 from __future__ import annotations
 
-import hmac
 import re
 from typing import Any
 
@@ -28,7 +27,15 @@ from globaleye.clock import protocol_time
 from globaleye.gateway.session import DeviceSession
 from globaleye.messaging import CommandError
 from globaleye.protocol import messages as m
-from globaleye.store import DeviceAbility, DeviceAddresses, ExceptionRecord, PictureRecord, Store
+from globaleye.store import (
+    DEVICE_OK,
+    DEVICE_UNKNOWN,
+    DeviceAbility,
+    DeviceAddresses,
+    ExceptionRecord,
+    PictureRecord,
+    Store,
+)
 
 DEV_ID = re.compile(r"^[0-9]{11}$")
 
@@ -158,17 +165,17 @@ class Gateway:
         if failed_at is not None and now - failed_at < self.settings.login_retry:
             return refuse(LOGIN_OTHER, f"a failed login {now - failed_at:.0f} s ago; §7.3.3 requires "
                                        f"{self.settings.login_retry:g} s between attempts")
-        device = await self.store.get_device(dev_id)
-        if device is None:
+        addresses = self._addresses(session, request)
+        # The key check and the login record are one store call (one transaction).
+        outcome = await self.store.login_device(dev_id, request.dev_key.strip(), now, request.dev_ver, addresses)
+        if outcome == DEVICE_UNKNOWN:
             self._failed_logins[dev_id] = now
             return refuse(LOGIN_UNKNOWN_DEVICE, "unknown device")
-        if not hmac.compare_digest(device.dev_key.encode(), request.dev_key.strip().encode()):
+        if outcome != DEVICE_OK:
             self._failed_logins[dev_id] = now
             return refuse(LOGIN_BAD_KEY, "wrong DevKey")
         self._failed_logins.pop(dev_id, None)
         self._sweep_failures(now)
-        addresses = self._addresses(session, request)
-        await self.store.record_login(dev_id, now, request.dev_ver, addresses)
         if not session.connected:
             return None, True
         self._go_online(session, dev_id, LiveState(addresses=addresses, dev_ver=request.dev_ver))

@@ -24,6 +24,7 @@ a GOP outgrows the bound.
 from __future__ import annotations
 
 import secrets
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -41,6 +42,11 @@ log = Logger()
 
 #: The most a hub keeps of the current GOP for new viewers (about 16 s of a 1 Mbit/s stream).
 GOP_CACHE_BYTES = 2 * 1024 * 1024
+
+
+_U32 = struct.Struct("!I")
+#: "$", channel, length, then the RTP header's first two bytes, sequence number, timestamp, SSRC.
+_INTERLEAVED_RTP = struct.Struct("!BBHBBHII")
 
 
 class Sink(Protocol):
@@ -77,6 +83,11 @@ class ViewerStream:
         self.started_at = time.monotonic()
         self.first_frame_after: float | None = None
         self.replaying = False
+        #: TCP fast path, set by the server: the interleaved RTP channel of each track and the
+        #: transport's write.  Then one struct.pack makes the viewer's header and the "$"
+        #: framing together and the packet goes straight to the transport (see _out).
+        self.channels: dict[int, int] = {}
+        self.write: Callable[[bytes], None] | None = None
 
     def _blocked(self) -> bool:
         # A GOP replay goes out whole: it is bounded (GOP_CACHE_BYTES), and cutting it at the
@@ -93,10 +104,18 @@ class ViewerStream:
             self.replaying = False
 
     def _out(self, track: int, data: bytes) -> None:
-        packet = h264.rewrite_rtp(data, self.seq[track], self.ts_offset[track], self.ssrc[track])
-        self.seq[track] = (self.seq[track] + 1) & 0xFFFF
+        seq = self.seq[track]
+        self.seq[track] = (seq + 1) & 0xFFFF
         self.packets_sent += 1
-        self.sink.send_rtp(track, packet)
+        channel = self.channels.get(track)
+        if channel is not None and self.write is not None and len(data) <= 0xFFFF:
+            # The per-packet, per-viewer cost of a fan-out (docs/performance.md): h264.rewrite_rtp
+            # and rtsp.message.encode_interleaved in one pack and one write.
+            ts = (_U32.unpack_from(data, 4)[0] + self.ts_offset[track]) & 0xFFFFFFFF
+            self.write(_INTERLEAVED_RTP.pack(0x24, channel, len(data), data[0], data[1], seq, ts, self.ssrc[track])
+                       + data[12:])
+            return
+        self.sink.send_rtp(track, h264.rewrite_rtp(data, seq, self.ts_offset[track], self.ssrc[track]))
 
     def rtp(self, track: int, data: bytes, timestamp: int, payload_offset: int, picture_start: bool) -> None:
         if track not in self.tracks:

@@ -254,6 +254,9 @@ class RtspProxyProtocol(Protocol):
     def drop(self, reason: str) -> None:
         if not self.closed:
             self.closed = True
+            for session in self.sessions.values():
+                if session.viewer is not None:
+                    session.viewer.write = None  # no more media into a connection being closed
             self.transport.abortConnection() if self.paused else self.transport.loseConnection()
 
     # -- input
@@ -506,6 +509,9 @@ class RtspProxyProtocol(Protocol):
             assert session.description is not None
             session.viewer = ViewerStream(session, session.description, session.target.label)
             session.viewer.tracks = set(session.interleaved) | set(session.udp)
+            if session.interleaved and not session.udp and self.transport is not None:
+                session.viewer.channels = {track: rtp for track, (rtp, _rtcp) in session.interleaved.items()}
+                session.viewer.write = self.transport.write
         return session.viewer
 
     def _rtp_info(self, session: ProxySession, viewer: ViewerStream) -> str:

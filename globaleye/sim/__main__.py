@@ -15,7 +15,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import treq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall, deferLater, react
 from twisted.logger import (
@@ -26,9 +25,8 @@ from twisted.logger import (
     globalLogBeginner,
     textFileLogObserver,
 )
-from twisted.web.client import Agent, HTTPConnectionPool
 
-from globaleye.sim.camera import Timing
+from globaleye.sim.camera import Timing, http_client
 from globaleye.sim.fleet import Fleet
 from globaleye.sim.upnp import UpnpSettings
 
@@ -62,7 +60,7 @@ async def simulate(reactor: Any, args: argparse.Namespace) -> None:
     if not (args.register or args.redirect):
         args.register = "http://127.0.0.1:8080/register"
     first = int(args.first_id)
-    http = treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
+    http = http_client(reactor)
     fleet = Fleet(reactor, register_url=args.register, redirect_url=args.redirect, seed=args.seed,
                   interface=args.interface, rtsp_port=args.rtsp_port, timing=Timing(heartbeat_interval=args.heartbeat),
                   relay=not args.no_relay, http=http,

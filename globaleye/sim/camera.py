@@ -18,16 +18,18 @@ import random
 from typing import Any
 
 import attrs
-import treq
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.abstract import isIPAddress
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import URI, Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
+from zope.interface import implementer
 
 from globaleye.messaging import CommandError, MessageProtocol
 from globaleye.protocol import messages as m
@@ -61,6 +63,101 @@ class Timing:
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
     turn_failover: float = 30.0
+
+
+@implementer(IAgentEndpointFactory)
+class _LiteralEndpoints:
+    """Connect ``http://<IPv4 literal>`` URLs with a plain TCP4ClientEndpoint.
+
+    Agent's default is a HostnameEndpoint for every URL: a getaddrinfo on the reactor's
+    thread pool, a LoopingCall of connection attempts and a class built per connection.
+    At 1,000 new cameras a second that machinery was about a third of the simulator's CPU
+    (docs/performance.md); registration URLs are IP literals, so it buys nothing there.
+    Names and https keep Agent's usual path.
+    """
+
+    def __init__(self, reactor: Any, timeout: float = 10.0) -> None:
+        self.reactor = reactor
+        self.timeout = timeout
+        self.tls = BrowserLikePolicyForHTTPS()
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        host = uri.host.decode("ascii")
+        if uri.scheme == b"http" and isIPAddress(host):
+            return TCP4ClientEndpoint(self.reactor, host, uri.port, timeout=self.timeout)
+        endpoint = HostnameEndpoint(self.reactor, host, uri.port, timeout=self.timeout)
+        if uri.scheme == b"https":
+            from twisted.internet.endpoints import wrapClientTLS
+
+            return wrapClientTLS(self.tls.creatorForNetloc(uri.host, uri.port), endpoint)
+        return endpoint
+
+
+@implementer(IBodyProducer)
+class _Body:
+    """A request body written at once (Agent's FileBodyProducer runs a Cooperator task per request)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer: Any) -> Deferred[None]:
+        consumer.write(self.data)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+@attrs.frozen
+class HTTPAnswer:
+    code: int
+    body: bytes
+
+    async def content(self) -> bytes:
+        return self.body
+
+
+class CameraHTTP:
+    """The few HTTP calls a camera makes (§5 redirect, §7.2 register), on a bare Agent.
+
+    The same ``post``/``get`` and ``code``/``content()`` as treq, which tests may pass
+    instead, without treq's cookie, redirect and decoding layers: at 1,000 new cameras a
+    second the simulator's own HTTP stack was its largest cost (docs/performance.md).
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        pool = HTTPConnectionPool(reactor)
+        # Redirect and registration of thousands of cameras go to one or two hosts: keep enough
+        # idle connections for them to be reused instead of a connect and a close per request.
+        pool.maxPersistentPerHost = 32
+        self.agent = Agent.usingEndpointFactory(reactor, _LiteralEndpoints(reactor), pool=pool)
+
+    def post(self, url: str, data: bytes, headers: Headers | None = None, timeout: float = 10.0) -> Deferred[HTTPAnswer]:
+        return self._request(b"POST", url, headers, _Body(data), timeout)
+
+    def get(self, url: str, headers: Headers | None = None, timeout: float = 10.0) -> Deferred[HTTPAnswer]:
+        return self._request(b"GET", url, headers, None, timeout)
+
+    def _request(self, method: bytes, url: str, headers: Headers | None, body: _Body | None,
+                 timeout: float) -> Deferred[HTTPAnswer]:
+        async def call() -> HTTPAnswer:
+            response = await self.agent.request(method, url.encode("ascii"), headers, body)
+            return HTTPAnswer(response.code, await readBody(response))
+
+        return Deferred.fromCoroutine(call()).addTimeout(timeout, self.reactor)
+
+
+def http_client(reactor: Any) -> CameraHTTP:
+    """The HTTP client of the simulated cameras (one per fleet)."""
+    return CameraHTTP(reactor)
 
 
 class CameraSession(MessageProtocol):
@@ -103,7 +200,7 @@ class SimulatedCamera:
 
     def __init__(self, state: CameraState, reactor: Any, *, register_url: str = "", redirect_url: str = "",
                  timing: Timing | None = None, rng: random.Random | None = None,
-                 http: treq.client.HTTPClient | None = None, relay_factory: Factory[Any] | None = None,
+                 http: Any = None, relay_factory: Factory[Any] | None = None,
                  upnp: CameraPortMapping | None = None) -> None:
         self.state = state
         self.reactor = reactor
@@ -112,7 +209,7 @@ class SimulatedCamera:
         self.redirect_url = redirect_url
         self.timing = timing or Timing()
         self.rng = rng or random.Random()
-        self.http = http or treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
+        self.http = http or http_client(reactor)
         self.registration: m.RegisterResponse | None = None
         self.registered_at: float | None = None
         self.session: CameraSession | None = None

@@ -193,6 +193,19 @@ class OutboxItem:
     id: int | None = None
 
 
+#: Outcomes of :meth:`Store.register_device` and :meth:`Store.login_device`.
+DEVICE_OK, DEVICE_UNKNOWN, DEVICE_BAD_KEY, DEVICE_TOO_SOON = "ok", "unknown", "bad-key", "too-soon"
+
+
+@attrs.frozen
+class RegistrationOutcome:
+    """What :meth:`Store.register_device` decided, in the same transaction as its writes."""
+
+    outcome: str  # DEVICE_OK, DEVICE_UNKNOWN, DEVICE_BAD_KEY or DEVICE_TOO_SOON
+    device: Device | None = None  # the device as it was before this registration (None: unknown)
+    enrolled: bool = False  # the candidate was inserted by this call
+
+
 #: Outcomes of :meth:`Store.open_subscriber` and :meth:`Store.share_device`.
 OPEN_OK, OPEN_OTHER_PROVINCE = "ok", "other-province"
 SHARE_OK, SHARE_NOT_OWNER, SHARE_NO_ACCOUNT, SHARE_SELF = "ok", "not-owner", "no-account", "self"
@@ -219,7 +232,21 @@ class Store(Protocol):
 
     async def record_registration(self, dev_id: str, when: float) -> None: ...
 
+    async def register_device(self, dev_id: str, dev_key: str, when: float, interval: float,
+                              candidate: Device | None = None) -> RegistrationOutcome:
+        """§7.2 in one transaction: look *dev_id* up, enrol *candidate* if it is unknown (None: do not
+        enrol), check the pinned DevKey and the *interval* since the last registration, and record
+        the registration at *when*.  Nothing is written unless the outcome is DEVICE_OK, and a failure
+        part-way writes nothing (no device enrolled without its registration, or the reverse)."""
+        ...
+
     async def record_login(self, dev_id: str, when: float, dev_ver: str, addresses: DeviceAddresses) -> None: ...
+
+    async def login_device(self, dev_id: str, dev_key: str, when: float, dev_ver: str,
+                           addresses: DeviceAddresses) -> str:
+        """§7.3.3 in one transaction: check the device and its DevKey and, when they are right, record
+        the login and the addresses.  DEVICE_OK, DEVICE_UNKNOWN or DEVICE_BAD_KEY (nothing written)."""
+        ...
 
     async def update_addresses(self, dev_id: str, addresses: DeviceAddresses) -> None: ...
 
@@ -267,6 +294,12 @@ class Store(Protocol):
         ...
 
     async def import_group_devices(self, devices: Sequence[GroupDevice]) -> int: ...
+
+    async def redirect_device(self, dev_id: str, seen: GroupDevice | None) -> tuple[GroupDevice | None, str | None]:
+        """§5 in one transaction: note *seen* as :meth:`note_group_device` does (None: note nothing) and
+        return the group's record of the device and its registration URL: the DevUrl of the latest
+        §6.1 report of the province that claimed it, else the URL it was assigned (None: neither)."""
+        ...
 
     async def save_province_report(self, report: ProvinceReport) -> None: ...
 

@@ -177,6 +177,13 @@ def configure(connection: sqlite3.Connection) -> None:
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute("PRAGMA busy_timeout=5000")
+    # Durability is WAL + synchronous=NORMAL: a committed transaction survives a crash of the
+    # process; a power cut may lose the last few, never half of one.  The page cache (default
+    # 2 MiB) holds the hot device rows of about 100,000 cameras at 32 MiB; reads of pages not in
+    # it go through a 256 MiB memory map instead of read() system calls.
+    connection.execute("PRAGMA cache_size=-32768")
+    connection.execute("PRAGMA mmap_size=268435456")
+    connection.execute("PRAGMA temp_store=MEMORY")
 
 
 def migrate(connection: sqlite3.Connection) -> tuple[int, int]:

@@ -8,6 +8,7 @@ WAL mode lets the operator CLI read (and import) while the platform runs.
 
 from __future__ import annotations
 
+import hmac
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,10 @@ from globaleye.store import (
     BIND_NO_ACCOUNT,
     BIND_OK,
     BIND_TAKEN,
+    DEVICE_BAD_KEY,
+    DEVICE_OK,
+    DEVICE_TOO_SOON,
+    DEVICE_UNKNOWN,
     OPEN_OK,
     OPEN_OTHER_PROVINCE,
     SHARE_NO_ACCOUNT,
@@ -41,6 +46,7 @@ from globaleye.store import (
     OutboxItem,
     PictureRecord,
     ProvinceReport,
+    RegistrationOutcome,
     Subscriber,
 )
 from globaleye.store.migrations import configure, connect, migrate
@@ -120,16 +126,7 @@ class SQLiteStore:
         return await self._run(write)
 
     async def enroll_device(self, device: Device) -> bool:
-        def write(c: sqlite3.Connection) -> bool:
-            cursor = c.execute(
-                "INSERT INTO devices (dev_id, dev_key, manufacturer_no, model, dev_type, source, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(dev_id) DO NOTHING",
-                (device.dev_id, device.dev_key, device.manufacturer_no, device.model, device.dev_type,
-                 device.source, device.created_at),
-            )
-            return cursor.rowcount == 1
-
-        return await self._run(write)
+        return await self._run(_insert_device, device)
 
     async def delete_device(self, dev_id: str) -> bool:
         def write(c: sqlite3.Connection) -> bool:
@@ -140,6 +137,30 @@ class SQLiteStore:
     async def record_registration(self, dev_id: str, when: float) -> None:
         await self._run(_execute, "UPDATE devices SET registered_at = ? WHERE dev_id = ?", (when, dev_id))
 
+    async def register_device(self, dev_id: str, dev_key: str, when: float, interval: float,
+                              candidate: Device | None = None) -> RegistrationOutcome:
+        def write(c: sqlite3.Connection) -> RegistrationOutcome:
+            # One IMMEDIATE transaction: two registrations of one new camera at once cannot both
+            # enrol it, nor both pass the interval check.
+            with _transaction(c):
+                row = c.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE dev_id = ?", (dev_id,)).fetchone()
+                enrolled = False
+                if row is not None:
+                    device = Device(*row)
+                elif candidate is not None:
+                    _insert_device(c, candidate)
+                    device, enrolled = candidate, True
+                else:
+                    return RegistrationOutcome(DEVICE_UNKNOWN)
+                if not hmac.compare_digest(device.dev_key.encode(), dev_key.encode()):
+                    return RegistrationOutcome(DEVICE_BAD_KEY, device)
+                if device.registered_at is not None and 0 <= when - device.registered_at < interval:
+                    return RegistrationOutcome(DEVICE_TOO_SOON, device)
+                _mark_registered(c, dev_id, when)
+            return RegistrationOutcome(DEVICE_OK, device, enrolled)
+
+        return await self._run(write)
+
     async def record_login(self, dev_id: str, when: float, dev_ver: str, addresses: DeviceAddresses) -> None:
         def write(c: sqlite3.Connection) -> None:
             with _transaction(c):
@@ -147,6 +168,21 @@ class SQLiteStore:
                 _upsert_addresses(c, dev_id, addresses)
 
         await self._run(write)
+
+    async def login_device(self, dev_id: str, dev_key: str, when: float, dev_ver: str,
+                           addresses: DeviceAddresses) -> str:
+        def write(c: sqlite3.Connection) -> str:
+            with _transaction(c):
+                row = c.execute("SELECT dev_key FROM devices WHERE dev_id = ?", (dev_id,)).fetchone()
+                if row is None:
+                    return DEVICE_UNKNOWN
+                if not hmac.compare_digest(str(row[0]).encode(), dev_key.encode()):
+                    return DEVICE_BAD_KEY
+                c.execute("UPDATE devices SET login_at = ?, dev_ver = ? WHERE dev_id = ?", (when, dev_ver, dev_id))
+                _upsert_addresses(c, dev_id, addresses)
+            return DEVICE_OK
+
+        return await self._run(write)
 
     async def update_addresses(self, dev_id: str, addresses: DeviceAddresses) -> None:
         await self._run(_upsert_addresses, dev_id, addresses)
@@ -457,6 +493,25 @@ class SQLiteStore:
 
         return await self._run(write)
 
+    async def redirect_device(self, dev_id: str, seen: GroupDevice | None) -> tuple[GroupDevice | None, str | None]:
+        def write(c: sqlite3.Connection) -> tuple[GroupDevice | None, str | None]:
+            with _transaction(c):
+                if seen is not None:
+                    c.execute(f"INSERT INTO group_devices ({_GROUP_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                              "ON CONFLICT(dev_id) DO UPDATE SET last_seen = excluded.last_seen",
+                              attrs.astuple(seen))
+                row = c.execute(f"SELECT {_GROUP_DEVICE_COLUMNS} FROM group_devices WHERE dev_id = ?",
+                                (dev_id,)).fetchone()
+                # The claiming province's latest DevUrl wins over the URL stored with the claim, so a
+                # province that moves its registration URL takes its cameras along.
+                assignment = c.execute(
+                    "SELECT a.province_url, p.dev_url FROM province_assignments AS a LEFT JOIN group_provinces AS p "
+                    "ON a.province != '' AND p.province = a.province WHERE a.dev_id = ?", (dev_id,)).fetchone()
+            url = (assignment[1] or assignment[0]) if assignment is not None else None
+            return (GroupDevice(*row) if row else None), url
+
+        return await self._run(write)
+
     async def import_group_devices(self, devices: Sequence[GroupDevice]) -> int:
         def write(c: sqlite3.Connection) -> int:
             with _transaction(c):
@@ -576,6 +631,20 @@ class _transaction:
 
 def _digest_columns(digest: DigestSecret | None) -> tuple[str | None, str | None]:
     return (digest.realm, digest.ha1) if digest is not None else (None, None)
+
+
+def _insert_device(c: sqlite3.Connection, device: Device) -> bool:
+    cursor = c.execute(
+        "INSERT INTO devices (dev_id, dev_key, manufacturer_no, model, dev_type, source, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(dev_id) DO NOTHING",
+        (device.dev_id, device.dev_key, device.manufacturer_no, device.model, device.dev_type,
+         device.source, device.created_at),
+    )
+    return cursor.rowcount == 1
+
+
+def _mark_registered(c: sqlite3.Connection, dev_id: str, when: float) -> None:
+    c.execute("UPDATE devices SET registered_at = ? WHERE dev_id = ?", (when, dev_id))
 
 
 def _execute(c: sqlite3.Connection, sql: str, parameters: tuple[Any, ...]) -> None:

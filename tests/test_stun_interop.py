@@ -15,10 +15,11 @@ import sys
 import textwrap
 from typing import Any
 
-import attrs
-from twisted.internet import defer, error, protocol, reactor
+from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
+from tests.util import Result
+from tests.util import run as run_process
 from txturn import stun
 from txturn.stunserver import StunServerConfig, StunService, stun_service
 
@@ -26,63 +27,11 @@ A1 = "127.0.0.1"
 A2 = "127.0.0.2"
 
 
-@attrs.frozen
-class Result:
-    """What a child process left behind."""
-
-    out: str
-    err: str
-    code: int | None
-    timed_out: bool
-
-
-class _Collector(protocol.ProcessProtocol):
-    def __init__(self, done: defer.Deferred[Result]) -> None:
-        self.done = done
-        self.out = b""
-        self.err = b""
-        self.timed_out = False
-
-    def outReceived(self, data: bytes) -> None:  # noqa: N802
-        self.out += data
-
-    def errReceived(self, data: bytes) -> None:  # noqa: N802
-        self.err += data
-
-    def processEnded(self, reason: Any) -> None:  # noqa: N802
-        self.done.callback(
-            Result(
-                self.out.decode(errors="replace"),
-                self.err.decode(errors="replace"),
-                getattr(reason.value, "exitCode", None),
-                self.timed_out,
-            )
-        )
-
-
 def run(executable: str, args: list[str], timeout: float) -> defer.Deferred[Result]:
-    """Spawn ``executable``; SIGKILL it after ``timeout`` seconds (reactor timer)."""
-    done: defer.Deferred[Result] = defer.Deferred()
-    collector = _Collector(done)
+    """tests.util.run, with this interpreter's sys.path for the Python peers (pystun3, aioice)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    process = reactor.spawnProcess(collector, executable, [executable, *args], env=env)
-
-    def kill() -> None:
-        collector.timed_out = True
-        try:
-            process.signalProcess("KILL")
-        except error.ProcessExitedAlready:
-            pass
-
-    timer = reactor.callLater(timeout, kill)
-
-    def cancel(result: Result) -> Result:
-        if timer.active():
-            timer.cancel()
-        return result
-
-    return done.addCallback(cancel)
+    return defer.Deferred.fromCoroutine(run_process(executable, args, timeout=timeout, env=env))
 
 
 def _bindable(host: str) -> bool:

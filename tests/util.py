@@ -54,11 +54,12 @@ class _Collector(protocol.ProcessProtocol):
                                   getattr(reason.value, "exitCode", None), self.timed_out))
 
 
-async def run(executable: str, args: list[str], timeout: float = 20.0) -> Result:
-    """Spawn a player; SIGKILL it after *timeout* seconds (a reactor timer)."""
+async def run(executable: str, args: list[str], timeout: float = 20.0, env: dict[str, str] | None = None) -> Result:
+    """Spawn a real peer (a player, a STUN client…); SIGKILL it after *timeout* seconds (a reactor timer)."""
     done: defer.Deferred[Result] = defer.Deferred()
     collector = _Collector(done)
-    process = reactor.spawnProcess(collector, executable, [executable, *args], env=dict(os.environ))
+    process = reactor.spawnProcess(collector, executable, [executable, *args],
+                                   env=dict(os.environ) if env is None else env)
 
     def kill() -> None:
         collector.timed_out = True

@@ -27,8 +27,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet import interfaces
-from twisted.internet.defer import Deferred
-from twisted.internet.protocol import DatagramProtocol, Protocol, ServerFactory
+from twisted.internet.protocol import DatagramProtocol, ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -41,22 +40,18 @@ from globaleye.proxy.platform import PlatformDirectory, Target, Unavailable
 from globaleye.proxy.sdp import SessionDescription, recording_duration, rewrite_sdp
 from globaleye.proxy.upstream import PathFailed, UpstreamSession
 from globaleye.rtsp.message import (
-    REASONS,
-    Headers,
     InterleavedFrame,
     RtspCodecError,
-    RtspParser,
     RtspRequest,
-    RtspResponse,
     TransportSpec,
     encode_interleaved,
     parse_transport,
 )
+from globaleye.rtsp.serving import RtspServerConnection
 
 PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
 SERVER = "GlobalEye-Proxy/1.0"
 SESSION_TIMEOUT = 60
-MAX_QUEUED_REQUESTS = 8
 VIEWER_SNDBUF = 128 * 1024
 STREAMS = {"1": 1, "main": 1, "2": 2, "sub": 2}
 _TRACK = re.compile(r"/trackID=(\d+)/?$", re.IGNORECASE)
@@ -183,17 +178,13 @@ class ProxySession:
 
 
 @implementer(interfaces.IPushProducer)
-class RtspProxyProtocol(Protocol):
-    transport: Any  # Twisted's ITransport | None is too narrow for TCP/UDP specifics
+class RtspProxyProtocol(RtspServerConnection):
+    log_name = "RTSP proxy"
+    server_name = SERVER
 
     def __init__(self, factory: RtspProxyFactory) -> None:
+        super().__init__()
         self.factory = factory
-        self.parser = RtspParser()
-        self.queue: collections.deque[RtspRequest] = collections.deque()
-        self.busy = False
-        self.closed = False
-        self.paused = False
-        self.peer = "?"
         self.sessions: dict[str, ProxySession] = {}
         self.account: str | None = None
         self._auth_cache: tuple[str, str] | None = None  # (Authorization value, account)
@@ -204,8 +195,7 @@ class RtspProxyProtocol(Protocol):
     # -- connection and flow control
 
     def connectionMade(self) -> None:  # noqa: N802
-        peer = self.transport.getPeer()
-        self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        super().connectionMade()
         self.transport.registerProducer(self, True)
         self.factory.connections.add(self)
         # A fixed send buffer instead of the kernel's autotuned one (up to megabytes): a
@@ -261,60 +251,11 @@ class RtspProxyProtocol(Protocol):
 
     # -- input
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        if self.closed:
-            return
-        try:
-            events = self.parser.feed(data)
-        except RtspCodecError as e:
-            log.warn("RTSP proxy {peer}: refused: unparsable input ({e}); closing", peer=self.peer, e=e)
-            self.factory.refusals[400] += 1
-            self.transport.write(RtspResponse(400, headers=Headers([("CSeq", "0")])).encode())
-            self.drop("unparsable")
-            return
-        for event in events:
-            if isinstance(event, InterleavedFrame):
-                for session in self.sessions.values():
-                    session.touch()
-            elif isinstance(event, RtspRequest):
-                if len(self.queue) >= MAX_QUEUED_REQUESTS:
-                    log.warn("RTSP proxy {peer}: refused: too many pipelined requests; closing", peer=self.peer)
-                    self.drop("pipelining")
-                    return
-                self.queue.append(event)
-        self._pump()
+    def interleaved(self, frame: InterleavedFrame) -> None:
+        for session in self.sessions.values():
+            session.touch()
 
-    def _pump(self) -> None:
-        if self.busy or not self.queue or self.closed:
-            return
-        request = self.queue.popleft()
-        self.busy = True
-        d = Deferred.fromCoroutine(self._handle(request))
-        d.addErrback(self._crashed, request)
-        d.addBoth(self._done)
-
-    def _crashed(self, failure: Failure, request: RtspRequest) -> None:
-        log.failure("RTSP proxy {peer}: {method} crashed", failure, peer=self.peer, method=request.method)
-        self._reply(request, 500)
-
-    def _done(self, _result: object) -> None:
-        self.busy = False
-        self._pump()
-
-    def _reply(self, request: RtspRequest, code: int, headers: list[tuple[str, str]] | None = None,
-               body: bytes = b"", content_type: str = "") -> RtspResponse:
-        h = Headers([("CSeq", request.cseq or "0"), ("Server", SERVER),
-                     ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))])
-        for k, v in headers or []:
-            h.add(k, v)
-        if body and content_type:
-            h.add("Content-Type", content_type)
-        response = RtspResponse(code, REASONS.get(code, ""), h, body)
-        if not self.closed and self.transport is not None:
-            self.transport.write(response.encode())
-        return response
-
-    async def _handle(self, request: RtspRequest) -> None:
+    async def handle(self, request: RtspRequest) -> None:
         try:
             if request.version != "RTSP/1.0":
                 raise Refusal(505, f"version {request.version}")
@@ -330,11 +271,11 @@ class RtspProxyProtocol(Protocol):
                      method=request.method, uri=request.uri, account=self.account or "-", code=r.code,
                      reason=r.reason)
             self.factory.refusals[r.code] += 1
-            self._reply(request, r.code, r.headers)
+            self.reply(request, r.code, r.headers)
         except RtspCodecError as e:
             self.factory.refusals[400] += 1
             log.warn("RTSP proxy {peer}: refused {method}: 400 {e}", peer=self.peer, method=request.method, e=e)
-            self._reply(request, 400)
+            self.reply(request, 400)
 
     # -- authentication and authorisation
 
@@ -383,7 +324,7 @@ class RtspProxyProtocol(Protocol):
     # -- methods
 
     async def do_OPTIONS(self, request: RtspRequest) -> None:  # noqa: N802
-        self._reply(request, 200, [("Public", PUBLIC)])
+        self.reply(request, 200, [("Public", PUBLIC)])
 
     async def do_GET_PARAMETER(self, request: RtspRequest) -> None:  # noqa: N802
         """Keep-alive; with a body naming ``path`` or ``status``, which path feeds this session and why."""
@@ -391,7 +332,7 @@ class RtspProxyProtocol(Protocol):
         headers = [("Session", session.id)] if session is not None else []
         asked = request.body.decode("utf-8", "replace").lower()
         if session is None or not asked.strip():
-            self._reply(request, 200, headers)
+            self.reply(request, 200, headers)
             return
         attempts = session.hub.attempts if session.hub is not None else session.attempts
         path = session.status()["path"]
@@ -399,7 +340,7 @@ class RtspProxyProtocol(Protocol):
                  "attempts: " + "; ".join(f"{a.path}={'ok' if a.ok else 'failed'} ({a.reason})" for a in attempts)]
         if session.viewer is not None:
             lines += [f"{k}: {v}" for k, v in session.viewer.stats().items()]
-        self._reply(request, 200, headers, ("\r\n".join(lines) + "\r\n").encode(), "text/parameters")
+        self.reply(request, 200, headers, ("\r\n".join(lines) + "\r\n").encode(), "text/parameters")
 
     do_SET_PARAMETER = do_GET_PARAMETER  # noqa: N815
 
@@ -410,7 +351,7 @@ class RtspProxyProtocol(Protocol):
         duration = recording_duration(description) if target.kind == "playback" else None
         host = self.transport.getHost().host
         sdp = rewrite_sdp(description, urls, host, f"GlobalEye {target.kind} {target.label}", duration)
-        self._reply(request, 200, [("Content-Base", base + "/")], sdp, "application/sdp")
+        self.reply(request, 200, [("Content-Base", base + "/")], sdp, "application/sdp")
 
     async def _description(self, target: Target, base: str, account: str) -> SessionDescription:
         if target.kind == "live":
@@ -501,7 +442,7 @@ class RtspProxyProtocol(Protocol):
                                   (peer_host, spec.client_port[1]))
             reply = TransportSpec("RTP/AVP", client_port=spec.client_port, source=local,
                                   server_port=(rtp_port.getHost().port, rtcp_port.getHost().port))
-        self._reply(request, 200, [("Session", f"{session.id};timeout={SESSION_TIMEOUT}"),
+        self.reply(request, 200, [("Session", f"{session.id};timeout={SESSION_TIMEOUT}"),
                                    ("Transport", reply.encode())])
 
     def _viewer(self, session: ProxySession) -> ViewerStream:
@@ -534,7 +475,7 @@ class RtspProxyProtocol(Protocol):
                 headers.append(("Scale", "1"))
             headers.append(("RTP-Info", self._rtp_info(session, viewer)))
             viewer.waiting = True
-            self._reply(request, 200, headers)
+            self.reply(request, 200, headers)
             if session.state != "playing":
                 session.hub.add(viewer)
                 log.info("RTSP proxy {peer}: session {sid} plays live {what} via {path} ({n} viewers)",
@@ -558,7 +499,7 @@ class RtspProxyProtocol(Protocol):
         viewers[:] = [viewer]
         headers += [(k, v) for k in ("Range", "Scale") if (v := answer.headers.get(k)) is not None]
         headers.append(("RTP-Info", self._rtp_info(session, viewer)))
-        self._reply(request, 200, headers)
+        self.reply(request, 200, headers)
         session.state = "playing"
         log.info("RTSP proxy {peer}: session {sid} plays {what} via {path} ({range})", peer=self.peer,
                  sid=session.id, what=session.target.label, path=upstream.path,
@@ -584,7 +525,7 @@ class RtspProxyProtocol(Protocol):
             if answer.headers.get("Range"):
                 headers.append(("Range", answer.headers.get("Range") or ""))
         session.state = "paused"
-        self._reply(request, 200, headers)
+        self.reply(request, 200, headers)
 
     async def do_TEARDOWN(self, request: RtspRequest) -> None:  # noqa: N802
         session = self._session(request)
@@ -592,7 +533,7 @@ class RtspProxyProtocol(Protocol):
         session.destroy()
         self.sessions.pop(session.id, None)
         log.info("RTSP proxy {peer}: session {sid} torn down", peer=self.peer, sid=session.id)
-        self._reply(request, 200)
+        self.reply(request, 200)
 
 
 def _no_path(e: NoPath) -> Refusal:

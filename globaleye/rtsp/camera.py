@@ -42,7 +42,7 @@ import attrs
 from twisted.internet import interfaces
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.protocol import DatagramProtocol, Protocol, ServerFactory
+from twisted.internet.protocol import DatagramProtocol, ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -57,11 +57,8 @@ from globaleye.media.source import (
     default_library,
 )
 from globaleye.rtsp.message import (
-    REASONS,
-    Headers,
     InterleavedFrame,
     RtspCodecError,
-    RtspParser,
     RtspRequest,
     RtspResponse,
     TransportSpec,
@@ -70,6 +67,7 @@ from globaleye.rtsp.message import (
     parse_npt_range,
     parse_transport,
 )
+from globaleye.rtsp.serving import RtspServerConnection, redact
 from globaleye.sim.stun import BindingTransactions
 
 Kind = Literal["live", "playback"]
@@ -79,7 +77,6 @@ Verifier = Callable[[Kind, str, int, "int | str", str], Awaitable[bool]]
 
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)  # §10.1 PLAY 4)
 SESSION_TIMEOUT = 60.0
-MAX_QUEUED_REQUESTS = 8
 PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
 VIDEO_TRACK, AUDIO_TRACK = 0, 1
 STREAM_MAIN, STREAM_SUB = 1, 2
@@ -669,26 +666,22 @@ def build_sdp(target: Target, video: VideoLoop, audio: bool, base_url: str, host
 
 
 @implementer(interfaces.IPushProducer)
-class RtspCameraProtocol(Protocol):
+class RtspCameraProtocol(RtspServerConnection):
     """One RTSP connection to the camera (or to any camera the factory serves)."""
 
+    server_name = "GlobalEye-SimCam/1.0"
+
     def __init__(self, factory: RtspCameraFactory) -> None:
+        super().__init__()
         self.factory = factory
-        self.parser = RtspParser()
-        self.queue: collections.deque[RtspRequest] = collections.deque()
-        self.busy = False
         self.sessions: set[str] = set()
         #: (resource, token) pairs this connection has had verified by the platform.
         self.verified: set[tuple[tuple[str, str, int, int, str], str]] = set()
-        self.paused = False
-        self.closed = False
-        self.peer = "?"
 
     # -- connection and flow control
 
     def connectionMade(self) -> None:  # noqa: N802
-        peer = self.transport.getPeer()
-        self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        super().connectionMade()
         self.transport.registerProducer(self, True)
         self.factory.connections += 1
 
@@ -715,74 +708,20 @@ class RtspCameraProtocol(Protocol):
 
     # -- input
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        if self.closed:
-            return
-        try:
-            events = self.parser.feed(data)
-        except RtspCodecError as e:
-            log.warn("RTSP {peer}: refused: unparsable input ({e}); closing", peer=self.peer, e=e)
-            self.factory.refusals[400] += 1
-            self._write(RtspResponse(400, headers=Headers([("CSeq", "0")])))
-            self.closed = True
-            self.transport.loseConnection()
-            return
-        for event in events:
-            if isinstance(event, InterleavedFrame):
-                # RTCP receiver reports over TCP: proof of life for the session.
-                for sid in self.sessions:
-                    session = self.factory.find_session(sid)
-                    if session is not None:
-                        session.touch()
-            elif isinstance(event, RtspRequest):
-                if len(self.queue) >= MAX_QUEUED_REQUESTS:
-                    log.warn("RTSP {peer}: refused: more than {n} pipelined requests; closing",
-                             peer=self.peer, n=MAX_QUEUED_REQUESTS)
-                    self.closed = True
-                    self.transport.loseConnection()
-                    return
-                self.queue.append(event)
-            # Responses: a server sends no requests, so any response is stray; ignored.
-        self._pump()
-
-    def _pump(self) -> None:
-        if self.busy or not self.queue or self.closed:
-            return
-        request = self.queue.popleft()
-        self.busy = True
-        d = Deferred.fromCoroutine(self._handle(request))
-        d.addErrback(self._crashed, request)
-        d.addBoth(self._done)
-
-    def _crashed(self, failure: Failure, request: RtspRequest) -> RtspResponse:
-        log.failure("RTSP {peer}: {method} {uri} crashed", failure, peer=self.peer,
-                    method=request.method, uri=_redact(request.uri))
-        return self._reply(request, 500)
-
-    def _done(self, response: RtspResponse | None) -> None:
-        self.busy = False
-        self._pump()
-
-    # -- output
+    def interleaved(self, frame: InterleavedFrame) -> None:
+        # RTCP receiver reports over TCP: proof of life for the session.
+        for sid in self.sessions:
+            session = self.factory.find_session(sid)
+            if session is not None:
+                session.touch()
 
     def _write(self, response: RtspResponse) -> None:
         if self.transport is not None:
             self.transport.write(response.encode())
 
-    def _reply(self, request: RtspRequest, code: int, headers: list[tuple[str, str]] | None = None,
-               body: bytes = b"") -> RtspResponse:
-        h = Headers([("CSeq", request.cseq or "0"), ("Server", "GlobalEye-SimCam/1.0"),
-                     ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))])
-        for k, v in headers or []:
-            h.add(k, v)
-        response = RtspResponse(code, REASONS.get(code, ""), h, body)
-        if not self.closed:
-            self._write(response)
-        return response
-
     # -- requests
 
-    async def _handle(self, request: RtspRequest) -> RtspResponse:
+    async def handle(self, request: RtspRequest) -> RtspResponse:
         try:
             if request.version != "RTSP/1.0":
                 raise RtspRefusal(505, f"version {request.version}")
@@ -797,18 +736,18 @@ class RtspCameraProtocol(Protocol):
             return result
         except RtspRefusal as refusal:
             log.warn("RTSP {peer}: refused {method} {uri}: {code} {reason}", peer=self.peer,
-                     method=request.method, uri=_redact(request.uri), code=refusal.code,
+                     method=request.method, uri=redact(request.uri), code=refusal.code,
                      reason=refusal.reason)
             camera = self._camera_of(request)
             if camera is not None:
                 camera.refusals[refusal.code] += 1
             self.factory.refusals[refusal.code] += 1
             extra = [("Allow", PUBLIC)] if refusal.code == 405 else []
-            return self._reply(request, refusal.code, extra)
+            return self.reply(request, refusal.code, extra)
         except RtspCodecError as e:
             log.warn("RTSP {peer}: refused {method}: 400 {e}", peer=self.peer, method=request.method, e=e)
             self.factory.refusals[400] += 1
-            return self._reply(request, 400)
+            return self.reply(request, 400)
 
     def _camera_of(self, request: RtspRequest) -> RtspCamera | None:
         try:
@@ -860,13 +799,13 @@ class RtspCameraProtocol(Protocol):
     async def do_OPTIONS(self, request: RtspRequest) -> RtspResponse:  # noqa: N802
         if request.headers.get("Session"):
             self._session_of(request, required=False)
-        return self._reply(request, 200, [("Public", PUBLIC)])
+        return self.reply(request, 200, [("Public", PUBLIC)])
 
     async def do_GET_PARAMETER(self, request: RtspRequest) -> RtspResponse:  # noqa: N802
         """Keep-alive (ffmpeg, VLC send it every timeout/2); we expose no parameters."""
         session = self._session_of(request, required=False)
         headers = [("Session", session.id)] if session else []
-        return self._reply(request, 200, headers)
+        return self.reply(request, 200, headers)
 
     do_SET_PARAMETER = do_GET_PARAMETER  # noqa: N815
 
@@ -880,7 +819,7 @@ class RtspCameraProtocol(Protocol):
         video = camera.video(target)
         sdp = build_sdp(target, video, camera.audio, base, self.transport.getHost().host,
                         camera.duration(target))
-        return self._reply(request, 200, [("Content-Base", base), ("Content-Type", "application/sdp")],
+        return self.reply(request, 200, [("Content-Base", base), ("Content-Type", "application/sdp")],
                            sdp)
 
     async def do_SETUP(self, request: RtspRequest) -> RtspResponse:  # noqa: N802
@@ -953,7 +892,7 @@ class RtspCameraProtocol(Protocol):
                                   server_port=server_port, ssrc=track.ssrc)
             session.arm_timeout()
         session.tracks[track_index] = track
-        return self._reply(request, 200, [("Session", f"{session.id};timeout={int(SESSION_TIMEOUT)}"),
+        return self.reply(request, 200, [("Session", f"{session.id};timeout={int(SESSION_TIMEOUT)}"),
                                           ("Transport", reply.encode())])
 
     async def do_PLAY(self, request: RtspRequest) -> RtspResponse:  # noqa: N802
@@ -1001,7 +940,7 @@ class RtspCameraProtocol(Protocol):
                 start = first - first % video.params.gop
                 end = total if stop is None else min(total, int(math.ceil(stop * video.fps)))
             elif session.state == "playing" and session.player is not None and scale == session.scale:
-                return self._reply(request, 200, [*headers, ("Range", format_npt(
+                return self.reply(request, 200, [*headers, ("Range", format_npt(
                     session.player.start_frame / video.fps, duration)), ("Scale", _fmt_scale(scale))])
             else:
                 start, end = session.resume_frame, total
@@ -1013,7 +952,7 @@ class RtspCameraProtocol(Protocol):
         session.scale = scale
         player = Player(session, video, camera.audio_loop(video), start, end, scale)
         headers.append(("RTP-Info", player.rtp_info(_base_url(request.uri))))
-        response = self._reply(request, 200, headers)
+        response = self.reply(request, 200, headers)
         session.player = player
         session.state = "playing"
         camera.plays += 1
@@ -1031,13 +970,13 @@ class RtspCameraProtocol(Protocol):
         headers = [("Session", session.id)]
         if session.target.kind == "playback":
             headers.append(("Range", format_npt(session.resume_frame / video.fps, None)))
-        return self._reply(request, 200, headers)
+        return self.reply(request, 200, headers)
 
     async def do_TEARDOWN(self, request: RtspRequest) -> RtspResponse:  # noqa: N802
         session = self._session_of(request)
         assert session is not None
         session.destroy()
-        response = self._reply(request, 200)
+        response = self.reply(request, 200)
         if not self.sessions:
             # §10.1 TEARDOWN 4): the camera closes the RTSP socket.
             self.closed = True
@@ -1108,9 +1047,6 @@ def _base_url(uri: str) -> str:
     return uri.rstrip("/")
 
 
-def _redact(uri: str) -> str:
-    """Logs must not carry usable tokens (they are bearer credentials for a minute)."""
-    return re.sub(r"(hashtoken=)([^&/]{0,4})[^&/]*", r"\1\2…", uri, flags=re.IGNORECASE)
 
 
 class RtspCameraFactory(ServerFactory):

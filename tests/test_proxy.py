@@ -8,6 +8,7 @@ ffmpeg tools, run asynchronously with a kill timer.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import socket
@@ -326,6 +327,59 @@ class ProxyFanOutTests(TestCase):
             len(b) for b in slow_session.owner.transport._tempDataBuffer)
         self.assertLess(buffered, 512 * 1024, "a slow viewer costs a bounded buffer")
         self.assertEqual(self.h.camera_rtsp().plays, 1)
+
+
+class ProxyRecoveryTests(TestCase):
+    """The camera's stream goes away under a watching ffmpeg and comes back: ffmpeg never notices."""
+
+    timeout = 90
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        if FFMPEG is None:
+            raise SkipTest("ffmpeg not installed (apt-get install -y ffmpeg)")
+        self.h = ProxyHarness(self, linger=1.0)
+        await self.h.start()
+
+    async def test_ffmpeg_keeps_playing_across_a_camera_outage(self) -> None:
+        """The camera's RTSP server vanishes for 2 s (sessions cut, then 404s), then is back.
+
+        The hub keeps the viewer, retries the §15 path selection with backoff, and feeds the
+        new camera session into the same viewer session: ffmpeg decodes every one of its
+        frames, with timestamps that go on across the outage, and exits 0.
+        """
+        assert FFMPEG is not None
+        from twisted.internet import defer
+        frames = 150  # 6 s at 25 fps; the outage is in the middle
+        player = defer.Deferred.fromCoroutine(run(FFMPEG, [
+            "-v", "error", "-rtsp_transport", "tcp", "-i", self.h.url(), "-map", "0:v", "-frames:v", str(frames),
+            "-f", "framecrc", "-"], timeout=60))
+        await until(lambda: (DEV, 0, 1) in self.h.factory.hubs and any(
+            v.frames_sent > 25 for v in self.h.factory.hubs[(DEV, 0, 1)].viewers), timeout=20)
+        hub = self.h.factory.hubs[(DEV, 0, 1)]
+        rtsp = self.h.fleet.rtsp
+        camera = rtsp.cameras[DEV]
+        rtsp.remove(DEV)  # its sessions end and their connections close: the upstream is lost
+        await until(lambda: hub.recovering, timeout=5)
+        await deferLater(reactor, 2.0, lambda: None)
+        self.assertTrue(hub.recovering, "still trying while the camera is away")
+        self.assertTrue(hub.viewers, "the viewer is kept meanwhile")
+        rtsp.add(camera)
+        result = await player
+        self.assertEqual(result.code, 0, result.err)
+        tb = next(line for line in result.out.splitlines() if line.startswith("#tb 0:")).split(":")[1].strip()
+        num, den = (int(x) for x in tb.split("/"))
+        pts = [int(line.split(",")[2]) for line in result.out.splitlines()
+               if line and not line.startswith("#") and line.split(",")[0].strip() == "0"]
+        self.assertEqual(len(pts), frames, "every frame decoded: the viewer was never dropped")
+        steps = [(b - a) * num / den for a, b in itertools.pairwise(pts)]
+        self.assertGreater(min(steps), 0, "timestamps only go forward")
+        self.assertGreater(max(steps), 1.5, "the outage shows as a pause in time")
+        self.assertLess(max(steps), 10, "not the new camera session's RTP base")
+        self.assertEqual(hub.recoveries, 1)
+        assert hub.last_recovery is not None
+        self.assertTrue(hub.last_recovery["ok"])
+        self.assertGreater(hub.last_recovery["tries"], 1, "the first tries met a camera that was away")
+        self.assertEqual(camera.plays, 2)
 
 
 class ProxyPlaybackAndUdpTests(TestCase):

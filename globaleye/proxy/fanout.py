@@ -19,6 +19,16 @@ waiting up to a GOP for the next one.  The upstream's first IDR, which arrives w
 the path is still being tested and before any viewer exists, is kept the same way.
 The cache is dropped at the next key picture, and given up (until the next one) if
 a GOP outgrows the bound.
+
+The upstream comes back by itself (as go2rtc's producers and MediaMTX's sources do): when
+the camera drops it (a reboot, a Wi-Fi blip, a new NAT mapping) or it goes silent for
+``media_timeout`` seconds, a hub that has viewers keeps them connected and runs the §15 path
+selection again, with backoff, for up to ``recover_timeout`` seconds.  The viewers then go
+on in the same RTSP session: their sequence numbers continue, each track's timestamps
+continue from where they stopped plus the time the outage took (the new camera session has
+new RTP bases), and they start again at the new session's first IDR.  Only if the camera
+stays away, or comes back with a different stream (other tracks or payload types, which the
+viewers' SDP cannot describe), are the viewers disconnected.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from twisted.internet import defer
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from globaleye.media import rtp
@@ -42,6 +53,9 @@ log = Logger()
 
 #: The most a hub keeps of the current GOP for new viewers (about 16 s of a 1 Mbit/s stream).
 GOP_CACHE_BYTES = 2 * 1024 * 1024
+
+#: Waits between recovery attempts: the first try is at once, then these, the last repeated.
+RECOVER_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 _U32 = struct.Struct("!I")
@@ -73,6 +87,13 @@ class ViewerStream:
         self.first_seq = list(self.seq)
         self.ssrc = [secrets.randbits(32) for _ in range(n)]
         self.ts_offset = [secrets.randbits(32) for _ in range(n)]
+        #: The last timestamp this viewer got per track, and each track's clock rate: what an
+        #: upstream recovery needs to continue the viewer's clocks (``rebase``).
+        self.last_ts: list[int | None] = [None] * n
+        self.rates = [m.clock_rate or 90000 for m in description.media]
+        #: Tracks whose timestamp offset is to be recomputed at their next packet, and the gap.
+        self.rebase_tracks: set[int] = set()
+        self.rebase_gap = 0.0
         self.tracks: set[int] = set(range(n))  # the tracks this viewer SET UP
         self.waiting = True  # for an IDR
         self.started = False
@@ -103,15 +124,38 @@ class ViewerStream:
         finally:
             self.replaying = False
 
+    def rebase(self, gap: float, description: SessionDescription) -> None:
+        """A new upstream replaces a lost one: go on in the same session, from its next IDR.
+
+        The new camera session has new RTP timestamp bases, so each track's offset is
+        recomputed at its first packet: the viewer's clock goes on from its last timestamp
+        plus *gap* seconds (the outage), and never runs backwards.  Sequence numbers and
+        SSRCs simply continue.
+        """
+        self.rebase_tracks = {t for t in self.tracks if self.last_ts[t] is not None}
+        self.rebase_gap = max(gap, 0.0)
+        self.waiting = True
+        self.in_picture = False
+        if self.video_track is not None:
+            self.params = description.media[self.video_track].sprop_parameter_sets
+
+    def _rebase(self, track: int, timestamp: int) -> None:
+        self.rebase_tracks.discard(track)
+        last = self.last_ts[track]
+        assert last is not None
+        step = max(1, round(self.rebase_gap * self.rates[track]))
+        self.ts_offset[track] = (last + step - timestamp) & 0xFFFFFFFF
+
     def _out(self, track: int, data: bytes) -> None:
         seq = self.seq[track]
         self.seq[track] = (seq + 1) & 0xFFFF
         self.packets_sent += 1
+        ts = (_U32.unpack_from(data, 4)[0] + self.ts_offset[track]) & 0xFFFFFFFF
+        self.last_ts[track] = ts
         channel = self.channels.get(track)
         if channel is not None and self.write is not None and len(data) <= 0xFFFF:
             # The per-packet, per-viewer cost of a fan-out (docs/performance.md): h264.rewrite_rtp
             # and rtsp.message.encode_interleaved in one pack and one write.
-            ts = (_U32.unpack_from(data, 4)[0] + self.ts_offset[track]) & 0xFFFFFFFF
             self.write(_INTERLEAVED_RTP.pack(0x24, channel, len(data), data[0], data[1], seq, ts, self.ssrc[track])
                        + data[12:])
             return
@@ -120,6 +164,8 @@ class ViewerStream:
     def rtp(self, track: int, data: bytes, timestamp: int, payload_offset: int, picture_start: bool) -> None:
         if track not in self.tracks:
             return
+        if self.rebase_tracks and track in self.rebase_tracks:
+            self._rebase(track, timestamp)
         if track != self.video_track:
             if self.started and not self.waiting and not self._blocked():
                 self._out(track, data)
@@ -152,7 +198,7 @@ class ViewerStream:
             self._out(track, data)
 
     def rtcp(self, track: int, data: bytes) -> None:
-        if track in self.tracks and self.started and not self.sink.blocked():
+        if track in self.tracks and self.started and track not in self.rebase_tracks and not self.sink.blocked():
             report = h264.rewrite_rtcp(data, self.ts_offset[track], self.ssrc[track])
             if report is not None:
                 self.sink.send_rtcp(track, report)
@@ -189,18 +235,23 @@ class LiveHub:
 
     Starts the upstream for the first viewer (``ensure``), stops it ``linger``
     seconds after the last one leaves, so a player that reconnects (or a page
-    reload) finds it still running.  If the camera goes away, every viewer is told
-    and the hub is idle again: the next viewer starts a new path selection.
+    reload) finds it still running.  If the camera goes away while viewers watch,
+    the hub gets it back for them (``recover_timeout``, see the module docstring);
+    without viewers, or when that fails, the hub is idle again and the next viewer
+    starts a new path selection.
     """
 
     def __init__(self, key: tuple[str, int, int], label: str, connect: Connector, reactor: Any,
-                 linger: float, on_idle: Callable[[LiveHub], None] | None = None) -> None:
+                 linger: float, on_idle: Callable[[LiveHub], None] | None = None, *,
+                 recover_timeout: float = 30.0, media_timeout: float = 10.0) -> None:
         self.key = key
         self.label = label
         self.connect = connect
         self.reactor = reactor
         self.linger = linger
         self.on_idle = on_idle
+        self.recover_timeout = recover_timeout
+        self.media_timeout = media_timeout
         self.viewers: set[ViewerStream] = set()
         self.upstream: UpstreamSession | None = None
         self.description: SessionDescription | None = None
@@ -211,12 +262,22 @@ class LiveHub:
         self.gop: list[tuple[int, bytes, int, int, bool]] | None = None
         self.gop_bytes = 0
         self.gop_replays = 0
+        #: Callers of ``ensure`` waiting for a start (or a whole recovery) in progress; None: none.
         self.starting: list[defer.Deferred[SessionDescription]] | None = None
+        #: The account whose HashTokens the upstream uses, for a recovery's new tokens.
+        self.account: str | None = None
+        self.recovering = False
+        self.recoveries = 0
+        self.last_recovery: dict[str, Any] | None = None
         self.starts = 0
         self.stops = 0
         self.started_at: float | None = None
         self.last_stop_reason = ""
         self._linger_call: Any = None
+        self._watch_call: Any = None
+        self._watched_packets = -1
+        self._generation = 0  # bumped by stop(): a recovery in flight for an older one gives up
+        self._backoff: defer.Deferred[None] | None = None
 
     @property
     def running(self) -> bool:
@@ -233,28 +294,37 @@ class LiveHub:
             return await d
         self.starting = []
         try:
+            description = await self._start(account)
+        except BaseException as e:
+            self._settle(e)
+            raise
+        self._settle(description)
+        self._schedule_linger()
+        return description
+
+    def _settle(self, result: SessionDescription | BaseException) -> None:
+        waiting, self.starting = self.starting or [], None
+        for w in waiting:
+            if isinstance(result, BaseException):
+                w.errback(result)
+            else:
+                w.callback(result)
+
+    async def _start(self, account: str) -> SessionDescription:
+        """One §15 path selection; the hub runs on the session it gives."""
+        try:
             session, attempts = await self.connect(account, self._attach)
         except NoPath as e:
             self.attempts = e.attempts
-            waiting, self.starting = self.starting, None
-            for w in waiting:
-                w.errback(e)
-            raise
-        except BaseException as e:
-            waiting, self.starting = self.starting, None
-            for w in waiting:
-                w.errback(e)
             raise
         self.attempts = attempts
-        self.upstream = session
         assert session.description is not None
+        self.upstream = session
         self.description = session.description
+        self.account = account
         self.starts += 1
         self.started_at = time.time()
-        waiting, self.starting = self.starting, None
-        for w in waiting:
-            w.callback(session.description)
-        self._schedule_linger()
+        self._watch()
         return session.description
 
     def _attach(self, session: UpstreamSession) -> None:
@@ -263,7 +333,13 @@ class LiveHub:
         self._drop_gop()
         session.on_rtp = self._rtp
         session.on_rtcp = self._rtcp
-        session.on_lost = self._lost
+
+        def lost(reason: str) -> None:
+            # A path attempt that dies before it is chosen is the path selection's business.
+            if session is self.upstream:
+                self._lost(reason)
+
+        session.on_lost = lost
 
     def _rtp(self, track: int, data: bytes) -> None:
         facts = self.tracker.feed(track, data)
@@ -280,6 +356,8 @@ class LiveHub:
                 self._drop_gop()
             else:
                 self.gop.append((track, data, ts, offset, start))
+        if self.recovering:
+            return  # a path being tried: the viewers get its GOP when it is chosen (and rebased)
         for viewer in tuple(self.viewers):
             viewer.rtp(track, data, ts, offset, start)
 
@@ -290,18 +368,132 @@ class LiveHub:
         for viewer in tuple(self.viewers):
             viewer.rtcp(track, data)
 
+    # -- losing the upstream, and getting it back
+
+    def _watch(self) -> None:
+        """A camera that keeps the RTSP connection but sends nothing counts as lost too."""
+        self._unwatch()
+        if self.media_timeout > 0:
+            self._watched_packets = -1
+            self._watch_call = self.reactor.callLater(self.media_timeout, self._check_media)
+
+    def _unwatch(self) -> None:
+        if self._watch_call is not None and self._watch_call.active():
+            self._watch_call.cancel()
+        self._watch_call = None
+
+    def _check_media(self) -> None:
+        self._watch_call = None
+        upstream = self.upstream
+        if upstream is None or upstream.closed:
+            return
+        if upstream.packets == self._watched_packets:
+            upstream.close()
+            self._lost(f"no media for {self.media_timeout:g} s")
+            return
+        self._watched_packets = upstream.packets
+        self._watch_call = self.reactor.callLater(self.media_timeout, self._check_media)
+
     def _lost(self, reason: str) -> None:
-        log.warn("live {label}: upstream on path {path} lost ({reason}); {n} viewers disconnected",
-                 label=self.label, path=self.upstream.path if self.upstream else "?", reason=reason,
-                 n=len(self.viewers))
+        path = self.upstream.path if self.upstream is not None else "?"
         self.last_stop_reason = f"upstream lost: {reason}"
         self.upstream = None
         self.stops += 1
+        self._unwatch()
+        self._drop_gop()
+        if self.viewers and self.recover_timeout > 0 and self.account is not None and self.starting is None:
+            log.warn("live {label}: upstream on path {path} lost ({reason}); getting it back for {n} viewers "
+                     "(up to {t:g} s)", label=self.label, path=path, reason=reason, n=len(self.viewers),
+                     t=self.recover_timeout)
+            self.starting = []
+            defer.Deferred.fromCoroutine(self._recover(self.account, reason))
+            return
+        log.warn("live {label}: upstream on path {path} lost ({reason}); {n} viewers disconnected",
+                 label=self.label, path=path, reason=reason, n=len(self.viewers))
+        self._disconnect(reason)
+
+    async def _recover(self, account: str, reason: str) -> None:
+        """§15 again until the camera is back, ``recover_timeout`` passes, or no viewer is left."""
+        generation = self._generation
+        before = self.description  # what the viewers' SDP says
+        self.recovering = True
+        lost_at = self.reactor.seconds()
+        deadline = lost_at + self.recover_timeout
+        tries = 0
+        why = reason
+        description: SessionDescription | None = None
+        try:
+            while self.viewers and generation == self._generation:
+                tries += 1
+                try:
+                    description = await self._start(account)
+                except NoPath as e:
+                    why = str(e)
+                    log.info("live {label}: recovery attempt {k} failed: {why}", label=self.label, k=tries, why=why)
+                else:
+                    break
+                remaining = deadline - self.reactor.seconds()
+                if remaining <= 0:
+                    break
+                wait = min(RECOVER_BACKOFF[min(tries, len(RECOVER_BACKOFF)) - 1], remaining)
+                self._backoff = deferLater(self.reactor, wait, lambda: None)
+                try:
+                    await self._backoff
+                except defer.CancelledError:
+                    break
+                finally:
+                    self._backoff = None
+        except Exception as e:  # a bug, not a camera: log it whole and let the viewers go
+            log.failure("live {label}: recovery failed", label=self.label)
+            why, description = f"recovery failed: {e}", None
+        finally:
+            self.recovering = False
+        gap = self.reactor.seconds() - lost_at
+        if description is not None and generation != self._generation:
+            self.stop("stopped while recovering")  # the new upstream came back after stop(): close it
+            return
+        if description is not None and not self.viewers:
+            log.info("live {label}: upstream back on path {path} after {s:.1f} s, but no viewer is left",
+                     label=self.label, path=self.upstream.path if self.upstream else "?", s=gap)
+            self._settle(description)
+            self._schedule_linger()
+            return
+        if description is not None and before is not None and not same_streams(before, description):
+            self.last_recovery = {"ok": False, "tries": tries, "seconds": round(gap, 3),
+                                  "reason": "the camera came back with other streams (tracks or payload types)"}
+            self._settle(NoPath(self.attempts))
+            self.stop(self.last_recovery["reason"])
+            return
+        if description is None:
+            self.last_recovery = {"ok": False, "tries": tries, "seconds": round(gap, 3), "reason": why}
+            self._settle(NoPath(self.attempts))
+            if generation == self._generation:
+                log.warn("live {label}: upstream not back after {s:.1f} s and {k} tries ({why}); "
+                         "{n} viewers disconnected", label=self.label, s=gap, k=tries, why=why, n=len(self.viewers))
+                self._disconnect(f"camera stream lost ({reason}) and not back: {why}")
+            else:
+                self._idle()
+            return
+        self.recoveries += 1
+        self.last_recovery = {"ok": True, "tries": tries, "seconds": round(gap, 3), "reason": reason,
+                              "path": self.upstream.path if self.upstream else None}
+        log.info("live {label}: upstream back on path {path} after {s:.2f} s ({k} tries); {n} viewers go on",
+                 label=self.label, path=self.upstream.path if self.upstream else "?", s=gap, k=tries,
+                 n=len(self.viewers))
+        for viewer in tuple(self.viewers):
+            viewer.rebase(gap, description)
+            if self.gop:
+                viewer.replay(tuple(self.gop))
+        self._settle(description)
+
+    def _disconnect(self, reason: str) -> None:
         self._drop_gop()
         for viewer in tuple(self.viewers):
             viewer.sink.upstream_lost(reason)
         self.viewers.clear()
         self._idle()
+
+    # -- viewers
 
     def add(self, viewer: ViewerStream) -> None:
         """A viewer that has been answered PLAY: it gets the cached GOP now, then the live packets."""
@@ -331,9 +523,13 @@ class LiveHub:
             self.stop(f"no viewer for {self.linger:g} s")
 
     def stop(self, reason: str) -> None:
+        self._generation += 1
+        if self._backoff is not None:
+            self._backoff.cancel()
         if self._linger_call is not None and self._linger_call.active():
             self._linger_call.cancel()
         self._linger_call = None
+        self._unwatch()
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             log.info("live {label}: upstream on path {path} stopped: {reason}", label=self.label,
@@ -341,11 +537,7 @@ class LiveHub:
             self.stops += 1
             self.last_stop_reason = reason
             upstream.close()
-        self._drop_gop()
-        for viewer in tuple(self.viewers):
-            viewer.sink.upstream_lost(reason)
-        self.viewers.clear()
-        self._idle()
+        self._disconnect(reason)
 
     def _idle(self) -> None:
         if self.on_idle is not None:
@@ -354,12 +546,19 @@ class LiveHub:
     def status(self) -> dict[str, Any]:
         upstream = self.upstream
         return {
-            "stream": self.label, "kind": "live", "running": self.running,
+            "stream": self.label, "kind": "live", "running": self.running, "recovering": self.recovering,
             "path": upstream.path if upstream is not None else None,
             "upstream_packets": upstream.packets if upstream is not None else 0,
             "upstream_bytes": upstream.bytes if upstream is not None else 0,
             "viewers": [v.stats() for v in self.viewers], "starts": self.starts, "stops": self.stops,
+            "recoveries": self.recoveries, "last_recovery": self.last_recovery,
             "gop_cache": {"packets": len(self.gop or ()), "bytes": self.gop_bytes, "replays": self.gop_replays},
             "last_stop_reason": self.last_stop_reason,
             "attempts": [a.as_dict() for a in self.attempts],
         }
+
+
+def same_streams(old: SessionDescription, new: SessionDescription) -> bool:
+    """Whether viewers set up from *old*'s SDP can be fed *new*'s packets unchanged."""
+    return [(m.kind, m.payload_type, m.encoding.upper(), m.clock_rate) for m in old.media] == \
+        [(m.kind, m.payload_type, m.encoding.upper(), m.clock_rate) for m in new.media]

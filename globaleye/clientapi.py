@@ -112,7 +112,11 @@ class McuApi:
             "SearchRecords": self._authed(self.search_records), "GetPlaybackUrl": self._authed(self.playback_url),
             "SearchAlarms": self._authed(self.search_alarms), "ShareDevice": self._authed(self.share),
             "UnshareDevice": self._authed(self.unshare), "GetShareList": self._authed(self.share_list),
+            "GetStreamStatus": self._authed(self.stream_status),
         }
+        #: The RTSP proxy's view of one device's streams (set by the platform when it runs the
+        #: ``rtsp`` role in this process): dicts with the GetStreamStatus Stream fields.
+        self.streams: Callable[[str], list[Values]] | None = None
 
     async def handle(self, operation: str, values: Values, peer: str) -> Values:
         return await self.handlers[operation](values, peer)
@@ -573,6 +577,15 @@ class McuApi:
         if await self._binding(session, dev_id) is None:
             return {"Result": NO_DEVICE}
         return {"Result": OK, "ShareAccount": [b.account for b in await self.store.list_shares(dev_id)]}
+
+
+    async def stream_status(self, session: LoginSession, values: Values, peer: str) -> Values:
+        dev_id = values["DevID"]
+        if await self._binding(session, dev_id, own=False) is None:
+            return {"Result": NO_DEVICE}
+        if self.streams is None:
+            return {"Result": NO_SUCH}
+        return {"Result": OK, "Stream": self.streams(dev_id)}
 
 
 def window_rules(stored: list[m.RecordPolicyEntry], new: list[m.RecordPolicy]) -> str:

@@ -433,6 +433,59 @@ class ProxyPlaybackAndUdpTests(TestCase):
         self.assertEqual(status["upstream_starts"], 1)
 
 
+class ProxyStreamStatusSoapTests(TestCase):
+    """GetStreamStatus: the client API tells an app which §15 path the proxy uses, and why not the others."""
+
+    timeout = 60
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        if FFPROBE is None:
+            raise SkipTest("ffprobe not installed (apt-get install -y ffmpeg)")
+        self.h = ProxyHarness(self, linger=30.0)
+        # The camera reports a LocalIP port nothing listens on: local fails, UPnP is 0.0.0.0, TURN wins.
+        await self.h.start({DEV: {"rtsp_local_port": closed_port(), "upnp_ip": "0.0.0.0"}, OTHER_DEV: {}})
+        await self.h.relay_ready()
+
+    async def test_zeep_reads_the_winning_path_and_the_failures(self) -> None:
+        import requests
+        import zeep
+        from twisted.internet import threads
+        result = await probe(self.h.url(), timeout=30)
+        self.assertEqual(result.code, 0, result.err)
+        session = requests.Session()
+        session.headers["Connection"] = "close"
+        self.addCleanup(session.close)
+        transport = zeep.Transport(session=session, timeout=20, operation_timeout=20)
+        client = await threads.deferToThread(
+            zeep.Client, f"http://127.0.0.1:{self.h.platform.port_of('http')}/soap/mcu?wsdl", transport=transport)
+        outcome = await self.h.platform.accounts.login(MOBILE, PASSWORD, "1.0", "127.0.0.1:2")
+        assert outcome.session is not None
+        answer = await threads.deferToThread(client.service.GetStreamStatus, Account=MOBILE,
+                                             LoginSession=outcome.session.token, DevID=DEV)
+        self.assertEqual(answer.Result, 0)
+        [stream] = answer.Stream
+        self.assertEqual((stream.Kind, stream.ChannelNo, stream.StreamType), ("live", 0, 1))
+        self.assertEqual(stream.State, "running", "lingering after ffprobe left")
+        self.assertIn(stream.Path, ("turn-udp", "turn-tcp"))
+        self.assertEqual(stream.Path, self.h.factory.hubs[(DEV, 0, 1)].upstream.path)
+        self.assertRegex(stream.Attempts, r"^local=failed \(TCP connect to 127\.0\.0\.1:\d+ failed: "
+                                          r"ConnectionRefusedError\); upnp=failed \(the camera reports no such "
+                                          r"address\); turn-udp=")
+        self.assertIn(f"{stream.Path}=ok (first RTP", stream.Attempts)
+        self.assertEqual(stream.Viewers, 0)
+        other = await threads.deferToThread(client.service.GetStreamStatus, Account=MOBILE,
+                                            LoginSession=outcome.session.token, DevID=OTHER_DEV)
+        self.assertEqual(other.Result, 3, "not a camera of this account")
+        # After the upstream stops, the last stopped stream is still told, with why it stopped.
+        self.h.factory.hubs[(DEV, 0, 1)].stop("operator test")
+        await until(lambda: not self.h.factory.hubs)
+        answer = await threads.deferToThread(client.service.GetStreamStatus, Account=MOBILE,
+                                             LoginSession=outcome.session.token, DevID=DEV)
+        [stream] = answer.Stream
+        self.assertEqual((stream.State, stream.Path or "", stream.LastStopReason), ("stopped", "", "operator test"))
+        self.assertIn("=ok (first RTP", stream.Attempts, "the attempts of its last start")
+
+
 class ProxyDigestAcrossRestartTests(TestCase):
     """Digest-only players against a restarted platform: the HA1 is kept with the account."""
 

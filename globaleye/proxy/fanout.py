@@ -45,7 +45,7 @@ from twisted.logger import Logger
 
 from globaleye.media import rtp
 from globaleye.proxy import h264
-from globaleye.proxy.paths import Attempt, NoPath
+from globaleye.proxy.paths import Attempt, NoPath, summarize
 from globaleye.proxy.sdp import SessionDescription
 from globaleye.proxy.upstream import UpstreamSession
 
@@ -282,6 +282,12 @@ class LiveHub:
     @property
     def running(self) -> bool:
         return self.upstream is not None and not self.upstream.closed
+
+    @property
+    def state(self) -> str:
+        if self.running:
+            return "running"
+        return "recovering" if self.recovering else "starting" if self.starting is not None else "stopped"
 
     async def ensure(self, account: str) -> SessionDescription:
         """The upstream's SDP, starting the upstream if needed (one start for concurrent callers)."""
@@ -546,7 +552,8 @@ class LiveHub:
     def status(self) -> dict[str, Any]:
         upstream = self.upstream
         return {
-            "stream": self.label, "kind": "live", "running": self.running, "recovering": self.recovering,
+            "stream": self.label, "kind": "live", "key": list(self.key), "state": self.state,
+            "running": self.running, "recovering": self.recovering,
             "path": upstream.path if upstream is not None else None,
             "upstream_packets": upstream.packets if upstream is not None else 0,
             "upstream_bytes": upstream.bytes if upstream is not None else 0,
@@ -554,7 +561,7 @@ class LiveHub:
             "recoveries": self.recoveries, "last_recovery": self.last_recovery,
             "gop_cache": {"packets": len(self.gop or ()), "bytes": self.gop_bytes, "replays": self.gop_replays},
             "last_stop_reason": self.last_stop_reason,
-            "attempts": [a.as_dict() for a in self.attempts],
+            "attempts": [a.as_dict() for a in self.attempts], "attempts_summary": summarize(self.attempts),
         }
 
 

@@ -55,6 +55,15 @@ class Attempt:
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
 
+    @property
+    def summary(self) -> str:
+        return f"{self.path}={'ok' if self.ok else 'failed'} ({self.reason})"
+
+
+def summarize(attempts: list[Attempt]) -> str:
+    """One line for GET_PARAMETER, GetStreamStatus and the logs: ``local=failed (…); upnp=ok (…)``."""
+    return "; ".join(a.summary for a in attempts)
+
 
 @attrs.frozen
 class PathSettings:

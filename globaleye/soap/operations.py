@@ -157,6 +157,17 @@ RECORD_POLICY = Struct("RecordPolicy", (
     _i("StreamType", False, "1 main, 2 sub"), _i("Week", False, "1 Monday ... 7 Sunday"),
     _s("StartTime", False, "HH:MM"), _s("EndTime", False, "HH:MM (24:00 allowed), after StartTime"),
 ))
+STREAM = Struct("Stream", (
+    _s("Kind", False, "live or playback"), _i("ChannelNo", False), _i("StreamType", False, "1 main, 2 sub (live)"),
+    _s("FileName", False, "playback only"),
+    _s("State", False, "running, recovering (the camera dropped it; viewers kept), starting or stopped"),
+    _s("Path", False, "the §15 path that won: local, upnp, turn-udp or turn-tcp; empty when none"),
+    _s("Attempts", False, "each path tried, in order, with its outcome: 'local=failed (TCP connect ... refused); "
+                          "upnp=ok (first RTP 3 ms after PLAY)'"),
+    _i("Viewers", False, "players watching through the proxy now"),
+    _i("Recoveries", False, "times the proxy got this stream back after the camera dropped it"),
+    _s("LastStopReason", False),
+))
 RECORD_FILE = Struct("RecordFile", (
     _s("FileName", False), Field("FileSize", "long", False, doc="bytes"),
     _s("StartTime", False, "YYYYMMDDHHMM"), _s("EndTime", False, "YYYYMMDDHHMM"),
@@ -208,6 +219,11 @@ EXT_OPERATIONS: tuple[Operation, ...] = (
               (*AUTH, DEV_ID, _s("ShareAccount")), (RESULT,),
               {**SESSION_RESULTS, 3: "device does not exist (not owned by this account)",
                5: "the device is not shared with ShareAccount"}),
+    Operation("GetStreamStatus", "ext §15", "How the platform's RTSP proxy reaches the device now: for each "
+              "stream it relays (and the last stopped ones), the path that won and why the others failed.",
+              (*AUTH, DEV_ID), (RESULT, Field("Stream", required=False, many=True, struct=STREAM)),
+              {**SESSION_RESULTS, 3: "device does not exist (not on this account)",
+               5: "this platform runs no RTSP proxy"}),
     Operation("GetShareList", "ext", "The accounts an own device is shared with.", (*AUTH, DEV_ID),
               (RESULT, Field("ShareAccount", required=False, many=True)),
               {**SESSION_RESULTS, 3: "device does not exist (not owned by this account)"}),

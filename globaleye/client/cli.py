@@ -3,7 +3,7 @@
     globaleye-client --mcu http://127.0.0.1:8080/soap/mcu --account 133… list
     globaleye-client … play 81100000001 [--channel 0] [--stream 1] [--seconds 3]
     globaleye-client … snapshot 81100000001 -o shot.jpg
-    globaleye-client … record 81100000001 -o clip.ts --seconds 10      (.ts or .mp4)
+    globaleye-client … record 81100000001 -o clip.ts --seconds 10      (.ts or .mp4, sound as AAC)
 
 The password comes from ``--password``, ``$GLOBALEYE_PASSWORD`` or a prompt.  Long
 work shows one progress line on stderr; results go to stdout.  Exit status 0 on
@@ -15,16 +15,20 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer, task
 
-from globaleye.client.media import Decoder, Recorder, jpeg
+from globaleye.client.media import AudioSpec, Decoder, Recorder, StreamClock, jpeg
 from globaleye.client.soap import ApiError, McuClient
 from globaleye.client.viewer import CameraViewer
 from globaleye.proxy.paths import PATHS, NoPath, PathSettings
+from globaleye.proxy.sdp import MediaSection
+from globaleye.proxy.upstream import UpstreamSession
 
 
 class Progress:
@@ -49,6 +53,59 @@ class Progress:
             self.stream.flush()
 
 
+def audio_spec(section: MediaSection) -> AudioSpec:
+    """The audio track's codec, clock rate and channels (``a=rtpmap:8 PCMA/8000/1``; one channel if unsaid)."""
+    channels = 1
+    for line in section.lines:
+        m = re.match(r"a=rtpmap:(\d+)\s+[^/\s]+/\d+/(\d+)", line)
+        if m and (section.payload_type is None or int(m.group(1)) == section.payload_type):
+            channels = int(m.group(2))
+    return AudioSpec(section.encoding, section.clock_rate, channels)
+
+
+class RecordingViewer(CameraViewer):
+    """A :class:`CameraViewer` that also hands on the audio track and the sender reports.
+
+    The plain viewer passes on video pictures only.  A recording needs the sound too,
+    and every track's RTCP sender reports from the session's first packet on: the
+    camera sends its first SR with its first media and the next one only seconds
+    later, so a recorder that started listening at the first picture would have to
+    guess the lip sync for that long.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.audio_track: int | None = None
+        self.audio_spec: AudioSpec | None = None
+        self.clock_rates: dict[int, int] = {}
+        self.clock = StreamClock()
+        self.on_audio: Callable[[bytes], None] = lambda data: None
+        self.on_report: Callable[[int, int, bytes], None] = lambda track, rate, data: None
+
+    def _attach(self, session: UpstreamSession) -> None:
+        super()._attach(session)
+        description = session.description
+        assert description is not None
+        self.clock = StreamClock()  # a new session: new SSRCs, new timestamp bases
+        self.clock_rates = {i: section.clock_rate for i, section in enumerate(description.media)}
+        self.audio_track = description.track("audio")
+        self.audio_spec = None if self.audio_track is None else audio_spec(description.media[self.audio_track])
+        pictures = session.on_rtp
+
+        def rtp_in(track: int, data: bytes) -> None:
+            if track == self.audio_track:
+                self.on_audio(data)
+            else:
+                pictures(track, data)
+
+        def rtcp_in(track: int, data: bytes) -> None:
+            if self.session is session:
+                self.on_report(track, self.clock_rates.get(track, 0), data)
+
+        session.on_rtp = rtp_in
+        session.on_rtcp = rtcp_in
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="globaleye-client", description="GlobalEye client (§3): log in, list, watch.")
     p.add_argument("--mcu", default=os.environ.get("GLOBALEYE_MCU", "http://127.0.0.1:8080/soap/mcu"),
@@ -62,7 +119,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the account's cameras")
     for name, text in (("play", "reach the camera and print the stream's facts"),
                        ("snapshot", "save one picture as JPEG (§3.5)"),
-                       ("record", "save the stream to .ts or .mp4 without re-encoding (§3.6)")):
+                       ("record", "save the stream to .ts or .mp4: video as sent, G.711 sound as AAC (§3.6)")):
         c = sub.add_parser(name, help=text)
         c.add_argument("dev_id")
         c.add_argument("--channel", type=int, default=0)
@@ -87,7 +144,8 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
         settings = PathSettings(connect_timeout=args.connect_timeout, udp_timeout=args.udp_timeout,
                                 media_timeout=max(args.udp_timeout, args.connect_timeout),
                                 paths=tuple(p.strip() for p in args.paths.split(",") if p.strip()))
-        viewer = CameraViewer(reactor, mcu, args.dev_id, args.channel, args.stream, settings)
+        kind = RecordingViewer if args.command == "record" else CameraViewer
+        viewer = kind(reactor, mcu, args.dev_id, args.channel, args.stream, settings)
         try:
             return await _watch(reactor, viewer, args)
         finally:
@@ -124,10 +182,15 @@ async def _watch(reactor: Any, viewer: CameraViewer, args: argparse.Namespace) -
                 frames = decoder.decode(p)  # the size comes from the first IDR
                 for f in frames:
                     viewer.frame_decoded(f)
-                recorder = Recorder(args.output, facts.width or 1280, facts.height or 720, sets, facts.fps or 25)
-            recorder.write(p)
+                sound = viewer.audio_spec if isinstance(viewer, RecordingViewer) else None
+                recorder = Recorder(args.output, facts.width or 1280, facts.height or 720, sets, facts.fps or 25,
+                                    audio=sound, clock=getattr(viewer, "clock", None),
+                                    tracks=(viewer.video_track or 0, getattr(viewer, "audio_track", None) or 0),
+                                    label=f"client {args.dev_id}/{args.channel}/{args.stream}")
+            recorder.write(p, reactor.seconds())
+            sound_line = f"  audio {recorder.audio_seconds:4.1f} s" if recorder.audio is not None else ""
             progress.show(f"recording {recorder.seconds:5.1f}/{args.seconds:g} s  {recorder.frames} pictures  "
-                          f"{recorder.bytes / 1e6:.1f} MB")
+                          f"{recorder.bytes / 1e6:.1f} MB{sound_line}")
             if recorder.seconds >= args.seconds:
                 finish()
             return
@@ -141,7 +204,20 @@ async def _watch(reactor: Any, viewer: CameraViewer, args: argparse.Namespace) -
         if args.command == "play":
             progress.show(f"playing via {viewer.facts.path}: {state['decoded']} frames decoded")
 
+    def audio(data: bytes) -> None:
+        if recorder is not None:
+            recorder.write_audio(data, reactor.seconds())
+
+    def report(track: int, rate: int, data: bytes) -> None:
+        if recorder is not None:
+            recorder.sender_report(track, rate, data)
+        elif isinstance(viewer, RecordingViewer):
+            viewer.clock.report(track, rate, data)
+
     viewer.on_picture = picture
+    if isinstance(viewer, RecordingViewer):
+        viewer.on_audio = audio
+        viewer.on_report = report
     progress.show(f"connecting to {args.dev_id}/{args.channel}/{args.stream} …", force=True)
     facts = await viewer.start()
     progress.show(f"playing via {facts.path} …", force=True)
@@ -168,7 +244,18 @@ async def _watch(reactor: Any, viewer: CameraViewer, args: argparse.Namespace) -
             print("globaleye-client: nothing recorded", file=sys.stderr)
             return 1
         print(f"recorded: {args.output} ({recorder.frames} pictures, {recorder.seconds:.1f} s, "
-              f"{recorder.bytes / 1e6:.2f} MB, no re-encoding)")
+              f"{recorder.bytes / 1e6:.2f} MB, video not re-encoded)")
+        spec = viewer.audio_spec if isinstance(viewer, RecordingViewer) else None
+        if recorder.audio is not None:
+            track = recorder.audio
+            print(f"audio: AAC {track.rate / 1000:g} kHz mono from {track.spec.encoding.lower()}, "
+                  f"{track.seconds:.1f} s, placed by {track.placed_by or 'nothing (no sound arrived)'}"
+                  + (f", {track.silence / track.rate:.2f} s of gaps filled with silence" if track.silence else ""))
+        elif spec is not None:
+            print(f"audio: {spec.encoding.lower() or 'unknown'}/{spec.clock_rate}/{spec.channels} not recorded "
+                  "(only mono G.711 is transcoded)")
+        else:
+            print("audio: none (the camera sends no sound)")
     else:
         print(f"pictures: {facts.pictures}, decoded: {state['decoded']}")
     return 0

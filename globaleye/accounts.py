@@ -12,7 +12,11 @@ each one says why:
   by the lockout of that number once registered).
 * Wrong passwords in a row first slow every further attempt on that account down
   (exponentially, before the password is even checked) and then lock it: a locked
-  account answers Result 2 whatever the password.
+  account answers Result 2 whatever the password.  Every password check of an
+  account, SOAP login or RTSP proxy (:mod:`globaleye.proxy.auth`), goes through
+  :meth:`AccountService.check_password`, so a guess counts the same wherever it is
+  made, and the checks of one account run one at a time: parallel guesses cannot
+  all pass the gate before the first wrong one is counted.
 * LoginSession tokens come from :func:`secrets.token_urlsafe` (256 bits), live in
   memory, expire after ``session_idle_timeout`` seconds unused (reactor clock),
   and all of an account's sessions end at password change and account closure.
@@ -37,18 +41,19 @@ each one says why:
 from __future__ import annotations
 
 import collections
+import enum
 import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import attrs
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from twisted.internet import threads
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -142,6 +147,39 @@ class _Failures:
     locked_until: float = 0.0
 
 
+class Verdict(enum.Enum):
+    """What one password check of an account found (:meth:`AccountService.check_password`)."""
+
+    #: The password is the account's: its failures are cleared.
+    RIGHT = "right"
+    #: A wrong password for an existing account: counted toward slow-down and lockout.
+    WRONG = "wrong"
+    #: No such account (or nothing to check against): counted nowhere here, so that no state is
+    #: kept per arbitrary name; the caller may count it per source address.
+    NO_ACCOUNT = "no account"
+    #: Proves nothing either way (a correct RTSP Digest response over a stale nonce, which may be a
+    #: replay): neither counted nor clearing.
+    NEUTRAL = "neutral"
+    #: The account is locked; the password was not looked at.
+    LOCKED = "locked"
+
+
+@attrs.frozen
+class PasswordCheck:
+    """The outcome of :meth:`AccountService.check_password`, with what its audit record needs."""
+
+    verdict: Verdict
+    #: WRONG: wrong passwords in a row, this one included.
+    failures: int = 0
+    #: LOCKED: seconds the lock has left; WRONG: the lock this failure started (0: none).
+    locked_for: float = 0.0
+
+    def detail(self, what: str = "wrong password") -> str:
+        """The audit detail of a WRONG check, e.g. ``wrong password (10 in a row), locked for 900 s``."""
+        text = f"{what} ({self.failures} in a row)"
+        return text + (f", locked for {self.locked_for:g} s" if self.locked_for else "")
+
+
 @attrs.frozen
 class LoginOutcome:
     result: int
@@ -150,23 +188,70 @@ class LoginOutcome:
 
 
 class RateLimiter:
-    """At most *limit* events per *window* seconds per key (a sliding window, memory bounded)."""
+    """At most *limit* events per *window* seconds per key (a sliding window, memory bounded).
 
-    def __init__(self, clock: IReactorTime, limit: int, window: float) -> None:
-        self.clock, self.limit, self.window = clock, limit, window
+    Memory: at most *limit* timestamps per key, and about *max_keys* keys: keys with nothing in
+    the window are dropped first, and if more than three quarters of *max_keys* are still active,
+    only the most recently active half is kept (a flood of new keys forgets the oldest ones,
+    instead of growing without end).
+    """
+
+    def __init__(self, clock: IReactorTime, limit: int, window: float, max_keys: int = 100_000) -> None:
+        self.clock, self.limit, self.window, self.max_keys = clock, limit, window, max_keys
         self._events: dict[str, collections.deque[float]] = {}
 
     def allow(self, key: str) -> bool:
+        return self.reserve(key) is not None
+
+    def reserve(self, key: str) -> float | None:
+        """Count one event now, and return its time (for :meth:`undo`); None when *key* is at its limit."""
         now = self.clock.seconds()
         events = self._events.setdefault(key, collections.deque())
+        self._expire(events, now)
+        if len(events) >= self.limit:
+            return None
+        events.append(now)
+        if len(self._events) > self.max_keys:
+            self._bound(now)
+        return now
+
+    def undo(self, key: str, at: float) -> None:
+        """Take back the event counted at *at* (it turned out not to be one); gone already is fine."""
+        events = self._events.get(key)
+        if events is None:
+            return
+        try:
+            events.remove(at)
+        except ValueError:
+            pass
+        if not events:
+            del self._events[key]
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until *key* may have an event again (0: now); counts nothing, keeps no state."""
+        events = self._events.get(key)
+        if events is None:
+            return 0.0
+        now = self.clock.seconds()
+        self._expire(events, now)
+        if len(events) < self.limit:
+            return 0.0
+        # The oldest events must leave the window until one place is free.
+        return max(0.0, events[len(events) - self.limit] + self.window - now)
+
+    def __len__(self) -> int:
+        """Keys tracked."""
+        return len(self._events)
+
+    def _expire(self, events: collections.deque[float], now: float) -> None:
         while events and events[0] <= now - self.window:
             events.popleft()
-        if len(events) >= self.limit:
-            return False
-        events.append(now)
-        if len(self._events) > 100_000:
-            self._events = {k: v for k, v in self._events.items() if v and v[-1] > now - self.window}
-        return True
+
+    def _bound(self, now: float) -> None:
+        self._events = {k: v for k, v in self._events.items() if v and v[-1] > now - self.window}
+        if len(self._events) > self.max_keys * 3 // 4:
+            newest = sorted(self._events.items(), key=lambda item: item[1][-1], reverse=True)
+            self._events = dict(newest[:max(1, self.max_keys // 2)])
 
 
 def parse_version(text: str) -> tuple[int, ...] | None:
@@ -198,6 +283,8 @@ class AccountService:
         self._by_account: dict[str, set[str]] = {}
         self._codes: dict[str, _SmsCode] = {}
         self._failures: dict[str, _Failures] = {}
+        #: One lock per account whose password is being checked (gone when nobody waits for it).
+        self._checking: dict[str, DeferredLock] = {}
         self._sms_peers = RateLimiter(clock, self.settings.sms_peer_limit, 3600.0)
         self._last_sweep = clock.seconds()
         self._dummy_hash: str | None = None
@@ -313,39 +400,104 @@ class AccountService:
         if parsed is None or parsed < self.settings.min_mcu_version:
             await self.audit("login", account, peer, OLD_VERSION, f"MCU version {version!r}")
             return LoginOutcome(OLD_VERSION, update_url=self.settings.update_url)
-        now = self.clock.seconds()
-        failures = self._failures.get(account)
-        if failures is not None and failures.locked_until:
-            if now < failures.locked_until:
-                await self.audit("login", account, peer, WRONG_PASSWORD,
-                                 f"locked for {failures.locked_until - now:.0f} s more")
-                return LoginOutcome(WRONG_PASSWORD)
-            del self._failures[account]
-            failures = None
-        if failures is not None and failures.count >= self.settings.login_slowdown_after:
-            # Slow down before checking anything, so giving up early does not shorten the wait.
-            delay = min(MAX_SLOWDOWN, 2.0 ** (failures.count - self.settings.login_slowdown_after))
-            await deferLater(self.clock, delay, lambda: None)
-        record = await self.store.get_account(account) if MOBILE.match(account) else None
-        if record is None:
-            await self.verify_password(await self._dummy(), password)  # same cost as a real check
+        found: list[Account] = []
+
+        async def verify() -> Verdict:
+            verdict, record = await self.password_verdict(account, password)
+            if record is not None:
+                found.append(record)
+            return verdict
+
+        check = await self.check_password(account, verify)
+        if check.verdict is Verdict.LOCKED:
+            await self.audit("login", account, peer, WRONG_PASSWORD, f"locked for {check.locked_for:.0f} s more")
+            return LoginOutcome(WRONG_PASSWORD)
+        if check.verdict is Verdict.NO_ACCOUNT or not found:
             await self.audit("login", account, peer, NO_ACCOUNT, "no such account")
             return LoginOutcome(NO_ACCOUNT)
-        if not await self.verify_password(record.password_hash, password):
-            entry = self._failures.setdefault(account, _Failures())
-            entry.count += 1
-            entry.last = self.clock.seconds()
-            detail = f"wrong password ({entry.count} in a row)"
-            if entry.count >= self.settings.login_lockout_after:
-                entry.locked_until = entry.last + self.settings.login_lockout
-                detail += f", locked for {self.settings.login_lockout:g} s"
-            await self.audit("login", account, peer, WRONG_PASSWORD, detail)
+        if check.verdict is not Verdict.RIGHT:
+            await self.audit("login", account, peer, WRONG_PASSWORD, check.detail())
             return LoginOutcome(WRONG_PASSWORD)
-        self._failures.pop(account, None)
+        record = found[0]
         await self._backfill_digest(record, password)
         session = self._new_session(record, peer)
         await self.audit("login", account, peer, OK, f"MCU version {version}")
         return LoginOutcome(OK, session)
+
+    # Wrong-password slow-down and lockout (SOAP login and the RTSP proxy) ----------------------
+
+    def locked_for(self, account: str) -> float:
+        """Seconds *account* stays locked (0: not locked).
+
+        A lock that has run out is forgotten together with its count: the account starts again
+        from zero wrong passwords (as a login always did).
+        """
+        failures = self._failures.get(account)
+        if failures is None or not failures.locked_until:
+            return 0.0
+        remaining = failures.locked_until - self.clock.seconds()
+        if remaining > 0:
+            return remaining
+        del self._failures[account]
+        return 0.0
+
+    async def check_password(self, account: str, verify: Callable[[], Awaitable[Verdict]]) -> PasswordCheck:
+        """The one gate of every password check of *account*: SOAP login and the RTSP proxy.
+
+        A locked account is refused without calling *verify*.  After ``login_slowdown_after``
+        wrong passwords in a row the check first waits 1, 2, 4 … (at most ``MAX_SLOWDOWN``)
+        seconds on the reactor clock, before *verify* runs, so giving up early does not shorten
+        the wait.  Then *verify* decides (:class:`Verdict`): WRONG counts (``login_lockout_after``
+        in a row lock the account for ``login_lockout`` seconds), RIGHT clears the count, the
+        others change nothing.
+
+        The checks of one account run one at a time (a lock per account, kept only while a check
+        runs or waits): otherwise parallel guesses would all pass the lock and slow-down tests
+        before the first of them is counted, and a burst could try far more than
+        ``login_lockout_after`` passwords.
+        """
+        if (remaining := self.locked_for(account)) > 0:  # no queueing behind other checks to learn this
+            return PasswordCheck(Verdict.LOCKED, locked_for=remaining)
+        lock = self._checking.get(account)
+        if lock is None:
+            lock = self._checking[account] = DeferredLock()
+        await lock.acquire()
+        try:
+            if (remaining := self.locked_for(account)) > 0:  # locked by a check this one waited for
+                return PasswordCheck(Verdict.LOCKED, locked_for=remaining)
+            failures = self._failures.get(account)
+            if failures is not None and failures.count >= self.settings.login_slowdown_after:
+                # Slow down before checking anything, so giving up early does not shorten the wait.
+                delay = min(MAX_SLOWDOWN, 2.0 ** (failures.count - self.settings.login_slowdown_after))
+                await deferLater(self.clock, delay, lambda: None)
+            verdict = await verify()
+            if verdict is Verdict.WRONG:
+                entry = self._failures.setdefault(account, _Failures())
+                entry.count += 1
+                entry.last = self.clock.seconds()
+                locked = 0.0
+                if entry.count >= self.settings.login_lockout_after:
+                    entry.locked_until = entry.last + self.settings.login_lockout
+                    locked = self.settings.login_lockout
+                return PasswordCheck(Verdict.WRONG, entry.count, locked)
+            if verdict is Verdict.RIGHT:
+                self._failures.pop(account, None)
+            return PasswordCheck(verdict)
+        finally:
+            lock.release()  # hands the lock to the next waiter, if any
+            if self._checking.get(account) is lock and not lock.locked:
+                del self._checking[account]
+
+    async def password_verdict(self, account: str, password: str) -> tuple[Verdict, Account | None]:
+        """Check *password* against *account*'s argon2 hash (in a worker thread): RIGHT or WRONG with the
+        record, or NO_ACCOUNT after verifying a dummy hash, so the answer takes as long either way."""
+        record = await self.store.get_account(account) if MOBILE.match(account) else None
+        if record is None:
+            await self.verify_password(await self._dummy(), password)  # same cost as a real check
+            return Verdict.NO_ACCOUNT, None
+        if await self.verify_password(record.password_hash, password):
+            return Verdict.RIGHT, record
+        return Verdict.WRONG, record
 
     async def _dummy(self) -> str:
         if self._dummy_hash is None:

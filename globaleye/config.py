@@ -345,6 +345,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
                     "each account keeps MD5(account:realm:password) next to its argon2 hash; basic or none keeps "
                     "none (docs/protocol.md, Client API item 18)."),
         "realm": Key(str, "GlobalEye", "Authentication realm shown to players (part of the Digest secret)."),
+        "auth_peer_limit": Key(_count, "20",
+                               "Failed authentications one source address (an IPv6 /64) may have within "
+                               "auth_peer_window seconds; after that its requests get 403 and are disconnected "
+                               "until older failures leave the window. 0: no limit per address. Wrong passwords "
+                               "also count per account, together with SOAP logins ([soap] login_slowdown_after, "
+                               "login_lockout_after, login_lockout)."),
+        "auth_peer_window": Key(_positive, "300", "Seconds of the auth_peer_limit window (sliding)."),
         "linger": Key(_seconds, "5", "Seconds a camera stream stays up after its last viewer left."),
         "udp_timeout": Key(_positive, "5",
                            "Seconds to wait for RTP over UDP through the TURN relay before falling back to "

@@ -158,7 +158,8 @@ class PlatformService(service.MultiService):
         self.rtsp_proxy: RtspProxyService | None = None
         if "rtsp" in config.roles:
             self.rtsp_proxy = RtspProxyService(
-                self.mcu_api, reactor, auth=r["auth"], realm=r["realm"], linger=r["linger"],
+                self.mcu_api, reactor, auth=r["auth"], realm=r["realm"], auth_peer_limit=r["auth_peer_limit"],
+                auth_peer_window=r["auth_peer_window"], linger=r["linger"],
                 udp_timeout=r["udp_timeout"], connect_timeout=r["connect_timeout"], max_viewers=r["max_viewers"],
                 stall_timeout=r["stall_timeout"])
             self.rtsp_proxy.setServiceParent(self)

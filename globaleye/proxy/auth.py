@@ -12,6 +12,28 @@ hash can give.  The accounts service keeps it per account for the configured rea
 change, backfilled at a login, gone with the account; see docs/protocol.md, Client
 API item 18), so Digest works across restarts.  Basic is checked against the argon2
 hash (in a worker thread, as every password check is) and needs no HA1.
+
+Guessing limits.  A player could otherwise try passwords as fast as the network allows,
+so the proxy applies the SOAP login's rules and two of its own:
+
+* Per account, the *same* state as SOAP logins
+  (:meth:`~globaleye.accounts.AccountService.check_password`): a wrong password at
+  either place counts at both, the slow-down and the lock (``[soap] login_*``) apply at
+  both, a right password at either clears the count.  A locked account gets 401 whatever
+  the password.  Each counted failure and each refusal for a lock is audit-logged
+  (action ``rtsp-auth``), as SOAP logs each login.
+* Per source address (:func:`source_address`): at most ``peer_limit`` failures in
+  ``peer_window`` seconds (a sliding window); then every request of that address that
+  needs authentication is refused with 403 and its connection closed, until failures
+  leave the window.  Unknown users count only here, so no state is kept per arbitrary
+  name, and one address cannot spray guesses over many accounts.
+
+What counts: a wrong password (Digest response or Basic), an unknown user (or one with
+no Digest secret), and an attempt on a locked account.  What does not: a request without
+``Authorization`` (every Digest client's first request), a correct Digest response over a
+stale nonce (answered ``stale=true``; it neither counts nor clears, since it may be a
+replay), and credentials that never reach a password check (unparsable, another scheme,
+another realm, a forged nonce).  Time comes from the reactor clock.
 """
 
 from __future__ import annotations
@@ -20,17 +42,26 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 import time
 from collections.abc import Callable
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from globaleye.accounts import AccountService
+from globaleye.accounts import NO_ACCOUNT, WRONG_PASSWORD, AccountService, RateLimiter, Verdict
 
 NONCE_LIFETIME = 300.0
+#: Failed authentications one source address may have within PEER_WINDOW seconds.
+PEER_LIMIT = 20
+PEER_WINDOW = 300.0
+#: Source addresses whose failures are remembered at once (RateLimiter's bound).
+MAX_PEERS = 10_000
+#: User names are written to the audit log and the log at most this long.
+MAX_USER_SHOWN = 64
 
 
 def md5_hex(text: str) -> str:
@@ -131,24 +162,59 @@ def digest_ok(credentials: Credentials, method: str, ha1_hex: str) -> bool:
     return hmac.compare_digest(expected, p["response"].lower())
 
 
+def source_address(peer: str) -> str:
+    """The address a peer's failures are counted under: ``host`` of ``host:port``.
+
+    An IPv6 peer is counted by its /64, the block one subscriber usually gets: per address,
+    one host could take a fresh address for every few guesses.  IPv4-mapped IPv6 addresses
+    count as the IPv4 address.
+    """
+    host = peer.rsplit(":", 1)[0].strip("[]") if ":" in peer else peer
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 @attrs.frozen
 class AuthResult:
     account: str | None
     reason: str  # for the log
     stale: bool = False
+    #: A failure that counted (wrong password, unknown user, a locked account).
+    counted: bool = False
+    #: The account is locked for this many seconds more (the answer is still an ordinary 401).
+    locked: float = 0.0
+    #: The source address is refused for this many seconds more: answer 403 and close.
+    blocked: float = 0.0
 
 
 class AccountAuthenticator:
-    """Checks RTSP credentials against platform accounts; never blocks the reactor."""
+    """Checks RTSP credentials against platform accounts, with the guessing limits above; never blocks
+    the reactor (argon2 in a worker thread, waits on the reactor clock)."""
 
     log = Logger()
 
     def __init__(self, accounts: AccountService | None, schemes: tuple[str, ...], realm: str,
-                 nonces: Nonces | None = None) -> None:
+                 nonces: Nonces | None = None, *, clock: IReactorTime | None = None,
+                 peer_limit: int = PEER_LIMIT, peer_window: float = PEER_WINDOW,
+                 max_peers: int = MAX_PEERS) -> None:
+        """*clock* defaults to the accounts service's (the reactor); *peer_limit* 0 turns the
+        per-address limit off (the per-account one stays)."""
         self.accounts = accounts
         self.schemes = schemes
         self.realm = realm
-        self.nonces = nonces or Nonces()
+        if clock is None and accounts is not None:
+            clock = accounts.clock
+        self.nonces = nonces or (Nonces(clock=clock.seconds) if clock is not None else Nonces())
+        self.peers: RateLimiter | None = None
+        if clock is not None and peer_limit > 0:
+            self.peers = RateLimiter(clock, peer_limit, peer_window, max_peers)
 
     @property
     def required(self) -> bool:
@@ -157,33 +223,83 @@ class AccountAuthenticator:
     def challenge(self, stale: bool = False) -> list[str]:
         return challenges(self.schemes, self.realm, self.nonces.issue(), stale)
 
-    async def check(self, method: str, header: str | None) -> AuthResult:
+    async def check(self, method: str, header: str | None, peer: str = "-") -> AuthResult:
+        """Who *header* authenticates for a request of *peer* (``host:port``), or why nobody."""
+        source = source_address(peer)
+        peers = self.peers
+        if peers is not None and (wait := peers.retry_after(source)) > 0:
+            return AuthResult(None, f"{source} had {peers.limit} failed authentications within "
+                                    f"{peers.window:g} s; refused for {wait:.0f} s more", blocked=wait)
         if header is None:
-            return AuthResult(None, "no credentials")
+            return AuthResult(None, "no credentials")  # a Digest client's first request: not a failure
         credentials = parse_authorization(header)
         if credentials is None or credentials.scheme not in self.schemes:
             return AuthResult(None, "unparsable or disallowed Authorization scheme")
         accounts = self.accounts
         assert accounts is not None, "credentials are checked only with an accounts service (auth is not none)"
-        if credentials.scheme == "basic":
-            record = await accounts.store.get_account(credentials.user) if credentials.user.isdigit() else None
-            if record is None:
-                return AuthResult(None, f"no account {credentials.user!r}")
-            if not await accounts.verify_password(record.password_hash, credentials.password):
-                return AuthResult(None, f"wrong password for {credentials.user}")
-            return AuthResult(credentials.user, "basic")
-        p = credentials.params
-        if p.get("realm") != self.realm:
-            return AuthResult(None, f"realm {p.get('realm')!r}")
-        freshness = self.nonces.check(p["nonce"])
-        if freshness == "bad":
-            return AuthResult(None, "forged or malformed nonce")
-        secret = await accounts.digest_ha1(credentials.user, self.realm)
-        if secret is None:
-            return AuthResult(None, f"no account {credentials.user!r} or no Digest secret kept for it "
-                                    "(created before HA1s were kept: one app login stores it)")
-        if not digest_ok(credentials, method, secret):
-            return AuthResult(None, f"wrong Digest response for {credentials.user}")
-        if freshness == "stale":
+        user = credentials.user
+        freshness = "ok"
+        if credentials.scheme == "digest":
+            p = credentials.params
+            if p.get("realm") != self.realm:
+                return AuthResult(None, f"realm {p.get('realm')!r}")
+            freshness = self.nonces.check(p["nonce"])
+            if freshness == "bad":
+                return AuthResult(None, "forged or malformed nonce")
+        # A password is about to be tried.  Its place in the source's budget is taken first, so
+        # that parallel guesses cannot all pass before the first failure is counted; it is
+        # given back below when the attempt turns out not to be a failure.
+        stamp: float | None = None
+        if peers is not None:
+            stamp = peers.reserve(source)
+            if stamp is None:
+                wait = peers.retry_after(source)
+                return AuthResult(None, f"{source} has {peers.limit} failed or unfinished authentications "
+                                        f"within {peers.window:g} s; refused for {wait:.0f} s more",
+                                  blocked=max(wait, 1.0))
+
+        async def verify() -> Verdict:
+            if credentials.scheme == "basic":
+                verdict, _record = await accounts.password_verdict(user, credentials.password)
+                return verdict
+            secret = await accounts.digest_ha1(user, self.realm)
+            if secret is None:
+                return Verdict.NO_ACCOUNT
+            if not digest_ok(credentials, method, secret):
+                return Verdict.WRONG
+            return Verdict.NEUTRAL if freshness == "stale" else Verdict.RIGHT
+
+        try:
+            check = await accounts.check_password(user, verify)
+        except BaseException:
+            if peers is not None and stamp is not None:
+                peers.undo(source, stamp)  # not a failure of the player's: the store failed
+            raise
+        counted = check.verdict in (Verdict.WRONG, Verdict.NO_ACCOUNT, Verdict.LOCKED)
+        if not counted and peers is not None and stamp is not None:
+            peers.undo(source, stamp)
+        shown = user[:MAX_USER_SHOWN]
+        what = "Digest response" if credentials.scheme == "digest" else "Basic password"
+        if check.verdict is Verdict.RIGHT:
+            return AuthResult(user, credentials.scheme)
+        if check.verdict is Verdict.NEUTRAL:
             return AuthResult(None, "stale nonce", stale=True)
-        return AuthResult(credentials.user, "digest")
+        if check.verdict is Verdict.LOCKED:
+            reason = f"account {shown} is locked for {check.locked_for:.0f} s more"
+            await accounts.audit("rtsp-auth", shown, peer, WRONG_PASSWORD, f"locked for {check.locked_for:.0f} s more")
+            result = AuthResult(None, reason, counted=True, locked=check.locked_for)
+        elif check.verdict is Verdict.WRONG:
+            detail = check.detail(f"wrong {what}")
+            await accounts.audit("rtsp-auth", shown, peer, WRONG_PASSWORD, detail)
+            result = AuthResult(None, f"{detail} for {shown}", counted=True, locked=check.locked_for)
+        else:
+            detail = ("no such account" if credentials.scheme == "basic" else
+                      "no such account, or no Digest secret kept for it (created before HA1s were kept: "
+                      "one app login stores it)")
+            await accounts.audit("rtsp-auth", shown, peer, NO_ACCOUNT, detail)
+            result = AuthResult(None, f"{shown!r}: {detail}", counted=True)
+        if peers is not None and (wait := peers.retry_after(source)) > 0:
+            self.log.warn("RTSP auth {peer}: {source} reached {n} failed authentications within {window:g} s; "
+                          "its requests are refused for {wait:.0f} s", peer=peer, source=source, n=peers.limit,
+                          window=peers.window, wait=wait)
+        return result

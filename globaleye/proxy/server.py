@@ -280,15 +280,28 @@ class RtspProxyProtocol(RtspServerConnection):
     # -- authentication and authorisation
 
     async def _authenticate(self, request: RtspRequest) -> str:
+        """The viewer's account, or a :class:`Refusal`.
+
+        401 with a fresh challenge for no, wrong or stale credentials and for a locked account
+        (the same answer, so a guesser learns nothing from it; the log says which).  403, and the
+        connection closed right after the answer, when this peer's address has used up its
+        failed authentications: it gets nothing more checked on this connection.  The guessing
+        limits themselves are the authenticator's (:mod:`globaleye.proxy.auth`); a connection
+        does not re-check an ``Authorization`` value that already succeeded on it.
+        """
         auth = self.factory.auth
         if not auth.required:
             return "anonymous"
         header = request.headers.get("Authorization")
         if header is not None and self._auth_cache is not None and self._auth_cache[0] == header:
             return self._auth_cache[1]
-        result = await auth.check(request.method, header)
+        result = await auth.check(request.method, header, self.peer)
         if result.account is None:
-            self.factory.auth_failures += 1
+            if result.counted:  # not a Digest client's first request, nor a stale nonce
+                self.factory.auth_failures += 1
+            if result.blocked:
+                self.factory.reactor.callLater(0, self.drop, "too many failed authentications")
+                raise Refusal(403, f"authentication: {result.reason}")
             raise Refusal(401, f"authentication: {result.reason}",
                           [("WWW-Authenticate", c) for c in auth.challenge(stale=result.stale)])
         if self.account is not None and self.account != result.account:

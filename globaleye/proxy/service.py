@@ -14,7 +14,7 @@ from typing import Any
 from twisted.application import service
 from twisted.web import resource
 
-from globaleye.proxy.auth import AccountAuthenticator
+from globaleye.proxy.auth import PEER_LIMIT, PEER_WINDOW, AccountAuthenticator
 from globaleye.proxy.paths import PathSettings
 from globaleye.proxy.platform import PlatformDirectory
 from globaleye.proxy.server import RtspProxyFactory
@@ -22,9 +22,12 @@ from globaleye.proxy.server import RtspProxyFactory
 
 class RtspProxyService(service.Service):
     def __init__(self, mcu_api: Any, reactor: Any, *, auth: tuple[str, ...] = ("digest",), realm: str = "GlobalEye",
+                 auth_peer_limit: int = PEER_LIMIT, auth_peer_window: float = PEER_WINDOW,
                  linger: float = 5.0, udp_timeout: float = 5.0, connect_timeout: float = 3.0,
                  max_viewers: int = 1000, stall_timeout: float = 10.0) -> None:
-        self.authenticator = AccountAuthenticator(mcu_api.accounts, auth, realm)
+        # Guessing limits: per account shared with SOAP logins, per address here (globaleye.proxy.auth).
+        self.authenticator = AccountAuthenticator(mcu_api.accounts, auth, realm, clock=reactor,
+                                                  peer_limit=auth_peer_limit, peer_window=auth_peer_window)
         self.factory = RtspProxyFactory(
             PlatformDirectory(mcu_api), self.authenticator, reactor,
             paths=PathSettings(connect_timeout=connect_timeout, udp_timeout=udp_timeout,

@@ -4,9 +4,10 @@ The video paths of §15 (local address, UPnP address, TURN relay) only mean some
 when the camera and the phone sit behind real NATs: on loopback every address
 works, so a test there proves nothing about which path a client can take.  This
 harness builds that network for one test, with the kernel's own NAT (iptables
-MASQUERADE), optionally Debian's miniupnpd as the shop's IGD, and optionally a
-phone network that drops UDP, and tears it all down afterwards, also when the test
-fails.  Topology and addresses: ``docs/netns-tests.md``.
+MASQUERADE), optionally Debian's miniupnpd as the shop's IGD, optionally a symmetric
+shop NAT (``MASQUERADE --random-fully``), and optionally a phone network that drops
+UDP, and tears it all down afterwards, also when the test fails.  Topology and
+addresses: ``docs/netns-tests.md``.
 
 Every address is a TEST-NET (RFC 5737) or RFC 1918 address inside namespaces this
 harness created; nothing is routed to the host's own network, so no packet can
@@ -56,6 +57,16 @@ PHONE_IP = "192.168.20.2"
 CAMERA_RTSP_PORT = 554
 PLATFORM_PORTS = {"http": 8080, "gateway": 8588, "stun": 3479, "stun_alt": 3480, "turn": 3478}
 ROLES = ("wan", "platform", "shoprt", "camera", "shoppc", "phonert", "phone")
+#: What the camera's NAT probe asks, in turn, from one UDP socket: the TURN server (where the
+#: camera STUN-maps its media ports at SETUP), the STUN server, the STUN server's other port
+#: (same address) and its other address (same port).  One public port for all four is an
+#: endpoint-independent mapping; four different ports, a symmetric one.
+NAT_PROBE_SERVERS = ((PLATFORM_IP, PLATFORM_PORTS["turn"]), (PLATFORM_IP, PLATFORM_PORTS["stun"]),
+                     (PLATFORM_IP, PLATFORM_PORTS["stun_alt"]), (PLATFORM_ALT_IP, PLATFORM_PORTS["stun"]))
+
+
+#: One direction of a conntrack flow: (src, sport, dst, dport).
+Flow = tuple[str, int, str, int]
 
 
 class NetnsError(Exception):
@@ -67,8 +78,12 @@ def _which(name: str) -> str | None:
                                       None)
 
 
-async def missing_prerequisites(*, need_miniupnpd: bool = False) -> str | None:
-    """Why this machine cannot run the lab (None if it can): the tests skip with this reason."""
+async def missing_prerequisites(*, need_miniupnpd: bool = False, need_random_fully: bool = False) -> str | None:
+    """Why this machine cannot run the lab (None if it can): the tests skip with this reason.
+
+    *need_random_fully*: the symmetric shop NAT needs MASQUERADE's ``--random-fully``
+    (iptables 1.6.2, Linux 3.13), tried in the probe namespace.
+    """
     if sys.platform != "linux":
         return "network namespaces need Linux"
     if os.geteuid() != 0:
@@ -91,6 +106,11 @@ async def missing_prerequisites(*, need_miniupnpd: bool = False) -> str | None:
         nat = await run(ip, ["netns", "exec", probe, iptables, "-t", "nat", "-L", "-n"], timeout=10)
         if nat.code != 0:
             return f"iptables cannot use the nat table in a namespace: {nat.err.strip()}"
+        if need_random_fully:
+            masquerade = await run(ip, ["netns", "exec", probe, iptables, "-w", "-t", "nat", "-A", "POSTROUTING",
+                                        "-o", "lo", "-j", "MASQUERADE", "--random-fully"], timeout=10)
+            if masquerade.code != 0:
+                return f"iptables MASQUERADE --random-fully (symmetric NAT) refused: {masquerade.err.strip()}"
     finally:
         await run(ip, ["netns", "del", probe], timeout=10)
     return None
@@ -167,12 +187,16 @@ class Lab:
 
     ``upnp_igd`` runs miniupnpd on the shop router; ``block_phone_udp`` makes the
     phone router drop every UDP packet to or from the platform (a network where
-    only TCP gets through, §15's last resort).
+    only TCP gets through, §15's last resort); ``symmetric_shop_nat`` makes the shop
+    router's NAT symmetric (address- and port-dependent mapping: a new random public
+    port for every new destination, ``MASQUERADE --random-fully``) instead of the
+    port-preserving, endpoint-independent mapping of plain ``MASQUERADE``.
     """
 
     workdir: Path
     upnp_igd: bool = False
     block_phone_udp: bool = False
+    symmetric_shop_nat: bool = False
     tag: str = attrs.field(factory=lambda: f"{PREFIX}{secrets.token_hex(4)}")
     created: list[str] = attrs.field(factory=list)
     daemons: list[Daemon] = attrs.field(factory=list)
@@ -230,10 +254,19 @@ class Lab:
     async def _router(self, role: str) -> None:
         await self.exec(role, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=True)
 
-    async def _nat(self, role: str, wan: str, lan: str) -> None:
-        """A home router: MASQUERADE out of *wan*; from *wan* in, only replies and port forwards."""
+    async def _nat(self, role: str, wan: str, lan: str, *, symmetric: bool = False) -> None:
+        """A home router: MASQUERADE out of *wan*; from *wan* in, only replies and port forwards.
+
+        Plain MASQUERADE keeps a flow's source port when it can, so a socket has one
+        public port towards every destination (endpoint-independent mapping).  With
+        *symmetric*, ``--random-fully`` draws a random public port for every new flow,
+        that is for every new destination address or port: a symmetric NAT (RFC 4787
+        address- and port-dependent mapping).  Filtering is the same in both: conntrack
+        lets in only replies to a flow the inside started.
+        """
         await self._router(role)
-        await self._iptables(role, "-t", "nat", "-A", "POSTROUTING", "-o", wan, "-j", "MASQUERADE")
+        await self._iptables(role, "-t", "nat", "-A", "POSTROUTING", "-o", wan, "-j", "MASQUERADE",
+                             *(["--random-fully"] if symmetric else []))
         await self._iptables(role, "-A", "FORWARD", "-i", wan, "-o", lan, "-m", "conntrack", "--ctstate",
                              "ESTABLISHED,RELATED,DNAT", "-j", "ACCEPT")
         await self._iptables(role, "-A", "FORWARD", "-i", wan, "-j", "DROP")
@@ -264,7 +297,7 @@ class Lab:
             await self.ip("shoprt", "link", "set", port_if, "up")
             await self._addr(host, "eth0", f"{address}/24")
             await self.ip(host, "route", "add", "default", "via", SHOP_LAN_GW)
-        await self._nat("shoprt", "wan0", "br-lan")
+        await self._nat("shoprt", "wan0", "br-lan", symmetric=self.symmetric_shop_nat)
         # The phone's network: a carrier-style NAT with the phone behind it.
         await self._addr("phonert", "wan0", f"{PHONE_WAN_IP}/25")
         await self.ip("phonert", "route", "add", "default", "via", PHONE_WAN_GW)
@@ -345,6 +378,30 @@ class Lab:
                                  check=True)
         return "\n".join(line.strip() for line in result.out.splitlines() if "dnat" in line)
 
+    async def udp_flows(self, role: str) -> list[tuple[Flow, Flow]]:
+        """*role*'s conntrack UDP flows: (original, reply) (src, sport, dst, dport) tuples.
+
+        A NATed flow's public port is the reply tuple's dport.  Read from the
+        namespace's own ``/proc/net/nf_conntrack``.
+        """
+        result = await self.exec(role, ["cat", "/proc/net/nf_conntrack"], check=True)
+        flows: list[tuple[Flow, Flow]] = []
+        for line in result.out.splitlines():
+            fields = line.split()
+            if "udp" not in fields[:3]:
+                continue
+            tuples: list[Flow] = []
+            values: dict[str, str] = {}
+            for field in fields:
+                key, _, value = field.partition("=")
+                if key in ("src", "dst", "sport", "dport"):
+                    values[key] = value
+                    if key == "dport":
+                        tuples.append((values["src"], int(values["sport"]), values["dst"], int(values["dport"])))
+            if len(tuples) >= 2:
+                flows.append((tuples[0], tuples[1]))
+        return flows
+
     # ----------------------------------------------------------------- teardown
 
     async def close(self) -> None:
@@ -416,6 +473,8 @@ async def start_camera(lab: Lab, *, upnp: bool, media_cache: Path, stun: bool = 
         argv += ["--upnp", "--upnp-timeout", "2"]
     if stun:
         argv += ["--stun", f"{PLATFORM_IP}:{PLATFORM_PORTS['stun']}"]
+        for host, port in NAT_PROBE_SERVERS:
+            argv += ["--nat-probe", f"{host}:{port}"]
     daemon = lab.spawn("camera", argv, "camera", ready=r"NETNS-READY (\{.*\})\n",
                        env={"GLOBALEYE_MEDIA_CACHE": str(media_cache)})
     match = await daemon.wait_ready(40)

@@ -13,18 +13,21 @@ machine without root, ``ip netns``, iptables or ffprobe.  See docs/netns-tests.m
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import sys
 import time
 from pathlib import Path
 
 from argon2 import PasswordHasher
+from twisted.python import log
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.store import Account, Binding, HashToken
 from globaleye.store.sqlite import SQLiteStore
 from tests.netns import (
     CAMERA_IP,
+    NAT_PROBE_SERVERS,
     PHONE_WAN_IP,
     PLATFORM_IP,
     PLATFORM_PORTS,
@@ -43,6 +46,7 @@ DEV = "81300000001"
 CLI = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from globaleye.cli import main; main()"
 CLIENT = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from globaleye.client.cli import main; main()"
 ACCOUNT, PASSWORD = "13300000001", "netns-secret"
+UDP_TIMEOUT = 3  # globaleye-client --udp-timeout: §15 step 4's 5 s, shortened for the tests
 # A one-shot RFC 5389 Binding request with our own codec: prints the mapped address or "timeout".
 STUN_PROBE = f"""
 import socket, sys
@@ -69,15 +73,16 @@ class NetnsVideoTests(TestCase):
 
     timeout = 100
 
-    async def up(self, *, igd: bool = False, camera_upnp: bool = True, block_phone_udp: bool = False) -> None:
-        reason = await missing_prerequisites(need_miniupnpd=igd)
+    async def up(self, *, igd: bool = False, camera_upnp: bool = True, block_phone_udp: bool = False,
+                 symmetric_shop_nat: bool = False) -> None:
+        reason = await missing_prerequisites(need_miniupnpd=igd, need_random_fully=symmetric_shop_nat)
         if reason is not None:
             raise SkipTest(reason)
         workdir = Path(self.mktemp()).resolve()
         workdir.mkdir(parents=True)
         media_cache = Path("netns-media-cache").resolve()  # in trial's temp directory: shared by a run's tests
         media_cache.mkdir(exist_ok=True)
-        self.lab = Lab(workdir, upnp_igd=igd, block_phone_udp=block_phone_udp)
+        self.lab = Lab(workdir, upnp_igd=igd, block_phone_udp=block_phone_udp, symmetric_shop_nat=symmetric_shop_nat)
         self.addCleanup(self.lab.close)
         await self.lab.build()
         self.platform, self.config = await start_platform(self.lab)
@@ -141,18 +146,37 @@ class NetnsVideoTests(TestCase):
         self.assertEqual(result.code, 0, result.err)
         return result.out.strip()
 
+    def shop_nat_ports(self) -> tuple[int, list[int]]:
+        """The camera's NAT probe: its socket's local port, and its public port towards each of NAT_PROBE_SERVERS."""
+        probe = self.report["nat_probe"]
+        self.assertEqual([tuple(server) for server in probe["servers"]], list(NAT_PROBE_SERVERS), probe)
+        self.assertNotIn(None, probe["mapped"], f"a STUN server did not answer the camera: {probe}")
+        self.assertEqual({ip for ip, _ in probe["mapped"]}, {SHOP_WAN_IP}, probe)
+        return probe["local_port"], [port for _, port in probe["mapped"]]
+
     async def client_path(self, role: str) -> str:
         """``globaleye-client play`` inside *role*'s namespace: the §15 path it chose (after §8 login, §8.9 URLs)."""
         result = await self.lab.exec(role, [sys.executable, "-c", CLIENT, "--mcu",
                                             f"http://{PLATFORM_IP}:{PLATFORM_PORTS['http']}/soap/mcu",
-                                            "--account", ACCOUNT, "--password", PASSWORD, "--udp-timeout", "3",
-                                            "play", DEV, "--seconds", "1"], timeout=40)
+                                            "--account", ACCOUNT, "--password", PASSWORD,
+                                            "--udp-timeout", str(UDP_TIMEOUT), "play", DEV, "--seconds", "1"],
+                                     timeout=40)
+        log.msg(f"globaleye-client play in {role} (exit {result.code}):\n{result.out}")
         self.assertEqual(result.code, 0, f"globaleye-client failed:\n{result.out}\n{result.err[-2000:]}")
         self.assertIn("video: h264 1280x720", result.out)
         paths = [line.split(":", 1)[1].strip() for line in result.out.splitlines() if line.startswith("path:")]
         self.assertEqual(len(paths), 1, result.out)
         self.client_output = result.out
         return paths[0]
+
+    def client_attempts(self) -> dict[str, tuple[bool, str, float]]:
+        """The last client run's ``tried PATH: ok|failed: REASON (SECONDS s)`` lines, by path."""
+        attempts: dict[str, tuple[bool, str, float]] = {}
+        for line in self.client_output.splitlines():
+            match = re.fullmatch(r"  tried (\S+): (ok|failed): (.*) \((\d+\.\d+) s\)", line)
+            if match:
+                attempts[match[1]] = (match[2] == "ok", match[3], float(match[4]))
+        return attempts
 
     async def stop(self, daemon: Daemon) -> None:
         await daemon.stop(grace=8)
@@ -196,6 +220,10 @@ class NetnsVideoTests(TestCase):
         self.assertEqual(self.report["upnp"], ["0.0.0.0", 0], self.report)
         # §15 step 3, camera side: the platform's STUN server sees the camera at the shop's NAT address.
         self.assertEqual(self.report["stun"][0], SHOP_WAN_IP, self.report)
+        # ... through an endpoint-independent, port-preserving mapping: one socket keeps its own
+        # port towards every server (the contrast to case (e)'s symmetric NAT).
+        local_port, public_ports = self.shop_nat_ports()
+        self.assertEqual(public_ports, [local_port] * len(NAT_PROBE_SERVERS), self.report["nat_probe"])
         await self.relay_reported()
         for _ in range(50):  # the 34H report follows the login
             shown = await self.device_show()
@@ -229,3 +257,67 @@ class NetnsVideoTests(TestCase):
         self.assert_video(await self.probe("phone", shown["turn relay"][0], stream_type=2), (352, 288))
         self.assertEqual(await self.client_path("phone"), "turn-tcp")
 
+    async def test_e_symmetric_nat_turn_tcp(self) -> None:
+        """(e) A symmetric shop NAT: the camera's STUN-mapped media port means nothing to the phone; turn-tcp plays.
+
+        §15 step 3 needs the port the camera learns from STUN to be the port its
+        media leave by towards the phone.  Behind MASQUERADE --random-fully each new
+        destination gets a new random port, so the phone's punch goes to a port that
+        only the TURN server may use, and the camera's media come from a port the
+        phone's NAT never opened.  The client gives up UDP after its timeout and
+        plays through the relay's TCP (§15 step 4).
+        """
+        await self.up(symmetric_shop_nat=True)
+        # The NAT really is symmetric: one camera socket, four destinations (the TURN server, the
+        # STUN server, its other port, its other address), a new public port for each.  Plain
+        # MASQUERADE gives one port (case (c)); a NAT whose mapping depended on the address only
+        # would give two.  At least three, so that one chance coincidence of --random-fully's
+        # random ports (about 1 in 10^4) does not fail the test; every run so far gave four.
+        _, public_ports = self.shop_nat_ports()
+        self.assertGreaterEqual(len(set(public_ports)), 3, self.report["nat_probe"])
+        log.msg(f"(e) NAT probe: {len(set(public_ports))} public ports for {len(public_ports)} destinations")
+        self.assertEqual(self.report["upnp"], ["0.0.0.0", 0], self.report)
+        await self.relay_reported()
+        # UDP itself is open from the phone (unlike case (d)): what fails is the camera's mapping.
+        self.assertTrue((await self.stun_from_phone()).startswith(f"{PHONE_WAN_IP}:"))
+        path = await self.client_path("phone")
+        self.assertEqual(path, "turn-tcp", self.client_output)
+        attempts = self.client_attempts()
+        self.assertEqual(sorted(attempts), ["local", "turn-tcp", "turn-udp", "upnp"], self.client_output)
+        udp_ok, udp_reason, udp_seconds = attempts["turn-udp"]
+        self.assertFalse(udp_ok, self.client_output)
+        self.assertEqual(udp_reason, f"no media within {UDP_TIMEOUT:g} s after PLAY", self.client_output)
+        self.assertTrue(attempts["turn-tcp"][0], self.client_output)
+        # The camera answered the UDP SETUP with the port STUN gave it (it cannot tell, with one
+        # server, that the mapping is symmetric) and sent its NAT opener and media from that socket.
+        # The shop router's conntrack shows why nothing arrived: the flow to the phone got
+        # another public port than the one towards the TURN server, and the phone's punch to
+        # the announced port found no flow and ended at the router itself.
+        announced = re.findall(rf"media ports {re.escape(CAMERA_IP)}:(\d+) mapped to {re.escape(SHOP_WAN_IP)}:(\d+)-\d+",
+                               self.camera.output)
+        self.assertTrue(announced, self.camera.output[-3000:])
+        flows = await self.lab.udp_flows("shoprt")
+        for rtp_port, public in ((int(a), int(b)) for a, b in announced):
+            to_turn = [reply[3] for orig, reply in flows
+                       if orig[:3] == (CAMERA_IP, rtp_port, PLATFORM_IP) and orig[3] == PLATFORM_PORTS["turn"]]
+            self.assertEqual(to_turn, [public], flows)
+            to_phone = [reply[3] for orig, reply in flows if orig[:3] == (CAMERA_IP, rtp_port, PHONE_WAN_IP)]
+            self.assertEqual(len(to_phone), 1, flows)
+            self.assertNotEqual(to_phone[0], public, "the media flow kept the STUN-mapped port: not symmetric")
+            punches = [reply for orig, reply in flows if orig[0] == PHONE_WAN_IP and orig[2:] == (SHOP_WAN_IP, public)]
+            self.assertTrue(punches, f"no punch from the phone to {SHOP_WAN_IP}:{public}: {flows}")
+            self.assertTrue(all(reply[0] == SHOP_WAN_IP for reply in punches), punches)  # not NATed to the camera
+        # The camera closed the failed session's media sockets when the client hung up (TEARDOWN and
+        # the relayed connection's close): none of them is still bound, nothing waits or leaks.
+        media_ports = {int(port) for port in re.findall(r"_UdpPort starting on (\d+)", self.camera.output)}
+        self.assertGreaterEqual(len(media_ports), 2 * len(announced), self.camera.output[-3000:])
+        for _ in range(50):
+            sockets = (await self.lab.exec("camera", ["ss", "-Huan"], check=True)).out
+            bound = {int(line.split()[3].rpartition(":")[2]) for line in sockets.splitlines() if line.strip()}
+            if not bound & media_ports:
+                break
+            await sleep(0.1)
+        self.assertFalse(bound & media_ports, f"media ports still open after the client left:\n{sockets}")
+        fallback = sum(seconds for ok, _, seconds in attempts.values() if not ok)
+        log.msg(f"(e) turn-udp failed after {udp_seconds:.2f} s; turn-tcp chosen {fallback:.2f} s after the first "
+                "attempt started")

@@ -36,7 +36,8 @@ class StreamFacts:
 
     def lines(self) -> list[str]:
         out = [f"path: {self.path}"]
-        out += [f"  tried {a.path}: {'ok' if a.ok else 'failed'}: {a.reason}" for a in self.attempts]
+        out += [f"  tried {a.path}: {'ok' if a.ok else 'failed'}: {a.reason} ({a.seconds:.2f} s)"
+                for a in self.attempts]
         out.append(f"video: {self.codec} {self.width}x{self.height}"
                    + (f" {self.fps:.2f} fps" if self.fps else ""))
         if self.audio:

@@ -361,6 +361,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "stall_timeout": Key(_positive, "10",
                              "Seconds a TCP viewer may read nothing before it is dropped (it skips pictures "
                              "before that)."),
+        "recover_timeout": Key(_seconds, "30",
+                               "Seconds the proxy keeps trying to get a live camera stream back for its viewers "
+                               "when the camera drops it (reboot, network change); the viewers stay connected "
+                               "meanwhile. 0: disconnect them at once."),
+        "media_timeout": Key(_positive, "10",
+                             "Seconds without a packet from a camera before its stream counts as lost (and is "
+                             "got back as above)."),
     },
 }
 

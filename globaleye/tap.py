@@ -161,8 +161,10 @@ class PlatformService(service.MultiService):
                 self.mcu_api, reactor, auth=r["auth"], realm=r["realm"], auth_peer_limit=r["auth_peer_limit"],
                 auth_peer_window=r["auth_peer_window"], linger=r["linger"],
                 udp_timeout=r["udp_timeout"], connect_timeout=r["connect_timeout"], max_viewers=r["max_viewers"],
-                stall_timeout=r["stall_timeout"])
+                stall_timeout=r["stall_timeout"], recover_timeout=r["recover_timeout"],
+                media_timeout=r["media_timeout"])
             self.rtsp_proxy.setServiceParent(self)
+            self.mcu_api.streams = self.rtsp_proxy.factory.device_streams  # GetStreamStatus
 
     def _sms_sender(self, config: Config, reactor: Any) -> Any:
         sms = config["sms"]

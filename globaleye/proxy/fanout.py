@@ -87,13 +87,10 @@ class ViewerStream:
         self.first_seq = list(self.seq)
         self.ssrc = [secrets.randbits(32) for _ in range(n)]
         self.ts_offset = [secrets.randbits(32) for _ in range(n)]
-        #: The last timestamp this viewer got per track, and each track's clock rate: what an
-        #: upstream recovery needs to continue the viewer's clocks (``rebase``).
-        self.last_ts: list[int | None] = [None] * n
+        #: After an upstream recovery (``rebase``): each track's clock rate, and for the tracks
+        #: whose timestamp offset is recomputed at their next packet, the timestamp to go on from.
         self.rates = [m.clock_rate or 90000 for m in description.media]
-        #: Tracks whose timestamp offset is to be recomputed at their next packet, and the gap.
-        self.rebase_tracks: set[int] = set()
-        self.rebase_gap = 0.0
+        self.rebase_from: dict[int, int] = {}
         self.tracks: set[int] = set(range(n))  # the tracks this viewer SET UP
         self.waiting = True  # for an IDR
         self.started = False
@@ -124,38 +121,43 @@ class ViewerStream:
         finally:
             self.replaying = False
 
-    def rebase(self, gap: float, description: SessionDescription) -> None:
+    def rebase(self, gap: float, description: SessionDescription, last_in: dict[int, int]) -> None:
         """A new upstream replaces a lost one: go on in the same session, from its next IDR.
 
         The new camera session has new RTP timestamp bases, so each track's offset is
-        recomputed at its first packet: the viewer's clock goes on from its last timestamp
-        plus *gap* seconds (the outage), and never runs backwards.  Sequence numbers and
-        SSRCs simply continue.
+        recomputed at its first packet: the viewer's clock goes on from the last timestamp
+        the old upstream gave (*last_in*, the camera's, as this viewer saw it) plus *gap*
+        seconds (the outage), and never runs backwards.  Sequence numbers and SSRCs simply
+        continue.  Until every track is rebased, ``rtp`` is this instance's ``_rtp_rebasing``,
+        so the per-packet path of every other viewer, and of this one afterwards, pays nothing.
         """
-        self.rebase_tracks = {t for t in self.tracks if self.last_ts[t] is not None}
-        self.rebase_gap = max(gap, 0.0)
+        self.rebase_from = {t: (last_in[t] + self.ts_offset[t] + max(1, round(max(gap, 0.0) * self.rates[t])))
+                            & 0xFFFFFFFF for t in self.tracks if t in last_in}
         self.waiting = True
         self.in_picture = False
         if self.video_track is not None:
             self.params = description.media[self.video_track].sprop_parameter_sets
+        if self.rebase_from:
+            self.rtp = self._rtp_rebasing  # type: ignore[method-assign]
 
-    def _rebase(self, track: int, timestamp: int) -> None:
-        self.rebase_tracks.discard(track)
-        last = self.last_ts[track]
-        assert last is not None
-        step = max(1, round(self.rebase_gap * self.rates[track]))
-        self.ts_offset[track] = (last + step - timestamp) & 0xFFFFFFFF
+    def _rtp_rebasing(self, track: int, data: bytes, timestamp: int, payload_offset: int,
+                      picture_start: bool) -> None:
+        start = self.rebase_from.pop(track, None)
+        if start is not None:
+            self.ts_offset[track] = (start - timestamp) & 0xFFFFFFFF
+            if not self.rebase_from:
+                del self.rtp  # back to the class's method
+        ViewerStream.rtp(self, track, data, timestamp, payload_offset, picture_start)
 
     def _out(self, track: int, data: bytes) -> None:
         seq = self.seq[track]
         self.seq[track] = (seq + 1) & 0xFFFF
         self.packets_sent += 1
-        ts = (_U32.unpack_from(data, 4)[0] + self.ts_offset[track]) & 0xFFFFFFFF
-        self.last_ts[track] = ts
         channel = self.channels.get(track)
         if channel is not None and self.write is not None and len(data) <= 0xFFFF:
             # The per-packet, per-viewer cost of a fan-out (docs/performance.md): h264.rewrite_rtp
             # and rtsp.message.encode_interleaved in one pack and one write.
+            ts = (_U32.unpack_from(data, 4)[0] + self.ts_offset[track]) & 0xFFFFFFFF
             self.write(_INTERLEAVED_RTP.pack(0x24, channel, len(data), data[0], data[1], seq, ts, self.ssrc[track])
                        + data[12:])
             return
@@ -164,8 +166,6 @@ class ViewerStream:
     def rtp(self, track: int, data: bytes, timestamp: int, payload_offset: int, picture_start: bool) -> None:
         if track not in self.tracks:
             return
-        if self.rebase_tracks and track in self.rebase_tracks:
-            self._rebase(track, timestamp)
         if track != self.video_track:
             if self.started and not self.waiting and not self._blocked():
                 self._out(track, data)
@@ -198,7 +198,7 @@ class ViewerStream:
             self._out(track, data)
 
     def rtcp(self, track: int, data: bytes) -> None:
-        if track in self.tracks and self.started and track not in self.rebase_tracks and not self.sink.blocked():
+        if track in self.tracks and self.started and track not in self.rebase_from and not self.sink.blocked():
             report = h264.rewrite_rtcp(data, self.ts_offset[track], self.ssrc[track])
             if report is not None:
                 self.sink.send_rtcp(track, report)
@@ -422,6 +422,7 @@ class LiveHub:
         """§15 again until the camera is back, ``recover_timeout`` passes, or no viewer is left."""
         generation = self._generation
         before = self.description  # what the viewers' SDP says
+        old_tracker = self.tracker  # the lost upstream's last timestamps (_attach makes a new one)
         self.recovering = True
         lost_at = self.reactor.seconds()
         deadline = lost_at + self.recover_timeout
@@ -455,6 +456,7 @@ class LiveHub:
         finally:
             self.recovering = False
         gap = self.reactor.seconds() - lost_at
+        last_in = dict(old_tracker.last_ts)
         if description is not None and generation != self._generation:
             self.stop("stopped while recovering")  # the new upstream came back after stop(): close it
             return
@@ -487,7 +489,7 @@ class LiveHub:
                  label=self.label, path=self.upstream.path if self.upstream else "?", s=gap, k=tries,
                  n=len(self.viewers))
         for viewer in tuple(self.viewers):
-            viewer.rebase(gap, description)
+            viewer.rebase(gap, description, last_in)
             if self.gop:
                 viewer.replay(tuple(self.gop))
         self._settle(description)

@@ -35,7 +35,7 @@ from zope.interface import implementer
 from globaleye.media.source import RecordingName
 from globaleye.proxy.auth import AccountAuthenticator
 from globaleye.proxy.fanout import LiveHub, PictureTracker, ViewerStream
-from globaleye.proxy.paths import NoPath, PathSettings, connect_camera
+from globaleye.proxy.paths import NoPath, PathSettings, connect_camera, summarize
 from globaleye.proxy.platform import PlatformDirectory, Target, Unavailable
 from globaleye.proxy.sdp import SessionDescription, recording_duration, rewrite_sdp
 from globaleye.proxy.upstream import PathFailed, UpstreamSession
@@ -349,8 +349,7 @@ class RtspProxyProtocol(RtspServerConnection):
             return
         attempts = session.hub.attempts if session.hub is not None else session.attempts
         path = session.status()["path"]
-        lines = [f"path: {path}",
-                 "attempts: " + "; ".join(f"{a.path}={'ok' if a.ok else 'failed'} ({a.reason})" for a in attempts)]
+        lines = [f"path: {path}", "attempts: " + summarize(attempts)]
         if session.viewer is not None:
             lines += [f"{k}: {v}" for k, v in session.viewer.stats().items()]
         self.reply(request, 200, headers, ("\r\n".join(lines) + "\r\n").encode(), "text/parameters")
@@ -481,7 +480,7 @@ class RtspProxyProtocol(RtspServerConnection):
         headers: list[tuple[str, str]] = [("Session", session.id)]
         if session.target.kind == "live":
             assert session.hub is not None
-            if not session.hub.running:
+            if not (session.hub.running or session.hub.recovering):
                 raise Refusal(503, "the camera stream ended")
             headers.append(("Range", "npt=0.000-"))
             if request.headers.get("Scale") is not None:
@@ -556,12 +555,20 @@ def _no_path(e: NoPath) -> Refusal:
     return Refusal(502, f"no way to the camera: {e}")
 
 
+def _stream_facts(status: dict[str, Any]) -> dict[str, Any]:
+    """A live hub's status as a GetStreamStatus Stream."""
+    _dev, channel, stream = status["key"]
+    return {"Kind": "live", "ChannelNo": channel, "StreamType": stream, "State": status["state"],
+            "Path": status["path"] or "", "Attempts": status["attempts_summary"], "Viewers": len(status["viewers"]),
+            "Recoveries": status["recoveries"], "LastStopReason": status["last_stop_reason"]}
+
+
 class RtspProxyFactory(ServerFactory):
     protocol = RtspProxyProtocol  # type: ignore[assignment]
 
     def __init__(self, directory: PlatformDirectory, auth: AccountAuthenticator, reactor: Any, *,
                  paths: PathSettings | None = None, linger: float = 5.0, max_viewers: int = 1000,
-                 stall_timeout: float = 10.0) -> None:
+                 stall_timeout: float = 10.0, recover_timeout: float = 30.0, media_timeout: float = 10.0) -> None:
         self.directory = directory
         self.auth = auth
         self.reactor = reactor
@@ -569,6 +576,8 @@ class RtspProxyFactory(ServerFactory):
         self.linger = linger
         self.max_viewers = max_viewers
         self.stall_timeout = stall_timeout
+        self.recover_timeout = recover_timeout
+        self.media_timeout = media_timeout
         self.hubs: dict[tuple[str, int, int], LiveHub] = {}
         self.sessions: dict[str, ProxySession] = {}
         self.connections: set[RtspProxyProtocol] = set()
@@ -602,7 +611,8 @@ class RtspProxyFactory(ServerFactory):
             async def connect(account: str, attach: Callable[[UpstreamSession], None]) -> Any:
                 return await self.connect(target, account, attach)
 
-            hub = LiveHub(target.key, target.label, connect, self.reactor, self.linger, self._hub_idle)
+            hub = LiveHub(target.key, target.label, connect, self.reactor, self.linger, self._hub_idle,
+                          recover_timeout=self.recover_timeout, media_timeout=self.media_timeout)
             self.hubs[target.key] = hub
         return hub
 
@@ -615,6 +625,27 @@ class RtspProxyFactory(ServerFactory):
         if not hub.viewers and not hub.running and hub.starting is None and self.hubs.get(hub.key) is hub:
             self.recent.append(hub.status())
             del self.hubs[hub.key]
+
+    def device_streams(self, dev_id: str) -> list[dict[str, Any]]:
+        """The client API's GetStreamStatus: this device's streams now, then its last stopped ones."""
+        streams: list[dict[str, Any]] = []
+        for hub in self.hubs.values():
+            if hub.key[0] == dev_id:
+                streams.append(_stream_facts(hub.status()))
+        for session in self.sessions.values():
+            target = session.target
+            if target.kind == "playback" and target.dev_id == dev_id:
+                streams.append({"Kind": "playback", "ChannelNo": target.channel_no, "FileName": target.file_name,
+                                "State": session.state, "Path": session.upstream.path if session.upstream else "",
+                                "Attempts": summarize(session.attempts), "Viewers": 1, "Recoveries": 0,
+                                "LastStopReason": ""})
+        live = {tuple(hub.key) for hub in self.hubs.values()}
+        for status in reversed(self.recent):  # newest first; one per stream
+            key = tuple(status["key"])
+            if key[0] == dev_id and key not in live:
+                live.add(key)
+                streams.append(_stream_facts(status))
+        return streams
 
     def stop(self) -> None:
         for connection in list(self.connections):

@@ -24,7 +24,8 @@ class RtspProxyService(service.Service):
     def __init__(self, mcu_api: Any, reactor: Any, *, auth: tuple[str, ...] = ("digest",), realm: str = "GlobalEye",
                  auth_peer_limit: int = PEER_LIMIT, auth_peer_window: float = PEER_WINDOW,
                  linger: float = 5.0, udp_timeout: float = 5.0, connect_timeout: float = 3.0,
-                 max_viewers: int = 1000, stall_timeout: float = 10.0) -> None:
+                 max_viewers: int = 1000, stall_timeout: float = 10.0, recover_timeout: float = 30.0,
+                 media_timeout: float = 10.0) -> None:
         # Guessing limits: per account shared with SOAP logins, per address here (globaleye.proxy.auth).
         self.authenticator = AccountAuthenticator(mcu_api.accounts, auth, realm, clock=reactor,
                                                   peer_limit=auth_peer_limit, peer_window=auth_peer_window)
@@ -32,7 +33,8 @@ class RtspProxyService(service.Service):
             PlatformDirectory(mcu_api), self.authenticator, reactor,
             paths=PathSettings(connect_timeout=connect_timeout, udp_timeout=udp_timeout,
                                media_timeout=max(udp_timeout, connect_timeout)),
-            linger=linger, max_viewers=max_viewers, stall_timeout=stall_timeout)
+            linger=linger, max_viewers=max_viewers, stall_timeout=stall_timeout,
+            recover_timeout=recover_timeout, media_timeout=media_timeout)
 
     def stopService(self) -> Any:
         self.factory.stop()

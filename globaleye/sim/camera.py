@@ -303,7 +303,11 @@ class SimulatedCamera:
                 await self._backoff(f"session ended ({outcome})")
 
     async def _map_upnp(self) -> None:
-        """§7.3.2: map the RTSP port once, before the first LOGIN_REQ reports it (0.0.0.0 if impossible)."""
+        """§7.3.2: map the RTSP port before the first LOGIN_REQ reports it (0.0.0.0 if impossible), then keep it.
+
+        The upkeep (:meth:`CameraPortMapping.keep`) re-checks the mapping for as long as
+        the camera runs and calls :meth:`_upnp_changed` when the address to report changes.
+        """
         assert self.upnp is not None
         s = self.state
         mapped = await self.upnp.map(s.local_ip, s.rtsp_local_port)
@@ -313,6 +317,31 @@ class SimulatedCamera:
         else:
             self.log.info("camera {dev_id}: UPnP {ip}:{port} -> {local}:{lport}", dev_id=s.dev_id, ip=mapped[0],
                           port=mapped[1], local=s.local_ip, lport=s.rtsp_local_port)
+        if not self._stopped:
+            self.upnp.keep(self._upnp_changed)
+
+    def _upnp_changed(self, mapped: tuple[str, int] | None, reason: str) -> None:
+        """The mapping moved, vanished or came back: report it now, as the next heartbeat would.
+
+        UpnpIP/RtspUpnpPort go out in a heartbeat at once (the gateway stores a change of
+        address from any heartbeat).  Losing the mapping is §7.3.2's failure: 0.0.0.0 and
+        exception 12, sent now if the camera is online, else after its next login.
+        """
+        s = self.state
+        s.upnp_ip, s.rtsp_upnp_port = mapped if mapped is not None else ("0.0.0.0", 0)
+        session = self.session
+        online = session is not None and self.online and not self._stopped
+        self.log.info("camera {dev_id}: UPnP address now {ip}:{port} ({reason}){when}", dev_id=s.dev_id,
+                      ip=s.upnp_ip, port=s.rtsp_upnp_port, reason=reason,
+                      when="; reporting it" if online else "; reported at the next login")
+        if not online or session is None:
+            return
+        session.request(self._heartbeat(), self.timing.request_timeout).addErrback(lambda f: None)
+        if mapped is None:
+            report = m.ExceptionReportRequest(dev_id=s.dev_id, channel_no=0,
+                                              exception_type=m.ExceptionType.UPNP_MAPPING_FAILED,
+                                              exception_desc=f"UPnP mapping failed: {reason}"[:200])
+            session.request(report, self.timing.request_timeout).addErrback(lambda f: None)
 
     async def _post(self, url: str, message: m.Message) -> bytes:
         response = await self.http.post(url, data=message.to_xml(),

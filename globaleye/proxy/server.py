@@ -21,7 +21,6 @@ import collections
 import re
 import secrets
 import socket
-import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -47,7 +46,7 @@ from globaleye.rtsp.message import (
     encode_interleaved,
     parse_transport,
 )
-from globaleye.rtsp.serving import RtspServerConnection
+from globaleye.rtsp.serving import IDLE_TIMEOUT, RtspServerConnection
 
 PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
 SERVER = "GlobalEye-Proxy/1.0"
@@ -121,7 +120,7 @@ class ProxySession:
         #: (empty while paused, so packets in flight after PAUSE are not sent).
         self.attempts: list[Any] = []
         self.playback_viewers: list[ViewerStream] = []
-        self.last_seen = time.monotonic()
+        self.last_seen = owner.factory.reactor.seconds()
 
     # -- the Sink of this session's ViewerStream
 
@@ -153,7 +152,7 @@ class ProxySession:
         self.owner.drop(f"upstream ended: {reason}")
 
     def touch(self) -> None:
-        self.last_seen = time.monotonic()
+        self.last_seen = self.owner.factory.reactor.seconds()
 
     def destroy(self) -> None:
         if self.hub is not None and self.viewer is not None:
@@ -181,6 +180,7 @@ class ProxySession:
 class RtspProxyProtocol(RtspServerConnection):
     log_name = "RTSP proxy"
     server_name = SERVER
+    idle_timeout = IDLE_TIMEOUT
 
     def __init__(self, factory: RtspProxyFactory) -> None:
         super().__init__()
@@ -188,8 +188,9 @@ class RtspProxyProtocol(RtspServerConnection):
         self.sessions: dict[str, ProxySession] = {}
         self.account: str | None = None
         self._auth_cache: tuple[str, str] | None = None  # (Authorization value, account)
-        #: Playback upstreams opened by DESCRIBE, waiting for SETUP (by aggregate URL).
+        #: Playback upstreams opened by DESCRIBE, waiting for SETUP (by aggregate URL), and since when.
         self.pending: dict[str, tuple[UpstreamSession, list[Any], PictureTracker]] = {}
+        self.pending_since: dict[str, float] = {}
         self._stall: Any = None
 
     # -- connection and flow control
@@ -207,7 +208,7 @@ class RtspProxyProtocol(RtspServerConnection):
             pass
 
     def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
-        self.closed = True
+        super().connectionLost(reason)
         self.factory.connections.discard(self)
         for session in list(self.sessions.values()):
             session.destroy()
@@ -215,6 +216,7 @@ class RtspProxyProtocol(RtspServerConnection):
         for upstream, _a, _t in self.pending.values():
             upstream.close()
         self.pending.clear()
+        self.pending_since.clear()
         self.queue.clear()
         if self._stall is not None and self._stall.active():
             self._stall.cancel()
@@ -255,7 +257,39 @@ class RtspProxyProtocol(RtspServerConnection):
         for session in self.sessions.values():
             session.touch()
 
+    def has_sessions(self) -> bool:
+        return bool(self.sessions or self.pending)
+
+    def check_sessions(self, now: float) -> None:
+        """RFC 2326 §12.37: a session without a request or RTCP for SESSION_TIMEOUT seconds is over.
+
+        A TCP viewer being played to is exempt: it proves itself by reading (a full send
+        buffer drops it after ``stall_timeout``), and simple players send nothing else.  A
+        UDP viewer proves itself by its receiver reports or keep-alives, as RFC 2326 asks;
+        without them, media would go on to a player that is gone.  A playback upstream
+        opened by DESCRIBE and never SET UP holds one of the camera's few sessions, so it
+        gets the same time.
+        """
+        for session in list(self.sessions.values()):
+            if session.state == "playing" and session.interleaved:
+                continue
+            if now - session.last_seen > SESSION_TIMEOUT:
+                log.info("RTSP proxy {peer}: session {sid} ({what}, {state}) timed out: no request or RTCP for "
+                         "{s} s", peer=self.peer, sid=session.id, what=session.target.label, state=session.state,
+                         s=SESSION_TIMEOUT)
+                self.factory.session_timeouts += 1
+                session.destroy()
+                self.sessions.pop(session.id, None)
+        for base, since in list(self.pending_since.items()):
+            if now - since > SESSION_TIMEOUT and base in self.pending:
+                log.info("RTSP proxy {peer}: playback upstream of {base} DESCRIBEd but not SET UP for {s} s; "
+                         "closed", peer=self.peer, base=base, s=SESSION_TIMEOUT)
+                self.pending.pop(base)[0].close()
+                del self.pending_since[base]
+
     async def handle(self, request: RtspRequest) -> None:
+        for session in self.sessions.values():  # any request on the connection keeps its sessions
+            session.touch()
         try:
             if request.version != "RTSP/1.0":
                 raise Refusal(505, f"version {request.version}")
@@ -403,6 +437,7 @@ class RtspProxyProtocol(RtspServerConnection):
             upstream.on_lost = lambda reason: self.drop(f"playback upstream lost: {reason}")
             pending = (upstream, [viewers, attempts], tracker)
             self.pending[base] = pending
+            self.pending_since[base] = self.factory.reactor.seconds()
         assert pending[0].description is not None
         return pending[0].description
 
@@ -432,6 +467,7 @@ class RtspProxyProtocol(RtspServerConnection):
                 session.hub = self.factory.hub(target)
             else:
                 upstream, extra, _tracker = self.pending.pop(base)
+                self.pending_since.pop(base, None)
                 session.upstream = upstream
                 session.attempts = extra[1]
                 session.playback_viewers = extra[0]
@@ -584,6 +620,7 @@ class RtspProxyFactory(ServerFactory):
         self.refusals: collections.Counter[int] = collections.Counter()
         self.auth_failures = 0
         self.stalled_drops = 0
+        self.session_timeouts = 0
         self.upstream_starts = 0
         self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
 
@@ -660,5 +697,5 @@ class RtspProxyFactory(ServerFactory):
             "recent": list(self.recent),
             "viewers": self.viewer_count(), "max_viewers": self.max_viewers,
             "upstream_starts": self.upstream_starts, "auth_failures": self.auth_failures,
-            "stalled_drops": self.stalled_drops, "refusals": dict(self.refusals),
+            "stalled_drops": self.stalled_drops, "session_timeouts": self.session_timeouts, "refusals": dict(self.refusals),
         }

@@ -6,6 +6,14 @@ requests strictly one at a time in arrival order (a PLAY must not overtake its
 SETUP, even when SETUP waits for the platform), turn a crashed handler into 500, and
 stamp every response with CSeq, Server and Date.  Subclasses implement
 :meth:`RtspServerConnection.handle` and, if they care, :meth:`interleaved`.
+
+They also share what keeps idle and slow clients from holding connections for ever
+(a connection costs a file descriptor and, on the proxy, a place among ``max_viewers``):
+a request must arrive whole within ``request_timeout`` seconds of its first byte
+(slowloris), and a connection that holds no session and has sent nothing for
+``idle_timeout`` seconds is closed.  A connection with sessions is left to the sessions'
+own liveness rules (RTSP session timeouts, a stalled viewer's send buffer).  Time is the
+reactor's (``factory.reactor``), so tests drive it with ``task.Clock``.
 """
 
 from __future__ import annotations
@@ -32,6 +40,10 @@ from globaleye.rtsp.message import (
 
 #: Requests a client may pipeline before it is taken for a flood and disconnected.
 MAX_QUEUED_REQUESTS = 8
+#: Seconds a request may take from its first byte to its last.
+REQUEST_TIMEOUT = 10.0
+#: Seconds a connection without sessions may stay silent (RFC 2326's session timeout).
+IDLE_TIMEOUT = 60.0
 
 log = Logger()
 
@@ -46,7 +58,11 @@ class RtspServerConnection(Protocol):
     #: Names this server in log lines and in the Server header.
     log_name = "RTSP"
     server_name = "GlobalEye"
-    factory: Any  # has a ``refusals`` Counter
+    factory: Any  # has a ``refusals`` Counter and a ``reactor``
+    #: Subclasses opt in with IDLE_TIMEOUT (and call this class's connectionLost); 0 turns the
+    #: idle and slow-request checks off (see the module docstring).
+    idle_timeout = 0.0
+    request_timeout = REQUEST_TIMEOUT
 
     def __init__(self) -> None:
         self.parser = RtspParser()
@@ -55,10 +71,53 @@ class RtspServerConnection(Protocol):
         self.closed = False
         self.paused = False
         self.peer = "?"
+        self._last_input = 0.0
+        self._partial_since: float | None = None
+        self._watch: Any = None
 
     def connectionMade(self) -> None:  # noqa: N802
         peer = self.transport.getPeer()
         self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        if self.idle_timeout > 0:
+            clock = self.factory.reactor
+            self._last_input = clock.seconds()
+            self._watch = clock.callLater(min(self.idle_timeout, self.request_timeout) / 2, self._check_idle)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
+        self.closed = True
+        if self._watch is not None and self._watch.active():
+            self._watch.cancel()
+        self._watch = None
+
+    def has_sessions(self) -> bool:
+        """Whether the client holds a session here (then the idle rule does not apply)."""
+        return bool(getattr(self, "sessions", None))
+
+    def check_sessions(self, now: float) -> None:
+        """Ends this connection's sessions that have shown no sign of life (subclasses)."""
+
+    def _check_idle(self) -> None:
+        self._watch = None
+        if self.closed:
+            return
+        clock = self.factory.reactor
+        now = clock.seconds()
+        if self._partial_since is not None and now - self._partial_since > self.request_timeout:
+            log.warn("{name} {peer}: request incomplete after {s:g} s ({n} bytes); closing", name=self.log_name,
+                     peer=self.peer, s=self.request_timeout, n=self.parser.buffered)
+            self.factory.refusals[408] += 1
+            self.drop("request timeout")
+            return
+        self.check_sessions(now)
+        if self.closed:
+            return
+        if not self.busy and not self.queue and not self.has_sessions() \
+                and now - self._last_input > self.idle_timeout:
+            log.info("{name} {peer}: no request for {s:g} s and no session; closing", name=self.log_name,
+                     peer=self.peer, s=self.idle_timeout)
+            self.drop("idle")
+            return
+        self._watch = clock.callLater(min(self.idle_timeout, self.request_timeout) / 2, self._check_idle)
 
     def drop(self, reason: str) -> None:
         """Close the connection; subclasses release what they hold first."""
@@ -71,6 +130,8 @@ class RtspServerConnection(Protocol):
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         if self.closed:
             return
+        if self._watch is not None:
+            self._last_input = now = self.factory.reactor.seconds()
         try:
             events = self.parser.feed(data)
         except RtspCodecError as e:
@@ -80,6 +141,12 @@ class RtspServerConnection(Protocol):
             self.transport.write(RtspResponse(400, headers=Headers([("CSeq", "0")])).encode())
             self.drop("unparsable")
             return
+        if self._watch is not None:
+            # The time the message still incomplete in the parser began arriving (about).
+            if not self.parser.buffered:
+                self._partial_since = None
+            elif events or self._partial_since is None:
+                self._partial_since = now
         for event in events:
             if isinstance(event, InterleavedFrame):
                 self.interleaved(event)

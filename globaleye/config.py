@@ -339,6 +339,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "rtsp": {
         "interface": Key(str, "127.0.0.1", "Address the RTSP proxy listens on for players."),
         "port": Key(_port, "8554", "RTSP proxy port; 0 picks a free one."),
+        "tls_port": Key(_optional_port, "",
+                        "RTSPS port (RTSP over TLS, rtsps://; needs tls_cert and tls_key; empty: none). Media go "
+                        "interleaved inside TLS; RTP over UDP is refused there, as it would leave the connection "
+                        "encrypted and the pictures not."),
+        "tls_cert": Key(str, "", "PEM certificate file (with its chain) for RTSPS."),
+        "tls_key": Key(str, "", "PEM private key file for RTSPS."),
         "auth": Key(_auth_schemes, "digest",
                     "How players log in with their platform account: digest, basic, 'digest, basic' or none "
                     "(none: anyone may watch any online camera; tests and closed networks only). With digest, "
@@ -465,6 +471,8 @@ def _check_combinations(values: Mapping[str, Mapping[str, Any]], where: str) -> 
             raise ConfigError(f"{where}: [sms] backend = smgp needs {', '.join(missing)}")
     if values["crm"]["backend"] == "http" and not values["crm"]["url"]:
         raise ConfigError(f"{where}: [crm] backend = http needs url")
+    if values["rtsp"]["tls_port"] is not None and not (values["rtsp"]["tls_cert"] and values["rtsp"]["tls_key"]):
+        raise ConfigError(f"{where}: [rtsp] tls_port needs tls_cert and tls_key")
 
 
 def vendor_codes(items: Iterable[str]) -> frozenset[str]:

@@ -202,6 +202,9 @@ class PlatformService(service.MultiService):
         if self.rtsp_proxy is not None:
             r = self.config["rtsp"]
             self.ports["rtsp"] = self._listen("rtsp", r["port"], self.rtsp_proxy.factory, r["interface"])
+            if r["tls_port"] is not None:
+                self.ports["rtsps"] = self._listen("rtsps", r["tls_port"], self.rtsp_proxy.factory, r["interface"],
+                                                   tls=(r["tls_cert"], r["tls_key"]))
         if "http" in roles or "group" in roles:
             h = self.config["http"]
             self.ports["http"] = self._listen("http", h["port"], server.Site(self.http_root()), h["interface"])
@@ -261,11 +264,20 @@ class PlatformService(service.MultiService):
             root.putChild(b"status", self.rtsp_proxy.status_resource())  # /status/streams
         return root
 
-    def _listen(self, role: str, port: int, factory: Any, interface: str) -> IListeningPort:
+    def _listen(self, role: str, port: int, factory: Any, interface: str,
+                tls: tuple[str, str] | None = None) -> IListeningPort:
         # A login storm (every camera of a province after a power cut) opens thousands of
         # connections at once; Twisted's default backlog of 50 would drop their SYNs and
         # stretch the storm by the clients' retransmission timers.
-        listening = self.reactor.listenTCP(port, factory, backlog=LISTEN_BACKLOG, interface=interface)
+        if tls is not None:
+            from twisted.internet import ssl
+
+            cert, key = tls
+            # The files are read here, at start-up: a missing or mismatched key stops it with its name.
+            context = ssl.DefaultOpenSSLContextFactory(key, cert)
+            listening = self.reactor.listenSSL(port, factory, context, backlog=LISTEN_BACKLOG, interface=interface)
+        else:
+            listening = self.reactor.listenTCP(port, factory, backlog=LISTEN_BACKLOG, interface=interface)
         host = listening.getHost()
         self.log.info("{role} listening on {host}:{port}", role=role, host=host.host, port=host.port)
         return listening

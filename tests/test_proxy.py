@@ -65,9 +65,9 @@ def closed_port() -> int:
 class ProxyHarness:
     """A platform with the proxy role, one account, and simulated cameras bound to it."""
 
-    def __init__(self, test: TestCase, linger: float = 0.5, udp_timeout: float = 5.0) -> None:
+    def __init__(self, test: TestCase, linger: float = 0.5, udp_timeout: float = 5.0, rtsp_extra: str = "") -> None:
         self.test = test
-        self.config = parse_config(CONFIG.format(linger=linger, udp_timeout=udp_timeout))
+        self.config = parse_config(CONFIG.format(linger=linger, udp_timeout=udp_timeout) + rtsp_extra)
 
     async def start(self, cameras: dict[str, dict[str, Any]] | None = None, login: bool = True,
                     database: str = ":memory:", create_account: bool = True) -> None:
@@ -484,6 +484,98 @@ class ProxyStreamStatusSoapTests(TestCase):
         [stream] = answer.Stream
         self.assertEqual((stream.State, stream.Path or "", stream.LastStopReason), ("stopped", "", "operator test"))
         self.assertIn("=ok (first RTP", stream.Attempts, "the attempts of its last start")
+
+
+class ProxyTlsTests(TestCase):
+    """RTSPS: the same proxy behind TLS ([rtsp] tls_port), played by ffprobe/ffmpeg."""
+
+    timeout = 60
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        if FFPROBE is None or FFMPEG is None:
+            raise SkipTest("ffprobe/ffmpeg not installed (apt-get install -y ffmpeg)")
+        from OpenSSL import crypto
+        from twisted.internet import ssl
+        directory = self.mktemp()
+        import os
+        os.makedirs(directory)
+        key = ssl.KeyPair.generate(size=2048)
+        cert = key.selfSignedCert(1, CN="127.0.0.1")
+        self.cert, self.key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+        with open(self.cert, "wb") as f:
+            f.write(cert.dumpPEM())
+        with open(self.key, "wb") as f:
+            f.write(key.dump(crypto.FILETYPE_PEM))
+        self.h = ProxyHarness(self, rtsp_extra=f"tls_port = 0\ntls_cert = {self.cert}\ntls_key = {self.key}\n")
+        await self.h.start()
+        self.url = f"rtsps://{MOBILE}:{PASSWORD}@127.0.0.1:{self.h.platform.port_of('rtsps')}/live/{DEV}/0/1"
+
+    async def test_ffmpeg_plays_over_tls(self) -> None:
+        assert FFMPEG is not None
+        result = await probe(self.url)
+        self.assertEqual(result.code, 0, result.err)
+        streams = streams_of(result)
+        self.assertEqual((streams["video"]["codec_name"], streams["video"]["width"]), ("h264", 1280))
+        self.assertEqual(streams["audio"]["codec_name"], "pcm_alaw")
+        result = await run(FFMPEG, ["-v", "error", "-rtsp_transport", "tcp", "-i", self.url, "-frames:v", "25",
+                                    "-f", "null", "-"], timeout=30)
+        self.assertEqual(result.code, 0, result.err)
+
+    async def test_plain_rtsp_on_the_tls_port_gets_nothing(self) -> None:
+        result = await probe(self.url.replace("rtsps://", "rtsp://"), timeout=15)
+        self.assertNotEqual(result.code, 0)
+        self.assertEqual(self.h.camera_rtsp().plays, 0)
+
+    async def test_udp_media_refused_inside_tls(self) -> None:
+        """ffmpeg never asks for UDP on rtsps://; a player that does gets 461 (no SRTP here)."""
+        from twisted.internet import threads
+        answers = await threads.deferToThread(self._setup_udp_over_tls)
+        self.assertEqual([a.split(b"\r\n")[0] for a in answers],
+                         [b"RTSP/1.0 401 Unauthorized", b"RTSP/1.0 200 OK", b"RTSP/1.0 461 Unsupported Transport"])
+        self.assertEqual(self.h.factory.refusals[461], 1)
+
+    def _setup_udp_over_tls(self) -> list[bytes]:
+        import re
+        import ssl as stdlib_ssl
+
+        from globaleye.proxy.auth import ha1, md5_hex
+        context = stdlib_ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = stdlib_ssl.CERT_NONE
+        port = self.h.platform.port_of("rtsps")
+        url = f"rtsps://127.0.0.1:{port}/live/{DEV}/0/1"
+        answers: list[bytes] = []
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            def ask(text: str) -> bytes:
+                tls.sendall(text.encode())
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += tls.recv(65536)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = re.search(rb"Content-Length: (\d+)", head)
+                while length and len(rest) < int(length.group(1)):
+                    rest += tls.recv(65536)
+                answers.append(data)
+                return head
+            head = ask(f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n")
+            nonce = re.search(rb'nonce="([^"]+)"', head).group(1).decode()  # type: ignore[union-attr]
+
+            def auth(method: str, uri: str) -> str:
+                response = md5_hex(f"{ha1(MOBILE, 'GlobalEye', PASSWORD)}:{nonce}:{md5_hex(f'{method}:{uri}')}")
+                return (f'Authorization: Digest username="{MOBILE}", realm="GlobalEye", nonce="{nonce}", '
+                        f'uri="{uri}", response="{response}"\r\n')
+            ask(f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 2\r\n{auth('DESCRIBE', url)}\r\n")
+            track = url + "/trackID=0"
+            ask(f"SETUP {track} RTSP/1.0\r\nCSeq: 3\r\n{auth('SETUP', track)}"
+                "Transport: RTP/AVP;unicast;client_port=40000-40001\r\n\r\n")
+        return answers
+
+    def test_tls_port_needs_cert_and_key(self) -> None:
+        from globaleye.config import ConfigError
+        with self.assertRaises(ConfigError) as e:
+            parse_config("[rtsp]\ntls_port = 8555\n")
+        self.assertIn("[rtsp] tls_port needs tls_cert and tls_key", str(e.exception))
 
 
 class ProxyDigestAcrossRestartTests(TestCase):

@@ -460,6 +460,9 @@ class RtspProxyProtocol(RtspServerConnection):
         if not specs:
             raise Refusal(461, f"no supported transport in {header[:80]!r}")
         spec = specs[0]
+        if not spec.tcp and interfaces.ISSLTransport.providedBy(self.transport):
+            # No SRTP here: RTP over UDP would send in the clear what the viewer asked to keep private.
+            raise Refusal(461, "RTSPS carries media interleaved only (RTP/AVP/TCP)")
         if session is None:
             session = ProxySession(secrets.token_hex(8), self, target, account, base)
             session.description = description

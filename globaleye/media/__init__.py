@@ -1,5 +1,6 @@
-"""Media a simulated camera serves: pre-encoded H.264 loops, G.711 audio, RTP packetization.
+"""Media a simulated camera serves: pre-encoded H.264 loops, G.711 audio, recordings, RTP packetization.
 
 Encoding is done once per (resolution, frame rate, loop length) and shared by every
-simulated camera in the process; streaming only rewrites RTP headers.
+simulated camera in the process; streaming only rewrites RTP headers.  Recordings are
+real MPEG-TS files, one per length, shared the same way and read back one GOP at a time.
 """

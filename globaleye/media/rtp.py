@@ -1,4 +1,4 @@
-"""RTP (RFC 3550), H.264 payload format (RFC 6184, §10.3 of the spec) and G.711 A-law.
+"""RTP (RFC 3550), H.264 payload format (RFC 6184, §10.3 of the spec), AAC (RFC 3640), G.711 A-law.
 
 Pure functions and small classes, no I/O: the camera's RTSP server and tests use them,
 and so can the RTSP proxy of a later task.
@@ -29,6 +29,7 @@ H264_CLOCK = 90000
 PCMA_CLOCK = 8000
 PT_PCMA = 8  # RFC 3551 static payload type
 PT_H264 = 96  # dynamic; announced in the SDP
+PT_AAC = 97  # dynamic: recordings' AAC (RFC 3640 mpeg4-generic)
 
 NAL_IDR = 5
 NAL_SEI = 6
@@ -117,6 +118,64 @@ def rtcp_sender_report(ssrc: int, wallclock: float, rtp_timestamp: int, packets:
     item += b"\x00" * (-(4 + len(item)) % 4)
     sdes = struct.pack("!BBHI", 0x81, 202, (4 + len(item)) // 4, ssrc & 0xFFFFFFFF) + item
     return sr + sdes
+
+
+def rtcp_bye(ssrc: int, wallclock: float, rtp_timestamp: int, packets: int, octets: int, cname: str,
+              reason: str = "") -> bytes:
+    """SR + SDES + BYE (RFC 3550 §6.6): the source leaves, here because its recording ended.
+
+    A compound packet must begin with a report, so the last SR goes first.  Players
+    take the BYE as the end of the stream (FFmpeg returns end-of-file once every
+    stream of the session has said BYE).
+    """
+    compound = rtcp_sender_report(ssrc, wallclock, rtp_timestamp, packets, octets, cname)
+    text = reason.encode()[:255]
+    body = struct.pack("!I", ssrc & 0xFFFFFFFF)
+    if text:
+        body += bytes([len(text)]) + text
+        body += b"\x00" * (-len(body) % 4)
+    return compound + struct.pack("!BBH", 0x81, 203, len(body) // 4) + body
+
+
+# ---------------------------------------------------------------------- AAC (RFC 3640)
+
+
+def aac_hbr_payload(access_unit: bytes) -> bytes:
+    """One AAC access unit in RFC 3640 AAC-hbr mode (§3.3.6): AU-headers-length, one AU-header.
+
+    The AU-header is 16 bits: a 13-bit size and a 3-bit index (0).  One AU per packet
+    keeps a lost packet from taking several frames with it and needs no fragmentation
+    (an AAC frame is at most 6144 bits per channel).
+    """
+    if len(access_unit) >= 1 << 13:
+        raise RtpError("AAC access unit too large for AAC-hbr")
+    return struct.pack("!HH", 16, len(access_unit) << 3) + access_unit
+
+
+def parse_aac_hbr(payload: bytes) -> list[bytes]:
+    """The access units of an AAC-hbr payload (any number of 16-bit AU-headers)."""
+    if len(payload) < 2:
+        raise RtpError("truncated AAC-hbr payload")
+    (bits,) = struct.unpack_from("!H", payload)
+    if bits % 16:
+        raise RtpError("AU-headers of another size than 16 bits")
+    count = bits // 16
+    pos = 2 + 2 * count
+    units = []
+    for i in range(count):
+        (header,) = struct.unpack_from("!H", payload, 2 + 2 * i)
+        size = header >> 3
+        if pos + size > len(payload):
+            raise RtpError("AAC-hbr access unit past the end of the packet")
+        units.append(bytes(payload[pos:pos + size]))
+        pos += size
+    return units
+
+
+def aac_hbr_fmtp(config: bytes) -> str:
+    """The SDP fmtp parameters of an AAC-hbr stream with this AudioSpecificConfig."""
+    return ("streamtype=5;profile-level-id=15;mode=AAC-hbr;sizelength=13;indexlength=3;"
+            f"indexdeltalength=3;config={config.hex()}")
 
 
 # ---------------------------------------------------------------------- H.264 / Annex B

@@ -1,4 +1,4 @@
-"""Pre-encoded media for simulated cameras: an H.264 loop, a G.711 tone, MPEG-TS recordings.
+"""Pre-encoded media for simulated cameras: H.264 loops, a G.711 tone, and the library of both and of recordings.
 
 Why a loop: ten thousand simulated cameras cannot each run an encoder.  One loop per
 resolution is encoded once per process (or read from a disk cache, keyed by every
@@ -18,6 +18,7 @@ pre-encoded pixels; that is a documented compromise (docs/rtsp-camera.md).
 
 from __future__ import annotations
 
+import atexit
 import base64
 import datetime
 import functools
@@ -26,16 +27,20 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import threading
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 
 from globaleye.media import rtp
+
+if TYPE_CHECKING:
+    from globaleye.media.recording import Recording
 
 #: Bump when the generated picture or encoder settings change, to invalidate disk caches.
 GENERATOR_VERSION = 1
@@ -173,7 +178,8 @@ def draw_digits(plane: np.ndarray, text: str, x: int, y: int, height: int, value
 
 
 @functools.lru_cache(maxsize=8)
-def _diagonal(w: int, h: int) -> np.ndarray:
+def diagonal_gradient(w: int, h: int) -> np.ndarray:
+    """0..255 from the top-left to the bottom-right corner (cached: every picture starts from it)."""
     yy, xx = np.mgrid[0:h, 0:w]
     return (xx + yy) * 256 // (w + h)
 
@@ -182,7 +188,7 @@ def render_frame(params: LoopParams, index: int) -> np.ndarray:
     """One yuv420p picture (shape (h*3/2, w)) of the test pattern at frame *index*."""
     w, h, fps = params.width, params.height, params.fps
     phase = index / params.frames
-    y_plane = ((_diagonal(w, h) + index * 4 * w // 320) % 200 + 16).astype(np.uint8)
+    y_plane = ((diagonal_gradient(w, h) + index * 4 * w // 320) % 200 + 16).astype(np.uint8)
     # A bouncing box: obvious motion even on a small phone screen.
     box = max(8, h // 6)
     bx = int((w - box) * (0.5 - 0.5 * math.cos(2 * math.pi * phase)))
@@ -285,18 +291,29 @@ def _load(params: LoopParams, directory: Path, mtu: int) -> VideoLoop | None:
         return None
 
 
+def tone_samples(first: int, count: int, sample_rate: int = rtp.PCMA_CLOCK, frequency: float = 1000.0,
+                 level: float = 0.25) -> np.ndarray:
+    """Samples *first*..*first+count* (int16) of the camera's tone: a sine that beeps twice a second.
+
+    Indexed by sample number so that a long recording can be made piece by piece and
+    still be one continuous tone.
+    """
+    t = np.arange(first, first + count) / sample_rate
+    envelope = (np.floor(t * 2) % 2 == 0).astype(float) * 0.9 + 0.1
+    return (np.sin(2 * math.pi * frequency * t) * envelope * level * 32767).astype(np.int16)
+
+
 def tone_pcma(seconds: float, frequency: float = 1000.0, level: float = 0.25,
               sample_rate: int = rtp.PCMA_CLOCK) -> bytes:
     """A sine tone (with a 1 Hz beep envelope so it is audibly 'live') as G.711 A-law."""
     n = int(round(seconds * sample_rate))
-    t = np.arange(n) / sample_rate
-    envelope = (np.floor(t * 2) % 2 == 0).astype(float) * 0.9 + 0.1
-    samples = (np.sin(2 * math.pi * frequency * t) * envelope * level * 32767).astype(np.int16)
-    return rtp.alaw_encode(samples.tolist())
+    return rtp.alaw_encode(tone_samples(0, n, sample_rate, frequency, level).tolist())
 
 
 class MediaLibrary:
-    """Per-process cache of loops: in memory always, on disk when a directory is given.
+    """Per-process cache of loops and recordings: loops in memory always and on disk when a
+    directory is given; recordings always on disk (in the directory, or else a private
+    temporary one removed at exit), each indexed once and shared by every camera.
 
     Thread-safe so the first encode can run in a worker thread (``deferToThread``)
     without blocking the reactor; later callers get the same objects.
@@ -309,6 +326,12 @@ class MediaLibrary:
         self._audio: dict[int, AudioLoop] = {}
         self._lock = threading.Lock()
         self.encodes = 0
+        self._recordings: dict[tuple[int, bool], Recording] = {}
+        #: One lock per recording, so making one (seconds) does not hold up the loops or other files.
+        self._recording_locks: dict[tuple[int, bool], threading.Lock] = {}
+        self._temp_dir: Path | None = None
+        self._recording_waiters: dict[tuple[int, bool], list[Any]] = {}  # reactor thread only
+        self.recordings_written = 0
 
     def video(self, params: LoopParams) -> VideoLoop:
         with self._lock:
@@ -333,17 +356,108 @@ class MediaLibrary:
                 loop = self._audio[seconds] = AudioLoop(tone_pcma(seconds))
             return loop
 
-    def prepare(self) -> Any:
-        """Encode (or load) the main and sub loops in a worker thread; a Deferred.
+    # -- recordings (§7.1)
 
-        Call once at start-up so the first viewer does not stall the reactor for the
-        second or two an encode takes.
+    def recording_dir(self) -> Path:
+        """Where recording files live: the cache directory, or a temporary one of this process."""
+        if self.cache_dir is not None:
+            return self.cache_dir
+        with self._lock:
+            if self._temp_dir is None:
+                self._temp_dir = Path(tempfile.mkdtemp(prefix="globaleye-recordings-"))
+                atexit.register(shutil.rmtree, self._temp_dir, True)
+            return self._temp_dir
+
+    def recording(self, seconds: int = RECORDING_SECONDS, audio: bool = True) -> Recording:
+        """The recording file of *seconds* (main stream, with or without AAC audio), ready to play.
+
+        Blocking: the first call per process generates the file (seconds of CPU) unless
+        the cache directory has it, then indexes it; call it from a worker thread or
+        use :meth:`recording_async`.  Every camera's recordings of this length share
+        the returned object (one file, one index, one descriptor).
+        """
+        from globaleye.media.recording import (
+            Recording,
+            RecordingError,
+            RecordingParams,
+            index_recording,
+            write_generated_recording,
+        )
+
+        key = (int(seconds), bool(audio))
+        with self._lock:
+            lock = self._recording_locks.setdefault(key, threading.Lock())
+        with lock:
+            found = self._recordings.get(key)
+            if found is not None:
+                return found
+            params = RecordingParams(*MAIN_SIZE, seconds=key[0], audio=key[1])
+            path = self.recording_dir() / params.file_name
+            index = None
+            if path.exists():
+                try:
+                    index = index_recording(path)
+                except (OSError, RecordingError):
+                    index = None
+                if index is not None and (index.frames != params.seconds * params.fps
+                                          or index.has_audio != params.audio):
+                    index = None  # not the file this key promises: make it again
+            if index is None:
+                write_generated_recording(params, path)
+                self.recordings_written += 1
+                index = index_recording(path)
+            recording = self._recordings[key] = Recording(index, self.mtu)
+            return recording
+
+    def recording_ready(self, seconds: int = RECORDING_SECONDS, audio: bool = True) -> Recording | None:
+        """The recording if it has been made already (never blocks: safe on the reactor thread)."""
+        return self._recordings.get((int(seconds), bool(audio)))
+
+    def recording_async(self, seconds: int = RECORDING_SECONDS, audio: bool = True) -> Any:
+        """A Deferred firing with :meth:`recording`; made in a worker thread when not ready yet.
+
+        Call it from the reactor thread.  Callers that ask while the file is being made
+        share the one worker thread doing it (a burst of DESCRIBEs must not park the
+        whole thread pool on the recording's lock).
+        """
+        from twisted.internet.defer import Deferred, succeed
+        from twisted.internet.threads import deferToThread
+        from twisted.python.failure import Failure
+
+        ready = self.recording_ready(seconds, audio)
+        if ready is not None:
+            return succeed(ready)
+        key = (int(seconds), bool(audio))
+        waiting = self._recording_waiters.get(key)
+        if waiting is None:
+            waiting = self._recording_waiters[key] = []
+
+            def done(result: Any) -> None:
+                for d in self._recording_waiters.pop(key, []):
+                    if isinstance(result, Failure):
+                        d.errback(result)
+                    else:
+                        d.callback(result)
+
+            deferToThread(self.recording, *key).addBoth(done)
+        d: Deferred[Recording] = Deferred()
+        waiting.append(d)
+        return d
+
+    def prepare(self, recordings: bool = True) -> Any:
+        """Encode (or load) the main and sub loops, and the 5-minute recording, in a worker thread.
+
+        A Deferred.  Call once at start-up so the first viewer does not stall the
+        reactor for the second or two an encode takes, and the first playback does not
+        wait for its file.
         """
         from twisted.internet.threads import deferToThread
 
         def work() -> None:
             self.main()
             self.sub()
+            if recordings:
+                self.recording()
 
         return deferToThread(work)
 
@@ -393,9 +507,10 @@ class RecordingName:
 def write_recording(loop: VideoLoop, path: str | Path, seconds: float = RECORDING_SECONDS) -> Path:
     """Mux *seconds* of the loop into a real MPEG-TS file (H.264 copied, nothing encoded).
 
-    §7.1 asks for H.264 main stream in PS or TS; this is what a simulated camera would
-    upload or serve for download.  Written to a temporary name and renamed, so readers
-    never see a partial file.
+    A quick TS file of the live picture, for tools and tests.  The recordings a camera
+    plays back are made by :mod:`globaleye.media.recording` (a picture that shows its
+    position in the file, and AAC audio).  Written to a temporary name and renamed, so
+    readers never see a partial file.
     """
     import av
 

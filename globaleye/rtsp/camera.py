@@ -18,15 +18,18 @@ connection (or bound to a session) is not re-sent to the platform for the later
 requests of the same play-out (SETUP, PLAY carry the same URL and token), since the
 platform invalidates it on first use.
 
-Media are pre-encoded loops (:mod:`globaleye.media.source`) paced by the reactor
-clock (``callLater`` at frame times, never blocking).  Over TCP the protocol is the
-transport's streaming producer: when the socket buffer fills, Twisted pauses us and
-frames are dropped until the next IDR after it resumes, so a slow reader costs at
-most one buffer plus one frame of memory.
+Live media are pre-encoded loops (:mod:`globaleye.media.source`); playback reads the
+recording's real MPEG-TS file (:mod:`globaleye.media.recording`: indexed once, read one
+GOP ahead in a worker thread).  Both are paced by the reactor clock (``callLater`` at
+frame times, never blocking).  Over TCP the protocol is the transport's streaming
+producer: when the socket buffer fills, Twisted pauses us and frames are dropped until
+the next IDR after it resumes, so a slow reader costs at most one buffer plus one frame
+of memory.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import ipaddress
 import math
@@ -35,12 +38,12 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 from twisted.internet import interfaces
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import DatagramProtocol, ServerFactory
 from twisted.logger import Logger
@@ -48,6 +51,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from globaleye.media import rtp
+from globaleye.media.mpegts import TS_CLOCK
+from globaleye.media.recording import Gop, Picture, Recording, RecordingIndex
 from globaleye.media.source import (
     RECORDING_SECONDS,
     AudioLoop,
@@ -277,6 +282,8 @@ class RtspCamera:
     recording_duration: Callable[[int, str], float | None] | None = None
     on_sessions_changed: Callable[[int], None] | None = None
     audio: bool = True
+    #: Whether a channel's recordings have audio (6AH AudioInput); None: as ``audio``.
+    recording_audio: Callable[[int], bool] | None = None
     #: §15 step 3: the STUN server the device learns its media ports' NAT mapping from
     #: (the simulator: the TURN server of REGISTER_RES, which answers Binding); None: no STUN.
     stun_server: Callable[[], tuple[str, int] | None] | None = None
@@ -292,6 +299,18 @@ class RtspCamera:
 
     def audio_loop(self, video: VideoLoop) -> AudioLoop | None:
         return self.media.audio(video.params.seconds) if self.audio else None
+
+    def recording(self, target: Target) -> Deferred[Recording]:
+        """The file a playback target plays: the shared recording of the listed length.
+
+        Every recording of a camera (and of every camera) with the same length and
+        audio setting is the same file (:meth:`MediaLibrary.recording`); it is made
+        and indexed in a worker thread if it is not ready yet, so this never blocks.
+        """
+        listed = self.duration(target) or float(RECORDING_SECONDS)
+        audio = self.recording_audio(target.channel_no) if self.recording_audio is not None else self.audio
+        result: Deferred[Recording] = self.media.recording_async(max(1, round(listed)), audio)
+        return result
 
     def duration(self, target: Target) -> float | None:
         if target.kind == "live":
@@ -414,6 +433,12 @@ class Track:
         self._out(rtp.rtcp_sender_report(self.ssrc, time.time(), timestamp, self.packets, self.octets,
                                          cname), rtcp=True)
 
+    def bye(self, reason: str) -> None:
+        """RTCP BYE (after a last SR): this source sends nothing more (the end of a recording)."""
+        cname = f"{self.session.camera.dev_id}@globaleye"
+        self._out(rtp.rtcp_bye(self.ssrc, time.time(), self.timestamp, self.packets, self.octets, cname,
+                               reason), rtcp=True)
+
     def _out(self, packet: bytes, rtcp: bool) -> None:
         if self.interleaved is not None:
             owner = self.session.owner
@@ -470,8 +495,10 @@ class RtspSession:
     clock: IReactorTime
     tracks: dict[int, Track] = attrs.Factory(dict)
     state: Literal["ready", "playing", "paused"] = "ready"
-    player: Player | None = None
-    #: Playback: the media frame the next PLAY without Range resumes at.
+    player: Player | RecordingPlayer | None = None
+    #: Playback: the file being played (known from SETUP on).
+    recording: Recording | None = None
+    #: Playback: the picture (file order) the next PLAY without Range resumes at.
     resume_frame: int = 0
     scale: float = 1.0
     timer: IDelayedCall | None = None
@@ -519,21 +546,20 @@ class RtspSession:
 
 
 class Player:
-    """Sends one session's frames at their times; the reactor clock paces, nothing blocks.
+    """Sends a live session's frames at their times; the reactor clock paces, nothing blocks.
 
-    ``frame`` counts media frames from the start of the recording (playback) or of the
-    epoch (live, so every viewer of a camera sees the same picture); the loop frame is
-    ``frame % len(loop)``.  Frame *n* after start is due at ``t0 + n / (fps·scale)``.
+    ``frame`` counts media frames from the epoch, so every viewer of a camera sees the
+    same picture; the loop frame is ``frame % len(loop)``.  Frame *n* after start is
+    due at ``t0 + n / fps``.  (Playback is :class:`RecordingPlayer`.)
     """
 
     def __init__(self, session: RtspSession, video: VideoLoop, audio: AudioLoop | None,
-                 start_frame: int, end_frame: int | None, scale: float) -> None:
+                 start_frame: int, scale: float = 1.0) -> None:
         self.session = session
         self.clock = session.clock
         self.video = video
         self.audio = audio if scale == 1.0 else None  # no time-stretched audio: video only
         self.start_frame = start_frame
-        self.end_frame = end_frame
         self.scale = scale
         self.interval = 1.0 / (video.fps * scale)
         self.sent = 0  # frames since start (sent or dropped)
@@ -577,13 +603,6 @@ class Player:
             self.need_idr = True
         while self.sent < due:
             frame = self.start_frame + self.sent
-            if self.end_frame is not None and frame >= self.end_frame:
-                log.info("RTSP session {sid}: playback of {name} reached its end", sid=session.id,
-                         name=session.target.file_name)
-                session.state = "paused"
-                session.resume_frame = frame
-                session.player = None
-                return
             self._send(frame)
             self.sent += 1
         self._call = self.clock.callLater(max(0.0, self.t0 + self.sent * self.interval - now), self._tick)
@@ -625,6 +644,235 @@ class Player:
         session.frames_sent += 1
 
 
+class RecordingPlayer:
+    """Plays a session's recording from its file; the reactor clock paces, nothing blocks.
+
+    Picture *f* (file order) is due at ``t0 + (dts[f] - dts[start]) / 90000 / scale``
+    and stamped ``ts0 + (pts[f] - pts[start]) / scale``: RTP time runs at wall-clock
+    speed, so any player shows 2× as fast motion without knowing about Scale.  AAC
+    frames (Scale 1 only) are due and stamped by their own PTS, on the audio clock.
+
+    The file is read one GOP at a time through ``read_gop`` (the factory's: a worker
+    thread, see :mod:`globaleye.media.recording` for why), one GOP ahead of the one
+    being sent, so a session holds at most two GOPs.  A read that is late holds the
+    timeline (``t0`` moves by the wait; nothing is skipped or burst).  A reactor stall
+    of more than ``MAX_LATE_FRAMES`` pictures drops what fell due meanwhile and
+    resumes at the next IDR, as live does.  At the end of the file every track says
+    RTCP BYE, which players take as the end of the stream.
+    """
+
+    def __init__(self, session: RtspSession, recording: Recording, start_frame: int, end_frame: int,
+                 scale: float, read_gop: Callable[[Recording, int], Deferred[Gop]]) -> None:
+        ix = recording.index
+        self.session = session
+        self.clock = session.clock
+        self.recording = recording
+        self.index = ix
+        self.start_frame = start_frame
+        self.end_frame = min(end_frame, ix.frames)
+        self.scale = scale
+        self.read_gop = read_gop
+        self.pos = start_frame  # the next picture to send (or drop)
+        self.base_dts = ix.v_dts[start_frame]
+        self.base_pts = ix.v_pts[start_frame]
+        self.frame_time = ix.frame_ticks / TS_CLOCK / scale
+        self.need_idr = False
+        self.stopped = False
+        self._call: IDelayedCall | None = None
+        self._gops: dict[int, Gop] = {}
+        self._loading: set[int] = set()
+        self._blocked: float | None = None  # the due time that waits for a read
+        now = self.clock.seconds()
+        self.t0 = now
+        vt, at = session.tracks.get(VIDEO_TRACK), session.tracks.get(AUDIO_TRACK)
+        self.video_ts0 = vt.next_timestamp(now) if vt else 0
+        self.audio_ts0 = at.next_timestamp(now) if at else 0
+        self.audio = at is not None and scale == 1.0 and ix.has_audio  # no time-stretched audio
+        # AAC frames from the start picture's time to the end picture's.
+        self.apos = bisect.bisect_left(ix.a_pts, self.base_pts) if self.audio else 0
+        end_time = ix.v_pts[self.end_frame] if self.end_frame < ix.frames else None
+        self.a_stop = (len(ix.a_pts) if end_time is None else bisect.bisect_left(ix.a_pts, end_time)) \
+            if self.audio else 0
+
+    def rtp_info(self, base_url: str) -> str:
+        parts = []
+        for index, ts in ((VIDEO_TRACK, self.video_ts0), (AUDIO_TRACK, self.audio_ts0)):
+            track = self.session.tracks.get(index)
+            if track is not None:
+                parts.append(f"url={track_url(base_url, index)};seq={track.seq};rtptime={ts}")
+        return ",".join(parts)
+
+    def start(self) -> None:
+        self._tick()
+
+    def stop(self) -> int:
+        """Stop sending; the picture a PLAY without Range resumes at."""
+        self.stopped = True
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self._gops.clear()
+        return self.pos
+
+    # -- timing
+
+    def _video_due(self, frame: int) -> float:
+        return self.t0 + (self.index.v_dts[frame] - self.base_dts) / TS_CLOCK / self.scale
+
+    def _audio_due(self, j: int) -> float:
+        return self.t0 + (self.index.a_pts[j] - self.base_pts) / TS_CLOCK
+
+    def _tick(self) -> None:
+        self._call = None
+        if self.stopped:
+            return
+        now = self.clock.seconds()
+        self._skip_stall(now)
+        inf = float("inf")
+        while True:
+            v_due = self._video_due(self.pos) if self.pos < self.end_frame else inf
+            a_due = self._audio_due(self.apos) if self.apos < self.a_stop else inf
+            due = min(v_due, a_due)
+            if due == inf:
+                self._finish()
+                return
+            if due > now:
+                break
+            if v_due <= a_due:
+                gop = self._gop(self.index.gop_of(self.pos))
+                if gop is None:
+                    self._blocked = due
+                    return  # _loaded() resumes
+                self._send_picture(gop.picture(self.pos), now)
+                self.pos += 1
+            else:
+                gop = self._gop(self.index.gop_of_audio(self.apos))
+                if gop is None:
+                    self._blocked = due
+                    return
+                self._send_audio(gop, self.apos, now)
+                self.apos += 1
+        self._read_ahead()
+        self._call = self.clock.callLater(max(0.0, due - now), self._tick)
+
+    def _skip_stall(self, now: float) -> None:
+        """The reactor stalled: drop the pictures that fell due meanwhile, resume at an IDR."""
+        if self.pos >= self.end_frame or now - self._video_due(self.pos) <= MAX_LATE_FRAMES * self.frame_time:
+            return
+        target = self.base_dts + round((now - self.t0) * self.scale * TS_CLOCK)
+        frame = min(self.end_frame, max(self.pos, bisect.bisect_right(self.index.v_dts, target) - 1))
+        self.session.frames_dropped += frame - self.pos
+        self.pos = frame
+        self.need_idr = True
+        if self.audio:
+            late = self.base_pts + round((now - self.t0) * TS_CLOCK)
+            self.apos = max(self.apos, min(self.a_stop, bisect.bisect_left(self.index.a_pts, late)))
+
+    # -- the file
+
+    def _gop(self, index: int) -> Gop | None:
+        """A GOP to send from, if read; else start reading it (the timeline waits for it)."""
+        gop = self._gops.get(index)
+        if gop is None:
+            gop = self.recording.cached(index)
+            if gop is not None:
+                self._gops[index] = gop
+            else:
+                self._load(index)
+                gop = self._gops.get(index)  # the read may have completed at once
+        return gop
+
+    def _read_ahead(self) -> None:
+        """Forget the GOPs behind us; read the one after the current one."""
+        current = self.index.gop_of(min(self.pos, self.end_frame - 1))
+        if self.audio and self.apos < self.a_stop:
+            current = min(current, self.index.gop_of_audio(self.apos))
+        for old in [g for g in self._gops if g < current]:
+            del self._gops[old]
+        following = current + 1
+        if following < self.index.gops and self.index.keys[following] < self.end_frame:
+            if following not in self._gops and self.recording.cached(following) is None:
+                self._load(following)
+
+    def _load(self, index: int) -> None:
+        if index in self._loading:
+            return
+        self._loading.add(index)
+        self.read_gop(self.recording, index).addCallbacks(self._loaded, self._failed,
+                                                          errbackArgs=(index,))
+
+    def _loaded(self, gop: Gop) -> None:
+        self._loading.discard(gop.index)
+        if self.stopped:
+            return
+        self._gops[gop.index] = gop
+        if self._blocked is not None and self._call is None:
+            lag = self.clock.seconds() - self._blocked
+            self._blocked = None
+            if lag > 0:
+                self.t0 += lag  # hold the timeline for the read: no burst, no skip
+            self._tick()
+
+    def _failed(self, failure: Failure, index: int) -> None:
+        self._loading.discard(index)
+        if self.stopped:
+            return
+        log.failure("RTSP session {sid}: reading GOP {gop} of {path} failed; playback stops", failure,
+                    sid=self.session.id, gop=index, path=self.index.path)
+        self._end(bye=False)
+
+    # -- sending
+
+    def _congested(self) -> bool:
+        owner = self.session.owner
+        return self.session.tcp and (owner is None or owner.paused)
+
+    def _send_picture(self, picture: Picture, now: float) -> None:
+        session = self.session
+        if self._congested() or (self.need_idr and not picture.keyframe):
+            session.frames_dropped += 1
+            self.need_idr = True
+            return
+        self.need_idr = False
+        video = session.tracks.get(VIDEO_TRACK)
+        if video is not None:
+            ts = (self.video_ts0 + round((picture.pts - self.base_pts) / self.scale)) & 0xFFFFFFFF
+            video.report(now, ts)
+            for payload, marker in picture.payloads:
+                video.send(payload, marker, ts)
+            video.timestamp, video.last_sent_at = ts, now
+        session.frames_sent += 1
+
+    def _send_audio(self, gop: Gop, j: int, now: float) -> None:
+        audio = self.session.tracks.get(AUDIO_TRACK)
+        if audio is None or self._congested():
+            return
+        unit = gop.audio_unit(j)
+        ts = (self.audio_ts0 + round((unit.pts - self.base_pts) * audio.clock_rate / TS_CLOCK)) & 0xFFFFFFFF
+        audio.report(now, ts)
+        audio.send(unit.payload, True, ts)  # RFC 3640: the marker says "complete access unit(s)"
+        audio.timestamp, audio.last_sent_at = ts, now
+
+    def _finish(self) -> None:
+        at_end = self.end_frame >= self.index.frames
+        log.info("RTSP session {sid}: playback of {name} reached {what} ({npt:.3f} s)", sid=self.session.id,
+                 name=self.session.target.file_name, what="its end" if at_end else "the end of its Range",
+                 npt=self.index.npt(self.end_frame))
+        self._end(bye=at_end)
+
+    def _end(self, bye: bool) -> None:
+        session = self.session
+        position = self.pos
+        self.stop()
+        if session.player is self:
+            session.player = None
+            session.state = "paused"
+            session.resume_frame = position
+        if bye:  # the file has no more: tell the player the stream is over (RFC 3550 §6.6)
+            for track in session.tracks.values():
+                track.bye("end of recording")
+
+
 def track_url(base_url: str, index: int) -> str:
     """Absolute control URL of a track: §7.5.5's URL has a query, so relative ones break."""
     return f"{base_url}{'&' if '?' in base_url else '?'}trackID={index}"
@@ -633,7 +881,50 @@ def track_url(base_url: str, index: int) -> str:
 # ---------------------------------------------------------------------- SDP
 
 
-def build_sdp(target: Target, video: VideoLoop, audio: bool, base_url: str, host: str,
+class VideoFormat(Protocol):
+    """What the SDP says about a video track: a live loop and a recording's index both have it."""
+
+    @property
+    def profile_level_id(self) -> str: ...
+
+    @property
+    def sprop_parameter_sets(self) -> str: ...
+
+    @property
+    def fps(self) -> float: ...
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+
+@attrs.frozen
+class AudioFormat:
+    """An audio track as the SDP announces it and as its Track stamps it."""
+
+    payload_type: int
+    rtpmap: str  # encoding/clock[/channels]
+    clock_rate: int
+    fmtp: str = ""
+    ptime: int | None = None
+
+
+#: Live audio: G.711 A-law, 20 ms packets.
+PCMA_AUDIO = AudioFormat(rtp.PT_PCMA, f"PCMA/{rtp.PCMA_CLOCK}", rtp.PCMA_CLOCK,
+                         ptime=AUDIO_PACKET_SAMPLES * 1000 // rtp.PCMA_CLOCK)
+
+
+def recording_audio_format(index: RecordingIndex) -> AudioFormat | None:
+    """A recording's audio as it is in the file, AAC, sent as RFC 3640 AAC-hbr; None without audio."""
+    if not index.has_audio:
+        return None
+    return AudioFormat(rtp.PT_AAC, f"MPEG4-GENERIC/{index.sample_rate}/{index.channels}", index.sample_rate,
+                       rtp.aac_hbr_fmtp(index.audio_config))
+
+
+def build_sdp(target: Target, video: VideoFormat, audio: AudioFormat | None, base_url: str, host: str,
               duration: float | None) -> bytes:
     session_id = int(time.time())
     lines = [
@@ -648,17 +939,17 @@ def build_sdp(target: Target, video: VideoLoop, audio: bool, base_url: str, host
         f"a=rtpmap:{rtp.PT_H264} H264/{rtp.H264_CLOCK}",
         f"a=fmtp:{rtp.PT_H264} packetization-mode=1;profile-level-id={video.profile_level_id};"
         f"sprop-parameter-sets={video.sprop_parameter_sets}",
-        f"a=framerate:{video.fps}",
+        f"a=framerate:{video.fps:g}",
         f"a=x-dimensions:{video.width},{video.height}",
         f"a=control:{track_url(base_url, VIDEO_TRACK)}",
     ]
-    if audio:
-        lines += [
-            f"m=audio 0 RTP/AVP {rtp.PT_PCMA}",
-            f"a=rtpmap:{rtp.PT_PCMA} PCMA/{rtp.PCMA_CLOCK}",
-            f"a=ptime:{AUDIO_PACKET_SAMPLES * 1000 // rtp.PCMA_CLOCK}",
-            f"a=control:{track_url(base_url, AUDIO_TRACK)}",
-        ]
+    if audio is not None:
+        lines += [f"m=audio 0 RTP/AVP {audio.payload_type}", f"a=rtpmap:{audio.payload_type} {audio.rtpmap}"]
+        if audio.fmtp:
+            lines.append(f"a=fmtp:{audio.payload_type} {audio.fmtp}")
+        if audio.ptime:
+            lines.append(f"a=ptime:{audio.ptime}")
+        lines.append(f"a=control:{track_url(base_url, AUDIO_TRACK)}")
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
@@ -816,9 +1107,15 @@ class RtspCameraProtocol(RtspServerConnection):
             raise RtspRefusal(406, f"cannot answer Accept: {accept[:40]}")
         camera = await self._authorize(target, new_session=True)
         base = _base_url(request.uri)
-        video = camera.video(target)
-        sdp = build_sdp(target, video, camera.audio, base, self.transport.getHost().host,
-                        camera.duration(target))
+        video: VideoFormat
+        if target.kind == "playback":  # what the file holds, and its real length
+            index = (await camera.recording(target)).index
+            video, audio, duration = index, recording_audio_format(index), index.duration
+        else:
+            video, audio, duration = camera.video(target), PCMA_AUDIO if camera.audio else None, None
+        if self.closed:
+            raise RtspRefusal(500, "connection closed while the recording was prepared")
+        sdp = build_sdp(target, video, audio, base, self.transport.getHost().host, duration)
         return self.reply(request, 200, [("Content-Base", base), ("Content-Type", "application/sdp")],
                            sdp)
 
@@ -828,9 +1125,16 @@ class RtspCameraProtocol(RtspServerConnection):
         if session is not None and session.target.resource != target.resource:
             raise RtspRefusal(459, "SETUP of another resource into an existing session")
         camera = await self._authorize(target, new_session=session is None)
+        recording = None
+        audio_format: AudioFormat | None = PCMA_AUDIO if camera.audio else None
+        if target.kind == "playback":
+            recording = await camera.recording(target)
+            audio_format = recording_audio_format(recording.index)
+            if self.closed:
+                raise RtspRefusal(500, "connection closed while the recording was prepared")
         if track_index is None:
             track_index = VIDEO_TRACK
-        if track_index not in (VIDEO_TRACK, AUDIO_TRACK) or (track_index == AUDIO_TRACK and not camera.audio):
+        if track_index not in (VIDEO_TRACK, AUDIO_TRACK) or (track_index == AUDIO_TRACK and audio_format is None):
             raise RtspRefusal(404, f"no track {track_index}")
         if session is not None and session.state == "playing":
             raise RtspRefusal(455, "SETUP while playing")
@@ -844,6 +1148,7 @@ class RtspCameraProtocol(RtspServerConnection):
         if session is None:
             camera.check_capacity()  # again: another connection may have won the race
             session = RtspSession(secrets.token_hex(8), camera, target, self, self.factory.clock)
+            session.recording = recording
             camera.sessions[session.id] = session
             self.factory.sessions[session.id] = session
             self.sessions.add(session.id)
@@ -851,8 +1156,10 @@ class RtspCameraProtocol(RtspServerConnection):
         old = session.tracks.pop(track_index, None)
         if old is not None:
             old.close()
-        track = Track(session, track_index, rtp.PT_H264 if track_index == VIDEO_TRACK else rtp.PT_PCMA,
-                      rtp.H264_CLOCK if track_index == VIDEO_TRACK else rtp.PCMA_CLOCK)
+        if track_index == VIDEO_TRACK or audio_format is None:
+            track = Track(session, track_index, rtp.PT_H264, rtp.H264_CLOCK)
+        else:
+            track = Track(session, track_index, audio_format.payload_type, audio_format.clock_rate)
         local = self.transport.getHost().host
         if spec.tcp:
             channels = spec.interleaved or (2 * track_index, 2 * track_index + 1)
@@ -906,51 +1213,59 @@ class RtspCameraProtocol(RtspServerConnection):
         if not session.tracks:
             raise RtspRefusal(455, "PLAY before SETUP")
         camera = session.camera
-        video = camera.video(session.target)
-        duration = camera.duration(session.target)
         range_header = request.headers.get("Range")
         scale_header = request.headers.get("Scale")
         headers: list[tuple[str, str]] = [("Session", session.id)]
+        player: Player | RecordingPlayer
         if session.target.kind == "live":
             # Live: start at the IDR at or before "now" on the camera's timeline;
             # Range and Scale do not apply (answered npt=0- and Scale 1).
+            video = camera.video(session.target)
             frame = int(self.factory.clock.seconds() * video.fps)
-            start = frame - frame % video.params.gop
-            end = None
-            scale = 1.0
             headers.append(("Range", "npt=0.000-"))
             if scale_header is not None:
                 headers.append(("Scale", "1"))
+            session.stop_player()
+            session.scale = 1.0
+            player = Player(session, video, camera.audio_loop(video), frame - frame % video.params.gop)
         else:
-            assert duration is not None
-            scale = session.scale
-            if scale_header is not None:
-                scale = _parse_scale(scale_header)
-            total = int(round(duration * video.fps))
+            recording = session.recording or await camera.recording(session.target)
+            if self.closed or session.owner is not self:
+                raise RtspRefusal(454, "the session ended while the recording was prepared")
+            session.recording = recording
+            index = recording.index
+            duration = index.duration
+            scale = session.scale if scale_header is None else _parse_scale(scale_header)
+            playing = session.state == "playing" and isinstance(session.player, RecordingPlayer)
             if range_header is not None:
                 try:
                     begin, stop = parse_npt_range(range_header)
                 except RtspCodecError as e:
                     raise RtspRefusal(457, str(e)) from None
-                begin = session.resume_frame / video.fps if begin is None else begin
+                if begin is None:  # npt=-20: from where we are
+                    begin = index.npt(session.player.pos if isinstance(session.player, RecordingPlayer)
+                                      else session.resume_frame)
                 if begin >= duration or (stop is not None and stop <= begin):
-                    raise RtspRefusal(457, f"Range {range_header!r} outside 0-{duration:g}")
+                    raise RtspRefusal(457, f"Range {range_header!r} outside 0-{duration:.3f}")
                 # Start on the IDR at or before the requested point: a decoder needs one.
-                first = int(begin * video.fps)
-                start = first - first % video.params.gop
-                end = total if stop is None else min(total, int(math.ceil(stop * video.fps)))
-            elif session.state == "playing" and session.player is not None and scale == session.scale:
+                start = index.seek(begin)
+                end = index.frames if stop is None else min(index.frames, index.frame_at(stop))
+                session.stop_player()
+            elif playing and scale == session.scale:
+                assert isinstance(session.player, RecordingPlayer)
                 return self.reply(request, 200, [*headers, ("Range", format_npt(
-                    session.player.start_frame / video.fps, duration)), ("Scale", _fmt_scale(scale))])
+                    index.npt(session.player.start_frame), duration)), ("Scale", _fmt_scale(scale))])
             else:
-                start, end = session.resume_frame, total
-                if start >= total:
+                # Resume where PAUSE (or a PLAY at another speed) left off: the decoder
+                # still has the pictures before it, so no IDR is needed.
+                session.stop_player()
+                start, end = session.resume_frame, index.frames
+                if start >= index.frames:
                     raise RtspRefusal(457, "playback is at its end")
-            headers.append(("Range", format_npt(start / video.fps, end / video.fps)))
+            headers.append(("Range", format_npt(index.npt(start), index.npt(end))))
             headers.append(("Scale", _fmt_scale(scale)))
-        session.stop_player()
-        session.scale = scale
-        player = Player(session, video, camera.audio_loop(video), start, end, scale)
+            session.scale = scale
+            player = RecordingPlayer(session, recording, start, end, scale, self.factory.read_gop)
         headers.append(("RTP-Info", player.rtp_info(_base_url(request.uri))))
         response = self.reply(request, 200, headers)
         session.player = player
@@ -966,10 +1281,9 @@ class RtspCameraProtocol(RtspServerConnection):
             raise RtspRefusal(455, "PAUSE before PLAY")
         session.stop_player()
         session.state = "paused"
-        video = session.camera.video(session.target)
         headers = [("Session", session.id)]
-        if session.target.kind == "playback":
-            headers.append(("Range", format_npt(session.resume_frame / video.fps, None)))
+        if session.target.kind == "playback" and session.recording is not None:
+            headers.append(("Range", format_npt(session.recording.index.npt(session.resume_frame), None)))
         return self.reply(request, 200, headers)
 
     async def do_TEARDOWN(self, request: RtspRequest) -> RtspResponse:  # noqa: N802
@@ -1090,6 +1404,24 @@ class RtspCameraFactory(ServerFactory):
 
     def find_session(self, sid: str) -> RtspSession | None:
         return self.sessions.get(sid)
+
+    def read_gop(self, recording: Recording, gop: int) -> Deferred[Gop]:
+        """One GOP of a recording for a player: from the shared cache, else read in a worker thread.
+
+        The read (a ``pread`` and a demux, about a millisecond for the generated files
+        but unbounded on a slow disk) never runs on the reactor thread.  A reactor
+        without threads (``task.Clock`` in tests) reads in place.
+        """
+        cached = recording.cached(gop)
+        if cached is not None:
+            return succeed(cached)
+        pool = getattr(self.reactor, "getThreadPool", None)
+        if pool is None:
+            return maybeDeferred(recording.read_gop, gop)
+        from twisted.internet.threads import deferToThreadPool
+
+        result: Deferred[Gop] = deferToThreadPool(self.reactor, pool(), recording.read_gop, gop)
+        return result
 
     def udp_pair(self, track: Track, local: str) -> tuple[Any, Any]:
         """Two UDP ports (RTP, RTCP) for one track, bound next to the RTSP address."""

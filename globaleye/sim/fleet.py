@@ -52,7 +52,8 @@ class Fleet:
         self.log.info("simulated cameras serve RTSP on {host}:{port}", host=interface, port=self.rtsp_port)
 
     async def prepare(self) -> None:
-        """Encode (or load) the media loops off the reactor thread, before any viewer comes."""
+        """Encode (or load) the media loops and make the 5-minute recording file, off the reactor
+        thread, before any viewer comes (every camera's recordings are that one file)."""
         await self.media.prepare()
 
     def add(self, dev_id: str, **state_overrides: Any) -> SimulatedCamera:
@@ -70,6 +71,7 @@ class Fleet:
             dev_id, platform_verifier(lambda: camera.session if camera.online else None,
                                       timeout=self.timing.request_timeout),
             channel_num=state.channel_num, media=self.media, recording_duration=state_recordings(state),
+            recording_audio=lambda channel: bool(state.recording(channel).audio_input),  # 6AH AudioInput
             on_sessions_changed=sessions_changed, stun_server=camera.stun_server))
         self.cameras.append(camera)
         return camera

@@ -309,6 +309,12 @@ class CameraState:
         shows).  Generated once and then kept, so 73H deletions stick.  Sizes
         follow the recorded stream's bitrate with a deterministic ±15 % spread
         (the DevID and name seed it), so every run sees the same listing.
+
+        Every listed file can be played back: the RTSP side serves, for each name,
+        the media library's real MPEG-TS recording of the file's length (one file
+        shared by every camera, :mod:`globaleye.media.recording`), so what is kept
+        here per camera is the listing alone.  FileSize stays the nominal size at the
+        stream's bit rate, not the size of that shared file.
         """
         files = self._recordings.get(channel_no)
         if files is None:

@@ -156,3 +156,26 @@ class TimeoutTests(SynchronousTestCase):
         session.state = "paused"
         self.clock.pump([1.0] * (SESSION_TIMEOUT + 10))
         self.assertNotIn("s1", protocol.sessions)
+
+
+class CameraTimeoutTests(SynchronousTestCase):
+    """The simulated camera's RTSP server shares the rules (RtspServerConnection)."""
+
+    def test_silent_and_slow_connections_to_the_camera_are_closed(self) -> None:
+        from globaleye.rtsp.camera import RtspCameraFactory
+        clock = Clock()
+        factory = RtspCameraFactory({}, reactor=clock)
+        silent, slow = factory.buildProtocol(None), factory.buildProtocol(None)
+        silent_transport, slow_transport = StringTransport(), StringTransport()
+        silent.makeConnection(silent_transport)
+        slow.makeConnection(slow_transport)
+        slow.dataReceived(OPTIONS[:10])
+        clock.pump([1.0] * 15)
+        self.assertTrue(slow_transport.disconnecting)
+        self.assertFalse(silent_transport.disconnecting)
+        clock.pump([1.0] * int(IDLE_TIMEOUT))
+        self.assertTrue(silent_transport.disconnecting)
+        for protocol in (silent, slow):
+            protocol.connectionLost(None)
+        self.assertEqual(factory.connections, 0)
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -72,7 +72,7 @@ from globaleye.rtsp.message import (
     parse_npt_range,
     parse_transport,
 )
-from globaleye.rtsp.serving import RtspServerConnection, redact
+from globaleye.rtsp.serving import IDLE_TIMEOUT, RtspServerConnection, redact
 from globaleye.sim.stun import BindingTransactions
 
 Kind = Literal["live", "playback"]
@@ -961,6 +961,9 @@ class RtspCameraProtocol(RtspServerConnection):
     """One RTSP connection to the camera (or to any camera the factory serves)."""
 
     server_name = "GlobalEye-SimCam/1.0"
+    #: A camera has few connections to give (§10.2 453 is about sessions, but each idle
+    #: connection is a descriptor of a small device): the shared idle and slow-request rules.
+    idle_timeout = IDLE_TIMEOUT
 
     def __init__(self, factory: RtspCameraFactory) -> None:
         super().__init__()
@@ -977,7 +980,7 @@ class RtspCameraProtocol(RtspServerConnection):
         self.factory.connections += 1
 
     def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
-        self.closed = True
+        super().connectionLost(reason)
         self.factory.connections -= 1
         # §10.1: the session ends with its RTSP connection (also for UDP, see the docs).
         for sid in list(self.sessions):

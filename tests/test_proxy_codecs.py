@@ -142,3 +142,22 @@ class ViewerTests(SynchronousTestCase):
         assert out is not None
         self.assertEqual(int.from_bytes(out[4:8], "big"), 99)
         self.assertEqual(int.from_bytes(out[16:20], "big"), 1005)
+
+
+class RtcpByeTests(SynchronousTestCase):
+    def test_bye_gets_the_viewers_ssrc_or_is_cut_for_live(self) -> None:
+        compound = rtp.rtcp_bye(1234, 1.0, 1000, 1, 1, "c", "end of recording")
+        out = h264.rewrite_rtcp(compound, 5, 99)
+        assert out is not None
+        self.assertEqual(len(out), len(compound))
+        self.assertNotIn((1234).to_bytes(4, "big"), out, "no camera SSRC left, BYE included")
+        live = h264.rewrite_rtcp(compound, 5, 99, bye=False)
+        assert live is not None
+        self.assertLess(len(live), len(compound))
+        pos, types = 0, []
+        while pos < len(live):
+            types.append(live[pos + 1])
+            pos += (int.from_bytes(live[pos + 2:pos + 4], "big") + 1) * 4
+        self.assertEqual(pos, len(live))
+        self.assertNotIn(203, types)
+        self.assertEqual(types[0], 200)

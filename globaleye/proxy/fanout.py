@@ -101,6 +101,8 @@ class ViewerStream:
         self.started_at = time.monotonic()
         self.first_frame_after: float | None = None
         self.replaying = False
+        #: Whether the camera's RTCP BYE reaches this viewer (playback: yes; live: see LiveHub.add).
+        self.forward_bye = True
         #: TCP fast path, set by the server: the interleaved RTP channel of each track and the
         #: transport's write.  Then one struct.pack makes the viewer's header and the "$"
         #: framing together and the packet goes straight to the transport (see _out).
@@ -199,7 +201,7 @@ class ViewerStream:
 
     def rtcp(self, track: int, data: bytes) -> None:
         if track in self.tracks and self.started and track not in self.rebase_from and not self.sink.blocked():
-            report = h264.rewrite_rtcp(data, self.ts_offset[track], self.ssrc[track])
+            report = h264.rewrite_rtcp(data, self.ts_offset[track], self.ssrc[track], self.forward_bye)
             if report is not None:
                 self.sink.send_rtcp(track, report)
 
@@ -505,6 +507,7 @@ class LiveHub:
 
     def add(self, viewer: ViewerStream) -> None:
         """A viewer that has been answered PLAY: it gets the cached GOP now, then the live packets."""
+        viewer.forward_bye = False  # the viewer outlives the camera session (recovery)
         self.viewers.add(viewer)
         if self._linger_call is not None and self._linger_call.active():
             self._linger_call.cancel()

@@ -60,12 +60,14 @@ def rewrite_rtp(data: bytes, sequence: int, timestamp_offset: int, ssrc: int) ->
     return data[:2] + struct.pack("!HII", sequence & 0xFFFF, ts, ssrc & 0xFFFFFFFF) + data[12:]
 
 
-def rewrite_rtcp(data: bytes, timestamp_offset: int, ssrc: int) -> bytes | None:
-    """A camera's compound SR (+SDES) for one viewer: its SSRC and timestamp base.
+def rewrite_rtcp(data: bytes, timestamp_offset: int, ssrc: int, bye: bool = True) -> bytes | None:
+    """A camera's compound SR (+SDES, +BYE) for one viewer: its SSRC and timestamp base.
 
     Players use the SR to line audio up with video (RFC 3550 §6.4.1).  Anything that is
     not a sender report is not forwarded (receiver reports are about the camera's own
-    session, not the viewer's).
+    session, not the viewer's).  A BYE (the end of a recording) is passed with the viewer's
+    SSRC, or, with *bye* False, cut off: a live hub's viewers outlive the camera's session
+    (the hub gets a new one when the camera drops), so the camera's goodbye is not theirs.
     """
     if len(data) < 28 or data[0] >> 6 != 2 or data[1] != 200:
         return None
@@ -82,6 +84,11 @@ def rewrite_rtcp(data: bytes, timestamp_offset: int, ssrc: int) -> bytes | None:
             struct.pack_into("!I", out, pos + 16, ts)
         elif ptype == 202 and length >= 8 and out[pos] & 0x1F >= 1:
             struct.pack_into("!I", out, pos + 4, ssrc & 0xFFFFFFFF)
+        elif ptype == 203:
+            if not bye:
+                return bytes(out[:pos])
+            if length >= 8 and out[pos] & 0x1F >= 1:
+                struct.pack_into("!I", out, pos + 4, ssrc & 0xFFFFFFFF)
         pos += length
     return bytes(out)
 

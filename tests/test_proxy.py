@@ -422,6 +422,16 @@ class ProxyPlaybackAndUdpTests(TestCase):
                         "ffmpeg's Range went to the camera and its answer came back")
         self.assertFalse(self.h.factory.hubs, "playback is not fanned out")
 
+    async def test_playback_to_the_end_of_the_file_ends_the_player(self) -> None:
+        """The camera's BYE at the end of the recording reaches ffmpeg through the proxy: it exits 0."""
+        assert FFMPEG is not None
+        for transport in ("tcp", "udp"):
+            result = await run(FFMPEG, ["-v", "error", "-rtsp_transport", transport, "-ss", "298", "-i",
+                                        self.playback, "-map", "0:v", "-f", "framecrc", "-"], timeout=40)
+            self.assertEqual(result.code, 0, result.err)
+            frames = [line for line in result.out.splitlines() if line and not line.startswith("#")]
+            self.assertEqual(len(frames), 50, f"the last 2 s of the file over {transport}")
+
     async def test_status_json(self) -> None:
         from tests.util import http_client
         result = await probe(self.h.url())

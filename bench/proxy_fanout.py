@@ -18,7 +18,9 @@ For each N: the proxy process's CPU (process time per wall second) and RSS, per 
 the pictures skipped during the window (the proxy's own per-viewer counters); the
 bytes per second each viewer received against the upstream's rate; then, for each §15
 path forced alone, PLAY → first decodable picture (proxy side: the IDR leaves; viewer
-side: the first media byte arrives).  Everything is bounded: at most 2000 viewers, each
+side: the first media byte arrives), and recovery: the upstream's connection is cut under
+10 viewers (as a camera that drops it), and the table gives the time until the upstream
+is back, the longest silence each viewer saw, and how many viewers are still there.  Everything is bounded: at most 2000 viewers, each
 window ``--seconds`` long, a child that does not answer within 60 s ends the run.
 """
 
@@ -44,6 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEV, MOBILE, PASSWORD = "81300000021", "13300000021", "bench-password"
 SEED = "globaleye-sim"
 MAX_VIEWERS = 2000
+RECOVERY_VIEWERS = 10
 CHILD_TIMEOUT = 60.0
 CONFIG = """
 [globaleye]
@@ -87,6 +90,8 @@ class RawViewer:
         self.bytes = 0
         self.play_sent = 0.0
         self.first_media: float | None = None
+        self.last_media: float | None = None
+        self.max_gap = 0.0  # the longest silence since the last "gaps" command
         self.rest = b""
 
     def _digest(self, method: str) -> str:
@@ -139,8 +144,12 @@ class RawViewer:
         self.sock.setblocking(False)
 
     def got(self, n: int) -> None:
+        now = time.monotonic()
         if self.first_media is None and n:
-            self.first_media = time.monotonic()
+            self.first_media = now
+        if self.last_media is not None:
+            self.max_gap = max(self.max_gap, now - self.last_media)
+        self.last_media = now
         self.bytes += n
 
 
@@ -208,6 +217,10 @@ def viewer_child(host: str, port: int, path: str) -> None:
                 reply({"added": len(added), "first_media_ms": firsts, "viewers": len(viewers)})
             elif "stats" in command:
                 reply({"viewers": len(viewers), "bytes": sum(v.bytes for v in viewers.values())})
+            elif "gaps" in command:  # each viewer's longest silence since the last "gaps"
+                reply({"viewers": len(viewers), "gaps_ms": [round(1000 * v.max_gap) for v in viewers.values()]})
+                for v in viewers.values():
+                    v.max_gap = 0.0
             elif "close" in command:
                 for fd, v in list(viewers.items()):
                     poller.unregister(fd)
@@ -425,10 +438,29 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
         pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(30)
         with open(args.profile, "w") as f:
             f.write(out.getvalue())
+    async def recovery(hub: Any) -> tuple[str, str, int]:
+        """Cut the upstream's connection under RECOVERY_VIEWERS viewers, as a camera that drops it."""
+        if hub is None or hub.upstream is None or hub.upstream.protocol is None:
+            return "–", "–", 0
+        await viewers.answer({"add": RECOVERY_VIEWERS - 1})
+        await deferLater(reactor, 1.0, lambda: None)
+        await viewers.answer({"gaps": 1})
+        before = hub.recoveries
+        hub.upstream.protocol.transport.abortConnection()
+        deadline = time.monotonic() + 40
+        while hub.recoveries == before and hub.recovering and time.monotonic() < deadline:
+            await deferLater(reactor, 0.01, lambda: None)
+        await deferLater(reactor, 2.0, lambda: None)
+        gaps = await viewers.answer({"gaps": 1})
+        last = hub.last_recovery or {}
+        back = f"{1000 * last['seconds']:.0f}, {last['tries']}" if last.get("ok") else f"failed: {last}"
+        return back, _ms(gaps["gaps_ms"]), gaps["viewers"]
+
     print()
     print("| path | PLAY → first IDR sent (proxy side, ms) | PLAY → first media byte (viewer side, ms) "
-          "| path selection (ms) |")
-    print("|---|---|---|---|")
+          "| path selection (ms) | upstream dropped: back after (ms), tries | longest silence at the "
+          f"{RECOVERY_VIEWERS} viewers, median / max (ms) | viewers left |")
+    print("|---|---|---|---|---|---|---|")
     for path in ("local", "turn-udp", "turn-tcp"):
         await deferLater(reactor, 0.6, lambda: None)  # linger over: the next viewer selects a path again
         factory.paths = PathSettings(connect_timeout=2, udp_timeout=5, media_timeout=5, paths=(path,))
@@ -439,8 +471,9 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
         hub = factory.hubs.get((DEV, 0, 1))
         chosen = hub.upstream.path if hub is not None and hub.upstream is not None else "?"
         firsts = [s.viewer.stats()["first_frame_ms"] for s in sessions]
+        back, silence, left = await recovery(hub)
         print(f"| {path} ({chosen}) | {firsts[0] if firsts else '–'} | {_ms(added['first_media_ms'])} "
-              f"| {selected:.0f} |", flush=True)
+              f"| {selected:.0f} | {back} | {silence} | {left} |", flush=True)
         await viewers.answer({"close": 1})
     viewers.close()
     camera.close()

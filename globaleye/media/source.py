@@ -1,7 +1,7 @@
 """Pre-encoded media for simulated cameras: H.264 loops, a G.711 tone, and the library of both and of recordings.
 
 Why a loop: ten thousand simulated cameras cannot each run an encoder.  One loop per
-resolution is encoded once per process (or read from a disk cache, keyed by every
+encoding (size, frame rate, bit rate: a stream's 60H settings) is encoded once per process (or read from a disk cache, keyed by every
 parameter that changes the bitstream), packetized once into RTP payloads, and every
 session then only writes its own 12-byte RTP headers.
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import collections
 import datetime
 import functools
 import hashlib
@@ -30,6 +31,7 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +52,9 @@ SUB_SIZE = (352, 288)  # CIF
 DEFAULT_FPS = 25
 DEFAULT_LOOP_SECONDS = 4
 RECORDING_SECONDS = 300  # §7.1: 5-minute files
+#: Loops kept in memory besides the pinned ones (the defaults and what ``prepare`` made):
+#: 60H lets every camera pick its own encoding, and an encoded 720p loop is a few MB.
+MAX_LOOPS = 16
 
 #: §7.1: DevID_ChannelNo_YYYYMMDDHHMMSS.ts
 RECORDING_NAME = re.compile(r"^(?P<dev>[0-9A-Za-z]{1,32})_(?P<ch>\d{1,3})_(?P<ts>\d{14})\.ts$")
@@ -88,6 +93,17 @@ class LoopParams:
     def key(self) -> str:
         blob = json.dumps([GENERATOR_VERSION, attrs.asdict(self)], sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:20]
+
+    @classmethod
+    def live(cls, width: int, height: int, fps: int, bit_rate: int) -> LoopParams:
+        """A live stream's loop: one IDR a second (GOP = fps), the default length in whole GOPs.
+
+        Why GOP = fps: a viewer joins live at the IDR at or before "now", and a player
+        that lost packets recovers at the next one, so an IDR a second whatever the
+        frame rate is what keeps both under a second.  The loop is
+        ``DEFAULT_LOOP_SECONDS`` long, which is a whole number of such GOPs.
+        """
+        return cls(width, height, fps=fps, seconds=DEFAULT_LOOP_SECONDS, gop=fps, bit_rate=bit_rate)
 
 
 @attrs.frozen
@@ -255,6 +271,12 @@ def _assemble(params: LoopParams, units: list[tuple[list[bytes], bool]], mtu: in
     return VideoLoop(params, sps, pps, tuple(frames))
 
 
+#: The library's two default loops: what a camera without 60H settings streams.  Main is
+#: 1024 kbit/s, BitRate code 8, which is also the simulated camera's default (§7.5.6).
+MAIN_PARAMS = LoopParams(*MAIN_SIZE, bit_rate=1_024_000)
+SUB_PARAMS = LoopParams(*SUB_SIZE)
+
+
 def _save(loop: VideoLoop, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     key = loop.params.key()
@@ -315,17 +337,30 @@ class MediaLibrary:
     directory is given; recordings always on disk (in the directory, or else a private
     temporary one removed at exit), each indexed once and shared by every camera.
 
-    Thread-safe so the first encode can run in a worker thread (``deferToThread``)
-    without blocking the reactor; later callers get the same objects.
+    Thread-safe so encodes can run in worker threads (:meth:`video_async`) without
+    blocking the reactor; later callers get the same objects.  Loops are kept in an
+    LRU of ``max_loops`` besides the pinned ones (the two defaults and whatever
+    :meth:`prepare` made): each camera may ask 60H for its own encoding, so the set of
+    encodings a fleet uses is small but not fixed.  An evicted loop stays alive for the
+    sessions still playing it and is encoded (or read from the disk cache) again when
+    asked for.
     """
 
-    def __init__(self, cache_dir: str | Path | None = None, mtu: int = rtp.DEFAULT_MTU) -> None:
+    def __init__(self, cache_dir: str | Path | None = None, mtu: int = rtp.DEFAULT_MTU,
+                 max_loops: int = MAX_LOOPS) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.mtu = mtu
-        self._video: dict[LoopParams, VideoLoop] = {}
+        self.max_loops = max_loops
+        #: Least recently used first; guarded by ``_lock``, which is never held during an encode.
+        self._video: collections.OrderedDict[LoopParams, VideoLoop] = collections.OrderedDict()
+        self._pinned: set[LoopParams] = {MAIN_PARAMS, SUB_PARAMS}
+        #: One lock per loop being made, so an encode holds up only callers of the same loop.
+        self._video_locks: dict[LoopParams, threading.Lock] = {}
+        self._video_waiters: dict[LoopParams, list[Any]] = {}  # reactor thread only
         self._audio: dict[int, AudioLoop] = {}
         self._lock = threading.Lock()
         self.encodes = 0
+        self.evictions = 0
         self._recordings: dict[tuple[int, bool], Recording] = {}
         #: One lock per recording, so making one (seconds) does not hold up the loops or other files.
         self._recording_locks: dict[tuple[int, bool], threading.Lock] = {}
@@ -334,20 +369,117 @@ class MediaLibrary:
         self.recordings_written = 0
 
     def video(self, params: LoopParams) -> VideoLoop:
+        """The loop of *params*: from memory, else the disk cache, else encoded (seconds of CPU).
+
+        Blocking on a miss: call it from a worker thread, or use :meth:`video_async`.
+        Concurrent callers of the same params wait for the one encode.
+        """
+        return self._obtain(params)[0]
+
+    def _obtain(self, params: LoopParams) -> tuple[VideoLoop, str]:
+        """:meth:`video`, and how the loop was had: "memory", "disk" or "encoded"."""
+        found = self.video_ready(params)
+        if found is not None:
+            return found, "memory"
+        with self._lock:
+            lock = self._video_locks.setdefault(params, threading.Lock())
+        with lock:
+            found = self.video_ready(params)
+            if found is not None:
+                return found, "memory"
+            how = "disk"
+            loop = _load(params, self.cache_dir, self.mtu) if self.cache_dir else None
+            if loop is None:
+                how = "encoded"
+                loop = encode_loop(params, self.mtu)
+                with self._lock:
+                    self.encodes += 1
+                if self.cache_dir is not None:
+                    try:
+                        _save(loop, self.cache_dir)
+                    except OSError:
+                        pass  # a read-only cache dir only costs the next process an encode
+            with self._lock:
+                self._video[params] = loop
+                self._video.move_to_end(params)
+                self._evict()
+                self._video_locks.pop(params, None)
+            return loop, how
+
+    def _evict(self) -> None:
+        """Drop least recently used unpinned loops beyond ``max_loops`` (``_lock`` held)."""
+        unpinned = [p for p in self._video if p not in self._pinned]  # oldest first
+        for params in unpinned[:max(0, len(unpinned) - self.max_loops)]:
+            del self._video[params]
+            self.evictions += 1
+
+    def video_ready(self, params: LoopParams) -> VideoLoop | None:
+        """The loop if it is in memory (never blocks on an encode: safe on the reactor thread)."""
         with self._lock:
             loop = self._video.get(params)
-            if loop is None:
-                loop = _load(params, self.cache_dir, self.mtu) if self.cache_dir else None
-                if loop is None:
-                    loop = encode_loop(params, self.mtu)
-                    self.encodes += 1
-                    if self.cache_dir is not None:
-                        try:
-                            _save(loop, self.cache_dir)
-                        except OSError:
-                            pass  # a read-only cache dir only costs the next process an encode
-                self._video[params] = loop
+            if loop is not None:
+                self._video.move_to_end(params)
             return loop
+
+    def loops(self) -> list[LoopParams]:
+        """The loops in memory, least recently used first (for tests and status)."""
+        with self._lock:
+            return list(self._video)
+
+    def pin(self, params: LoopParams) -> None:
+        """Never evict the loop of *params* (a fleet's default encodings)."""
+        with self._lock:
+            self._pinned.add(params)
+
+    def video_async(self, params: LoopParams, reactor: Any = None) -> Any:
+        """A Deferred firing with :meth:`video`; encoded in a worker thread when not in memory.
+
+        Call it from the reactor thread.  Callers that ask while the loop is being
+        encoded share that one encode (a burst of DESCRIBEs after a 60H must not park
+        the thread pool on one lock, nor encode the same loop twice).  *reactor*: whose
+        thread pool to use (default: the global reactor's); a reactor without threads
+        (``task.Clock`` in tests) encodes in place.
+        """
+        from twisted.internet.defer import Deferred, maybeDeferred, succeed
+        from twisted.internet.threads import deferToThreadPool
+        from twisted.logger import Logger
+        from twisted.python.failure import Failure
+
+        ready = self.video_ready(params)
+        if ready is not None:
+            return succeed(ready)
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+            reactor = global_reactor
+        pool = getattr(reactor, "getThreadPool", None)
+        if pool is None:
+            return maybeDeferred(self.video, params)
+        waiting = self._video_waiters.get(params)
+        if waiting is None:
+            waiting = self._video_waiters[params] = []
+            log = Logger()
+            started = reactor.seconds()
+
+            def done(result: Any) -> None:
+                if isinstance(result, Failure):
+                    log.failure("media: could not make the {w}x{h} {fps} fps loop", result, w=params.width,
+                                h=params.height, fps=params.fps)
+                else:
+                    result, how = result
+                    log.info("media: {how} the {w}x{h} {fps} fps {kbps} kbit/s loop in {s:.2f} s, in a worker "
+                             "thread ({n} loops in memory, {e} evicted so far)", how=how, w=params.width,
+                             h=params.height, fps=params.fps, kbps=params.effective_bit_rate // 1000,
+                             s=reactor.seconds() - started, n=len(self._video), e=self.evictions)
+                for d in self._video_waiters.pop(params, []):
+                    if isinstance(result, Failure):
+                        d.errback(result)
+                    else:
+                        d.callback(result)
+
+            deferToThreadPool(reactor, pool(), self._obtain, params).addBoth(done)
+        d: Deferred[VideoLoop] = Deferred()
+        waiting.append(d)
+        return d
 
     def audio(self, seconds: int) -> AudioLoop:
         with self._lock:
@@ -444,28 +576,33 @@ class MediaLibrary:
         waiting.append(d)
         return d
 
-    def prepare(self, recordings: bool = True) -> Any:
-        """Encode (or load) the main and sub loops, and the 5-minute recording, in a worker thread.
+    def prepare(self, recordings: bool = True, live: Iterable[LoopParams] | None = None) -> Any:
+        """Encode (or load) the live loops, and the 5-minute recording, in a worker thread.
 
-        A Deferred.  Call once at start-up so the first viewer does not stall the
-        reactor for the second or two an encode takes, and the first playback does not
-        wait for its file.
+        A Deferred.  Call once at start-up so the first viewer does not wait the second
+        or two an encode takes, and the first playback does not wait for its file.
+        *live*: the loops cameras stream by default (default: :data:`MAIN_PARAMS` and
+        :data:`SUB_PARAMS`); they are pinned, never evicted.
         """
         from twisted.internet.threads import deferToThread
 
+        wanted = [MAIN_PARAMS, SUB_PARAMS] if live is None else list(live)
+        for params in wanted:
+            self.pin(params)
+
         def work() -> None:
-            self.main()
-            self.sub()
+            for params in wanted:
+                self.video(params)
             if recordings:
                 self.recording()
 
         return deferToThread(work)
 
     def main(self) -> VideoLoop:
-        return self.video(LoopParams(*MAIN_SIZE))
+        return self.video(MAIN_PARAMS)
 
     def sub(self) -> VideoLoop:
-        return self.video(LoopParams(*SUB_SIZE))
+        return self.video(SUB_PARAMS)
 
 
 _default: MediaLibrary | None = None

@@ -18,7 +18,10 @@ connection (or bound to a session) is not re-sent to the platform for the later
 requests of the same play-out (SETUP, PLAY carry the same URL and token), since the
 platform invalidates it on first use.
 
-Live media are pre-encoded loops (:mod:`globaleye.media.source`); playback reads the
+Live media are pre-encoded loops (:mod:`globaleye.media.source`), one per encoding the
+camera's ``live_encoding`` asks for (the simulator: its 60H settings); a loop not made yet is
+encoded in a worker thread while DESCRIBE waits, and a session keeps the loop its SDP
+announced until it ends (a 60H change reaches the next session).  Playback reads the
 recording's real MPEG-TS file (:mod:`globaleye.media.recording`: indexed once, read one
 GOP ahead in a worker thread).  Both are paced by the reactor clock (``callLater`` at
 frame times, never blocking).  Over TCP the protocol is the transport's streaming
@@ -54,8 +57,11 @@ from globaleye.media import rtp
 from globaleye.media.mpegts import TS_CLOCK
 from globaleye.media.recording import Gop, Picture, Recording, RecordingIndex
 from globaleye.media.source import (
+    MAIN_PARAMS,
     RECORDING_SECONDS,
+    SUB_PARAMS,
     AudioLoop,
+    LoopParams,
     MediaLibrary,
     RecordingName,
     VideoLoop,
@@ -88,6 +94,8 @@ STREAM_MAIN, STREAM_SUB = 1, 2
 AUDIO_PACKET_SAMPLES = 160  # 20 ms of G.711 per RTP packet (RFC 3551 default ptime)
 #: If the reactor falls this many frames behind (a stall), skip ahead instead of bursting.
 MAX_LATE_FRAMES = 10
+#: Live DESCRIBE answers a connection remembers for its SETUP (a client may describe several streams).
+MAX_DESCRIBED = 8
 RTCP_INTERVAL = 5.0  # RFC 3550 §6.2 minimum
 #: §15 step 3: how long SETUP may wait for the STUN mapping of its media ports.
 STUN_TIMEOUT = 1.5
@@ -263,6 +271,31 @@ def _always_open(channel_no: int, stream_type: int) -> bool:
     return True
 
 
+@attrs.frozen
+class LiveEncoding:
+    """How a live stream is encoded right now: the loop's parameters and whether it has sound.
+
+    The simulator derives it from the stream's 60H settings (FrameSize, FrameRate,
+    BitRate, AudioInput); a camera without that hook streams the library's defaults.
+    """
+
+    video: LoopParams
+    audio: bool = True
+
+
+@attrs.frozen
+class LiveStream:
+    """A live play-out's media, fixed when its SDP is given (DESCRIBE) or its session made.
+
+    Why fixed: the SDP told the player the picture size, frame rate and tracks, and many
+    players keep them for the whole session; so a 60H change reaches the next session,
+    not a running one (docs/protocol.md, the XML messages' decisions).
+    """
+
+    video: VideoLoop
+    audio: bool
+
+
 @attrs.define(eq=False)
 class RtspCamera:
     """One device's RTSP side: its channels, limits, verifier, media and live sessions.
@@ -270,7 +303,11 @@ class RtspCamera:
     ``stream_open(channel, stream_type)`` False gives 403 (§10.2 7: the stream is
     switched off).  ``recording_duration(channel, file_name)`` gives the length in
     seconds of a recording the device has, or None (404); by default every well-formed
-    §7.1 name of this device and channel is a 5-minute file.
+    §7.1 name of this device and channel is a 5-minute file.  ``live_encoding(channel,
+    stream_type)`` says how a live stream is encoded now (the simulator: its 60H
+    settings); by default main is :data:`MAIN_PARAMS` and sub :data:`SUB_PARAMS`.
+    ``audio`` False means the device has no microphone at all: no live stream has sound,
+    whatever ``live_encoding`` says.
     """
 
     dev_id: str
@@ -284,6 +321,8 @@ class RtspCamera:
     audio: bool = True
     #: Whether a channel's recordings have audio (6AH AudioInput); None: as ``audio``.
     recording_audio: Callable[[int], bool] | None = None
+    #: How a live stream (channel, stream type) is encoded now (60H); None: the defaults.
+    live_encoding: Callable[[int, int], LiveEncoding] | None = None
     #: §15 step 3: the STUN server the device learns its media ports' NAT mapping from
     #: (the simulator: the TURN server of REGISTER_RES, which answers Binding); None: no STUN.
     stun_server: Callable[[], tuple[str, int] | None] | None = None
@@ -291,14 +330,42 @@ class RtspCamera:
     refusals: collections.Counter[int] = attrs.Factory(collections.Counter)
     plays: int = 0
 
-    def video(self, target: Target) -> VideoLoop:
-        """Live: main 1280x720 or sub CIF; playback: the main stream (§7.1 records main)."""
-        if target.kind == "live" and target.stream_type == STREAM_SUB:
-            return self.media.sub()
-        return self.media.main()
+    def encoding(self, channel_no: int, stream_type: int) -> LiveEncoding:
+        """How live stream (channel, stream type) is encoded now (cheap: no encode)."""
+        if self.live_encoding is not None:
+            wanted = self.live_encoding(channel_no, stream_type)
+            return wanted if self.audio or not wanted.audio else attrs.evolve(wanted, audio=False)
+        return LiveEncoding(SUB_PARAMS if stream_type == STREAM_SUB else MAIN_PARAMS, self.audio)
 
-    def audio_loop(self, video: VideoLoop) -> AudioLoop | None:
-        return self.media.audio(video.params.seconds) if self.audio else None
+    def live(self, target: Target, reactor: Any = None) -> Deferred[LiveStream]:
+        """The media a new live play-out of *target* gets: the stream's current encoding.
+
+        The loop comes from the shared library; one not made yet is encoded in a worker
+        thread of *reactor* (seconds for 720p), so this never blocks the reactor, and
+        DESCRIBEs that arrive meanwhile share that one encode.
+        """
+        wanted = self.encoding(target.channel_no, target.stream_type)
+        d: Deferred[VideoLoop] = self.media.video_async(wanted.video, reactor)
+        return d.addCallback(lambda loop: LiveStream(loop, wanted.audio))
+
+    def prepare_live(self, channel_no: int, stream_type: int, reactor: Any = None) -> Deferred[None]:
+        """Make a stream's current loop now (a worker thread), so the next viewer need not wait.
+
+        The simulator calls it when 60H changes a stream, as a real camera restarts its
+        encoder then; a failure is logged, since nobody waits on it.
+        """
+        wanted = self.encoding(channel_no, stream_type)
+        d: Deferred[Any] = self.media.video_async(wanted.video, reactor)
+
+        def failed(failure: Failure) -> None:
+            log.failure("camera {dev}: could not prepare the loop of stream {ch}/{st}", failure,
+                        dev=self.dev_id, ch=channel_no, st=stream_type)
+
+        return d.addCallbacks(lambda _: None, failed)
+
+    def audio_loop(self, video: VideoLoop) -> AudioLoop:
+        """The live tone, as long as the loop, so both wrap together."""
+        return self.media.audio(video.params.seconds)
 
     def recording(self, target: Target) -> Deferred[Recording]:
         """The file a playback target plays: the shared recording of the listed length.
@@ -496,6 +563,8 @@ class RtspSession:
     tracks: dict[int, Track] = attrs.Factory(dict)
     state: Literal["ready", "playing", "paused"] = "ready"
     player: Player | RecordingPlayer | None = None
+    #: Live: the loop and audio this session plays, fixed at its SETUP (:class:`LiveStream`).
+    live: LiveStream | None = None
     #: Playback: the file being played (known from SETUP on).
     recording: Recording | None = None
     #: Playback: the picture (file order) the next PLAY without Range resumes at.
@@ -563,6 +632,10 @@ class Player:
         self.scale = scale
         self.interval = 1.0 / (video.fps * scale)
         self.sent = 0  # frames since start (sent or dropped)
+        #: Audio samples since start that are sent (or skipped), a multiple of the packet size.
+        self.audio_pos = 0
+        #: The start's place in the tone, so every viewer hears the same beep with the same picture.
+        self.audio_start = (start_frame % len(video.frames)) * rtp.PCMA_CLOCK // video.fps
         self.need_idr = False
         self._call: IDelayedCall | None = None
         now = self.clock.seconds()
@@ -628,20 +701,36 @@ class Player:
             video.timestamp, video.last_sent_at = ts, now
         audio = session.tracks.get(AUDIO_TRACK)
         if audio is not None and self.audio is not None:
-            per_frame = rtp.PCMA_CLOCK // self.video.fps
-            pcma = self.audio.pcma
-            offset = (frame * per_frame) % len(pcma)
-            for k in range(0, per_frame, AUDIO_PACKET_SAMPLES):
-                start = offset + k
-                chunk = pcma[start:start + AUDIO_PACKET_SAMPLES]
-                if len(chunk) < AUDIO_PACKET_SAMPLES:
-                    chunk += pcma[:AUDIO_PACKET_SAMPLES - len(chunk)]
-                ts = (self.audio_ts0 + n * per_frame + k) & 0xFFFFFFFF
-                if k == 0:
-                    audio.report(now, ts)
-                audio.send(chunk, False, ts)
-                audio.timestamp, audio.last_sent_at = ts, now
+            self._send_audio(audio, n, now)
         session.frames_sent += 1
+
+    def _send_audio(self, audio: Track, n: int, now: float) -> None:
+        """The 20 ms packets of tone that fall within picture *n*'s time (since the start).
+
+        Packets are cut by time, not per picture: at 25 fps a picture is exactly two
+        packets, but at 15 fps it is 533⅓ samples, so a picture carries two or three
+        packets and the tone stays continuous at any 60H frame rate.  The packets of
+        pictures that were dropped (congestion, a stall) are skipped, not sent late.
+        """
+        assert self.audio is not None
+        fps = self.video.fps
+        begin = n * rtp.PCMA_CLOCK // fps // AUDIO_PACKET_SAMPLES * AUDIO_PACKET_SAMPLES
+        end = (n + 1) * rtp.PCMA_CLOCK // fps
+        self.audio_pos = max(self.audio_pos, begin)
+        pcma = self.audio.pcma
+        first = True
+        while self.audio_pos + AUDIO_PACKET_SAMPLES <= end:
+            start = (self.audio_start + self.audio_pos) % len(pcma)
+            chunk = pcma[start:start + AUDIO_PACKET_SAMPLES]
+            if len(chunk) < AUDIO_PACKET_SAMPLES:
+                chunk += pcma[:AUDIO_PACKET_SAMPLES - len(chunk)]
+            ts = (self.audio_ts0 + self.audio_pos) & 0xFFFFFFFF
+            if first:
+                audio.report(now, ts)
+                first = False
+            audio.send(chunk, False, ts)
+            audio.timestamp, audio.last_sent_at = ts, now
+            self.audio_pos += AUDIO_PACKET_SAMPLES
 
 
 class RecordingPlayer:
@@ -971,6 +1060,9 @@ class RtspCameraProtocol(RtspServerConnection):
         self.sessions: set[str] = set()
         #: (resource, token) pairs this connection has had verified by the platform.
         self.verified: set[tuple[tuple[str, str, int, int, str], str]] = set()
+        #: Live media this connection's DESCRIBEs announced, by resource, so the session a
+        #: later SETUP makes plays what the SDP said even if 60H changed the stream between.
+        self.described: dict[tuple[str, str, int, int, str], LiveStream] = {}
 
     # -- connection and flow control
 
@@ -1114,10 +1206,15 @@ class RtspCameraProtocol(RtspServerConnection):
         if target.kind == "playback":  # what the file holds, and its real length
             index = (await camera.recording(target)).index
             video, audio, duration = index, recording_audio_format(index), index.duration
-        else:
-            video, audio, duration = camera.video(target), PCMA_AUDIO if camera.audio else None, None
+        else:  # the stream's current encoding; a new one is encoded off the reactor thread
+            live = await camera.live(target, self.factory.reactor)
+            self.described.pop(target.resource, None)
+            self.described[target.resource] = live
+            while len(self.described) > MAX_DESCRIBED:
+                del self.described[next(iter(self.described))]
+            video, audio, duration = live.video, PCMA_AUDIO if live.audio else None, None
         if self.closed:
-            raise RtspRefusal(500, "connection closed while the recording was prepared")
+            raise RtspRefusal(500, "connection closed while the media were prepared")
         sdp = build_sdp(target, video, audio, base, self.transport.getHost().host, duration)
         return self.reply(request, 200, [("Content-Base", base), ("Content-Type", "application/sdp")],
                            sdp)
@@ -1129,12 +1226,22 @@ class RtspCameraProtocol(RtspServerConnection):
             raise RtspRefusal(459, "SETUP of another resource into an existing session")
         camera = await self._authorize(target, new_session=session is None)
         recording = None
-        audio_format: AudioFormat | None = PCMA_AUDIO if camera.audio else None
+        live: LiveStream | None = None
+        audio_format: AudioFormat | None
         if target.kind == "playback":
             recording = await camera.recording(target)
             audio_format = recording_audio_format(recording.index)
             if self.closed:
                 raise RtspRefusal(500, "connection closed while the recording was prepared")
+        else:
+            # A session plays what its DESCRIBE announced (or, without DESCRIBE, the
+            # stream's encoding now) until it ends: see LiveStream.
+            live = session.live if session is not None else self.described.get(target.resource)
+            if live is None:
+                live = await camera.live(target, self.factory.reactor)
+                if self.closed:
+                    raise RtspRefusal(500, "connection closed while the live loop was prepared")
+            audio_format = PCMA_AUDIO if live.audio else None
         if track_index is None:
             track_index = VIDEO_TRACK
         if track_index not in (VIDEO_TRACK, AUDIO_TRACK) or (track_index == AUDIO_TRACK and audio_format is None):
@@ -1152,6 +1259,8 @@ class RtspCameraProtocol(RtspServerConnection):
             camera.check_capacity()  # again: another connection may have won the race
             session = RtspSession(secrets.token_hex(8), camera, target, self, self.factory.clock)
             session.recording = recording
+            session.live = live
+            self.described.pop(target.resource, None)
             camera.sessions[session.id] = session
             self.factory.sessions[session.id] = session
             self.sessions.add(session.id)
@@ -1223,14 +1332,20 @@ class RtspCameraProtocol(RtspServerConnection):
         if session.target.kind == "live":
             # Live: start at the IDR at or before "now" on the camera's timeline;
             # Range and Scale do not apply (answered npt=0- and Scale 1).
-            video = camera.video(session.target)
+            live = session.live
+            if live is None:  # SETUP binds it; a session from elsewhere gets the current encoding
+                live = session.live = await camera.live(session.target, self.factory.reactor)
+                if self.closed or session.owner is not self:
+                    raise RtspRefusal(454, "the session ended while the live loop was prepared")
+            video = live.video
             frame = int(self.factory.clock.seconds() * video.fps)
             headers.append(("Range", "npt=0.000-"))
             if scale_header is not None:
                 headers.append(("Scale", "1"))
             session.stop_player()
             session.scale = 1.0
-            player = Player(session, video, camera.audio_loop(video), frame - frame % video.params.gop)
+            player = Player(session, video, camera.audio_loop(video) if live.audio else None,
+                            frame - frame % video.params.gop)
         else:
             recording = session.recording or await camera.recording(session.target)
             if self.closed or session.owner is not self:

@@ -223,6 +223,11 @@ def _set_video(state: CameraState, req: m.SetVideoParamsRequest) -> Fields:
     as 32H advertised), FrameRate outside 2..25 (the 61H table and the example;
     the 60H table's 5..25 would refuse what 61H may report), RateType not 1/2,
     BitRate not 1..13, AudioInput not 0/1 (2).
+
+    The live RTSP stream follows: new sessions get the new size, rate and
+    audio; sessions already playing keep theirs until they end (their SDP said
+    so; docs/protocol.md).  ``state.on_video_changed`` is told, so the new loop
+    is encoded before the next viewer asks.
     """
     _channel(state, req.channel_no)
     _one_of("StreamType", req.stream_type, SUPPORTED_FRAME_SIZES)
@@ -232,10 +237,24 @@ def _set_video(state: CameraState, req: m.SetVideoParamsRequest) -> Fields:
     _one_of("BitRate", req.bit_rate, m.BIT_RATES_KBPS)
     _one_of("AudioInput", req.audio_input, (0, 1))
     video = state.video(req.channel_no, req.stream_type)
+    before = attrs.evolve(video)
     for name in ("frame_size", "frame_rate", "rate_type", "bit_rate", "audio_input"):
         value = getattr(req, name)
         if value is not None:
             setattr(video, name, value)
+    if video != before:
+        width, height = video.pixels
+        log.info("camera {dev_id}: stream {ch}/{st} now {w}x{h} (FrameSize {size}), {fps} fps, BitRate {rate} "
+                 "({kbps} kbit/s), RateType {rt}, AudioInput {audio} (60H); new live sessions get it",
+                 dev_id=state.dev_id, ch=req.channel_no, st=req.stream_type, w=width, h=height,
+                 size=int(video.frame_size), fps=video.frame_rate, rate=int(video.bit_rate),
+                 kbps=m.BIT_RATES_KBPS[video.bit_rate], rt=int(video.rate_type), audio=int(video.audio_input))
+        if state.on_video_changed is not None:
+            try:
+                state.on_video_changed(req.channel_no, req.stream_type)
+            except Exception:  # the setting is made: the answer must still be 0
+                log.failure("camera {dev_id}: preparing stream {ch}/{st} failed", dev_id=state.dev_id,
+                            ch=req.channel_no, st=req.stream_type)
     return {}
 
 

@@ -12,6 +12,7 @@ Tokens are checked with the platform over the camera's own session (35H/74H).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import treq
@@ -20,11 +21,45 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from globaleye.media.source import MediaLibrary, default_library
-from globaleye.rtsp.camera import RtspCamera, RtspCameraFactory, platform_verifier, state_recordings
+from globaleye.media.source import LoopParams, MediaLibrary, default_library
+from globaleye.protocol import messages as m
+from globaleye.rtsp.camera import (
+    LiveEncoding,
+    RtspCamera,
+    RtspCameraFactory,
+    platform_verifier,
+    state_recordings,
+)
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
-from globaleye.sim.state import CameraState
+from globaleye.sim.state import CameraState, VideoParams, default_video
 from globaleye.sim.upnp import CameraPortMapping, IgdClient, UpnpSettings
+
+
+def live_encoding(video: VideoParams) -> LiveEncoding:
+    """A stream's 60H settings as the loop it streams.
+
+    FrameSize (the §7.5 table's codes) gives the picture size, FrameRate the frame rate
+    and the GOP (one IDR a second), BitRate x264's average rate, AudioInput the audio
+    track.  RateType is not used: CBR and VBR average the same rate, a client cannot
+    tell them apart on this synthetic picture, and ignoring it halves the distinct
+    encodes; 61H still reports what was set.
+    """
+    width, height = video.pixels
+    return LiveEncoding(LoopParams.live(width, height, video.frame_rate, video.bits_per_second),
+                        bool(video.audio_input))
+
+
+def state_live_encoding(state: CameraState) -> Callable[[int, int], LiveEncoding]:
+    """``RtspCamera.live_encoding`` from the camera's 60H/61H settings (read at each new session)."""
+
+    def encoding(channel_no: int, stream_type: int) -> LiveEncoding:
+        return live_encoding(state.video(channel_no, stream_type))
+
+    return encoding
+
+
+#: What every simulated camera streams until 60H changes it (its 61H defaults).
+DEFAULT_LOOPS = tuple(live_encoding(default_video(s)).video for s in (m.StreamType.MAIN, m.StreamType.SUB))
 
 
 class Fleet:
@@ -52,9 +87,13 @@ class Fleet:
         self.log.info("simulated cameras serve RTSP on {host}:{port}", host=interface, port=self.rtsp_port)
 
     async def prepare(self) -> None:
-        """Encode (or load) the media loops and make the 5-minute recording file, off the reactor
-        thread, before any viewer comes (every camera's recordings are that one file)."""
-        await self.media.prepare()
+        """Encode (or load) the default live loops and make the 5-minute recording file, off the
+        reactor thread, before any viewer comes (every camera's recordings are that one file).
+
+        The defaults are the cameras' 61H defaults (main 720P 25 fps 1024 kbit/s, sub CIF
+        15 fps 256 kbit/s) and stay in the library for good; a stream 60H changes gets
+        its loop when it changes."""
+        await self.media.prepare(live=DEFAULT_LOOPS)
 
     def add(self, dev_id: str, **state_overrides: Any) -> SimulatedCamera:
         state = CameraState.for_device(dev_id, device_key(self.seed, dev_id), local_ip=self.interface,
@@ -67,12 +106,20 @@ class Fleet:
         def sessions_changed(count: int) -> None:
             state.cur_video_num = count  # reported as CurVideoNum in the next heartbeat (§7.5.3)
 
-        self.rtsp.add(RtspCamera(
+        rtsp = RtspCamera(
             dev_id, platform_verifier(lambda: camera.session if camera.online else None,
                                       timeout=self.timing.request_timeout),
             channel_num=state.channel_num, media=self.media, recording_duration=state_recordings(state),
             recording_audio=lambda channel: bool(state.recording(channel).audio_input),  # 6AH AudioInput
-            on_sessions_changed=sessions_changed, stun_server=camera.stun_server))
+            live_encoding=state_live_encoding(state),  # 60H: FrameSize, FrameRate, BitRate, AudioInput
+            on_sessions_changed=sessions_changed, stun_server=camera.stun_server)
+
+        def video_changed(channel_no: int, stream_type: int) -> None:
+            # 60H: encode the stream's new loop now, in a worker thread, as a camera restarts its encoder.
+            rtsp.prepare_live(channel_no, stream_type, self.reactor)
+
+        state.on_video_changed = video_changed
+        self.rtsp.add(rtsp)
         self.cameras.append(camera)
         return camera
 

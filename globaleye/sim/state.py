@@ -54,6 +54,17 @@ SUPPORTED_FRAME_SIZES: dict[int, tuple[int, ...]] = {
     m.StreamType.SUB: (m.FrameSize.CIF, m.FrameSize.QVGA, m.FrameSize.D1),
 }
 
+#: Picture size of each §7.5.6 FrameSize code (the device protocol's table enumeration,
+#: docs/protocol.md "Two FrameSize enumerations"), as the live stream is encoded.  The spec
+#: names sizes only; D1 and CIF are the PAL sizes Chinese cameras use (704x576, 352x288).
+FRAME_SIZE_PIXELS: dict[int, tuple[int, int]] = {
+    m.FrameSize.P720: (1280, 720),
+    m.FrameSize.VGA: (640, 480),
+    m.FrameSize.D1: (704, 576),
+    m.FrameSize.CIF: (352, 288),
+    m.FrameSize.QVGA: (320, 240),
+}
+
 #: One PTZ command moves the head this many degrees (the simulator has no motor
 #: running between "start" and "stop", so every command is one step).
 PTZ_STEP = 5
@@ -74,6 +85,16 @@ class VideoParams:
     rate_type: int
     bit_rate: int
     audio_input: int
+
+    @property
+    def pixels(self) -> tuple[int, int]:
+        """Width and height of FrameSize (60H only accepts sizes of :data:`FRAME_SIZE_PIXELS`)."""
+        return FRAME_SIZE_PIXELS[self.frame_size]
+
+    @property
+    def bits_per_second(self) -> int:
+        """BitRate's code as bit/s (kbit/s of ``BIT_RATES_KBPS`` × 1000)."""
+        return m.BIT_RATES_KBPS[self.bit_rate] * 1000
 
 
 def default_video(stream_type: int) -> VideoParams:
@@ -221,6 +242,9 @@ class CameraState:
     #: 34H reports the device owes the platform (Wi-Fi join outcome, §7.5.9);
     #: the session sends and clears them.
     pending_reports: list[m.ExceptionReportRequest] = attrs.Factory(list)
+    #: Told (channel, stream type) when 60H changed a stream's encoding, as a real camera
+    #: restarts its encoder then (the fleet prepares the new live loop).
+    on_video_changed: Callable[[int, int], None] | None = attrs.field(default=None, eq=False, repr=False)
 
     clock: Callable[[], float] = attrs.field(default=time.time, eq=False, repr=False)
     _recordings: dict[int, list[m.RecordFile]] = attrs.field(factory=dict, init=False, eq=False, repr=False)

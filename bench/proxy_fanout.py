@@ -234,26 +234,26 @@ def viewer_child(host: str, port: int, path: str) -> None:
 def camera_child(register_url: str, bit_rate: int) -> None:
     from twisted.internet import defer, task
 
-    from globaleye.media.source import MAIN_SIZE, LoopParams, MediaLibrary, VideoLoop
+    from globaleye.media.source import MediaLibrary
+    from globaleye.protocol.messages import BIT_RATES_KBPS
     from globaleye.sim.camera import Timing
     from globaleye.sim.fleet import Fleet
     from tests.util import http_client
 
-    class Library(MediaLibrary):
-        def main(self) -> VideoLoop:
-            return self.video(LoopParams(*MAIN_SIZE, bit_rate=bit_rate))
-
     where = pin(1)
 
     async def run(reactor: Any) -> None:
-        library = Library()
+        library = MediaLibrary()
         fleet = Fleet(reactor, register_url=register_url, timing=Timing(backoff_initial=0.05), http=http_client(),
                       seed=SEED, media=library)
         fleet.rtsp.media = library
         await fleet.prepare()
-        loop = library.main()
-        rate = sum(len(p) for f in loop.frames for p, _ in f.payloads) * 8 / loop.params.seconds
         camera = fleet.add(DEV)
+        # The camera streams what its 60H settings say: the BitRate code nearest --bit-rate.
+        code = min(BIT_RATES_KBPS, key=lambda c: abs(BIT_RATES_KBPS[c] * 1000 - bit_rate))
+        camera.state.video(0, 1).bit_rate = code
+        loop = await library.video_async(fleet.rtsp.cameras[DEV].encoding(0, 1).video, reactor)
+        rate = sum(len(p) for f in loop.frames for p, _ in f.payloads) * 8 / loop.params.seconds
         fleet.start()
         await camera.went_online
         print(json.dumps({"online": where, "video_payload_bps": rate}), flush=True)

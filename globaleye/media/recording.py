@@ -244,7 +244,7 @@ def _mux_audio(container: Any, stream: Any, sample: int, until: int) -> int:
 
 
 @attrs.frozen(eq=False)
-class RecordingIndex:
+class RecordingIndex(rtp.ParameterSets):
     """Where every picture and AAC frame of one TS file is; built once, shared by all sessions.
 
     Times are 90 kHz ticks, unwrapped.  Pictures are in file (decode) order; ``dts``
@@ -292,16 +292,6 @@ class RecordingIndex:
     @property
     def has_audio(self) -> bool:
         return bool(self.audio_pid) and len(self.a_pts) > 0
-
-    @property
-    def profile_level_id(self) -> str:
-        return rtp.sps_profile_level_id(self.sps)
-
-    @property
-    def sprop_parameter_sets(self) -> str:
-        import base64
-
-        return ",".join(base64.b64encode(n).decode() for n in (self.sps, self.pps))
 
     @property
     def gops(self) -> int:

@@ -14,6 +14,7 @@ by other devices (the proxy).
 
 from __future__ import annotations
 
+import base64
 import struct
 from collections.abc import Iterable, Iterator
 
@@ -291,6 +292,23 @@ def sps_profile_level_id(sps: bytes) -> str:
     if len(sps) < 4 or nal_type(sps) != NAL_SPS:
         raise RtpError("not an SPS")
     return sps[1:4].hex()
+
+
+class ParameterSets:
+    """The SDP's H.264 facts (RFC 6184 §8.1) for a class that holds a stream's SPS and PPS:
+    the live loops and the recordings announce themselves the same way."""
+
+    __slots__ = ()
+    sps: bytes
+    pps: bytes
+
+    @property
+    def profile_level_id(self) -> str:
+        return sps_profile_level_id(self.sps)
+
+    @property
+    def sprop_parameter_sets(self) -> str:
+        return ",".join(base64.b64encode(n).decode() for n in (self.sps, self.pps))
 
 
 # ---------------------------------------------------------------------- G.711 A-law

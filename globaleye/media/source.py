@@ -19,7 +19,6 @@ pre-encoded pixels; that is a documented compromise (docs/rtsp-camera.md).
 from __future__ import annotations
 
 import atexit
-import base64
 import collections
 import datetime
 import functools
@@ -120,7 +119,7 @@ class AccessUnit:
 
 
 @attrs.frozen
-class VideoLoop:
+class VideoLoop(rtp.ParameterSets):
     params: LoopParams
     sps: bytes
     pps: bytes
@@ -141,14 +140,6 @@ class VideoLoop:
     @property
     def ticks_per_frame(self) -> int:
         return rtp.H264_CLOCK // self.params.fps
-
-    @property
-    def profile_level_id(self) -> str:
-        return rtp.sps_profile_level_id(self.sps)
-
-    @property
-    def sprop_parameter_sets(self) -> str:
-        return ",".join(base64.b64encode(n).decode() for n in (self.sps, self.pps))
 
     def annexb(self, index: int) -> bytes:
         return b"".join(b"\x00\x00\x00\x01" + n for n in self.frames[index % len(self.frames)].nals)

@@ -614,6 +614,16 @@ class RtspSession:
         self.owner = None
 
 
+def rtp_info(session: RtspSession, base_url: str, video_ts0: int, audio_ts0: int) -> str:
+    """PLAY's RTP-Info: where each set-up track's numbering starts (both players' answer)."""
+    parts = []
+    for index, ts in ((VIDEO_TRACK, video_ts0), (AUDIO_TRACK, audio_ts0)):
+        track = session.tracks.get(index)
+        if track is not None:
+            parts.append(f"url={track_url(base_url, index)};seq={track.seq};rtptime={ts}")
+    return ",".join(parts)
+
+
 class Player:
     """Sends a live session's frames at their times; the reactor clock paces, nothing blocks.
 
@@ -647,12 +657,7 @@ class Player:
             self.audio = None
 
     def rtp_info(self, base_url: str) -> str:
-        parts = []
-        for index, ts in ((VIDEO_TRACK, self.video_ts0), (AUDIO_TRACK, self.audio_ts0)):
-            track = self.session.tracks.get(index)
-            if track is not None:
-                parts.append(f"url={track_url(base_url, index)};seq={track.seq};rtptime={ts}")
-        return ",".join(parts)
+        return rtp_info(self.session, base_url, self.video_ts0, self.audio_ts0)
 
     def start(self) -> None:
         self._tick()
@@ -784,12 +789,7 @@ class RecordingPlayer:
             if self.audio else 0
 
     def rtp_info(self, base_url: str) -> str:
-        parts = []
-        for index, ts in ((VIDEO_TRACK, self.video_ts0), (AUDIO_TRACK, self.audio_ts0)):
-            track = self.session.tracks.get(index)
-            if track is not None:
-                parts.append(f"url={track_url(base_url, index)};seq={track.seq};rtptime={ts}")
-        return ",".join(parts)
+        return rtp_info(self.session, base_url, self.video_ts0, self.audio_ts0)
 
     def start(self) -> None:
         self._tick()

@@ -114,7 +114,11 @@ async def mapped_address(reactor: Any, server: tuple[str, int], *, interface: st
     try:
         for index in range(max(1, int(timeout / interval))):
             sends.append(reactor.callLater(index * interval, listening.write, request, server))
-        timer = reactor.callLater(timeout, lambda: answer.called or answer.callback(None))  # type: ignore[arg-type]
+        def give_up() -> None:
+            if not answer.called:
+                answer.callback(None)  # type: ignore[arg-type]  # None: no answer in time
+
+        timer = reactor.callLater(timeout, give_up)
         result = await answer
         if timer.active():
             timer.cancel()

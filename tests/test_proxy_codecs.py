@@ -161,3 +161,37 @@ class RtcpByeTests(SynchronousTestCase):
         self.assertEqual(pos, len(live))
         self.assertNotIn(203, types)
         self.assertEqual(types[0], 200)
+
+
+class BatchedWriteTests(SynchronousTestCase):
+    """A TCP viewer gets each picture in one writeSequence call, in order, whatever the markers say."""
+
+    def setUp(self) -> None:
+        self.calls: list[tuple[str, list[bytes]]] = []
+        self.viewer = ViewerStream(FakeSink(), parse_sdp(SDP))
+        self.viewer.channels = {0: 0, 1: 2}
+        self.viewer.write = lambda data: self.calls.append(("write", [data]))
+        self.viewer.write_sequence = lambda packets: self.calls.append(("sequence", list(packets)))
+        self.tracker = PictureTracker()
+
+    def feed(self, track: int, data: bytes) -> None:
+        facts = self.tracker.feed(track, data)
+        assert facts is not None
+        self.viewer.rtp(track, data, *facts)
+
+    def test_one_call_per_picture_in_order(self) -> None:
+        self.feed(0, rtp.rtp_header(96, 1, 0, 1, False) + b"\x65a")
+        self.feed(0, rtp.rtp_header(96, 2, 0, 1, False) + b"\x65b")
+        self.assertEqual(self.calls, [], "nothing before the picture's last packet")
+        self.feed(0, rtp.rtp_header(96, 3, 0, 1, True) + b"\x65c")
+        self.feed(1, rtp.rtp_header(8, 1, 0, 2, True) + b"\xd5" * 8)
+        # A picture whose last packet lost its marker goes out when the next one starts.
+        self.feed(0, rtp.rtp_header(96, 4, 3600, 1, False) + b"\x41d")
+        self.feed(0, rtp.rtp_header(96, 5, 7200, 1, True) + b"\x41e")
+        kinds = [(kind, len(packets)) for kind, packets in self.calls]
+        self.assertEqual(kinds, [("sequence", 3), ("write", 1), ("sequence", 1), ("sequence", 1)])
+        frames = [p for _kind, packets in self.calls for p in packets if p[1] == 0]
+        seqs = [int.from_bytes(p[6:8], "big") for p in frames]
+        self.assertEqual(seqs, [(seqs[0] + i) & 0xFFFF for i in range(5)])
+        self.assertEqual([p[-1:] for p in frames], [b"a", b"b", b"c", b"d", b"e"])
+        self.assertTrue(all(p[0] == 0x24 and int.from_bytes(p[2:4], "big") == len(p) - 4 for p in frames))

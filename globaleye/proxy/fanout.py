@@ -61,6 +61,8 @@ RECOVER_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
 _U32 = struct.Struct("!I")
 #: "$", channel, length, then the RTP header's first two bytes, sequence number, timestamp, SSRC.
 _INTERLEAVED_RTP = struct.Struct("!BBHBBHII")
+#: Packets of one picture written together at most (a picture without a marker is flushed anyway).
+MAX_BATCH = 64
 
 
 class Sink(Protocol):
@@ -108,6 +110,10 @@ class ViewerStream:
         #: framing together and the packet goes straight to the transport (see _out).
         self.channels: dict[int, int] = {}
         self.write: Callable[[bytes], None] | None = None
+        #: The same transport's writeSequence: a video picture's packets go out in one call at its
+        #: last packet (the marker), not one Twisted write per packet (docs/performance.md).
+        self.write_sequence: Callable[[list[bytes]], None] | None = None
+        self._batch: list[bytes] = []
 
     def _blocked(self) -> bool:
         # A GOP replay goes out whole: it is bounded (GOP_CACHE_BYTES), and cutting it at the
@@ -158,12 +164,25 @@ class ViewerStream:
         channel = self.channels.get(track)
         if channel is not None and self.write is not None and len(data) <= 0xFFFF:
             # The per-packet, per-viewer cost of a fan-out (docs/performance.md): h264.rewrite_rtp
-            # and rtsp.message.encode_interleaved in one pack and one write.
+            # and rtsp.message.encode_interleaved in one pack, and one write per picture.
             ts = (_U32.unpack_from(data, 4)[0] + self.ts_offset[track]) & 0xFFFFFFFF
-            self.write(_INTERLEAVED_RTP.pack(0x24, channel, len(data), data[0], data[1], seq, ts, self.ssrc[track])
-                       + data[12:])
+            packet = _INTERLEAVED_RTP.pack(0x24, channel, len(data), data[0], data[1], seq, ts,
+                                           self.ssrc[track]) + data[12:]
+            if track != self.video_track or self.write_sequence is None:
+                self.write(packet)
+                return
+            batch = self._batch
+            batch.append(packet)
+            if data[1] & 0x80 or len(batch) >= MAX_BATCH:  # the picture's last packet
+                self.write_sequence(batch)
+                batch.clear()
             return
         self.sink.send_rtp(track, h264.rewrite_rtp(data, seq, self.ts_offset[track], self.ssrc[track]))
+
+    def _flush(self) -> None:
+        if self.write_sequence is not None:
+            self.write_sequence(self._batch)
+        self._batch.clear()
 
     def rtp(self, track: int, data: bytes, timestamp: int, payload_offset: int, picture_start: bool) -> None:
         if track not in self.tracks:
@@ -173,6 +192,8 @@ class ViewerStream:
                 self._out(track, data)
             return
         if picture_start:
+            if self._batch:  # a picture whose last packet had no marker: out before the next one
+                self._flush()
             self.in_picture = False
             if self._blocked():
                 self.waiting = True

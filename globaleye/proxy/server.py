@@ -249,6 +249,7 @@ class RtspProxyProtocol(RtspServerConnection):
             for session in self.sessions.values():
                 if session.viewer is not None:
                     session.viewer.write = None  # no more media into a connection being closed
+                    session.viewer.write_sequence = None
             self.transport.abortConnection() if self.paused else self.transport.loseConnection()
 
     # -- input
@@ -504,6 +505,7 @@ class RtspProxyProtocol(RtspServerConnection):
             if session.interleaved and not session.udp and self.transport is not None:
                 session.viewer.channels = {track: rtp for track, (rtp, _rtcp) in session.interleaved.items()}
                 session.viewer.write = self.transport.write
+                session.viewer.write_sequence = self.transport.writeSequence
         return session.viewer
 
     def _rtp_info(self, session: ProxySession, viewer: ViewerStream) -> str:

@@ -188,10 +188,27 @@ class BatchedWriteTests(SynchronousTestCase):
         # A picture whose last packet lost its marker goes out when the next one starts.
         self.feed(0, rtp.rtp_header(96, 4, 3600, 1, False) + b"\x41d")
         self.feed(0, rtp.rtp_header(96, 5, 7200, 1, True) + b"\x41e")
+        # writeSequence gets each packet as the viewer's header then the payload all viewers share.
         kinds = [(kind, len(packets)) for kind, packets in self.calls]
-        self.assertEqual(kinds, [("sequence", 3), ("write", 1), ("sequence", 1), ("sequence", 1)])
-        frames = [p for _kind, packets in self.calls for p in packets if p[1] == 0]
+        self.assertEqual(kinds, [("sequence", 6), ("write", 1), ("sequence", 2), ("sequence", 2)])
+        frames = [b"".join(packets[i:i + 2]) for kind, packets in self.calls if kind == "sequence"
+                  for i in range(0, len(packets), 2)]
         seqs = [int.from_bytes(p[6:8], "big") for p in frames]
         self.assertEqual(seqs, [(seqs[0] + i) & 0xFFFF for i in range(5)])
         self.assertEqual([p[-1:] for p in frames], [b"a", b"b", b"c", b"d", b"e"])
         self.assertTrue(all(p[0] == 0x24 and int.from_bytes(p[2:4], "big") == len(p) - 4 for p in frames))
+
+    def test_viewers_share_the_payload(self) -> None:
+        other_calls: list[list[bytes]] = []
+        other = ViewerStream(FakeSink(), parse_sdp(SDP))
+        other.channels = {0: 0}
+        other.write = lambda data: None
+        other.write_sequence = lambda packets: other_calls.append(list(packets))
+        data = rtp.rtp_header(96, 1, 0, 1, True) + b"\x65" + b"x" * 1300
+        facts = self.tracker.feed(0, data)
+        assert facts is not None
+        for viewer in (self.viewer, other):
+            viewer.rtp(0, data, *facts)
+        mine, theirs = self.calls[-1][1], other_calls[-1]
+        self.assertIs(mine[1], theirs[1], "one payload object for both viewers")
+        self.assertNotEqual(mine[0], theirs[0], "each its own header (SSRC, sequence, timestamp)")

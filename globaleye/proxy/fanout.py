@@ -63,6 +63,8 @@ _U32 = struct.Struct("!I")
 _INTERLEAVED_RTP = struct.Struct("!BBHBBHII")
 #: Packets of one picture written together at most (a picture without a marker is flushed anyway).
 MAX_BATCH = 64
+#: The last packet fanned out and its payload (see ViewerStream._out).
+_body_of: tuple[bytes, bytes] = (b"", b"")
 
 
 class Sink(Protocol):
@@ -166,14 +168,19 @@ class ViewerStream:
             # The per-packet, per-viewer cost of a fan-out (docs/performance.md): h264.rewrite_rtp
             # and rtsp.message.encode_interleaved in one pack, and one write per picture.
             ts = (_U32.unpack_from(data, 4)[0] + self.ts_offset[track]) & 0xFFFFFFFF
-            packet = _INTERLEAVED_RTP.pack(0x24, channel, len(data), data[0], data[1], seq, ts,
-                                           self.ssrc[track]) + data[12:]
+            header = _INTERLEAVED_RTP.pack(0x24, channel, len(data), data[0], data[1], seq, ts, self.ssrc[track])
             if track != self.video_track or self.write_sequence is None:
-                self.write(packet)
+                self.write(header + data[12:])
                 return
+            # Every viewer sends the same payload after its own header: one slice per packet for
+            # all of them (the hub hands each viewer the same object), not a copy per viewer.
+            global _body_of
+            if _body_of[0] is not data:
+                _body_of = (data, data[12:])
             batch = self._batch
-            batch.append(packet)
-            if data[1] & 0x80 or len(batch) >= MAX_BATCH:  # the picture's last packet
+            batch.append(header)
+            batch.append(_body_of[1])
+            if data[1] & 0x80 or len(batch) >= 2 * MAX_BATCH:  # the picture's last packet
                 self.write_sequence(batch)
                 batch.clear()
             return

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import threading
 import time
@@ -29,7 +28,6 @@ from twisted.internet.testing import StringTransport
 from twisted.python import threadable
 from twisted.trial.unittest import SkipTest, TestCase
 
-from globaleye.config import parse_config
 from globaleye.media import h264, rtp
 from globaleye.media import source as source_module
 from globaleye.media.source import MAIN_PARAMS, LoopParams, MediaLibrary
@@ -43,14 +41,10 @@ from globaleye.rtsp.camera import (
     RtspCameraProtocol,
 )
 from globaleye.rtsp.message import InterleavedFrame, RtspParser, RtspResponse
-from globaleye.sim.camera import Timing
-from globaleye.sim.fleet import DEFAULT_LOOPS, Fleet, live_encoding
+from globaleye.sim.fleet import DEFAULT_LOOPS, live_encoding
 from globaleye.sim.state import FRAME_SIZE_PIXELS, SUPPORTED_FRAME_SIZES, CameraState, VideoParams
-from globaleye.store import HashToken
-from globaleye.store.sqlite import SQLiteStore
-from globaleye.tap import PlatformService
 from tests.test_rtsp_camera import RawClient
-from tests.util import Result, http_client, run, until
+from tests.util import CameraOnPlatform, Result, run, until
 
 FFMPEG = shutil.which("ffmpeg")
 FFPROBE = shutil.which("ffprobe")
@@ -402,22 +396,12 @@ class EndToEndTests(TestCase):
     async def setUp(self) -> None:  # type: ignore[override]
         if FFPROBE is None or FFMPEG is None:
             raise SkipTest(NO_FFMPEG)
-        self.platform = PlatformService(parse_config(CONFIG), SQLiteStore(":memory:"), reactor)
-        self.platform.startService()
-        self.addCleanup(self.platform.stopService)
-        self.fleet = Fleet(reactor, register_url=f"http://127.0.0.1:{self.platform.port_of('http')}/register",
-                           timing=Timing(backoff_initial=0.05), http=http_client())
-        self.addCleanup(self.fleet.stop)
-        await self.fleet.prepare()
-        self.camera = self.fleet.add(DEV)
-        self.fleet.start()
-        await self.camera.went_online
+        self.setup = CameraOnPlatform(self, CONFIG, DEV)
+        await self.setup.start()
+        self.platform, self.fleet, self.camera = self.setup.platform, self.setup.fleet, self.setup.camera
 
     async def url(self, stream_type: int = 1) -> str:
-        token = secrets.token_hex(16)
-        await self.platform.store.add_token(HashToken(token=token, dev_id=DEV, channel_no=0, stream_type=stream_type,
-                                                      expires_at=reactor.seconds() + 60, account="13300000000"))
-        return live_url("127.0.0.1", self.fleet.rtsp_port, token, stream_type)
+        return live_url("127.0.0.1", self.fleet.rtsp_port, await self.setup.token(stream_type), stream_type)
 
     async def set_video(self, stream_type: int, **fields: int) -> None:
         response = await self.platform.gateway.command(DEV, m.SetVideoParamsRequest(

@@ -10,7 +10,6 @@ token gets 401.
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 from typing import Any
 
@@ -18,13 +17,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 
-from globaleye.config import parse_config
-from globaleye.sim.camera import Timing
-from globaleye.sim.fleet import Fleet
-from globaleye.store import HashToken
-from globaleye.store.sqlite import SQLiteStore
-from globaleye.tap import PlatformService
-from tests.util import http_client, run, until
+from tests.util import CameraOnPlatform, run, until
 
 FFPROBE = shutil.which("ffprobe")
 DEV = "81300000001"
@@ -50,22 +43,10 @@ class VideoTests(TestCase):
     async def setUp(self) -> None:  # type: ignore[override]
         if FFPROBE is None:
             raise SkipTest("ffprobe not installed (apt-get install -y ffmpeg)")
-        self.platform = PlatformService(parse_config(CONFIG), SQLiteStore(":memory:"), reactor)
-        self.platform.startService()
-        self.addCleanup(self.platform.stopService)
-        self.fleet = Fleet(reactor, register_url=f"http://127.0.0.1:{self.platform.port_of('http')}/register",
-                           timing=Timing(backoff_initial=0.05), http=http_client())
-        self.addCleanup(self.fleet.stop)
-        await self.fleet.prepare()
-        self.camera = self.fleet.add(DEV)
-        self.fleet.start()
-        await self.camera.went_online
-
-    async def token(self, stream_type: int = 1) -> str:
-        value = secrets.token_hex(16)
-        await self.platform.store.add_token(HashToken(token=value, dev_id=DEV, channel_no=0, stream_type=stream_type,
-                                                      expires_at=reactor.seconds() + 60, account="13300000000"))
-        return value
+        self.setup = CameraOnPlatform(self, CONFIG, DEV)
+        await self.setup.start()
+        self.platform, self.fleet, self.camera = self.setup.platform, self.setup.fleet, self.setup.camera
+        self.token = self.setup.token
 
     async def probe(self, host: str, port: int, token: str, stream_type: int = 1) -> Any:
         url = f"rtsp://{host}:{port}/realplay?devid={DEV}&channelno=0&streamtype={stream_type}&hashtoken={token}"

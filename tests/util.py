@@ -74,3 +74,42 @@ async def run(executable: str, args: list[str], timeout: float = 20.0, env: dict
     finally:
         if timer.active():
             timer.cancel()
+
+
+class CameraOnPlatform:
+    """A platform (from *config*) with one simulated camera online, torn down with the test.
+
+    ``start()`` is the body of the tests' setUp; ``token()`` a fresh single-use HashToken for
+    the camera's live stream, as §8.9 would issue (straight into the store).
+    """
+
+    def __init__(self, test: Any, config: str, dev_id: str) -> None:
+        self.test, self.config, self.dev_id = test, config, dev_id
+
+    async def start(self) -> None:
+        from globaleye.config import parse_config
+        from globaleye.sim.camera import Timing
+        from globaleye.sim.fleet import Fleet
+        from globaleye.store.sqlite import SQLiteStore
+        from globaleye.tap import PlatformService
+
+        self.platform = PlatformService(parse_config(self.config), SQLiteStore(":memory:"), reactor)
+        self.platform.startService()
+        self.test.addCleanup(self.platform.stopService)
+        self.fleet = Fleet(reactor, register_url=f"http://127.0.0.1:{self.platform.port_of('http')}/register",
+                           timing=Timing(backoff_initial=0.05), http=http_client())
+        self.test.addCleanup(self.fleet.stop)
+        await self.fleet.prepare()
+        self.camera = self.fleet.add(self.dev_id)
+        self.fleet.start()
+        await self.camera.went_online
+
+    async def token(self, stream_type: int = 1) -> str:
+        import secrets
+
+        from globaleye.store import HashToken
+        value = secrets.token_hex(16)
+        await self.platform.store.add_token(HashToken(token=value, dev_id=self.dev_id, channel_no=0,
+                                                      stream_type=stream_type, expires_at=reactor.seconds() + 60,
+                                                      account="13300000000"))
+        return value

@@ -99,7 +99,16 @@ class PlayerTests(TestCase):
             "-v", "rtspsrc", f"location={self.plain_url}", f"user-id={MOBILE}", f"user-pw={PASSWORD}",
             "protocols=tcp", "latency=200", "!", "rtph264depay", "!", "h264parse", "!", "avdec_h264", "!",
             "identity", "silent=false", "!", "fakesink", "num-buffers=25", "sync=false"], timeout=40)
-        self.assertEqual(result.code, 0, result.err[-2000:] + result.out[-2000:])
+        if result.code != 0:
+            # rtspsrc's own shutdown race, seen once in a full CI run: after the 25th buffer gst-launch
+            # goes to NULL, rtspsrc sends TEARDOWN and closes its connection while its streaming
+            # thread still tries a PAUSE on it ("Could not send message. (Received end-of-file)" in
+            # gst_rtspsrc_pause). The proxy saw the TEARDOWN and no PAUSE. Anything else fails.
+            errors = [line for line in result.err.splitlines() if line.startswith("ERROR")]
+            self.assertIn('Got EOS from element "pipeline0"', result.out, result.err[-2000:])
+            self.assertIn("gst_rtspsrc_pause", result.err, result.err[-2000:])
+            self.assertTrue(all("Could not write to resource" in line for line in errors), result.err[-2000:])
+        self.assertEqual(self.h.factory.refusals.get(454, 0), 0, "no request for a session that was torn down")
         self.assertFalse(result.timed_out)
         self.assertRegex(result.out, r"video/x-raw.*width=\(int\)1280.*height=\(int\)720")
         decoded = len(re.findall(r"identity\d+:.*chain", result.out))

@@ -76,6 +76,22 @@ def live_url(host: str, port: int, token: str, stream_type: int = 1, dev_id: str
 # ---------------------------------------------------------------------- the mapping
 
 
+def block_encoder(test: Any) -> tuple[threading.Event, list[bool]]:
+    """Encodes wait for the returned gate (set at cleanup); the list says, per encode, whether it
+    ran on the reactor thread."""
+    gate = threading.Event()
+    on_reactor_thread: list[bool] = []
+    real = source_module.encode_loop
+
+    def slow(params: LoopParams, mtu: int = rtp.DEFAULT_MTU) -> Any:
+        on_reactor_thread.append(threadable.isInIOThread())
+        gate.wait(30)
+        return real(params, mtu)
+
+    test.patch(source_module, "encode_loop", slow)
+    test.addCleanup(gate.set)
+    return gate, on_reactor_thread
+
 class MappingTests(TestCase):
     """60H codes → the loop streamed; 32H's list and 61H's defaults are what can be streamed."""
 
@@ -147,17 +163,7 @@ class LibraryTests(TestCase):
 
     async def test_async_shares_one_encode_in_a_thread(self) -> None:
         lib = MediaLibrary()
-        threads: list[bool] = []
-        gate = threading.Event()
-        real = source_module.encode_loop
-
-        def slow(params: LoopParams, mtu: int = rtp.DEFAULT_MTU) -> Any:
-            threads.append(threadable.isInIOThread())
-            gate.wait(30)
-            return real(params, mtu)
-
-        self.patch(source_module, "encode_loop", slow)
-        self.addCleanup(gate.set)
+        gate, threads = block_encoder(self)
         first, second = lib.video_async(tiny()), lib.video_async(tiny())
         await until(lambda: threads)
         await deferLater(reactor, 0.1, lambda: None)  # the reactor runs while the encode waits
@@ -326,17 +332,7 @@ class DescribeDoesNotBlockTests(TestCase):
 
     async def test_describe_while_encoding(self) -> None:
         lib = MediaLibrary()
-        gate = threading.Event()
-        encoder_in_reactor_thread: list[bool] = []
-        real = source_module.encode_loop
-
-        def slow(params: LoopParams, mtu: int = rtp.DEFAULT_MTU) -> Any:
-            encoder_in_reactor_thread.append(threadable.isInIOThread())
-            gate.wait(30)
-            return real(params, mtu)
-
-        self.patch(source_module, "encode_loop", slow)
-        self.addCleanup(gate.set)
+        gate, encoder_in_reactor_thread = block_encoder(self)
         tokens = OneTimeTokens()
         params = tiny(10, 96, 64)
         camera = RtspCamera(DEV, tokens, media=lib, live_encoding=lambda ch, st: LiveEncoding(params, True))

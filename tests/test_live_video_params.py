@@ -73,9 +73,6 @@ def live_url(host: str, port: int, token: str, stream_type: int = 1, dev_id: str
     return f"rtsp://{host}:{port}/realplay?devid={dev_id}&channelno=0&streamtype={stream_type}&hashtoken={token}"
 
 
-# ---------------------------------------------------------------------- the mapping
-
-
 def block_encoder(test: Any) -> tuple[threading.Event, list[bool]]:
     """Encodes wait for the returned gate (set at cleanup); the list says, per encode, whether it
     ran on the reactor thread."""
@@ -91,6 +88,10 @@ def block_encoder(test: Any) -> tuple[threading.Event, list[bool]]:
     test.patch(source_module, "encode_loop", slow)
     test.addCleanup(gate.set)
     return gate, on_reactor_thread
+
+
+# ---------------------------------------------------------------------- the mapping
+
 
 class MappingTests(TestCase):
     """60H codes → the loop streamed; 32H's list and 61H's defaults are what can be streamed."""

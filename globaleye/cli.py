@@ -20,6 +20,7 @@ import argparse
 import csv
 import io
 import json
+import secrets
 import sqlite3
 import sys
 import time
@@ -140,6 +141,10 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
             # The embedded default shows everything on localhost: STUN and TURN too, and the
             # TURN relay may carry loopback peers (the "phone" is on this host).
             config = config.replace(globaleye={"roles": ROLES}, turn={"allow_peers": ("127.0.0.0/8",)})
+        if not config["province"]["cms_password"] and not config["province"]["group_url"]:
+            # Group and province in this one process: their §6 link gets a password nobody else knows
+            # (an empty one never authenticates).
+            config = config.replace(province={"cms_password": secrets.token_urlsafe(24)})
         await demo(config, args.cameras, out)
         return
     if args.area == "config":

@@ -166,6 +166,24 @@ def _province_passwords(value: str) -> dict[str, str]:
     return table
 
 
+def _province_numbers(value: str) -> dict[str, str]:
+    """``3100-01=133 153, 1100-01=189``: mobile-number prefix ("" for ``*``) -> "ProvinceNo-CmsNo"."""
+    table: dict[str, str] = {}
+    for item in _list(value):
+        key, sep, prefixes = item.partition("=")
+        province, dash, cms = key.strip().partition("-")
+        if not sep or not dash or len(province) != 4 or len(cms) != 2 or not (province + cms).isdigit() \
+                or not prefixes.split() or not all(p == "*" or p.isdigit() for p in prefixes.split()):
+            raise ValueError(f"{item!r} is not PROVINCENO-CMSNO=PREFIX [PREFIX ...] (e.g. 3100-01=133 153, or * "
+                             "for every number no other prefix covers)")
+        for prefix in prefixes.split():
+            prefix = "" if prefix == "*" else prefix
+            if table.get(prefix, key.strip()) != key.strip():
+                raise ValueError(f"prefix {prefix or '*'} is given to both {table[prefix]} and {key.strip()}")
+            table[prefix] = key.strip()
+    return table
+
+
 def _digits(count: int) -> Callable[[str], str]:
     def check(value: str) -> str:
         value = value.strip()
@@ -250,6 +268,24 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "mcu_android_ver": Key(str, "", "§6.1 answer: the Android client's current version."),
         "mcu_ios_url": Key(str, "", "§6.1 answer: where users download the iOS client."),
         "mcu_ios_ver": Key(str, "", "§6.1 answer: the iOS client's current version."),
+        "province_numbers": Key(_province_numbers, "",
+                                "§6.2-§6.4: the mobile-number prefixes each province serves, as "
+                                "PROVINCENO-CMSNO=PREFIX [PREFIX ...] items (* for every number no other prefix "
+                                "covers); the longest matching prefix decides. A province acting for a number "
+                                "outside its prefixes, or reporting another province's address, gets Result 255. "
+                                "Empty: no province may act for any number, except the province this process "
+                                "also runs (no [province] group_url), which then serves every number."),
+        "auth_source_failures": Key(_count, "5",
+                                    "Failed CmsPassword checks one source address (IPv6: its /64) may make within "
+                                    "auth_window before it is not heard for auth_backoff seconds (0: no limit)."),
+        "auth_province_failures": Key(_count, "20",
+                                      "Failed CmsPassword checks for one province, from all sources, within "
+                                      "auth_window after which it is heard for auth_backoff seconds only from "
+                                      "sources that authenticated as it before (0: no limit)."),
+        "auth_window": Key(_positive, "600", "Seconds over which failed CmsPassword checks are counted."),
+        "auth_backoff": Key(_positive, "60",
+                            "Seconds a throttled source or province is not heard; doubles at each repeat, up "
+                            "to an hour."),
     },
     "province": {
         "group_url": Key(_url, "",
@@ -257,7 +293,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          "runs the group role too, otherwise no group: unknown devices cannot be claimed)."),
         "province_no": Key(_digits(4), "3100", "§6 ProvinceNo: the first 4 digits of the GB/T 2260 code."),
         "cms_no": Key(_digits(2), "01", "§6 CmsNo: this platform's number in its province."),
-        "cms_password": Key(str, "", "§6 CmsPassword the group assigned (the group's [group] provinces)."),
+        "cms_password": Key(str, "", "§6 CmsPassword the group assigned (the group's [group] provinces); never empty "
+                             "when this process's own group trusts this province (no group_url)."),
         "cms_ver": Key(str, "1.0", "§6.1 CmsVer: the platform version reported to the group."),
         "mcu_url": Key(_url, "", "§6.1 McuUrl reported (empty: http://public_host:[http] port/soap/mcu)."),
         "register_url": Key(_url, "",
@@ -267,6 +304,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "retry_interval": Key(_positive, "60",
                               "Seconds before a §6 call the group did not take is tried again (doubling "
                               "up to an hour for notices)."),
+        "reconcile_interval": Key(_positive, "86400",
+                                  "Seconds between two reconciliations with the group (every account announced "
+                                  "again, §6.3, opened again where the group lacks it); also run after the group "
+                                  "comes back from an outage."),
     },
     "soap": {
         "session_idle_timeout": Key(_positive, "1800", "Seconds a LoginSession may stay unused before it expires."),

@@ -10,6 +10,16 @@ Why it looks like this:
   ``[province] cms_password`` there): §6 has no session, and a stateless check is
   all a handful of provinces need.  Unknown province: Result 1; wrong password:
   Result 2; both are logged as warnings (they are configuration mistakes or attacks).
+  An empty password never authenticates, whatever is configured.
+* Guessing is throttled (:class:`AuthThrottle`): a source address (an IPv6 /64) that
+  failed ``auth_source_failures`` times is not heard for a while, with back-off; a
+  province that failed ``auth_province_failures`` times from everywhere together
+  is then heard only from sources that have authenticated as it before.  A
+  throttled call gets the same Result 2 as a wrong password, so it reveals nothing.
+* A province acts only in its own number space (``[group] province_numbers``): an
+  OpenService/ChangeService/CancelService for a number another province's prefix
+  (or no prefix of its own) covers is refused with 255, and so is an address report
+  that names another province's McuUrl/DevUrl.
 * §6.6: the group learns devices from their §5 redirect requests (the first DevKey
   seen is pinned; an operator import overrides it), and a province claims a device
   with §6.5.  The claim is one atomic store operation, so a camera assigned to one
@@ -23,9 +33,11 @@ Why it looks like this:
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -43,6 +55,10 @@ CMS_NO = re.compile(r"^[0-9]{2}$")
 Values = dict[str, Any]
 
 
+#: The prefix that stands for "every number no other prefix covers" in ``province_numbers``.
+ANY_NUMBER = ""
+
+
 @attrs.frozen
 class GroupSettings:
     #: "ProvinceNo-CmsNo" -> CmsPassword
@@ -51,10 +67,136 @@ class GroupSettings:
     mcu_android_ver: str = ""
     mcu_ios_url: str = ""
     mcu_ios_ver: str = ""
+    #: mobile-number prefix ("" for every other number) -> the "ProvinceNo-CmsNo" it belongs to
+    numbers: Mapping[str, str] = attrs.Factory(dict)
+    #: §9.1 prefix table ([group] mcu_urls): prefix -> McuUrl, to know which URLs are whose
+    mcu_urls: Mapping[str, str] = attrs.Factory(dict)
+    auth_source_failures: int = 5
+    auth_province_failures: int = 20
+    auth_window: float = 600.0
+    auth_backoff: float = 60.0
 
 
 def province_key(province_no: str, cms_no: str) -> str:
     return f"{province_no.strip()}-{cms_no.strip()}"
+
+
+def source_of(peer: str) -> str:
+    """The address part of a ``host:port`` peer, grouped as limits count it: IPv4 exact, IPv6 by /64."""
+    host = (peer.rpartition(":")[0] if ":" in peer else peer).strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host or peer
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of a URL (the port made explicit), lower-cased; "" if it is not one."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return ""
+    if not parts.hostname:
+        return ""
+    return f"{parts.scheme.lower()}://{parts.hostname.lower()}:{port}"
+
+
+@attrs.define
+class _Failures:
+    count: int = 0
+    first: float = 0.0
+    blocked_until: float = 0.0
+    backoff: float = 0.0  # the last block's length; the next one doubles it
+    refused: int = 0  # calls refused during the current block (logged once, when it ends)
+
+
+class AuthThrottle:
+    """Failed CmsPassword checks counted per source (IPv6 /64) and per province, with back-off.
+
+    The per-source limit bites first: one address that guesses is silenced after a few
+    tries, and its silence costs the rightful province nothing.  The per-province limit
+    stops guesses spread over many addresses; while it holds, the province is still
+    heard from every source that has authenticated as it before (its own platform's
+    addresses), so a stranger cannot lock it out.
+    """
+
+    log = Logger()
+    MAX_BACKOFF = 3600.0
+    MAX_ENTRIES = 10000  # sources remembered at most (the oldest are forgotten first)
+
+    def __init__(self, clock: IReactorTime, settings: GroupSettings) -> None:
+        self.clock = clock
+        self.settings = settings
+        self.sources: dict[str, _Failures] = {}
+        self.provinces: dict[str, _Failures] = {}
+        self.trusted: dict[str, set[str]] = {}  # province -> sources that authenticated as it
+
+    def refuses(self, province: str, source: str) -> bool:
+        """Whether a call for *province* from *source* is to be refused unheard."""
+        now = self.clock.seconds()
+        entry = self._current(self.sources.get(source), now, "source", source)
+        if entry is not None and entry.blocked_until > now:
+            entry.refused += 1
+            return True
+        guard = self._current(self.provinces.get(province), now, "province", province)
+        if guard is not None and guard.blocked_until > now and source not in self.trusted.get(province, ()):
+            guard.refused += 1
+            return True
+        return False
+
+    def _current(self, entry: _Failures | None, now: float, kind: str, name: str) -> _Failures | None:
+        """*entry*, with a block that has run out ended (and what it refused summarised in one line)."""
+        if entry is not None and entry.blocked_until and entry.blocked_until <= now:
+            if entry.refused:
+                self.log.warn("group: {kind} {name}: {n} §6 calls refused unheard while it was throttled",
+                              kind=kind, name=name, n=entry.refused)
+            entry.refused = 0
+            entry.blocked_until = 0.0
+            entry.count, entry.first = 0, now
+        return entry
+
+    def failed(self, province: str, source: str, known_province: bool) -> None:
+        s = self.settings
+        self._count(self.sources, source, s.auth_source_failures, "source", source)
+        if known_province:
+            self._count(self.provinces, province, s.auth_province_failures, "province", province)
+
+    def succeeded(self, province: str, source: str) -> None:
+        self.sources.pop(source, None)
+        trusted = self.trusted.setdefault(province, set())
+        if len(trusted) < 64:
+            trusted.add(source)
+
+    def _count(self, table: dict[str, _Failures], key: str, limit: int, kind: str, name: str) -> None:
+        now = self.clock.seconds()
+        entry = table.get(key)
+        if entry is None:
+            if len(table) >= self.MAX_ENTRIES:
+                self._prune(table, now)
+            entry = table[key] = _Failures(first=now)
+        self._current(entry, now, kind, name)
+        if now - entry.first > self.settings.auth_window:
+            if now - entry.first > 2 * self.MAX_BACKOFF:
+                entry.backoff = 0.0  # quiet for long: the next block starts short again
+            entry.count, entry.first = 0, now
+        entry.count += 1
+        if limit and entry.count >= limit:
+            entry.backoff = min(self.MAX_BACKOFF, entry.backoff * 2 if entry.backoff else self.settings.auth_backoff)
+            entry.blocked_until = now + entry.backoff
+            self.log.warn("group: {kind} {name} throttled for {seconds:.0f} s after {n} failed §6 authentications",
+                          kind=kind, name=name, seconds=entry.backoff, n=entry.count)
+
+    def _prune(self, table: dict[str, _Failures], now: float) -> None:
+        for key in [k for k, e in table.items() if e.blocked_until <= now and now - e.first > self.settings.auth_window]:
+            del table[key]
+        while len(table) >= self.MAX_ENTRIES:
+            del table[next(iter(table))]
 
 
 class GroupService:
@@ -66,21 +208,45 @@ class GroupService:
                  directory: GroupDirectory) -> None:
         self.store = store
         self.clock = clock
-        self.provinces: dict[str, str] = dict(settings.provinces)
+        self.provinces: dict[str, str] = {key: pw for key, pw in settings.provinces.items() if pw}
+        self.numbers: dict[str, str] = dict(settings.numbers)
         self.settings = settings
         self.directory = directory
+        self.throttle = AuthThrottle(clock, settings)
+
+    def trust_own_province(self, province: str, password: str) -> None:
+        """The province this process also runs (no [province] group_url): known, and by default
+        the owner of every number no configured prefix gives to another province."""
+        if not password:
+            raise ValueError(f"province {province}: an empty CmsPassword is never trusted")
+        self.provinces.setdefault(province, password)
+        if province not in self.numbers.values():
+            self.numbers.setdefault(ANY_NUMBER, province)
+
+    def owner_of(self, mobile: str) -> str | None:
+        """The province whose longest configured prefix covers *mobile* (None: no province's)."""
+        for length in range(len(mobile), -1, -1):
+            owner = self.numbers.get(mobile[:length])
+            if owner is not None:
+                return owner
+        return None
 
     async def handle(self, operation: str, values: Values, peer: str) -> Values:
         if operation == "GetMcuUrl":
             return await self.mcu_url(values, peer)
-        province = province_key(values["ProvinceNo"], values["CmsNo"])
-        result = self._authenticate(province, values["CmsPassword"])
+        province = province_key(values["ProvinceNo"] or "", values["CmsNo"] or "")
+        source = source_of(peer)
+        if self.throttle.refuses(province, source):
+            return {"Result": BAD_PASSWORD}  # counted, logged once per block; no audit row per guess
+        result = self._authenticate(province, values["CmsPassword"] or "")
         if result != OK:
-            why = "unknown province" if result == NO_PLATFORM else "wrong CmsPassword"
+            why = "unknown province" if result == NO_PLATFORM else "wrong or empty CmsPassword"
             self.log.warn("group: {op} from {peer} for province {province!r} refused: {why}", op=operation,
                           peer=peer, province=province, why=why)
+            self.throttle.failed(province, source, known_province=result != NO_PLATFORM)
             await self._audit(operation, province, peer, result, why)
             return {"Result": result}
+        self.throttle.succeeded(province, source)
         handler = {"ReportAddress": self.report_address, "OpenService": self.open_service,
                    "ChangeService": self.change_service, "CancelService": self.cancel_service,
                    "NotifyDeviceUsage": self.device_usage}[operation]
@@ -92,7 +258,19 @@ class GroupService:
         expected = self.provinces.get(province)
         if expected is None:
             return NO_PLATFORM
+        if not expected or not password:  # an empty password never authenticates
+            return BAD_PASSWORD
         return OK if hmac.compare_digest(expected.encode(), password.encode()) else BAD_PASSWORD
+
+    def _outside(self, province: str, mobile: str) -> str:
+        """Why *province* may not act for *mobile* ("" when it may)."""
+        owner = self.owner_of(mobile)
+        if owner == province:
+            return ""
+        self.log.warn("group: province {province} acted for {mobile}, outside its number ranges (owner: {owner})",
+                      province=province, mobile=mobile, owner=owner or "none configured")
+        return (f"MobileTel {mobile!r}: outside the number ranges of province {province} "
+                f"([group] province_numbers; owner {owner or 'none'})")
 
     async def _audit(self, operation: str, province: str, peer: str, result: int, detail: str) -> None:
         action = re.sub(r"(?<!^)(?=[A-Z])", "-", operation).lower()
@@ -109,7 +287,7 @@ class GroupService:
         """A number opened in a province (§6.2) goes to that province's reported McuUrl; others by prefix."""
         mobile = values["MobileTel"]
         subscriber = await self.store.get_subscriber(mobile) if MOBILE.match(mobile) else None
-        if subscriber is not None:
+        if subscriber is not None and self.owner_of(mobile) == subscriber.province:
             report = await self.store.get_province_report(subscriber.province)
             if report is not None and report.mcu_url:
                 self.log.info("audit: get-mcu-url account={account} peer={peer} result=0 {url} (province {p})",
@@ -123,6 +301,11 @@ class GroupService:
         mcu_url, dev_url = values["McuUrl"], values["DevUrl"]
         if not all(url.startswith(("http://", "https://")) for url in (mcu_url, dev_url)):
             return {"Result": OTHER}, f"McuUrl {mcu_url!r} or DevUrl {dev_url!r} is not http(s)"
+        taken = await self._others_address(province, {origin(mcu_url), origin(dev_url)})
+        if taken:
+            self.log.warn("group: province {province} from {peer} reported {taken}", province=province, peer=peer,
+                          taken=taken)
+            return {"Result": OTHER}, f"McuUrl {mcu_url} DevUrl {dev_url}: {taken}"
         await self.store.save_province_report(ProvinceReport(province, values["CmsVer"], mcu_url, dev_url, peer,
                                                              self.clock.seconds()))
         s = self.settings
@@ -130,10 +313,27 @@ class GroupService:
                  "McuIosUrl": s.mcu_ios_url, "McuIosVer": s.mcu_ios_ver},
                 f"CmsVer {values['CmsVer']} McuUrl {mcu_url} DevUrl {dev_url}")
 
+    async def _others_address(self, province: str, origins: set[str]) -> str:
+        """Why these URL origins belong to another province ("" if they do not)."""
+        origins.discard("")
+        for prefix, url in self.settings.mcu_urls.items():
+            owner = self.owner_of(prefix)
+            if owner is not None and owner != province and origin(url) in origins:
+                return f"{origin(url)} is the McuUrl of prefix {prefix}, province {owner} ([group] mcu_urls)"
+        for other in self.provinces:
+            if other == province:
+                continue
+            report = await self.store.get_province_report(other)
+            if report is not None and origins & {origin(report.mcu_url), origin(report.dev_url)}:
+                return f"an address province {other} reported"
+        return ""
+
     async def open_service(self, province: str, values: Values, peer: str) -> tuple[Values, str]:
         mobile, count = values["MobileTel"], values["IpcamNum"]
         if not MOBILE.match(mobile) or count < 0:
             return {"Result": OTHER}, f"MobileTel {mobile!r} IpcamNum {count}: not a mobile number or negative"
+        if why := self._outside(province, mobile):
+            return {"Result": OTHER}, why
         now = self.clock.seconds()
         outcome = await self.store.open_subscriber(Subscriber(mobile, province, count, now, now))
         if outcome != OPEN_OK:
@@ -144,11 +344,15 @@ class GroupService:
         mobile, count = values["MobileTel"], values["IpcamNum"]
         if count < 0:
             return {"Result": OTHER}, f"IpcamNum {count} is negative"
+        if why := self._outside(province, mobile):
+            return {"Result": OTHER}, why
         changed = await self.store.change_subscriber(mobile, province, count, self.clock.seconds())
         return {"Result": OK if changed else NO_SUBJECT}, f"MobileTel {mobile} IpcamNum {count}"
 
     async def cancel_service(self, province: str, values: Values, peer: str) -> tuple[Values, str]:
         mobile = values["MobileTel"]
+        if why := self._outside(province, mobile):
+            return {"Result": OTHER}, why
         cancelled = await self.store.cancel_subscriber(mobile, province)
         return {"Result": OK if cancelled else NO_SUBJECT}, f"MobileTel {mobile}"
 

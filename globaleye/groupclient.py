@@ -13,7 +13,18 @@ What a province needs from its group, and what happens when the group is away:
   to an outbox in the database first (so a restart loses none), are sent at once,
   and are sent again with exponential back-off (``retry_interval`` … 1 hour) while
   the group is unreachable, times out, faults or answers 1/2 (a configuration
-  mistake an operator can fix).  Any other Result is final: logged and dropped.
+  mistake an operator can fix).
+* Notices for one number keep their order: a later one never overtakes an earlier
+  one still owed (after an outage a CancelService must not reach the group before
+  its OpenService).  A Result that may only reflect a reordering is not final:
+  ChangeService 3 (the group lacks the number) is repaired at once with an
+  OpenService of the same count; OpenService 255 (open in another province, whose
+  CancelService may still be on its way) is retried with back-off, at most
+  :data:`REORDER_ATTEMPTS` times.  Other Results are final: logged and dropped.
+* Reconciliation (docs/protocol.md): every ``reconcile_interval`` and whenever the
+  group answers again after an outage, every account of this province is announced
+  again with ChangeService (OpenService where the group answers 3), so numbers the
+  group lost or holds with another count are repaired.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from typing import Any
 
 import attrs
 from treq.client import HTTPClient
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -37,6 +48,9 @@ from globaleye.store import OutboxItem, Store
 
 UNAVAILABLE = -1  # no answer from the group (network, timeout, HTTP error, Fault)
 RETRY_MAX = 3600.0
+REORDER_ATTEMPTS = 24  # an answer that may reflect another province's late notice: about a day of retries
+OUTBOX_BATCH = 1000
+_FOREVER = 1e18
 _OPERATIONS = {op.name: op for op in GROUP_OPERATIONS}
 
 
@@ -55,6 +69,9 @@ class ProvinceSettings:
     register_url: str = ""
     timeout: float = 5.0
     retry_interval: float = 60.0
+    reconcile_interval: float = 86400.0
+    #: IpcamNum announced for an account without its own DevNum ([soap] max_devices_per_account)
+    default_ipcam_num: int = 10
 
 
 class GroupClient:
@@ -71,9 +88,16 @@ class GroupClient:
         self.reported = False
         self.client_urls: dict[str, str] = {}  # §6.1's answer: where users download the MCU
         self._loop: LoopingCall | None = None
+        self._reconcile_loop: LoopingCall | None = None
         self._calls: set[Deferred[Any]] = set()
         self._flushing = False
+        self._again = False
         self._stopped = False
+        self._lock = DeferredLock()  # one sender at a time: the outbox's order is the group's order
+        self._group_down = False  # the last call got no answer: the next answer starts a reconciliation
+        self._reconciling = False
+        self._touched: set[str] = set()  # numbers notified while a reconciliation runs
+        self._reconcile_soon: Any = None  # the reconciliation after an outage, when scheduled
 
     @property
     def province(self) -> str:
@@ -90,12 +114,19 @@ class GroupClient:
         self._loop.clock = self.reactor
         self._loop.start(self.settings.retry_interval, now=True).addErrback(
             lambda f: self.log.failure("group client loop stopped", f))
+        self._reconcile_loop = LoopingCall(self._start_reconcile)
+        self._reconcile_loop.clock = self.reactor
+        self._reconcile_loop.start(self.settings.reconcile_interval, now=False).addErrback(
+            lambda f: self.log.failure("group reconciliation loop stopped", f))
 
     async def stop(self) -> None:
         """Stop the loop and abandon calls in flight; none starts afterwards (the outbox keeps notices)."""
         self._stopped = True
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        for loop in (self._loop, self._reconcile_loop):
+            if loop is not None and loop.running:
+                loop.stop()
+        if self._reconcile_soon is not None and self._reconcile_soon.active():
+            self._reconcile_soon.cancel()
         calls = list(self._calls)
         for call in calls:
             call.cancel()
@@ -126,13 +157,21 @@ class GroupClient:
         try:
             data = await call
         except Exception as e:
+            self._group_down = True
             raise GroupUnavailable(f"{operation} to {s.group_url}: {type(e).__name__}: {e}") from e
         finally:
             self._calls.discard(call)
         try:
-            return parse_response(op, data, GROUP_NS)
+            answer = parse_response(op, data, GROUP_NS)
         except SoapFault as fault:
+            self._group_down = True
             raise GroupUnavailable(f"{operation} to {s.group_url}: {fault} {fault.detail}".strip()) from fault
+        if self._group_down and answer.get("Result") not in (1, 2, None):
+            self._group_down = False
+            self.log.info("group: {url} answers again; reconciling", url=s.group_url)
+            if self._reconcile_soon is None or not self._reconcile_soon.active():
+                self._reconcile_soon = self.reactor.callLater(0, self._start_reconcile)
+        return answer
 
     async def _post(self, body: bytes) -> bytes:
         response = await self.http.post(self.settings.group_url, data=body, headers=Headers(
@@ -179,44 +218,144 @@ class GroupClient:
     async def notify(self, operation: str, values: Mapping[str, Any]) -> None:
         """Queue a notice in the database and try to send it now (without waiting for the group)."""
         now = self.reactor.seconds()
+        if self._reconciling:
+            self._touched.add(str(values.get("MobileTel", "")))
         await self.store.add_outbox(OutboxItem(operation, json.dumps(dict(values)), now, 0, now))
         d = Deferred.fromCoroutine(self.flush())
         d.addErrback(lambda f: self.log.failure("group: sending notices failed", f))
 
     async def flush(self) -> None:
-        if self._flushing or self._stopped:
+        """Send what is due, in the outbox's order; a number with an earlier notice still owed waits."""
+        if self._stopped:
+            return
+        if self._flushing:
+            self._again = True  # a notice queued meanwhile: one more pass when this one ends
             return
         self._flushing = True
         try:
-            for item in await self.store.due_outbox(self.reactor.seconds()):
-                if self._stopped:
-                    break
-                await self._send(item)
+            self._again = True
+            while self._again and not self._stopped:
+                self._again = False
+                await self._lock.run(self._pass)
         finally:
             self._flushing = False
 
-    async def _send(self, item: OutboxItem) -> None:
+    async def _pass(self) -> None:
+        now = self.reactor.seconds()
+        held: set[str] = set()  # numbers with an earlier notice still owed
+        for item in await self.store.due_outbox(_FOREVER, OUTBOX_BATCH):
+            if self._stopped:
+                return
+            number = _number(item)
+            if number in held:
+                continue
+            if item.next_at > now or not await self._send(item):
+                held.add(number)
+
+    async def _send(self, item: OutboxItem) -> bool:
+        """One notice; True when it is done with (delivered, or refused for good)."""
         assert item.id is not None
         values = json.loads(item.payload)
         why = ""
         try:
             answer = await self.call(item.operation, values)
             result = answer["Result"]
+            if item.operation == "ChangeService" and result == 3:
+                # The group lacks the number (its OpenService was lost or is late): open it with this count.
+                self.log.warn("group: ChangeService {values}: the group lacks the number; opening it again",
+                              values=values)
+                answer = await self.call("OpenService", values)
+                result = answer["Result"]
         except GroupUnavailable as e:
             result, why = None, str(e)
         if self._stopped:
-            return  # still due: sent after the next start
-        if result in (1, 2, None):
+            return False  # still due: sent after the next start
+        reordered = item.operation == "OpenService" and result == 255 and item.attempts + 1 < REORDER_ATTEMPTS
+        if result in (1, 2, None) or reordered:
             attempts = item.attempts + 1
             delay = min(RETRY_MAX, self.settings.retry_interval * 2 ** min(attempts - 1, 16))
             self.log.warn("group: {op} {values} not accepted ({why}); attempt {n}, next in {delay:.0f} s",
                           op=item.operation, values=values, n=attempts, delay=delay,
                           why=why if result is None else f"Result {result}")
             await self.store.retry_outbox(item.id, attempts, self.reactor.seconds() + delay)
-            return
+            return False
         if result == 0:
             self.log.info("group: {op} {values} accepted", op=item.operation, values=values)
+        elif item.operation == "CancelService" and result == 3:
+            self.log.info("group: {op} {values}: the group did not have the number (already closed)",
+                          op=item.operation, values=values)
         else:
             self.log.error("group: {op} {values} refused with Result {result}; dropped", op=item.operation,
                            values=values, result=result)
         await self.store.delete_outbox(item.id)
+        return True
+
+    # Reconciliation ------------------------------------------------------------------------------
+
+    def _start_reconcile(self) -> None:
+        d = Deferred.fromCoroutine(self.reconcile())
+        d.addErrback(lambda f: self.log.failure("group: reconciliation failed", f))
+
+    async def reconcile(self) -> tuple[int, int] | None:
+        """Announce every account again (§6.3; §6.2 where the group lacks it).
+
+        Returns (numbers checked, numbers repaired), or None when it could not run (already
+        running, stopping, or the group stopped answering: it runs again when the group is back).
+        """
+        if self._reconciling or self._stopped:
+            return None
+        self._reconciling = True
+        self._touched = set()
+        checked = repaired = 0
+        try:
+            owed = {_number(item) for item in await self.store.due_outbox(_FOREVER, OUTBOX_BATCH)}
+            for number, _dev_num in await self.store.list_account_numbers():
+                if self._stopped:
+                    return None
+                if number in owed:
+                    continue  # the outbox brings the group this number's state, in order
+                outcome = await self._lock.run(self._reconcile_one, number)
+                if outcome is None:
+                    self.log.warn("group: reconciliation stopped after {n} numbers: the group does not answer",
+                                  n=checked)
+                    return None
+                checked += 1
+                repaired += outcome
+        finally:
+            self._reconciling = False
+            self._touched = set()
+        self.log.info("group: reconciled {n} numbers with the group, {r} repaired", n=checked, r=repaired)
+        return checked, repaired
+
+    async def _reconcile_one(self, number: str) -> int | None:
+        """1 if the group's view of *number* was repaired, 0 if it agreed, None if it did not answer."""
+        if number in self._touched:
+            return 0  # a notice of its own is on its way, after this one in the outbox's order
+        account = await self.store.get_account(number)
+        if account is None:
+            return 0  # closed meanwhile: its CancelService is in the outbox
+        values = {"MobileTel": number,
+                  "IpcamNum": account.dev_num if account.dev_num is not None else self.settings.default_ipcam_num}
+        try:
+            result = (await self.call("ChangeService", values))["Result"]
+            if result == 3:
+                result = (await self.call("OpenService", values))["Result"]
+                if result == 0:
+                    self.log.warn("group: reconciliation: {number} was missing at the group; opened again",
+                                  number=number)
+                    return 1
+        except GroupUnavailable:
+            return None
+        if result in (1, 2, None):
+            return None
+        if result != 0:
+            self.log.error("group: reconciliation of {number} refused with Result {result}", number=number,
+                           result=result)
+        return 0
+
+
+def _number(item: OutboxItem) -> str:
+    try:
+        return str(json.loads(item.payload).get("MobileTel", ""))
+    except (ValueError, AttributeError):
+        return ""

@@ -60,7 +60,21 @@ class Options(usage.Options):
             self.config = load_config(self["config"])
         except ConfigError as e:
             raise usage.UsageError(str(e)) from e
+        problem = own_province_problem(self.config)
+        if problem:
+            raise usage.UsageError(problem)
         self.store = open_store(self.config)
+
+
+def own_province_problem(config: Config) -> str:
+    """Why this process's group role would trust its own province with an empty CmsPassword ("" if not)."""
+    roles, pr = config.roles, config["province"]
+    if "group" in roles and "gateway" in roles and not pr["group_url"] and not pr["cms_password"]:
+        return (f"{config.path or '<built-in defaults>'}: [province] cms_password is empty, but this process runs "
+                f"the group role too and its group would trust province {pr['province_no']}-{pr['cms_no']} with "
+                "it; an empty password must never authenticate: set one (e.g. python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(24))')")
+    return ""
 
 
 def open_store(config: Config) -> SQLiteStore:
@@ -84,6 +98,9 @@ class PlatformService(service.MultiService):
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
+        problem = own_province_problem(config)
+        if problem:
+            raise ConfigError(problem)
         self.config = config
         self.reactor = reactor
         self.store = store
@@ -123,7 +140,8 @@ class PlatformService(service.MultiService):
             self.group_client = GroupClient(ProvinceSettings(
                 group_url=pr["group_url"], province_no=pr["province_no"], cms_no=pr["cms_no"],
                 cms_password=pr["cms_password"], cms_ver=pr["cms_ver"], mcu_url=pr["mcu_url"],
-                register_url=pr["register_url"], timeout=pr["group_timeout"], retry_interval=pr["retry_interval"]),
+                register_url=pr["register_url"], timeout=pr["group_timeout"], retry_interval=pr["retry_interval"],
+                reconcile_interval=pr["reconcile_interval"], default_ipcam_num=so["max_devices_per_account"]),
                 reactor, store)
         self.mcu_api = McuApi(self.accounts, store, self.gateway, ClientApiSettings(
             stun_host=so["stun_host"] or public, stun_port=so["stun_port"] or config["stun"]["port"],
@@ -132,7 +150,10 @@ class PlatformService(service.MultiService):
         self.group_directory = GroupDirectory(gr["mcu_urls"], gr["default_mcu_url"], gr["cms_name"])
         self.group_service = GroupService(store, reactor, GroupSettings(
             provinces=gr["provinces"], mcu_android_url=gr["mcu_android_url"], mcu_android_ver=gr["mcu_android_ver"],
-            mcu_ios_url=gr["mcu_ios_url"], mcu_ios_ver=gr["mcu_ios_ver"]), self.group_directory)
+            mcu_ios_url=gr["mcu_ios_url"], mcu_ios_ver=gr["mcu_ios_ver"], numbers=gr["province_numbers"],
+            mcu_urls=gr["mcu_urls"], auth_source_failures=gr["auth_source_failures"],
+            auth_province_failures=gr["auth_province_failures"], auth_window=gr["auth_window"],
+            auth_backoff=gr["auth_backoff"]), self.group_directory)
         self.stun: StunService | None = None
         self.turn: TurnService | None = None
         if "stun" in config.roles:
@@ -235,10 +256,11 @@ class PlatformService(service.MultiService):
         own = f"http://{self.config['globaleye']['public_host']}:{self.port_of('http')}" if "http" in self.ports else ""
         group_url = ""
         if not self.config["province"]["group_url"] and own:
-            # One process is group and province (the demo): the group trusts its own province.
+            # One process is group and province (the demo): the group trusts its own province, never
+            # with an empty password (refused in __init__).
             settings = self.group_client.settings
-            self.group_service.provinces.setdefault(province_key(settings.province_no, settings.cms_no),
-                                                    settings.cms_password)
+            self.group_service.trust_own_province(province_key(settings.province_no, settings.cms_no),
+                                                  settings.cms_password)
             group_url = own + "/soap/group"
         self.group_client.start(mcu_url=own and own + "/soap/mcu", register_url=own and own + "/register",
                                 group_url=group_url)

@@ -444,6 +444,8 @@ interface = {PLATFORM_IP}
 port = {p['turn']}
 relay_ports = 50000-50999
 allow_peers = 203.0.113.0/24, 198.51.100.0/24
+[province]
+cms_password = netns-province-secret
 """)
     return path
 

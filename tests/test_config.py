@@ -88,13 +88,14 @@ class TwistdStartupTests(TestCase):
         self.assertIn(b"[gateway] port", output)
 
     async def test_unreadable_database(self) -> None:
-        output, code = await self.twistd("[database]\nurl = sqlite:////proc/no/such/dir/db.sqlite3\n")
+        output, code = await self.twistd("[database]\nurl = sqlite:////proc/no/such/dir/db.sqlite3\n"
+                                         "[province]\ncms_password = x\n")
         self.assertNotEqual(code, 0)
         self.assertIn(b"[database] url", output)
 
     async def test_corrupt_database(self) -> None:
         path = Path(self.mktemp())
         path.write_bytes(b"this is not a database" * 100)
-        output, code = await self.twistd(f"[database]\nurl = sqlite:///{path.absolute()}\n")
+        output, code = await self.twistd(f"[database]\nurl = sqlite:///{path.absolute()}\n[province]\ncms_password = x\n")
         self.assertNotEqual(code, 0)
         self.assertIn(b"[database] url", output)

@@ -41,6 +41,8 @@ port = 0
 port = 0
 relay_ports = 51000-51999
 allow_peers = 127.0.0.0/8
+[province]
+cms_password = test-province-secret
 """
 
 

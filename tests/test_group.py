@@ -39,6 +39,7 @@ url = sqlite:///{db}
 port = 0
 [group]
 provinces = 3100-01=shanghai-secret, 1100-01=beijing-secret
+province_numbers = 3100-01=133, 1100-01=189
 mcu_android_url = http://apps.example.cn/mcu.apk
 mcu_android_ver = 2.1
 """

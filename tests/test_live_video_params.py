@@ -59,6 +59,8 @@ url = sqlite:///:memory:
 port = 0
 [gateway]
 port = 0
+[province]
+cms_password = test-province-secret
 """
 
 

@@ -30,6 +30,8 @@ turn_port = 3478
 ftp_host = 127.0.0.3
 ftp_account = pics
 ftp_password = pw
+[province]
+cms_password = test-province-secret
 """
 
 

@@ -48,6 +48,8 @@ stun_host = 198.51.100.1
 stun_port = 3478
 firmware = * V2.0.0 ftp://upg:pw@198.51.100.9:2121/fw/V2.0.0.bin
 {soap_extra}
+[province]
+cms_password = test-province-secret
 """
 
 PASSWORD = "correct horse"

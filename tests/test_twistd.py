@@ -52,7 +52,7 @@ class TwistdTests(TestCase):
         workdir.mkdir()
         config = workdir / "globaleye.ini"
         config.write_text("[globaleye]\nroles = gateway, http, group\ndata_dir = state\n"
-                          "[http]\nport = 0\n[gateway]\nport = 0\n", encoding="utf-8")
+                          "[http]\nport = 0\n[gateway]\nport = 0\n[province]\ncms_password = twistd-secret\n", encoding="utf-8")
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         twistd = Twistd()
         process = reactor.spawnProcess(

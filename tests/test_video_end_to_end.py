@@ -34,6 +34,8 @@ port = 0
 port = 0
 relay_ports = 52000-52999
 allow_peers = 127.0.0.0/8
+[province]
+cms_password = test-province-secret
 """
 
 

@@ -356,6 +356,10 @@ class Store(Protocol):
 
     async def set_dev_num(self, account: str, dev_num: int | None) -> bool: ...
 
+    async def list_account_numbers(self) -> list[tuple[str, int | None]]:
+        """Every account's number and DevNum (None: the default), for the §6 reconciliation."""
+        ...
+
     async def delete_account(self, account: str) -> list[str]:
         """Delete the account (its password hash and Digest secret with it) and its bindings in one
         transaction; returns the DevIDs released."""

@@ -452,6 +452,12 @@ class SQLiteStore:
 
         return await self._run(write)
 
+    async def list_account_numbers(self) -> list[tuple[str, int | None]]:
+        def query(c: sqlite3.Connection) -> list[tuple[str, int | None]]:
+            return [(row[0], row[1]) for row in c.execute("SELECT account, dev_num FROM accounts ORDER BY account")]
+
+        return await self._run(query)
+
     # Group platform (§5, §6) -------------------------------------------------------------
 
     async def claim_province(self, dev_id: str, province: str, province_url: str, when: float) -> str:

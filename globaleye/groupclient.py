@@ -23,8 +23,9 @@ What a province needs from its group, and what happens when the group is away:
   :data:`REORDER_ATTEMPTS` times.  Other Results are final: logged and dropped.
 * Reconciliation (docs/protocol.md): every ``reconcile_interval`` and whenever the
   group answers again after an outage, every account of this province is announced
-  again with ChangeService (OpenService where the group answers 3), so numbers the
-  group lost or holds with another count are repaired.
+  again with ChangeService (OpenService where the group answers 3), and every number
+  closed lately (the audit log) with CancelService, so numbers the group lost, holds
+  with another count, or still holds open are repaired.
 """
 
 from __future__ import annotations
@@ -309,7 +310,11 @@ class GroupClient:
         checked = repaired = 0
         try:
             owed = {_number(item) for item in await self.store.due_outbox(_FOREVER, OUTBOX_BATCH)}
-            for number, _dev_num in await self.store.list_account_numbers():
+            accounts = [number for number, _ in await self.store.list_account_numbers()]
+            # Numbers closed lately (the province's audit log): the group must not hold them open.
+            since = self.reactor.seconds() - 2 * self.settings.reconcile_interval
+            closed = sorted(set(await self.store.list_audit_accounts("close-account", since)) - set(accounts))
+            for number in accounts + closed:
                 if self._stopped:
                     return None
                 if number in owed:
@@ -333,7 +338,17 @@ class GroupClient:
             return 0  # a notice of its own is on its way, after this one in the outbox's order
         account = await self.store.get_account(number)
         if account is None:
-            return 0  # closed meanwhile: its CancelService is in the outbox
+            if await self._owed(number):
+                return 0  # closed meanwhile: its CancelService is in the outbox
+            try:  # closed here: 0 means the group still held it open (now closed), 3 that it agreed
+                result = (await self.call("CancelService", {"MobileTel": number}))["Result"]
+            except GroupUnavailable:
+                return None
+            if result == 0:
+                self.log.warn("group: reconciliation: {number} was still open at the group; cancelled",
+                              number=number)
+                return 1
+            return None if result in (1, 2, None) else 0
         values = {"MobileTel": number,
                   "IpcamNum": account.dev_num if account.dev_num is not None else self.settings.default_ipcam_num}
         try:
@@ -352,6 +367,9 @@ class GroupClient:
             self.log.error("group: reconciliation of {number} refused with Result {result}", number=number,
                            result=result)
         return 0
+
+    async def _owed(self, number: str) -> bool:
+        return any(_number(item) == number for item in await self.store.due_outbox(_FOREVER, OUTBOX_BATCH))
 
 
 def _number(item: OutboxItem) -> str:

@@ -26,7 +26,7 @@ from globaleye.soap.client import parse_response, request_envelope
 from globaleye.soap.envelope import SoapFault
 from globaleye.soap.operations import GROUP_NS, GROUP_OPERATIONS
 from globaleye.soap.resource import SoapResource
-from globaleye.store import Account, OutboxItem, Subscriber
+from globaleye.store import Account, AuditRecord, OutboxItem, Subscriber
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import Options, PlatformService
 
@@ -199,10 +199,13 @@ class HardeningGroupTests(TestCase):
         await store.create_account(Account("13300000005", "h"))
         await store.set_dev_num("13300000005", 9)
         await group.store.open_subscriber(Subscriber("13300000005", "3100-01", 1))
-        self.assertEqual(await client.reconcile(), (3, 1))  # 04 opened again; 05's count announced
-        found = {m: await group.store.get_subscriber(m) for m in ("13300000004", "13300000005")}
+        # ... and one the province closed (its audit log says so) is still open at the group.
+        await group.store.open_subscriber(Subscriber("13300000006", "3100-01", 2))
+        await store.add_audit(AuditRecord(clock.seconds(), "13300000006", "peer", "close-account", 0, ""))
+        self.assertEqual(await client.reconcile(), (4, 2))  # 04 opened, 06 cancelled; 05's count announced
+        found = {m: await group.store.get_subscriber(m) for m in ("13300000004", "13300000005", "13300000006")}
         self.assertEqual({m: s.ipcam_num if s else None for m, s in found.items()},
-                         {"13300000004": 4, "13300000005": 9})
+                         {"13300000004": 4, "13300000005": 9, "13300000006": None})
 
         # ... and it runs by itself when the group answers again after an outage.
         await group.store.cancel_subscriber("13300000004", "3100-01")

@@ -620,6 +620,13 @@ class SQLiteStore:
 
         return await self._run(query)
 
+    async def list_audit_accounts(self, action: str, since: float) -> list[str]:
+        def query(c: sqlite3.Connection) -> list[str]:
+            return [row[0] for row in c.execute("SELECT DISTINCT account FROM audit_log WHERE action = ? AND "
+                                                "result = 0 AND at >= ? ORDER BY account", (action, since))]
+
+        return await self._run(query)
+
 
 class _transaction:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error: nothing half-written."""

@@ -50,7 +50,7 @@ from globaleye.store import OutboxItem, Store
 UNAVAILABLE = -1  # no answer from the group (network, timeout, HTTP error, Fault)
 RETRY_MAX = 3600.0
 REORDER_ATTEMPTS = 24  # an answer that may reflect another province's late notice: about a day of retries
-OUTBOX_BATCH = 1000
+OUTBOX_BATCH = 10000  # notices looked at per pass (owed ones of a number hold its later ones)
 _FOREVER = 1e18
 _OPERATIONS = {op.name: op for op in GROUP_OPERATIONS}
 

@@ -66,7 +66,7 @@ class HttpCRMSettings:
     url: str
     method: str = attrs.field(default="POST", validator=attrs.validators.in_(["POST", "GET"]))
     timeout: float = 3.0
-    fail_open: bool = True
+    fail_open: bool = False
 
 
 class HttpCRM:

@@ -111,6 +111,7 @@ class PlatformService(service.MultiService):
             update_url=so["update_url"], max_devices=so["max_devices_per_account"],
             sms_code_lifetime=so["sms_code_lifetime"], sms_code_attempts=so["sms_code_attempts"],
             sms_interval=so["sms_interval"], sms_peer_limit=so["sms_peer_limit"],
+            sms_number_hourly=so["sms_number_hourly"], sms_number_daily=so["sms_number_daily"],
             login_slowdown_after=so["login_slowdown_after"], login_lockout_after=so["login_lockout_after"],
             login_lockout=so["login_lockout"], hashtoken_lifetime=so["hashtoken_lifetime"],
             # RTSP Digest needs HA1 kept per account; with [rtsp] auth = basic (or none) none is kept.

@@ -5,14 +5,21 @@ Named after the findings of issue 9 (i9_NN) and issue 14 (i14_NN).
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 from argon2 import PasswordHasher
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.task import Clock
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock, deferLater
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from globaleye.accounts import AccountService, AccountSettings, RecordingSmsSender
+from globaleye.config import SCHEMA
+from globaleye.crm import HttpCRM, HttpCRMSettings
 from globaleye.peerkey import source_address
 from globaleye.store.sqlite import SQLiteStore
 
@@ -76,3 +83,141 @@ class SmsLimitTests(TestCase):
         self.assertEqual(source_address("2001:db8:1:2:3:4:5:6:5000"), "2001:db8:1:2::/64")
         self.assertEqual(source_address("::ffff:192.0.2.1:5000"), "192.0.2.1")
         self.assertEqual(source_address("192.0.2.1:5000"), "192.0.2.1")
+
+
+class HostileCRM(Protocol):
+    """An HTTP 'CRM' that answers any request per its factory's mode, counting what it sends."""
+
+    factory: HostileCRMFactory
+    CHUNK = b"x" * 65536
+
+    def connectionMade(self) -> None:
+        self.buffer = b""
+        self.answered = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        if self.answered or b"\r\n\r\n" not in self.buffer:
+            return
+        self.answered = True
+        self.factory.requests += 1
+        mode = self.factory.mode
+        if mode == "redirect":
+            self.transport.write(b"HTTP/1.1 " + self.factory.status + b" Moved\r\nLocation: " + self.factory.location
+                                 + b"\r\nContent-Length: 0\r\n\r\n")
+            return
+        if mode == "allow":
+            body = json.dumps({"allowed": True}).encode()
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                                 + str(len(body)).encode() + b"\r\n\r\n" + body)
+            return
+        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n")
+        if mode == "endless":
+            self.transport.registerProducer(self, False)  # type: ignore[attr-defined]
+        else:  # drip: one byte every 50 ms, forever
+            self.drip()
+
+    def resumeProducing(self) -> None:
+        if self.factory.sent >= self.factory.give_up_after:
+            return  # protects the test machine when the client does not stop reading
+        self.factory.sent += len(self.CHUNK)
+        self.transport.write(b"%x\r\n%s\r\n" % (len(self.CHUNK), self.CHUNK))
+
+    def stopProducing(self) -> None:
+        pass
+
+    def drip(self) -> None:
+        if self.factory.lost is not None:
+            return
+        self.factory.sent += 1
+        self.transport.write(b"1\r\n \r\n")
+        self.factory.dripper = reactor.callLater(0.05, self.drip)  # type: ignore[attr-defined]
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.factory.lost = time.monotonic()
+        self.transport.unregisterProducer()  # type: ignore[attr-defined]
+
+
+class HostileCRMFactory(Factory):
+    protocol = HostileCRM
+
+    def __init__(self, mode: str, status: bytes = b"303", location: bytes = b"") -> None:
+        self.mode, self.status, self.location = mode, status, location
+        self.requests = 0
+        self.sent = 0
+        self.give_up_after = 64 * 1024 * 1024
+        self.lost: float | None = None
+        self.dripper: Any = None
+
+
+class HostileCRMTests(TestCase):
+    timeout = 30
+
+    def serve(self, factory: HostileCRMFactory) -> str:
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+
+        def stop_dripping() -> None:
+            if factory.dripper is not None and factory.dripper.active():
+                factory.dripper.cancel()
+
+        self.addCleanup(stop_dripping)
+        return f"http://127.0.0.1:{port.getHost().port}/crm"
+
+    async def wait_for_disconnect(self, factory: HostileCRMFactory, within: float) -> None:
+        deadline = time.monotonic() + within
+        while factory.lost is None and time.monotonic() < deadline:
+            await deferLater(reactor, 0.02)  # type: ignore[arg-type]
+        self.assertIsNotNone(factory.lost, "the CRM connection was not dropped")
+
+    async def test_i14_01_endless_crm_body_is_capped_and_aborted(self) -> None:
+        """An endless chunked answer: refused quickly, connection dropped, a bounded amount sent."""
+        for mode, timeout in (("endless", 3.0), ("drip", 1.0)):
+            factory = HostileCRMFactory(mode)
+            crm = HttpCRM(HttpCRMSettings(url=self.serve(factory), timeout=timeout, fail_open=False))
+            started = time.monotonic()
+            allowed = await crm.may_open("18900000001")
+            took = time.monotonic() - started
+            self.assertFalse(allowed, mode)
+            self.assertLess(took, timeout + 0.5, mode)
+            await self.wait_for_disconnect(factory, within=1.0)
+            assert factory.lost is not None
+            self.assertLess(factory.lost - started, timeout + 1.0, mode)
+            # What the CRM could push: the cap plus socket buffers, not the 64 MB it was ready to send.
+            self.assertLess(factory.sent, 16 * 1024 * 1024, mode)
+            if mode == "endless":
+                self.assertLess(took, 2.0, "the cap, not the timeout, ends an endless answer")
+
+    async def test_i14_02_crm_redirect_not_followed(self) -> None:
+        """A 302/303/307 from the CRM counts as unavailable; the other host is never asked."""
+        elsewhere = HostileCRMFactory("allow")
+        target = self.serve(elsewhere).encode()
+        for method, status in (("POST", b"303"), ("GET", b"302"), ("GET", b"307"), ("POST", b"307")):
+            redirecting = HostileCRMFactory("redirect", status=status, location=target)
+            crm = HttpCRM(HttpCRMSettings(url=self.serve(redirecting), method=method, timeout=3, fail_open=False))
+            self.assertFalse(await crm.may_open("18900000001"), (method, status))
+            self.assertEqual(redirecting.requests, 1)
+        self.assertEqual(elsewhere.requests, 0, "the redirect target was asked")
+        # The target itself does allow: the refusal is the redirect's, not the target's.
+        crm = HttpCRM(HttpCRMSettings(url=target.decode(), timeout=3, fail_open=False))
+        self.assertTrue(await crm.may_open("18900000001"))
+
+    async def test_i9_15_crm_down_fails_closed_by_default(self) -> None:
+        """With the shipped defaults, a CRM that is down refuses registration."""
+        self.assertEqual(SCHEMA["crm"]["fail_open"].default, "no")
+        self.assertFalse(HttpCRMSettings(url="http://x/").fail_open)
+        port = reactor.listenTCP(0, Factory(), interface="127.0.0.1")  # type: ignore[attr-defined]
+        url = f"http://127.0.0.1:{port.getHost().port}/crm"
+        await port.stopListening()  # nothing listens there now: connection refused
+        clock = Clock()
+        store = SQLiteStore(":memory:")
+        self.addCleanup(store.close)
+        sms = RecordingSmsSender()
+        accounts = AccountService(store, clock, AccountSettings(), sms_sender=sms,
+                                  hasher=PasswordHasher(time_cost=1, memory_cost=64, parallelism=1),
+                                  run_in_thread=inline, crm=HttpCRM(HttpCRMSettings(url=url, timeout=3)))
+        self.assertEqual(await accounts.request_sms_code("18900000001", 0, "192.0.2.1:1"), 0)
+        result = await accounts.register("18900000001", "secret1", sms.last_code("18900000001"), "192.0.2.1:1")
+        self.assertEqual(result, 3, "§8.2 Result 3: the service cannot be opened for this number")
+        self.assertIsNone(await store.get_account("18900000001"))

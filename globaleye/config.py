@@ -379,6 +379,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
                              "Seconds without a packet from a camera before its stream counts as lost (and is "
                              "got back as above)."),
     },
+    "log": {
+        "max_size": Key(_count, "10000000",
+                        "Bytes of a twistd log file before it is rotated (at least 4096) (twistd --logfile, or twistd.log when "
+                        "run as a daemon)."),
+        "max_files": Key(_count, "10",
+                         "Rotated log files kept beside the current one (at least 1); older ones are deleted, "
+                         "so the log takes at most (max_files + 1) x max_size bytes."),
+    },
 }
 
 

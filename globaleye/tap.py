@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web import resource, server
 
-from globaleye import __version__
+from globaleye import __version__, logfile
 from globaleye.accounts import AccountService, AccountSettings
 from globaleye.clientapi import ClientApiSettings, GroupDirectory, McuApi
 from globaleye.config import Config, ConfigError, load_config
@@ -61,6 +61,11 @@ class Options(usage.Options):
         except ConfigError as e:
             raise usage.UsageError(str(e)) from e
         self.store = open_store(self.config)
+        if getattr(self, "parent", None) is not None:  # run by twistd: a bounded log file instead of its unbounded one
+            try:
+                logfile.install(self.parent, self.config["log"])
+            except ValueError as e:
+                raise usage.UsageError(f"{self.config.path}: {e}") from e
 
 
 def open_store(config: Config) -> SQLiteStore:

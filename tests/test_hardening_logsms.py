@@ -6,7 +6,10 @@ Named after the findings of issue 9 (i9_NN) and issue 14 (i14_NN).
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import time
+from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -14,7 +17,9 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock, deferLater
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
+from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import TestCase
 
 from globaleye.accounts import AccountService, AccountSettings, RecordingSmsSender
@@ -22,6 +27,8 @@ from globaleye.config import SCHEMA
 from globaleye.crm import HttpCRM, HttpCRMSettings
 from globaleye.peerkey import source_address
 from globaleye.store.sqlite import SQLiteStore
+from txturn.service import TurnServerConfig, turn_service
+from txturn.stunserver import StunServerConfig, stun_service
 
 
 def inline(function: Any, *args: Any) -> Deferred[Any]:
@@ -221,3 +228,82 @@ class HostileCRMTests(TestCase):
         result = await accounts.register("18900000001", "secret1", sms.last_code("18900000001"), "192.0.2.1:1")
         self.assertEqual(result, 3, "§8.2 Result 3: the service cannot be opened for this number")
         self.assertIsNone(await store.get_account("18900000001"))
+
+
+MALFORMED = b"\x00\x01\x00\x05" + b"\x21\x12\xa4\x42" + bytes(12) + b"\x00" * 5  # 25 bytes, bad length
+
+
+class LogAmplificationTests(TestCase):
+    timeout = 60
+
+    def capture(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if str(event.get("log_namespace", "")).startswith("txturn"):
+                events.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        return events
+
+    async def flood(self, address: tuple[str, int], count: int = 20_000) -> None:
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sender.close)
+        for _batch in range(0, count, 100):
+            for _ in range(100):
+                sender.sendto(MALFORMED, address)
+            await deferLater(reactor, 0.0005)  # type: ignore[arg-type]
+        await deferLater(reactor, 0.2)  # type: ignore[arg-type]
+
+    @staticmethod
+    def counted(events: list[dict[str, Any]]) -> int:
+        """Malformed packets the log accounts for: one per full line plus the summaries' counts."""
+        return sum(e.get("summary_count", 1) for e in events)
+
+    async def test_i9_13_malformed_stun_flood_log_is_bounded(self) -> None:
+        """20,000 malformed datagrams to STUN and to TURN: a handful of log lines, not 20,000."""
+        assert len(MALFORMED) == 25
+        svc = stun_service(StunServerConfig(port=0))
+        svc.startService()
+        events = self.capture()
+        assert svc.primary_address is not None
+        await self.flood(svc.primary_address)
+        await svc.stopService()  # writes the summary of the interval
+        self.assertLessEqual(len(events), 3, [e.get("log_format") for e in events[:5]])
+        self.assertGreater(self.counted(events), 10_000, "the server saw the flood (and counted it)")
+        turn = turn_service(TurnServerConfig(port=0, relay_ports=(0, 0)))
+        turn.startService()
+        self.addCleanup(turn.stopService)
+        del events[:]
+        await self.flood(turn.addresses["udp"] if "udp" in turn.addresses else next(iter(turn.addresses.values())))
+        turn.server.malformed.flush()
+        self.assertLessEqual(len(events), 3, [e.get("log_format") for e in events[:5]])
+        self.assertGreater(self.counted(events), 10_000)
+
+    def test_i9_13_twistd_log_rotation_keeps_max_files(self) -> None:
+        """twistd globaleye --logfile X: rotation at [log] max_size, at most [log] max_files kept."""
+        previous = signal.getsignal(signal.SIGUSR1)
+        self.addCleanup(signal.signal, signal.SIGUSR1, previous)
+        work = Path(self.mktemp())
+        work.mkdir()
+        ini = work / "globaleye.ini"
+        ini.write_text(f"[globaleye]\ndata_dir = {work}\n[log]\nmax_size = 4096\nmax_files = 3\n")
+        logfile = work / "platform.log"
+        options = ServerOptions()
+        options.parseOptions(["--logfile", str(logfile), "globaleye", "--config", str(ini)])
+        self.addCleanup(options.subOptions.store.close)
+        factory = options["logger"]
+        self.assertIsNotNone(factory, "the plugin installs a bounded log observer")
+        observer = factory()
+        for i in range(2_000):
+            observer({"log_format": "line {i} " + "x" * 100, "i": i, "log_time": 0.0,
+                      "log_level": None, "log_namespace": "test"})
+        files = sorted(p.name for p in work.iterdir() if p.name.startswith("platform.log"))
+        self.assertEqual(files, ["platform.log", "platform.log.1", "platform.log.2", "platform.log.3"])
+        self.assertLessEqual(sum((work / f).stat().st_size for f in files), 4 * (4096 + 200))
+        # Logging to stdout (-n --logfile=-) is left as twistd makes it.
+        options = ServerOptions()
+        options.parseOptions(["-n", "--logfile=-", "globaleye", "--config", str(ini)])
+        self.addCleanup(options.subOptions.store.close)
+        self.assertIsNone(options["logger"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ from globaleye.accounts import AccountService, AccountSettings, RecordingSmsSend
 from globaleye.config import SCHEMA
 from globaleye.crm import HttpCRM, HttpCRMSettings
 from globaleye.peerkey import source_address
+from globaleye.sms import smgp
+from globaleye.sms.client import SMGPSender, SMGPSettings
+from globaleye.sms.fixture import SMGPFixture, SMGPServerProtocol
 from globaleye.store.sqlite import SQLiteStore
 from txturn.service import TurnServerConfig, turn_service
 from txturn.stunserver import StunServerConfig, stun_service
@@ -307,3 +311,132 @@ class LogAmplificationTests(TestCase):
         options.parseOptions(["-n", "--logfile=-", "globaleye", "--config", str(ini)])
         self.addCleanup(options.subOptions.store.close)
         self.assertIsNone(options["logger"])
+
+
+SMGP_ID, SMGP_SECRET = "10000001", "s3cret"
+
+
+class HostileGateway(SMGPServerProtocol):
+    """The fixture gateway, but after login it floods: unknown RequestIDs, or Active_Tests it never
+    lets us answer (it stops reading).  Its own writes follow flow control, so the test process
+    does not buffer the flood itself."""
+
+    fixture: HostileFixture
+
+    def login(self, pdu: smgp.Login) -> None:
+        super().login(pdu)
+        if self.client_id is None:
+            return
+        self.paused = False
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        if self.fixture.mode == "active_test":
+            self.transport.pauseProducing()  # type: ignore[union-attr]  # never reads again
+        self.fixture.clock.callLater(0, self.flood)
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        if self.paused:
+            self.paused = False
+            self.fixture.clock.callLater(0, self.flood)
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass
+
+    def flood(self) -> None:
+        fx = self.fixture
+        while self.connected_ and not self.paused and fx.sent < fx.limit:
+            batch = []
+            for _ in range(500):
+                fx.sent += 1
+                if fx.mode == "unknown":
+                    batch.append(struct.pack("!III", 12, 0x00007777, fx.sent))
+                else:
+                    batch.append(smgp.encode(smgp.ActiveTest(sequence_id=fx.sent)))
+            self.transport.write(b"".join(batch))  # type: ignore[union-attr]
+            if fx.mode == "unknown":
+                break  # let the reactor run between batches (the session stays usable)
+        if self.connected_ and not self.paused and fx.sent < fx.limit:
+            fx.clock.callLater(0, self.flood)
+
+
+class HostileFixture(SMGPFixture):
+    def __init__(self, mode: str, limit: int) -> None:
+        super().__init__({SMGP_ID: SMGP_SECRET})
+        self.mode, self.limit, self.sent = mode, limit, 0
+
+    def buildProtocol(self, addr: object) -> HostileGateway:
+        return HostileGateway(self)
+
+
+def outstanding(transport: Any) -> int:
+    """Bytes a TCP transport holds for writing (twisted.internet.abstract.FileDescriptor's buffers)."""
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+class HostileSMGPTests(TestCase):
+    timeout = 60
+
+    def start(self, fixture: HostileFixture, **settings: Any) -> SMGPSender:
+        port = fixture.listen(reactor)  # type: ignore[arg-type]
+        self.addCleanup(port.stopListening)
+        self.addCleanup(fixture.drop_all)
+        base: dict[str, Any] = dict(host="127.0.0.1", port=port.getHost().port, client_id=SMGP_ID,
+                                    secret=SMGP_SECRET, src_term_id="10659999", service_id="GLOBALEYE",
+                                    connect_timeout=2.0, submit_timeout=2.0, reconnect_initial=5.0,
+                                    reconnect_max=5.0)
+        base.update(settings)
+        sender = SMGPSender(SMGPSettings(**base))
+        sender.startService()
+        self.addCleanup(sender.stopService)
+        return sender
+
+    def capture(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_namespace") == "globaleye.sms.client.SMGPClientProtocol":
+                events.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        return events
+
+    async def until(self, condition: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not reached")
+            await deferLater(reactor, 0.01)  # type: ignore[arg-type]
+
+    async def test_i14_03_hostile_smgp_gateway_flood(self) -> None:
+        """Unknown RequestIDs: a few log lines, session usable; Active_Tests never read: bounded buffer."""
+        events = self.capture()
+        fixture = HostileFixture("unknown", limit=60_000)
+        sender = self.start(fixture)
+        await self.until(lambda: fixture.sent >= fixture.limit and sender._session is not None, 30)
+        await sender.send("18900000001", "still works")
+        self.assertEqual(fixture.messages(), [(("18900000001",), "still works")])
+        bad = [e for e in events if "login" not in e.get("log_format", "")]
+        self.assertLessEqual(len(bad), 3, [e.get("log_format") for e in bad[:5]])
+        assert sender._session is not None
+        sender._session.protocol_errors.flush()
+        self.assertEqual(sum(e.get("summary_count", 1) for e in events if "unexpected" in e["log_format"]
+                             or "unexpected" in str(e.get("summary_what", ""))), 60_000)
+
+        # A gateway that floods Active_Tests and never reads our answers.
+        fixture = HostileFixture("active_test", limit=10_000_000)
+        sender = self.start(fixture, active_test_interval=0.5, active_test_missed=2)
+        await self.until(lambda: sender._session is not None, 5)
+        session = sender._session
+        assert session is not None
+        transport = session.transport
+        peak = 0
+        started = time.monotonic()
+        while time.monotonic() - started < 3 and session.is_connected:
+            peak = max(peak, outstanding(transport))
+            await deferLater(reactor, 0.01)  # type: ignore[arg-type]
+        self.assertLess(peak, 1024 * 1024, f"write buffer peaked at {peak} bytes (gateway sent {fixture.sent} PDUs)")
+        # ... and the link is dropped: our own Active_Tests go unanswered.
+        await self.until(lambda: not session.is_connected, 5)

@@ -55,7 +55,11 @@ class LogSummary:
         self.lines = 0
 
     def event(self, key: Hashable, what: str, format: str, /, **fields: Any) -> bool:  # noqa: A002
-        """One event of *key*: logged in full (returns True) or counted for the summary."""
+        """One event of *key*: logged in full (returns True) or counted for the summary.
+
+        *what* names the kind and source for the summary line (e.g. "STUN dropped malformed
+        datagrams from 192.0.2.1"); *format* and *fields* are the full event's.
+        """
         now = self.clock.seconds()
         if now - self._started >= self.interval:
             self.flush(now)
@@ -76,15 +80,13 @@ class LogSummary:
         if now is None:
             now = self.clock.seconds()
         seconds = max(0.0, now - self._started)
-        for key, (count, what) in self._seen.items():
+        for count, what in self._seen.values():
             if count:
                 self.lines += 1
                 self.log.emit(
                     self.level,
-                    "{summary_what} from {summary_key}: {summary_count} more in {summary_seconds:.0f} s "
-                    "(repeats summarised)",
+                    "{summary_what}: {summary_count} more in {summary_seconds:.0f} s (repeats summarised)",
                     summary_what=what,
-                    summary_key=key,
                     summary_count=count,
                     summary_seconds=seconds,
                 )

@@ -223,7 +223,7 @@ class StunServer:
 
     def refused(self, source: Address, what: str, format: str, /, **fields: Any) -> None:  # noqa: A002
         """Log a refusal or drop of *source*'s packet, summarised per peer and kind."""
-        self.refusals.event((source[0], what), what, format, **fields)
+        self.refusals.event((source[0], what), f"{what} from {source[0]}", format, **fields)
 
     def add_socket(self, slot: Slot, proto: StunUDPProtocol, address: Address) -> None:
         """Register the UDP protocol listening on ``address`` as ``slot``."""

@@ -328,7 +328,8 @@ class TurnServer:
         return LogSummary(log, self.reactor, interval=60.0, level=LogLevel.debug, name="TURN malformed packets")
 
     def _malformed(self, client: Any, address: Address, what: str, error: Exception) -> None:
-        self.malformed.event((address[0], what), what, "{what} from {client}: {e}", what=what, client=client, e=error)
+        self.malformed.event((address[0], what), f"{what} from {address[0]}", "{what} from {client}: {e}", what=what,
+                             client=client, e=error)
 
     async def handle_stun(self, raw: bytes, link: Any) -> None:
         """Process one whole STUN message from ``link``."""

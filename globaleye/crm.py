@@ -127,6 +127,9 @@ class HttpCRM:
             location = response.headers.getRawHeaders(b"location", [b""])[0][:120]
             _discard(response)
             raise CRMUnavailable(f"HTTP {response.code}" + (f" to {location.decode('latin-1')}" if location else ""))
+        if isinstance(response.length, int) and response.length > MAX_ANSWER:
+            _discard(response)
+            raise CRMUnavailable(f"answer of {response.length} bytes announced")
         body = await _read_capped(response, MAX_ANSWER)
         try:
             answer = json.loads(body)

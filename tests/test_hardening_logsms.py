@@ -352,10 +352,13 @@ class HostileGateway(SMGPServerProtocol):
                 fx.sent += 1
                 if fx.mode == "unknown":
                     batch.append(struct.pack("!III", 12, 0x00007777, fx.sent))
+                elif fx.mode == "deliver":
+                    batch.append(smgp.encode(smgp.Deliver(sequence_id=fx.sent, msg_id=struct.pack("!Q", fx.sent) + b"ZZ",
+                                                          is_report=1, src_term_id="18900000001")))
                 else:
                     batch.append(smgp.encode(smgp.ActiveTest(sequence_id=fx.sent)))
             self.transport.write(b"".join(batch))  # type: ignore[union-attr]
-            if fx.mode == "unknown":
+            if fx.mode in ("unknown", "deliver"):
                 break  # let the reactor run between batches (the session stays usable)
         if self.connected_ and not self.paused and fx.sent < fx.limit:
             fx.clock.callLater(0, self.flood)
@@ -424,6 +427,18 @@ class HostileSMGPTests(TestCase):
         sender._session.protocol_errors.flush()
         self.assertEqual(sum(e.get("summary_count", 1) for e in events if "unexpected" in e["log_format"]
                              or "unexpected" in str(e.get("summary_what", ""))), 60_000)
+
+        # A flood of Deliver notices (status reports, all different): the first 50 a minute logged.
+        del events[:]
+        fixture = HostileFixture("deliver", limit=20_000)
+        sender = self.start(fixture)
+        await self.until(lambda: fixture.sent >= fixture.limit and sender._session is not None, 30)
+        await sender.send("18900000001", "and still works")
+        assert sender._session is not None
+        sender._session.delivers.flush()
+        delivers = [e for e in events if "Deliver" in e["log_format"] or "Deliver" in str(e.get("summary_name", ""))]
+        self.assertLessEqual(len(delivers), 51)
+        self.assertEqual(sum(e.get("summary_count", 1) for e in delivers), 20_000)
 
         # A gateway that floods Active_Tests and never reads our answers.
         fixture = HostileFixture("active_test", limit=10_000_000)

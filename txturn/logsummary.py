@@ -94,8 +94,8 @@ class LogSummary:
             self.lines += 1
             self.log.emit(
                 self.level,
-                "{summary_name}: {summary_count} more from sources beyond the first "
-                "{summary_keys} in {summary_seconds:.0f} s (repeats summarised)",
+                "{summary_name}: {summary_count} more beyond the first {summary_keys} sources or kinds "
+                "in {summary_seconds:.0f} s (repeats summarised)",
                 summary_name=self.name,
                 summary_count=self._overflow,
                 summary_keys=self.max_keys,

@@ -156,6 +156,9 @@ class SMGPClientProtocol(Protocol):
         #: A hostile or broken gateway's flood of bad PDUs: one line per kind and minute.
         self.protocol_errors = LogSummary(self.log, clock, interval=SUMMARY_INTERVAL, level=LogLevel.warn,
                                           name="SMGP protocol errors")
+        #: Deliver notices: each logged, but at most 50 a minute (a flood is counted in one line).
+        self.delivers = LogSummary(self.log, clock, interval=SUMMARY_INTERVAL, max_keys=50,
+                                   name="SMGP Deliver notices")
         #: True while reading is paused because the gateway does not read our answers.
         self.reading_paused = False
 
@@ -330,7 +333,8 @@ class SMGPClientProtocol(Protocol):
             self._write(smgp.ActiveTestResp(sequence_id=pdu.sequence_id))
         elif isinstance(pdu, smgp.Deliver):
             self._write(smgp.DeliverResp(sequence_id=pdu.sequence_id, msg_id=pdu.msg_id, status=0))
-            self.log.info(
+            self.delivers.event(
+                pdu.msg_id, f"SMGP {self.peer}: Deliver (msg id {pdu.msg_id.hex()})",
                 "SMGP {peer}: Deliver {kind} from {src} (msg id {msg_id})",
                 peer=self.peer,
                 kind="status report" if pdu.is_report else "message",
@@ -384,6 +388,7 @@ class SMGPClientProtocol(Protocol):
                 SessionLost(f"SMGP session to {self.peer} lost before login: {why}")
             )
         self.protocol_errors.flush()
+        self.delivers.flush()
         self.log.info("SMGP {peer}: connection closed: {reason}", peer=self.peer, reason=why)
         self.lost.callback(None)
 

@@ -21,8 +21,10 @@ each one says why:
   memory, expire after ``session_idle_timeout`` seconds unused (reactor clock),
   and all of an account's sessions end at password change and account closure.
 * SMS codes: 6 digits, one live code per number, ``sms_code_lifetime`` seconds,
-  ``sms_code_attempts`` wrong entries, at most one per ``sms_interval`` per number
-  and ``sms_peer_limit`` per hour per source address.  A code is sent whether the
+  ``sms_code_attempts`` wrong entries, at most one per ``sms_interval``,
+  ``sms_number_hourly`` per hour and ``sms_number_daily`` per day per number (limits of
+  the number that outlive its code: voiding a code does not reset them), and
+  ``sms_peer_limit`` per hour per source address (IPv6 by its /64, :mod:`globaleye.peerkey`).  A code is sent whether the
   number is registered or not, and registration checks the code *before* saying
   "already registered", so only the phone's owner learns that.
 * HashTokens (§7.5.5): MD5 over account, a secret derived from the password hash
@@ -58,6 +60,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from globaleye import peerkey
 from globaleye.sms.client import LogSender
 from globaleye.store import Account, AuditRecord, DigestSecret, HashToken, Store
 
@@ -114,6 +117,9 @@ class AccountSettings:
     sms_code_attempts: int = 5
     sms_interval: float = 60.0
     sms_peer_limit: int = 20
+    #: Codes one number may be sent per hour and per day (limits of the number, not of any code).
+    sms_number_hourly: int = 5
+    sms_number_daily: int = 10
     login_slowdown_after: int = 3
     login_lockout_after: int = 10
     login_lockout: float = 900.0
@@ -286,6 +292,13 @@ class AccountService:
         #: One lock per account whose password is being checked (gone when nobody waits for it).
         self._checking: dict[str, DeferredLock] = {}
         self._sms_peers = RateLimiter(clock, self.settings.sms_peer_limit, 3600.0)
+        # Per-number limits kept apart from the codes: voiding a code (used, expired, out of
+        # attempts) must not reset when the number may be sent the next one.
+        self._sms_number_limits = (
+            ("sms_interval", RateLimiter(clock, 1, self.settings.sms_interval)),
+            ("sms_number_hourly", RateLimiter(clock, self.settings.sms_number_hourly, 3600.0)),
+            ("sms_number_daily", RateLimiter(clock, self.settings.sms_number_daily, 86400.0)),
+        )
         self._last_sweep = clock.seconds()
         self._dummy_hash: str | None = None
 
@@ -323,20 +336,25 @@ class AccountService:
 
     async def request_sms_code(self, mobile: str, kind: int, peer: str) -> int:
         now = self.clock.seconds()
-        host = peer.rsplit(":", 1)[0]
+        host = peerkey.source_address(peer)  # IPv6 by its /64
         why = ""
-        previous = self._codes.get(mobile)
         if not MOBILE.match(mobile):
             why = "not a mobile number"
         elif kind != 0:
             why = f"Type {kind} is not 0 (password)"
-        elif previous is not None and now - previous.sent_at < self.settings.sms_interval:
-            why = f"a code was sent {now - previous.sent_at:.0f} s ago"
-        elif not self._sms_peers.allow(host):
-            why = f"source {host} asked for {self.settings.sms_peer_limit} codes this hour"
+        else:
+            for key, limiter in self._sms_number_limits:
+                wait = limiter.retry_after(mobile)
+                if wait > 0:
+                    why = f"number at its limit ({key}), next code in {wait:.0f} s"
+                    break
+            else:
+                if not self._sms_peers.allow(host):
+                    why = f"source {host} asked for {self.settings.sms_peer_limit} codes this hour"
         if why:
             await self.audit("sms-code", mobile, peer, SMS_FAILED, why)
             return SMS_FAILED
+        counted = [(limiter, limiter.reserve(mobile)) for _, limiter in self._sms_number_limits]
         code = f"{secrets.randbelow(10**6):06d}"
         self._codes[mobile] = _SmsCode(code, now + self.settings.sms_code_lifetime,
                                        self.settings.sms_code_attempts, now)
@@ -345,6 +363,9 @@ class AccountService:
             await self.sms_sender.send(mobile, f"GlobalEye verification code {code}, valid {minutes} min.")
         except Exception as e:
             self._codes.pop(mobile, None)
+            for limiter, at in counted:  # nothing reached the phone: the number's limits are not spent
+                if at is not None:
+                    limiter.undo(mobile, at)
             await self.audit("sms-code", mobile, peer, SMS_FAILED, f"sender failed: {e}")
             return SMS_FAILED
         self._sweep_codes(now)

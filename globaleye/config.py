@@ -317,7 +317,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "sms_code_lifetime": Key(_positive, "300", "Seconds an SMS verification code stays valid."),
         "sms_code_attempts": Key(_count, "5", "Wrong entries of an SMS code before it is void."),
         "sms_interval": Key(_positive, "60", "Minimum seconds between two codes sent to one number."),
-        "sms_peer_limit": Key(_count, "20", "Codes one source address may request per hour."),
+        "sms_peer_limit": Key(_count, "20", "Codes one source address may request per hour (IPv6: per /64)."),
+        "sms_number_hourly": Key(_count, "5", "Codes one number may be sent per hour (however its codes end)."),
+        "sms_number_daily": Key(_count, "10", "Codes one number may be sent per day (however its codes end)."),
         "login_slowdown_after": Key(_count, "3", "Wrong passwords in a row after which each answer is delayed."),
         "login_lockout_after": Key(_count, "10", "Wrong passwords in a row after which the account is locked."),
         "login_lockout": Key(_positive, "900", "Seconds an account stays locked."),
@@ -349,7 +351,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "url": Key(str, "", "CRM adapter URL (backend = http)."),
         "method": Key(_choice("POST", "GET"), "POST", "HTTP method for the CRM adapter."),
         "timeout": Key(_positive, "3", "Seconds to wait for the CRM."),
-        "fail_open": Key(_bool, "yes", "When the CRM cannot answer: yes lets the number open the service, no refuses."),
+        "fail_open": Key(_bool, "no",
+                         "When the CRM cannot answer (down, timeout, redirect, bad answer): no refuses the "
+                         "number, yes lets it open the service."),
     },
     "stun": {
         "interface": Key(str, "127.0.0.1", "Primary STUN address."),
@@ -415,6 +419,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "media_timeout": Key(_positive, "10",
                              "Seconds without a packet from a camera before its stream counts as lost (and is "
                              "got back as above)."),
+    },
+    "log": {
+        "max_size": Key(_count, "10000000",
+                        "Bytes of a twistd log file before it is rotated (at least 4096) (twistd --logfile, or twistd.log when "
+                        "run as a daemon)."),
+        "max_files": Key(_count, "10",
+                         "Rotated log files kept beside the current one (at least 1); older ones are deleted, "
+                         "so the log takes at most (max_files + 1) x max_size bytes."),
     },
 }
 

@@ -25,23 +25,40 @@ The HTTP contract (also in docs/sms-crm.md)::
     GET {url}?mobile=18900000001  (method = GET) -> the same answer.
 
 Anything else (non-200, not JSON, no boolean ``allowed``, timeout, refused
-connection) is "CRM unavailable" and gets the fail-open/fail-closed answer.
+connection) is "CRM unavailable" and gets the fail-open/fail-closed answer; the
+default is fail-closed (``[crm] fail_open = no``).
+
+The CRM is a peer, not a trusted part of the platform, so the client holds against a
+hostile or broken one:
+
+- redirects are never followed (a 3xx is "unavailable": the answer must come from the
+  configured URL, not from wherever the CRM points);
+- the body is read with a cap (:data:`MAX_ANSWER`): past it the connection is closed,
+  nothing more is buffered (an endless body costs at most the cap);
+- the whole check, body included, has ``timeout`` seconds: at the deadline the
+  connection is aborted, so a CRM that drips bytes cannot keep the download going;
+- no content coding is asked for or decoded (no compressed body to inflate).
 """
 
 from __future__ import annotations
 
+import io
 import json
+from typing import Any
 from typing import Protocol as TypingProtocol
+from urllib.parse import urlencode
 
 import attrs
-import treq
-from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IResponse
 
 MAX_ANSWER = 64 * 1024  # a yes/no answer has no business being larger
 
@@ -66,7 +83,7 @@ class HttpCRMSettings:
     url: str
     method: str = attrs.field(default="POST", validator=attrs.validators.in_(["POST", "GET"]))
     timeout: float = 3.0
-    fail_open: bool = True
+    fail_open: bool = False
 
 
 class HttpCRM:
@@ -79,7 +96,7 @@ class HttpCRM:
         settings: HttpCRMSettings,
         reactor: object | None = None,
         clock: IReactorTime | None = None,
-        http: HTTPClient | None = None,
+        agent: IAgent | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -87,27 +104,33 @@ class HttpCRM:
             reactor = _reactor
         self.settings = settings
         self.clock: IReactorTime = clock if clock is not None else reactor  # type: ignore[assignment]
-        if http is None:
+        if agent is None:
             # Non-persistent: a check is rare, and an idle pooled connection to a CRM that
-            # went away only turns the next check into a failure.
-            http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))  # type: ignore[arg-type]
-        self.http = http
+            # went away only turns the next check into a failure.  A plain Agent: no
+            # RedirectAgent (redirects are not followed), no ContentDecoderAgent.
+            agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))  # type: ignore[arg-type]
+        self.agent = agent
 
     async def _ask(self, mobile: str) -> tuple[bool, str]:
         s = self.settings
+        headers = Headers({b"User-Agent": [b"GlobalEye CRM check"]})
         if s.method == "GET":
-            response = await self.http.get(s.url, params={"mobile": mobile})
+            separator = "&" if "?" in s.url else "?"
+            url = f"{s.url}{separator}{urlencode({'mobile': mobile})}"
+            response = await self.agent.request(b"GET", url.encode(), headers)
         else:
-            response = await self.http.post(
-                s.url,
-                data=json.dumps({"mobile": mobile}).encode(),
-                headers=Headers({b"Content-Type": [b"application/json"]}),
-            )
-        body = await treq.content(response)
+            headers.setRawHeaders(b"Content-Type", [b"application/json"])
+            body_producer = FileBodyProducer(io.BytesIO(json.dumps({"mobile": mobile}).encode()))
+            response = await self.agent.request(b"POST", s.url.encode(), headers, body_producer)
         if response.code != 200:
-            raise CRMUnavailable(f"HTTP {response.code}")
-        if len(body) > MAX_ANSWER:
-            raise CRMUnavailable(f"answer of {len(body)} bytes")
+            # A redirect included: never followed, the answer must come from the configured URL.
+            location = response.headers.getRawHeaders(b"location", [b""])[0][:120]
+            _discard(response)
+            raise CRMUnavailable(f"HTTP {response.code}" + (f" to {location.decode('latin-1')}" if location else ""))
+        if isinstance(response.length, int) and response.length > MAX_ANSWER:
+            _discard(response)
+            raise CRMUnavailable(f"answer of {response.length} bytes announced")
+        body = await _read_capped(response, MAX_ANSWER)
         try:
             answer = json.loads(body)
         except ValueError:
@@ -145,3 +168,53 @@ class HttpCRM:
                 reason=reason or "no reason given",
             )
         return allowed
+
+
+class _CappedBody(Protocol):
+    """Collects a response body up to *cap* bytes; past it, or when cancelled, drops the connection."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.done: Deferred[bytes] = Deferred(lambda _: self.abort())
+
+    def abort(self) -> None:
+        # Response.deliverBody's transport is a TransportProxyProducer of the TCP transport:
+        # stopProducing closes the connection, so nothing more is read or buffered.
+        producer: Any = self.transport
+        if producer is not None:
+            producer.stopProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        self.size += len(data)
+        if self.size > self.cap:
+            self.parts.clear()
+            self.abort()
+            self.done.errback(CRMUnavailable(f"answer larger than {self.cap} bytes"))
+            return
+        self.parts.append(data)
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:  # noqa: B008
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self.parts))
+        else:
+            self.done.errback(CRMUnavailable(f"answer cut short: {reason.getErrorMessage()}"))
+
+
+def _read_capped(response: IResponse, cap: int) -> Deferred[bytes]:
+    body = _CappedBody(cap)
+    response.deliverBody(body)
+    return body.done
+
+
+def _discard(response: IResponse) -> None:
+    """Drop an unwanted answer's body: close the connection instead of reading it."""
+    body = _CappedBody(0)
+    response.deliverBody(body)
+    body.done.addErrback(lambda _: None)
+    body.abort()

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web import resource, server
 
-from globaleye import __version__
+from globaleye import __version__, logfile
 from globaleye.accounts import AccountService, AccountSettings
 from globaleye.clientapi import ClientApiSettings, GroupDirectory, McuApi
 from globaleye.config import Config, ConfigError, load_config
@@ -64,6 +64,11 @@ class Options(usage.Options):
         if problem:
             raise usage.UsageError(problem)
         self.store = open_store(self.config)
+        if getattr(self, "parent", None) is not None:  # run by twistd: a bounded log file instead of its unbounded one
+            try:
+                logfile.install(self.parent, self.config["log"])
+            except ValueError as e:
+                raise usage.UsageError(f"{self.config.path}: {e}") from e
 
 
 def own_province_problem(config: Config) -> str:
@@ -128,6 +133,7 @@ class PlatformService(service.MultiService):
             update_url=so["update_url"], max_devices=so["max_devices_per_account"],
             sms_code_lifetime=so["sms_code_lifetime"], sms_code_attempts=so["sms_code_attempts"],
             sms_interval=so["sms_interval"], sms_peer_limit=so["sms_peer_limit"],
+            sms_number_hourly=so["sms_number_hourly"], sms_number_daily=so["sms_number_daily"],
             login_slowdown_after=so["login_slowdown_after"], login_lockout_after=so["login_lockout_after"],
             login_lockout=so["login_lockout"], hashtoken_lifetime=so["hashtoken_lifetime"],
             # RTSP Digest needs HA1 kept per account; with [rtsp] auth = basic (or none) none is kept.

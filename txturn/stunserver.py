@@ -49,6 +49,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from txturn import stun
+from txturn.logsummary import LogSummary
 from txturn.stun import Attr, Class, Message, Method, StunDecodeError
 
 __all__ = [
@@ -76,6 +77,8 @@ def _inet(address: IAddress) -> Address:
 
 
 log = Logger(namespace="txturn.stun")
+#: Seconds over which repeated refusals of one peer are summarised in one line.
+SUMMARY_INTERVAL = 60.0
 
 CHANGE_IP = 0x4
 CHANGE_PORT = 0x2
@@ -210,10 +213,17 @@ class StunServer:
     into at most one :class:`Reply`.
     """
 
-    def __init__(self, config: StunServerConfig) -> None:
+    def __init__(self, config: StunServerConfig, clock: IReactorTime | None = None) -> None:
         self.config = config
         self.addresses: dict[Slot, Address] = {}
         self.sockets: dict[Slot, StunUDPProtocol] = {}
+        #: Refusals and drops are logged once per peer and kind per minute, then counted:
+        #: a flood of bad packets must not become a flood of log lines.
+        self.refusals = LogSummary(log, clock, interval=SUMMARY_INTERVAL, name="STUN refusals")
+
+    def refused(self, source: Address, what: str, format: str, /, **fields: Any) -> None:  # noqa: A002
+        """Log a refusal or drop of *source*'s packet, summarised per peer and kind."""
+        self.refusals.event((source[0], what), f"{what} from {source[0]}", format, **fields)
 
     def add_socket(self, slot: Slot, proto: StunUDPProtocol, address: Address) -> None:
         """Register the UDP protocol listening on ``address`` as ``slot``."""
@@ -230,7 +240,8 @@ class StunServer:
         try:
             request = stun.decode(data)
         except StunDecodeError as exc:
-            log.info("STUN dropped datagram from {peer}: {reason}", peer=source, reason=exc)
+            self.refused(source, "STUN dropped malformed datagram",
+                         "STUN dropped datagram from {peer}: {reason}", peer=source, reason=exc)
             return None
         if request.msg_class != Class.REQUEST:
             log.debug(
@@ -241,7 +252,9 @@ class StunServer:
             )
             return None
         if request.method != Method.BINDING:
-            log.info(
+            self.refused(
+                source,
+                "STUN refused unsupported method",
                 "STUN refused {peer}: unsupported method {method:#x}",
                 peer=source,
                 method=request.method,
@@ -259,7 +272,9 @@ class StunServer:
             # RFC 3489 has no error for "cannot change"; 420 would be a lie (a classic
             # server knows CHANGE-REQUEST) and pystun3 retransmits in a hot loop on any
             # error response.  Silence is what a single-address server gives.
-            log.info(
+            self.refused(
+                source,
+                "STUN dropped classic CHANGE-REQUEST",
                 "STUN dropped classic CHANGE-REQUEST {flags:#x} from {peer}: "
                 "no alternate address configured",
                 flags=flags,
@@ -279,7 +294,9 @@ class StunServer:
             can_change=alternate,
         )
         if response.msg_class == Class.ERROR:
-            log.info(
+            self.refused(
+                source,
+                "STUN refused request",
                 "STUN refused {peer}: {error} (unknown attributes {unknown})",
                 peer=source,
                 error=response.attributes[Attr.ERROR_CODE],
@@ -308,7 +325,9 @@ class StunServer:
             and ipaddress.ip_address(wanted[0]) == ipaddress.ip_address(source[0])
         )
         if not allowed:
-            log.info(
+            self.refused(
+                source,
+                "STUN ignored RESPONSE-ADDRESS",
                 "STUN ignored RESPONSE-ADDRESS {wanted} from {peer} (policy {policy}); "
                 "answering the source",
                 wanted=wanted,
@@ -330,7 +349,8 @@ class StunServer:
         try:
             proto.transport.write(reply.data, reply.destination)
         except OSError as exc:
-            log.info("STUN could not answer {peer}: {error}", peer=reply.destination, error=exc)
+            self.refused(reply.destination, "STUN could not answer",
+                         "STUN could not answer {peer}: {error}", peer=reply.destination, error=exc)
 
 
 # --------------------------------------------------------------------------- protocols
@@ -387,7 +407,8 @@ class StunTCPProtocol(protocol.Protocol, TimeoutMixin):
         return _inet(self.transport.getPeer())
 
     def _refuse(self, reason: str) -> None:
-        log.info("STUN/TCP closed {peer}: {reason}", peer=self._peer(), reason=reason)
+        peer = self._peer()
+        self.server.refused(peer, "STUN/TCP closed", "STUN/TCP closed {peer}: {reason}", peer=peer, reason=reason)
         self.buffer = b""
         assert self.transport is not None
         self.transport.loseConnection()
@@ -421,7 +442,8 @@ class StunTCPProtocol(protocol.Protocol, TimeoutMixin):
             return True
         software = self.server.config.software
         if request.method != Method.BINDING:
-            log.info("STUN/TCP refused {peer}: method {m:#x}", peer=peer, m=request.method)
+            self.server.refused(peer, "STUN/TCP refused method", "STUN/TCP refused {peer}: method {m:#x}",
+                                peer=peer, m=request.method)
             response = error_response(request, 400, "Bad Request", software=software)
         else:
             assert self.transport is not None
@@ -433,7 +455,9 @@ class StunTCPProtocol(protocol.Protocol, TimeoutMixin):
                 can_change=False,
             )
             if response.msg_class == Class.ERROR:
-                log.info(
+                self.server.refused(
+                    peer,
+                    "STUN/TCP refused request",
                     "STUN/TCP refused {peer}: {error}",
                     peer=peer,
                     error=response.attributes[Attr.ERROR_CODE],
@@ -477,7 +501,7 @@ class StunService(MultiService):
             reactor = default_reactor
         self.config = config
         self.reactor = reactor
-        self.server = StunServer(config)
+        self.server = StunServer(config, clock=reactor)
         self.udp_ports: dict[Slot, IListeningPort] = {}
         self.tcp_port: IListeningPort | None = None
 
@@ -521,6 +545,7 @@ class StunService(MultiService):
             ports.append(self.tcp_port)
         self.udp_ports = {}
         self.tcp_port = None
+        self.server.refusals.flush()
         self.server.addresses.clear()
         self.server.sockets.clear()
         return DeferredList([maybeDeferred(p.stopListening) for p in ports])

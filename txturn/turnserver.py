@@ -24,6 +24,7 @@ nonces, permissions and channels with ``task.Clock``.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import os
 import secrets
@@ -36,12 +37,13 @@ import attrs
 from twisted.internet import interfaces, protocol, tcp
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txturn import stun
 from txturn.auth import Credential, CredentialLookup, NonceIssuer
+from txturn.logsummary import LogSummary
 from txturn.policy import NoPortAvailable, PeerFilter, PortAllocator, Quotas, Throttle
 
 M = stun.Method
@@ -320,12 +322,21 @@ class TurnServer:
 
     # ------------------------------------------------------------- entry points
 
+    @functools.cached_property
+    def malformed(self) -> LogSummary:
+        """Undecodable packets are logged once per client address and minute, then counted."""
+        return LogSummary(log, self.reactor, interval=60.0, level=LogLevel.debug, name="TURN malformed packets")
+
+    def _malformed(self, client: Any, address: Address, what: str, error: Exception) -> None:
+        self.malformed.event((address[0], what), f"{what} from {address[0]}", "{what} from {client}: {e}", what=what,
+                             client=client, e=error)
+
     async def handle_stun(self, raw: bytes, link: Any) -> None:
         """Process one whole STUN message from ``link``."""
         try:
             msg = stun.decode(raw)
         except stun.StunDecodeError as e:
-            log.debug("undecodable STUN from {client}: {e}", client=link.five_tuple, e=e)
+            self._malformed(link.five_tuple, link.client_addr, "undecodable STUN", e)
             return
         if msg.msg_class == C.REQUEST:
             if msg.method == M.BINDING:
@@ -362,7 +373,7 @@ class TurnServer:
         try:
             msg = stun.decode(raw)
         except stun.StunDecodeError as e:
-            log.debug("undecodable STUN from {client}: {e}", client=client, e=e)
+            self._malformed(client, client, "undecodable STUN", e)
             return None
         if msg.msg_class != C.REQUEST or msg.method != M.BINDING:  # pragma: no cover
             return None
@@ -1208,7 +1219,7 @@ class TurnStreamProtocol(protocol.Protocol):
                 try:
                     size = stun.message_length(self.buffer)
                 except stun.StunDecodeError as e:
-                    log.info("dropping {client}: {e}", client=self.five_tuple, e=e)
+                    self.server._malformed(self.five_tuple, self.client_addr, "dropping stream with bad framing", e)
                     assert self.transport is not None
                     self.transport.loseConnection()
                     return

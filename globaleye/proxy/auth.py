@@ -42,7 +42,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import re
 import secrets
 import time
@@ -52,6 +51,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from globaleye import peerkey
 from globaleye.accounts import NO_ACCOUNT, WRONG_PASSWORD, AccountService, RateLimiter, Verdict
 
 NONCE_LIFETIME = 300.0
@@ -162,23 +162,8 @@ def digest_ok(credentials: Credentials, method: str, ha1_hex: str) -> bool:
     return hmac.compare_digest(expected, p["response"].lower())
 
 
-def source_address(peer: str) -> str:
-    """The address a peer's failures are counted under: ``host`` of ``host:port``.
-
-    An IPv6 peer is counted by its /64, the block one subscriber usually gets: per address,
-    one host could take a fresh address for every few guesses.  IPv4-mapped IPv6 addresses
-    count as the IPv4 address.
-    """
-    host = peer.rsplit(":", 1)[0].strip("[]") if ":" in peer else peer
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
+#: Failures are counted per source address, IPv6 by its /64 (the one helper every limit uses).
+source_address = peerkey.source_address
 
 
 @attrs.frozen

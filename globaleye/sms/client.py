@@ -42,14 +42,19 @@ from twisted.internet.defer import (
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTCP, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from globaleye.clock import BEIJING
 from globaleye.sms import smgp
+from txturn.logsummary import LogSummary
+
+#: Seconds over which repeated protocol errors of one session are summarised in one line.
+SUMMARY_INTERVAL = 60.0
 
 
 class SMSError(Exception):
@@ -148,6 +153,14 @@ class SMGPClientProtocol(Protocol):
         self.logged_in: Deferred[None] = Deferred(self._cancel_login)
         #: Fires (None) when the connection is gone, whatever the reason; never fails.
         self.lost: Deferred[None] = Deferred()
+        #: A hostile or broken gateway's flood of bad PDUs: one line per kind and minute.
+        self.protocol_errors = LogSummary(self.log, clock, interval=SUMMARY_INTERVAL, level=LogLevel.warn,
+                                          name="SMGP protocol errors")
+        #: Deliver notices: each logged, but at most 50 a minute (a flood is counted in one line).
+        self.delivers = LogSummary(self.log, clock, interval=SUMMARY_INTERVAL, max_keys=50,
+                                   name="SMGP Deliver notices")
+        #: True while reading is paused because the gateway does not read our answers.
+        self.reading_paused = False
 
     # ----------------------------------------------------------------- plumbing
 
@@ -194,6 +207,12 @@ class SMGPClientProtocol(Protocol):
         self.is_connected = True
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        # Every PDU the gateway sends may make us write an answer (Active_Test_Resp,
+        # Deliver_Resp): when the gateway stops reading them, the transport's write buffer
+        # passes its bound and we stop reading too, so its flood waits in its own buffers,
+        # not in our memory.  A gateway that never reads again misses our Active_Tests'
+        # answers and is dropped by the keep-alive.
+        self.transport.registerProducer(_ReadPauser(self), True)  # type: ignore[union-attr]
         s = self.settings
         timestamp = smgp.timestamp_of(self.clock.seconds(), BEIJING)
         self._auth_client = smgp.authenticator_client(s.client_id, s.secret, timestamp)
@@ -299,7 +318,8 @@ class SMGPClientProtocol(Protocol):
                     )
                     self.transport.abortConnection()  # type: ignore[union-attr]
                     return
-                self.log.warn(
+                self.protocol_errors.event(
+                    "malformed", f"SMGP {self.peer}: dropped malformed PDUs",
                     "SMGP {peer}: dropped a malformed PDU: {reason}", peer=self.peer, reason=e
                 )
                 continue
@@ -313,7 +333,8 @@ class SMGPClientProtocol(Protocol):
             self._write(smgp.ActiveTestResp(sequence_id=pdu.sequence_id))
         elif isinstance(pdu, smgp.Deliver):
             self._write(smgp.DeliverResp(sequence_id=pdu.sequence_id, msg_id=pdu.msg_id, status=0))
-            self.log.info(
+            self.delivers.event(
+                pdu.msg_id, f"SMGP {self.peer}: Deliver (msg id {pdu.msg_id.hex()})",
                 "SMGP {peer}: Deliver {kind} from {src} (msg id {msg_id})",
                 peer=self.peer,
                 kind="status report" if pdu.is_report else "message",
@@ -329,7 +350,8 @@ class SMGPClientProtocol(Protocol):
         ):
             pending = self._pending.get(pdu.sequence_id)
             if pending is None or not isinstance(pdu, pending.expected):
-                self.log.warn(
+                self.protocol_errors.event(
+                    "unmatched", f"SMGP {self.peer}: ignored responses to no outstanding request",
                     "SMGP {peer}: ignoring {name} seq={seq}: no such request outstanding",
                     peer=self.peer,
                     name=type(pdu).__name__,
@@ -341,7 +363,8 @@ class SMGPClientProtocol(Protocol):
                 pending.timer.cancel()
             pending.deferred.callback(pdu)
         else:
-            self.log.warn(
+            self.protocol_errors.event(
+                "unexpected", f"SMGP {self.peer}: ignored unexpected PDUs",
                 "SMGP {peer}: ignoring unexpected {name} (RequestID {rid:#010x}) seq={seq}",
                 peer=self.peer,
                 name=type(pdu).__name__,
@@ -364,8 +387,40 @@ class SMGPClientProtocol(Protocol):
             self.logged_in.errback(
                 SessionLost(f"SMGP session to {self.peer} lost before login: {why}")
             )
+        self.protocol_errors.flush()
+        self.delivers.flush()
         self.log.info("SMGP {peer}: connection closed: {reason}", peer=self.peer, reason=why)
         self.lost.callback(None)
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and self.is_connected:
+            self.reading_paused = True
+            self.protocol_errors.event(
+                "paused", f"SMGP {self.peer}: paused reading, gateway not reading our answers",
+                "SMGP {peer}: gateway does not read our answers; pausing reading until it does", peer=self.peer)
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and self.is_connected:
+            self.reading_paused = False
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+
+
+@implementer(IPushProducer)
+class _ReadPauser:
+    """Registered with a session's transport: its write buffer being full pauses reading."""
+
+    def __init__(self, session: SMGPClientProtocol) -> None:
+        self.session = session
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.session.pause_reading()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.session.resume_reading()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass
 
 
 class _ClientFactory(Factory):

@@ -9,6 +9,7 @@ exits non-zero.
 from __future__ import annotations
 
 import resource as rlimit
+import secrets
 from typing import Any
 
 import attrs
@@ -60,9 +61,6 @@ class Options(usage.Options):
             self.config = load_config(self["config"])
         except ConfigError as e:
             raise usage.UsageError(str(e)) from e
-        problem = own_province_problem(self.config)
-        if problem:
-            raise usage.UsageError(problem)
         self.store = open_store(self.config)
         if getattr(self, "parent", None) is not None:  # run by twistd: a bounded log file instead of its unbounded one
             try:
@@ -71,15 +69,20 @@ class Options(usage.Options):
                 raise usage.UsageError(f"{self.config.path}: {e}") from e
 
 
-def own_province_problem(config: Config) -> str:
-    """Why this process's group role would trust its own province with an empty CmsPassword ("" if not)."""
+def own_province_secret(config: Config) -> Config:
+    """Give a one-process group and province a §6 link secret nobody else knows (issue 9 item 1).
+
+    When this process runs both the group and the gateway (province) roles and ``[province]
+    group_url`` is empty, the province reports to its own group over loopback.  An empty
+    CmsPassword must never authenticate, and a well-known one shipped in ``etc/globaleye.ini``
+    would be the same hole, so an empty ``[province] cms_password`` is replaced by a random one
+    for this run only: it is never written or shown, both ends of the link live in this process,
+    and a stranger's ReportAddress for the province can only fail.
+    """
     roles, pr = config.roles, config["province"]
     if "group" in roles and "gateway" in roles and not pr["group_url"] and not pr["cms_password"]:
-        return (f"{config.path or '<built-in defaults>'}: [province] cms_password is empty, but this process runs "
-                f"the group role too and its group would trust province {pr['province_no']}-{pr['cms_no']} with "
-                "it; an empty password must never authenticate: set one (e.g. python3 -c 'import secrets; "
-                "print(secrets.token_urlsafe(24))')")
-    return ""
+        return config.replace(province={"cms_password": secrets.token_urlsafe(24)})
+    return config
 
 
 def open_store(config: Config) -> SQLiteStore:
@@ -103,9 +106,7 @@ class PlatformService(service.MultiService):
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
-        problem = own_province_problem(config)
-        if problem:
-            raise ConfigError(problem)
+        config = own_province_secret(config)
         self.config = config
         self.reactor = reactor
         self.store = store

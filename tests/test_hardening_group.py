@@ -13,13 +13,12 @@ from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
-from twisted.python import usage
 from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from globaleye.clientapi import GroupDirectory
-from globaleye.config import ConfigError, parse_config
+from globaleye.config import parse_config
 from globaleye.group import GroupService, GroupSettings
 from globaleye.groupclient import GroupClient, ProvinceSettings
 from globaleye.soap.client import parse_response, request_envelope
@@ -94,17 +93,28 @@ class HardeningGroupTests(TestCase):
     # Issue 9 item 1 ------------------------------------------------------------------------------
 
     async def test_i9_01_empty_province_password_refused(self) -> None:
-        # The default shape (group and province in one process, [province] cms_password empty) does
-        # not start: twistd's usage error names the file and the key; so does the service itself.
+        # The default shape (group and province in one process, [province] cms_password empty)
+        # starts, but its own province's §6 link gets a random secret for this run: the stranger's
+        # empty (or missing) CmsPassword is refused and stores nothing.
         path = self.mktemp() + ".ini"
         with open(path, "w", encoding="utf-8") as f:
             f.write(ONE_PROCESS)
-        with self.assertRaises(usage.UsageError) as refused:
-            Options().parseOptions(["--config", path])
-        self.assertIn(path, str(refused.exception))
-        self.assertIn("[province] cms_password", str(refused.exception))
-        with self.assertRaises(ConfigError):
-            PlatformService(parse_config(ONE_PROCESS), SQLiteStore(":memory:"), reactor)
+        options = Options()
+        options.parseOptions(["--config", path])
+        self.addCleanup(options.store.close)
+        self.assertEqual(options.config["province"]["cms_password"], "")
+        generated = PlatformService(parse_config(ONE_PROCESS), SQLiteStore(":memory:"), reactor)
+        secret = generated.config["province"]["cms_password"]
+        self.assertGreaterEqual(len(secret), 24)
+        self.assertEqual(generated.group_client.settings.cms_password, secret)  # type: ignore[union-attr]
+        generated.startService()
+        self.addCleanup(generated.stopService)
+        hijack = {"CmsVer": "1", "McuUrl": "http://127.0.0.99:1/soap/mcu", "DevUrl": "http://127.0.0.99:1/register"}
+        own = GroupCaller(f"http://127.0.0.1:{generated.port_of('http')}/soap/group")
+        self.assertEqual(await own.result("ReportAddress", "3100-01", "", **hijack), 2)
+        await self.assertFault(own.result("ReportAddress", "3100-01", None, **hijack))
+        stored = await generated.store.get_province_report("3100-01")
+        self.assertTrue(stored is None or stored.mcu_url != hijack["McuUrl"], "the caller's McuUrl was stored")
 
         # With a password it starts, and its own province is trusted with that password only.
         platform = PlatformService(parse_config(ONE_PROCESS + "[province]\ncms_password = p4ss\n"),
@@ -113,7 +123,6 @@ class HardeningGroupTests(TestCase):
         self.addCleanup(platform.stopService)
         url = f"http://127.0.0.1:{platform.port_of('http')}/soap/group"
         group = GroupCaller(url)
-        hijack = {"CmsVer": "1", "McuUrl": "http://127.0.0.99:1/soap/mcu", "DevUrl": "http://127.0.0.99:1/register"}
         self.assertEqual(await group.result("ReportAddress", "3100-01", "", **hijack), 2)
         await self.assertFault(group.result("ReportAddress", "3100-01", None, **hijack))  # missing: a Client fault
 

@@ -150,7 +150,8 @@ class PlatformService(service.MultiService):
             st = config["stun"]
             self.stun = StunService(StunServerConfig(
                 interface=st["interface"], port=st["port"], alternate_interface=st["alternate_interface"] or None,
-                alternate_port=st["alternate_port"], software=SOFTWARE), reactor)
+                alternate_port=st["alternate_port"], software=SOFTWARE),
+                _LimitedListens(reactor, self.limits, "stun-tcp"))
             self.stun.setServiceParent(self)
         if "turn" in config.roles:
             t = config["turn"]
@@ -227,7 +228,7 @@ class PlatformService(service.MultiService):
                                header_timeout=lim["http_header_timeout"], body_timeout=lim["http_body_timeout"],
                                idle_timeout=lim["http_idle_timeout"], log_interval=lim["log_interval"])
             self.ports["http"] = self._listen("http", h["port"], site, h["interface"],
-                                              deadline=lim["http_idle_timeout"], established=http_established)
+                                              deadline=lim["http_header_timeout"], established=http_established)
             if not self.redirector.default_province_url and "gateway" in roles:
                 # The demo runs group and province in one process: redirect devices to ourselves.
                 public = self.config["globaleye"]["public_host"]
@@ -329,6 +330,23 @@ class PlatformService(service.MultiService):
         d = super().stopService()
         own = Deferred.fromCoroutine(self._stop())
         return DeferredList([d, own]) if d is not None else own
+
+
+class _LimitedListens:
+    """The reactor, with the connection limits applied to what listenTCP serves: for the STUN
+    role's TCP listener, which txturn builds inside StunService (it has its own idle timeout)."""
+
+    def __init__(self, reactor: Any, limits: ConnectionLimits, role: str) -> None:
+        self._reactor = reactor
+        self._limits = limits
+        self._role = role
+
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:  # noqa: N802
+        return self._reactor.listenTCP(port, self._limits.wrap(self._role, factory), backlog=backlog,
+                                       interface=interface)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
 
 
 def _logged_in(session: Any) -> bool:

@@ -107,22 +107,22 @@ class PlatformCase(TestCase):
 
 class ConnectionLimitTests(PlatformCase):
     async def test_i9_03_per_address_cap(self) -> None:
-        """20 connections from 127.0.0.1 to the gateway and to TURN-TCP are held, the 21st of each
+        """20 connections from 127.0.0.1 to the gateway, TURN-TCP and STUN-TCP are held, the 21st of each
         is closed at once without a byte; 127.0.0.2 still gets in, and the other roles still
         answer 127.0.0.1."""
-        platform = self.start("per_address = 20", roles="gateway, http, group, turn")
-        gateway = platform.port_of("gateway")
-        turn = platform.turn.addresses["tcp"][1] if platform.turn else 0
+        platform = self.start("per_address = 20", roles="gateway, http, group, stun, turn")
+        assert platform.turn is not None and platform.stun is not None and platform.stun.tcp_address
+        ports = {"gateway": platform.port_of("gateway"), "turn-tcp": platform.turn.addresses["tcp"][1],
+                 "stun-tcp": platform.stun.tcp_address[1]}
         for _ in range(20):
-            await self.probe(gateway)
-            await self.probe(turn)
-        await until(lambda: platform.limits.roles["gateway"].open == 20
-                    and platform.limits.roles["turn-tcp"].open == 20)
-        await self.assert_refused(gateway)
-        await self.assert_refused(turn)
-        other = await self.probe(gateway, "127.0.0.2")
+            for port in ports.values():
+                await self.probe(port)
+        await until(lambda: all(platform.limits.roles[role].open == 20 for role in ports))
+        for port in ports.values():
+            await self.assert_refused(port)
+        other = await self.probe(ports["gateway"], "127.0.0.2")
         await self.assert_kept(other)
-        self.assertTrue(all(not p.is_closed for p in self.probes[:40]))
+        self.assertTrue(all(not p.is_closed for p in self.probes[:60]))
         self.assertEqual(platform.limits.refused["gateway"], 1)
         # Another role from the flooding address: answered.
         response = await http_client().get(f"http://127.0.0.1:{platform.port_of('http')}/soap/mcu?wsdl")

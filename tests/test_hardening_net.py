@@ -11,7 +11,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
@@ -128,6 +128,27 @@ class ConnectionLimitTests(PlatformCase):
         response = await http_client().get(f"http://127.0.0.1:{platform.port_of('http')}/soap/mcu?wsdl")
         self.assertEqual(response.code, 200)
         await response.content()
+
+    async def test_i9_03_per_address_cap_ipv6(self) -> None:
+        """On ::1 too: the per-address cap counts an IPv6 /64 as one address."""
+        config = parse_config(CONFIG.format(roles="gateway", limits="per_address = 3", turn_extra="")
+                              .replace("[gateway]\nport = 0", "[gateway]\nport = 0\ninterface = ::1"))
+        platform = PlatformService(config, SQLiteStore(":memory:"), reactor)
+        platform.startService()
+        self.addCleanup(self._stop, platform)
+        port = platform.port_of("gateway")
+
+        async def probe6() -> Probe:
+            p = await connectProtocol(TCP6ClientEndpoint(reactor, "::1", port, timeout=5), Probe())
+            self.probes.append(p)
+            return p
+
+        held = [await probe6() for _ in range(3)]
+        await until(lambda: platform.limits.roles["gateway"].open == 3)
+        extra = await probe6()
+        await until(lambda: extra.is_closed, timeout=3)
+        self.assertFalse(any(p.is_closed for p in held))
+        self.assertEqual(address_group("::1"), "::/64")
 
     async def test_i9_03_role_share_leaves_room_for_other_roles(self) -> None:
         """A flood of the gateway from many addresses fills the gateway's share of the total and

@@ -12,9 +12,11 @@ from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from globaleye.config import parse_config
@@ -264,6 +266,66 @@ class HttpLimitTests(PlatformCase):
         response = await http_client().get(f"http://127.0.0.1:{port}/soap/mcu?wsdl")
         self.assertEqual(response.code, 200)
         await response.content()
+
+
+class HttpClockTests(TestCase):
+    def test_i9_09_deadlines_on_the_reactor_clock(self) -> None:
+        """On a task.Clock: a header line every 3 s gets 408 at 10 s (http_header_timeout); a body
+        byte every 3 s gets 408 30 s after the headers; a keep-alive connection is closed after
+        60 s idle and not before."""
+        from twisted.web.resource import Resource
+
+        from globaleye.httpsite import LimitedSite
+
+        class Ok(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Any) -> bytes:  # noqa: N802
+                return b"ok"
+
+            render_POST = render_GET
+
+        clock = Clock()
+        site = LimitedSite(Ok(), clock, max_body=1000, header_timeout=10, body_timeout=30, idle_timeout=60)
+
+        def connect() -> tuple[Any, StringTransport]:
+            channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+            transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+            channel.makeConnection(transport)
+            return channel, transport
+
+        head, head_t = connect()
+        head.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(3):
+            clock.advance(3)
+            head.dataReceived(b"X-Drip: 1\r\n")
+        self.assertFalse(head_t.disconnecting)
+        clock.advance(1.5)
+        self.assertTrue(head_t.disconnecting)
+        self.assertTrue(head_t.value().startswith(b"HTTP/1.1 408 "))
+
+        body, body_t = connect()
+        body.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(9):
+            clock.advance(3)
+            body.dataReceived(b"x")
+        self.assertFalse(body_t.disconnecting)
+        clock.advance(3.5)
+        self.assertTrue(body_t.disconnecting)
+        self.assertTrue(body_t.value().startswith(b"HTTP/1.1 408 "))
+
+        idle, idle_t = connect()
+        idle.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"200 OK", idle_t.value())
+        clock.advance(59)
+        self.assertFalse(idle_t.disconnecting)
+        clock.advance(2)
+        self.assertTrue(idle_t.disconnecting)
+        for channel, _transport in ((head, head_t), (body, body_t), (idle, idle_t)):
+            channel.connectionLost(Failure(ConnectionDone()))
+        site.stopFactory()
+        clock.advance(100)
+        self.assertEqual(clock.getDelayedCalls(), [])
 
 
 class TurnDeadlineTests(PlatformCase):

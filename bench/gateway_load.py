@@ -76,7 +76,9 @@ async def serve(db: str) -> None:
     from globaleye.store.sqlite import SQLiteStore
     from globaleye.tap import PlatformService
 
-    config = parse_config("[globaleye]\nroles = gateway\n[gateway]\nport = 0\nlogin_timeout = 600\n")
+    # Every simulated camera connects from 127.0.0.1: no per-address cap (the shipped default is 256).
+    config = parse_config("[globaleye]\nroles = gateway\n[gateway]\nport = 0\nlogin_timeout = 600\n"
+                          "[limits]\nper_address = 0\n")
     platform = PlatformService(config, SQLiteStore(db), reactor)
     platform.startService()
     gateway = platform.gateway

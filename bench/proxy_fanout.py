@@ -65,6 +65,9 @@ allow_peers = 127.0.0.0/8
 port = 0
 linger = 0.2
 max_viewers = 10000
+[limits]
+# every viewer connects from 127.0.0.1: no per-address cap (the shipped default is 256)
+per_address = 0
 """
 
 

@@ -131,6 +131,13 @@ def _count(value: str) -> int:
     return number
 
 
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise ValueError(f"{value} is not a fraction greater than 0 and at most 1")
+    return number
+
+
 def _prefix_urls(value: str) -> dict[str, str]:
     """``133=http://a/soap/mcu, 189=http://b/soap/mcu``: mobile number prefix -> province MCU URL."""
     table = {}
@@ -427,6 +434,37 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_files": Key(_count, "10",
                          "Rotated log files kept beside the current one (at least 1); older ones are deleted, "
                          "so the log takes at most (max_files + 1) x max_size bytes."),
+    },
+    "limits": {
+        "per_address": Key(_count, "256",
+                           "Connections one source address (an IPv6 /64) may hold to one listening role "
+                           "(gateway, http, rtsp, rtsps, turn-tcp, turn-tls); more are closed at once. 0: no limit."),
+        "total": Key(_count, "0",
+                     "Connections to all roles together. 0: the open file limit minus headroom."),
+        "headroom": Key(_count, "256",
+                        "With total = 0: descriptors kept free for the database, logs, TURN relays and the "
+                        "platform's own connections."),
+        "role_share": Key(_fraction, "0.75",
+                          "Fraction of total one role may hold, so a flood of one role leaves room for the others."),
+        "pressure": Key(_fraction, "0.5",
+                        "Fraction of a role's share (or of total) above which pre-login deadlines shrink: a "
+                        "connection not logged in (gateway), without a session (RTSP), without a whole request "
+                        "(HTTP) or without an allocation (TURN) is closed after a deadline falling from the "
+                        "role's own timeout to min_deadline as the budget fills."),
+        "min_deadline": Key(_positive, "2", "Shortest pre-login deadline, in seconds, when a budget is full."),
+        "http_header_timeout": Key(_positive, "10",
+                                   "Seconds an HTTP request line and headers may take from the request's first "
+                                   "byte (the connection's opening, for the first request); then 408 and close."),
+        "http_body_timeout": Key(_positive, "30",
+                                 "Seconds an HTTP request body may take after its headers; then 408 and close."),
+        "http_idle_timeout": Key(_positive, "60", "Seconds an HTTP keep-alive connection may wait for its next request."),
+        "turn_first_message_timeout": Key(_positive, "10",
+                                          "Seconds a TURN TCP/TLS connection has to send its first STUN message "
+                                          "(the TLS handshake included)."),
+        "turn_auth_timeout": Key(_positive, "30",
+                                 "Seconds a TURN TCP/TLS connection has to get an allocation (or bind as an "
+                                 "RFC 6062 data connection)."),
+        "log_interval": Key(_positive, "60", "Seconds between summary lines of refused connections."),
     },
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import resource as rlimit
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -18,7 +19,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web import resource, server
+from twisted.web import resource
 
 from globaleye import __version__, logfile
 from globaleye.accounts import AccountService, AccountSettings
@@ -29,9 +30,13 @@ from globaleye.deviceweb import XMLPostResource
 from globaleye.gateway import Gateway, GatewaySettings
 from globaleye.group import GroupService, GroupSettings, province_key
 from globaleye.groupclient import GroupClient, ProvinceSettings
+from globaleye.httpsite import LimitedSite
+from globaleye.httpsite import established as http_established
+from globaleye.netlimits import ConnectionLimits, LimitSettings
 from globaleye.protocol import messages as m
 from globaleye.proxy.service import RtspProxyService
 from globaleye.registration import Redirector, Registrar, RegistrationSettings
+from globaleye.rtsp.serving import IDLE_TIMEOUT as RTSP_IDLE_TIMEOUT
 from globaleye.sms.client import LogSender, SMGPSender, SMGPSettings
 from globaleye.soap.operations import GROUP_NS, GROUP_OPERATIONS, MCU_NS, MCU_OPERATIONS
 from globaleye.soap.resource import SoapResource
@@ -112,6 +117,12 @@ class PlatformService(service.MultiService):
         self.store = store
         self.ports: dict[str, IListeningPort] = {}
         self._forgetting: Deferred[None] | None = None
+        lim = config["limits"]
+        # Shared by every listener: per address, per role and in all (globaleye/netlimits.py).
+        self.limits = ConnectionLimits(reactor, LimitSettings(
+            per_address=lim["per_address"], total=lim["total"], headroom=lim["headroom"],
+            role_share=lim["role_share"], pressure=lim["pressure"], min_deadline=lim["min_deadline"],
+            log_interval=lim["log_interval"]))
         g = config["gateway"]
         self.gateway = Gateway(store, reactor, GatewaySettings(
             heartbeat_timeout=g["heartbeat_timeout"], login_timeout=g["login_timeout"],
@@ -167,7 +178,8 @@ class PlatformService(service.MultiService):
             st = config["stun"]
             self.stun = StunService(StunServerConfig(
                 interface=st["interface"], port=st["port"], alternate_interface=st["alternate_interface"] or None,
-                alternate_port=st["alternate_port"], software=SOFTWARE), reactor)
+                alternate_port=st["alternate_port"], software=SOFTWARE),
+                _LimitedListens(reactor, self.limits, "stun-tcp"))
             self.stun.setServiceParent(self)
         if "turn" in config.roles:
             t = config["turn"]
@@ -177,11 +189,12 @@ class PlatformService(service.MultiService):
                 external_ip=t["external_ip"] or None, relay_ports=t["relay_ports"], users=t["users"],
                 shared_secret=t["shared_secret"] or None, allow_peers=t["allow_peers"], deny_peers=t["deny_peers"],
                 user_quota=t["user_quota"], total_quota=t["total_quota"], max_bps=t["max_bps"] or None,
-                software=SOFTWARE)
+                software=SOFTWARE, stream_first_message_timeout=lim["turn_first_message_timeout"],
+                stream_auth_timeout=lim["turn_auth_timeout"])
             lookups: list[Any] = [default_lookup(turn_config, reactor)]
             if t["device_credentials"]:
                 lookups.append(DeviceCredentials(store))
-            self.turn = turn_service(turn_config, ChainedLookup(tuple(lookups)), reactor)
+            self.turn = turn_service(turn_config, ChainedLookup(tuple(lookups)), reactor, wrap=self._wrap_turn)
             self.turn.setServiceParent(self)
         self.rtsp_proxy: RtspProxyService | None = None
         if "rtsp" in config.roles:
@@ -225,17 +238,25 @@ class PlatformService(service.MultiService):
                                                    turn_port=self.turn.addresses["tcp"][1])
         if "gateway" in roles:
             g = self.config["gateway"]
-            self.ports["gateway"] = self._listen("gateway", g["port"], self.gateway.factory(), g["interface"])
+            self.ports["gateway"] = self._listen("gateway", g["port"], self.gateway.factory(), g["interface"],
+                                                 deadline=g["login_timeout"], established=_logged_in)
             self.registrar.settings = attrs.evolve(self.registrar.settings, gateway_port=self.port_of("gateway"))
         if self.rtsp_proxy is not None:
             r = self.config["rtsp"]
-            self.ports["rtsp"] = self._listen("rtsp", r["port"], self.rtsp_proxy.factory, r["interface"])
+            self.ports["rtsp"] = self._listen("rtsp", r["port"], self.rtsp_proxy.factory, r["interface"],
+                                              deadline=RTSP_IDLE_TIMEOUT, established=_rtsp_established)
             if r["tls_port"] is not None:
                 self.ports["rtsps"] = self._listen("rtsps", r["tls_port"], self.rtsp_proxy.factory, r["interface"],
-                                                   tls=(r["tls_cert"], r["tls_key"]))
+                                                   tls=(r["tls_cert"], r["tls_key"]), deadline=RTSP_IDLE_TIMEOUT,
+                                                   established=_rtsp_established)
         if "http" in roles or "group" in roles:
             h = self.config["http"]
-            self.ports["http"] = self._listen("http", h["port"], server.Site(self.http_root()), h["interface"])
+            lim = self.config["limits"]
+            site = LimitedSite(self.http_root(), self.reactor, max_body=h["max_body"],
+                               header_timeout=lim["http_header_timeout"], body_timeout=lim["http_body_timeout"],
+                               idle_timeout=lim["http_idle_timeout"], log_interval=lim["log_interval"])
+            self.ports["http"] = self._listen("http", h["port"], site, h["interface"],
+                                              deadline=lim["http_header_timeout"], established=http_established)
             if not self.redirector.default_province_url and "gateway" in roles:
                 # The demo runs group and province in one process: redirect devices to ourselves.
                 public = self.config["globaleye"]["public_host"]
@@ -294,22 +315,30 @@ class PlatformService(service.MultiService):
         return root
 
     def _listen(self, role: str, port: int, factory: Any, interface: str,
-                tls: tuple[str, str] | None = None) -> IListeningPort:
+                tls: tuple[str, str] | None = None, deadline: float | None = None,
+                established: Callable[[Any], bool] | None = None) -> IListeningPort:
         # A login storm (every camera of a province after a power cut) opens thousands of
         # connections at once; Twisted's default backlog of 50 would drop their SYNs and
         # stretch the storm by the clients' retransmission timers.
         if tls is not None:
             from twisted.internet import ssl
+            from twisted.protocols.tls import TLSMemoryBIOFactory
 
             cert, key = tls
             # The files are read here, at start-up: a missing or mismatched key stops it with its name.
             context = ssl.DefaultOpenSSLContextFactory(key, cert)
-            listening = self.reactor.listenSSL(port, factory, context, backlog=LISTEN_BACKLOG, interface=interface)
-        else:
-            listening = self.reactor.listenTCP(port, factory, backlog=LISTEN_BACKLOG, interface=interface)
+            # listenSSL, with the connection limits outside the TLS layer: a refusal costs no handshake.
+            factory = TLSMemoryBIOFactory(context, False, factory)
+        limited = self.limits.wrap(role, factory, deadline=deadline, established=established)
+        listening = self.reactor.listenTCP(port, limited, backlog=LISTEN_BACKLOG, interface=interface)
         host = listening.getHost()
         self.log.info("{role} listening on {host}:{port}", role=role, host=host.host, port=host.port)
         return listening
+
+    def _wrap_turn(self, name: str, factory: Any) -> Any:
+        """TURN's TCP and TLS listeners (built inside txturn) under the same connection limits."""
+        return self.limits.wrap(f"turn-{name}", factory, deadline=self.config["limits"]["turn_auth_timeout"],
+                                established=_turn_established)
 
     async def _stop(self) -> None:
         if self._forgetting is not None:
@@ -321,6 +350,7 @@ class PlatformService(service.MultiService):
             session.close("platform shutting down")
         if self.group_client is not None:
             await self.group_client.stop()
+        self.limits.stop()
         await self.store.close()
 
     def stopService(self) -> Any:
@@ -329,6 +359,35 @@ class PlatformService(service.MultiService):
         d = super().stopService()
         own = Deferred.fromCoroutine(self._stop())
         return DeferredList([d, own]) if d is not None else own
+
+
+class _LimitedListens:
+    """The reactor, with the connection limits applied to what listenTCP serves: for the STUN
+    role's TCP listener, which txturn builds inside StunService (it has its own idle timeout)."""
+
+    def __init__(self, reactor: Any, limits: ConnectionLimits, role: str) -> None:
+        self._reactor = reactor
+        self._limits = limits
+        self._role = role
+
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:  # noqa: N802
+        return self._reactor.listenTCP(port, self._limits.wrap(self._role, factory), backlog=backlog,
+                                       interface=interface)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
+
+
+def _logged_in(session: Any) -> bool:
+    return getattr(session, "state", "") == "online"
+
+
+def _rtsp_established(connection: Any) -> bool:
+    return bool(connection.has_sessions() or connection.busy)
+
+
+def _turn_established(connection: Any) -> bool:
+    return bool(getattr(connection, "established", True))
 
 
 def raise_file_limit() -> tuple[int, int]:

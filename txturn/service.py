@@ -9,6 +9,7 @@ operator-facing config names (coturn-like) to runtime settings lives in one plac
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -57,6 +58,11 @@ class TurnServerConfig:
     max_lifetime: int = 3600
     software: str | None = "txturn"
     use_splice: bool = True
+    #: TCP/TLS: seconds from connect to the first whole STUN message (the TLS handshake included).
+    stream_first_message_timeout: float = 10.0
+    #: TCP/TLS: seconds from connect until the connection holds an allocation or is an RFC 6062
+    #: data connection; a connection that only asks Binding requests or fails to authenticate goes.
+    stream_auth_timeout: float = 30.0
 
     def settings(self) -> ServerSettings:
         return ServerSettings(
@@ -150,11 +156,15 @@ def turn_service(
     config: TurnServerConfig,
     lookup: CredentialLookup | None = None,
     reactor: Any = None,
+    wrap: Callable[[str, Any], Any] | None = None,
 ) -> TurnService:
     """A MultiService listening on UDP and TCP (and TLS if cert+key are given).
 
     ``lookup`` replaces the users/shared_secret of ``config`` (the platform
-    passes its device-store lookup chained with those as it sees fit)."""
+    passes its device-store lookup chained with those as it sees fit).
+    ``wrap(name, factory)``, if given, returns the factory the ``tcp`` and ``tls``
+    listeners really use (e.g. one that caps connections per source address); for
+    TLS it wraps the TLS layer, so a refused connection costs no handshake."""
     if reactor is None:
         from twisted.internet import reactor as _reactor
 
@@ -162,7 +172,11 @@ def turn_service(
     server = TurnServer(lookup or default_lookup(config, reactor), config.settings(), reactor)
     top = TurnService(server)
     udp_proto = TurnUdpProtocol(server)
-    tcp_factory = TurnStreamFactory(server, "tcp")
+    timeouts = {"first_message_timeout": config.stream_first_message_timeout,
+                "auth_timeout": config.stream_auth_timeout}
+    tcp_factory: Any = TurnStreamFactory(server, "tcp", **timeouts)
+    if wrap is not None:
+        tcp_factory = wrap("tcp", tcp_factory)
     state: dict[str, int] = {}
 
     def listen_tcp() -> Any:
@@ -188,8 +202,15 @@ def turn_service(
             # A plain OpenSSL server context: Twisted's CertificateOptions
             # cipher/curve defaults made coturn's uclient abort the handshake.
             context = ssl.DefaultOpenSSLContextFactory(key_path, cert_path)
-            return reactor.listenSSL(
-                config.tls_port, TurnStreamFactory(server, "tls"), context,
+            factory = TurnStreamFactory(server, "tls", **timeouts)
+            if wrap is None:
+                return reactor.listenSSL(
+                    config.tls_port, factory, context, backlog=256, interface=config.interface,
+                )
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            return reactor.listenTCP(
+                config.tls_port, wrap("tls", TLSMemoryBIOFactory(context, False, factory)),
                 backlog=256, interface=config.interface,
             )
 

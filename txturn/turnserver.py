@@ -1185,6 +1185,12 @@ class TurnStreamProtocol(protocol.Protocol):
         self.disconnected = False
         self.five_tuple: FiveTuple | None = None
         self.client_addr: Address = ("", 0)
+        #: Seconds from connect to the first whole STUN message (TLS: the handshake included)
+        #: and to an allocation (or ConnectionBind); the factory sets them.  0: no deadline.
+        self.first_message_timeout = 0.0
+        self.auth_timeout = 0.0
+        self.got_message = False
+        self._timers: list[Any] = []
 
     def connectionMade(self) -> None:  # noqa: N802
         assert self.transport is not None
@@ -1192,6 +1198,43 @@ class TurnStreamProtocol(protocol.Protocol):
         self.five_tuple = FiveTuple(
             self.proto_name, self.client_addr, _host_port(self.transport.getHost())
         )
+        clock = self.server.reactor
+        if self.first_message_timeout > 0:
+            self._timers.append(clock.callLater(self.first_message_timeout, self._first_message_due))
+        if self.auth_timeout > 0:
+            self._timers.append(clock.callLater(self.auth_timeout, self._auth_due))
+
+    @property
+    def established(self) -> bool:
+        """Holds an allocation, or became an RFC 6062 data connection."""
+        if self.is_data_connection or self.pipe is not None:
+            return True
+        alloc = self.server.allocations.get(self.five_tuple) if self.five_tuple else None
+        return alloc is not None and alloc.link is self
+
+    def _first_message_due(self) -> None:
+        if not self.got_message and not self.disconnected:
+            self._time_out(f"no STUN message within {self.first_message_timeout:g} s"
+                           + (" (TLS handshake included)" if self.proto_name == "tls" else ""))
+
+    def _auth_due(self) -> None:
+        if not self.established and not self.disconnected:
+            self._time_out(f"no allocation within {self.auth_timeout:g} s")
+
+    def _time_out(self, reason: str) -> None:
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self._timers = []
+        factory = getattr(self, "factory", None)
+        if isinstance(factory, TurnStreamFactory):
+            factory.note_timeout(self.client_addr[0], reason)
+        assert self.transport is not None
+        abort = getattr(self.transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+        else:  # pragma: no cover - a test transport
+            self.transport.loseConnection()
 
     def send(self, data: bytes) -> None:
         if not self.disconnected and self.pipe is None:
@@ -1227,6 +1270,7 @@ class TurnStreamProtocol(protocol.Protocol):
                     return
                 frame = bytes(self.buffer[:size])
                 del self.buffer[:size]
+                self.got_message = True
                 if stun.is_channel_data(frame[0]):
                     self.server.handle_channel_data(frame, self)
                     continue
@@ -1263,6 +1307,10 @@ class TurnStreamProtocol(protocol.Protocol):
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:  # noqa: N802
         self.disconnected = True
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self._timers = []
         if self.pipe is not None:
             self.pipe.lost(self)
         else:
@@ -1270,16 +1318,62 @@ class TurnStreamProtocol(protocol.Protocol):
 
 
 class TurnStreamFactory(protocol.Factory):
+    """TCP/TLS listeners: a connection must send a STUN message within
+    ``first_message_timeout`` seconds (which bounds a stalled TLS handshake too)
+    and hold an allocation within ``auth_timeout`` seconds, or it is closed.
+    Closures are logged once per peer and then as a count per ``log_interval``."""
+
     noisy = False
 
-    def __init__(self, server: TurnServer, proto_name: str = "tcp") -> None:
+    def __init__(
+        self,
+        server: TurnServer,
+        proto_name: str = "tcp",
+        first_message_timeout: float = 10.0,
+        auth_timeout: float = 30.0,
+        log_interval: float = 60.0,
+    ) -> None:
         self.server = server
         self.proto_name = proto_name
+        self.first_message_timeout = first_message_timeout
+        self.auth_timeout = auth_timeout
+        self.log_interval = log_interval
+        #: Connections closed by the deadlines (for tests and operators).
+        self.timed_out = 0
+        self._summary: dict[tuple[str, str], int] = {}
+        self._flush_call: Any = None
 
     def buildProtocol(self, addr: Any) -> TurnStreamProtocol:  # noqa: N802
         p = TurnStreamProtocol(self.server, self.proto_name)
         p.factory = self
+        p.first_message_timeout = self.first_message_timeout
+        p.auth_timeout = self.auth_timeout
         return p
+
+    def note_timeout(self, peer: str, reason: str) -> None:
+        self.timed_out += 1
+        key = (peer, reason)
+        if key in self._summary:
+            self._summary[key] += 1
+        elif len(self._summary) < 1000:
+            log.info("TURN {proto} {peer}: {reason}; closing (repeats summarised every {s:g} s)",
+                     proto=self.proto_name, peer=peer, reason=reason, s=self.log_interval)
+            self._summary[key] = 0
+        if self._flush_call is None:
+            self._flush_call = self.server.reactor.callLater(self.log_interval, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        summary, self._summary = self._summary, {}
+        for (peer, reason), count in summary.items():
+            if count:
+                log.info("TURN {proto} {peer}: {count} more connections closed in {s:g} s: {reason}",
+                         proto=self.proto_name, peer=peer, count=count, s=self.log_interval, reason=reason)
+
+    def stopFactory(self) -> None:  # noqa: N802
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
 
 
 # --------------------------------------------------------------------------- the RFC 6062 data path

@@ -17,6 +17,8 @@ from typing import Any
 
 import attrs
 
+from globaleye.ops import operator_token
+
 ROLES = ("gateway", "http", "group", "stun", "turn", "rtsp")
 
 
@@ -374,6 +376,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "media_timeout": Key(_positive, "10",
                              "Seconds without a packet from a camera before its stream counts as lost (and is "
                              "got back as above)."),
+    },
+    "ops": {
+        "token": Key(operator_token, "",
+                     "Operator token for the operator pages on the HTTP site (/status/streams), sent as "
+                     "'Authorization: Bearer TOKEN' or as the password of HTTP Basic (any user name); at "
+                     "least 16 characters. Empty: the operator pages are not served at all."),
     },
 }
 

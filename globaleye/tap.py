@@ -28,6 +28,7 @@ from globaleye.deviceweb import XMLPostResource
 from globaleye.gateway import Gateway, GatewaySettings
 from globaleye.group import GroupService, GroupSettings, province_key
 from globaleye.groupclient import GroupClient, ProvinceSettings
+from globaleye.ops import OperatorGuard
 from globaleye.protocol import messages as m
 from globaleye.proxy.service import RtspProxyService
 from globaleye.registration import Redirector, Registrar, RegistrationSettings
@@ -260,8 +261,9 @@ class PlatformService(service.MultiService):
             soap.putChild(b"group", SoapResource("GlobalEyeGroup", GROUP_NS, GROUP_OPERATIONS,
                                                  self.group_service.handle, max_body, public))
         root.putChild(b"soap", soap)
-        if self.rtsp_proxy is not None:
-            root.putChild(b"status", self.rtsp_proxy.status_resource())  # /status/streams
+        if self.rtsp_proxy is not None and self.config["ops"]["token"]:  # operator only: see globaleye.ops
+            root.putChild(b"status", OperatorGuard(self.rtsp_proxy.status_resource(), self.config["ops"]["token"],
+                                                   self.reactor))  # /status/streams
         return root
 
     def _listen(self, role: str, port: int, factory: Any, interface: str,

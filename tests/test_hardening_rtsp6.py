@@ -12,6 +12,10 @@ from twisted.internet import protocol, reactor
 from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 
+from globaleye.config import parse_config
+from globaleye.store.sqlite import SQLiteStore
+from globaleye.tap import PlatformService
+from tests.util import http_client
 from txturn import stun
 from txturn.auth import StaticUsers, long_term_key
 from txturn.policy import PeerFilter, embedded_ipv4
@@ -151,3 +155,75 @@ def _ip(text: str) -> Any:
     import ipaddress
 
     return ipaddress.ip_address(text)
+
+
+# --------------------------------------------------------------------------- issue 9 item 12
+
+STATUS_CONFIG = """
+[globaleye]
+roles = gateway, http, rtsp
+public_host = {public}
+[database]
+url = sqlite:///:memory:
+[http]
+interface = {interface}
+port = 0
+[gateway]
+interface = {interface}
+port = 0
+[rtsp]
+interface = {interface}
+port = 0
+"""
+TOKEN = "s3cret-operator-token-0123"
+
+
+async def start_platform(test: unittest.TestCase, extra: str = "", public: str = "127.0.0.1",
+                         interface: str = "127.0.0.1") -> PlatformService:
+    config = parse_config(STATUS_CONFIG.format(public=public, interface=interface) + extra)
+    platform = PlatformService(config, SQLiteStore(":memory:"), reactor)
+    platform.startService()
+    test.addCleanup(platform.stopService)
+    return platform
+
+
+class OperatorStatusTests(unittest.TestCase):
+    timeout = 30
+
+    async def _status(self) -> None:
+        import base64
+
+        # Shipped default: no token, no page.
+        platform = await start_platform(self)
+        url = f"http://127.0.0.1:{platform.port_of('http')}/status/streams"
+        self.assertEqual((await http_client().get(url)).code, 404)
+        # With a token: only for requests that present it.
+        platform = await start_platform(self, f"[ops]\ntoken = {TOKEN}\n")
+        url = f"http://127.0.0.1:{platform.port_of('http')}/status/streams"
+        response = await http_client().get(url)
+        self.assertEqual(response.code, 401)
+        self.assertIn(b"Bearer", b" ".join(response.headers.getRawHeaders(b"www-authenticate", [])))
+        body = await response.content()
+        self.assertNotIn(b"upstream_starts", body)
+        for wrong in (f"Bearer {TOKEN}x", "Bearer ", f"Bearer {TOKEN[:-1]}",
+                      "Basic " + base64.b64encode(b"ops:nope").decode(), "Digest x"):
+            response = await http_client().get(url, headers={"Authorization": wrong})
+            self.assertEqual(response.code, 401, wrong)
+            await response.content()
+        response = await http_client().get(f"http://127.0.0.1:{platform.port_of('http')}/status",
+                                           headers={"Authorization": f"Bearer {TOKEN}x"})
+        self.assertEqual(response.code, 401)
+        await response.content()
+        for right in (f"Bearer {TOKEN}", "Basic " + base64.b64encode(f"operator:{TOKEN}".encode()).decode()):
+            response = await http_client().get(url, headers={"Authorization": right})
+            self.assertEqual(response.code, 200, right)
+            self.assertIn("upstream_starts", await response.json())
+
+    def test_i9_12_status_streams_operator_only(self) -> Deferred[None]:
+        """/status/streams is not on the public site by default, and with [ops] token only for the operator."""
+        return Deferred.fromCoroutine(self._status())
+
+    def test_i9_12_short_token_refused(self) -> None:
+        from globaleye.config import ConfigError
+
+        self.assertRaises(ConfigError, parse_config, "[ops]\ntoken = short\n")

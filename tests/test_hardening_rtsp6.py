@@ -227,3 +227,140 @@ class OperatorStatusTests(unittest.TestCase):
         from globaleye.config import ConfigError
 
         self.assertRaises(ConfigError, parse_config, "[ops]\ntoken = short\n")
+
+
+# --------------------------------------------------------------------------- issue 9 item 11
+
+MOBILE, PASSWORD, REALM = "13300000001", "secret1", "GlobalEye"
+CAMERA = "81100000001"
+
+
+class RtspClient(protocol.Protocol):
+    """One RTSP connection: a request at a time, responses parsed."""
+
+    def __init__(self) -> None:
+        from globaleye.rtsp.message import RtspParser
+
+        self.parser = RtspParser()
+        self.waiting: Deferred[Any] | None = None
+        self.cseq = 0
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        for event in self.parser.feed(data):
+            d, self.waiting = self.waiting, None
+            if d is not None:
+                d.callback(event)
+
+    async def ask(self, method: str, uri: str, authorization: str | None = None) -> Any:
+        from globaleye.rtsp.message import Headers, RtspRequest
+
+        self.cseq += 1
+        headers = Headers([("CSeq", str(self.cseq))])
+        if authorization is not None:
+            headers.add("Authorization", authorization)
+        d: Deferred[Any] = Deferred()
+        self.waiting = d
+        assert self.transport is not None
+        self.transport.write(RtspRequest(method, uri, headers).encode())
+        return await d.addTimeout(10, reactor)
+
+
+async def rtsp_connect(host: str, port: int, source: str | None = None) -> RtspClient:
+    from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
+
+    bind = (source, 0) if source else None
+    endpoint: Any = (TCP6ClientEndpoint(reactor, host, port, bindAddress=bind) if ":" in host
+                     else TCP4ClientEndpoint(reactor, host, port, bindAddress=bind))
+    client = RtspClient()
+    await connectProtocol(endpoint, client)
+    return client
+
+
+def digest_header(nonce: str, uri: str, method: str = "DESCRIBE", algorithm: str = "MD5",
+                  nc: int | None = None, password: str = PASSWORD) -> str:
+    from globaleye.proxy.auth import ALGORITHMS, ha1
+
+    h = ALGORITHMS[algorithm]
+    secret = ha1(MOBILE, REALM, password, algorithm)
+    ha2 = h(f"{method}:{uri}")
+    extra = ""
+    if nc is None:
+        response = h(f"{secret}:{nonce}:{ha2}")
+    else:
+        count, cnonce = f"{nc:08x}", "0a4f113b"
+        response = h(f"{secret}:{nonce}:{count}:{cnonce}:auth:{ha2}")
+        extra = f', qop=auth, nc={count}, cnonce="{cnonce}"'
+    return (f'Digest username="{MOBILE}", realm="{REALM}", nonce="{nonce}", uri="{uri}", '
+            f'algorithm={algorithm}, response="{response}"{extra}')
+
+
+def challenges_of(response: Any) -> list[tuple[str, str]]:
+    """(algorithm, nonce) of each Digest challenge, in order."""
+    import re
+
+    out = []
+    for value in response.headers.get_all("WWW-Authenticate"):
+        if value.startswith("Digest"):
+            algorithm = re.search(r'algorithm="?([A-Za-z0-9-]+)', value)
+            nonce = re.search(r'nonce="([^"]+)"', value)
+            assert nonce is not None, value
+            out.append((algorithm.group(1) if algorithm else "MD5", nonce.group(1)))
+    return out
+
+
+class DigestReplayTests(unittest.TestCase):
+    timeout = 60
+
+    async def _digest(self) -> None:
+        from globaleye.store import Account
+
+        platform = await start_platform(self)
+        accounts = platform.accounts
+        now = reactor.seconds()
+        await platform.store.create_account(Account(MOBILE, await accounts.hash_password(PASSWORD), now, now))
+        outcome = await accounts.login(MOBILE, PASSWORD, "1.0", "127.0.0.1:1")  # keeps the HA1s
+        assert outcome.session is not None
+        port = platform.port_of("rtsp")
+        uri1 = f"rtsp://127.0.0.1:{port}/live/{CAMERA}/0/1"
+        uri2 = f"rtsp://127.0.0.1:{port}/live/{CAMERA}/0/2"
+        playback = f"rtsp://127.0.0.1:{port}/playback/{CAMERA}/0/{CAMERA}_0_20240101000000.ts"
+        # Authenticated = past the 401 (the camera is not the account's: 404).
+        a = await rtsp_connect("127.0.0.1", port)
+        self.addCleanup(a.transport.loseConnection)
+        first = await a.ask("DESCRIBE", uri1)
+        self.assertEqual(first.code, 401)
+        offered = challenges_of(first)
+        self.assertEqual([alg for alg, _ in offered], ["SHA-256", "MD5"], "SHA-256 first, MD5 last (RFC 7616)")
+        nonce = offered[-1][1]
+        captured = digest_header(nonce, uri1)
+        self.assertEqual((await a.ask("DESCRIBE", uri1, captured)).code, 404, "authenticated")
+        # The header's uri must name the request: not another stream, camera or a playback.
+        for other in (uri2, playback):
+            self.assertEqual((await a.ask("DESCRIBE", other, captured)).code, 400, other)
+        self.assertEqual((await a.ask("DESCRIBE", uri1, captured)).code, 404, "still fine for its own URI")
+        # Replayed from another address (and another connection): refused, a fresh challenge.
+        b = await rtsp_connect("127.0.0.1", port, source="127.0.0.2")
+        self.addCleanup(b.transport.loseConnection)
+        replay = await b.ask("DESCRIBE", uri1, captured)
+        self.assertEqual(replay.code, 401, "a captured Authorization does not work on another connection")
+        self.assertIn('stale="true"', " ".join(replay.headers.get_all("WWW-Authenticate")))
+        self.assertEqual(accounts._failures.get(MOBILE), None, "a replay is no password guess")
+        # The connection's own nonce works, with SHA-256 as well.
+        own = challenges_of(replay)[0][1]
+        self.assertEqual((await b.ask("DESCRIBE", uri1, digest_header(own, uri1, algorithm="SHA-256"))).code, 404)
+        # qop=auth: the nonce count must grow on its connection.
+        c = await rtsp_connect("127.0.0.1", port)
+        self.addCleanup(c.transport.loseConnection)
+        nonce_c = challenges_of(await c.ask("DESCRIBE", uri1))[-1][1]
+        self.assertEqual((await c.ask("DESCRIBE", uri1, digest_header(nonce_c, uri1, nc=1))).code, 404)
+        self.assertEqual((await c.ask("DESCRIBE", uri1, digest_header(nonce_c, uri1, nc=1))).code, 401, "nc reused")
+        self.assertEqual((await c.ask("DESCRIBE", uri1, digest_header(nonce_c, uri1, nc=2))).code, 404)
+        # Equivalent forms of the URI: relative, another host spelling, a track of the stream.
+        rel = f"/live/{CAMERA}/0/1"
+        self.assertEqual((await c.ask("DESCRIBE", uri1, digest_header(nonce_c, rel))).code, 404)
+        named = f"rtsp://proxy.example:{port}/live/{CAMERA}/0/1"
+        self.assertEqual((await c.ask("DESCRIBE", uri1, digest_header(nonce_c, named))).code, 404)
+
+    def test_i9_11_digest_replay_and_uri_refused(self) -> Deferred[None]:
+        """RTSP Digest: nonces bound to their connection, uri checked, nc increasing, SHA-256 offered."""
+        return Deferred.fromCoroutine(self._digest())

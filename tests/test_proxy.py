@@ -606,7 +606,7 @@ class ProxyDigestAcrossRestartTests(TestCase):
             raise SkipTest("ffprobe not installed (apt-get install -y ffmpeg)")
         self.database = self.mktemp() + ".sqlite"
         # The first platform: the account signs up through the client API's rules (SMS code).
-        first = PlatformService(parse_config(CONFIG.format(linger=0.5, udp_timeout=5)), SQLiteStore(self.database),
+        first = PlatformService(parse_config(CONFIG.format(linger=0.5, udp_timeout=5, ops_token="")), SQLiteStore(self.database),
                                 reactor)
         first.startService()
         sms = RecordingSmsSender()

@@ -38,6 +38,7 @@ from globaleye.soap.resource import SoapResource
 from globaleye.store.migrations import MigrationError
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.turnauth import DeviceCredentials
+from globaleye.urls import http_url
 from txturn.auth import ChainedLookup
 from txturn.service import TurnServerConfig, TurnService, default_lookup, turn_service
 from txturn.stunserver import StunServerConfig, StunService
@@ -212,10 +213,10 @@ class PlatformService(service.MultiService):
             if not self.redirector.default_province_url and "gateway" in roles:
                 # The demo runs group and province in one process: redirect devices to ourselves.
                 public = self.config["globaleye"]["public_host"]
-                self.redirector.default_province_url = f"http://{public}:{self.port_of('http')}/register"
+                self.redirector.default_province_url = http_url(public, self.port_of("http"), "/register")
             if not self.group_directory.default_url and "gateway" in roles:
                 public = self.config["globaleye"]["public_host"]
-                self.group_directory.default_url = f"http://{public}:{self.port_of('http')}/soap/mcu"
+                self.group_directory.default_url = http_url(public, self.port_of("http"), "/soap/mcu")
         if self.group_client is not None:
             self._start_group_client()
         if "gateway" in roles:  # the role that serves accounts: drop HA1s the configuration no longer wants
@@ -233,7 +234,7 @@ class PlatformService(service.MultiService):
     def _start_group_client(self) -> None:
         """§6.1 needs our own URLs, known only now that the HTTP site listens (its port may be 0)."""
         assert self.group_client is not None
-        own = f"http://{self.config['globaleye']['public_host']}:{self.port_of('http')}" if "http" in self.ports else ""
+        own = http_url(self.config["globaleye"]["public_host"], self.port_of("http")) if "http" in self.ports else ""
         group_url = ""
         if not self.config["province"]["group_url"] and own:
             # One process is group and province (the demo): the group trusts its own province.

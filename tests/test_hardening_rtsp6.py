@@ -364,3 +364,130 @@ class DigestReplayTests(unittest.TestCase):
     def test_i9_11_digest_replay_and_uri_refused(self) -> Deferred[None]:
         """RTSP Digest: nonces bound to their connection, uri checked, nc increasing, SHA-256 offered."""
         return Deferred.fromCoroutine(self._digest())
+
+
+# --------------------------------------------------------------------------- issue 14 item 6
+
+V6_CONFIG = """
+[province]
+cms_password = province-secret-1
+[group]
+cms_name = GlobalEye
+"""
+V6_CAMERA = "81100000021"
+
+
+class Ipv6PublicHostTests(unittest.TestCase):
+    timeout = 90
+
+    async def _ipv6(self) -> None:
+        import re
+
+        import requests
+        import zeep
+        from twisted.internet import threads
+
+        from globaleye.sim.fleet import Fleet
+        from globaleye.sim.camera import Timing
+        from globaleye.store import Account, Binding, Device
+        from tests.test_proxy import FFPROBE, probe
+        from tests.util import until
+
+        config = STATUS_CONFIG.replace("roles = gateway, http, rtsp", "roles = gateway, http, group, rtsp")
+        parsed = parse_config(config.format(public="::1", interface="::1") + V6_CONFIG)
+        platform = PlatformService(parsed, SQLiteStore(":memory:"), reactor)
+        platform.startService()
+        self.addCleanup(platform.stopService)
+        http_port, rtsp_port = platform.port_of("http"), platform.port_of("rtsp")
+        base = f"http://[::1]:{http_port}"
+        # The URLs the platform made for itself: /redirect's default province, GetMcuUrl's default.
+        self.assertEqual(platform.redirector.default_province_url, f"{base}/register")
+        self.assertEqual(platform.group_directory.default_url, f"{base}/soap/mcu")
+        # §6.1 ReportAddress reaches the group (its own URL and the reported ones bracketed).
+        assert platform.group_client is not None
+        await until(lambda: platform.group_client is not None and platform.group_client.reported, timeout=10)
+        report = await platform.store.get_province_report(platform.group_client.province)
+        assert report is not None
+        self.assertEqual((report.mcu_url, report.dev_url), (f"{base}/soap/mcu", f"{base}/register"))
+        # The WSDL's soap:address, by Host header and without one (HTTP/1.0), and zeep using it.
+        for raw in (b"GET /soap/group?wsdl HTTP/1.0\r\n\r\n",
+                    f"GET /soap/group?wsdl HTTP/1.1\r\nHost: [::1]:{http_port}\r\nConnection: close\r\n\r\n".encode()):
+            wsdl = await threads.deferToThread(_raw_http, "::1", http_port, raw)
+            self.assertIn(f'location="{base}/soap/group"'.encode(), wsdl, raw)
+        session = requests.Session()
+        session.headers["Connection"] = "close"
+        self.addCleanup(session.close)
+        transport = zeep.Transport(session=session, timeout=20, operation_timeout=20)
+        client = await threads.deferToThread(zeep.Client, f"{base}/soap/group?wsdl", transport=transport)
+        answer = await threads.deferToThread(client.service.GetMcuUrl, MobileTel=MOBILE)
+        self.assertEqual((answer.Result, answer.McuUrl), (0, f"{base}/soap/mcu"))
+        # A camera on ::1 redirected (/redirect), registered and logged in at the URLs it was given.
+        accounts, store = platform.accounts, platform.store
+        now = reactor.seconds()
+        fleet = Fleet(reactor, redirect_url=f"{base}/redirect", interface="::1",
+                      timing=Timing(backoff_initial=0.05), http=http_client())
+        self.addCleanup(fleet.stop)
+        await fleet.prepare()
+        camera = fleet.add(V6_CAMERA)
+        await store.enroll_device(Device(dev_id=V6_CAMERA, dev_key=camera.state.dev_key, model="SIM"))
+        await store.create_account(Account(MOBILE, await accounts.hash_password(PASSWORD), now, now))
+        await store.bind_device(Binding(MOBILE, V6_CAMERA, 0, V6_CAMERA, now), 10)
+        fleet.start()
+        await camera.went_online
+        outcome = await accounts.login(MOBILE, PASSWORD, "1.0", "[::1]:1")
+        assert outcome.session is not None
+        # §8.9 / §7.5.23 URLs of a camera on ::1.
+        live = await platform.mcu_api.play_url(outcome.session, {"DevID": V6_CAMERA, "ChannelNo": 0,
+                                                                 "StreamType": 1}, "[::1]:1")
+        self.assertTrue(live["LocalPlayUrl"].startswith(f"rtsp://[::1]:{fleet.rtsp_port}/realplay?"), live)
+        name = camera.state.recordings(0)[-1].file_name
+        played = await platform.mcu_api.playback_url(outcome.session, {"DevID": V6_CAMERA, "ChannelNo": 0,
+                                                                       "FileName": name}, "[::1]:1")
+        self.assertTrue(played["LocalPlayUrl"].startswith(f"rtsp://[::1]:{fleet.rtsp_port}/realplay?"), played)
+        # The proxy plays the camera's recording back over ::1; its SDP says IN IP6.
+        uri = f"rtsp://[::1]:{rtsp_port}/playback/{V6_CAMERA}/0/{name}"
+        viewer = await rtsp_connect("::1", rtsp_port)
+        self.addCleanup(viewer.transport.loseConnection)
+        nonce = challenges_of(await viewer.ask("DESCRIBE", uri))[-1][1]
+        response = await viewer.ask("DESCRIBE", uri, digest_header(nonce, uri))
+        self.assertEqual(response.code, 200, response)
+        sdp = response.body.decode()
+        self.assertRegex(sdp, r"o=- \d+ 1 IN IP6 ::1\r\n")
+        self.assertNotIn("IN IP4", sdp)
+        if FFPROBE is not None:
+            result = await probe(f"rtsp://{MOBILE}:{PASSWORD}@[::1]:{rtsp_port}/playback/{V6_CAMERA}/0/{name}")
+            self.assertEqual(result.code, 0, result.err)
+            self.assertTrue(re.search(r'"codec_name": "h264"', result.out), result.out)
+
+    def test_i14_06_ipv6_public_host_urls(self) -> Deferred[None]:
+        """public_host = ::1: every URL the platform hands out is bracketed, and a camera on ::1 plays back."""
+        if not HAS_V6:
+            raise unittest.SkipTest("no ::1 on this machine")
+        return Deferred.fromCoroutine(self._ipv6())
+
+    def test_i14_06_url_builders(self) -> None:
+        from globaleye.proxy.sdp import SessionDescription, rewrite_sdp
+        from globaleye.urls import host_port, http_url, realplay_url, sdp_address
+
+        self.assertEqual(host_port("::1", 80), "[::1]:80")
+        self.assertEqual(host_port("[::1]", 80), "[::1]:80")
+        self.assertEqual(host_port("fe80::1%eth0", 80), "[fe80::1%25eth0]:80")
+        self.assertEqual(host_port("192.0.2.1", 80), "192.0.2.1:80")
+        self.assertEqual(host_port("cms.example", 80), "cms.example:80")
+        self.assertEqual(http_url("2001:db8::1", 8080, "/register"), "http://[2001:db8::1]:8080/register")
+        self.assertEqual(realplay_url("::1", 554, "81100000001", 0, "t", file_name="f.ts"),
+                         "rtsp://[::1]:554/realplay?devid=81100000001&channelno=0&filename=f.ts&hashtoken=t")
+        self.assertEqual(sdp_address("::1"), "IN IP6 ::1")
+        self.assertEqual(sdp_address("127.0.0.1"), "IN IP4 127.0.0.1")
+        sdp = rewrite_sdp(SessionDescription((), ()), [], "::1", "x").decode()
+        self.assertIn("IN IP6 ::1", sdp)
+        self.assertNotIn("IN IP4", sdp)
+
+
+def _raw_http(host: str, port: int, request: bytes) -> bytes:
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(request)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)

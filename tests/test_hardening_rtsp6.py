@@ -387,8 +387,8 @@ class Ipv6PublicHostTests(unittest.TestCase):
         import zeep
         from twisted.internet import threads
 
-        from globaleye.sim.fleet import Fleet
         from globaleye.sim.camera import Timing
+        from globaleye.sim.fleet import Fleet
         from globaleye.store import Account, Binding, Device
         from tests.test_proxy import FFPROBE, probe
         from tests.util import until

@@ -387,6 +387,7 @@ class Ipv6PublicHostTests(unittest.TestCase):
         import zeep
         from twisted.internet import threads
 
+        from globaleye.client.soap import McuClient
         from globaleye.sim.camera import Timing
         from globaleye.sim.fleet import Fleet
         from globaleye.store import Account, Binding, Device
@@ -434,15 +435,13 @@ class Ipv6PublicHostTests(unittest.TestCase):
         await store.bind_device(Binding(MOBILE, V6_CAMERA, 0, V6_CAMERA, now), 10)
         fleet.start()
         await camera.went_online
-        outcome = await accounts.login(MOBILE, PASSWORD, "1.0", "[::1]:1")
-        assert outcome.session is not None
-        # §8.9 / §7.5.23 URLs of a camera on ::1.
-        live = await platform.mcu_api.play_url(outcome.session, {"DevID": V6_CAMERA, "ChannelNo": 0,
-                                                                 "StreamType": 1}, "[::1]:1")
-        self.assertTrue(live["LocalPlayUrl"].startswith(f"rtsp://[::1]:{fleet.rtsp_port}/realplay?"), live)
+        # The phone's client at the McuUrl GetMcuUrl gave: §8.9 / §7.5.23 URLs of the camera on ::1.
+        phone = McuClient(answer.McuUrl, http=http_client())
+        await phone.login(MOBILE, PASSWORD)
+        live = await phone.play_urls(V6_CAMERA, 0, 1)
+        self.assertTrue(live.local.startswith(f"rtsp://[::1]:{fleet.rtsp_port}/realplay?"), live)
         name = camera.state.recordings(0)[-1].file_name
-        played = await platform.mcu_api.playback_url(outcome.session, {"DevID": V6_CAMERA, "ChannelNo": 0,
-                                                                       "FileName": name}, "[::1]:1")
+        played = await phone.call("GetPlaybackUrl", DevID=V6_CAMERA, ChannelNo=0, FileName=name)
         self.assertTrue(played["LocalPlayUrl"].startswith(f"rtsp://[::1]:{fleet.rtsp_port}/realplay?"), played)
         # The proxy plays the camera's recording back over ::1; its SDP says IN IP6.
         uri = f"rtsp://[::1]:{rtsp_port}/playback/{V6_CAMERA}/0/{name}"

@@ -34,7 +34,8 @@ each one says why:
   place that makes them.
 * RTSP Digest (RFC 2617) cannot be verified from argon2, so with a ``digest_realm``
   (``[rtsp] realm`` when ``[rtsp] auth`` includes digest) the account also keeps
-  HA1 = MD5(account:realm:password): written at sign-up and password change (in the
+  HA1 = MD5(account:realm:password) and its SHA-256 twin (RFC 7616): written at
+  sign-up and password change (in the
   same write as the argon2 hash), backfilled at a successful login, gone with the
   account.  Without a ``digest_realm`` none is written, and a login clears an old
   one.  The trade-off is in docs/protocol.md (Client API, item 18).
@@ -614,8 +615,9 @@ class AccountService:
         realm = self.settings.digest_realm
         if not realm:
             return None
-        return DigestSecret(realm, hashlib.md5(f"{account}:{realm}:{password}".encode(),
-                                               usedforsecurity=False).hexdigest())
+        material = f"{account}:{realm}:{password}".encode()
+        return DigestSecret(realm, hashlib.md5(material, usedforsecurity=False).hexdigest(),
+                            hashlib.sha256(material).hexdigest())
 
     async def _backfill_digest(self, record: Account, password: str) -> None:
         """After a successful password check: keep the account's HA1 current (accounts from before
@@ -625,8 +627,9 @@ class AccountService:
             # Only while the password is still the one just checked (a concurrent change wins).
             await self.store.set_digest(record.account, record.password_hash, wanted)
 
-    async def digest_ha1(self, account: str, realm: str) -> str | None:
-        """HA1 = MD5(account:realm:password) of *account* for *realm*, or None.
+    async def digest_ha1(self, account: str, realm: str, algorithm: str = "MD5") -> str | None:
+        """HA1 = MD5(account:realm:password) of *account* for *realm* (SHA-256 of the same with
+        *algorithm* ``SHA-256``, RFC 7616), or None.
 
         None when *realm* is not the configured ``digest_realm`` (or none is configured), the
         account does not exist, or it has not signed up, changed its password or logged in since
@@ -635,7 +638,9 @@ class AccountService:
         if not self.settings.digest_realm or realm != self.settings.digest_realm or not MOBILE.match(account):
             return None
         digest = await self.store.get_digest(account)
-        return digest.ha1 if digest is not None and digest.realm == realm else None
+        if digest is None or digest.realm != realm:
+            return None
+        return digest.ha1_sha256 if algorithm == "SHA-256" else digest.ha1 if algorithm == "MD5" else None
 
     async def forget_digests(self) -> int:
         """Clear every stored HA1 not of the configured realm (all of them without one): run at start."""

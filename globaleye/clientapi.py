@@ -49,6 +49,7 @@ from globaleye.store import (
     Device,
     Store,
 )
+from globaleye.urls import camera_endpoints, realplay_url
 
 NO_DEVICE, OFFLINE, OTHER = 3, 4, 255
 RULES = NO_SUCH = 5  # extensions: refused by the platform's rules / no such policy, share or account
@@ -294,16 +295,13 @@ class McuApi:
         live = self.gateway.live.get(dev_id)
         if live is None:
             return {"Result": NO_DEVICE}  # offline: no URL could be played
-        a = live.addresses
         urls: Values = {}
-        for name, host, port in (("LocalPlayUrl", a.local_ip, a.rtsp_local_port),
-                                 ("UpnpPlayUrl", a.upnp_ip, a.rtsp_upnp_port),
-                                 ("TurnPlayUrl", a.turn_relay_ip, a.rtsp_turn_relay_port)):
-            if host and host != "0.0.0.0" and port:
+        for name, endpoint in camera_endpoints(live.addresses).items():
+            if endpoint is not None:
                 # One token per URL: the client tries them in turn (§15), and a token is burnt by the
                 # first verification, so a shared one would not survive a failed local attempt.
                 token = await self.accounts.issue_token(session, dev_id, channel, stream)
-                urls[name] = play_url(host, port, dev_id, channel, stream, token)
+                urls[name] = play_url(*endpoint, dev_id, channel, stream, token)
             else:
                 urls[name] = ""
         return {"Result": OK, **urls, "StunIP": self.settings.stun_host, "StunPort": self.settings.stun_port}
@@ -526,14 +524,11 @@ class McuApi:
         live = self.gateway.live.get(dev_id)
         if live is None:
             return {"Result": OFFLINE}
-        a = live.addresses
         urls: Values = {}
-        for field, host, port in (("LocalPlayUrl", a.local_ip, a.rtsp_local_port),
-                                  ("UpnpPlayUrl", a.upnp_ip, a.rtsp_upnp_port),
-                                  ("TurnPlayUrl", a.turn_relay_ip, a.rtsp_turn_relay_port)):
-            if host and host != "0.0.0.0" and port:
+        for field, endpoint in camera_endpoints(live.addresses).items():
+            if endpoint is not None:
                 token = await self.accounts.issue_token(session, dev_id, channel, 0, file_name=name)
-                urls[field] = playback_url(host, port, dev_id, channel, name, token)
+                urls[field] = playback_url(*endpoint, dev_id, channel, name, token)
             else:
                 urls[field] = ""
         return {"Result": OK, **urls, "StunIP": self.settings.stun_host, "StunPort": self.settings.stun_port}
@@ -684,18 +679,12 @@ class GroupDirectory:
 
 def play_url(host: str, port: int, dev_id: str, channel_no: int, stream_type: int, token: str) -> str:
     """The §8.9/§7.5.5 URL: ``rtsp://ip:port/realplay?devid=…&channelno=…&streamtype=…&hashtoken=…``."""
-    if ":" in host:
-        host = f"[{host}]"
-    return (f"rtsp://{host}:{port}/realplay?devid={dev_id}&channelno={channel_no}&streamtype={stream_type}"
-            f"&hashtoken={token}")
+    return realplay_url(host, port, dev_id, channel_no, token, stream_type=stream_type)
 
 
 def playback_url(host: str, port: int, dev_id: str, channel_no: int, file_name: str, token: str) -> str:
     """The §7.5.23 URL: ``rtsp://ip:port/realplay?devid=…&channelno=…&filename=…&hashtoken=…``."""
-    if ":" in host:
-        host = f"[{host}]"
-    return (f"rtsp://{host}:{port}/realplay?devid={dev_id}&channelno={channel_no}&filename={file_name}"
-            f"&hashtoken={token}")
+    return realplay_url(host, port, dev_id, channel_no, token, file_name=file_name)
 
 
 def _client_videos(ability_xml: bytes) -> list[Values]:

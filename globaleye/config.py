@@ -17,6 +17,8 @@ from typing import Any
 
 import attrs
 
+from globaleye.ops import operator_token
+
 ROLES = ("gateway", "http", "group", "stun", "turn", "rtsp")
 
 
@@ -465,6 +467,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                  "Seconds a TURN TCP/TLS connection has to get an allocation (or bind as an "
                                  "RFC 6062 data connection)."),
         "log_interval": Key(_positive, "60", "Seconds between summary lines of refused connections."),
+    },
+    "ops": {
+        "token": Key(operator_token, "",
+                     "Operator token for the operator pages on the HTTP site (/status/streams), sent as "
+                     "'Authorization: Bearer TOKEN' or as the password of HTTP Basic (any user name); at "
+                     "least 16 characters. Empty: the operator pages are not served at all."),
     },
 }
 

@@ -46,6 +46,7 @@ from globaleye.soap.client import parse_response, request_envelope
 from globaleye.soap.envelope import SoapFault
 from globaleye.soap.operations import GROUP_NS, GROUP_OPERATIONS
 from globaleye.store import OutboxItem, Store
+from globaleye.urls import request_url
 
 UNAVAILABLE = -1  # no answer from the group (network, timeout, HTTP error, Fault)
 RETRY_MAX = 3600.0
@@ -175,7 +176,7 @@ class GroupClient:
         return answer
 
     async def _post(self, body: bytes) -> bytes:
-        response = await self.http.post(self.settings.group_url, data=body, headers=Headers(
+        response = await self.http.post(request_url(self.settings.group_url), data=body, headers=Headers(
             {"Content-Type": ["text/xml; charset=utf-8"], "Connection": ["close"]}))
         data = bytes(await response.content())
         if response.code not in (200, 500):  # 500 carries a SOAP Fault

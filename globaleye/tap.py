@@ -33,6 +33,7 @@ from globaleye.groupclient import GroupClient, ProvinceSettings
 from globaleye.httpsite import LimitedSite
 from globaleye.httpsite import established as http_established
 from globaleye.netlimits import ConnectionLimits, LimitSettings
+from globaleye.ops import OperatorGuard
 from globaleye.protocol import messages as m
 from globaleye.proxy.service import RtspProxyService
 from globaleye.registration import Redirector, Registrar, RegistrationSettings
@@ -43,6 +44,7 @@ from globaleye.soap.resource import SoapResource
 from globaleye.store.migrations import MigrationError
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.turnauth import DeviceCredentials
+from globaleye.urls import http_url
 from txturn.auth import ChainedLookup
 from txturn.service import TurnServerConfig, TurnService, default_lookup, turn_service
 from txturn.stunserver import StunServerConfig, StunService
@@ -260,10 +262,10 @@ class PlatformService(service.MultiService):
             if not self.redirector.default_province_url and "gateway" in roles:
                 # The demo runs group and province in one process: redirect devices to ourselves.
                 public = self.config["globaleye"]["public_host"]
-                self.redirector.default_province_url = f"http://{public}:{self.port_of('http')}/register"
+                self.redirector.default_province_url = http_url(public, self.port_of("http"), "/register")
             if not self.group_directory.default_url and "gateway" in roles:
                 public = self.config["globaleye"]["public_host"]
-                self.group_directory.default_url = f"http://{public}:{self.port_of('http')}/soap/mcu"
+                self.group_directory.default_url = http_url(public, self.port_of("http"), "/soap/mcu")
         if self.group_client is not None:
             self._start_group_client()
         if "gateway" in roles:  # the role that serves accounts: drop HA1s the configuration no longer wants
@@ -281,7 +283,7 @@ class PlatformService(service.MultiService):
     def _start_group_client(self) -> None:
         """§6.1 needs our own URLs, known only now that the HTTP site listens (its port may be 0)."""
         assert self.group_client is not None
-        own = f"http://{self.config['globaleye']['public_host']}:{self.port_of('http')}" if "http" in self.ports else ""
+        own = http_url(self.config["globaleye"]["public_host"], self.port_of("http")) if "http" in self.ports else ""
         group_url = ""
         if not self.config["province"]["group_url"] and own:
             # One process is group and province (the demo): the group trusts its own province, never
@@ -310,8 +312,9 @@ class PlatformService(service.MultiService):
             soap.putChild(b"group", SoapResource("GlobalEyeGroup", GROUP_NS, GROUP_OPERATIONS,
                                                  self.group_service.handle, max_body, public))
         root.putChild(b"soap", soap)
-        if self.rtsp_proxy is not None:
-            root.putChild(b"status", self.rtsp_proxy.status_resource())  # /status/streams
+        if self.rtsp_proxy is not None and self.config["ops"]["token"]:  # operator only: see globaleye.ops
+            root.putChild(b"status", OperatorGuard(self.rtsp_proxy.status_resource(), self.config["ops"]["token"],
+                                                   self.reactor))  # /status/streams
         return root
 
     def _listen(self, role: str, port: int, factory: Any, interface: str,

@@ -45,12 +45,17 @@ port = 0
 port = 0
 relay_ports = 53000-53999
 allow_peers = 127.0.0.0/8
+[ops]
+token = {ops_token}
 [rtsp]
 port = 0
 linger = {linger}
 udp_timeout = {udp_timeout}
 connect_timeout = 2
 """
+
+
+OPS_TOKEN = "operator-token-for-tests"
 
 
 def closed_port() -> int:
@@ -67,7 +72,8 @@ class ProxyHarness:
 
     def __init__(self, test: TestCase, linger: float = 0.5, udp_timeout: float = 5.0, rtsp_extra: str = "") -> None:
         self.test = test
-        self.config = parse_config(CONFIG.format(linger=linger, udp_timeout=udp_timeout) + rtsp_extra)
+        self.config = parse_config(CONFIG.format(linger=linger, udp_timeout=udp_timeout, ops_token=OPS_TOKEN)
+                                   + rtsp_extra)
 
     async def start(self, cameras: dict[str, dict[str, Any]] | None = None, login: bool = True,
                     database: str = ":memory:", create_account: bool = True) -> None:
@@ -436,7 +442,9 @@ class ProxyPlaybackAndUdpTests(TestCase):
         from tests.util import http_client
         result = await probe(self.h.url())
         self.assertEqual(result.code, 0, result.err)
-        response = await http_client().get(f"http://127.0.0.1:{self.h.platform.port_of('http')}/status/streams")
+        url = f"http://127.0.0.1:{self.h.platform.port_of('http')}/status/streams"
+        self.assertEqual((await http_client().get(url)).code, 401, "operator only")
+        response = await http_client().get(url, headers={"Authorization": f"Bearer {OPS_TOKEN}"})
         status = json.loads(await response.text())
         live = status["live"] or status["recent"]
         self.assertEqual(live[0]["path"] or live[0]["attempts"][-1]["path"], "local")
@@ -598,7 +606,7 @@ class ProxyDigestAcrossRestartTests(TestCase):
             raise SkipTest("ffprobe not installed (apt-get install -y ffmpeg)")
         self.database = self.mktemp() + ".sqlite"
         # The first platform: the account signs up through the client API's rules (SMS code).
-        first = PlatformService(parse_config(CONFIG.format(linger=0.5, udp_timeout=5)), SQLiteStore(self.database),
+        first = PlatformService(parse_config(CONFIG.format(linger=0.5, udp_timeout=5, ops_token="")), SQLiteStore(self.database),
                                 reactor)
         first.startService()
         sms = RecordingSmsSender()

@@ -460,7 +460,7 @@ class ProxyLockoutEndToEndTests(TestCase):
         if FFPROBE is None:
             raise SkipTest("ffprobe not installed (apt-get install -y ffmpeg)")
         self.h = ProxyHarness(self)
-        text = CONFIG.format(linger=0.5, udp_timeout=5).replace("[rtsp]\n", "[rtsp]\nauth_peer_limit = 4\n")
+        text = CONFIG.format(linger=0.5, udp_timeout=5, ops_token="").replace("[rtsp]\n", "[rtsp]\nauth_peer_limit = 4\n")
         self.h.config = parse_config(text + "[soap]\nlogin_slowdown_after = 3\nlogin_lockout_after = 3\n"
                                             "login_lockout = 600\n")
         await self.h.start()

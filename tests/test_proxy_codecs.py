@@ -42,7 +42,11 @@ class DigestTests(SynchronousTestCase):
         nonces = auth.Nonces(b"k" * 32, clock=lambda: now[0], lifetime=10)
         nonce = nonces.issue()
         self.assertEqual(nonces.check(nonce), "ok")
-        self.assertEqual(nonces.check(nonce[:-1] + ("0" if nonce[-1] != "0" else "1")), "bad")
+        mac_end = len(nonce) - auth.Nonces.MAC  # the time's MAC, then the MAC binding it to a connection
+        flip = "0" if nonce[mac_end - 1] != "0" else "1"
+        self.assertEqual(nonces.check(nonce[:mac_end - 1] + flip + nonce[mac_end:]), "bad")
+        self.assertEqual(nonces.check(nonce, "another connection"), "foreign")
+        self.assertEqual(nonces.check(nonces.issue("conn"), "conn"), "ok")
         now[0] += 11
         self.assertEqual(nonces.check(nonce), "stale")
 

@@ -46,6 +46,15 @@ def _networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip())
 
 
+#: IPv6 prefixes that carry an IPv4 address in their last 32 bits (RFC 6052
+#: NAT64 well-known prefix and RFC 8215 local-use prefix).
+_NAT64_PREFIXES: tuple[ipaddress.IPv6Network, ...] = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+)
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
 def _normalise(host: str) -> IPAddr:
     """Parse ``host``; IPv4-mapped IPv6 addresses are judged as the IPv4 address
     they carry, so ``::ffff:127.0.0.1`` cannot sneak past a 127/8 deny rule."""
@@ -53,6 +62,30 @@ def _normalise(host: str) -> IPAddr:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return addr.ipv4_mapped
     return addr
+
+
+def embedded_ipv4(addr: IPAddr) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address stands for on some path: IPv4-mapped
+    (``::ffff:a.b.c.d``), IPv4-compatible (``::a.b.c.d``, deprecated but still
+    routed by some stacks), NAT64 (``64:ff9b::/96``, ``64:ff9b:1::/48``), 6to4
+    (``2002::/16``) and Teredo (``2001::/32``: the server and the client's
+    inverted address).  A relay towards any of them reaches that IPv4 host
+    through a translator, so the peer policy judges each of them as well."""
+    if not isinstance(addr, ipaddress.IPv6Address):
+        return ()
+    found: list[ipaddress.IPv4Address] = []
+    low32 = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    if addr.ipv4_mapped is not None:
+        found.append(addr.ipv4_mapped)
+    elif addr in _IPV4_COMPATIBLE and int(addr) > 1:  # :: and ::1 are IPv6's own
+        found.append(low32)
+    if any(addr in net for net in _NAT64_PREFIXES):
+        found.append(low32)
+    if addr.sixtofour is not None:
+        found.append(addr.sixtofour)
+    if addr.teredo is not None:
+        found.extend(addr.teredo)
+    return tuple(found)
 
 
 def _contains(nets: tuple[IPNetwork, ...], addr: IPAddr) -> IPNetwork | None:
@@ -79,11 +112,24 @@ class PeerFilter:
         return cls(allow=_networks(allow), deny=_networks(deny))
 
     def check(self, host: str) -> str | None:
-        """Return ``None`` if ``host`` may be relayed, else a human reason."""
+        """Return ``None`` if ``host`` may be relayed, else a human reason.
+
+        The address and every IPv4 address embedded in it (:func:`embedded_ipv4`)
+        must pass: ``::127.0.0.1``, ``64:ff9b::7f00:1`` or ``2002:7f00:1::1``
+        are refused like ``127.0.0.1`` unless the IPv4 address is allowed."""
         try:
             addr = _normalise(host)
         except ValueError:
             return f"not an IP address: {host!r}"
+        for candidate in (addr, *embedded_ipv4(addr)):
+            why = self._check_one(candidate)
+            if why is not None:
+                if candidate is not addr:
+                    return f"{addr} embeds {why}"
+                return why
+        return None
+
+    def _check_one(self, addr: IPAddr) -> str | None:
         net = _contains(self.deny, addr)
         if net is not None:
             return f"{addr} is in denied range {net}"

@@ -16,6 +16,7 @@ from lxml import etree
 from globaleye.proxy.paths import PlayUrls
 from globaleye.soap.envelope import SoapFault, build_envelope, parse_envelope
 from globaleye.soap.operations import MCU_NS, MCU_OPERATIONS, Field, Operation
+from globaleye.urls import request_url
 
 OPERATIONS = {op.name: op for op in MCU_OPERATIONS}
 RESULT_OK = 0
@@ -85,7 +86,7 @@ class McuClient:
         if any(f.name == "LoginSession" for f in operation.request):
             values.setdefault("Account", self.account)
             values.setdefault("LoginSession", self.session)
-        response = await self.http.post(self.url, data=build_request(operation, values),
+        response = await self.http.post(request_url(self.url), data=build_request(operation, values),
                                         headers={"Content-Type": ["text/xml; charset=utf-8"],
                                                  "SOAPAction": [f'"{MCU_NS}#{name}"']})
         body = await response.content()

@@ -15,8 +15,9 @@ from typing import Any
 import attrs
 
 from globaleye.accounts import AccountService
-from globaleye.clientapi import play_url
+from globaleye.clientapi import play_url, playback_url
 from globaleye.proxy.paths import LOCAL, UPNP, PlayUrls
+from globaleye.urls import camera_endpoints
 
 
 @attrs.frozen
@@ -70,19 +71,17 @@ class PlatformDirectory:
         live = self.gateway.live.get(target.dev_id)
         if live is None:
             raise Unavailable(503, f"camera {target.dev_id} is offline")
-        a = live.addresses
-        host, port = {LOCAL: (a.local_ip, a.rtsp_local_port), UPNP: (a.upnp_ip, a.rtsp_upnp_port)}.get(
-            path, (a.turn_relay_ip, a.rtsp_turn_relay_port))
+        field = {LOCAL: "LocalPlayUrl", UPNP: "UpnpPlayUrl"}.get(path, "TurnPlayUrl")
+        endpoint = camera_endpoints(live.addresses)[field]  # the client API's URLs, built the same way
         settings = self.mcu_api.settings
         stun_host, stun_port = settings.stun_host, settings.stun_port
-        if not host or host == "0.0.0.0" or not port:
+        if endpoint is None:
             return PlayUrls(stun_host=stun_host, stun_port=stun_port)
         token = await self._token(account, target)
         if target.kind == "live":
-            url = play_url(host, port, target.dev_id, target.channel_no, target.stream_type, token)
+            url = play_url(*endpoint, target.dev_id, target.channel_no, target.stream_type, token)
         else:
-            url = (f"rtsp://{host}:{port}/realplay?devid={target.dev_id}&channelno={target.channel_no}"
-                   f"&filename={target.file_name}&hashtoken={token}")
+            url = playback_url(*endpoint, target.dev_id, target.channel_no, target.file_name, token)
         values = {"local": "", "upnp": "", "turn": ""}
         values[{LOCAL: "local", UPNP: "upnp"}.get(path, "turn")] = url
         return PlayUrls(**values, stun_host=stun_host, stun_port=stun_port)

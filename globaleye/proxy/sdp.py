@@ -14,6 +14,8 @@ import re
 
 import attrs
 
+from globaleye.urls import is_ipv6, sdp_address
+
 
 @attrs.frozen
 class MediaSection:
@@ -123,8 +125,8 @@ def rewrite_sdp(description: SessionDescription, track_urls: list[str], origin_h
     The session part is rebuilt (``o=`` and ``c=`` name the proxy, not the camera's
     private address), ``a=range`` says live or the recording's length.
     """
-    lines = ["v=0", f"o=- {abs(hash(name)) % 10**10} 1 IN IP4 {origin_host}", f"s={name}",
-             "c=IN IP4 0.0.0.0", "t=0 0", "a=control:*",
+    lines = ["v=0", f"o=- {abs(hash(name)) % 10**10} 1 {sdp_address(origin_host)}", f"s={name}",
+             "c=IN IP6 ::" if is_ipv6(origin_host) else "c=IN IP4 0.0.0.0", "t=0 0", "a=control:*",
              "a=range:npt=0-" + ("" if duration is None else f"{duration:.3f}")]
     for section, url in zip(description.media, track_urls, strict=True):
         lines.append(section.lines[0])

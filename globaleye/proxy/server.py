@@ -32,7 +32,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from globaleye.media.source import RecordingName
-from globaleye.proxy.auth import AccountAuthenticator
+from globaleye.proxy.auth import (
+    AccountAuthenticator,
+    DigestContext,
+    parse_authorization,
+    uri_matches,
+)
 from globaleye.proxy.fanout import LiveHub, PictureTracker, ViewerStream
 from globaleye.proxy.paths import NoPath, PathSettings, connect_camera, summarize
 from globaleye.proxy.platform import PlatformDirectory, Target, Unavailable
@@ -188,6 +193,8 @@ class RtspProxyProtocol(RtspServerConnection):
         self.sessions: dict[str, ProxySession] = {}
         self.account: str | None = None
         self._auth_cache: tuple[str, str] | None = None  # (Authorization value, account)
+        #: The nonces this connection was given (valid on it only) and the nonce counts it used.
+        self.digest = DigestContext()
         #: Playback upstreams opened by DESCRIBE, waiting for SETUP (by aggregate URL), and since when.
         self.pending: dict[str, tuple[UpstreamSession, list[Any], PictureTracker]] = {}
         self.pending_since: dict[str, float] = {}
@@ -322,23 +329,29 @@ class RtspProxyProtocol(RtspServerConnection):
         connection closed right after the answer, when this peer's address has used up its
         failed authentications: it gets nothing more checked on this connection.  The guessing
         limits themselves are the authenticator's (:mod:`globaleye.proxy.auth`); a connection
-        does not re-check an ``Authorization`` value that already succeeded on it.
+        does not re-check an ``Authorization`` value that already succeeded on it (its nonce was
+        issued to this connection: no other can present it), except for its ``uri``, which must
+        name this request's URI (400 otherwise, RFC 7616 §3.4.6), and a qop=auth nonce count,
+        which must grow.
         """
         auth = self.factory.auth
         if not auth.required:
             return "anonymous"
         header = request.headers.get("Authorization")
-        if header is not None and self._auth_cache is not None and self._auth_cache[0] == header:
+        if (header is not None and self._auth_cache is not None and self._auth_cache[0] == header
+                and _digest_uri_of(header, request.uri) and "qop=" not in header.lower()):
             return self._auth_cache[1]
-        result = await auth.check(request.method, header, self.peer)
+        result = await auth.check(request.method, header, self.peer, uri=request.uri, context=self.digest)
         if result.account is None:
             if result.counted:  # not a Digest client's first request, nor a stale nonce
                 self.factory.auth_failures += 1
             if result.blocked:
                 self.factory.reactor.callLater(0, self.drop, "too many failed authentications")
                 raise Refusal(403, f"authentication: {result.reason}")
+            if result.bad_request:
+                raise Refusal(400, f"authentication: {result.reason}")
             raise Refusal(401, f"authentication: {result.reason}",
-                          [("WWW-Authenticate", c) for c in auth.challenge(stale=result.stale)])
+                          [("WWW-Authenticate", c) for c in auth.challenge(stale=result.stale, context=self.digest)])
         if self.account is not None and self.account != result.account:
             raise Refusal(403, "another account on an authenticated connection")
         if self.account is None:
@@ -587,6 +600,14 @@ class RtspProxyProtocol(RtspServerConnection):
         self.sessions.pop(session.id, None)
         log.info("RTSP proxy {peer}: session {sid} torn down", peer=self.peer, sid=session.id)
         self.reply(request, 200)
+
+
+def _digest_uri_of(header: str, request_uri: str) -> bool:
+    """Whether *header* (Basic, or Digest with a ``uri``) may stand for a request of *request_uri*."""
+    credentials = parse_authorization(header)
+    if credentials is None or credentials.scheme != "digest":
+        return credentials is not None
+    return uri_matches(credentials.params["uri"], request_uri)
 
 
 def _no_path(e: NoPath) -> Refusal:

@@ -3,7 +3,8 @@
 Built from the platform's own objects (the McuApi's store, gateway and accounts), so
 the proxy sees the same bindings, online cameras and addresses as the client API.
 ``PlatformService`` listens on ``[rtsp] port`` with :attr:`factory` and mounts
-:meth:`status_resource` at ``/status/streams`` on the HTTP site.
+:meth:`status_resource` at ``/status/streams`` on the HTTP site, behind the operator token
+(``[ops] token``, :mod:`globaleye.ops`), and not at all without one.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class RtspProxyService(service.Service):
 class _StatusJson(resource.Resource):
     """``GET /status/streams``: hubs, their path and the attempts that chose it, sessions, counters.
 
-    Shows account numbers and peers: mount it only on an operator-facing interface.
+    Shows account numbers and peers: mounted only behind :class:`globaleye.ops.OperatorGuard`.
     """
 
     isLeaf = True

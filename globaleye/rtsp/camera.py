@@ -80,6 +80,7 @@ from globaleye.rtsp.message import (
 )
 from globaleye.rtsp.serving import IDLE_TIMEOUT, RtspServerConnection, redact
 from globaleye.sim.stun import BindingTransactions
+from globaleye.urls import is_ipv6, sdp_address
 
 Kind = Literal["live", "playback"]
 #: ``async def verify(kind, dev_id, channel_no, stream_type_or_filename, token) -> bool``.
@@ -1018,9 +1019,9 @@ def build_sdp(target: Target, video: VideoFormat, audio: AudioFormat | None, bas
     session_id = int(time.time())
     lines = [
         "v=0",
-        f"o=- {session_id} 1 IN IP4 {host}",
+        f"o=- {session_id} 1 {sdp_address(host)}",
         f"s=GlobalEye {target.kind} {target.dev_id}/{target.channel_no}",
-        "c=IN IP4 0.0.0.0",
+        "c=IN IP6 ::" if is_ipv6(host) else "c=IN IP4 0.0.0.0",
         "t=0 0",
         "a=control:*",
         "a=range:npt=0-" + ("" if duration is None else f"{duration:.3f}"),

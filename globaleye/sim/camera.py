@@ -37,6 +37,7 @@ from globaleye.protocol.frame import Frame
 from globaleye.sim.commands import answer
 from globaleye.sim.state import CameraState
 from globaleye.sim.upnp import CameraPortMapping
+from globaleye.urls import request_url
 from txturn.turnclient import TurnClient
 
 REGISTER_INTERVAL = 300.0  # §7.2
@@ -344,7 +345,7 @@ class SimulatedCamera:
             session.request(report, self.timing.request_timeout).addErrback(lambda f: None)
 
     async def _post(self, url: str, message: m.Message) -> bytes:
-        response = await self.http.post(url, data=message.to_xml(),
+        response = await self.http.post(request_url(url), data=message.to_xml(),
                                         headers=Headers({"Content-Type": ["text/xml;charset=UTF-8"]}),
                                         timeout=self.timing.request_timeout)
         body = await response.content()

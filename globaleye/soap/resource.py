@@ -29,6 +29,7 @@ from globaleye.soap.envelope import (
 )
 from globaleye.soap.operations import Operation, decode_request, encode_response
 from globaleye.soap.wsdl import Wsdl
+from globaleye.urls import host_port
 
 Handler = Callable[[str, dict[str, Any], str], Awaitable[Mapping[str, Any]]]
 
@@ -65,7 +66,7 @@ class SoapResource(resource.Resource):
         """This endpoint's URL as the client named it (a Host header we cannot trust falls back)."""
         host = (request.getHeader(b"host") or b"").decode("ascii", "replace")
         if not _HOST.match(host):
-            host = f"{self.fallback_host}:{request.getHost().port}"
+            host = host_port(self.fallback_host, request.getHost().port)
         scheme = "https" if request.isSecure() else "http"
         return f"{scheme}://{host}{request.path.decode('ascii', 'replace')}"
 

@@ -106,7 +106,8 @@ class Account:
 
 @attrs.frozen
 class DigestSecret:
-    """An account's RTSP Digest secret (RFC 2617): HA1 = MD5(account:realm:password), for *realm*.
+    """An account's RTSP Digest secret (RFC 2617): HA1 = MD5(account:realm:password), for *realm*,
+    and the same with SHA-256 (RFC 7616).
 
     Kept next to the argon2 hash because Digest cannot be verified from argon2; see
     docs/protocol.md ("Client API", item 18) for the trade-off and ``[rtsp] auth = basic``.
@@ -114,6 +115,8 @@ class DigestSecret:
 
     realm: str
     ha1: str = attrs.field(repr=False)
+    #: HA1 of RFC 7616's SHA-256 Digest: SHA-256(account:realm:password); None until written.
+    ha1_sha256: str | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen

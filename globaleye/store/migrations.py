@@ -156,6 +156,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE accounts ADD COLUMN digest_realm TEXT;
     ALTER TABLE accounts ADD COLUMN digest_ha1 TEXT;
     """,
+    # 5: the SHA-256 RTSP Digest secret (RFC 7616: SHA-256(account:realm:password)) beside the MD5 one;
+    # NULL until the account signs up, changes its password or logs in with this software.
+    """
+    ALTER TABLE accounts ADD COLUMN digest_ha1_sha256 TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

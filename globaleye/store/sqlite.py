@@ -298,7 +298,7 @@ class SQLiteStore:
         def write(c: sqlite3.Connection) -> bool:
             cursor = c.execute(
                 "INSERT INTO accounts (account, password_hash, created_at, password_changed_at, digest_realm, "
-                "digest_ha1) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(account) DO NOTHING",
+                "digest_ha1, digest_ha1_sha256) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(account) DO NOTHING",
                 (account.account, account.password_hash, account.created_at, account.password_changed_at,
                  *_digest_columns(digest)))
             return cursor.rowcount == 1
@@ -317,30 +317,32 @@ class SQLiteStore:
                            digest: DigestSecret | None = None) -> bool:
         def write(c: sqlite3.Connection) -> bool:
             return c.execute("UPDATE accounts SET password_hash = ?, password_changed_at = ?, digest_realm = ?, "
-                             "digest_ha1 = ? WHERE account = ?",
+                             "digest_ha1 = ?, digest_ha1_sha256 = ? WHERE account = ?",
                              (password_hash, when, *_digest_columns(digest), account)).rowcount == 1
 
         return await self._run(write)
 
     async def get_digest(self, account: str) -> DigestSecret | None:
         def query(c: sqlite3.Connection) -> DigestSecret | None:
-            row = c.execute("SELECT digest_realm, digest_ha1 FROM accounts WHERE account = ?", (account,)).fetchone()
+            row = c.execute("SELECT digest_realm, digest_ha1, digest_ha1_sha256 FROM accounts WHERE account = ?",
+                            (account,)).fetchone()
             if row is None or row[0] is None or row[1] is None:
                 return None
-            return DigestSecret(str(row[0]), str(row[1]))
+            return DigestSecret(str(row[0]), str(row[1]), None if row[2] is None else str(row[2]))
 
         return await self._run(query)
 
     async def set_digest(self, account: str, password_hash: str, digest: DigestSecret | None) -> bool:
         def write(c: sqlite3.Connection) -> bool:
-            return c.execute("UPDATE accounts SET digest_realm = ?, digest_ha1 = ? WHERE account = ? "
-                             "AND password_hash = ?", (*_digest_columns(digest), account, password_hash)).rowcount == 1
+            return c.execute("UPDATE accounts SET digest_realm = ?, digest_ha1 = ?, digest_ha1_sha256 = ? "
+                             "WHERE account = ? AND password_hash = ?", (*_digest_columns(digest), account, password_hash)).rowcount == 1
 
         return await self._run(write)
 
     async def forget_digests(self, keep_realm: str = "") -> int:
         def write(c: sqlite3.Connection) -> int:
-            return c.execute("UPDATE accounts SET digest_realm = NULL, digest_ha1 = NULL WHERE digest_ha1 IS NOT NULL "
+            return c.execute("UPDATE accounts SET digest_realm = NULL, digest_ha1 = NULL, digest_ha1_sha256 = NULL "
+                             "WHERE digest_ha1 IS NOT NULL "
                              "AND (? = '' OR digest_realm IS NOT ?)", (keep_realm, keep_realm)).rowcount
 
         return await self._run(write)
@@ -642,8 +644,8 @@ class _transaction:
         self.connection.execute("COMMIT" if kind is None else "ROLLBACK")
 
 
-def _digest_columns(digest: DigestSecret | None) -> tuple[str | None, str | None]:
-    return (digest.realm, digest.ha1) if digest is not None else (None, None)
+def _digest_columns(digest: DigestSecret | None) -> tuple[str | None, str | None, str | None]:
+    return (digest.realm, digest.ha1, digest.ha1_sha256) if digest is not None else (None, None, None)
 
 
 def _insert_device(c: sqlite3.Connection, device: Device) -> bool:

@@ -191,7 +191,8 @@ class Key:
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "globaleye": {
-        "roles": Key(_roles, "gateway, http, group", "Roles this process runs: gateway, http, group, stun, turn, rtsp."),
+        "roles": Key(_roles, "gateway, http, group, stun, turn, rtsp",
+                     "Roles this process runs: gateway, http, group, stun, turn, rtsp."),
         "public_host": Key(str, "127.0.0.1", "Address devices and clients use to reach this host."),
         "data_dir": Key(str, "var", "Directory for the database and other state (relative to the working directory)."),
     },

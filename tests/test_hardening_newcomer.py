@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import importlib.util
+import io
+import shutil
 import socket
 import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
+from twisted.internet import reactor
 from twisted.trial import unittest
+from twisted.trial.unittest import SkipTest, TestCase
 
+from tests.util import http_client, run, until
 from txturn import stun
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,3 +75,66 @@ class TurnBenchPortsTests(unittest.TestCase):
             server.stop()
         self.assertIn(f"127.0.0.1:{impostor.port} is taken", str(caught.exception))
         self.assertEqual(bench.RUNNING, [])
+
+
+DEFAULT_INI = ROOT / "etc" / "globaleye.ini"
+
+
+def shipped_config(data_dir: str, **sections: dict[str, Any]) -> Any:
+    """etc/globaleye.ini as shipped, with every listening port 0 (free) and state in *data_dir*."""
+    from globaleye.config import load_config
+
+    config = load_config(DEFAULT_INI)
+    ports = {"globaleye": {"data_dir": data_dir}, "http": {"port": 0}, "gateway": {"port": 0},
+             "stun": {"port": 0, "alternate_port": 0}, "turn": {"port": 0}, "rtsp": {"port": 0}}
+    for name, keys in sections.items():
+        ports.setdefault(name, {}).update(keys)
+    return config.replace(**ports)
+
+
+class ShippedRolesTests(TestCase):
+    timeout = 90
+
+    async def test_i9_17_shipped_configuration_runs_every_role(self) -> None:
+        """The README's `twistd -n globaleye --config etc/globaleye.ini` and `globaleye-sim --redirect`:
+        the camera is online, holds a TURN relay, and a player watches it through the RTSP proxy."""
+        from globaleye.cli import DEMO_ACCOUNT, DEMO_PASSWORD, _demo_viewer
+        from globaleye.config import ROLES, SCHEMA
+        from globaleye.sim.camera import Timing
+        from globaleye.sim.fleet import Fleet
+        from globaleye.store import Device
+        from globaleye.tap import PlatformService, open_store
+
+        self.assertEqual(SCHEMA["globaleye"]["roles"].parse(SCHEMA["globaleye"]["roles"].default), ROLES)
+        config = shipped_config(str(Path(self.mktemp()).absolute()))
+        self.assertEqual(set(config.roles), set(ROLES))
+        Path(config.data_dir).mkdir(parents=True)
+        platform = PlatformService(config, open_store(config), reactor)
+        platform.startService()
+        self.addCleanup(platform.stopService)
+        self.assertIsNotNone(platform.stun)
+        self.assertIsNotNone(platform.turn)
+        self.assertIn("rtsp", platform.ports)
+        fleet = Fleet(reactor, redirect_url=f"http://127.0.0.1:{platform.port_of('http')}/redirect",
+                      timing=Timing(backoff_initial=0.05), http=http_client())
+        self.addCleanup(fleet.stop)
+        self.addCleanup(fleet.port.stopListening)
+        dev_id = "81100000001"
+        camera = fleet.add(dev_id)
+        # Imported first, as an operator would: the camera comes online whether enrollment is open or closed.
+        await platform.store.import_devices([Device(dev_id=dev_id, dev_key=camera.state.dev_key,
+                                                    manufacturer_no="811", model="sim", dev_type=1, created_at=0.0)])
+        fleet.start()
+        await camera.went_online
+        await until(lambda: camera.state.turn_relay_ip not in ("", "0.0.0.0"), timeout=20)
+        out = io.StringIO()
+        await _demo_viewer(platform, [dev_id], out)
+        self.assertIn(f"/live/{dev_id}/0/1", out.getvalue())
+        ffprobe = shutil.which("ffprobe")
+        if ffprobe is None:
+            raise SkipTest("ffprobe not installed (apt-get install -y ffmpeg): online and relayed, not watched")
+        url = f"rtsp://{DEMO_ACCOUNT}:{DEMO_PASSWORD}@127.0.0.1:{platform.port_of('rtsp')}/live/{dev_id}/0/1"
+        result = await run(ffprobe, ["-v", "error", "-rtsp_transport", "tcp", "-show_entries",
+                                     "stream=codec_name,width,height", "-of", "csv", url], timeout=30)
+        self.assertEqual(result.code, 0, result.err)
+        self.assertIn("h264,1280,720", result.out)

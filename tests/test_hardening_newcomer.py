@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
 import shutil
 import socket
 import sys
@@ -138,3 +139,30 @@ class ShippedRolesTests(TestCase):
                                      "stream=codec_name,width,height", "-of", "csv", url], timeout=30)
         self.assertEqual(result.code, 0, result.err)
         self.assertIn("h264,1280,720", result.out)
+
+
+class EditableInstallTests(TestCase):
+    timeout = 300
+
+    async def test_i9_20_editable_install_registers_the_twistd_plugin(self) -> None:
+        """`pip install -e .` in a fresh virtualenv, then `twistd --help` outside the repository lists globaleye."""
+        from twisted.internet.utils import getProcessOutputAndValue
+
+        if shutil.which("pip") is None and not (Path(sys.executable).parent / "pip").exists():
+            raise SkipTest("pip not available")
+        venv = Path(self.mktemp()).absolute()
+        env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
+        # The system's packages (Twisted and the other dependencies) are reused: only globaleye is installed.
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, ["-m", "venv", "--system-site-packages", str(venv)], env=env, reactor=reactor)
+        self.assertEqual(code, 0, err)
+        python = str(venv / "bin" / "python")
+        out, err, code = await getProcessOutputAndValue(
+            python, ["-m", "pip", "install", "-q", "-e", str(ROOT)], env=env, path=str(venv), reactor=reactor)
+        if code != 0 and b"No matching distribution" in err:
+            raise SkipTest(f"pip cannot reach an index for the build requirements: {err[-300:]!r}")
+        self.assertEqual(code, 0, err)
+        out, err, code = await getProcessOutputAndValue(
+            python, ["-c", "from twisted.scripts.twistd import run; run()", "--help"], env=env, path=str(venv),
+            reactor=reactor)
+        self.assertIn(b"globaleye", out + err)

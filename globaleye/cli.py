@@ -143,8 +143,11 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
         await demo(config, args.cameras, out)
         return
     if args.area == "config":
+        from globaleye.tap import check_state_dir
+
+        state = check_state_dir(config)  # ConfigError (exit 2) for an unwritable or full data_dir
         print(f"{config.path or '<defaults>'}: OK (roles: {', '.join(config.roles)}; "
-              f"database {config.database_path()})", file=out)
+              f"database {config.database_path()}; {state})", file=out)
         return
     store = SQLiteStore(config.database_path())
     try:
@@ -239,11 +242,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> None:
         print(f"globaleye: {e}", file=sys.stderr)
         sys.exit(2)
 
+    from globaleye.tap import CannotStart  # a demo role's port taken: one line, exit non-zero
+
     async def guarded() -> None:
         try:
             await run(config, args, stream)
-        except (ConfigError, CLIError, OSError, sqlite3.Error) as e:
-            print(f"globaleye: {e}", file=sys.stderr)
+        except (ConfigError, CLIError, OSError, sqlite3.Error, CannotStart) as e:
+            # The demo points sys.stderr at its log: the message goes to the terminal's own stderr.
+            print(f"globaleye: {e}", file=sys.__stderr__ or sys.stderr, flush=True)
             raise SystemExit(2) from e
 
     react(lambda reactor: Deferred.fromCoroutine(guarded()))

@@ -195,6 +195,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                      "Roles this process runs: gateway, http, group, stun, turn, rtsp."),
         "public_host": Key(str, "127.0.0.1", "Address devices and clients use to reach this host."),
         "data_dir": Key(str, "var", "Directory for the database and other state (relative to the working directory)."),
+        "min_free_mb": Key(_count, "64",
+                           "Free space (MiB) data_dir must have at start-up (and at `globaleye config check`); "
+                           "0: not checked."),
     },
     "database": {
         "url": Key(str, "sqlite:///globaleye.sqlite3", "sqlite:///PATH (relative to data_dir) or sqlite:///:memory:."),

@@ -8,12 +8,18 @@ exits non-zero.
 
 from __future__ import annotations
 
+import os
 import resource as rlimit
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import attrs
 from twisted.application import service
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
@@ -63,14 +69,48 @@ class Options(usage.Options):
         self.store = open_store(self.config)
 
 
+def check_state_dir(config: Config) -> str:
+    """The database's directory exists (made if need be), takes a new file and has ``min_free_mb`` free.
+
+    Raises ConfigError naming the directory and the reason; returns a line describing it.
+    """
+    database = config.database_path()
+    if database == ":memory:":
+        return "database in memory"
+    directory = Path(database).parent
+    key = "[globaleye] data_dir" if directory.is_relative_to(config.data_dir) else "[database] url"
+    where = f"{config.path or '<defaults>'}: {key}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".globaleye-check-") as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as e:
+        raise ConfigError(f"{where}: {directory} is not writable: {e.strerror or e}") from e
+    free_mb = shutil.disk_usage(directory).free // (1 << 20)
+    wanted = config["globaleye"]["min_free_mb"]
+    if free_mb < wanted:
+        raise ConfigError(f"{where}: {directory} has {free_mb} MiB free, less than min_free_mb = {wanted}")
+    return f"{directory} writable, {free_mb} MiB free"
+
+
 def open_store(config: Config) -> SQLiteStore:
     """Open (and migrate) the database, turning every failure into a UsageError that names it."""
+    try:
+        check_state_dir(config)
+    except ConfigError as e:
+        raise usage.UsageError(str(e)) from e
     try:
         return SQLiteStore(config.database_path())
     except (ConfigError, MigrationError) as e:
         raise usage.UsageError(f"{config.path}: [database] url: {e}") from e
     except Exception as e:  # sqlite3.Error, OSError: anything that stops the database opening
         raise usage.UsageError(f"{config.path}: [database] url: cannot open {config['database']['url']!r}: {e}") from e
+
+
+class CannotStart(Exception):
+    """A role could not start (its port is taken, say): the message is one line that names it."""
 
 
 class PlatformService(service.MultiService):
@@ -189,7 +229,40 @@ class PlatformService(service.MultiService):
         address: Any = self.ports[role].getHost()
         return int(address.port)
 
+    #: twistd -n: a role that cannot start ends the process with one line on stderr, not a traceback.
+    exit_on_start_error = False
+
     def startService(self) -> None:
+        try:
+            self._start_roles()
+        except (CannotStart, CannotListenError) as e:
+            self._abandon_start()
+            message = str(e) if isinstance(e, CannotStart) else self._listen_error(e)
+            if self.exit_on_start_error:
+                self.log.critical("cannot start: {message}", message=message)
+                # twistd has pointed sys.stderr at the log: the operator's terminal is the original one.
+                print(f"globaleye: {message}", file=sys.__stderr__ or sys.stderr, flush=True)
+                raise SystemExit(1) from None
+            raise CannotStart(message) from None
+
+    def _listen_error(self, e: CannotListenError) -> str:
+        """Name the role of a port a child service (STUN, TURN) could not listen on."""
+        roles = {self.config["stun"]["port"]: "stun", self.config["stun"]["alternate_port"]: "stun",
+                 self.config["turn"]["tls_port"]: "turn", self.config["turn"]["port"]: "turn"}
+        reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+        return f"{roles.get(e.port, 'a role')} cannot listen on {e.interface or '*'} port {e.port}: {reason}"
+
+    def _abandon_start(self) -> None:
+        """Close what did start, so the process (or the test) is left with no half-open platform."""
+        for port in self.ports.values():
+            port.stopListening()
+        self.ports.clear()
+        for child in self:
+            if child.running:
+                child.stopService()
+        self.running = False
+
+    def _start_roles(self) -> None:
         super().startService()  # STUN and TURN first: REGISTER_RES gives the TURN port
         roles = self.config.roles
         if self.turn is not None and self.config["gateway"]["turn_port"] is None:
@@ -269,15 +342,20 @@ class PlatformService(service.MultiService):
         # A login storm (every camera of a province after a power cut) opens thousands of
         # connections at once; Twisted's default backlog of 50 would drop their SYNs and
         # stretch the storm by the clients' retransmission timers.
-        if tls is not None:
-            from twisted.internet import ssl
+        try:
+            if tls is not None:
+                from twisted.internet import ssl
 
-            cert, key = tls
-            # The files are read here, at start-up: a missing or mismatched key stops it with its name.
-            context = ssl.DefaultOpenSSLContextFactory(key, cert)
-            listening = self.reactor.listenSSL(port, factory, context, backlog=LISTEN_BACKLOG, interface=interface)
-        else:
-            listening = self.reactor.listenTCP(port, factory, backlog=LISTEN_BACKLOG, interface=interface)
+                cert, key = tls
+                # The files are read here, at start-up: a missing or mismatched key stops it with its name.
+                context = ssl.DefaultOpenSSLContextFactory(key, cert)
+                listening = self.reactor.listenSSL(port, factory, context, backlog=LISTEN_BACKLOG,
+                                                   interface=interface)
+            else:
+                listening = self.reactor.listenTCP(port, factory, backlog=LISTEN_BACKLOG, interface=interface)
+        except CannotListenError as e:
+            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise CannotStart(f"{role} cannot listen on {interface or '*'} port {port}: {reason}") from None
         host = listening.getHost()
         self.log.info("{role} listening on {host}:{port}", role=role, host=host.host, port=host.port)
         return listening
@@ -318,4 +396,9 @@ def raise_file_limit() -> tuple[int, int]:
 def makeService(options: Options) -> service.IService:
     soft, _hard = raise_file_limit()
     Logger().info("open file limit {soft}: about {sessions} device sessions", soft=soft, sessions=max(0, soft - 100))
-    return PlatformService(options.config, options.store)
+    platform = PlatformService(options.config, options.store)
+    parent = getattr(options, "parent", None)
+    # In the foreground a role that cannot start prints one line and exits non-zero; a daemon's
+    # failure goes to twistd, which reports it through the daemon's status pipe.
+    platform.exit_on_start_error = bool(parent is None or parent.get("nodaemon"))
+    return platform

@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 import socket
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -166,3 +167,75 @@ class EditableInstallTests(TestCase):
             python, ["-c", "from twisted.scripts.twistd import run; run()", "--help"], env=env, path=str(venv),
             reactor=reactor)
         self.assertIn(b"globaleye", out + err)
+
+
+class StartAndFullDiskTests(TestCase):
+    timeout = 120
+
+    async def spawn(self, args: list[str], cwd: Path) -> tuple[int, str, str]:
+        from twisted.internet.utils import getProcessOutputAndValue
+
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, args, env=dict(os.environ, PYTHONPATH=str(ROOT)), path=str(cwd), reactor=reactor)
+        return code, out.decode(errors="replace"), err.decode(errors="replace")
+
+    async def test_i9_18_busy_port_unwritable_or_full_data_dir_and_full_disk_at_runtime(self) -> None:
+        """A busy port: one line naming role, address and port, exit non-zero (twistd -n and the demo);
+        `config check` and start-up refuse an unwritable or full data_dir; a store that fails at run time
+        (disk full) answers /register in protocol with a failure Result, not HTTP 500."""
+        from globaleye.config import parse_config
+        from globaleye.protocol import messages as m
+        from globaleye.store.sqlite import SQLiteStore
+        from globaleye.tap import PlatformService
+
+        workdir = Path(self.mktemp()).absolute()
+        workdir.mkdir()
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        self.addCleanup(busy.close)
+        port = busy.getsockname()[1]
+        ini = workdir / "busy.ini"
+        ini.write_text(f"[globaleye]\ndata_dir = state\n[http]\nport = 0\n[gateway]\nport = {port}\n[stun]\nport = 0\n"
+                       "[turn]\nport = 0\n[rtsp]\nport = 0\n", encoding="utf-8")
+        twistd = ["-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "--logfile=log"]
+        for args in (twistd + ["globaleye", "--config", str(ini)], ["-m", "globaleye.cli", "--config", str(ini), "demo"]):
+            code, out, err = await self.spawn(args, workdir)
+            self.assertNotEqual(code, 0)
+            self.assertEqual(err.strip().splitlines(),
+                             [f"globaleye: gateway cannot listen on 127.0.0.1 port {port}: Address already in use"])
+            self.assertNotIn("Traceback", out + err)
+
+        # config check and start-up: an unwritable data_dir, then one without enough free space.
+        for extra, words in (("data_dir = /proc/globaleye-state\n", "is not writable"),
+                             ("min_free_mb = 1000000000\n", "MiB free, less than min_free_mb")):
+            bad = workdir / "bad.ini"
+            bad.write_text(f"[globaleye]\n{extra}[http]\nport = 0\n[gateway]\nport = 0\n", encoding="utf-8")
+            code, out, err = await self.spawn(["-m", "globaleye.cli", "--config", str(bad), "config", "check"], workdir)
+            self.assertNotEqual(code, 0)
+            self.assertIn(words, err)
+            self.assertNotIn("OK", out)
+            code, out, err = await self.spawn(twistd + ["globaleye", "--config", str(bad)], workdir)
+            self.assertNotEqual(code, 0)
+            self.assertIn(words, out + err)
+        code, out, err = await self.spawn(["-m", "globaleye.cli", "--config", str(ini), "config", "check"], workdir)
+        self.assertEqual(code, 0, err)
+        self.assertIn("OK", out)
+
+        class FullDisk(SQLiteStore):
+            async def register_device(self, *args: Any, **kwargs: Any) -> Any:
+                raise sqlite3.OperationalError("database or disk is full")
+
+        config = parse_config("[globaleye]\nroles = gateway, http, group\n[database]\nurl = sqlite:///:memory:\n"
+                              "[http]\nport = 0\n[gateway]\nport = 0\n")
+        platform = PlatformService(config, FullDisk(":memory:"), reactor)
+        platform.startService()
+        self.addCleanup(platform.stopService)
+        request = m.RegisterRequest(manufacturer_no="811", mode="IPC", dev_type=1,
+                                                    dev_id="81100000001", dev_key="k1")
+        response = await http_client().post(f"http://127.0.0.1:{platform.port_of('http')}/register",
+                                            data=request.to_xml(), headers={b"Content-Type": [b"text/xml"]})
+        body = await response.content()
+        self.assertEqual(response.code, 200, body)
+        answer = m.RegisterResponse.from_xml(body)
+        self.assertEqual((answer.result, answer.dev_id), (255, "81100000001"))

@@ -109,6 +109,13 @@ def _auth_schemes(value: str) -> tuple[str, ...]:
     return schemes
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(f"{value} must be greater than 0")
+    return number
+
+
 def _seconds(value: str) -> float:
     number = float(value)
     if number < 0:
@@ -228,6 +235,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ftp_port": Key(_port, "21", "Picture FTP port given in REGISTER_RES."),
         "ftp_account": Key(str, "", "Picture FTP account given in REGISTER_RES."),
         "ftp_password": Key(str, "", "Picture FTP password given in REGISTER_RES."),
+        "reports_per_minute": Key(_count, "30",
+                                  "Exception reports and picture notices stored per device per minute; more are "
+                                  "answered (exception reports with Result 255), counted and summarised in the log, "
+                                  "not stored. 0: no limit."),
+        "report_max_chars": Key(_count, "512",
+                                "Longest ExceptionDesc or picture FileName stored; longer ones are truncated. 0: no "
+                                "limit."),
     },
     "enrollment": {
         "mode": Key(_choice("open", "closed"), "open",
@@ -378,6 +392,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "media_timeout": Key(_positive, "10",
                              "Seconds without a packet from a camera before its stream counts as lost (and is "
                              "got back as above)."),
+    },
+    "retention": {
+        "exceptions": Key(_seconds, "30", "Days device exception reports are kept (0: for ever)."),
+        "pictures": Key(_seconds, "30", "Days device picture notices are kept (0: for ever)."),
+        "audit": Key(_seconds, "180", "Days the client API's audit log is kept (0: for ever)."),
+        "interval": Key(_positive, "3600", "Seconds between two purges (the first runs at start-up)."),
+        "batch": Key(_positive_int, "1000",
+                     "Rows deleted per store call of a purge (the store's other work goes on between them)."),
     },
 }
 

@@ -37,9 +37,11 @@ from globaleye.groupclient import GroupClient, ProvinceSettings
 from globaleye.protocol import messages as m
 from globaleye.proxy.service import RtspProxyService
 from globaleye.registration import Redirector, Registrar, RegistrationSettings
+from globaleye.retention import Retention, RetentionSettings
 from globaleye.sms.client import LogSender, SMGPSender, SMGPSettings
 from globaleye.soap.operations import GROUP_NS, GROUP_OPERATIONS, MCU_NS, MCU_OPERATIONS
 from globaleye.soap.resource import SoapResource
+from globaleye.store import RETENTION_KINDS
 from globaleye.store.migrations import MigrationError
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.turnauth import DeviceCredentials
@@ -133,7 +135,8 @@ class PlatformService(service.MultiService):
         self.gateway = Gateway(store, reactor, GatewaySettings(
             heartbeat_timeout=g["heartbeat_timeout"], login_timeout=g["login_timeout"],
             login_retry=g["login_retry"], command_timeout=g["command_timeout"], cloud_url=g["cloud_url"],
-            cloud_account=g["cloud_account"], cloud_password=g["cloud_password"]))
+            cloud_account=g["cloud_account"], cloud_password=g["cloud_password"],
+            reports_per_minute=g["reports_per_minute"], report_max_chars=g["report_max_chars"]))
         public = config["globaleye"]["public_host"]
         self.registrar = Registrar(store, reactor, RegistrationSettings(
             gateway_host=public, gateway_port=g["port"], backup_gateway_host=g["backup_host"],
@@ -173,6 +176,10 @@ class PlatformService(service.MultiService):
         self.group_service = GroupService(store, reactor, GroupSettings(
             provinces=gr["provinces"], mcu_android_url=gr["mcu_android_url"], mcu_android_ver=gr["mcu_android_ver"],
             mcu_ios_url=gr["mcu_ios_url"], mcu_ios_ver=gr["mcu_ios_ver"]), self.group_directory)
+        rt = config["retention"]
+        self.retention = Retention(store, reactor, RetentionSettings(
+            days={kind: rt[kind] for kind in RETENTION_KINDS}, interval=rt["interval"], batch=rt["batch"]))
+        self.retention.setServiceParent(self)
         self.stun: StunService | None = None
         self.turn: TurnService | None = None
         if "stun" in config.roles:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -239,3 +240,101 @@ class StartAndFullDiskTests(TestCase):
         self.assertEqual(response.code, 200, body)
         answer = m.RegisterResponse.from_xml(body)
         self.assertEqual((answer.result, answer.dev_id), (255, "81100000001"))
+
+
+class _DeviceClient(Protocol):
+    """A device on a real TCP connection: frames out, decoded messages in."""
+
+    def __init__(self) -> None:
+        from globaleye.protocol.frame import FrameDecoder
+
+        self.decoder = FrameDecoder()
+        self.received: list[Any] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        from globaleye.protocol import messages as m
+
+        for frame in self.decoder.feed(data):
+            self.received.append(m.parse(frame.data))
+
+    def frames(self, messages: list[Any]) -> bytes:
+        from globaleye.protocol.frame import Frame, encode_frame
+
+        return b"".join(encode_frame(Frame(cmd=message.CMD, seq=index + 1, data=message.to_xml()))
+                        for index, message in enumerate(messages))
+
+
+class ReportFloodTests(TestCase):
+    timeout = 120
+
+    async def test_i9_07_exception_report_flood_bounded_and_old_reports_purged(self) -> None:
+        """10,000 exception reports of 3 KB in one write over a real connection: at most
+        reports_per_minute are stored, each at most report_max_chars; the next minute stores again; and the
+        retention purge (reactor clock, bounded batches) deletes reports, picture notices and audit rows
+        older than [retention] allows."""
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+        from twisted.internet.task import Clock
+
+        from globaleye.config import parse_config
+        from globaleye.gateway import Gateway, GatewaySettings
+        from globaleye.protocol import messages as m
+        from globaleye.retention import DAY, Retention, RetentionSettings
+        from globaleye.store import AuditRecord, Device
+        from globaleye.store.sqlite import SQLiteStore
+
+        defaults = parse_config("")
+        self.assertEqual((defaults["gateway"]["reports_per_minute"], defaults["gateway"]["report_max_chars"]),
+                         (30, 512))
+        self.assertEqual((defaults["retention"]["exceptions"], defaults["retention"]["pictures"],
+                          defaults["retention"]["audit"]), (30, 30, 180))
+        clock = Clock()
+        store = SQLiteStore(":memory:")
+        self.addCleanup(store.close)
+        dev_id, key = "81100000001", "k1"
+        await store.import_devices([Device(dev_id=dev_id, dev_key=key, model="IPC")])
+        gateway = Gateway(store, clock, GatewaySettings(reports_per_minute=30, report_max_chars=512))
+        port = reactor.listenTCP(0, gateway.factory(), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        device = _DeviceClient()
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), device)
+        self.addCleanup(device.transport.loseConnection)
+        device.transport.write(device.frames([m.LoginRequest(
+            dev_ver="1.0", dev_id=dev_id, dev_key=key, upnp_ip="0.0.0.0", local_ip="127.0.0.1", rtsp_local_port=554,
+            turn_relay_ip="0.0.0.0", rtsp_turn_relay_port=0, net_type=1)]))
+        await until(lambda: len(device.received) == 1)
+        self.assertEqual(device.received[0].result, 0)
+
+        report = m.ExceptionReportRequest(dev_id=dev_id, channel_no=1, exception_type=6, exception_desc="x" * 3000)
+        device.transport.write(device.frames([report] * 10_000))  # one write
+        await until(lambda: len(device.received) == 10_001, timeout=90)
+        results = [answer.result for answer in device.received[1:]]
+        self.assertEqual((results.count(0), results.count(255)), (30, 9970))
+        stored = await store.list_exceptions(dev_id, limit=100_000)
+        self.assertEqual(len(stored), 30)
+        self.assertTrue(all(len(record.description) <= 513 for record in stored))
+
+        clock.advance(61)  # the next minute: stored again
+        device.transport.write(device.frames([report, m.FtpPictureNoticeRequest(
+            dev_id=dev_id, channel_no=1, file_name=f"{dev_id}_1_20261201120000.JPG", time="20261201120000")]))
+        await until(lambda: len(device.received) == 10_003)
+        self.assertEqual(device.received[-2].result, 0)
+        self.assertEqual(len(await store.list_exceptions(dev_id, limit=100_000)), 31)
+        self.assertEqual(len(await store.list_pictures(dev_id)), 1)
+        await store.add_audit(AuditRecord(at=0.0, account="13300000001", peer="127.0.0.1", action="login"))
+
+        retention = Retention(store, clock, RetentionSettings(
+            days={"exceptions": 30, "pictures": 30, "audit": 180}, interval=3600, batch=7))
+        retention.startService()
+        self.addCleanup(retention.stopService)
+        await until(lambda: retention._running is None)
+        self.assertEqual(sum(retention.deleted.values()), 0)  # nothing is old enough yet
+        clock.advance(30 * DAY - 31)  # the 30 reports of minute 0 are older than 30 days, minute 1's are not
+        await until(lambda: retention._running is None and retention.deleted["exceptions"] > 0)
+        self.assertEqual(len(await store.list_exceptions(dev_id, limit=100_000)), 1)
+        self.assertEqual(len(await store.list_pictures(dev_id)), 1)
+        self.assertEqual(len(await store.list_audit("13300000001")), 1)  # 180 days
+        clock.advance(150 * DAY + 60)
+        await until(lambda: retention._running is None and retention.deleted["audit"] == 1)
+        self.assertEqual(len(await store.list_pictures(dev_id)), 0)
+        self.assertEqual(await store.list_audit("13300000001"), [])
+        self.assertEqual(retention.deleted, {"exceptions": 31, "pictures": 1, "audit": 1})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.protocol import Protocol
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.trial import unittest
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -130,9 +132,8 @@ class ShippedRolesTests(TestCase):
         fleet.start()
         await camera.went_online
         await until(lambda: camera.state.turn_relay_ip not in ("", "0.0.0.0"), timeout=20)
-        out = io.StringIO()
-        await _demo_viewer(platform, [dev_id], out)
-        self.assertIn(f"/live/{dev_id}/0/1", out.getvalue())
+        await _demo_viewer(platform, [dev_id], io.StringIO())  # the demo account owns the camera
+        self.assertEqual([b.dev_id for b in await platform.store.list_bindings(DEMO_ACCOUNT)], [dev_id])
         ffprobe = shutil.which("ffprobe")
         if ffprobe is None:
             raise SkipTest("ffprobe not installed (apt-get install -y ffmpeg): online and relayed, not watched")
@@ -338,3 +339,119 @@ class ReportFloodTests(TestCase):
         self.assertEqual(len(await store.list_pictures(dev_id)), 0)
         self.assertEqual(await store.list_audit("13300000001"), [])
         self.assertEqual(retention.deleted, {"exceptions": 31, "pictures": 1, "audit": 1})
+
+
+DEMO_INI = ("[globaleye]\ndata_dir = var\n[http]\nport = 0\n[gateway]\nport = 0\n[stun]\nport = 0\n[turn]\nport = 0\n"
+            "relay_ports = 54000-54999\nallow_peers = 127.0.0.0/8\n[rtsp]\nport = 0\n")
+
+
+class _Interactive(ProcessProtocol):
+    """A process whose prompts are answered by *answer(prompt_text)* as they appear."""
+
+    def __init__(self, answer: Any = None) -> None:
+        self.output = b""
+        self.answer = answer
+        self.answered = 0
+        self.ended: Deferred[int] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+        if self.answer is not None and self.output.rstrip().endswith(b":"):
+            line = self.output.rstrip().rsplit(b"\n", 1)[-1].decode()
+            self.transport.write((self.answer(line) + "\n").encode())
+            self.answered += 1
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Any) -> None:
+        self.ended.callback(reason.value.exitCode)
+
+
+class ReadmeTests(TestCase):
+    timeout = 180
+
+    def blocks(self, kind: str) -> list[str]:
+        return re.findall(rf"```{kind}\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.DOTALL)
+
+    async def shell(self, line: str, workdir: Path, env: dict[str, str], answer: Any = None) -> tuple[int, str]:
+        process = _Interactive(answer)
+        reactor.spawnProcess(process, "/bin/sh", ["/bin/sh", "-c", line], env=env, path=str(workdir))
+        code = await process.ended
+        return code, process.output.decode(errors="replace")
+
+    async def test_i9_19_readme_examples_run_against_the_demo(self) -> None:
+        """The README's shell, zeep, globaleye-client and operator examples, run as written against a
+        running `globaleye demo` (only the HTTP port differs: the test's demo listens on a free one)."""
+        if shutil.which("curl") is None:
+            raise SkipTest("curl not installed")
+        workdir = Path(self.mktemp()).absolute()
+        (workdir / "etc").mkdir(parents=True)
+        (workdir / "etc" / "globaleye.ini").write_text(DEMO_INI, encoding="utf-8")
+        shutil.copy(ROOT / "etc" / "devices.example.csv", workdir / "etc" / "devices.example.csv")
+        bin_dir = workdir / "bin"
+        bin_dir.mkdir()
+        for name, module in (("globaleye", "globaleye.cli"), ("globaleye-client", "globaleye.client")):
+            (bin_dir / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" -u -m {module} "$@"\n')
+            (bin_dir / name).chmod(0o755)
+        (bin_dir / "python").symlink_to(sys.executable)
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PATH=f"{bin_dir}:{os.environ['PATH']}")
+
+        demo = _Interactive()
+        process = reactor.spawnProcess(demo, sys.executable, [sys.executable, "-u", "-m", "globaleye.cli", "--config",
+                                                              "etc/globaleye.ini", "demo"], env=env, path=str(workdir))
+        self.addCleanup(lambda: demo.ended)
+        self.addCleanup(process.signalProcess, "TERM")
+        await until(lambda: b"Press Ctrl-C to stop." in demo.output or demo.ended.called, timeout=90, step=0.1)
+        summary = demo.output.decode()
+        self.assertIn("Press Ctrl-C to stop.", summary)
+        self.assertTrue(summary.rstrip().endswith("Press Ctrl-C to stop."))
+        self.assertLess(len(summary.splitlines()), 25)  # the summary, not the log
+        self.assertIn("demo-password", summary)
+        self.assertIn("ffplay 'rtsp://", summary)
+        port = re.search(r"client API \(SOAP\)\s+http://127\.0\.0\.1:(\d+)/soap/mcu", summary).group(1)  # type: ignore[union-attr]
+        dev_key = re.search(r"81100000002\s+(\S+)\s+online", summary).group(1)  # type: ignore[union-attr]
+        log = workdir / "var" / "demo.log"
+        self.assertTrue(log.exists())
+        env["GLOBALEYE_MCU"] = f"http://127.0.0.1:{port}/soap/mcu"
+
+        def here(block: str) -> str:
+            return block.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+
+        # The curl example.
+        [curl] = [block for block in self.blocks("sh") if "GetSmsCodeRequest" in block]
+        code, out = await self.shell(here(curl), workdir, env)
+        self.assertEqual(code, 0, out)
+        self.assertIn("<Result>0</Result>", out)
+
+        # The zeep example, its two prompts answered from the demo's log and its summary.
+        def answer(prompt: str) -> str:
+            if prompt.startswith("SMS code"):
+                codes = re.findall(r"SMS \(log only\) to 13300000002: GlobalEye verification code (\d+)",
+                                   log.read_text(encoding="utf-8"))
+                return codes[-1]
+            return dev_key
+
+        [zeep_example] = [block for block in self.blocks("python") if "import zeep" in block]
+        script = workdir / "readme_zeep.py"
+        script.write_text(here(zeep_example), encoding="utf-8")
+        code, out = await self.shell(f"python -u {script}", workdir, env, answer)
+        self.assertEqual(code, 0, out)
+        lines = out.splitlines()
+        # GetSmsCode, RegisterUser (after the prompt), AddDevice (after the prompt): Result 0 each.
+        self.assertEqual([lines[0], lines[1].rsplit(": ", 1)[-1], lines[2].rsplit(": ", 1)[-1]], ["0", "0", "0"], out)
+        self.assertIn("81100000002 0 1 1", lines)  # GetDeviceList: the added camera, channel 0, online, PTZ
+        self.assertTrue(any(line.startswith("rtsp://") and "devid=81100000002" in line for line in lines), out)
+        self.assertEqual(lines[-1], "0", out)  # PtzControl
+
+        # The globaleye-client examples and the operator commands, line by line.
+        [client] = [block for block in self.blocks("sh") if "globaleye-client" in block]
+        [operator] = [block for block in self.blocks("sh") if "device import" in block]
+        for line in client.strip().splitlines() + operator.strip().splitlines():
+            code, out = await self.shell(line, workdir, env)
+            self.assertEqual(code, 0, f"{line}\n{out}")
+            if " list" in line and "globaleye-client" in line:
+                self.assertIn("81100000001", out)
+            if "device show" in line:
+                self.assertIn("81200000001", out)
+        self.assertGreater((workdir / "picture.jpg").stat().st_size, 1000)
+        self.assertGreater((workdir / "clip.mp4").stat().st_size, 1000)

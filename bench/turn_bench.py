@@ -349,6 +349,25 @@ def tcp_ok(port: int) -> bool:
         return False
 
 
+class PortTaken(RuntimeError):
+    pass
+
+
+def ensure_free(name: str, port: int) -> None:
+    """Refuse to start *name* on a port another process holds: the run would measure that process."""
+    for kind, proto in ((socket.SOCK_STREAM, "TCP"), (socket.SOCK_DGRAM, "UDP")):
+        s = socket.socket(socket.AF_INET, kind)
+        if kind == socket.SOCK_STREAM:  # a TIME_WAIT left by an earlier run is no owner
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError as e:
+            raise PortTaken(f"{name}: {proto} {HOST}:{port} is taken by another process ({e.strerror}); "
+                            f"stop it first: this benchmark would measure that process") from e
+        finally:
+            s.close()
+
+
 class Server:
     def __init__(self, name: str, argv: list[str], port: int, workdir: Path) -> None:
         self.name = name
@@ -356,6 +375,7 @@ class Server:
         self.logpath = workdir / f"{name}.log"
         self.outpath = workdir / f"{name}.out"
         self.argv = ["taskset", "-c", str(SERVER_CORE), *argv]
+        ensure_free(name, port)  # or the checks below would be answered by whoever holds it
         out = open(self.outpath, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT
@@ -919,6 +939,13 @@ def main() -> None:
         return
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs two cores: server on core 0, load on core 1")
+    wanted = [name.strip() for name in args.only.split(",") if name.strip()] or ["txturn", "coturn"]
+    try:  # before the minutes of a run, not at the server that finds its port taken
+        for name, port in (("txturn", TXTURN_PORT), ("coturn", COTURN_PORT)):
+            if any(w.startswith(name) for w in wanted):
+                ensure_free(name, port)
+    except PortTaken as e:
+        raise SystemExit(f"turn_bench: {e}") from None
     os.sched_setaffinity(0, {DRIVER_CORE})
     atexit.register(_kill_all)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))

@@ -77,7 +77,11 @@ def _when(seconds: float | None) -> str:
 
 
 async def demo(config: Config, cameras: int, out: TextIO) -> None:
-    """The platform and simulated cameras in one reactor, everything on localhost."""
+    """The platform and simulated cameras in one reactor, everything on localhost.
+
+    The log goes to ``demo.log`` in ``data_dir``; the terminal gets only a summary, printed last:
+    the URLs, the demo account, the cameras with their DevKeys, and how to watch one.
+    """
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
@@ -85,7 +89,11 @@ async def demo(config: Config, cameras: int, out: TextIO) -> None:
     from globaleye.sim.fleet import Fleet
     from globaleye.tap import PlatformService, open_store
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(out)])
+    log_path = config.data_dir / "demo.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 -- open while the demo runs
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(log_file)], redirectStandardIO=False)
+    print(f"demo: starting; the log is {log_path}", file=out, flush=True)
     platform = PlatformService(config, open_store(config), reactor)
     platform.startService()
     fleet = Fleet(reactor, redirect_url=f"http://127.0.0.1:{platform.port_of('http')}/redirect", seed="demo")
@@ -96,16 +104,51 @@ async def demo(config: Config, cameras: int, out: TextIO) -> None:
         await camera.went_online
         dev_id = camera.state.dev_id
         answer = await platform.gateway.command(dev_id, m.PtzRequest(dev_id=dev_id, channel_no=0, ptz_direction=3))
-        print(f"demo: camera {dev_id} is online; PTZ left answered with Result {answer.result}", file=out)
-    print(f"demo: {cameras} camera(s) online. Gateway on port {platform.port_of('gateway')}, HTTP on port "
-          f"{platform.port_of('http')}.", file=out)
+        platform.log.info("demo: camera {dev_id} is online; PTZ left answered with Result {result}",
+                          dev_id=dev_id, result=answer.result)
+    # The demo account owns every camera but the last of two or more: that one is left for the
+    # README's client API example to add with its DevKey.
+    owned = [camera.state.dev_id for camera in (sims[:-1] if len(sims) > 1 else sims)]
     if "rtsp" in platform.ports:
-        await _demo_viewer(platform, [camera.state.dev_id for camera in sims], out)
-    print("demo: press Ctrl-C to stop.", file=out)
+        await _demo_viewer(platform, owned, out)
+    _demo_summary(platform, sims, owned, log_path, out)
     await Deferred()
 
 
 DEMO_ACCOUNT, DEMO_PASSWORD = "13300000000", "demo-password"
+
+
+def _demo_summary(platform: Any, sims: list[Any], owned: list[str], log_path: Any, out: TextIO) -> None:
+    """What a newcomer needs, after the start-up: URLs, account, cameras and how to watch."""
+    http = f"http://127.0.0.1:{platform.port_of('http')}"
+    lines = ["", "GlobalEye demo is running.",
+             f"  client API (SOAP)   {http}/soap/mcu   (WSDL {http}/soap/mcu?wsdl)",
+             f"  device HTTP         {http}/register, {http}/redirect",
+             f"  device gateway      127.0.0.1:{platform.port_of('gateway')}"]
+    if platform.turn is not None:
+        lines.append(f"  TURN                127.0.0.1:{platform.turn.addresses['tcp'][1]}")
+    if platform.stun is not None and platform.stun.primary_address is not None:
+        host, port = platform.stun.primary_address[:2]
+        lines.append(f"  STUN                {host}:{port}")
+    if "rtsp" in platform.ports:
+        lines.append(f"  RTSP proxy          rtsp://127.0.0.1:{platform.port_of('rtsp')}/live/<DevID>/0/1")
+        lines.append(f"  account             {DEMO_ACCOUNT}, password {DEMO_PASSWORD} (owns {', '.join(owned)})")
+    lines.append("  cameras (DevID, DevKey):")
+    for camera in sims:
+        dev_id = camera.state.dev_id
+        mine = "owned by the demo account" if dev_id in owned and "rtsp" in platform.ports else "not owned by anyone"
+        lines.append(f"    {dev_id}  {camera.state.dev_key}  online, {mine}")
+    if "rtsp" in platform.ports:
+        lines.append("  watch:")
+        for dev_id in owned:
+            lines.append(f"    ffplay 'rtsp://{DEMO_ACCOUNT}:{DEMO_PASSWORD}@127.0.0.1:{platform.port_of('rtsp')}"
+                         f"/live/{dev_id}/0/1'")
+        lines.append(f"    globaleye-client --mcu {http}/soap/mcu --account {DEMO_ACCOUNT} --password {DEMO_PASSWORD} "
+                     f"play {owned[0]}")
+    if platform.config["sms"]["backend"] == "log":
+        lines.append(f"  SMS codes ([sms] backend = log) go to the log:   grep 'SMS' {log_path}")
+    lines.append("Press Ctrl-C to stop.")
+    print("\n".join(lines), file=out, flush=True)
 
 
 async def _demo_viewer(platform: Any, dev_ids: list[str], out: TextIO) -> None:
@@ -128,11 +171,6 @@ async def _demo_viewer(platform: Any, dev_ids: list[str], out: TextIO) -> None:
     for dev_id in dev_ids:
         device = await platform.store.get_device(dev_id)
         await platform.mcu_api.add_device(outcome.session, {"DevID": dev_id, "DevKey": device.dev_key}, "demo")
-    port = platform.port_of("rtsp")
-    print(f"demo: account {DEMO_ACCOUNT}, password {DEMO_PASSWORD}, owns the camera(s). Watch one with any "
-          f"RTSP player, e.g.:", file=out)
-    for dev_id in dev_ids:
-        print(f"    ffplay 'rtsp://{DEMO_ACCOUNT}:{DEMO_PASSWORD}@127.0.0.1:{port}/live/{dev_id}/0/1'", file=out)
 
 
 async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
@@ -148,8 +186,11 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
         await demo(config, args.cameras, out)
         return
     if args.area == "config":
+        from globaleye.tap import check_state_dir
+
+        state = check_state_dir(config)  # ConfigError (exit 2) for an unwritable or full data_dir
         print(f"{config.path or '<defaults>'}: OK (roles: {', '.join(config.roles)}; "
-              f"database {config.database_path()})", file=out)
+              f"database {config.database_path()}; {state})", file=out)
         return
     store = SQLiteStore(config.database_path())
     try:
@@ -228,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     devnum.add_argument("mobile")
     devnum.add_argument("count", type=int)
     demo = areas.add_parser("demo", help="run the platform with simulated cameras on localhost")
-    demo.add_argument("--cameras", type=int, default=1, help="number of simulated cameras (default 1)")
+    demo.add_argument("--cameras", type=int, default=2,
+                      help="number of simulated cameras (default 2: the demo account owns all but the last)")
     config = areas.add_parser("config", help="configuration")
     config.add_subparsers(dest="action", required=True).add_parser("check", help="check the configuration file")
     return parser
@@ -244,11 +286,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> None:
         print(f"globaleye: {e}", file=sys.stderr)
         sys.exit(2)
 
+    from globaleye.tap import CannotStart  # a demo role's port taken: one line, exit non-zero
+
     async def guarded() -> None:
         try:
             await run(config, args, stream)
-        except (ConfigError, CLIError, OSError, sqlite3.Error) as e:
-            print(f"globaleye: {e}", file=sys.stderr)
+        except (ConfigError, CLIError, OSError, sqlite3.Error, CannotStart) as e:
+            # The demo points sys.stderr at its log: the message goes to the terminal's own stderr.
+            print(f"globaleye: {e}", file=sys.__stderr__ or sys.stderr, flush=True)
             raise SystemExit(2) from e
 
     react(lambda reactor: Deferred.fromCoroutine(guarded()))

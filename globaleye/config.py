@@ -111,6 +111,13 @@ def _auth_schemes(value: str) -> tuple[str, ...]:
     return schemes
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(f"{value} must be greater than 0")
+    return number
+
+
 def _seconds(value: str) -> float:
     number = float(value)
     if number < 0:
@@ -218,9 +225,13 @@ class Key:
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "globaleye": {
-        "roles": Key(_roles, "gateway, http, group", "Roles this process runs: gateway, http, group, stun, turn, rtsp."),
+        "roles": Key(_roles, "gateway, http, group, stun, turn, rtsp",
+                     "Roles this process runs: gateway, http, group, stun, turn, rtsp."),
         "public_host": Key(str, "127.0.0.1", "Address devices and clients use to reach this host."),
         "data_dir": Key(str, "var", "Directory for the database and other state (relative to the working directory)."),
+        "min_free_mb": Key(_count, "64",
+                           "Free space (MiB) data_dir must have at start-up (and at `globaleye config check`); "
+                           "0: not checked."),
     },
     "database": {
         "url": Key(str, "sqlite:///globaleye.sqlite3", "sqlite:///PATH (relative to data_dir) or sqlite:///:memory:."),
@@ -251,6 +262,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ftp_port": Key(_port, "21", "Picture FTP port given in REGISTER_RES."),
         "ftp_account": Key(str, "", "Picture FTP account given in REGISTER_RES."),
         "ftp_password": Key(str, "", "Picture FTP password given in REGISTER_RES."),
+        "reports_per_minute": Key(_count, "30",
+                                  "Exception reports and picture notices stored per device per minute; more are "
+                                  "answered (exception reports with Result 255), counted and summarised in the log, "
+                                  "not stored. 0: no limit."),
+        "report_max_chars": Key(_count, "512",
+                                "Longest ExceptionDesc or picture FileName stored; longer ones are truncated. 0: no "
+                                "limit."),
     },
     "enrollment": {
         "mode": Key(_choice("open", "closed"), "open",
@@ -473,6 +491,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
                      "Operator token for the operator pages on the HTTP site (/status/streams), sent as "
                      "'Authorization: Bearer TOKEN' or as the password of HTTP Basic (any user name); at "
                      "least 16 characters. Empty: the operator pages are not served at all."),
+    },
+    "retention": {
+        "exceptions": Key(_seconds, "30", "Days device exception reports are kept (0: for ever)."),
+        "pictures": Key(_seconds, "30", "Days device picture notices are kept (0: for ever)."),
+        "audit": Key(_seconds, "180", "Days the client API's audit log is kept (0: for ever)."),
+        "interval": Key(_positive, "3600", "Seconds between two purges (the first runs at start-up)."),
+        "batch": Key(_positive_int, "1000",
+                     "Rows deleted per store call of a purge (the store's other work goes on between them)."),
     },
 }
 

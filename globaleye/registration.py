@@ -10,7 +10,11 @@ where its gateways, TURN servers and picture FTP server are.
 
 from __future__ import annotations
 
+import functools
 import hmac
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -33,6 +37,50 @@ from globaleye.store import (
 REG_OK, REG_UNKNOWN_DEVICE, REG_BAD_KEY, REG_BAD_FIRMWARE, REG_OTHER = 0, 1, 2, 3, 255
 # REDIRECT_RES Result codes (§5).
 REDIRECT_OK, REDIRECT_UNKNOWN, REDIRECT_OTHER = 0, 1, 255
+
+
+#: What a store write raises when the disk is full or failing (sqlite3 "database or disk is full").
+STORE_FAILURES: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+STORE_FAILURE_SUMMARY = 60.0  # seconds: one log line for the first failure, then one summary per interval
+
+_Answer = TypeVar("_Answer", bound=m.Message)
+
+
+def answers_store_failures(answer: Callable[[Any, Any], _Answer]) -> Callable[
+        [Callable[[Any, Any, str], Awaitable[_Answer]]], Callable[[Any, Any, str], Awaitable[_Answer]]]:
+    """A device's request whose store write fails (a full disk, an I/O error) is answered in protocol,
+    ``answer(self, request)`` (a failure Result), instead of HTTP 500; the device retries as the spec
+    says.  The first failure is logged at once with its reason, then one summary per
+    STORE_FAILURE_SUMMARY seconds counts the others (a full disk fails every device at once)."""
+
+    def wrap(method: Callable[[Any, Any, str], Awaitable[_Answer]]) -> Callable[[Any, Any, str], Awaitable[_Answer]]:
+        @functools.wraps(method)
+        async def guarded(self: Any, request: Any, peer: str) -> _Answer:
+            try:
+                return await method(self, request, peer)
+            except STORE_FAILURES as e:
+                _note_store_failure(self, method.__name__, getattr(request, "dev_id", ""), peer, e)
+                return answer(self, request)
+
+        return guarded
+
+    return wrap
+
+
+def _note_store_failure(owner: Any, what: str, dev_id: str, peer: str, error: BaseException) -> None:
+    now = owner.clock.seconds()
+    since, count = getattr(owner, "_store_failures", (None, 0))
+    if since is None or now - since >= STORE_FAILURE_SUMMARY:
+        if count:
+            owner.log.error("{count} more {what} requests answered with a failure Result in {seconds:.0f} s: "
+                            "the store still fails ({error})", count=count, what=what,
+                            seconds=now - since, error=error)
+        else:
+            owner.log.error("{what} of {dev_id} from {peer} answered with a failure Result: the store failed "
+                            "({error}; disk full?)", what=what, dev_id=dev_id, peer=peer, error=error)
+        owner._store_failures = (now, 0)
+    else:
+        owner._store_failures = (since, count + 1)
 
 
 @attrs.frozen
@@ -64,6 +112,8 @@ class Registrar:
         self.clock = clock
         self.settings = settings
 
+    @answers_store_failures(lambda self, request: m.RegisterResponse(
+        result=REG_OTHER, dev_id=request.dev_id.strip(), time=protocol_time(self.clock.seconds())))
     async def register(self, request: m.RegisterRequest, peer: str) -> m.RegisterResponse:
         dev_id = request.dev_id.strip()
         key = request.dev_key.strip()
@@ -149,6 +199,8 @@ class Redirector:
             clock = reactor  # type: ignore[assignment]
         self.clock: IReactorTime = clock  # type: ignore[assignment]
 
+    @answers_store_failures(lambda self, request: m.RedirectResponse(result=REDIRECT_OTHER,
+                                                                      dev_id=request.dev_id.strip()))
     async def redirect(self, request: m.RedirectRequest, peer: str) -> m.RedirectResponse:
         dev_id = request.dev_id.strip()
         if not DEV_ID.match(dev_id):

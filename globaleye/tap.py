@@ -8,14 +8,20 @@ exits non-zero.
 
 from __future__ import annotations
 
+import os
 import resource as rlimit
 import secrets
+import shutil
+import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
 from twisted.application import service
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
@@ -37,10 +43,12 @@ from globaleye.ops import OperatorGuard
 from globaleye.protocol import messages as m
 from globaleye.proxy.service import RtspProxyService
 from globaleye.registration import Redirector, Registrar, RegistrationSettings
+from globaleye.retention import Retention, RetentionSettings
 from globaleye.rtsp.serving import IDLE_TIMEOUT as RTSP_IDLE_TIMEOUT
 from globaleye.sms.client import LogSender, SMGPSender, SMGPSettings
 from globaleye.soap.operations import GROUP_NS, GROUP_OPERATIONS, MCU_NS, MCU_OPERATIONS
 from globaleye.soap.resource import SoapResource
+from globaleye.store import RETENTION_KINDS
 from globaleye.store.migrations import MigrationError
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.turnauth import DeviceCredentials
@@ -92,14 +100,48 @@ def own_province_secret(config: Config) -> Config:
     return config
 
 
+def check_state_dir(config: Config) -> str:
+    """The database's directory exists (made if need be), takes a new file and has ``min_free_mb`` free.
+
+    Raises ConfigError naming the directory and the reason; returns a line describing it.
+    """
+    database = config.database_path()
+    if database == ":memory:":
+        return "database in memory"
+    directory = Path(database).parent
+    key = "[globaleye] data_dir" if directory.is_relative_to(config.data_dir) else "[database] url"
+    where = f"{config.path or '<defaults>'}: {key}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".globaleye-check-") as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as e:
+        raise ConfigError(f"{where}: {directory} is not writable: {e.strerror or e}") from e
+    free_mb = shutil.disk_usage(directory).free // (1 << 20)
+    wanted = config["globaleye"]["min_free_mb"]
+    if free_mb < wanted:
+        raise ConfigError(f"{where}: {directory} has {free_mb} MiB free, less than min_free_mb = {wanted}")
+    return f"{directory} writable, {free_mb} MiB free"
+
+
 def open_store(config: Config) -> SQLiteStore:
     """Open (and migrate) the database, turning every failure into a UsageError that names it."""
+    try:
+        check_state_dir(config)
+    except ConfigError as e:
+        raise usage.UsageError(str(e)) from e
     try:
         return SQLiteStore(config.database_path())
     except (ConfigError, MigrationError) as e:
         raise usage.UsageError(f"{config.path}: [database] url: {e}") from e
     except Exception as e:  # sqlite3.Error, OSError: anything that stops the database opening
         raise usage.UsageError(f"{config.path}: [database] url: cannot open {config['database']['url']!r}: {e}") from e
+
+
+class CannotStart(Exception):
+    """A role could not start (its port is taken, say): the message is one line that names it."""
 
 
 class PlatformService(service.MultiService):
@@ -129,7 +171,8 @@ class PlatformService(service.MultiService):
         self.gateway = Gateway(store, reactor, GatewaySettings(
             heartbeat_timeout=g["heartbeat_timeout"], login_timeout=g["login_timeout"],
             login_retry=g["login_retry"], command_timeout=g["command_timeout"], cloud_url=g["cloud_url"],
-            cloud_account=g["cloud_account"], cloud_password=g["cloud_password"]))
+            cloud_account=g["cloud_account"], cloud_password=g["cloud_password"],
+            reports_per_minute=g["reports_per_minute"], report_max_chars=g["report_max_chars"]))
         public = config["globaleye"]["public_host"]
         self.registrar = Registrar(store, reactor, RegistrationSettings(
             gateway_host=public, gateway_port=g["port"], backup_gateway_host=g["backup_host"],
@@ -174,6 +217,10 @@ class PlatformService(service.MultiService):
             mcu_urls=gr["mcu_urls"], auth_source_failures=gr["auth_source_failures"],
             auth_province_failures=gr["auth_province_failures"], auth_window=gr["auth_window"],
             auth_backoff=gr["auth_backoff"]), self.group_directory)
+        rt = config["retention"]
+        self.retention = Retention(store, reactor, RetentionSettings(
+            days={kind: rt[kind] for kind in RETENTION_KINDS}, interval=rt["interval"], batch=rt["batch"]))
+        self.retention.setServiceParent(self)
         self.stun: StunService | None = None
         self.turn: TurnService | None = None
         if "stun" in config.roles:
@@ -232,7 +279,40 @@ class PlatformService(service.MultiService):
         address: Any = self.ports[role].getHost()
         return int(address.port)
 
+    #: twistd -n: a role that cannot start ends the process with one line on stderr, not a traceback.
+    exit_on_start_error = False
+
     def startService(self) -> None:
+        try:
+            self._start_roles()
+        except (CannotStart, CannotListenError) as e:
+            self._abandon_start()
+            message = str(e) if isinstance(e, CannotStart) else self._listen_error(e)
+            if self.exit_on_start_error:
+                self.log.critical("cannot start: {message}", message=message)
+                # twistd has pointed sys.stderr at the log: the operator's terminal is the original one.
+                print(f"globaleye: {message}", file=sys.__stderr__ or sys.stderr, flush=True)
+                raise SystemExit(1) from None
+            raise CannotStart(message) from None
+
+    def _listen_error(self, e: CannotListenError) -> str:
+        """Name the role of a port a child service (STUN, TURN) could not listen on."""
+        roles = {self.config["stun"]["port"]: "stun", self.config["stun"]["alternate_port"]: "stun",
+                 self.config["turn"]["tls_port"]: "turn", self.config["turn"]["port"]: "turn"}
+        reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+        return f"{roles.get(e.port, 'a role')} cannot listen on {e.interface or '*'} port {e.port}: {reason}"
+
+    def _abandon_start(self) -> None:
+        """Close what did start, so the process (or the test) is left with no half-open platform."""
+        for port in self.ports.values():
+            port.stopListening()
+        self.ports.clear()
+        for child in self:
+            if child.running:
+                child.stopService()
+        self.running = False
+
+    def _start_roles(self) -> None:
         super().startService()  # STUN and TURN first: REGISTER_RES gives the TURN port
         roles = self.config.roles
         if self.turn is not None and self.config["gateway"]["turn_port"] is None:
@@ -333,7 +413,11 @@ class PlatformService(service.MultiService):
             # listenSSL, with the connection limits outside the TLS layer: a refusal costs no handshake.
             factory = TLSMemoryBIOFactory(context, False, factory)
         limited = self.limits.wrap(role, factory, deadline=deadline, established=established)
-        listening = self.reactor.listenTCP(port, limited, backlog=LISTEN_BACKLOG, interface=interface)
+        try:
+            listening = self.reactor.listenTCP(port, limited, backlog=LISTEN_BACKLOG, interface=interface)
+        except CannotListenError as e:
+            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise CannotStart(f"{role} cannot listen on {interface or '*'} port {port}: {reason}") from None
         host = listening.getHost()
         self.log.info("{role} listening on {host}:{port}", role=role, host=host.host, port=host.port)
         return listening
@@ -409,4 +493,9 @@ def raise_file_limit() -> tuple[int, int]:
 def makeService(options: Options) -> service.IService:
     soft, _hard = raise_file_limit()
     Logger().info("open file limit {soft}: about {sessions} device sessions", soft=soft, sessions=max(0, soft - 100))
-    return PlatformService(options.config, options.store)
+    platform = PlatformService(options.config, options.store)
+    parent = getattr(options, "parent", None)
+    # In the foreground a role that cannot start prints one line and exits non-zero; a daemon's
+    # failure goes to twistd, which reports it through the daemon's status pipe.
+    platform.exit_on_start_error = bool(parent is None or parent.get("nodaemon"))
+    return platform

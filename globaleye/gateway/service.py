@@ -15,6 +15,7 @@ or :class:`~globaleye.messaging.SessionLost` rather than ever hanging.
 from __future__ import annotations
 
 import re
+import sqlite3
 from typing import Any
 
 import attrs
@@ -44,6 +45,9 @@ LOGIN_OK, LOGIN_UNKNOWN_DEVICE, LOGIN_BAD_KEY, LOGIN_BAD_VERSION, LOGIN_OTHER = 
 # Result of other responses: 0 success, anything else an error (§7.5.4, §7.5.5, §7.5.23).
 RESULT_OK, RESULT_FAILED, RESULT_OTHER = 0, 1, 255
 
+#: What a store write raises when the disk is full or failing.
+STORE_FAILURES: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+
 Handled = tuple[m.Message | None, bool]  # (response to send, close the session afterwards)
 
 
@@ -60,6 +64,20 @@ class GatewaySettings:
     cloud_url: str = ""
     cloud_account: str = ""
     cloud_password: str = ""
+    reports_per_minute: int = 30  # exception reports + picture notices stored per device per minute (0: none)
+    report_max_chars: int = 512  # longest ExceptionDesc / FileName stored (longer: truncated)
+
+
+REPORT_WINDOW = 60.0  # seconds of the per-device report limit
+
+
+@attrs.define
+class ReportBudget:
+    """One device's exception reports and picture notices in the current minute."""
+
+    window_start: float
+    stored: int = 0
+    dropped: int = 0
 
 
 @attrs.define
@@ -232,19 +250,70 @@ class Gateway:
         await self.store.record_ability(session.dev_id, ability)
         return m.AbilityUpResponse(dev_id=session.dev_id, time=protocol_time(self.clock.seconds()))
 
+    def _report_allowed(self, session: DeviceSession, what: str) -> bool:
+        """Per device, at most ``reports_per_minute`` exception reports and picture notices are stored (and
+        logged); the rest are answered, counted and summarised in one line when the minute is over."""
+        limit = self.settings.reports_per_minute
+        if limit <= 0:
+            return True
+        assert session.dev_id is not None
+        now = self.clock.seconds()
+        budgets: dict[str, ReportBudget] = self.__dict__.setdefault("_report_budgets", {})
+        budget = budgets.get(session.dev_id)
+        if budget is None or now - budget.window_start >= REPORT_WINDOW:
+            if budget is not None and budget.dropped:
+                self.log.warn("device {dev_id} ({peer}): {dropped} exception reports / picture notices over "
+                              "[gateway] reports_per_minute = {limit} dropped in {seconds:.0f} s",
+                              dev_id=session.dev_id, peer=session.peer, dropped=budget.dropped, limit=limit,
+                              seconds=now - budget.window_start)
+            if len(budgets) > 2 * len(self.sessions) + 1000:  # forget devices whose minute is over
+                for dev_id in [d for d, b in budgets.items() if now - b.window_start >= REPORT_WINDOW]:
+                    del budgets[dev_id]
+            budget = budgets[session.dev_id] = ReportBudget(now)
+        if budget.stored < limit:
+            budget.stored += 1
+            return True
+        if not budget.dropped:
+            self.log.warn("device {dev_id} ({peer}) sends more than {limit} exception reports / picture notices a "
+                          "minute: the rest of this minute's are dropped ({what} first)",
+                          dev_id=session.dev_id, peer=session.peer, limit=limit, what=what)
+        budget.dropped += 1
+        self.counters["reports_dropped"] = self.counters.get("reports_dropped", 0) + 1
+        return False
+
+    def _bounded(self, text: str) -> str:
+        limit = self.settings.report_max_chars
+        return text if limit <= 0 or len(text) <= limit else text[:limit] + "…"
+
+    async def _store_report(self, session: DeviceSession, write: Any) -> bool:
+        """A report's store write; a failing store (disk full) is answered in protocol and logged, not fatal."""
+        try:
+            await write
+        except STORE_FAILURES as e:
+            self.counters["report_store_failures"] = self.counters.get("report_store_failures", 0) + 1
+            self.log.error("device {dev_id}: report not stored, the store failed: {error} ({count} so far)",
+                           dev_id=session.dev_id, error=e, count=self.counters["report_store_failures"])
+            return False
+        return True
+
     async def _exception(self, session: DeviceSession, request: m.ExceptionReportRequest) -> m.Message:
         assert session.dev_id is not None
+        if not self._report_allowed(session, "exception report"):
+            return m.ExceptionReportResponse(result=RESULT_OTHER, dev_id=session.dev_id)
+        description = self._bounded(request.exception_desc)
         self.log.warn("device {dev_id} reports exception {type} on channel {channel}: {desc}",
                       dev_id=session.dev_id, type=request.exception_type, channel=request.channel_no,
-                      desc=request.exception_desc)
-        await self.store.add_exception(ExceptionRecord(session.dev_id, request.channel_no, request.exception_type,
-                                                       request.exception_desc, self.clock.seconds()))
-        return m.ExceptionReportResponse(result=RESULT_OK, dev_id=session.dev_id)
+                      desc=description)
+        stored = await self._store_report(session, self.store.add_exception(ExceptionRecord(
+            session.dev_id, request.channel_no, request.exception_type, description, self.clock.seconds())))
+        return m.ExceptionReportResponse(result=RESULT_OK if stored else RESULT_OTHER, dev_id=session.dev_id)
 
     async def _picture(self, session: DeviceSession, request: m.FtpPictureNoticeRequest) -> m.Message:
         assert session.dev_id is not None
-        await self.store.add_picture(PictureRecord(session.dev_id, request.channel_no, request.file_name,
-                                                   request.time, self.clock.seconds()))
+        if self._report_allowed(session, "picture notice"):
+            await self._store_report(session, self.store.add_picture(PictureRecord(
+                session.dev_id, request.channel_no, self._bounded(request.file_name), self._bounded(request.time),
+                self.clock.seconds())))
         return m.FtpPictureNoticeResponse(dev_id=session.dev_id)
 
     async def _verify(self, session: DeviceSession, dev_id: str, channel_no: int, token: str,

@@ -134,6 +134,10 @@ class Binding:
 BIND_OK, BIND_ALREADY_MINE, BIND_TAKEN, BIND_LIMIT, BIND_NO_ACCOUNT = "ok", "mine", "taken", "limit", "no-account"
 
 
+#: What :meth:`Store.purge` deletes: rows devices and users make the platform store ([retention]).
+RETENTION_KINDS = ("exceptions", "pictures", "audit")
+
+
 @attrs.frozen
 class AuditRecord:
     """One action of the client API, who did it from where, and its Result."""
@@ -400,6 +404,11 @@ class Store(Protocol):
 
     async def list_audit_accounts(self, action: str, since: float) -> list[str]:
         """The accounts with a successful (Result 0) *action* audited at or after *since*."""
+        ...
+
+    async def purge(self, kind: str, before: float, limit: int) -> int:
+        """Delete at most *limit* of the oldest rows of *kind* (one of RETENTION_KINDS) older than
+        *before*; returns how many (fewer than *limit*: nothing older is left)."""
         ...
 
     async def close(self) -> None: ...

@@ -629,6 +629,27 @@ class SQLiteStore:
 
         return await self._run(query)
 
+    async def purge(self, kind: str, before: float, limit: int) -> int:
+        table, column = _RETENTION_TABLES[kind]
+
+        def delete(c: sqlite3.Connection) -> int:
+            # Rows go in in time order, so the oldest are the lowest ids: read the first *limit* by rowid
+            # (no index on the time needed, never a scan of the whole table) and delete the leading run
+            # that is older than *before*.
+            rows = c.execute(f"SELECT id, {column} FROM {table} ORDER BY id LIMIT ?", (limit,)).fetchall()
+            old = 0
+            while old < len(rows) and rows[old][1] < before:
+                old += 1
+            if not old:
+                return 0
+            return c.execute(f"DELETE FROM {table} WHERE id <= ?", (rows[old - 1][0],)).rowcount
+
+        return await self._run(delete)
+
+
+_RETENTION_TABLES = {"exceptions": ("device_exceptions", "received_at"),
+                     "pictures": ("device_pictures", "received_at"), "audit": ("audit_log", "at")}
+
 
 class _transaction:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error: nothing half-written."""

@@ -36,6 +36,7 @@ from globaleye.soap.operations import GROUP_NS, GROUP_OPERATIONS, MCU_NS, MCU_OP
 from globaleye.soap.resource import SoapResource
 from globaleye.store.migrations import MigrationError
 from globaleye.store.sqlite import SQLiteStore
+from globaleye.tlsconfig import ServerTLS
 from globaleye.turnauth import DeviceCredentials
 from txturn.auth import ChainedLookup
 from txturn.service import TurnServerConfig, TurnService, default_lookup, turn_service
@@ -149,7 +150,8 @@ class PlatformService(service.MultiService):
                 external_ip=t["external_ip"] or None, relay_ports=t["relay_ports"], users=t["users"],
                 shared_secret=t["shared_secret"] or None, allow_peers=t["allow_peers"], deny_peers=t["deny_peers"],
                 user_quota=t["user_quota"], total_quota=t["total_quota"], max_bps=t["max_bps"] or None,
-                software=SOFTWARE)
+                software=SOFTWARE,
+                tls_context=ServerTLS(t["tls_cert"], t["tls_key"]) if t["tls_port"] is not None else None)
             lookups: list[Any] = [default_lookup(turn_config, reactor)]
             if t["device_credentials"]:
                 lookups.append(DeviceCredentials(store))
@@ -207,7 +209,11 @@ class PlatformService(service.MultiService):
                                                    tls=(r["tls_cert"], r["tls_key"]))
         if "http" in roles or "group" in roles:
             h = self.config["http"]
-            self.ports["http"] = self._listen("http", h["port"], server.Site(self.http_root()), h["interface"])
+            site = server.Site(self.http_root())
+            self.ports["http"] = self._listen("http", h["port"], site, h["interface"])
+            if h["tls_port"] is not None:  # the same site over TLS (SOAP passwords, DevKeys)
+                self.ports["https"] = self._listen("https", h["tls_port"], site, h["interface"],
+                                                   tls=(h["tls_cert"], h["tls_key"]))
             if not self.redirector.default_province_url and "gateway" in roles:
                 # The demo runs group and province in one process: redirect devices to ourselves.
                 public = self.config["globaleye"]["public_host"]
@@ -270,11 +276,9 @@ class PlatformService(service.MultiService):
         # connections at once; Twisted's default backlog of 50 would drop their SYNs and
         # stretch the storm by the clients' retransmission timers.
         if tls is not None:
-            from twisted.internet import ssl
-
-            cert, key = tls
-            # The files are read here, at start-up: a missing or mismatched key stops it with its name.
-            context = ssl.DefaultOpenSSLContextFactory(key, cert)
+            # One TLS profile for every listener (globaleye.tlsconfig); the files were checked with the
+            # configuration, so a missing or mismatched key has already stopped start-up with its name.
+            context = ServerTLS(*tls)
             listening = self.reactor.listenSSL(port, factory, context, backlog=LISTEN_BACKLOG, interface=interface)
         else:
             listening = self.reactor.listenTCP(port, factory, backlog=LISTEN_BACKLOG, interface=interface)

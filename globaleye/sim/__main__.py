@@ -2,6 +2,7 @@
 
     globaleye-sim --register http://127.0.0.1:8080/register --count 100
     globaleye-sim --redirect http://127.0.0.1:8080/redirect --count 10000 --first-id 81100000001
+    globaleye-sim --register https://127.0.0.1:8443/register --ca-file platform.pem   # [http] tls_port
 
 Each camera gets the DevID ``first-id + i`` and a key derived from ``--seed`` and
 its DevID, so a restarted simulator presents the keys the platform pinned.

@@ -150,9 +150,10 @@ class PlatformService(service.MultiService):
                 external_ip=t["external_ip"] or None, relay_ports=t["relay_ports"], users=t["users"],
                 shared_secret=t["shared_secret"] or None, allow_peers=t["allow_peers"], deny_peers=t["deny_peers"],
                 user_quota=t["user_quota"], total_quota=t["total_quota"], max_bps=t["max_bps"] or None,
-                software=SOFTWARE,
-                tls_context=ServerTLS(t["tls_cert"], t["tls_key"]) if t["tls_port"] is not None else None)
+                software=SOFTWARE)
             lookups: list[Any] = [default_lookup(turn_config, reactor)]
+            if t["tls_port"] is not None:  # TURN over TLS with the platform's one TLS profile
+                turn_config.tls_context = ServerTLS(t["tls_cert"], t["tls_key"])
             if t["device_credentials"]:
                 lookups.append(DeviceCredentials(store))
             self.turn = turn_service(turn_config, ChainedLookup(tuple(lookups)), reactor)

@@ -36,7 +36,6 @@ from globaleye.soap.operations import GROUP_NS, GROUP_OPERATIONS, MCU_NS, MCU_OP
 from globaleye.soap.resource import SoapResource
 from globaleye.store.migrations import MigrationError
 from globaleye.store.sqlite import SQLiteStore
-from globaleye.tlsconfig import ServerTLS
 from globaleye.turnauth import DeviceCredentials
 from txturn.auth import ChainedLookup
 from txturn.service import TurnServerConfig, TurnService, default_lookup, turn_service
@@ -153,6 +152,8 @@ class PlatformService(service.MultiService):
                 software=SOFTWARE)
             lookups: list[Any] = [default_lookup(turn_config, reactor)]
             if t["tls_port"] is not None:  # TURN over TLS with the platform's one TLS profile
+                from globaleye.tlsconfig import ServerTLS
+
                 turn_config.tls_context = ServerTLS(t["tls_cert"], t["tls_key"])
             if t["device_credentials"]:
                 lookups.append(DeviceCredentials(store))
@@ -277,6 +278,8 @@ class PlatformService(service.MultiService):
         # connections at once; Twisted's default backlog of 50 would drop their SYNs and
         # stretch the storm by the clients' retransmission timers.
         if tls is not None:
+            from globaleye.tlsconfig import ServerTLS
+
             # One TLS profile for every listener (globaleye.tlsconfig); the files were checked with the
             # configuration, so a missing or mismatched key has already stopped start-up with its name.
             context = ServerTLS(*tls)

@@ -54,6 +54,20 @@ class Options(usage.Options):
 
     config: Config
     store: SQLiteStore
+    _options_parsed = False
+
+    def parseArgs(self) -> None:  # noqa: N802 (Twisted's name): no arguments; next comes postOptions
+        self._options_parsed = True
+
+    def parseOptions(self, options: Any = None) -> None:  # noqa: N802
+        """A mistake in the configuration (postOptions) is one line naming the file and the key, and
+        exit status 1; twistd would print its whole usage text first, which is for wrong options."""
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if not self._options_parsed:
+                raise
+            raise SystemExit(f"twistd globaleye: {e}") from e
 
     def postOptions(self) -> None:
         try:

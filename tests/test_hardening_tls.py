@@ -286,3 +286,27 @@ class TlsProfileTests(TestCase):
                 if not suite.startswith(("TLS_AKE_WITH_", "TLS_AES_", "TLS_CHACHA20_")):  # TLS 1.3 names
                     self.assertRegex(suite, r"^TLS_ECDHE_(RSA|ECDSA)_WITH_(AES_(128|256)_GCM|CHACHA20_POLY1305)_SHA",
                                      name)
+
+
+class CoturnOverProfileTests(TestCase):
+    """The profile keeps coturn's turnutils_uclient working over TLS (as txturn's own default context does)."""
+
+    timeout = 120
+
+    async def test_i14_13_coturn_uclient_over_the_tls_profile(self) -> None:
+        from tests import test_turn_interop as interop
+        from tests.test_turnclient import start_server as plain_start_server
+        if not interop.UCLIENT or not interop.PEER:
+            raise SkipTest("coturn's turnutils_uclient/turnutils_peer not installed")
+        from globaleye.tlsconfig import ServerTLS
+
+        async def start_server(testcase: Any, **overrides: Any) -> Any:
+            # tls_cert/tls_key become the platform's context factory, as tap.py passes it.
+            cert, key = overrides.pop("tls_cert"), overrides.pop("tls_key")
+            return await plain_start_server(testcase, tls_context=ServerTLS(cert, key), **overrides)
+
+        self.patch(interop, "start_server", start_server)
+        for flags, expected in ((["-S", "-t", "-c"], 20), (["-S", "-T"], 40)):
+            udp_peer = "-T" not in flags
+            await interop.CoturnUclientTests._uclient(self, flags, udp_peer=udp_peer,  # type: ignore[arg-type]
+                                                      expect_msgs=expected, tls=True)

@@ -269,9 +269,14 @@ class TlsProfileTests(TestCase):
             raise SkipTest("nmap not installed (apt-get install -y nmap)")
         ports = ",".join(str(port) for port in self.listeners.values())
         # "+" runs the script whatever nmap thinks the (unusual) port is.
-        result = await run(NMAP, ["-Pn", "-n", "--script", "+ssl-enum-ciphers", "-p", ports, "127.0.0.1"], timeout=90)
-        self.assertEqual(result.code, 0, result.err)
-        sections = dict(re.findall(r"^(\d+)/tcp .*?\n((?:\|.*\n)+)", result.out, re.M))
+        for _attempt in range(2):
+            result = await run(NMAP, ["-Pn", "-n", "--script", "+ssl-enum-ciphers", "-p", ports, "127.0.0.1"],
+                               timeout=90)
+            self.assertEqual(result.code, 0, result.err)
+            sections = dict(re.findall(r"^(\d+)/tcp .*?\n((?:\|.*\n)+)", result.out, re.M))
+            # On a loaded machine a probe may time out and leave a listener's report short: once more.
+            if all("least strength" in sections.get(str(port), "") for port in self.listeners.values()):
+                break
         for name, port in self.listeners.items():
             report = sections.get(str(port), "")
             self.assertIn("least strength: A", report, f"{name}:\n{result.out}")

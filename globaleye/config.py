@@ -240,6 +240,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "interface": Key(str, "127.0.0.1", "Address of the HTTP site (/register, /redirect)."),
         "port": Key(_port, "8080", "HTTP port; 0 picks a free one."),
         "max_body": Key(int, "65536", "Largest request body accepted, in bytes."),
+        "tls_port": Key(_optional_port, "",
+                        "HTTPS port: the same site (/register, /redirect, /soap) over TLS, so SOAP passwords and "
+                        "DevKeys are not sent in clear (needs tls_cert and tls_key; empty: none)."),
+        "tls_cert": Key(str, "", "PEM certificate file (with its chain) for HTTPS."),
+        "tls_key": Key(str, "", "PEM private key file for HTTPS."),
     },
     "gateway": {
         "interface": Key(str, "127.0.0.1", "Address the device TCP gateway listens on."),
@@ -596,8 +601,23 @@ def _check_combinations(values: Mapping[str, Mapping[str, Any]], where: str) -> 
             raise ConfigError(f"{where}: [sms] backend = smgp needs {', '.join(missing)}")
     if values["crm"]["backend"] == "http" and not values["crm"]["url"]:
         raise ConfigError(f"{where}: [crm] backend = http needs url")
-    if values["rtsp"]["tls_port"] is not None and not (values["rtsp"]["tls_cert"] and values["rtsp"]["tls_key"]):
-        raise ConfigError(f"{where}: [rtsp] tls_port needs tls_cert and tls_key")
+    for section in ("http", "rtsp", "turn"):
+        _check_tls(values[section], section, where)
+
+
+def _check_tls(keys: Mapping[str, Any], section: str, where: str) -> None:
+    """A TLS listener needs a readable certificate and the key that matches it: checked here, so that
+    ``config check`` and twistd name the file and the key instead of failing later or not listening."""
+    if keys["tls_port"] is None:
+        return
+    if not (keys["tls_cert"] and keys["tls_key"]):
+        raise ConfigError(f"{where}: [{section}] tls_port needs tls_cert and tls_key")
+    from globaleye.tlsconfig import TLSFileError, server_context
+
+    try:
+        server_context(keys["tls_cert"], keys["tls_key"])
+    except TLSFileError as e:
+        raise ConfigError(f"{where}: [{section}] {e.key}: {e}") from e
 
 
 def vendor_codes(items: Iterable[str]) -> frozenset[str]:

@@ -70,6 +70,20 @@ class Options(usage.Options):
 
     config: Config
     store: SQLiteStore
+    _options_parsed = False
+
+    def parseArgs(self) -> None:  # noqa: N802 (Twisted's name): no arguments; next comes postOptions
+        self._options_parsed = True
+
+    def parseOptions(self, options: Any = None) -> None:  # noqa: N802
+        """A mistake in the configuration (postOptions) is one line naming the file and the key, and
+        exit status 1; twistd would print its whole usage text first, which is for wrong options."""
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if not self._options_parsed:
+                raise
+            raise SystemExit(f"twistd globaleye: {e}") from e
 
     def postOptions(self) -> None:
         try:
@@ -241,6 +255,10 @@ class PlatformService(service.MultiService):
                 software=SOFTWARE, stream_first_message_timeout=lim["turn_first_message_timeout"],
                 stream_auth_timeout=lim["turn_auth_timeout"])
             lookups: list[Any] = [default_lookup(turn_config, reactor)]
+            if t["tls_port"] is not None:  # TURN over TLS with the platform's one TLS profile
+                from globaleye.tlsconfig import ServerTLS
+
+                turn_config.tls_context = ServerTLS(t["tls_cert"], t["tls_key"])
             if t["device_credentials"]:
                 lookups.append(DeviceCredentials(store))
             self.turn = turn_service(turn_config, ChainedLookup(tuple(lookups)), reactor, wrap=self._wrap_turn)
@@ -339,6 +357,10 @@ class PlatformService(service.MultiService):
                                idle_timeout=lim["http_idle_timeout"], log_interval=lim["log_interval"])
             self.ports["http"] = self._listen("http", h["port"], site, h["interface"],
                                               deadline=lim["http_header_timeout"], established=http_established)
+            if h["tls_port"] is not None:  # the same site over TLS (SOAP passwords, DevKeys)
+                self.ports["https"] = self._listen("https", h["tls_port"], site, h["interface"],
+                                                   tls=(h["tls_cert"], h["tls_key"]),
+                                                   deadline=lim["http_header_timeout"], established=http_established)
             if not self.redirector.default_province_url and "gateway" in roles:
                 # The demo runs group and province in one process: redirect devices to ourselves.
                 public = self.config["globaleye"]["public_host"]
@@ -404,12 +426,13 @@ class PlatformService(service.MultiService):
         # connections at once; Twisted's default backlog of 50 would drop their SYNs and
         # stretch the storm by the clients' retransmission timers.
         if tls is not None:
-            from twisted.internet import ssl
             from twisted.protocols.tls import TLSMemoryBIOFactory
 
-            cert, key = tls
-            # The files are read here, at start-up: a missing or mismatched key stops it with its name.
-            context = ssl.DefaultOpenSSLContextFactory(key, cert)
+            from globaleye.tlsconfig import ServerTLS
+
+            # One TLS profile for every listener (globaleye.tlsconfig); the files were checked with the
+            # configuration, so a missing or mismatched key has already stopped start-up with its name.
+            context = ServerTLS(*tls)
             # listenSSL, with the connection limits outside the TLS layer: a refusal costs no handshake.
             factory = TLSMemoryBIOFactory(context, False, factory)
         limited = self.limits.wrap(role, factory, deadline=deadline, established=established)

@@ -43,6 +43,9 @@ class TurnServerConfig:
     tls_port: int | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    #: A server context factory for the TLS listener (``getContext()``, as ``listenSSL`` takes):
+    #: embedders pass their own TLS profile; without it tls_cert/tls_key get OpenSSL's defaults.
+    tls_context: Any = None
     realm: str = "txturn"
     relay_interface: str = "127.0.0.1"
     external_ip: str | None = None
@@ -193,7 +196,7 @@ def turn_service(
 
     _ListenerService("tcp", listen_tcp).setServiceParent(top)
     _ListenerService("udp", listen_udp).setServiceParent(top)
-    if config.tls_cert and config.tls_key and config.tls_port is not None:
+    if config.tls_port is not None and (config.tls_context is not None or (config.tls_cert and config.tls_key)):
         from twisted.internet import ssl
 
         cert_path, key_path = config.tls_cert, config.tls_key
@@ -201,7 +204,7 @@ def turn_service(
         def listen_tls() -> Any:
             # A plain OpenSSL server context: Twisted's CertificateOptions
             # cipher/curve defaults made coturn's uclient abort the handshake.
-            context = ssl.DefaultOpenSSLContextFactory(key_path, cert_path)
+            context = config.tls_context or ssl.DefaultOpenSSLContextFactory(key_path, cert_path)
             factory = TurnStreamFactory(server, "tls", **timeouts)
             if wrap is None:
                 return reactor.listenSSL(

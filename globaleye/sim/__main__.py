@@ -2,6 +2,7 @@
 
     globaleye-sim --register http://127.0.0.1:8080/register --count 100
     globaleye-sim --redirect http://127.0.0.1:8080/redirect --count 10000 --first-id 81100000001
+    globaleye-sim --register https://127.0.0.1:8443/register --ca-file platform.pem   # [http] tls_port
 
 Each camera gets the DevID ``first-id + i`` and a key derived from ``--seed`` and
 its DevID, so a restarted simulator presents the keys the platform pinned.
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--register", default="", help="province registration URL (§7.2)")
     target.add_argument("--redirect", default="", help="group redirect URL (§5)")
+    parser.add_argument("--ca-file", default="",
+                        help="PEM certificate (or CA) trusted for https:// URLs (default: the system's CAs)")
     parser.add_argument("--count", type=int, default=1, help="number of cameras (default 1)")
     parser.add_argument("--first-id", default="81100000001", help="DevID of the first camera")
     parser.add_argument("--seed", default="globaleye-sim", help="seed of the per-device keys")
@@ -60,7 +63,7 @@ async def simulate(reactor: Any, args: argparse.Namespace) -> None:
     if not (args.register or args.redirect):
         args.register = "http://127.0.0.1:8080/register"
     first = int(args.first_id)
-    http = http_client(reactor)
+    http = http_client(reactor, args.ca_file or None)
     fleet = Fleet(reactor, register_url=args.register, redirect_url=args.redirect, seed=args.seed,
                   interface=args.interface, rtsp_port=args.rtsp_port, timing=Timing(heartbeat_interval=args.heartbeat),
                   relay=not args.no_relay, http=http,

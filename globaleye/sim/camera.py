@@ -77,10 +77,10 @@ class _LiteralEndpoints:
     Names and https keep Agent's usual path.
     """
 
-    def __init__(self, reactor: Any, timeout: float = 10.0) -> None:
+    def __init__(self, reactor: Any, timeout: float = 10.0, tls: BrowserLikePolicyForHTTPS | None = None) -> None:
         self.reactor = reactor
         self.timeout = timeout
-        self.tls = BrowserLikePolicyForHTTPS()
+        self.tls = tls or BrowserLikePolicyForHTTPS()
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
         host = uri.host.decode("ascii")
@@ -133,13 +133,23 @@ class CameraHTTP:
     second the simulator's own HTTP stack was its largest cost (docs/performance.md).
     """
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, ca_file: str | None = None) -> None:
         self.reactor = reactor
-        pool = HTTPConnectionPool(reactor)
+        tls = None
+        if ca_file:  # https:// URLs: trust this CA (PEM) instead of the system's, e.g. a platform's own
+            from twisted.internet.ssl import Certificate
+
+            with open(ca_file, "rb") as f:
+                tls = BrowserLikePolicyForHTTPS(trustRoot=Certificate.loadPEM(f.read()))
+        self.pool = pool = HTTPConnectionPool(reactor)
         # Redirect and registration of thousands of cameras go to one or two hosts: keep enough
         # idle connections for them to be reused instead of a connect and a close per request.
         pool.maxPersistentPerHost = 32
-        self.agent = Agent.usingEndpointFactory(reactor, _LiteralEndpoints(reactor), pool=pool)
+        self.agent = Agent.usingEndpointFactory(reactor, _LiteralEndpoints(reactor, tls=tls), pool=pool)
+
+    def close(self) -> Deferred[None]:
+        """Close the idle kept-alive connections (a test's clean-up)."""
+        return self.pool.closeCachedConnections()
 
     def post(self, url: str, data: bytes, headers: Headers | None = None, timeout: float = 10.0) -> Deferred[HTTPAnswer]:
         return self._request(b"POST", url, headers, _Body(data), timeout)
@@ -156,9 +166,9 @@ class CameraHTTP:
         return Deferred.fromCoroutine(call()).addTimeout(timeout, self.reactor)
 
 
-def http_client(reactor: Any) -> CameraHTTP:
-    """The HTTP client of the simulated cameras (one per fleet)."""
-    return CameraHTTP(reactor)
+def http_client(reactor: Any, ca_file: str | None = None) -> CameraHTTP:
+    """The HTTP client of the simulated cameras (one per fleet); *ca_file* is trusted for https://."""
+    return CameraHTTP(reactor, ca_file)
 
 
 class CameraSession(MessageProtocol):

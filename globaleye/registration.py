@@ -11,6 +11,7 @@ where its gateways, TURN servers and picture FTP server are.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -59,10 +60,17 @@ class RegistrationSettings:
 class Registrar:
     log = Logger()
 
-    def __init__(self, store: Store, clock: IReactorTime, settings: RegistrationSettings) -> None:
+    def __init__(self, store: Store, clock: IReactorTime, settings: RegistrationSettings,
+                 online: Callable[[str], bool] | None = None) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
+        # §7.2's interval is the device's duty; the platform's own outage must not cost every
+        # camera 5 minutes.  A device whose gateway session the platform lost (it registered
+        # before this process started, or logged in after its last registration and has no
+        # session now) may register again at once; one such pass per login, so no loop.
+        self.online = online or (lambda dev_id: False)
+        self.started = clock.seconds()
 
     async def register(self, request: m.RegisterRequest, peer: str) -> m.RegisterResponse:
         dev_id = request.dev_id.strip()
@@ -93,7 +101,8 @@ class Registrar:
                                model=request.mode.strip(), dev_type=request.dev_type or 1, source="open",
                                created_at=now)
         interval = self.settings.register_interval
-        outcome = await self.store.register_device(dev_id, key, now, interval, candidate)
+        outcome = await self.store.register_device(dev_id, key, now, interval, candidate,
+                                                   self._session_lost(self.online(dev_id)))
         if outcome.outcome == DEVICE_UNKNOWN:
             return refuse(*unknown)
         if outcome.outcome == DEVICE_BAD_KEY:
@@ -124,6 +133,17 @@ class Registrar:
             ftp_ip=s.ftp_host, ftp_port=s.ftp_port, ftp_account=s.ftp_account, ftp_password=s.ftp_password,
             time=protocol_time(now),
         )
+
+    def _session_lost(self, online: bool) -> Callable[[Device], bool]:
+        started = self.started
+
+        def lost(device: Device) -> bool:  # runs in the store's transaction: pure, no reactor
+            registered = device.registered_at
+            if registered is None or registered < started:
+                return True
+            return not online and device.login_at is not None and device.login_at >= registered
+
+        return lost
 
 
 class Redirector:

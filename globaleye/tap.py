@@ -102,7 +102,7 @@ class PlatformService(service.MultiService):
             backup_turn_port=g["backup_turn_port"] or 0, ftp_host=g["ftp_host"], ftp_port=g["ftp_port"],
             ftp_account=g["ftp_account"], ftp_password=g["ftp_password"],
             enrollment=config["enrollment"]["mode"], vendors=config["enrollment"]["vendors"],
-            register_interval=g["register_interval"]))
+            register_interval=g["register_interval"]), online=self.gateway.is_online)
         self.redirector = Redirector(store, config["group"]["default_province_url"], reactor)
         so = config["soap"]
         r = config["rtsp"]

@@ -140,6 +140,9 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
             # The embedded default shows everything on localhost: STUN and TURN too, and the
             # TURN relay may carry loopback peers (the "phone" is on this host).
             config = config.replace(globaleye={"roles": ROLES}, turn={"allow_peers": ("127.0.0.0/8",)})
+        # Only the demo enrols devices on first contact (its simulated cameras are nobody's imports),
+        # all from 127.0.0.1: open, without the per-source limit.
+        config = config.replace(enrollment={"mode": "open", "peer_limit": 0, "total_limit": 0})
         await demo(config, args.cameras, out)
         return
     if args.area == "config":

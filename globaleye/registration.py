@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from globaleye.clock import protocol_time
+from globaleye.enrollment import EnrollmentLimits, Reservation
 from globaleye.gateway.service import DEV_ID
 from globaleye.protocol import messages as m
 from globaleye.store import (
@@ -55,6 +56,9 @@ class RegistrationSettings:
     enrollment: str = "open"
     vendors: frozenset[str] = frozenset(f"{code}" for code in range(811, 825))
     register_interval: float = 300.0
+    peer_limit: int = 0  # open enrollment: new devices per source address (IPv6 /64) per limit_window
+    total_limit: int = 0  # open enrollment: new devices in all per limit_window
+    limit_window: float = 60.0
 
 
 class Registrar:
@@ -71,6 +75,7 @@ class Registrar:
         # session now) may register again at once; one such pass per login, so no loop.
         self.online = online or (lambda dev_id: False)
         self.started = clock.seconds()
+        self.limits = EnrollmentLimits(clock, settings.peer_limit, settings.total_limit, settings.limit_window)
 
     async def register(self, request: m.RegisterRequest, peer: str) -> m.RegisterResponse:
         dev_id = request.dev_id.strip()
@@ -100,10 +105,25 @@ class Registrar:
             candidate = Device(dev_id=dev_id, dev_key=key, manufacturer_no=request.manufacturer_no.strip(),
                                model=request.mode.strip(), dev_type=request.dev_type or 1, source="open",
                                created_at=now)
+        # Open enrollment's limits: an unknown device over them is not enrolled (known ones register as usual).
+        reservation = self.limits.reserve(peer) if candidate is not None else None
+        limited = isinstance(reservation, str)
+        if isinstance(reservation, str):
+            unknown, candidate = (REG_OTHER, reservation), None
         interval = self.settings.register_interval
-        outcome = await self.store.register_device(dev_id, key, now, interval, candidate,
-                                                   self._session_lost(self.online(dev_id)))
+        try:
+            outcome = await self.store.register_device(dev_id, key, now, interval, candidate,
+                                                       self._session_lost(self.online(dev_id)))
+        except BaseException:
+            if isinstance(reservation, Reservation):
+                self.limits.give_back(reservation)
+            raise
+        if isinstance(reservation, Reservation) and not outcome.enrolled:
+            self.limits.give_back(reservation)
         if outcome.outcome == DEVICE_UNKNOWN:
+            if limited:
+                self.limits.refused(dev_id, peer, unknown[1])
+                return m.RegisterResponse(result=REG_OTHER, dev_id=dev_id, time=protocol_time(now))
             return refuse(*unknown)
         if outcome.outcome == DEVICE_BAD_KEY:
             return refuse(REG_BAD_KEY, "wrong DevKey")

@@ -51,7 +51,7 @@ class TwistdTests(TestCase):
         workdir = Path(self.mktemp()).absolute()
         workdir.mkdir()
         config = workdir / "globaleye.ini"
-        config.write_text("[globaleye]\nroles = gateway, http, group\ndata_dir = state\n"
+        config.write_text("[globaleye]\nroles = gateway, http, group\ndata_dir = state\n[enrollment]\nmode = open\n"
                           "[http]\nport = 0\n[gateway]\nport = 0\n", encoding="utf-8")
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         twistd = Twistd()

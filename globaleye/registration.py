@@ -70,9 +70,11 @@ class Registrar:
         self.clock = clock
         self.settings = settings
         # §7.2's interval is the device's duty; the platform's own outage must not cost every
-        # camera 5 minutes.  A device whose gateway session the platform lost (it registered
-        # before this process started, or logged in after its last registration and has no
-        # session now) may register again at once; one such pass per login, so no loop.
+        # camera 5 minutes.  A device with the right key and no live gateway session (the
+        # platform lost it, or the device never got the answer to its last registration in an
+        # overloaded storm) gets the same answer again at once, as does one that registered
+        # before this process started; only a device online now is refused as too soon.  A
+        # refusal would cost the store the same transaction as the answer.
         self.online = online or (lambda dev_id: False)
         self.started = clock.seconds()
         self.limits = EnrollmentLimits(clock, settings.peer_limit, settings.total_limit, settings.limit_window)
@@ -158,10 +160,7 @@ class Registrar:
         started = self.started
 
         def lost(device: Device) -> bool:  # runs in the store's transaction: pure, no reactor
-            registered = device.registered_at
-            if registered is None or registered < started:
-                return True
-            return not online and device.login_at is not None and device.login_at >= registered
+            return not online or device.registered_at is None or device.registered_at < started
 
         return lost
 

@@ -81,6 +81,20 @@ mode = open
         self.assertLess(after.registered_at - device.registered_at, 300)
         self.assertGreater(after.registered_at, device.registered_at)  # it did register again, and was taken
 
+    async def test_i14_14_unanswered_registration_answered_again(self) -> None:
+        """In a storm a camera may never get the answer to its registration (its HTTP request timed
+        out); its next registration, seconds later and with no gateway session, gets the same answer."""
+        from globaleye.store import Device
+
+        database = Path(self.mktemp()) / "globaleye.sqlite3"
+        platform = self.platform(database, 0, 0)
+        self.addCleanup(platform.stopService)
+        await platform.store.import_devices([Device(dev_id=DEV, dev_key="label-key")])
+        base = f"http://127.0.0.1:{platform.port_of('http')}"
+        self.assertEqual(await register(base, DEV, "label-key"), 0)
+        self.assertEqual(await register(base, DEV, "label-key"), 0)
+        self.assertEqual(await register(base, DEV, "wrong-key"), 2)
+
     async def test_i9_16_live_session_still_too_soon(self) -> None:
         """The waiver is for lost sessions only: a camera online now that registers again is refused."""
         from globaleye.protocol import messages as m

@@ -187,6 +187,27 @@ class EnrollmentTests(TestCase):
         self.assertEqual(await register(base, "81100000001", "label-key"), 0)
         self.assertEqual(await relays.allocate("81100000001", "label-key"), 200)
 
+    async def test_i9_02_simulated_cameras_importable(self) -> None:
+        """Closed enrollment and the simulator: `globaleye-sim --devices-csv` rows import, and the
+        imported simulated camera registers and logs in."""
+        import argparse
+
+        from globaleye.cli import parse_devices
+        from globaleye.sim.__main__ import devices_csv
+
+        config = parse_config("[globaleye]\nroles = gateway, http\n[database]\nurl = sqlite:///:memory:\n"
+                              "[http]\nport = 0\n[gateway]\nport = 0\n")
+        platform = self.start(config)
+        rows = devices_csv(argparse.Namespace(count=2, first_id=DEV, seed="globaleye-sim"))
+        await platform.store.import_devices(parse_devices(rows, config["enrollment"]["vendors"], 0.0))
+        fleet = Fleet(reactor, register_url=f"http://127.0.0.1:{platform.port_of('http')}/register",
+                      relay=False, timing=Timing(backoff_initial=0.05), http=http_client())
+        self.addCleanup(fleet.stop)
+        camera = fleet.add(DEV)
+        fleet.start()
+        await camera.went_online
+        self.assertTrue(platform.gateway.is_online(DEV))
+
     async def test_i9_02_demo_runs_open(self) -> None:
         """Only the demo enrols on first contact: `globaleye demo` turns open enrollment on itself."""
         import argparse

@@ -301,3 +301,17 @@ device_quota = 2
 
         await platform.store.record_login(strangers[3], reactor.seconds(), "V1", DeviceAddresses())
         self.assertEqual(await relays.allocate(strangers[3], "mine"), 200)
+
+    def test_i9_02_txturn_class_quotas(self) -> None:
+        """txturn's generic hook: a credential's own quota and class; a class's pool inside the total."""
+        from txturn.policy import Quotas
+
+        quotas = Quotas(user_quota=10, total_quota=3, class_quotas={"new": 1})
+        self.assertIsNone(quotas.refusal("a", quota=1, quota_class="new"))
+        quotas.acquire("a", "new")
+        self.assertEqual(quotas.refusal("a", quota=1, quota_class="new"), (486, "Allocation Quota Reached"))
+        self.assertEqual(quotas.refusal("b", quota_class="new")[0], 508)  # the class's pool is full
+        self.assertIsNone(quotas.refusal("c"))  # the rest of the total is not
+        quotas.release("a", "new")
+        self.assertIsNone(quotas.refusal("b", quota_class="new"))
+        self.assertEqual((quotas.total, quotas.per_class), (0, {}))

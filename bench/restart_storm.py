@@ -127,6 +127,14 @@ async def wait_for(condition: Any, timeout: float, step: float = 0.05) -> float 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="restart-storm-"))
     platform = Platform(workdir, args.cameras)
+    try:
+        return await storm(args, workdir, platform)
+    finally:
+        if platform.process is not None and platform.process.poll() is None:
+            platform.kill(signal.SIGTERM)  # also when the run gives up: leave no platform behind
+
+
+async def storm(args: argparse.Namespace, workdir: Path, platform: Platform) -> dict[str, Any]:
     platform.start()
     up = await wait_for(lambda: listening(platform.http_port) and listening(platform.gateway_port), 30)
     if up is None:

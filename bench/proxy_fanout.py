@@ -51,6 +51,8 @@ CHILD_TIMEOUT = 60.0
 CONFIG = """
 [globaleye]
 roles = gateway, http, turn, rtsp
+[enrollment]
+mode = open
 [database]
 url = sqlite:///:memory:
 [http]

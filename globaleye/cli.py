@@ -183,6 +183,9 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
             # Group and province in this one process: their §6 link gets a password nobody else knows
             # (an empty one never authenticates).
             config = config.replace(province={"cms_password": secrets.token_urlsafe(24)})
+        # Only the demo enrols devices on first contact (its simulated cameras are nobody's imports),
+        # all from 127.0.0.1: open, without the per-source limit.
+        config = config.replace(enrollment={"mode": "open", "peer_limit": 0, "total_limit": 0})
         await demo(config, args.cameras, out)
         return
     if args.area == "config":

@@ -276,10 +276,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                 "limit."),
     },
     "enrollment": {
-        "mode": Key(_choice("open", "closed"), "open",
-                    "open: devices with a valid DevID of a known vendor enrol on first registration; "
-                    "closed: only devices imported by an operator."),
+        "mode": Key(_choice("open", "closed"), "closed",
+                    "closed: only devices an operator imported (globaleye device import) or the group vouched "
+                    "for (§6.5, when a user adds the camera with the DevKey on its label); open: devices with a "
+                    "valid DevID of a known vendor enrol on first registration (the demo; see the limits below)."),
         "vendors": Key(lambda value: vendor_codes(_list(value)), "811-824", "Vendor codes accepted in open mode (ranges like 811-824 or single codes)."),
+        "peer_limit": Key(_count, "20",
+                          "Open mode: new devices one source address (an IPv6 /64) may enrol per limit_window "
+                          "(0: no limit)."),
+        "total_limit": Key(_count, "200", "Open mode: new devices that may enrol per limit_window in all (0: no limit)."),
+        "limit_window": Key(_positive, "60", "Seconds over which peer_limit and total_limit count."),
     },
     "group": {
         "default_province_url": Key(str, "",
@@ -412,6 +418,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "total_quota": Key(int, "10000", "Allocations in all."),
         "max_bps": Key(int, "0", "Bandwidth cap per allocation in bytes/s (0: none)."),
         "device_credentials": Key(_bool, "yes", "Accept DevID/DevKey of the device store as TURN credentials."),
+        "device_quota": Key(_count, "2", "Allocations per device (DevID/DevKey credentials); a camera keeps one."),
+        "new_device_quota": Key(_count, "200",
+                                "Allocations in all for self-enrolled devices that never completed a gateway "
+                                "login; the rest of total_quota stays for the others."),
     },
     "rtsp": {
         "interface": Key(str, "127.0.0.1", "Address the RTSP proxy listens on for players."),

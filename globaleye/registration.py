@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from globaleye.clock import protocol_time
+from globaleye.enrollment import EnrollmentLimits, Reservation
 from globaleye.gateway.service import DEV_ID
 from globaleye.protocol import messages as m
 from globaleye.store import (
@@ -102,15 +103,28 @@ class RegistrationSettings:
     enrollment: str = "open"
     vendors: frozenset[str] = frozenset(f"{code}" for code in range(811, 825))
     register_interval: float = 300.0
+    peer_limit: int = 0  # open enrollment: new devices per source address (IPv6 /64) per limit_window
+    total_limit: int = 0  # open enrollment: new devices in all per limit_window
+    limit_window: float = 60.0
 
 
 class Registrar:
     log = Logger()
 
-    def __init__(self, store: Store, clock: IReactorTime, settings: RegistrationSettings) -> None:
+    def __init__(self, store: Store, clock: IReactorTime, settings: RegistrationSettings,
+                 online: Callable[[str], bool] | None = None) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
+        # §7.2's interval is the device's duty; the platform's own outage must not cost every
+        # camera 5 minutes.  A device with the right key and no live gateway session (the
+        # platform lost it, or the device never got the answer to its last registration in an
+        # overloaded storm) gets the same answer again at once, as does one that registered
+        # before this process started; only a device online now is refused as too soon.  A
+        # refusal would cost the store the same transaction as the answer.
+        self.online = online or (lambda dev_id: False)
+        self.started = clock.seconds()
+        self.limits = EnrollmentLimits(clock, settings.peer_limit, settings.total_limit, settings.limit_window)
 
     @answers_store_failures(lambda self, request: m.RegisterResponse(
         result=REG_OTHER, dev_id=request.dev_id.strip(), time=protocol_time(self.clock.seconds())))
@@ -142,9 +156,25 @@ class Registrar:
             candidate = Device(dev_id=dev_id, dev_key=key, manufacturer_no=request.manufacturer_no.strip(),
                                model=request.mode.strip(), dev_type=request.dev_type or 1, source="open",
                                created_at=now)
+        # Open enrollment's limits: an unknown device over them is not enrolled (known ones register as usual).
+        reservation = self.limits.reserve(peer) if candidate is not None else None
+        limited = isinstance(reservation, str)
+        if isinstance(reservation, str):
+            unknown, candidate = (REG_OTHER, reservation), None
         interval = self.settings.register_interval
-        outcome = await self.store.register_device(dev_id, key, now, interval, candidate)
+        try:
+            outcome = await self.store.register_device(dev_id, key, now, interval, candidate,
+                                                       self._session_lost(self.online(dev_id)))
+        except BaseException:
+            if isinstance(reservation, Reservation):
+                self.limits.give_back(reservation)
+            raise
+        if isinstance(reservation, Reservation) and not outcome.enrolled:
+            self.limits.give_back(reservation)
         if outcome.outcome == DEVICE_UNKNOWN:
+            if limited:
+                self.limits.refused(dev_id, peer, unknown[1])
+                return m.RegisterResponse(result=REG_OTHER, dev_id=dev_id, time=protocol_time(now))
             return refuse(*unknown)
         if outcome.outcome == DEVICE_BAD_KEY:
             return refuse(REG_BAD_KEY, "wrong DevKey")
@@ -174,6 +204,14 @@ class Registrar:
             ftp_ip=s.ftp_host, ftp_port=s.ftp_port, ftp_account=s.ftp_account, ftp_password=s.ftp_password,
             time=protocol_time(now),
         )
+
+    def _session_lost(self, online: bool) -> Callable[[Device], bool]:
+        started = self.started
+
+        def lost(device: Device) -> bool:  # runs in the store's transaction: pure, no reactor
+            return not online or device.registered_at is None or device.registered_at < started
+
+        return lost
 
 
 class Redirector:

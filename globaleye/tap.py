@@ -51,7 +51,7 @@ from globaleye.soap.resource import SoapResource
 from globaleye.store import RETENTION_KINDS
 from globaleye.store.migrations import MigrationError
 from globaleye.store.sqlite import SQLiteStore
-from globaleye.turnauth import DeviceCredentials
+from globaleye.turnauth import NEW_DEVICE_CLASS, DeviceCredentials
 from globaleye.urls import http_url
 from txturn.auth import ChainedLookup
 from txturn.service import TurnServerConfig, TurnService, default_lookup, turn_service
@@ -195,7 +195,9 @@ class PlatformService(service.MultiService):
             backup_turn_port=g["backup_turn_port"] or 0, ftp_host=g["ftp_host"], ftp_port=g["ftp_port"],
             ftp_account=g["ftp_account"], ftp_password=g["ftp_password"],
             enrollment=config["enrollment"]["mode"], vendors=config["enrollment"]["vendors"],
-            register_interval=g["register_interval"]))
+            register_interval=g["register_interval"], peer_limit=config["enrollment"]["peer_limit"],
+            total_limit=config["enrollment"]["total_limit"], limit_window=config["enrollment"]["limit_window"]),
+            online=self.gateway.is_online)
         self.redirector = Redirector(store, config["group"]["default_province_url"], reactor)
         so = config["soap"]
         r = config["rtsp"]
@@ -253,14 +255,15 @@ class PlatformService(service.MultiService):
                 shared_secret=t["shared_secret"] or None, allow_peers=t["allow_peers"], deny_peers=t["deny_peers"],
                 user_quota=t["user_quota"], total_quota=t["total_quota"], max_bps=t["max_bps"] or None,
                 software=SOFTWARE, stream_first_message_timeout=lim["turn_first_message_timeout"],
-                stream_auth_timeout=lim["turn_auth_timeout"])
+                stream_auth_timeout=lim["turn_auth_timeout"],
+                class_quotas={NEW_DEVICE_CLASS: t["new_device_quota"]})
             lookups: list[Any] = [default_lookup(turn_config, reactor)]
             if t["tls_port"] is not None:  # TURN over TLS with the platform's one TLS profile
                 from globaleye.tlsconfig import ServerTLS
 
                 turn_config.tls_context = ServerTLS(t["tls_cert"], t["tls_key"])
             if t["device_credentials"]:
-                lookups.append(DeviceCredentials(store))
+                lookups.append(DeviceCredentials(store, device_quota=t["device_quota"]))
             self.turn = turn_service(turn_config, ChainedLookup(tuple(lookups)), reactor, wrap=self._wrap_turn)
             self.turn.setServiceParent(self)
         self.rtsp_proxy: RtspProxyService | None = None

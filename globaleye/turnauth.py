@@ -5,6 +5,14 @@ as password; such an allocation may use the §14 wildcard permission
 (XOR-PEER-ADDRESS 0.0.0.0:0 meaning "any peer"), which ordinary TURN users may not.
 Static users and the TURN REST API shared secret of ``[turn]`` come first, so an
 operator's account can never be shadowed by a device.
+
+Relay quotas (issue 9): each device may hold ``device_quota`` allocations (a camera
+needs one; two cover a move between servers).  A device that enrolled itself (open
+enrollment) and has never completed a gateway login is in the class
+:data:`NEW_DEVICE_CLASS`, whose allocations in all the TURN server caps
+(``[turn] new_device_quota``): strangers enrolling DevIDs by the thousand get that
+small pool and no more, and the rest of ``total_quota`` stays for devices an
+operator imported, the group vouched for, or that have logged in.
 """
 
 from __future__ import annotations
@@ -15,14 +23,18 @@ from globaleye.gateway.service import DEV_ID
 from globaleye.store import Store
 from txturn.auth import Credential, long_term_key
 
+#: ``Credential.quota_class`` of self-enrolled devices that never completed a gateway login.
+NEW_DEVICE_CLASS = "new-device"
+
 
 class DeviceCredentials:
     """:class:`txturn.auth.CredentialLookup` over the platform's device store."""
 
     log = Logger()
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, device_quota: int | None = None) -> None:
         self.store = store
+        self.device_quota = device_quota
 
     async def lookup(self, username: str, realm: str) -> Credential | None:
         if not DEV_ID.match(username):
@@ -30,4 +42,6 @@ class DeviceCredentials:
         device = await self.store.get_device(username)
         if device is None:
             return None
-        return Credential(key=long_term_key(device.dev_id, realm, device.dev_key), wildcard_permission=True)
+        unproven = device.source == "open" and device.login_at is None
+        return Credential(key=long_term_key(device.dev_id, realm, device.dev_key), wildcard_permission=True,
+                          quota=self.device_quota, quota_class=NEW_DEVICE_CLASS if unproven else "")

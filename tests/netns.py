@@ -425,6 +425,8 @@ def platform_config(workdir: Path) -> Path:
 roles = gateway, http, group, stun, turn
 public_host = {PLATFORM_IP}
 data_dir = {workdir}
+[enrollment]
+mode = open
 [database]
 url = sqlite:///{workdir / 'platform.sqlite3'}
 [http]

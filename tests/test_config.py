@@ -26,7 +26,7 @@ class SchemaTests(SynchronousTestCase):
         self.assertEqual({s: set(parser[s]) for s in parser.sections()}, {s: set(k) for s, k in SCHEMA.items()})
         config = load_config(DEFAULT_INI)
         self.assertEqual(config["gateway"]["port"], 8588)
-        self.assertEqual(config["enrollment"]["mode"], "open")
+        self.assertEqual(config["enrollment"]["mode"], "closed")  # issue 9 item 2: safe for production
         self.assertIn("811", config["enrollment"]["vendors"])
         self.assertIn("824", config["enrollment"]["vendors"])
         self.assertNotIn("825", config["enrollment"]["vendors"])

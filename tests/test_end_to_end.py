@@ -30,6 +30,9 @@ CONFIG = """
 [globaleye]
 roles = gateway, http, group
 public_host = 127.0.0.1
+[enrollment]
+mode = open
+peer_limit = 0
 [database]
 url = sqlite:///{db}
 [http]

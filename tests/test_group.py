@@ -47,6 +47,8 @@ mcu_android_ver = 2.1
 PROVINCE = """
 [globaleye]
 roles = gateway, http
+[enrollment]
+mode = open
 [database]
 url = sqlite:///{db}
 [http]

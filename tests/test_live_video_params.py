@@ -53,6 +53,8 @@ DEV = "81300000021"
 CONFIG = """
 [globaleye]
 roles = gateway, http, group
+[enrollment]
+mode = open
 [database]
 url = sqlite:///:memory:
 [http]

@@ -35,6 +35,8 @@ MOBILE, PASSWORD, NEW_PASSWORD = "13300000011", "secret-pw-1", "secret-pw-2"
 CONFIG = """
 [globaleye]
 roles = gateway, http, turn, rtsp
+[enrollment]
+mode = open
 [database]
 url = sqlite:///:memory:
 [http]

@@ -20,6 +20,8 @@ from txturn import stun
 CONFIG = """
 [globaleye]
 roles = {roles}
+[enrollment]
+mode = open
 [database]
 url = sqlite:///:memory:
 [http]

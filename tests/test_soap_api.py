@@ -29,6 +29,8 @@ CONFIG = """
 [globaleye]
 roles = gateway, http, group
 public_host = 127.0.0.1
+[enrollment]
+mode = open
 [database]
 url = sqlite:///{db}
 [http]

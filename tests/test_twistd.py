@@ -18,7 +18,7 @@ from twisted.trial.unittest import TestCase
 
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
-from tests.util import http_client
+from tests.util import http_client, until
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(rb"(\w+) listening on 127\.0\.0\.1:(\d+)")
@@ -51,7 +51,7 @@ class TwistdTests(TestCase):
         workdir = Path(self.mktemp()).absolute()
         workdir.mkdir()
         config = workdir / "globaleye.ini"
-        config.write_text("[globaleye]\nroles = gateway, http, group\ndata_dir = state\n"
+        config.write_text("[globaleye]\nroles = gateway, http, group\ndata_dir = state\n[enrollment]\nmode = open\n"
                           "[http]\nport = 0\n[gateway]\nport = 0\n[province]\ncms_password = twistd-secret\n", encoding="utf-8")
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         twistd = Twistd()
@@ -71,7 +71,8 @@ class TwistdTests(TestCase):
             camera.start()
             self.addCleanup(camera.stop)
             await camera.went_online
-            self.assertIn(f"device {dev_id} logged in".encode(), twistd.output)
+            # The platform logs the login after sending LOGIN_RES: its line may reach us a moment later.
+            await until(lambda: f"device {dev_id} logged in".encode() in twistd.output)
             # The operator CLI reads the same database while the platform runs.
             out, err, code = await getProcessOutputAndValue(
                 sys.executable, ["-c", "from globaleye.cli import main; main()", "--config", str(config),

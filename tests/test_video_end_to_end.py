@@ -24,6 +24,8 @@ DEV = "81300000001"
 CONFIG = """
 [globaleye]
 roles = gateway, http, group, turn
+[enrollment]
+mode = open
 [database]
 url = sqlite:///:memory:
 [http]

@@ -32,11 +32,19 @@ class Credential:
 
     ``wildcard_permission`` allows the spec §14 extension: a CreatePermission for
     XOR-PEER-ADDRESS 0.0.0.0:0 meaning "any peer".  Only device accounts get it;
-    ordinary TURN users asking for it are refused with 403.
+    ordinary TURN users asking for it are refused with 403.  ``quota`` and
+    ``quota_class`` let a lookup give users of different standing different limits
+    (e.g. devices that self-enrolled a minute ago a small pool of their own, so they
+    cannot drain the relays of established ones).
     """
 
     key: bytes
     wildcard_permission: bool = False
+    #: Allocations this user may hold at once (``None``: the server's ``user_quota``).
+    quota: int | None = None
+    #: The user's class for the server's ``class_quotas`` (a separate, capped pool of
+    #: allocations inside ``total_quota``); ``""``: no class, only the total applies.
+    quota_class: str = ""
 
 
 @runtime_checkable

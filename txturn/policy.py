@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol, TypeVar
 
 import attrs
@@ -149,31 +149,48 @@ class Quotas:
     """Allocation counters.  ``None`` means unlimited.
 
     The per-user limit answers 486 (the user's fault, RFC 8656 §7.2); the total
-    limit answers 508 (the server's capacity).
+    limit answers 508 (the server's capacity).  ``class_quotas`` caps the
+    allocations of each named user class (508 too: that class's pool is full),
+    counted inside the total, so what a class cannot take stays for the others.
     """
 
     user_quota: int | None = None
     total_quota: int | None = None
+    class_quotas: Mapping[str, int] = attrs.field(factory=dict)
     per_user: dict[str, int] = attrs.field(factory=dict)
+    per_class: dict[str, int] = attrs.field(factory=dict)
     total: int = 0
 
-    def refusal(self, username: str) -> tuple[int, str] | None:
-        if self.user_quota is not None and self.per_user.get(username, 0) >= self.user_quota:
+    def refusal(self, username: str, quota: int | None = None, quota_class: str = "") -> tuple[int, str] | None:
+        """Why *username* (with its own *quota*, if any, and *quota_class*) may not allocate now."""
+        limit = quota if quota is not None else self.user_quota
+        if limit is not None and self.per_user.get(username, 0) >= limit:
             return 486, "Allocation Quota Reached"
+        pool = self.class_quotas.get(quota_class) if quota_class else None
+        if pool is not None and self.per_class.get(quota_class, 0) >= pool:
+            return 508, "Insufficient Capacity"
         if self.total_quota is not None and self.total >= self.total_quota:
             return 508, "Insufficient Capacity"
         return None
 
-    def acquire(self, username: str) -> None:
+    def acquire(self, username: str, quota_class: str = "") -> None:
         self.per_user[username] = self.per_user.get(username, 0) + 1
+        if quota_class:
+            self.per_class[quota_class] = self.per_class.get(quota_class, 0) + 1
         self.total += 1
 
-    def release(self, username: str) -> None:
+    def release(self, username: str, quota_class: str = "") -> None:
         left = self.per_user.get(username, 0) - 1
         if left > 0:
             self.per_user[username] = left
         else:
             self.per_user.pop(username, None)
+        if quota_class:
+            remaining = self.per_class.get(quota_class, 0) - 1
+            if remaining > 0:
+                self.per_class[quota_class] = remaining
+            else:
+                self.per_class.pop(quota_class, None)
         self.total = max(0, self.total - 1)
 
 

@@ -56,6 +56,7 @@ class TurnServerConfig:
     deny_peers: tuple[str, ...] = attrs.field(default=(), converter=_cidrs)
     user_quota: int | None = None
     total_quota: int | None = None
+    class_quotas: dict[str, int] = attrs.field(factory=dict)
     max_bps: int | None = None
     default_lifetime: int = 600
     max_lifetime: int = 3600
@@ -78,6 +79,7 @@ class TurnServerConfig:
             deny_peers=self.deny_peers,
             user_quota=self.user_quota,
             total_quota=self.total_quota,
+            class_quotas=self.class_quotas,
             max_bps=self.max_bps,
             default_lifetime=self.default_lifetime,
             max_lifetime=self.max_lifetime,

@@ -30,7 +30,7 @@ import os
 import secrets
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import attrs
@@ -78,6 +78,8 @@ class ServerSettings:
     deny_peers: tuple[str, ...] = ()
     user_quota: int | None = None
     total_quota: int | None = None
+    #: Allocations in all per user class (``Credential.quota_class``), inside total_quota.
+    class_quotas: Mapping[str, int] = attrs.field(factory=dict)
     max_bps: int | None = None
     default_lifetime: int = 600
     max_lifetime: int = 3600
@@ -260,7 +262,7 @@ class TurnServer:
         s = self.settings
         self.nonces = NonceIssuer(clock=reactor, lifetime=s.nonce_lifetime)
         self.peer_filter = PeerFilter.from_cidrs(s.allow_peers, s.deny_peers)
-        self.quotas = Quotas(s.user_quota, s.total_quota)
+        self.quotas = Quotas(s.user_quota, s.total_quota, dict(s.class_quotas))
         self.ports = PortAllocator(*s.relay_ports)
         self.allocations: dict[FiveTuple, Allocation] = {}
         self.connections: dict[int, PeerConnection] = {}
@@ -533,7 +535,7 @@ class TurnServer:
         family = msg.attributes.get(A.REQUESTED_ADDRESS_FAMILY)
         if family is not None and family != _family(relay_host):
             raise _Refusal(440, "Address Family not Supported")
-        refusal = self.quotas.refusal(ctx.username)
+        refusal = self.quotas.refusal(ctx.username, ctx.credential.quota, ctx.credential.quota_class)
         if refusal is not None:
             raise _Refusal(*refusal)
         lifetime = self._lifetime(msg.attributes.get(A.LIFETIME))
@@ -596,7 +598,7 @@ class TurnServer:
             alloc.throttle = Throttle(float(self.settings.max_bps), self.reactor)
         _attach(port_obj, alloc)
         self.allocations[link.five_tuple] = alloc
-        self.quotas.acquire(ctx.username)
+        self.quotas.acquire(ctx.username, ctx.credential.quota_class)
         alloc.expiry_call = self.reactor.callLater(lifetime, self._delete, alloc, "expired")
         attributes: dict[int, Any] = {
             A.XOR_RELAYED_ADDRESS: alloc.relay_address,
@@ -958,7 +960,7 @@ class TurnServer:
         alloc.deleted = True
         if self.allocations.get(alloc.five_tuple) is alloc:
             del self.allocations[alloc.five_tuple]
-        self.quotas.release(alloc.username)
+        self.quotas.release(alloc.username, alloc.credential.quota_class)
         if alloc.expiry_call is not None and alloc.expiry_call.active():
             alloc.expiry_call.cancel()
         for conn in list(alloc.connections.values()):

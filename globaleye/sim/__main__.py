@@ -3,6 +3,7 @@
     globaleye-sim --register http://127.0.0.1:8080/register --count 100
     globaleye-sim --redirect http://127.0.0.1:8080/redirect --count 10000 --first-id 81100000001
     globaleye-sim --register https://127.0.0.1:8443/register --ca-file platform.pem   # [http] tls_port
+    globaleye-sim --count 100 --devices-csv > sim.csv   # for globaleye device import (closed enrollment)
 
 Each camera gets the DevID ``first-id + i`` and a key derived from ``--seed`` and
 its DevID, so a restarted simulator presents the keys the platform pinned.
@@ -54,7 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="map each camera's RTSP port on the LAN's UPnP IGD (§7.3.2)")
     parser.add_argument("--upnp-timeout", type=float, default=3.0, help="seconds to wait for an IGD to answer")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every camera's events")
+    parser.add_argument("--devices-csv", action="store_true",
+                        help="print the cameras as DevID,DevKey,ManufacturerNo,Model rows for "
+                             "'globaleye device import' (closed enrollment) and exit")
     return parser
+
+
+def devices_csv(args: argparse.Namespace) -> str:
+    from globaleye.sim.camera import device_key
+    from globaleye.sim.state import CameraState
+
+    rows = []
+    for index in range(args.count):
+        dev_id = f"{int(args.first_id) + index:011d}"
+        state = CameraState.for_device(dev_id, device_key(args.seed, dev_id))
+        rows.append(f"{dev_id},{state.dev_key},{state.manufacturer_no},{state.model}\n")
+    return "".join(rows)
 
 
 async def simulate(reactor: Any, args: argparse.Namespace) -> None:
@@ -92,6 +108,9 @@ async def simulate(reactor: Any, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.devices_csv:
+        sys.stdout.write(devices_csv(args))
+        return
     from globaleye.tap import raise_file_limit
 
     soft, _ = raise_file_limit()

@@ -305,8 +305,12 @@ class SimulatedCamera:
             if self._stopped:
                 return
             if not connected:
-                # §7.2: both gateways failed: register again to learn new addresses.
-                self.registration = None
+                # §7.2: both gateways failed: register again to learn new addresses -- once the
+                # 5-minute interval allows; until then keep trying the gateways we have (the
+                # platform may only be restarting) instead of sitting out the interval.
+                now = self.clock.seconds()
+                if self.registered_at is None or now - self.registered_at >= self.timing.register_interval:
+                    self.registration = None
                 await self._backoff("primary and backup gateways unreachable")
             elif outcome == "login-failed":
                 await self._sleep(self.timing.login_retry * self.rng.uniform(1.0, 1.1))

@@ -12,7 +12,7 @@ gateway; the store sees a device's addresses only when they change.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import attrs
@@ -240,11 +240,14 @@ class Store(Protocol):
     async def record_registration(self, dev_id: str, when: float) -> None: ...
 
     async def register_device(self, dev_id: str, dev_key: str, when: float, interval: float,
-                              candidate: Device | None = None) -> RegistrationOutcome:
+                              candidate: Device | None = None,
+                              waive: Callable[[Device], bool] | None = None) -> RegistrationOutcome:
         """§7.2 in one transaction: look *dev_id* up, enrol *candidate* if it is unknown (None: do not
         enrol), check the pinned DevKey and the *interval* since the last registration, and record
         the registration at *when*.  Nothing is written unless the outcome is DEVICE_OK, and a failure
-        part-way writes nothing (no device enrolled without its registration, or the reverse)."""
+        part-way writes nothing (no device enrolled without its registration, or the reverse).
+        *waive* (a pure function of the stored device, called in the transaction) lifts the interval
+        for a device it returns True for (one whose session the platform lost)."""
         ...
 
     async def record_login(self, dev_id: str, when: float, dev_ver: str, addresses: DeviceAddresses) -> None: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +138,8 @@ class SQLiteStore:
         await self._run(_execute, "UPDATE devices SET registered_at = ? WHERE dev_id = ?", (when, dev_id))
 
     async def register_device(self, dev_id: str, dev_key: str, when: float, interval: float,
-                              candidate: Device | None = None) -> RegistrationOutcome:
+                              candidate: Device | None = None,
+                              waive: Callable[[Device], bool] | None = None) -> RegistrationOutcome:
         def write(c: sqlite3.Connection) -> RegistrationOutcome:
             # One IMMEDIATE transaction: two registrations of one new camera at once cannot both
             # enrol it, nor both pass the interval check.
@@ -154,7 +155,8 @@ class SQLiteStore:
                     return RegistrationOutcome(DEVICE_UNKNOWN)
                 if not hmac.compare_digest(device.dev_key.encode(), dev_key.encode()):
                     return RegistrationOutcome(DEVICE_BAD_KEY, device)
-                if device.registered_at is not None and 0 <= when - device.registered_at < interval:
+                if device.registered_at is not None and 0 <= when - device.registered_at < interval \
+                        and not (waive is not None and waive(device)):
                     return RegistrationOutcome(DEVICE_TOO_SOON, device)
                 _mark_registered(c, dev_id, when)
             return RegistrationOutcome(DEVICE_OK, device, enrolled)

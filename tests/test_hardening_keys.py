@@ -1,0 +1,190 @@
+"""Hardening of every DevKey and password check (issue 9 items 4–6, issue 14 item 5).
+
+One throttle (:mod:`globaleye.keyguard`) counts failures per identity, per source address and per
+pair, with backoff on the reactor clock; a source the identity succeeded from is not refused for
+others' failures.  The network findings run over real sockets on loopback, the timing rules on a
+``task.Clock``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import TestCase
+
+from globaleye.gateway import Gateway, GatewaySettings
+from globaleye.keyguard import KeyGuard, KeyGuardSettings, source_of
+from globaleye.protocol import messages as m
+from globaleye.protocol.frame import Frame, FrameDecoder, encode_frame
+from globaleye.store import Device
+from globaleye.store.sqlite import SQLiteStore
+from globaleye.tap import LISTEN_BACKLOG
+from tests.util import until
+
+DEV = "81100000001"
+KEY = "secret-key-1"
+
+
+class CountingStore(SQLiteStore):
+    """The real store, counting DevKey checks at login."""
+
+    key_checks = 0
+
+    async def login_device(self, *args: Any) -> str:
+        self.key_checks += 1
+        return await super().login_device(*args)
+
+
+def login_request(key: str = KEY, dev_id: str = DEV) -> m.LoginRequest:
+    return m.LoginRequest(dev_ver="1.0", dev_id=dev_id, dev_key=key, upnp_ip="0.0.0.0", local_ip="192.168.1.9",
+                          rtsp_local_port=554, turn_relay_ip="127.0.0.9", rtsp_turn_relay_port=50000, net_type=1)
+
+
+class LoginClient(Protocol):
+    """Sends one LOGIN_REQ on connect; ``done`` fires with the LOGIN_RES's Result (None: closed unanswered)."""
+
+    def __init__(self, request: m.LoginRequest) -> None:
+        self.request = request
+        self.decoder = FrameDecoder()
+        self.done: Deferred[int | None] = Deferred()
+
+    def connectionMade(self) -> None:
+        assert self.request.CMD is not None
+        self.transport.write(encode_frame(Frame(cmd=self.request.CMD, seq=1, data=self.request.to_xml())))
+
+    def dataReceived(self, data: bytes) -> None:
+        for frame in self.decoder.feed(data):
+            assert isinstance(frame, Frame)
+            if not self.done.called:
+                self.done.callback(m.parse(frame.data).result)  # type: ignore[attr-defined]
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if not self.done.called:
+            self.done.callback(None)
+
+
+async def login_over_tcp(port: int, request: m.LoginRequest, bind: str = "127.0.0.1") -> int | None:
+    client = LoginClient(request)
+    factory = ClientFactory()
+    factory.protocol = lambda: client  # type: ignore[assignment]
+    reactor.connectTCP("127.0.0.1", port, factory, bindAddress=(bind, 0))  # type: ignore[attr-defined]
+    return await client.done
+
+
+class FakeDevice:
+    """One device connection over a StringTransport from *host* (the clock-driven tests)."""
+
+    def __init__(self, gateway: Gateway, host: str, port: int = 40000) -> None:
+        self.session = gateway.factory().buildProtocol(None)
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+        self.session.makeConnection(self.transport)
+        self.decoder = FrameDecoder()
+
+    async def login(self, key: str = KEY, dev_id: str = DEV) -> int:
+        request = login_request(key, dev_id)
+        assert request.CMD is not None
+        self.session.dataReceived(encode_frame(Frame(cmd=request.CMD, seq=1, data=request.to_xml())))
+        frames: list[Any] = []
+        await until(lambda: frames.extend(self.decoder.feed(self.transport.value())) or frames, timeout=5)
+        return int(m.parse(frames[0].data).result)  # type: ignore[attr-defined]
+
+
+class GatewayKeyTests(TestCase):
+    def setUp(self) -> Any:
+        self.store = CountingStore(":memory:")
+        self.addCleanup(self.store.close)
+        return Deferred.fromCoroutine(self.store.import_devices([Device(dev_id=DEV, dev_key=KEY, model="IPC-1")]))
+
+    async def test_i9_04_login_retry_race(self) -> None:
+        """1,000 concurrent wrong-key LOGIN_REQ for one DevID from one address through the real gateway on
+        loopback: the checks of one DevID run one at a time, so exactly one key is checked (Result 2) and
+        the other 999 meet the §7.3.3 hold that failure started (Result 255, key never looked at)."""
+        gateway = Gateway(self.store, reactor, GatewaySettings())
+        port = reactor.listenTCP(0, gateway.factory(), backlog=LISTEN_BACKLOG,  # type: ignore[attr-defined]
+                                 interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port
+        results = await gatherResults([Deferred.fromCoroutine(login_over_tcp(number, login_request(f"wrong-{i}")))
+                                       for i in range(1000)])
+        counts = {code: results.count(code) for code in set(results)}
+        self.assertEqual(counts, {2: 1, 255: 999})
+        self.assertEqual(self.store.key_checks, 1)
+        # The rightful camera, from its own address, is not refused for the stranger's failures.
+        self.assertEqual(await login_over_tcp(number, login_request(), bind="127.0.0.2"), 0)
+        self.assertEqual(self.store.key_checks, 2)
+        await until(lambda: gateway.connections == 1)
+        for session in list(gateway.sessions.values()):
+            session.close("test over")
+        await until(lambda: gateway.connections == 0)
+
+    async def test_i9_05_lockout_is_no_weapon_at_the_gateway(self) -> None:
+        """A stranger's wrong key does not block the camera: not from its last good address, nor from a
+        new one.  The address that failed waits login_retry (§7.3.3 as the failing device's duty).
+        Spread over many addresses, guesses meet the DevID's backoff; the last good address still logs
+        in.  One address guessing many DevIDs meets its own backoff."""
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        guard = KeyGuard(clock, KeyGuardSettings(identity_free=5, identity_max=60, source_free=4, source_max=600))
+        gateway = Gateway(self.store, clock, GatewaySettings())
+        gateway.guard = guard
+        camera, stranger = "198.51.100.7", "203.0.113.5"
+        self.assertEqual(await FakeDevice(gateway, camera).login(), 0)
+        self.assertEqual(await FakeDevice(gateway, stranger).login("guess"), 2)
+        self.assertEqual(await FakeDevice(gateway, camera, 40001).login(), 0, "at once, from its address")
+        self.assertEqual(await FakeDevice(gateway, "192.0.2.77").login(), 0, "from a new address too")
+        # The stranger's address waits login_retry for this DevID; its key is not even looked at.
+        checks = self.store.key_checks
+        self.assertEqual(await FakeDevice(gateway, stranger).login(KEY), 255)
+        self.assertEqual(self.store.key_checks, checks)
+        clock.advance(180)
+        self.assertEqual(await FakeDevice(gateway, stranger).login("guess-2"), 2)
+        # Guesses from many addresses: after identity_free failures the DevID backs off for addresses it
+        # does not know (1, 2, 4 … s, at most identity_max); its last good address is never refused.
+        for i in range(4):
+            self.assertEqual(await FakeDevice(gateway, f"203.0.113.{10 + i}").login("guess"), 2)
+        self.assertEqual(await FakeDevice(gateway, "203.0.113.50").login(KEY), 255, "backoff, key not checked")
+        self.assertEqual(await FakeDevice(gateway, "192.0.2.77", 40002).login(), 0, "a good address: trusted")
+        self.assertEqual(await FakeDevice(gateway, camera, 40002).login(), 0)
+        # A camera failing with its own (old) key at its own address keeps §7.3.3's wait at that address.
+        self.assertEqual(await FakeDevice(gateway, camera, 40003).login("old-key"), 2)
+        self.assertEqual(await FakeDevice(gateway, camera, 40004).login(), 255)
+        clock.advance(180)
+        self.assertEqual(await FakeDevice(gateway, camera, 40005).login(), 0)
+        # One address spraying DevIDs: after source_free failures its checks back off exponentially.
+        sprayer = "203.0.113.99"
+        for i in range(4):
+            self.assertEqual(await FakeDevice(gateway, sprayer).login("x", f"8110000010{i}"), 1)
+        self.assertEqual(await FakeDevice(gateway, sprayer).login("x", "81100000200"), 255)
+        clock.advance(1)
+        self.assertEqual(await FakeDevice(gateway, sprayer).login("x", "81100000201"), 1)
+        self.assertEqual(await FakeDevice(gateway, sprayer).login("x", "81100000202"), 255)
+        clock.advance(2)
+        self.assertEqual(await FakeDevice(gateway, sprayer).login("x", "81100000203"), 1)
+        self.assertEqual(guard.refusal("dev:81100000204", sprayer)[0], 4.0)
+
+
+class KeyGuardUnitTests(TestCase):
+    def test_source_of(self) -> None:
+        self.assertEqual(source_of("192.0.2.1:5000"), "192.0.2.1")
+        self.assertEqual(source_of("192.0.2.1"), "192.0.2.1")
+        self.assertEqual(source_of("2001:db8:1:2:3:4:5:6:5000"), "2001:db8:1:2::/64")
+        self.assertEqual(source_of("[2001:db8:1:2::9]:5000"), "2001:db8:1:2::/64")
+        self.assertEqual(source_of("2001:db8:1:2::9"), "2001:db8:1:2::/64")
+        self.assertEqual(source_of("::ffff:192.0.2.1:5000"), "192.0.2.1")
+
+    def test_memory_bounded(self) -> None:
+        clock = Clock()
+        guard = KeyGuard(clock, KeyGuardSettings(max_entries=1000))
+        for i in range(20_000):
+            attempt = Deferred.fromCoroutine(guard.attempt(f"dev:{i:011d}", f"10.{i // 65536}.{i // 256 % 256}.{i % 256}:1"))
+            self.assertTrue(attempt.called)
+            attempt.result.failed()
+        self.assertLessEqual(len(guard), 1000)
+        self.assertEqual(guard._gates, {})

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from globaleye.clock import protocol_time
 from globaleye.gateway.service import DEV_ID
+from globaleye.keyguard import KeyGuard
 from globaleye.protocol import messages as m
 from globaleye.store import (
     DEVICE_BAD_KEY,
@@ -59,10 +60,13 @@ class RegistrationSettings:
 class Registrar:
     log = Logger()
 
-    def __init__(self, store: Store, clock: IReactorTime, settings: RegistrationSettings) -> None:
+    def __init__(self, store: Store, clock: IReactorTime, settings: RegistrationSettings,
+                 guard: KeyGuard | None = None) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
+        #: The throttle of every DevKey check (shared with the gateway and TURN by the platform).
+        self.guard = guard if guard is not None else KeyGuard(clock)
 
     async def register(self, request: m.RegisterRequest, peer: str) -> m.RegisterResponse:
         dev_id = request.dev_id.strip()
@@ -93,7 +97,20 @@ class Registrar:
                                model=request.mode.strip(), dev_type=request.dev_type or 1, source="open",
                                created_at=now)
         interval = self.settings.register_interval
-        outcome = await self.store.register_device(dev_id, key, now, interval, candidate)
+        # The DevKey check goes through the key guard (per DevID, per source, per pair, with backoff):
+        # a refused caller gets Result 255 before any key is looked at, the same answer for the right
+        # key as for a wrong one, so /register confirms nothing to a guesser it throttles.
+        attempt = await self.guard.attempt(f"dev:{dev_id}", peer)
+        try:
+            if attempt.refused:
+                return refuse(REG_OTHER, f"key check refused for {attempt.wait:.0f} s more ({attempt.reason})")
+            outcome = await self.store.register_device(dev_id, key, now, interval, candidate)
+            if outcome.outcome in (DEVICE_UNKNOWN, DEVICE_BAD_KEY):
+                attempt.failed()
+            elif outcome.outcome in (DEVICE_OK, DEVICE_TOO_SOON):
+                attempt.succeeded()  # the key was right (or enrolled just now)
+        finally:
+            attempt.done()
         if outcome.outcome == DEVICE_UNKNOWN:
             return refuse(*unknown)
         if outcome.outcome == DEVICE_BAD_KEY:

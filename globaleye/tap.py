@@ -28,6 +28,7 @@ from globaleye.deviceweb import XMLPostResource
 from globaleye.gateway import Gateway, GatewaySettings
 from globaleye.group import GroupService, GroupSettings, province_key
 from globaleye.groupclient import GroupClient, ProvinceSettings
+from globaleye.keyguard import KeyGuard, KeyGuardSettings
 from globaleye.protocol import messages as m
 from globaleye.proxy.service import RtspProxyService
 from globaleye.registration import Redirector, Registrar, RegistrationSettings
@@ -89,11 +90,17 @@ class PlatformService(service.MultiService):
         self.store = store
         self.ports: dict[str, IListeningPort] = {}
         self._forgetting: Deferred[None] | None = None
+        kg = config["keyguard"]
+        # One throttle for every DevKey and password check of this process (docs/security.md).
+        self.keyguard = KeyGuard(reactor, KeyGuardSettings(
+            source_free=kg["source_free"], source_max=kg["source_max"], identity_free=kg["identity_free"],
+            identity_max=kg["identity_max"], pair_free=kg["pair_free"], trust_ttl=kg["trust_ttl"],
+            forget=kg["forget"], max_entries=kg["max_entries"]))
         g = config["gateway"]
         self.gateway = Gateway(store, reactor, GatewaySettings(
             heartbeat_timeout=g["heartbeat_timeout"], login_timeout=g["login_timeout"],
             login_retry=g["login_retry"], command_timeout=g["command_timeout"], cloud_url=g["cloud_url"],
-            cloud_account=g["cloud_account"], cloud_password=g["cloud_password"]))
+            cloud_account=g["cloud_account"], cloud_password=g["cloud_password"]), guard=self.keyguard)
         public = config["globaleye"]["public_host"]
         self.registrar = Registrar(store, reactor, RegistrationSettings(
             gateway_host=public, gateway_port=g["port"], backup_gateway_host=g["backup_host"],
@@ -102,7 +109,7 @@ class PlatformService(service.MultiService):
             backup_turn_port=g["backup_turn_port"] or 0, ftp_host=g["ftp_host"], ftp_port=g["ftp_port"],
             ftp_account=g["ftp_account"], ftp_password=g["ftp_password"],
             enrollment=config["enrollment"]["mode"], vendors=config["enrollment"]["vendors"],
-            register_interval=g["register_interval"]))
+            register_interval=g["register_interval"]), guard=self.keyguard)
         self.redirector = Redirector(store, config["group"]["default_province_url"], reactor)
         so = config["soap"]
         r = config["rtsp"]
@@ -115,7 +122,7 @@ class PlatformService(service.MultiService):
             login_lockout=so["login_lockout"], hashtoken_lifetime=so["hashtoken_lifetime"],
             # RTSP Digest needs HA1 kept per account; with [rtsp] auth = basic (or none) none is kept.
             digest_realm=r["realm"] if "digest" in r["auth"] else ""),
-            sms_sender=self._sms_sender(config, reactor), crm=self._crm(config, reactor))
+            sms_sender=self._sms_sender(config, reactor), crm=self._crm(config, reactor), guard=self.keyguard)
         # §6: this province's client of its group (configured, or this process's own group role).
         pr = config["province"]
         self.group_client: GroupClient | None = None
@@ -151,9 +158,10 @@ class PlatformService(service.MultiService):
                 user_quota=t["user_quota"], total_quota=t["total_quota"], max_bps=t["max_bps"] or None,
                 software=SOFTWARE)
             lookups: list[Any] = [default_lookup(turn_config, reactor)]
+            devices = DeviceCredentials(store, self.keyguard)  # also the guard of every TURN credential check
             if t["device_credentials"]:
-                lookups.append(DeviceCredentials(store))
-            self.turn = turn_service(turn_config, ChainedLookup(tuple(lookups)), reactor)
+                lookups.append(devices)
+            self.turn = turn_service(turn_config, ChainedLookup(tuple(lookups)), reactor, guard=devices)
             self.turn.setServiceParent(self)
         self.rtsp_proxy: RtspProxyService | None = None
         if "rtsp" in config.roles:

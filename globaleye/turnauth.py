@@ -5,6 +5,12 @@ as password; such an allocation may use the §14 wildcard permission
 (XOR-PEER-ADDRESS 0.0.0.0:0 meaning "any peer"), which ordinary TURN users may not.
 Static users and the TURN REST API shared secret of ``[turn]`` come first, so an
 operator's account can never be shadowed by a device.
+
+:class:`DeviceCredentials` is also the TURN server's :class:`txturn.auth.AuthGuard`:
+every credential check, a device's or not, goes through the platform's
+:class:`~globaleye.keyguard.KeyGuard`, so a DevKey guessed over TURN counts with the
+gateway's and ``/register``'s checks of that DevID (identity ``dev:<DevID>``), per
+source address and per pair, and a throttled guess gets the same 401 as a wrong one.
 """
 
 from __future__ import annotations
@@ -12,17 +18,20 @@ from __future__ import annotations
 from twisted.logger import Logger
 
 from globaleye.gateway.service import DEV_ID
+from globaleye.keyguard import Attempt, KeyGuard
 from globaleye.store import Store
 from txturn.auth import Credential, long_term_key
 
 
 class DeviceCredentials:
-    """:class:`txturn.auth.CredentialLookup` over the platform's device store."""
+    """:class:`txturn.auth.CredentialLookup` over the platform's device store, and the TURN
+    server's :class:`txturn.auth.AuthGuard` over *guard* (when given)."""
 
     log = Logger()
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, guard: KeyGuard | None = None) -> None:
         self.store = store
+        self.guard = guard
 
     async def lookup(self, username: str, realm: str) -> Credential | None:
         if not DEV_ID.match(username):
@@ -31,3 +40,23 @@ class DeviceCredentials:
         if device is None:
             return None
         return Credential(key=long_term_key(device.dev_id, realm, device.dev_key), wildcard_permission=True)
+
+    async def admit(self, username: str, client: tuple[str, int]) -> Attempt | _Unguarded | None:
+        if self.guard is None:
+            return _Unguarded()
+        identity = f"dev:{username}" if DEV_ID.match(username) else f"turn:{username[:128]}"
+        attempt = await self.guard.attempt(identity, client[0])
+        return None if attempt.refused else attempt
+
+
+class _Unguarded:
+    """The ticket of a check that no guard counts."""
+
+    def succeeded(self) -> None:
+        """Nothing counted."""
+
+    def failed(self) -> None:
+        """Nothing counted."""
+
+    def done(self) -> None:
+        """Nothing counted."""

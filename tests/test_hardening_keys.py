@@ -13,7 +13,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
@@ -25,20 +25,59 @@ from globaleye.protocol.frame import Frame, FrameDecoder, encode_frame
 from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import LISTEN_BACKLOG
+from globaleye.turnauth import DeviceCredentials
 from tests.util import until
+from txturn import stun
+from txturn.auth import ChainedLookup, long_term_key
+from txturn.service import TurnServerConfig, turn_service
+
+REALM = "globaleye"
 
 DEV = "81100000001"
 KEY = "secret-key-1"
 
 
 class CountingStore(SQLiteStore):
-    """The real store, counting DevKey checks at login."""
+    """The real store, counting DevKey checks at login and device lookups (TURN's key checks)."""
 
     key_checks = 0
+    lookups = 0
 
     async def login_device(self, *args: Any) -> str:
         self.key_checks += 1
         return await super().login_device(*args)
+
+    async def get_device(self, dev_id: str) -> Any:
+        self.lookups += 1
+        return await super().get_device(dev_id)
+
+
+class StunClient(DatagramProtocol):
+    """Raw STUN over UDP: send requests, collect the answers by transaction id."""
+
+    def __init__(self, server: tuple[str, int]) -> None:
+        self.server = server
+        self.answers: dict[bytes, stun.Message] = {}
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        message = stun.decode(data)
+        self.answers[message.transaction_id] = message
+
+    def allocate(self, user: str | None = None, password: str = "", nonce: str = "") -> bytes:
+        attributes: dict[int, Any] = {stun.Attr.REQUESTED_TRANSPORT: 17}
+        key = None
+        if user is not None:
+            attributes.update({stun.Attr.USERNAME: user, stun.Attr.REALM: REALM, stun.Attr.NONCE: nonce})
+            key = long_term_key(user, REALM, password)
+        tid = stun.new_transaction_id()
+        request = stun.Message(stun.Method.ALLOCATE, stun.Class.REQUEST, tid, attributes)
+        assert self.transport is not None
+        self.transport.write(stun.encode(request, integrity_key=key), self.server)
+        return tid
+
+    async def answer(self, tid: bytes) -> stun.Message:
+        await until(lambda: tid in self.answers, timeout=10)
+        return self.answers[tid]
 
 
 def login_request(key: str = KEY, dev_id: str = DEV) -> m.LoginRequest:
@@ -188,3 +227,57 @@ class KeyGuardUnitTests(TestCase):
             attempt.result.failed()
         self.assertLessEqual(len(guard), 1000)
         self.assertEqual(guard._gates, {})
+
+
+class TurnKeyTests(TestCase):
+    async def test_i14_05_turn_one_opaque_401_and_throttled_guessing(self) -> None:
+        """Raw STUN over UDP on loopback to the real TURN server with the platform's DeviceCredentials:
+        an unknown DevID and a wrong DevKey get the same 401 (same reason, same attributes); 500 guesses
+        sent at once from one address get their key checked only a few times, and the right key at the
+        end is refused like a wrong one (not confirmed); the camera, from its own address, allocates; the
+        failures count for the gateway's and /register's checks of the DevID from that address too."""
+        store = CountingStore(":memory:")
+        self.addCleanup(store.close)
+        await store.import_devices([Device(dev_id=DEV, dev_key=KEY, model="IPC-1")])
+        guard = KeyGuard(reactor)
+        credentials = DeviceCredentials(store)
+        credentials.guard = guard
+        service = turn_service(TurnServerConfig(interface="127.0.0.1", port=0, realm=REALM, use_splice=False,
+                                                relay_ports=(0, 0)),
+                               ChainedLookup((credentials,)), reactor)
+        service.server.guard = credentials  # what turn_service(..., guard=credentials) does
+        service.startService()
+        self.addCleanup(service.stopService)
+        port = service.addresses["udp"][1]
+        stranger = StunClient(("127.0.0.1", port))
+        listening = reactor.listenUDP(0, stranger, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(listening.stopListening)
+        challenge = await stranger.answer(stranger.allocate())
+        self.assertEqual(challenge.attributes[stun.Attr.ERROR_CODE][0], 401)
+        nonce = challenge.attributes[stun.Attr.NONCE]
+
+        unknown = await stranger.answer(stranger.allocate("81199999999", "guess", nonce))
+        wrong = await stranger.answer(stranger.allocate(DEV, "guess", nonce))
+        for answer in (unknown, wrong):
+            self.assertEqual(answer.attributes[stun.Attr.ERROR_CODE], (401, "Unauthorized"))
+        self.assertEqual(sorted(unknown.attributes), sorted(wrong.attributes))
+        self.assertNotIn(stun.Attr.MESSAGE_INTEGRITY, wrong.attributes)
+
+        lookups = store.lookups
+        answers = []
+        for batch in range(10):  # 50 at a time: more would overflow the client's socket buffer on loopback
+            tids = [stranger.allocate(DEV, f"guess-{batch}-{i}", nonce) for i in range(50)]
+            answers += [await stranger.answer(tid) for tid in tids]
+        answers.append(await stranger.answer(stranger.allocate(DEV, KEY, nonce)))
+        self.assertEqual({a.attributes[stun.Attr.ERROR_CODE] for a in answers}, {(401, "Unauthorized")},
+                         "the right key, sent after the guesses, is refused unchecked like them")
+        self.assertLessEqual(store.lookups - lookups, 3, "a few keys checked, not 501")
+        # The same DevID's checks at the gateway and /register from this address are held too.
+        self.assertGreater(guard.refusal(f"dev:{DEV}", "127.0.0.1")[0], 0)
+
+        camera = StunClient(("127.0.0.1", port))
+        listening2 = reactor.listenUDP(0, camera, interface="127.0.0.2")  # type: ignore[attr-defined]
+        self.addCleanup(listening2.stopListening)
+        granted = await camera.answer(camera.allocate(DEV, KEY, nonce))
+        self.assertEqual(granted.msg_class, stun.Class.SUCCESS, granted.attributes.get(stun.Attr.ERROR_CODE))
+        await service.stopService()

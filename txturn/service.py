@@ -16,7 +16,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from txturn.auth import ChainedLookup, CredentialLookup, RestApiSecret, StaticUsers
+from txturn.auth import AuthGuard, ChainedLookup, CredentialLookup, RestApiSecret, StaticUsers
 from txturn.policy import parse_port_range
 from txturn.turnserver import ServerSettings, TurnServer, TurnStreamFactory, TurnUdpProtocol
 
@@ -150,16 +150,18 @@ def turn_service(
     config: TurnServerConfig,
     lookup: CredentialLookup | None = None,
     reactor: Any = None,
+    guard: AuthGuard | None = None,
 ) -> TurnService:
     """A MultiService listening on UDP and TCP (and TLS if cert+key are given).
 
     ``lookup`` replaces the users/shared_secret of ``config`` (the platform
-    passes its device-store lookup chained with those as it sees fit)."""
+    passes its device-store lookup chained with those as it sees fit); ``guard``
+    throttles credential checks (:class:`txturn.auth.AuthGuard`)."""
     if reactor is None:
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
-    server = TurnServer(lookup or default_lookup(config, reactor), config.settings(), reactor)
+    server = TurnServer(lookup or default_lookup(config, reactor), config.settings(), reactor, guard)
     top = TurnService(server)
     udp_proto = TurnUdpProtocol(server)
     tcp_factory = TurnStreamFactory(server, "tcp")

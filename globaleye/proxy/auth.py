@@ -270,7 +270,7 @@ class AccountAuthenticator:
             return Verdict.NEUTRAL if freshness == "stale" else Verdict.RIGHT
 
         try:
-            check = await accounts.check_password(user, verify)
+            check = await accounts.check_password(user, verify, peer)
         except BaseException:
             if peers is not None and stamp is not None:
                 peers.undo(source, stamp)  # not a failure of the player's: the store failed

@@ -10,23 +10,31 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
+from globaleye.accounts import AccountService, AccountSettings, RecordingSmsSender
+from globaleye.config import parse_config
 from globaleye.gateway import Gateway, GatewaySettings
 from globaleye.keyguard import KeyGuard, KeyGuardSettings, source_of
 from globaleye.protocol import messages as m
 from globaleye.protocol.frame import Frame, FrameDecoder, encode_frame
+from globaleye.proxy.auth import AccountAuthenticator
 from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
-from globaleye.tap import LISTEN_BACKLOG
+from globaleye.tap import LISTEN_BACKLOG, PlatformService
 from globaleye.turnauth import DeviceCredentials
-from tests.util import until
+from tests.test_proxy_auth_limits import HASHER, inline
+from tests.test_proxy_auth_limits import REALM as RTSP_REALM
+from tests.test_proxy_auth_limits import digest as digest_header
+from tests.test_registration import OPEN
+from tests.util import http_client, until
 from txturn import stun
 from txturn.auth import ChainedLookup, long_term_key
 from txturn.service import TurnServerConfig, turn_service
@@ -281,3 +289,94 @@ class TurnKeyTests(TestCase):
         granted = await camera.answer(camera.allocate(DEV, KEY, nonce))
         self.assertEqual(granted.msg_class, stun.Class.SUCCESS, granted.attributes.get(stun.Attr.ERROR_CODE))
         await service.stopService()
+
+
+class AccountKeyTests(TestCase):
+    MOBILE, PASSWORD = "13300000001", "secret1"
+
+    async def test_i9_05_lockout_is_no_weapon_for_accounts(self) -> None:
+        """SOAP login and the RTSP proxy share the account's lock, but a stranger cannot turn it against the
+        owner: ten wrong passwords from one address add only pair_free to the account's count (not locked,
+        the owner logs in from a new address); strangers on several addresses do lock it for addresses it
+        does not know, while the owner's addresses (where it logged in before) still log in and play."""
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        store = SQLiteStore(":memory:")
+        self.addCleanup(store.close)
+        sms = RecordingSmsSender()
+        accounts = AccountService(store, clock, AccountSettings(digest_realm=RTSP_REALM), sms_sender=sms,
+                                  hasher=HASHER, run_in_thread=inline)
+        accounts.guard = KeyGuard(clock)
+        rtsp = AccountAuthenticator(accounts, ("digest",), RTSP_REALM, clock=clock, peer_limit=0)
+        self.assertEqual(await accounts.request_sms_code(self.MOBILE, 0, "198.51.100.7:1"), 0)
+        self.assertEqual(await accounts.register(self.MOBILE, self.PASSWORD, sms.last_code(self.MOBILE),
+                                                 "198.51.100.7:1"), 0)
+
+        async def login(password: str, peer: str) -> int:
+            """A SOAP login; the clock runs through any slow-down."""
+            attempt = Deferred.fromCoroutine(accounts.login(self.MOBILE, password, "1.0", peer))
+            for _ in range(1000):
+                if attempt.called:
+                    break
+                clock.advance(1)
+                await deferLater(reactor, 0.001, lambda: None)
+            return (await attempt).result
+
+        owner = "198.51.100.7:4000"
+        self.assertEqual(await login(self.PASSWORD, owner), 0)
+        for n in range(10):
+            self.assertEqual(await login(f"guess-{n}", "203.0.113.5:4000"), 2)
+        self.assertEqual(accounts.locked_for(self.MOBILE), 0, "one address cannot lock the account")
+        self.assertEqual(await login(self.PASSWORD, "192.0.2.77:4000"), 0, "the owner, from a new address")
+        for host in ("203.0.113.6", "203.0.113.7", "203.0.113.8", "203.0.113.9"):
+            for n in range(3):
+                self.assertEqual(await login(f"guess-{n}", f"{host}:4000"), 2)
+        self.assertGreater(accounts.locked_for(self.MOBILE), 0, "strangers on many addresses lock it…")
+        self.assertEqual(await login(self.PASSWORD, "192.0.2.99:4000"), 2, "…for addresses it does not know")
+        self.assertEqual(await login(self.PASSWORD, owner), 0, "the owner's usual address logs in")
+        self.assertEqual(await login(self.PASSWORD, "192.0.2.77:5000"), 0, "and so does its newer one")
+        nonce = rtsp.nonces.issue()
+        header = digest_header(nonce, self.PASSWORD, self.MOBILE)
+        self.assertEqual((await rtsp.check("DESCRIBE", header, "198.51.100.7:4001")).account, self.MOBILE,
+                         "the owner's player plays")
+        self.assertIsNone((await rtsp.check("DESCRIBE", header, "192.0.2.100:4001")).account,
+                          "a player from an unknown address meets the lock")
+
+
+class RegisterKeyTests(TestCase):
+    async def test_i9_06_register_is_no_devkey_oracle(self) -> None:
+        """POST /register over real HTTP on loopback: a stranger guessing a registered camera's DevKey gets
+        a few keys checked (Result 2), then Result 255 for every further guess, the right key included, in
+        the same answer; the guard is the gateway's, so its login of the DevID is held too, while the
+        camera's own address (where it registered) logs in."""
+        platform = PlatformService(parse_config(OPEN + "[enrollment]\nmode = closed\n"), SQLiteStore(":memory:"),
+                                   reactor)
+        platform.startService()
+        self.addCleanup(platform.stopService)
+        await platform.store.import_devices([Device(dev_id=DEV, dev_key=KEY, model="IPC-1")])
+        guard_clock = Clock()  # the guard's time stands still: its backoff cannot run out during the test
+        guard_clock.advance(reactor.seconds())  # type: ignore[attr-defined]
+        platform.keyguard.clock = guard_clock
+
+        def request(key: str) -> m.RegisterRequest:
+            return m.RegisterRequest(manufacturer_no="811", mode="IPC-1", dev_type=1, dev_id=DEV, dev_key=key)
+
+        camera = await platform.registrar.register(request(KEY), "127.0.0.2:5000")
+        self.assertEqual(camera.result, 0)
+        client = http_client()
+        url = f"http://127.0.0.1:{platform.port_of('http')}/register"
+
+        async def register(key: str) -> m.RegisterResponse:
+            response = await client.post(url, data=request(key).to_xml(), headers={b"Content-Type": [b"text/xml"]})
+            self.assertEqual(response.code, 200)
+            return m.RegisterResponse.from_xml(await response.content())
+
+        answers = [await register(f"guess-{i}") for i in range(30)]
+        results = [a.result for a in answers]
+        self.assertEqual(results, [2] * 3 + [255] * 27, "three keys checked, then refused unchecked")
+        right = await register(KEY)
+        self.assertEqual(attrs.evolve(right, time=""), attrs.evolve(answers[-1], time=""),
+                         "the right key gets the very answer of a wrong one")
+        gateway = platform.port_of("gateway")
+        self.assertEqual(await login_over_tcp(gateway, login_request(), bind="127.0.0.1"), 255)
+        self.assertEqual(await login_over_tcp(gateway, login_request(), bind="127.0.0.2"), 0)

@@ -17,16 +17,22 @@ failure:
 * the **identity**: failures from sources it does not trust, so guesses spread over many
   addresses still meet a limit.
 
+One address adds at most ``pair_free`` failures per identity to its source's and to the
+identity's counts; beyond that only its pair backs off.  So one address can neither run up a
+camera's or an owner's backoff alone, nor can a camera that keeps failing with an old key run
+up the count of the NAT it shares with others.
+
 A source from which the identity succeeded within ``trust_ttl`` seconds (a camera's last good
 address, the owner's usual network) is *trusted* for it: only the pair record applies to it,
 so others' failures -- on the identity or from its NAT -- do not refuse it.  The price, stated
 in docs/security-parts/keys.md: an owner coming from a new address while strangers hammer the
 account from many addresses waits at most the identity cap between attempts.
 
-Checks of one identity run one at a time (a lock per identity, kept only while in use): the
+Checks of one identity run one at a time (a gate per identity, kept only while in use): the
 decision is taken after the previous check's answer is counted, so a burst of parallel
-guesses is judged one by one.  A check in flight also counts toward its source's budget, so
-parallel guesses over many identities cannot all pass before the first failure is counted.
+guesses is judged one by one.  A check in flight also counts toward its source's budget
+(checks beyond it wait for one in flight to end), so parallel guesses over many identities
+cannot all pass before the first failure is counted.
 A refused caller learns nothing about the key: the refusal is decided before it is looked at.
 Memory is bounded (``max_entries`` records; the quietest are forgotten first).  Time comes
 from the injected reactor clock.
@@ -119,6 +125,8 @@ class Attempt:
     trusted: bool = False
     _gate: _Gate | None = None
     _open: bool = True
+    #: Counted in flight for its source (an admitted check of an identity that does not trust it).
+    _inflight: bool = False
 
     @property
     def refused(self) -> bool:
@@ -148,12 +156,13 @@ class Attempt:
         if not self._open:
             return
         self._open = False
-        if self.wait <= 0:
+        if self._gate is not None:
+            self.guard._release(self.identity, self._gate)
+        if self._inflight:
             record = self.guard._records.get(("s", self.source))
             if record is not None and record.inflight > 0:
                 record.inflight -= 1
-        if self._gate is not None:
-            self.guard._release(self.identity, self._gate)
+            self.guard._wake(self.source)
 
 
 class KeyGuard:
@@ -168,6 +177,8 @@ class KeyGuard:
         #: (identity, source) -> time of the latest success.
         self._trusted: dict[tuple[str, str], float] = {}
         self._gates: dict[str, _Gate] = {}
+        #: Checks waiting for a place in their source's budget (see _has_room), per source.
+        self._queued: dict[str, _Gate] = {}
         #: Refusals since the last summary line, per source (logged at most once a minute each).
         self._refused: dict[str, int] = {}
         self._last_summary = clock.seconds()
@@ -191,21 +202,54 @@ class KeyGuard:
             await turn  # _release hands the gate over (held stays True)
         else:
             gate.held = True
-        wait, reason, trusted = self.refusal(identity, source)
-        if wait > 0:
-            self._release(identity, gate)
-            self.counters["refused"] += 1
-            self._note_refusal(source, identity, reason)
-            return Attempt(self, identity, source, wait, reason, trusted, None, False)
+        while True:
+            wait, reason, trusted = self.refusal(identity, source)
+            if wait > 0:
+                self._release(identity, gate)
+                self.counters["refused"] += 1
+                self._note_refusal(source, identity, reason)
+                return Attempt(self, identity, source, wait, reason, trusted, None, False)
+            if trusted or self._has_room(source):
+                break
+            # The source's checks in flight would use up its budget if they failed: wait for one to end.
+            queue = self._queued.get(source)
+            if queue is None:
+                queue = self._queued[source] = _Gate()
+            turn = Deferred()
+            queue.waiters.append(turn)
+            await turn
         self.counters["admitted"] += 1
-        src = self._record(("s", source))
-        src.inflight += 1
-        return Attempt(self, identity, source, 0.0, "", trusted, gate)
+        if trusted:
+            return Attempt(self, identity, source, 0.0, "", True, gate)
+        self._record(("s", source)).inflight += 1
+        return Attempt(self, identity, source, 0.0, "", False, gate, True, True)
+
+    def _has_room(self, source: str) -> bool:
+        """May one more check of *source* run now?  Checks in flight count as failures, so parallel
+        guesses over many identities cannot all start before the first failure is counted; a source
+        at its budget gets one check at a time (a source with no failures: source_free at once)."""
+        record = self._records.get(("s", source))
+        if record is None or record.inflight == 0:
+            return True
+        return record.failures + record.inflight < self.settings.source_free
+
+    def _wake(self, source: str) -> None:
+        """Let waiting checks of *source* re-try while it has room (a loop, not a chain)."""
+        queue = self._queued.get(source)
+        if queue is None or queue.draining:
+            return
+        queue.draining = True
+        try:
+            while queue.waiters and self._has_room(source):
+                queue.waiters.popleft().callback(None)
+        finally:
+            queue.draining = False
+        if not queue.waiters and self._queued.get(source) is queue:
+            del self._queued[source]
 
     def refusal(self, identity: str, source: str) -> tuple[float, str, bool]:
         """(seconds to wait, why, trusted) for a check of *identity* from *source* now; counts nothing."""
         now = self.clock.seconds()
-        s = self.settings
         trusted = self.is_trusted(identity, source, now)
         pair = self._records.get(("p", identity, source))
         if pair is not None and (wait := pair.until - now) > 0:
@@ -213,11 +257,8 @@ class KeyGuard:
         if trusted:
             return 0.0, "", True
         src = self._records.get(("s", source))
-        if src is not None:
-            if (wait := src.until - now) > 0:
-                return wait, f"{src.failures} failed key checks from {source}", False
-            if src.inflight > 0 and src.failures + src.inflight >= s.source_free:
-                return s.base, f"{src.failures} failed key checks from {source} and one in progress", False
+        if src is not None and (wait := src.until - now) > 0:
+            return wait, f"{src.failures} failed key checks from {source}", False
         ident = self._records.get(("i", identity))
         if ident is not None and (wait := ident.until - now) > 0:
             return wait, f"{ident.failures} failed checks of {identity} from addresses it does not know", False
@@ -259,20 +300,25 @@ class KeyGuard:
                 self._bound(now)
         return record
 
-    def _count(self, key: tuple[str, ...], free: int, cap: float, hold: float = 0.0) -> None:
+    def _count(self, key: tuple[str, ...], free: int, cap: float, hold: float = 0.0) -> _Record:
         now = self.clock.seconds()
         record = self._record(key)
         record.failures += 1
         record.last = now
         record.until = max(record.until, now + max(hold, self._backoff(record.failures, free, cap)))
+        return record
 
     def _failed(self, identity: str, source: str, trusted: bool, hold: float) -> None:
         s = self.settings
         self.counters["failed"] += 1
-        self._count(("p", identity, source), s.pair_free, s.identity_max, hold)
-        self._count(("s", source), s.source_free, s.source_max)
-        if not trusted:
-            self._count(("i", identity), s.identity_free, s.identity_max)
+        pair = self._count(("p", identity, source), s.pair_free, s.identity_max, hold)
+        if pair.failures <= s.pair_free:
+            # One address's share: beyond pair_free its failures on this identity only slow the pair
+            # down, so a single address can neither run up its identity's backoff (a weapon against the
+            # owner) nor its own source count by retrying one identity (a NAT with a broken camera).
+            self._count(("s", source), s.source_free, s.source_max)
+            if not trusted:
+                self._count(("i", identity), s.identity_free, s.identity_max)
         self._summarise()
 
     def _succeeded(self, identity: str, source: str) -> None:

@@ -380,3 +380,38 @@ class RegisterKeyTests(TestCase):
         gateway = platform.port_of("gateway")
         self.assertEqual(await login_over_tcp(gateway, login_request(), bind="127.0.0.1"), 255)
         self.assertEqual(await login_over_tcp(gateway, login_request(), bind="127.0.0.2"), 0)
+
+
+class KeyGuardBudgetTests(TestCase):
+    """The source's budget with checks in flight (all on a task.Clock, the 'store' answers by hand)."""
+
+    def start(self, guard: KeyGuard, n: int, peer: str = "203.0.113.5:1") -> list[Deferred[Any]]:
+        return [Deferred.fromCoroutine(guard.attempt(f"dev:8110000{i:04d}", peer)) for i in range(n)]
+
+    def test_parallel_guesses_over_many_identities(self) -> None:
+        """1,000 guesses at once over 1,000 DevIDs from one address: source_free start, the others wait;
+        as those fail the source backs off and every waiting one is refused unchecked."""
+        guard = KeyGuard(Clock(), KeyGuardSettings(source_free=10))
+        attempts = self.start(guard, 1000)
+        started = [d.result for d in attempts if d.called]
+        self.assertEqual(len(started), 10)
+        for attempt in started:
+            attempt.failed()
+        self.assertTrue(all(d.called for d in attempts))
+        self.assertEqual(sum(1 for d in attempts if d.result.refused), 990)
+        self.assertEqual((guard._gates, guard._queued), ({}, {}))
+
+    def test_a_fleet_behind_one_address_is_not_refused(self) -> None:
+        """200 new cameras behind one NAT at once, all with the right key: they wait their turn in the
+        source's budget but none is refused."""
+        guard = KeyGuard(Clock(), KeyGuardSettings(source_free=10))
+        attempts = self.start(guard, 200)
+        done = 0
+        while done < 200:
+            running = [d.result for d in attempts if d.called and d.result._open]
+            self.assertTrue(running)
+            for attempt in running:
+                self.assertFalse(attempt.refused)
+                attempt.succeeded()
+                done += 1
+        self.assertEqual((guard._gates, guard._queued), ({}, {}))

@@ -368,6 +368,8 @@ class KeyGuard:
             self._refused[source] = 0
         elif source in self._refused:
             self._refused[source] += 1
+        else:  # more sources than a summary lists: counted together
+            self._refused["other sources"] = self._refused.get("other sources", 0) + 1
         self._summarise()
 
     def _summarise(self) -> None:

@@ -73,9 +73,10 @@ class Registrar:
         key = request.dev_key.strip()
         now = self.clock.seconds()
 
-        def refuse(result: int, reason: str) -> m.RegisterResponse:
-            self.log.warn("registration of {dev_id!r} from {peer} refused (Result {result}): {reason}",
-                          dev_id=dev_id, peer=peer, result=result, reason=reason)
+        def refuse(result: int, reason: str, logged: bool = True) -> m.RegisterResponse:
+            if logged:
+                self.log.warn("registration of {dev_id!r} from {peer} refused (Result {result}): {reason}",
+                              dev_id=dev_id, peer=peer, result=result, reason=reason)
             return m.RegisterResponse(result=result, dev_id=dev_id, time=protocol_time(now))
 
         if not DEV_ID.match(dev_id):
@@ -103,7 +104,7 @@ class Registrar:
         attempt = await self.guard.attempt(f"dev:{dev_id}", peer)
         try:
             if attempt.refused:
-                return refuse(REG_OTHER, f"key check refused for {attempt.wait:.0f} s more ({attempt.reason})")
+                return refuse(REG_OTHER, attempt.reason, logged=False)  # the guard logs, summarised
             outcome = await self.store.register_device(dev_id, key, now, interval, candidate)
             if outcome.outcome in (DEVICE_UNKNOWN, DEVICE_BAD_KEY):
                 attempt.failed()

@@ -157,9 +157,10 @@ class Gateway:
         dev_id = request.dev_id.strip()
         now = self.clock.seconds()
 
-        def refuse(result: int, reason: str) -> Handled:
+        def refuse(result: int, reason: str, logged: bool = True) -> Handled:
             self.counters["login_failures"] += 1
-            session.refuse(f"login of {dev_id!r} refused (Result {result}): {reason}")
+            if logged:
+                session.refuse(f"login of {dev_id!r} refused (Result {result}): {reason}")
             return m.LoginResponse(result=result, dev_id=dev_id, time=protocol_time(now)), True
 
         if not DEV_ID.match(dev_id):
@@ -171,7 +172,9 @@ class Gateway:
         attempt = await self.guard.attempt(f"dev:{dev_id}", session.peer)
         try:
             if attempt.refused:
-                return refuse(LOGIN_OTHER, f"key check refused for {attempt.wait:.0f} s more ({attempt.reason})")
+                # The guard logs its refusals (the first per address, then a summary a minute): no
+                # line per attempt of a flood here.
+                return refuse(LOGIN_OTHER, attempt.reason, logged=False)
             addresses = self._addresses(session, request)
             # The key check and the login record are one store call (one transaction).
             outcome = await self.store.login_device(dev_id, request.dev_key.strip(), now, request.dev_ver,

@@ -630,7 +630,7 @@ class AccountService:
         record = await self.store.get_account(session.account)
         if record is None:
             return NO_ACCOUNT
-        if not self.acceptable_password(new) or not await self.verify_password(record.password_hash, old):
+        if not self.acceptable_password(new) or not await self._old_password_right(record, old, peer):
             await self.audit("change-password", session.account, peer, 3, "wrong old password or unfit new one")
             return 3
         await self.store.set_password(session.account, await self.hash_password(new), self.clock.seconds(),
@@ -638,6 +638,21 @@ class AccountService:
         ended = self.end_sessions(session.account)
         await self.audit("change-password", session.account, peer, OK, f"{ended} sessions ended")
         return OK
+
+    async def _old_password_right(self, record: Account, old: str, peer: str) -> bool:
+        """The old password's check through the key guard: a stolen session cannot guess it at speed."""
+        attempt = await self.guard.attempt(f"acct:{record.account}", peer)
+        try:
+            if attempt.refused:
+                return False
+            right = await self.verify_password(record.password_hash, old)
+            if right:
+                attempt.succeeded()
+            else:
+                attempt.failed()
+            return right
+        finally:
+            attempt.done()
 
     async def close_account(self, session: LoginSession, peer: str) -> int:
         released = await self.store.delete_account(session.account)

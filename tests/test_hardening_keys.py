@@ -342,6 +342,27 @@ class AccountKeyTests(TestCase):
         self.assertIsNone((await rtsp.check("DESCRIBE", header, "192.0.2.100:4001")).account,
                           "a player from an unknown address meets the lock")
 
+    async def test_i9_05_change_password_guesses_are_throttled(self) -> None:
+        """ChangePassword's old-password check goes through the guard too: a stolen session cannot guess the
+        password at speed (after pair_free wrong ones, even the right one is refused for a while)."""
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        store = SQLiteStore(":memory:")
+        self.addCleanup(store.close)
+        sms = RecordingSmsSender()
+        accounts = AccountService(store, clock, AccountSettings(), sms_sender=sms, hasher=HASHER,
+                                  run_in_thread=inline, guard=KeyGuard(clock))
+        peer = "203.0.113.5:4000"
+        self.assertEqual(await accounts.request_sms_code(self.MOBILE, 0, peer), 0)
+        self.assertEqual(await accounts.register(self.MOBILE, self.PASSWORD, sms.last_code(self.MOBILE), peer), 0)
+        session = (await accounts.login(self.MOBILE, self.PASSWORD, "1.0", peer)).session
+        assert session is not None
+        for n in range(3):
+            self.assertEqual(await accounts.change_password(session, f"guess-{n}", "new-secret", peer), 3)
+        self.assertEqual(await accounts.change_password(session, self.PASSWORD, "new-secret", peer), 3)
+        clock.advance(1)
+        self.assertEqual(await accounts.change_password(session, self.PASSWORD, "new-secret", peer), 0)
+
 
 class RegisterKeyTests(TestCase):
     async def test_i9_06_register_is_no_devkey_oracle(self) -> None:

@@ -436,3 +436,43 @@ class KeyGuardBudgetTests(TestCase):
                 attempt.succeeded()
                 done += 1
         self.assertEqual((guard._gates, guard._queued), ({}, {}))
+
+
+class TxturnGuardHookTests(TestCase):
+    """txturn's AuthGuard hook on its own (no globaleye): fake transports, the test_turnserver harness."""
+
+    def test_guard_sees_every_check_and_its_refusal_is_the_same_401(self) -> None:
+        from tests.test_turnserver import Harness, client, code
+
+        outcomes: list[tuple[str, str]] = []
+
+        class Ticket:
+            def __init__(self, user: str) -> None:
+                self.user = user
+
+            def succeeded(self) -> None:
+                outcomes.append((self.user, "ok"))
+
+            def failed(self) -> None:
+                outcomes.append((self.user, "failed"))
+
+            def done(self) -> None:
+                pass
+
+        class TwoStrikes:
+            async def admit(self, username: str, address: tuple[str, int]) -> Ticket | None:
+                return None if outcomes.count((username, "failed")) >= 2 else Ticket(username)
+
+        h = Harness(self)
+        h.server.guard = TwoStrikes()
+        unknown = h.allocate(client(1), user="mallory", password="x")
+        wrong = h.allocate(client(2), user="alice", password="wrong")
+        self.assertEqual(unknown.attributes[stun.Attr.ERROR_CODE], wrong.attributes[stun.Attr.ERROR_CODE])
+        self.assertEqual(wrong.attributes[stun.Attr.ERROR_CODE], (401, "Unauthorized"))
+        self.assertEqual(code(h.allocate(client(3), user="alice", password="wrong")), 401)
+        refused = h.allocate(client(4), user="alice")  # the right password, refused unchecked
+        self.assertEqual(refused.attributes[stun.Attr.ERROR_CODE], (401, "Unauthorized"))
+        self.assertEqual(sorted(refused.attributes), sorted(wrong.attributes))
+        self.assertEqual(outcomes, [("mallory", "failed"), ("alice", "failed"), ("alice", "failed")])
+        self.assertEqual(code(h.allocate(client(5), user="bob")), 200)
+        self.assertEqual(outcomes[-1], ("bob", "ok"))

@@ -62,6 +62,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from globaleye import peerkey
+from globaleye.keyguard import KeyGuard, source_of
 from globaleye.sms.client import LogSender
 from globaleye.store import Account, AuditRecord, DigestSecret, HashToken, Store
 
@@ -180,9 +181,13 @@ class PasswordCheck:
     failures: int = 0
     #: LOCKED: seconds the lock has left; WRONG: the lock this failure started (0: none).
     locked_for: float = 0.0
+    #: WRONG: why it was not counted toward the account's lock (empty: it was).
+    uncounted: str = ""
 
     def detail(self, what: str = "wrong password") -> str:
         """The audit detail of a WRONG check, e.g. ``wrong password (10 in a row), locked for 900 s``."""
+        if self.uncounted:
+            return f"{what} (not counted toward the account's lock: {self.uncounted})"
         text = f"{what} ({self.failures} in a row)"
         return text + (f", locked for {self.locked_for:g} s" if self.locked_for else "")
 
@@ -278,8 +283,11 @@ class AccountService:
 
     def __init__(self, store: Store, clock: IReactorTime, settings: AccountSettings | None = None,
                  sms_sender: SmsSender | None = None, hasher: PasswordHasher | None = None,
-                 run_in_thread: RunInThread = threads.deferToThread, crm: OpenCheck | None = None) -> None:
+                 run_in_thread: RunInThread = threads.deferToThread, crm: OpenCheck | None = None,
+                 guard: KeyGuard | None = None) -> None:
         self.store = store
+        #: The throttle of every key and password check (shared with the device roles by the platform).
+        self.guard = guard if guard is not None else KeyGuard(clock)
         self.clock = clock
         self.settings = settings or AccountSettings()
         self.sms_sender: SmsSender = sms_sender or LogSender()
@@ -430,7 +438,7 @@ class AccountService:
                 found.append(record)
             return verdict
 
-        check = await self.check_password(account, verify)
+        check = await self.check_password(account, verify, peer)
         if check.verdict is Verdict.LOCKED:
             await self.audit("login", account, peer, WRONG_PASSWORD, f"locked for {check.locked_for:.0f} s more")
             return LoginOutcome(WRONG_PASSWORD)
@@ -463,8 +471,20 @@ class AccountService:
         del self._failures[account]
         return 0.0
 
-    async def check_password(self, account: str, verify: Callable[[], Awaitable[Verdict]]) -> PasswordCheck:
+    async def check_password(self, account: str, verify: Callable[[], Awaitable[Verdict]],
+                             peer: str = "") -> PasswordCheck:
         """The one gate of every password check of *account*: SOAP login and the RTSP proxy.
+
+        With the *peer* (``host:port``) the check also goes through the key guard
+        (:mod:`globaleye.keyguard`), and the lock below is no weapon against the owner:
+
+        * a source the account succeeded from within ``[keyguard] trust_ttl`` (the owner's usual
+          networks) skips the slow-down, the lock and the queue of strangers' checks; its own wrong
+          passwords count only for it (the guard's pair and source records);
+        * one source adds at most ``[keyguard] pair_free`` wrong passwords to the account's count,
+          so locking an account for new addresses takes several addresses (IPv4, or IPv6 /64s);
+        * a source the guard refuses (its own failures, over every account and DevKey) is answered
+          as locked, before the password is looked at.
 
         A locked account is refused without calling *verify*.  After ``login_slowdown_after``
         wrong passwords in a row the check first waits 1, 2, 4 … (at most ``MAX_SLOWDOWN``)
@@ -478,6 +498,19 @@ class AccountService:
         before the first of them is counted, and a burst could try far more than
         ``login_lockout_after`` passwords.
         """
+        identity = f"acct:{account}"
+        peer = "" if peer in ("-", "?") else peer
+        if peer and self.guard.is_trusted(identity, source_of(peer)):
+            outcome = await self._guarded(identity, peer, verify)
+            if isinstance(outcome, float):
+                return PasswordCheck(Verdict.LOCKED, locked_for=outcome)
+            if outcome is Verdict.RIGHT and not self.locked_for(account):
+                self._failures.pop(account, None)
+            if outcome is Verdict.WRONG:
+                entry = self._failures.get(account)
+                return PasswordCheck(Verdict.WRONG, entry.count if entry is not None else 0,
+                                     uncounted="from an address the account trusts")
+            return PasswordCheck(outcome)
         if (remaining := self.locked_for(account)) > 0:  # no queueing behind other checks to learn this
             return PasswordCheck(Verdict.LOCKED, locked_for=remaining)
         lock = self._checking.get(account)
@@ -492,7 +525,19 @@ class AccountService:
                 # Slow down before checking anything, so giving up early does not shorten the wait.
                 delay = min(MAX_SLOWDOWN, 2.0 ** (failures.count - self.settings.login_slowdown_after))
                 await deferLater(self.clock, delay, lambda: None)
-            verdict = await verify()
+            if peer:
+                guarded = await self._guarded(identity, peer, verify)
+                if isinstance(guarded, float):
+                    return PasswordCheck(Verdict.LOCKED, locked_for=guarded)
+                verdict = guarded
+                if verdict is Verdict.WRONG and \
+                        self.guard.failures("p", identity, source_of(peer)) > self.guard.settings.pair_free:
+                    # This source's share of the account's count is used up; the guard slows it down.
+                    entry = self._failures.get(account)
+                    return PasswordCheck(Verdict.WRONG, entry.count if entry is not None else 0,
+                                         uncounted="this address's share of the count is used up")
+            else:
+                verdict = await verify()
             if verdict is Verdict.WRONG:
                 entry = self._failures.setdefault(account, _Failures())
                 entry.count += 1
@@ -509,6 +554,22 @@ class AccountService:
             lock.release()  # hands the lock to the next waiter, if any
             if self._checking.get(account) is lock and not lock.locked:
                 del self._checking[account]
+
+    async def _guarded(self, identity: str, peer: str,
+                       verify: Callable[[], Awaitable[Verdict]]) -> Verdict | float:
+        """*verify* through the key guard: its verdict, or the seconds the guard refuses it for."""
+        attempt = await self.guard.attempt(identity, peer)
+        try:
+            if attempt.refused:
+                return max(attempt.wait, 1.0)
+            verdict = await verify()
+            if verdict in (Verdict.WRONG, Verdict.NO_ACCOUNT):
+                attempt.failed()
+            elif verdict is Verdict.RIGHT:
+                attempt.succeeded()
+            return verdict
+        finally:
+            attempt.done()
 
     async def password_verdict(self, account: str, password: str) -> tuple[Verdict, Account | None]:
         """Check *password* against *account*'s argon2 hash (in a worker thread): RIGHT or WRONG with the
@@ -591,7 +652,7 @@ class AccountService:
         record = await self.store.get_account(session.account)
         if record is None:
             return NO_ACCOUNT
-        if not self.acceptable_password(new) or not await self.verify_password(record.password_hash, old):
+        if not self.acceptable_password(new) or not await self._old_password_right(record, old, peer):
             await self.audit("change-password", session.account, peer, 3, "wrong old password or unfit new one")
             return 3
         await self.store.set_password(session.account, await self.hash_password(new), self.clock.seconds(),
@@ -599,6 +660,21 @@ class AccountService:
         ended = self.end_sessions(session.account)
         await self.audit("change-password", session.account, peer, OK, f"{ended} sessions ended")
         return OK
+
+    async def _old_password_right(self, record: Account, old: str, peer: str) -> bool:
+        """The old password's check through the key guard: a stolen session cannot guess it at speed."""
+        attempt = await self.guard.attempt(f"acct:{record.account}", peer)
+        try:
+            if attempt.refused:
+                return False
+            right = await self.verify_password(record.password_hash, old)
+            if right:
+                attempt.succeeded()
+            else:
+                attempt.failed()
+            return right
+        finally:
+            attempt.done()
 
     async def close_account(self, session: LoginSession, peer: str) -> int:
         released = await self.store.delete_account(session.account)

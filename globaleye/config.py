@@ -515,6 +515,27 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "batch": Key(_positive_int, "1000",
                      "Rows deleted per store call of a purge (the store's other work goes on between them)."),
     },
+    "keyguard": {
+        "source_free": Key(_count, "10",
+                           "Failed DevKey/password checks one source address (an IPv6 /64) may have, over all "
+                           "DevIDs and accounts, before each further check of an identity that does not trust it "
+                           "waits 1, 2, 4 … s after its latest failure."),
+        "source_max": Key(_positive, "3600", "Longest wait of a source address's backoff, in seconds."),
+        "identity_free": Key(_count, "20",
+                             "Failed checks of one DevID or account from addresses it does not trust before each "
+                             "further check from such an address waits 1, 2, 4 … s."),
+        "identity_max": Key(_positive, "60",
+                            "Longest wait of a DevID's or account's backoff (and of one address's for one "
+                            "identity), in seconds."),
+        "pair_free": Key(_count, "3",
+                         "Failed checks of one identity from one address before that address backs off for it; "
+                         "also the most wrong passwords one address adds to an account's lockout count."),
+        "trust_ttl": Key(_positive, "604800",
+                         "Seconds an address stays trusted for a DevID or account after a right key or password "
+                         "from it: others' failures never refuse it."),
+        "forget": Key(_positive, "86400", "Seconds after its latest failure that a failure count is forgotten."),
+        "max_entries": Key(_count, "100000", "Failure and trust records kept at most (the quietest go first)."),
+    },
 }
 
 

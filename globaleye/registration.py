@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from globaleye.clock import protocol_time
 from globaleye.enrollment import EnrollmentLimits, Reservation
 from globaleye.gateway.service import DEV_ID
+from globaleye.keyguard import KeyGuard
 from globaleye.protocol import messages as m
 from globaleye.store import (
     DEVICE_BAD_KEY,
@@ -112,7 +113,7 @@ class Registrar:
     log = Logger()
 
     def __init__(self, store: Store, clock: IReactorTime, settings: RegistrationSettings,
-                 online: Callable[[str], bool] | None = None) -> None:
+                 online: Callable[[str], bool] | None = None, guard: KeyGuard | None = None) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
@@ -125,6 +126,8 @@ class Registrar:
         self.online = online or (lambda dev_id: False)
         self.started = clock.seconds()
         self.limits = EnrollmentLimits(clock, settings.peer_limit, settings.total_limit, settings.limit_window)
+        #: The throttle of every DevKey check (shared with the gateway and TURN by the platform).
+        self.guard = guard if guard is not None else KeyGuard(clock)
 
     @answers_store_failures(lambda self, request: m.RegisterResponse(
         result=REG_OTHER, dev_id=request.dev_id.strip(), time=protocol_time(self.clock.seconds())))
@@ -133,9 +136,10 @@ class Registrar:
         key = request.dev_key.strip()
         now = self.clock.seconds()
 
-        def refuse(result: int, reason: str) -> m.RegisterResponse:
-            self.log.warn("registration of {dev_id!r} from {peer} refused (Result {result}): {reason}",
-                          dev_id=dev_id, peer=peer, result=result, reason=reason)
+        def refuse(result: int, reason: str, logged: bool = True) -> m.RegisterResponse:
+            if logged:
+                self.log.warn("registration of {dev_id!r} from {peer} refused (Result {result}): {reason}",
+                              dev_id=dev_id, peer=peer, result=result, reason=reason)
             return m.RegisterResponse(result=result, dev_id=dev_id, time=protocol_time(now))
 
         if not DEV_ID.match(dev_id):
@@ -162,15 +166,30 @@ class Registrar:
         if isinstance(reservation, str):
             unknown, candidate = (REG_OTHER, reservation), None
         interval = self.settings.register_interval
+        # The DevKey check goes through the key guard (per DevID, per source, per pair, with backoff):
+        # a refused caller gets Result 255 before any key is looked at, the same answer for the right
+        # key as for a wrong one, so /register confirms nothing to a guesser it throttles.
+        attempt = await self.guard.attempt(f"dev:{dev_id}", peer)
         try:
-            outcome = await self.store.register_device(dev_id, key, now, interval, candidate,
-                                                       self._session_lost(self.online(dev_id)))
-        except BaseException:
-            if isinstance(reservation, Reservation):
+            if attempt.refused:
+                if isinstance(reservation, Reservation):
+                    self.limits.give_back(reservation)
+                return refuse(REG_OTHER, attempt.reason, logged=False)  # the guard logs, summarised
+            try:
+                outcome = await self.store.register_device(dev_id, key, now, interval, candidate,
+                                                           self._session_lost(self.online(dev_id)))
+            except BaseException:
+                if isinstance(reservation, Reservation):
+                    self.limits.give_back(reservation)
+                raise
+            if isinstance(reservation, Reservation) and not outcome.enrolled:
                 self.limits.give_back(reservation)
-            raise
-        if isinstance(reservation, Reservation) and not outcome.enrolled:
-            self.limits.give_back(reservation)
+            if outcome.outcome in (DEVICE_UNKNOWN, DEVICE_BAD_KEY):
+                attempt.failed()
+            elif outcome.outcome in (DEVICE_OK, DEVICE_TOO_SOON):
+                attempt.succeeded()  # the key was right (or enrolled just now)
+        finally:
+            attempt.done()
         if outcome.outcome == DEVICE_UNKNOWN:
             if limited:
                 self.limits.refused(dev_id, peer, unknown[1])

@@ -38,6 +38,7 @@ from globaleye.group import GroupService, GroupSettings, province_key
 from globaleye.groupclient import GroupClient, ProvinceSettings
 from globaleye.httpsite import LimitedSite
 from globaleye.httpsite import established as http_established
+from globaleye.keyguard import KeyGuard, KeyGuardSettings
 from globaleye.netlimits import ConnectionLimits, LimitSettings
 from globaleye.ops import OperatorGuard
 from globaleye.protocol import messages as m
@@ -181,12 +182,18 @@ class PlatformService(service.MultiService):
             per_address=lim["per_address"], total=lim["total"], headroom=lim["headroom"],
             role_share=lim["role_share"], pressure=lim["pressure"], min_deadline=lim["min_deadline"],
             log_interval=lim["log_interval"]))
+        kg = config["keyguard"]
+        # One throttle for every DevKey and password check of this process (docs/security.md).
+        self.keyguard = KeyGuard(reactor, KeyGuardSettings(
+            source_free=kg["source_free"], source_max=kg["source_max"], identity_free=kg["identity_free"],
+            identity_max=kg["identity_max"], pair_free=kg["pair_free"], trust_ttl=kg["trust_ttl"],
+            forget=kg["forget"], max_entries=kg["max_entries"]))
         g = config["gateway"]
         self.gateway = Gateway(store, reactor, GatewaySettings(
             heartbeat_timeout=g["heartbeat_timeout"], login_timeout=g["login_timeout"],
             login_retry=g["login_retry"], command_timeout=g["command_timeout"], cloud_url=g["cloud_url"],
             cloud_account=g["cloud_account"], cloud_password=g["cloud_password"],
-            reports_per_minute=g["reports_per_minute"], report_max_chars=g["report_max_chars"]))
+            reports_per_minute=g["reports_per_minute"], report_max_chars=g["report_max_chars"]), guard=self.keyguard)
         public = config["globaleye"]["public_host"]
         self.registrar = Registrar(store, reactor, RegistrationSettings(
             gateway_host=public, gateway_port=g["port"], backup_gateway_host=g["backup_host"],
@@ -197,7 +204,7 @@ class PlatformService(service.MultiService):
             enrollment=config["enrollment"]["mode"], vendors=config["enrollment"]["vendors"],
             register_interval=g["register_interval"], peer_limit=config["enrollment"]["peer_limit"],
             total_limit=config["enrollment"]["total_limit"], limit_window=config["enrollment"]["limit_window"]),
-            online=self.gateway.is_online)
+            online=self.gateway.is_online, guard=self.keyguard)
         self.redirector = Redirector(store, config["group"]["default_province_url"], reactor)
         so = config["soap"]
         r = config["rtsp"]
@@ -211,7 +218,7 @@ class PlatformService(service.MultiService):
             login_lockout=so["login_lockout"], hashtoken_lifetime=so["hashtoken_lifetime"],
             # RTSP Digest needs HA1 kept per account; with [rtsp] auth = basic (or none) none is kept.
             digest_realm=r["realm"] if "digest" in r["auth"] else ""),
-            sms_sender=self._sms_sender(config, reactor), crm=self._crm(config, reactor))
+            sms_sender=self._sms_sender(config, reactor), crm=self._crm(config, reactor), guard=self.keyguard)
         # §6: this province's client of its group (configured, or this process's own group role).
         pr = config["province"]
         self.group_client: GroupClient | None = None
@@ -262,9 +269,12 @@ class PlatformService(service.MultiService):
                 from globaleye.tlsconfig import ServerTLS
 
                 turn_config.tls_context = ServerTLS(t["tls_cert"], t["tls_key"])
+            # Also the guard of every TURN credential check, a device's or not.
+            devices = DeviceCredentials(store, device_quota=t["device_quota"], guard=self.keyguard)
             if t["device_credentials"]:
-                lookups.append(DeviceCredentials(store, device_quota=t["device_quota"]))
-            self.turn = turn_service(turn_config, ChainedLookup(tuple(lookups)), reactor, wrap=self._wrap_turn)
+                lookups.append(devices)
+            self.turn = turn_service(turn_config, ChainedLookup(tuple(lookups)), reactor, wrap=self._wrap_turn,
+                                     guard=devices)
             self.turn.setServiceParent(self)
         self.rtsp_proxy: RtspProxyService | None = None
         if "rtsp" in config.roles:

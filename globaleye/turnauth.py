@@ -13,6 +13,12 @@ enrollment) and has never completed a gateway login is in the class
 (``[turn] new_device_quota``): strangers enrolling DevIDs by the thousand get that
 small pool and no more, and the rest of ``total_quota`` stays for devices an
 operator imported, the group vouched for, or that have logged in.
+
+:class:`DeviceCredentials` is also the TURN server's :class:`txturn.auth.AuthGuard`:
+every credential check, a device's or not, goes through the platform's
+:class:`~globaleye.keyguard.KeyGuard`, so a DevKey guessed over TURN counts with the
+gateway's and ``/register``'s checks of that DevID (identity ``dev:<DevID>``), per
+source address and per pair, and a throttled guess gets the same 401 as a wrong one.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 from twisted.logger import Logger
 
 from globaleye.gateway.service import DEV_ID
+from globaleye.keyguard import Attempt, KeyGuard
 from globaleye.store import Store
 from txturn.auth import Credential, long_term_key
 
@@ -28,13 +35,15 @@ NEW_DEVICE_CLASS = "new-device"
 
 
 class DeviceCredentials:
-    """:class:`txturn.auth.CredentialLookup` over the platform's device store."""
+    """:class:`txturn.auth.CredentialLookup` over the platform's device store, and the TURN
+    server's :class:`txturn.auth.AuthGuard` over *guard* (when given)."""
 
     log = Logger()
 
-    def __init__(self, store: Store, device_quota: int | None = None) -> None:
+    def __init__(self, store: Store, device_quota: int | None = None, guard: KeyGuard | None = None) -> None:
         self.store = store
         self.device_quota = device_quota
+        self.guard = guard
 
     async def lookup(self, username: str, realm: str) -> Credential | None:
         if not DEV_ID.match(username):
@@ -45,3 +54,23 @@ class DeviceCredentials:
         unproven = device.source == "open" and device.login_at is None
         return Credential(key=long_term_key(device.dev_id, realm, device.dev_key), wildcard_permission=True,
                           quota=self.device_quota, quota_class=NEW_DEVICE_CLASS if unproven else "")
+
+    async def admit(self, username: str, client: tuple[str, int]) -> Attempt | _Unguarded | None:
+        if self.guard is None:
+            return _Unguarded()
+        identity = f"dev:{username}" if DEV_ID.match(username) else f"turn:{username[:128]}"
+        attempt = await self.guard.attempt(identity, client[0])
+        return None if attempt.refused else attempt
+
+
+class _Unguarded:
+    """The ticket of a check that no guard counts."""
+
+    def succeeded(self) -> None:
+        """Nothing counted."""
+
+    def failed(self) -> None:
+        """Nothing counted."""
+
+    def done(self) -> None:
+        """Nothing counted."""

@@ -16,6 +16,7 @@ from globaleye.accounts import (
     RecordingSmsSender,
     parse_version,
 )
+from globaleye.keyguard import KeyGuard, KeyGuardSettings
 from globaleye.store.sqlite import SQLiteStore
 
 PEER = "192.0.2.1:5000"
@@ -44,7 +45,10 @@ class AccountRuleTests(TestCase):
                                                     login_lockout_after=4, login_lockout=100,
                                                     hashtoken_lifetime=60),
             sms_sender=self.sms, hasher=PasswordHasher(time_cost=1, memory_cost=64, parallelism=1),
-            run_in_thread=inline, crm=Refusing())
+            run_in_thread=inline, crm=Refusing(),
+            # These rules lock an account from one address (PEER); by default one source adds at most
+            # [keyguard] pair_free failures to an account's count (tests/test_hardening_keys.py).
+            guard=KeyGuard(self.clock, KeyGuardSettings(pair_free=100)))
 
     async def registered(self, mobile: str = "13300000001", password: str = "secret1") -> None:
         self.assertEqual(await self.accounts.request_sms_code(mobile, 0, PEER), 0)

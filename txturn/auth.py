@@ -54,6 +54,30 @@ class CredentialLookup(Protocol):
         ...
 
 
+class AuthTicket(Protocol):
+    """One admitted credential check; told its outcome exactly once (``done`` after an outcome is a
+    no-op, so callers may call it in a ``finally``)."""
+
+    def succeeded(self) -> None: ...
+
+    def failed(self) -> None: ...
+
+    def done(self) -> None: ...
+
+
+@runtime_checkable
+class AuthGuard(Protocol):
+    """Throttles credential checks against guessing (e.g. per username and per client address).
+
+    The server asks :meth:`admit` before it looks the user up; ``None`` refuses the check, and the
+    client gets the same 401 as for any wrong credential (so a throttled guess learns nothing).
+    Otherwise the server reports the outcome on the ticket: ``failed()`` for an unknown user or a
+    bad MESSAGE-INTEGRITY alike, ``succeeded()`` for a good one.  An implementation may make
+    ``admit`` wait (e.g. to run the checks of one username one at a time)."""
+
+    async def admit(self, username: str, client: tuple[str, int]) -> AuthTicket | None: ...
+
+
 class _Clock(Protocol):
     def seconds(self) -> float: ...
 

@@ -17,7 +17,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from txturn.auth import ChainedLookup, CredentialLookup, RestApiSecret, StaticUsers
+from txturn.auth import AuthGuard, ChainedLookup, CredentialLookup, RestApiSecret, StaticUsers
 from txturn.policy import parse_port_range
 from txturn.turnserver import ServerSettings, TurnServer, TurnStreamFactory, TurnUdpProtocol
 
@@ -162,6 +162,7 @@ def turn_service(
     lookup: CredentialLookup | None = None,
     reactor: Any = None,
     wrap: Callable[[str, Any], Any] | None = None,
+    guard: AuthGuard | None = None,
 ) -> TurnService:
     """A MultiService listening on UDP and TCP (and TLS if cert+key are given).
 
@@ -169,12 +170,13 @@ def turn_service(
     passes its device-store lookup chained with those as it sees fit).
     ``wrap(name, factory)``, if given, returns the factory the ``tcp`` and ``tls``
     listeners really use (e.g. one that caps connections per source address); for
-    TLS it wraps the TLS layer, so a refused connection costs no handshake."""
+    TLS it wraps the TLS layer, so a refused connection costs no handshake.
+    ``guard`` throttles credential checks (:class:`txturn.auth.AuthGuard`)."""
     if reactor is None:
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
-    server = TurnServer(lookup or default_lookup(config, reactor), config.settings(), reactor)
+    server = TurnServer(lookup or default_lookup(config, reactor), config.settings(), reactor, guard)
     top = TurnService(server)
     udp_proto = TurnUdpProtocol(server)
     timeouts = {"first_message_timeout": config.stream_first_message_timeout,

@@ -42,7 +42,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txturn import stun
-from txturn.auth import Credential, CredentialLookup, NonceIssuer
+from txturn.auth import AuthGuard, Credential, CredentialLookup, NonceIssuer
 from txturn.logsummary import LogSummary
 from txturn.policy import NoPortAvailable, PeerFilter, PortAllocator, Quotas, Throttle
 
@@ -251,6 +251,7 @@ class TurnServer:
         lookup: CredentialLookup,
         settings: ServerSettings | None = None,
         reactor: Any = None,
+        guard: AuthGuard | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -259,6 +260,8 @@ class TurnServer:
         self.reactor = reactor
         self.settings = settings or ServerSettings()
         self.lookup = lookup
+        #: Throttles credential checks (None: unthrottled); see :class:`txturn.auth.AuthGuard`.
+        self.guard = guard
         s = self.settings
         self.nonces = NonceIssuer(clock=reactor, lifetime=s.nonce_lifetime)
         self.peer_filter = PeerFilter.from_cidrs(s.allow_peers, s.deny_peers)
@@ -304,7 +307,9 @@ class TurnServer:
         extra: dict[int, Any] | None = None,
         peer: Address | None = None,
         username: str | None = None,
+        detail: str | None = None,
     ) -> bytes:
+        """An error answer; *detail* (logged, never sent) says more than the *reason* the client sees."""
         if code not in (401, 438) or username is not None:
             log.info(
                 "refused {method} from {client} user={user!r} peer={peer}: {code} {reason}",
@@ -313,7 +318,7 @@ class TurnServer:
                 user=username,
                 peer=peer,
                 code=code,
-                reason=reason,
+                reason=detail or reason,
             )
         attributes: dict[int, Any] = {A.ERROR_CODE: (code, reason)}
         attributes.update(extra or {})
@@ -417,34 +422,35 @@ class TurnServer:
         if self.nonces.check(nonce) != "ok":
             return self._error(msg, link, 438, "Stale Nonce", extra=self._challenge())
         if realm != self.settings.realm:
-            return self._error(
-                msg,
-                link,
-                401,
-                "Unauthorized: wrong realm",
-                extra=self._challenge(),
-                username=username,
-            )
-        cred = await self.lookup.lookup(username, realm)
-        if cred is None:
-            return self._error(
-                msg,
-                link,
-                401,
-                "Unauthorized: unknown user",
-                extra=self._challenge(),
-                username=username,
-            )
-        if not stun.check_integrity(raw, cred.key):
-            return self._error(
-                msg,
-                link,
-                401,
-                "Unauthorized: bad MESSAGE-INTEGRITY",
-                extra=self._challenge(),
-                username=username,
-            )
+            return self._unauthorized(msg, link, username, "wrong realm")
+        # One opaque 401 for an unknown user, a bad MESSAGE-INTEGRITY and a throttled check alike,
+        # so that neither the answer nor its reason tells which usernames exist or confirms a key.
+        ticket = None
+        if self.guard is not None:
+            ticket = await self.guard.admit(username, link.client_addr)
+            if ticket is None:  # the guard logs its refusals, summarised: no line per request here
+                return self._error(msg, link, 401, "Unauthorized", extra=self._challenge())
+        try:
+            cred = await self.lookup.lookup(username, realm)
+            if cred is None:
+                if ticket is not None:
+                    ticket.failed()
+                return self._unauthorized(msg, link, username, "unknown user")
+            if not stun.check_integrity(raw, cred.key):
+                if ticket is not None:
+                    ticket.failed()
+                return self._unauthorized(msg, link, username, "bad MESSAGE-INTEGRITY")
+            if ticket is not None:
+                ticket.succeeded()
+        finally:
+            if ticket is not None:
+                ticket.done()
         return username, cred
+
+    def _unauthorized(self, msg: stun.Message, link: Any, username: str, detail: str) -> bytes:
+        return self._error(
+            msg, link, 401, "Unauthorized", extra=self._challenge(), username=username, detail=detail
+        )
 
     async def _request(
         self, msg: stun.Message, raw: bytes, link: Any, ctx_box: list[_Ctx]

@@ -381,7 +381,7 @@ class AccountAuthenticator:
             return Verdict.NEUTRAL if freshness in ("stale", "foreign") else Verdict.RIGHT
 
         try:
-            check = await accounts.check_password(user, verify)
+            check = await accounts.check_password(user, verify, peer)
         except BaseException:
             if peers is not None and stamp is not None:
                 peers.undo(source, stamp)  # not a failure of the player's: the store failed

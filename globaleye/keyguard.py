@@ -25,7 +25,7 @@ up the count of the NAT it shares with others.
 A source from which the identity succeeded within ``trust_ttl`` seconds (a camera's last good
 address, the owner's usual network) is *trusted* for it: only the pair record applies to it,
 so others' failures -- on the identity or from its NAT -- do not refuse it.  The price, stated
-in docs/security-parts/keys.md: an owner coming from a new address while strangers hammer the
+in docs/security.md ("Device keys and account passwords"): an owner coming from a new address while strangers hammer the
 account from many addresses waits at most the identity cap between attempts.
 
 Checks of one identity run one at a time (a gate per identity, kept only while in use): the

@@ -41,36 +41,16 @@ from the injected reactor clock.
 from __future__ import annotations
 
 import collections
-import ipaddress
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from globaleye.peerkey import source_address
 
-def source_of(peer: str) -> str:
-    """The source a peer (``host:port``, ``[v6]:port``, or a bare host) is counted under: its IPv4
-    address, or its IPv6 /64 (IPv4-mapped IPv6 counts as the IPv4 address)."""
-    host = peer
-    if peer.startswith("["):
-        host = peer[1:].split("]", 1)[0]
-    elif peer.count(":") == 1:
-        host = peer.split(":", 1)[0]
-    else:
-        try:
-            ipaddress.ip_address(peer)
-        except ValueError:
-            host = peer.rsplit(":", 1)[0] if ":" in peer else peer
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
+#: The source a peer is counted under: its IPv4 address or IPv6 /64 (the platform's one helper).
+source_of = source_address
 
 
 @attrs.frozen

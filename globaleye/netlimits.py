@@ -31,7 +31,6 @@ protocol pass through :class:`_Tracked`.  Time comes from the injected reactor.
 from __future__ import annotations
 
 import collections
-import ipaddress
 import resource as rlimit
 from collections.abc import Callable
 from typing import Any
@@ -43,23 +42,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
+from globaleye.peerkey import source_address
+
 log = Logger(namespace="globaleye.netlimits")
 
 #: Distinct (role, address, reason) keys one summary interval keeps; beyond, refusals are counted together.
 MAX_SUMMARY_KEYS = 1000
 
 
-def address_group(host: str) -> str:
-    """The unit a per-address limit counts: the IPv4 address, or the IPv6 /64."""
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host  # a UNIX socket or a test address: counted as itself
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
+#: The unit a per-address limit counts: the IPv4 address, or the IPv6 /64 (the platform's one helper).
+address_group = source_address
 
 
 def descriptor_limit() -> int:

@@ -16,10 +16,23 @@ __all__ = ["source_address"]
 
 
 def source_address(peer: str) -> str:
-    """The address *peer*'s events are counted under (see the module docstring)."""
-    host = peer.rsplit(":", 1)[0].strip("[]") if ":" in peer else peer
+    """The address *peer*'s events are counted under (see the module docstring).
+
+    *peer* is ``host:port``, ``[v6]:port``, a bare IPv4 or IPv6 address (a zone ``%eth0`` is
+    dropped), or anything else (a UNIX socket, a test name), which counts as itself.
+    """
+    host = peer
+    if peer.startswith("["):
+        host = peer[1:].split("]", 1)[0]
+    elif peer.count(":") == 1:
+        host = peer.split(":", 1)[0]
+    elif ":" in peer:
+        try:
+            ipaddress.ip_address(peer.split("%", 1)[0])
+        except ValueError:
+            host = peer.rsplit(":", 1)[0]  # an unbracketed IPv6 address with a port
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return host
     if isinstance(address, ipaddress.IPv6Address):

@@ -84,6 +84,9 @@ url = sqlite:///{workdir / 'globaleye.sqlite3'}
 port = {self.http_port}
 [gateway]
 port = {self.gateway_port}
+[limits]
+# Every simulated shop connects from 127.0.0.1; in the field each has its own address.
+per_address = 0
 """, encoding="utf-8")
         self.env = dict(os.environ, PYTHONPATH=str(ROOT))
         devices = workdir / "devices.csv"

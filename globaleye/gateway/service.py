@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from globaleye.clock import protocol_time
@@ -38,6 +38,7 @@ from globaleye.store import (
     PictureRecord,
     Store,
 )
+from txturn.logsummary import LogSummary
 
 DEV_ID = re.compile(r"^[0-9]{11}$")
 
@@ -103,6 +104,10 @@ class Gateway:
         self.connections = 0
         #: The throttle of every DevKey check (shared with /register and TURN by the platform).
         self.guard = guard if guard is not None else KeyGuard(clock)
+        #: Refusals and closings of connections that are not (or no longer) a logged-in device: the
+        #: first per source address and minute in full, the rest counted (a flood of bad logins or
+        #: idle connections must not become a flood of log lines).
+        self.refusal_log = LogSummary(self.log, clock, level=LogLevel.warn, name="gateway refusals")
         self.counters = {"logins": 0, "login_failures": 0, "heartbeats": 0, "commands": 0, "replaced": 0}
 
     def factory(self) -> Factory:

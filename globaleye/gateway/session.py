@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from globaleye.messaging import MessageProtocol
+from globaleye.peerkey import source_address
 from globaleye.protocol import messages
 from globaleye.protocol.frame import Frame
 
@@ -59,9 +60,26 @@ class DeviceSession(MessageProtocol):
         self.gateway.connection_closed(self, reason)
 
     def close(self, reason: str) -> None:
-        self.log.info("{who}: closing session: {reason}", who=self.describe(), reason=reason)
+        if self.state == "online" or self.replaced:
+            self.log.info("{who}: closing session: {reason}", who=self.describe(), reason=reason)
+        else:  # not a logged-in device: summarised per source address
+            self.gateway.refusal_log.event((source_address(self.peer), "close"), f"gateway closed connections from "
+                                           f"{source_address(self.peer)} (last: {reason})",
+                                           "{who}: closing session: {reason}", who=self.describe(), reason=reason)
         self.connected = False
         if self.transport is not None:
+            self.transport.loseConnection()
+
+    def refuse(self, reason: str, close: bool = False) -> None:
+        """Log a refusal (summarised per source address while not logged in); optionally close."""
+        if self.state == "online":
+            super().refuse(reason, close)
+            return
+        source = source_address(self.peer)
+        self.gateway.refusal_log.event((source, "refuse"), f"gateway refusals from {source}",
+                                       "{who}: refused: {reason}", who=self.describe(), reason=reason)
+        if close and self.transport is not None:
+            self.connected = False
             self.transport.loseConnection()
 
     def _expire(self, why: str) -> None:

@@ -27,11 +27,12 @@ from urllib.parse import unquote, urlsplit
 
 from twisted.internet import interfaces
 from twisted.internet.protocol import DatagramProtocol, ServerFactory
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from globaleye.media.source import RecordingName
+from globaleye.peerkey import source_address
 from globaleye.proxy.auth import (
     AccountAuthenticator,
     DigestContext,
@@ -52,6 +53,7 @@ from globaleye.rtsp.message import (
     parse_transport,
 )
 from globaleye.rtsp.serving import IDLE_TIMEOUT, RtspServerConnection
+from txturn.logsummary import LogSummary
 
 PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
 SERVER = "GlobalEye-Proxy/1.0"
@@ -309,14 +311,19 @@ class RtspProxyProtocol(RtspServerConnection):
                               f"method {request.method}", [("Allow", PUBLIC)])
             await handler(request)
         except Refusal as r:
-            log.warn("RTSP proxy {peer}: refused {method} {uri} for {account}: {code} {reason}", peer=self.peer,
-                     method=request.method, uri=request.uri, account=self.account or "-", code=r.code,
-                     reason=r.reason)
+            source = source_address(self.peer)
+            self.factory.refusal_log.event((source, r.code), f"RTSP proxy refusals {r.code} to {source}",
+                                           "RTSP proxy {peer}: refused {method} {uri} for {account}: {code} {reason}",
+                                           peer=self.peer, method=request.method, uri=request.uri,
+                                           account=self.account or "-", code=r.code, reason=r.reason)
             self.factory.refusals[r.code] += 1
             self.reply(request, r.code, r.headers)
         except RtspCodecError as e:
             self.factory.refusals[400] += 1
-            log.warn("RTSP proxy {peer}: refused {method}: 400 {e}", peer=self.peer, method=request.method, e=e)
+            source = source_address(self.peer)
+            self.factory.refusal_log.event((source, 400), f"RTSP proxy refusals 400 to {source}",
+                                           "RTSP proxy {peer}: refused {method}: 400 {e}", peer=self.peer,
+                                           method=request.method, e=e)
             self.reply(request, 400)
 
     # -- authentication and authorisation
@@ -644,6 +651,8 @@ class RtspProxyFactory(ServerFactory):
         self.sessions: dict[str, ProxySession] = {}
         self.connections: set[RtspProxyProtocol] = set()
         self.refusals: collections.Counter[int] = collections.Counter()
+        #: Refusal lines: the first per source address and status a minute in full, the rest counted.
+        self.refusal_log = LogSummary(log, reactor, level=LogLevel.warn, name="RTSP proxy refusals")
         self.auth_failures = 0
         self.stalled_drops = 0
         self.session_timeouts = 0

@@ -101,3 +101,33 @@ class ProxyRefusalLogTests(TestCase):
         self.assertLessEqual(len(flood), 3, [e.get("log_format") for e in flood])
         self.assertEqual(accounted(flood), 300)
         self.assertEqual(factory.refusals[401], 301)
+
+
+class TurnRefusalLogTests(TestCase):
+    async def test_i9_13_turn_refusal_flood_is_summarised(self) -> None:
+        """An authenticated TURN client repeating a refused request (a permission to a denied peer)
+        gets its refusal logged once a minute, then counted, not once per request."""
+        from twisted.internet import reactor
+
+        from tests.test_hardening_rtsp6 import _code, _UdpStunClient
+        from txturn.auth import StaticUsers
+        from txturn.service import TurnServerConfig, turn_service
+        from txturn.stun import Attr as A
+        from txturn.stun import Method as M
+
+        svc = turn_service(TurnServerConfig(interface="127.0.0.1", port=0, realm="r", relay_ports=(0, 0)),
+                           lookup=StaticUsers({"u": "p"}), reactor=reactor)
+        svc.startService()
+        self.addCleanup(svc.stopService)
+        client = _UdpStunClient(svc.addresses["udp"][:2], "u", "p", "r")
+        port = reactor.listenUDP(0, client, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.assertEqual(_code(await client.request(M.ALLOCATE, {A.REQUESTED_TRANSPORT: 17})), 200)
+        events = capture(self, "txturn")
+        for _ in range(300):  # 127.0.0.1 is a denied peer by default: 403 each
+            resp = await client.request(M.CREATE_PERMISSION, {A.XOR_PEER_ADDRESS: ("127.0.0.1", 9)})
+            self.assertEqual(_code(resp), 403)
+        svc.server.stop()  # writes the summary
+        refused = [e for e in events if "refused" in str(e.get("log_format", "")) + str(e.get("summary_what", ""))]
+        self.assertLessEqual(len(refused), 2, [e.get("log_format") for e in refused])
+        self.assertEqual(accounted(refused), 300)

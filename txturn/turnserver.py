@@ -311,7 +311,12 @@ class TurnServer:
     ) -> bytes:
         """An error answer; *detail* (logged, never sent) says more than the *reason* the client sees."""
         if code not in (401, 438) or username is not None:
-            log.info(
+            # Once per client address and code a minute in full, then counted (a client repeating a
+            # refused request, or guessing passwords, must not write a line per request).
+            client_host = link.client_addr[0]
+            self.refusals_log.event(
+                (client_host, code),
+                f"TURN refused {code} to {client_host}",
                 "refused {method} from {client} user={user!r} peer={peer}: {code} {reason}",
                 method=_method_name(req.method),
                 client=link.five_tuple,
@@ -333,6 +338,11 @@ class TurnServer:
     def malformed(self) -> LogSummary:
         """Undecodable packets are logged once per client address and minute, then counted."""
         return LogSummary(log, self.reactor, interval=60.0, level=LogLevel.debug, name="TURN malformed packets")
+
+    @functools.cached_property
+    def refusals_log(self) -> LogSummary:
+        """Refused requests are logged once per client address and error code a minute, then counted."""
+        return LogSummary(log, self.reactor, interval=60.0, level=LogLevel.info, name="TURN refusals")
 
     def _malformed(self, client: Any, address: Address, what: str, error: Exception) -> None:
         self.malformed.event((address[0], what), f"{what} from {address[0]}", "{what} from {client}: {e}", what=what,
@@ -1000,7 +1010,10 @@ class TurnServer:
                 alloc.link.close()
 
     def stop(self) -> None:
-        """Delete everything (service shutdown)."""
+        """Delete everything (service shutdown); write the counts of summarised log lines."""
+        for summary in ("malformed", "refusals_log"):
+            if summary in self.__dict__:  # only those a packet has created
+                self.__dict__[summary].flush()
         for alloc in list(self.allocations.values()):
             self._delete(alloc, "server stopping")
         for port, timer in list(self.reservations.values()):

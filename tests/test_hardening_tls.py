@@ -33,6 +33,7 @@ from globaleye.accounts import RecordingSmsSender
 from globaleye.config import parse_config
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key, http_client
 from globaleye.sim.state import CameraState
+from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
 from tests.util import run, until
@@ -144,6 +145,9 @@ class HttpsTests(TestCase):
         dev_id = "81100000001"
         http = http_client(reactor, ca_file=self.cert)
         self.addCleanup(http.close)
+        # Enrollment is closed by default: the operator imports the camera first.
+        await self.platform.store.import_devices([Device(dev_id=dev_id, dev_key=device_key("test", dev_id),
+                                                         manufacturer_no="811", model="sim")])
         camera = SimulatedCamera(
             CameraState.for_device(dev_id, device_key("test", dev_id), rtsp_local_port=8554), reactor,
             register_url=self.https + "/register", timing=Timing(backoff_initial=0.05, backoff_max=0.2),

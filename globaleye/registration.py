@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -22,7 +21,7 @@ from twisted.logger import Logger
 
 from globaleye.clock import protocol_time
 from globaleye.enrollment import EnrollmentLimits, Reservation
-from globaleye.gateway.service import DEV_ID
+from globaleye.gateway.service import DEV_ID, STORE_FAILURES
 from globaleye.keyguard import KeyGuard
 from globaleye.protocol import messages as m
 from globaleye.store import (
@@ -41,8 +40,6 @@ REG_OK, REG_UNKNOWN_DEVICE, REG_BAD_KEY, REG_BAD_FIRMWARE, REG_OTHER = 0, 1, 2, 
 REDIRECT_OK, REDIRECT_UNKNOWN, REDIRECT_OTHER = 0, 1, 255
 
 
-#: What a store write raises when the disk is full or failing (sqlite3 "database or disk is full").
-STORE_FAILURES: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
 STORE_FAILURE_SUMMARY = 60.0  # seconds: one log line for the first failure, then one summary per interval
 
 _Answer = TypeVar("_Answer", bound=m.Message)

@@ -455,3 +455,41 @@ class ReadmeTests(TestCase):
                 self.assertIn("81200000001", out)
         self.assertGreater((workdir / "picture.jpg").stat().st_size, 1000)
         self.assertGreater((workdir / "clip.mp4").stat().st_size, 1000)
+
+
+class GatewayFullDiskTests(TestCase):
+    """Issue 9 item 18 at the gateway: a store that cannot write answers LOGIN_RES 255, not a dropped session."""
+
+    async def test_i9_18_full_disk_at_gateway_login_answered_in_protocol(self) -> None:
+        from twisted.internet.task import Clock
+
+        from globaleye.gateway import Gateway
+        from globaleye.gateway.service import LOGIN_OTHER
+        from globaleye.protocol import messages as m
+        from globaleye.store import Device
+        from globaleye.store.sqlite import SQLiteStore
+        from tests.test_gateway import Device_
+
+        class FullStore(SQLiteStore):
+            full = False
+
+            async def login_device(self, *args: Any, **kwargs: Any) -> Any:
+                if self.full:
+                    raise sqlite3.OperationalError("database or disk is full")
+                return await super().login_device(*args, **kwargs)
+
+        store = FullStore(":memory:")
+        self.addCleanup(store.close)
+        await store.import_devices([Device(dev_id="81100000001", dev_key="k")])
+        gateway = Gateway(store, Clock())
+        store.full = True
+        device = Device_(gateway)
+        device.send(m.LoginRequest(dev_ver="1", dev_id="81100000001", dev_key="k", net_type=1))
+        (_frame, answer), = await device.answer()
+        self.assertIsInstance(answer, m.LoginResponse)
+        self.assertEqual(answer.result, LOGIN_OTHER)
+        store.full = False  # the disk has room again: the device's retry logs in
+        again = Device_(gateway, port=40001)
+        again.send(m.LoginRequest(dev_ver="1", dev_id="81100000001", dev_key="k", net_type=1))
+        (_frame, answer), = await again.answer()
+        self.assertEqual(answer.result, 0)

@@ -200,8 +200,13 @@ class Gateway:
                 return refuse(LOGIN_OTHER, attempt.reason, logged=False)
             addresses = self._addresses(session, request)
             # The key check and the login record are one store call (one transaction).
-            outcome = await self.store.login_device(dev_id, request.dev_key.strip(), now, request.dev_ver,
-                                                    addresses)
+            try:
+                outcome = await self.store.login_device(dev_id, request.dev_key.strip(), now, request.dev_ver,
+                                                        addresses)
+            except STORE_FAILURES as e:
+                # A full or failing disk: answered in protocol (the device retries), not a dropped session.
+                self.counters["store_failures"] = self.counters.get("store_failures", 0) + 1
+                return refuse(LOGIN_OTHER, f"the store failed: {e}")
             if outcome == DEVICE_UNKNOWN:
                 attempt.failed(hold=self.settings.login_retry)
                 return refuse(LOGIN_UNKNOWN_DEVICE, "unknown device")
@@ -251,7 +256,11 @@ class Gateway:
             self.log.info("device {dev_id} addresses changed: upnp {upnp}:{uport}, turn {turn}:{tport}",
                           dev_id=session.dev_id, upnp=addresses.upnp_ip, uport=addresses.rtsp_upnp_port,
                           turn=addresses.turn_relay_ip, tport=addresses.rtsp_turn_relay_port)
-            await self.store.update_addresses(session.dev_id, addresses)
+            try:
+                await self.store.update_addresses(session.dev_id, addresses)
+            except STORE_FAILURES as e:  # the live state keeps them; the store gets them at the next change or login
+                self.log.error("device {dev_id}: new addresses not stored, the store failed: {error}",
+                               dev_id=session.dev_id, error=e)
         return m.HeartbeatResponse(dev_id=session.dev_id, time=protocol_time(self.clock.seconds()))
 
     async def _ability(self, session: DeviceSession, request: m.AbilityUpRequest) -> m.Message:

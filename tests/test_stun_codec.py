@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from txturn import stun
+from txturn.framing import MAX_FRAME, StreamFramer
 from txturn.stun import Attr, Class, Message, Method, StunDecodeError
 
 
@@ -387,6 +388,42 @@ def _mutated(draw: st.DrawFn) -> bytes:
         elif kind == "length" and len(data) >= 4:
             data[2:4] = struct.pack("!H", draw(st.integers(0, 0xFFFF)))
     return bytes(data)
+
+
+class StreamFramerTests(SynchronousTestCase):
+    """txturn.framing: STUN and padded ChannelData cut from a stream (RFC 5389 §7.2.2, RFC 5766 §11.5)."""
+
+    def test_frames_across_reads(self) -> None:
+        request = stun.encode(Message(Method.BINDING, Class.REQUEST, b"\x01" * 12, {Attr.SOFTWARE: "x"}))
+        channel = stun.encode_channel_data(0x4000, b"abcde", pad=True)  # 12 bytes on a stream
+        stream = request + channel + channel[:3]
+        framer = StreamFramer()
+        frames = []
+        for index in range(len(stream)):  # one byte per read
+            framer.feed(stream[index:index + 1])
+            while (frame := framer.next_frame()) is not None:
+                frames.append(frame)
+        self.assertEqual(frames[0], request)
+        self.assertEqual(frames[1][:9], channel[:9])
+        self.assertEqual(len(frames[1]), 12)
+        self.assertEqual(len(frames), 2)
+        self.assertEqual(framer.pending, 3)
+        self.assertEqual(framer.take_rest(), channel[:3])
+        self.assertEqual(framer.pending, 0)
+
+    def test_garbage_raises(self) -> None:
+        for garbage in (b"\x16\x03\x01\x02\x00", b"\xff\xff\xff\xff"):  # a TLS record; neither
+            framer = StreamFramer()
+            framer.feed(garbage)
+            self.assertRaises(StunDecodeError, framer.next_frame)
+
+    def test_largest_frame(self) -> None:
+        framer = StreamFramer()
+        framer.feed(bytes([0x40, 0x01, 0xFF, 0xFF]) + bytes(0xFFFF + 1))
+        frame = framer.next_frame()
+        assert frame is not None
+        self.assertLessEqual(len(frame), MAX_FRAME)
+        self.assertEqual(framer.pending, 0)
 
 
 class FuzzTests(SynchronousTestCase):

@@ -49,6 +49,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from txturn import stun
+from txturn.framing import StreamFramer
 from txturn.logsummary import LogSummary
 from txturn.stun import Attr, Class, Message, Method, StunDecodeError
 
@@ -379,11 +380,9 @@ class StunTCPProtocol(protocol.Protocol, TimeoutMixin):
     no channels, and a stream that lost its framing cannot be resynchronised.
     """
 
-    MAX_BUFFER = stun.HEADER_LENGTH + 0xFFFF
-
     def __init__(self, server: StunServer, idle_timeout: float, clock: IReactorTime) -> None:
         self.server = server
-        self.buffer = b""
+        self.framer = StreamFramer()
         self.idle_timeout = idle_timeout
         self.clock = clock
 
@@ -409,22 +408,21 @@ class StunTCPProtocol(protocol.Protocol, TimeoutMixin):
     def _refuse(self, reason: str) -> None:
         peer = self._peer()
         self.server.refused(peer, "STUN/TCP closed", "STUN/TCP closed {peer}: {reason}", peer=peer, reason=reason)
-        self.buffer = b""
+        self.framer.clear()
         assert self.transport is not None
         self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         self.resetTimeout()
-        self.buffer += data
-        while self.buffer:
+        self.framer.feed(data)
+        while self.framer.pending:
             try:
-                size = stun.message_length(self.buffer)
+                frame = self.framer.next_frame()
             except StunDecodeError as exc:
                 self._refuse(str(exc))
                 return
-            if size is None or len(self.buffer) < size:
+            if frame is None:
                 return
-            frame, self.buffer = self.buffer[:size], self.buffer[size:]
             if stun.is_channel_data(frame[0]):
                 self._refuse("ChannelData on a STUN-only connection")
                 return

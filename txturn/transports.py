@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from txturn import stun
 from txturn.allocation import Address, Allocation, FiveTuple, PeerConnection, TurnServer, _host_port
+from txturn.framing import StreamFramer
 from txturn.splice import _producer
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ class TurnStreamProtocol(protocol.Protocol):
     def __init__(self, server: TurnServer, proto_name: str) -> None:
         self.server = server
         self.proto_name = proto_name
-        self.buffer = bytearray()
+        self.framer = StreamFramer()
         self.busy = False
         self.pumping = False
         self.pipe: Pipe | None = None
@@ -279,7 +280,7 @@ class TurnStreamProtocol(protocol.Protocol):
         if self.pipe is not None:
             self.pipe.received(self, data)
             return
-        self.buffer += data
+        self.framer.feed(data)
         self._pump()
 
     def _pump(self) -> None:
@@ -289,16 +290,14 @@ class TurnStreamProtocol(protocol.Protocol):
         try:
             while not self.busy and self.pipe is None and not self.disconnected:
                 try:
-                    size = stun.message_length(self.buffer)
+                    frame = self.framer.next_frame()
                 except stun.StunDecodeError as e:
                     self.server._malformed(self.five_tuple, self.client_addr, "dropping stream with bad framing", e)
                     assert self.transport is not None
                     self.transport.loseConnection()
                     return
-                if size is None or len(self.buffer) < size:
+                if frame is None:
                     return
-                frame = bytes(self.buffer[:size])
-                del self.buffer[:size]
                 self.got_message = True
                 if stun.is_channel_data(frame[0]):
                     self.server.handle_channel_data(frame, self)
@@ -315,12 +314,11 @@ class TurnStreamProtocol(protocol.Protocol):
 
     def _unbusy(self, result: object) -> None:
         self.busy = False
-        if self.pipe is None and self.buffer:
+        if self.pipe is None and self.framer.pending:
             self._pump()
 
     def enter_pipe_mode(self) -> bytes:
-        leftover = bytes(self.buffer)
-        self.buffer = bytearray()
+        leftover = self.framer.take_rest()
         self.is_data_connection = True
         return leftover
 

@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txturn import stun
+from txturn.framing import StreamFramer
 
 M = stun.Method
 C = stun.Class
@@ -72,7 +73,7 @@ class _StunStream(protocol.Protocol):
         self.reactor = reactor
         self.auth = auth
         self.timeout = timeout
-        self.buffer = bytearray()
+        self.framer = StreamFramer()
         self.pending: dict[bytes, tuple[Deferred[stun.Message], Any]] = {}
         self.lost: Deferred[None] = Deferred()
         self.connected_ = False
@@ -81,19 +82,17 @@ class _StunStream(protocol.Protocol):
         self.connected_ = True
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        self.buffer += data
+        self.framer.feed(data)
         while True:
             try:
-                size = stun.message_length(self.buffer)
+                frame = self.framer.next_frame()
             except stun.StunDecodeError as e:
                 log.warn("garbage from TURN server: {e}", e=e)
                 assert self.transport is not None
                 self.transport.loseConnection()
                 return
-            if size is None or len(self.buffer) < size:
+            if frame is None:
                 return
-            frame = bytes(self.buffer[:size])
-            del self.buffer[:size]
             if stun.is_channel_data(frame[0]):
                 continue
             try:
@@ -240,8 +239,7 @@ class _DataProtocol(_StunStream):
 
     def _become_pipe(self) -> None:
         self.bound = True
-        leftover = bytes(self.buffer)
-        self.buffer = bytearray()
+        leftover = self.framer.take_rest()
         inner = self.client.factory.buildProtocol(
             (IPv6Address if ":" in self.peer[0] else IPv4Address)("TCP", *self.peer)
         )

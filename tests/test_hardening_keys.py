@@ -14,7 +14,7 @@ import attrs
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol
+from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
@@ -38,6 +38,7 @@ from tests.util import http_client, until
 from txturn import stun
 from txturn.auth import ChainedLookup, long_term_key
 from txturn.service import TurnServerConfig, turn_service
+from txturn.testing import UdpStunClient
 
 REALM = "globaleye"
 
@@ -60,16 +61,11 @@ class CountingStore(SQLiteStore):
         return await super().get_device(dev_id)
 
 
-class StunClient(DatagramProtocol):
-    """Raw STUN over UDP: send requests, collect the answers by transaction id."""
+class StunClient(UdpStunClient):
+    """Raw STUN over UDP: Allocate requests sent at will, the answers awaited by transaction id."""
 
     def __init__(self, server: tuple[str, int]) -> None:
-        self.server = server
-        self.answers: dict[bytes, stun.Message] = {}
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        message = stun.decode(data)
-        self.answers[message.transaction_id] = message
+        super().__init__(server, timeout=10)
 
     def allocate(self, user: str | None = None, password: str = "", nonce: str = "") -> bytes:
         attributes: dict[int, Any] = {stun.Attr.REQUESTED_TRANSPORT: 17}
@@ -77,15 +73,7 @@ class StunClient(DatagramProtocol):
         if user is not None:
             attributes.update({stun.Attr.USERNAME: user, stun.Attr.REALM: REALM, stun.Attr.NONCE: nonce})
             key = long_term_key(user, REALM, password)
-        tid = stun.new_transaction_id()
-        request = stun.Message(stun.Method.ALLOCATE, stun.Class.REQUEST, tid, attributes)
-        assert self.transport is not None
-        self.transport.write(stun.encode(request, integrity_key=key), self.server)
-        return tid
-
-    async def answer(self, tid: bytes) -> stun.Message:
-        await until(lambda: tid in self.answers, timeout=10)
-        return self.answers[tid]
+        return self.send(stun.Method.ALLOCATE, attributes, key=key)
 
 
 def login_request(key: str = KEY, dev_id: str = DEV) -> m.LoginRequest:
@@ -439,10 +427,10 @@ class KeyGuardBudgetTests(TestCase):
 
 
 class TxturnGuardHookTests(TestCase):
-    """txturn's AuthGuard hook on its own (no globaleye): fake transports, the test_turnserver harness."""
+    """txturn's AuthGuard hook on its own (no globaleye): fake transports, txturn.testing's harness."""
 
     def test_guard_sees_every_check_and_its_refusal_is_the_same_401(self) -> None:
-        from tests.test_turnserver import Harness, client, code
+        from txturn.testing import Harness, client, code
 
         outcomes: list[tuple[str, str]] = []
 

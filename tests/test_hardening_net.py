@@ -333,9 +333,9 @@ class TurnDeadlineTests(PlatformCase):
         """On the reactor clock: a silent TURN-TCP connection goes after the first-message
         deadline, one that only asks Binding requests after the auth deadline; one with an
         allocation stays."""
-        from tests.test_turnserver import REALM, SERVER, Harness
         from txturn import stun
         from txturn.auth import long_term_key
+        from txturn.testing import REALM, SERVER, Harness
         from txturn.turnserver import TurnStreamFactory
 
         h = Harness(self)

@@ -17,12 +17,13 @@ from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
 from tests.util import http_client
 from txturn import stun
-from txturn.auth import StaticUsers, long_term_key
+from txturn.auth import StaticUsers
 from txturn.policy import PeerFilter, embedded_ipv4
 from txturn.service import TurnServerConfig, turn_service
 from txturn.stun import Attr as A
 from txturn.stun import Class as C
 from txturn.stun import Method as M
+from txturn.testing import UdpStunClient
 
 
 def has_ipv6_loopback() -> bool:
@@ -38,42 +39,6 @@ HAS_V6 = has_ipv6_loopback()
 
 
 # --------------------------------------------------------------------------- issue 14 item 8
-
-
-class _UdpStunClient(protocol.DatagramProtocol):
-    """A minimal TURN client over UDP: one request at a time, long-term auth."""
-
-    def __init__(self, server: tuple[str, int], user: str, password: str, realm: str) -> None:
-        self.server = server
-        self.user = user
-        self.password = password
-        self.realm = realm
-        self.nonce: str | None = None
-        self.pending: dict[bytes, Deferred[stun.Message]] = {}
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
-        msg = stun.decode(data)
-        d = self.pending.pop(msg.transaction_id, None)
-        if d is not None:
-            d.callback(msg)
-
-    def _send(self, method: int, attributes: dict[int, Any], key: bytes | None) -> Deferred[stun.Message]:
-        msg = stun.Message(method, C.REQUEST, stun.new_transaction_id(), attributes)
-        d: Deferred[stun.Message] = Deferred()
-        self.pending[msg.transaction_id] = d
-        assert self.transport is not None
-        self.transport.write(stun.encode(msg, integrity_key=key), self.server)
-        return d.addTimeout(5, reactor)
-
-    async def request(self, method: int, attributes: dict[int, Any]) -> stun.Message:
-        if self.nonce is None:
-            challenge = await self._send(method, dict(attributes), None)
-            self.nonce = challenge.attributes[A.NONCE]
-        attrs_ = dict(attributes)
-        attrs_[A.USERNAME] = self.user
-        attrs_[A.REALM] = self.realm
-        attrs_[A.NONCE] = self.nonce
-        return await self._send(method, attrs_, long_term_key(self.user, self.realm, self.password))
 
 
 def _code(msg: stun.Message) -> int:
@@ -131,7 +96,7 @@ class TurnPeerPolicyTests(unittest.TestCase):
         svc = turn_service(config, lookup=StaticUsers({"alice": "pw"}), reactor=reactor)
         svc.startService()
         self.addCleanup(svc.stopService)
-        client = _UdpStunClient(svc.addresses["udp"][:2], "alice", "pw", "globaleye")
+        client = UdpStunClient(svc.addresses["udp"][:2], "alice", "pw", "globaleye")
         port = reactor.listenUDP(0, client, interface="::1")
         self.addCleanup(port.stopListening)
         resp = await client.request(M.ALLOCATE, {A.REQUESTED_TRANSPORT: 17})

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
 
 from globaleye.config import ConfigError, parse_config
@@ -16,6 +14,7 @@ from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
 from tests.util import http_client
 from txturn import stun
+from txturn.testing import stun_request
 
 CONFIG = """
 [globaleye]
@@ -40,30 +39,8 @@ users = alice:secret
 """
 
 
-class Binder(DatagramProtocol):
-    """Send one STUN request, get the decoded answer."""
-
-    def __init__(self) -> None:
-        self.answer: Deferred[stun.Message] = Deferred()
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        if not self.answer.called:
-            self.answer.callback(stun.decode(datagram))
-
-
 async def binding(port: int, attributes: dict[int, Any] | None = None) -> stun.Message:
-    binder = Binder()
-    listening = reactor.listenUDP(0, binder, interface="127.0.0.1")
-    try:
-        request = stun.Message(method=stun.Method.BINDING, msg_class=stun.Class.REQUEST,
-                               transaction_id=stun.new_transaction_id(), attributes=attributes or {})
-        binder.transport.write(stun.encode(request), ("127.0.0.1", port))
-        timeout = reactor.callLater(5, binder.answer.cancel)
-        answer = await binder.answer
-        timeout.cancel()
-        return answer
-    finally:
-        await listening.stopListening()
+    return await stun_request(("127.0.0.1", port), stun.Method.BINDING, attributes)
 
 
 class RoleTests(TestCase):

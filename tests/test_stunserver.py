@@ -9,7 +9,6 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer, reactor
-from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport, StringTransport
 from twisted.logger import capturedLogs
@@ -27,6 +26,7 @@ from txturn.stunserver import (
     handle_binding,
     stun_service,
 )
+from txturn.testing import UdpStunClient
 
 CLIENT = ("192.0.2.7", 40000)
 ADDRESSES = {
@@ -399,24 +399,14 @@ class ServiceTests(TestCase):
         svc = stun_service(StunServerConfig(port=0))
         svc.startService()
         self.addCleanup(svc.stopService)
-        received: defer.Deferred[bytes] = defer.Deferred()
-
-        class Client(StunUDPProtocol):
-            def __init__(self) -> None:
-                pass
-
-            def datagramReceived(self, datagram: bytes, addr: Any) -> None:  # noqa: N802
-                received.callback(datagram)
-
-        client = Client()
+        assert svc.primary_address is not None
+        client = UdpStunClient(svc.primary_address)
         port = reactor.listenUDP(0, client, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         request = _request()
-        assert svc.primary_address is not None
-        port.write(stun.encode(request, fingerprint=True), svc.primary_address)
-        received.addTimeout(5, reactor)
-        data = yield received
-        response = stun.decode(data)
+        response = yield client.answer(client.send(request.method, request.attributes, fingerprint=True,
+                                                   transaction_id=request.transaction_id))
+        data = client.raw[request.transaction_id]
         self.assertEqual(response.transaction_id, request.transaction_id)
         self.assertEqual(
             response.attributes[Attr.XOR_MAPPED_ADDRESS], ("127.0.0.1", port.getHost().port)
@@ -440,19 +430,11 @@ class IPv6ServiceTests(TestCase):
         svc = stun_service(StunServerConfig(interface="::1", port=0))
         svc.startService()
         self.addCleanup(svc.stopService)
-        received: defer.Deferred[bytes] = defer.Deferred()
-
-        class Client(DatagramProtocol):
-            def datagramReceived(self, datagram: bytes, addr: Any) -> None:  # noqa: N802
-                received.callback(datagram)
-
-        port = reactor.listenUDP(0, Client(), interface="::1")
-        self.addCleanup(port.stopListening)
         assert svc.primary_address is not None
-        request = _request()
-        port.write(stun.encode(request), svc.primary_address)
-        received.addTimeout(5, reactor)
-        response = stun.decode((yield received))
+        client = UdpStunClient(svc.primary_address)
+        port = reactor.listenUDP(0, client, interface="::1")
+        self.addCleanup(port.stopListening)
+        response = yield defer.Deferred.fromCoroutine(client.request(Method.BINDING))
         self.assertEqual(response.attributes[Attr.XOR_MAPPED_ADDRESS], ("::1", port.getHost().port))
 
 

@@ -13,11 +13,8 @@ from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from txturn.auth import StaticUsers
-from txturn.service import TurnServerConfig, turn_service
+from txturn.testing import LOOPBACK, start_server
 from txturn.turnclient import TurnClient
-
-LOOPBACK = "127.0.0.1"
 
 
 @implementer(interfaces.IHalfCloseableProtocol)
@@ -91,24 +88,6 @@ def phone_call(relay: tuple[str, int], payload: bytes) -> Deferred[bytes]:
     f = _PhoneFactory(payload)
     reactor.connectTCP(relay[0], relay[1], f, timeout=10)
     return f.failed
-
-
-async def start_server(testcase: unittest.TestCase, **overrides: Any) -> Any:
-    config = TurnServerConfig(
-        interface=LOOPBACK,
-        port=0,
-        realm=overrides.pop("realm", "globaleye"),
-        relay_interface=LOOPBACK,
-        relay_ports=overrides.pop("relay_ports", (0, 0)),
-        allow_peers=("127.0.0.0/8",),
-        **overrides,
-    )
-    users = {"cam1": "devkey1", "alice": "pw", **overrides.pop("users", {})}
-    lookup = StaticUsers(users, wildcard_users={"cam1"})
-    svc = turn_service(config, lookup=lookup, reactor=reactor)
-    svc.startService()
-    testcase.addCleanup(svc.stopService)
-    return svc
 
 
 class CameraRelayTests(unittest.TestCase):

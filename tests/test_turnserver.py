@@ -7,9 +7,7 @@ import hashlib
 import hmac
 from typing import Any
 
-import attrs
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial import unittest
 
@@ -24,168 +22,18 @@ from txturn.auth import (
     rest_api_password,
 )
 from txturn.policy import PeerFilter, PortAllocator, Throttle, parse_port_range
-from txturn.turnserver import FiveTuple, ServerSettings, TurnServer, TurnStreamProtocol
+from txturn.testing import (
+    REALM,
+    SERVER,
+    FakeLink,
+    Harness,
+    client,
+    code,
+    run,
+)
+from txturn.turnserver import TurnStreamProtocol
 
 M, C, A = stun.Method, stun.Class, stun.Attr
-REALM = "globaleye"
-SERVER = ("127.0.0.1", 3478)
-
-
-# --------------------------------------------------------------------------- fakes
-
-
-class FakeDatagramTransport:
-    def __init__(self, host: str, port: int) -> None:
-        self.host = IPv4Address("UDP", host, port)
-        self.sent: list[tuple[bytes, tuple[str, int]]] = []
-
-    def write(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.sent.append((data, addr))
-
-    def getHost(self) -> IPv4Address:  # noqa: N802
-        return self.host
-
-
-@attrs.define(eq=False)
-class FakeUdpPort:
-    protocol: Any
-    transport: FakeDatagramTransport
-    stopped: bool = False
-
-    def getHost(self) -> IPv4Address:  # noqa: N802
-        return self.transport.host
-
-    def stopListening(self) -> None:  # noqa: N802
-        self.stopped = True
-
-
-@attrs.define(eq=False)
-class FakeTcpPort:
-    factory: Any
-    host: IPv4Address
-    stopped: bool = False
-
-    def getHost(self) -> IPv4Address:  # noqa: N802
-        return self.host
-
-    def stopListening(self) -> None:  # noqa: N802
-        self.stopped = True
-
-
-class FakeReactor(MemoryReactorClock):
-    """MemoryReactorClock plus listenUDP/listenTCP returning inspectable ports."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.next_port = 50000
-        self.udp_ports: list[FakeUdpPort] = []
-        self.tcp_ports: list[FakeTcpPort] = []
-
-    def _port(self, port: int) -> int:
-        if port:
-            return port
-        self.next_port += 2
-        return self.next_port
-
-    def listenUDP(self, port: int, proto: Any, interface: str = "", maxPacketSize: int = 8192) -> FakeUdpPort:  # noqa: N802,N803
-        t = FakeDatagramTransport(interface or "0.0.0.0", self._port(port))
-        proto.makeConnection(t)
-        p = FakeUdpPort(proto, t)
-        self.udp_ports.append(p)
-        return p
-
-    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> FakeTcpPort:  # noqa: N802
-        p = FakeTcpPort(factory, IPv4Address("TCP", interface or "0.0.0.0", self._port(port)))
-        self.tcp_ports.append(p)
-        return p
-
-
-@attrs.define(eq=False)
-class FakeLink:
-    """A client 5-tuple; collects what the server sends to it."""
-
-    client_addr: tuple[str, int]
-    stream: bool = False
-    sent: list[bytes] = attrs.field(factory=list)
-    closed: bool = False
-    is_data_connection: bool = False
-
-    @property
-    def five_tuple(self) -> FiveTuple:
-        return FiveTuple("tcp" if self.stream else "udp", self.client_addr, SERVER)
-
-    def send(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def run(coro: Any) -> Any:
-    d = Deferred.fromCoroutine(coro)
-    results: list[Any] = []
-    d.addBoth(results.append)
-    assert results, "coroutine did not finish synchronously"
-    if hasattr(results[0], "raiseException"):
-        results[0].raiseException()
-    return results[0]
-
-
-class Harness:
-    def __init__(self, testcase: unittest.TestCase, **settings: Any) -> None:
-        self.reactor = FakeReactor()
-        settings.setdefault("realm", REALM)
-        settings.setdefault("allow_peers", ("127.0.0.0/8",))
-        settings.setdefault("relay_ports", (0, 0))
-        settings.setdefault("use_splice", False)
-        self.lookup = StaticUsers(
-            {"alice": "secret", "bob": "hunter2", "cam1": "devkey"}, wildcard_users={"cam1"}
-        )
-        self.server = TurnServer(self.lookup, ServerSettings(**settings), self.reactor)
-
-    def request(
-        self,
-        link: FakeLink,
-        method: int,
-        attributes: dict[int, Any] | None = None,
-        *,
-        user: str = "alice",
-        password: str | None = None,
-        realm: str = REALM,
-        auth: bool = True,
-        tid: bytes | None = None,
-        nonce: str | None = None,
-    ) -> stun.Message:
-        password = password if password is not None else dict(self.lookup.users)[user]
-        attrs_: dict[int, Any] = dict(attributes or {})
-        key = None
-        if auth:
-            attrs_[A.USERNAME] = user
-            attrs_[A.REALM] = realm
-            attrs_[A.NONCE] = nonce or self.server.nonces.issue()
-            key = long_term_key(user, realm, password)
-        msg = stun.Message(method, C.REQUEST, tid or stun.new_transaction_id(), attrs_)
-        return self.send_raw(link, stun.encode(msg, integrity_key=key))
-
-    def send_raw(self, link: FakeLink, raw: bytes) -> stun.Message:
-        before = len(link.sent)
-        run(self.server.handle_stun(raw, link))
-        assert len(link.sent) == before + 1, f"expected one reply, got {link.sent[before:]}"
-        return stun.decode(link.sent[-1])
-
-    def allocate(self, link: FakeLink, transport: int = 17, **kw: Any) -> stun.Message:
-        attributes = {A.REQUESTED_TRANSPORT: transport, **kw.pop("extra", {})}
-        return self.request(link, M.ALLOCATE, attributes, **kw)
-
-
-def code(msg: stun.Message) -> int:
-    if msg.msg_class == C.SUCCESS:
-        return 200
-    return msg.attributes[A.ERROR_CODE][0]
-
-
-def client(n: int = 1, stream: bool = False) -> FakeLink:
-    return FakeLink(("127.0.0.1", 40000 + n), stream=stream)
 
 
 # --------------------------------------------------------------------------- auth

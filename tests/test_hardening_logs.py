@@ -109,17 +109,18 @@ class TurnRefusalLogTests(TestCase):
         gets its refusal logged once a minute, then counted, not once per request."""
         from twisted.internet import reactor
 
-        from tests.test_hardening_rtsp6 import _code, _UdpStunClient
         from txturn.auth import StaticUsers
         from txturn.service import TurnServerConfig, turn_service
         from txturn.stun import Attr as A
         from txturn.stun import Method as M
+        from txturn.testing import UdpStunClient
+        from txturn.testing import code as _code
 
         svc = turn_service(TurnServerConfig(interface="127.0.0.1", port=0, realm="r", relay_ports=(0, 0)),
                            lookup=StaticUsers({"u": "p"}), reactor=reactor)
         svc.startService()
         self.addCleanup(svc.stopService)
-        client = _UdpStunClient(svc.addresses["udp"][:2], "u", "p", "r")
+        client = UdpStunClient(svc.addresses["udp"][:2], "u", "p", "r")
         port = reactor.listenUDP(0, client, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         self.assertEqual(_code(await client.request(M.ALLOCATE, {A.REQUESTED_TRANSPORT: 17})), 200)

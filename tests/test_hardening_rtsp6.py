@@ -16,14 +16,13 @@ from globaleye.config import parse_config
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
 from tests.util import http_client
-from txturn import stun
 from txturn.auth import StaticUsers
 from txturn.policy import PeerFilter, embedded_ipv4
 from txturn.service import TurnServerConfig, turn_service
 from txturn.stun import Attr as A
-from txturn.stun import Class as C
 from txturn.stun import Method as M
 from txturn.testing import UdpStunClient
+from txturn.testing import code as _code
 
 
 def has_ipv6_loopback() -> bool:
@@ -39,12 +38,6 @@ HAS_V6 = has_ipv6_loopback()
 
 
 # --------------------------------------------------------------------------- issue 14 item 8
-
-
-def _code(msg: stun.Message) -> int:
-    if msg.msg_class == C.SUCCESS:
-        return 200
-    return int(msg.attributes[A.ERROR_CODE][0])
 
 
 class TurnPeerPolicyTests(unittest.TestCase):

@@ -18,19 +18,21 @@ Nothing here imports ``globaleye``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import MemoryReactorClock
-from twisted.trial import unittest
 
 from txturn import stun
 from txturn.auth import StaticUsers, long_term_key
 from txturn.service import TurnServerConfig, turn_service
 from txturn.turnserver import FiveTuple, ServerSettings, TurnServer
+
+if TYPE_CHECKING:
+    from twisted.trial import unittest
 
 M, C, A = stun.Method, stun.Class, stun.Attr
 #: The realm and server address the in-memory harness uses.

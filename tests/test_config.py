@@ -25,6 +25,23 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INI = ROOT / "etc" / "globaleye.ini"
 
 
+def ini_key_comments(text: str) -> dict[tuple[str, str], str]:
+    """(section, key) -> the comment lines right above the key, joined into one line."""
+    comments: dict[tuple[str, str], str] = {}
+    section, lines = "", []
+    for line in text.splitlines():
+        if line.startswith("["):
+            section, lines = line.strip().strip("[]"), []
+        elif line.startswith("#"):
+            lines.append(line[1:].strip())
+        elif not line.strip():
+            lines = []
+        else:
+            comments[(section, line.partition("=")[0].strip())] = " ".join(" ".join(lines).split())
+            lines = []
+    return comments
+
+
 class SchemaTests(SynchronousTestCase):
     def test_default_file_documents_every_key(self) -> None:
         """etc/globaleye.ini and the schema agree key for key, and the file parses."""
@@ -51,12 +68,22 @@ class SchemaTests(SynchronousTestCase):
             for key, spec in keys.items():
                 self.assertEqual(parser[section][key], spec.default, f"[{section}] {key}")
 
+    def test_default_file_documents_each_key_as_the_schema(self) -> None:
+        """The comment right above each key of etc/globaleye.ini is the schema's documentation of the key
+        (wrapped as the file likes; a paragraph followed by an empty line introduces a section or a group)."""
+        self.assertEqual(ini_key_comments(DEFAULT_INI.read_text(encoding="utf-8")),
+                         {(section, key): " ".join(spec.doc.split())
+                          for section, keys in SCHEMA.items() for key, spec in keys.items()})
+
     def test_disagreeing_default_file_detected(self) -> None:
-        """The check above is not vacuous: a file whose default differs from the schema's is caught."""
+        """The checks above are not vacuous: a default or a comment that differs from the schema's is caught."""
         text = DEFAULT_INI.read_text(encoding="utf-8").replace("heartbeat_timeout = 360", "heartbeat_timeout = 361")
         parser = configparser.ConfigParser(interpolation=None)
         parser.read_string(text)
         self.assertNotEqual(parser["gateway"]["heartbeat_timeout"], SCHEMA["gateway"]["heartbeat_timeout"].default)
+        text = text.replace("# Seconds without a heartbeat", "# Seconds with no heartbeat")
+        self.assertNotEqual(ini_key_comments(text)[("gateway", "heartbeat_timeout")],
+                            SCHEMA["gateway"]["heartbeat_timeout"].doc)
 
     def test_unknown_key_named(self) -> None:
         with self.assertRaises(ConfigError) as e:

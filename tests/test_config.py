@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -74,6 +75,31 @@ class SchemaTests(SynchronousTestCase):
         self.assertEqual(ini_key_comments(DEFAULT_INI.read_text(encoding="utf-8")),
                          {(section, key): " ".join(spec.doc.split())
                           for section, keys in SCHEMA.items() for key, spec in keys.items()})
+
+    def test_readme_table_shows_the_schema_defaults(self) -> None:
+        """The README's configuration table names only schema keys, and the literal defaults it shows
+        (`360`, empty) are the schema's; derived ones ("public host", `[stun] port`) are not checked."""
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        section, checked = "", 0
+        for line in readme.splitlines():
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if not line.startswith("| ") or len(cells) != 4 or not cells[1].startswith("`"):
+                continue
+            section = cells[0].strip("`[]") or section
+            keys = re.findall(r"`([a-z_0-9]+)`", cells[1])
+            for key in keys:
+                self.assertIn(key, SCHEMA.get(section, {}), f"README: [{section}] {key}")
+            values = [item.strip() for item in re.findall(r"`[^`]*`|[^,`]+", cells[2]) if item.strip()]
+            if values == ["empty"]:
+                values *= len(keys)
+            if len(values) != len(keys):
+                continue
+            for key, value in zip(keys, values, strict=True):
+                literal = "" if value == "empty" else value.strip("`") if value.startswith("`") else None
+                if literal is not None and "[" not in literal:
+                    self.assertEqual(literal, SCHEMA[section][key].default, f"README: [{section}] {key}")
+                    checked += 1
+        self.assertGreater(checked, 60)
 
     def test_disagreeing_default_file_detected(self) -> None:
         """The checks above are not vacuous: a default or a comment that differs from the schema's is caught."""

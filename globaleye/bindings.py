@@ -56,7 +56,7 @@ class Binding:
         """Field name -> (section, key) of every field a configuration key fills."""
         fields: dict[str, tuple[str, str]] = {}
         for field in attrs.fields(cast(Any, cls)):
-            if field.name in self.computed:
+            if field.name in self.computed or not field.init:
                 continue
             if field.name in self.keys:
                 section, _, key = self.keys[field.name].rpartition(".")

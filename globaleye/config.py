@@ -4,7 +4,8 @@ Operators edit this file by hand, so every mistake must be reported with the fil
 and the key: an unknown key is refused (a typo must not silently fall back to a
 default), values are checked for type and range before anything listens.  The
 schema below is the single place a key is declared; ``etc/globaleye.ini`` documents
-each one and a test checks that the two agree.
+each one and a test checks that the two agree (documentation and default), and
+``globaleye.bindings`` fills the services' settings classes from it.
 """
 
 from __future__ import annotations
@@ -218,6 +219,11 @@ def _url(value: str) -> str:
 
 @attrs.frozen
 class Key:
+    """One configuration key, declared once: its parser, its default (as the INI writes it) and its
+    documentation.  etc/globaleye.ini shows each key under its documentation with its default (both
+    checked by tests/test_config.py); globaleye.bindings takes the parsed value to the settings class
+    that uses it."""
+
     parse: Callable[[str], Any]
     default: str
     doc: str
@@ -277,9 +283,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "enrollment": {
         "mode": Key(_choice("open", "closed"), "closed",
-                    "closed: only devices an operator imported (globaleye device import) or the group vouched "
-                    "for (§6.5, when a user adds the camera with the DevKey on its label); open: devices with a "
-                    "valid DevID of a known vendor enrol on first registration (the demo; see the limits below)."),
+                    "closed: only devices an operator imported (globaleye device import) or the group vouched for "
+                    "(§6.5, when a user adds the camera with the DevKey on its label); open: devices with a valid "
+                    "DevID of a known vendor enrol on first registration (the demo; see the limits below). Open "
+                    "enrollment lets anyone who can reach /register enrol DevIDs and pin their keys: not on the "
+                    "internet."),
         "vendors": Key(lambda value: vendor_codes(_list(value)), "811-824", "Vendor codes accepted in open mode (ranges like 811-824 or single codes)."),
         "peer_limit": Key(_count, "20",
                           "Open mode: new devices one source address (an IPv6 /64) may enrol per limit_window "
@@ -292,27 +300,31 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                     "Registration URL returned by /redirect for devices not yet assigned to "
                                     "a province (empty: Result 1 until a province claims the device)."),
         "mcu_urls": Key(_prefix_urls, "",
-                        "§9.1: mobile number prefix -> province client API URL, as PREFIX=URL items; "
-                        "the longest matching prefix wins."),
+                        "§9.1: mobile number prefix -> province client API URL, as PREFIX=URL items; the longest "
+                        "matching prefix wins. Example: 133=http://sh.example.cn:8080/soap/mcu, "
+                        "189=http://bj.example.cn/soap/mcu"),
         "default_mcu_url": Key(str, "",
                                "§9.1 McuUrl for numbers no prefix matches (empty: this process's own "
                                "/soap/mcu when it also runs a gateway, otherwise Result 1)."),
         "cms_name": Key(str, "GlobalEye", "§9.1 CmsName: the platform name shown to clients."),
         "provinces": Key(_province_passwords, "",
-                         "§6: the provinces this group serves and their CmsPassword, as PROVINCENO-CMSNO=PASSWORD "
-                         "items (e.g. 3100-01=secret); when this process also runs a province and "
-                         "[province] group_url is empty, that province is added automatically."),
+                         "§6: the provinces this group serves and their CmsPassword (assigned by the group, "
+                         "configured on both sides), as PROVINCENO-CMSNO=PASSWORD items, e.g. 3100-01=s3cret, "
+                         "1100-01=0ther. A province not listed gets Result 1, a wrong password Result 2. When this "
+                         "process also runs a province and [province] group_url is empty (the demo), that province "
+                         "is added automatically."),
         "mcu_android_url": Key(str, "", "§6.1 answer: where users download the Android client."),
         "mcu_android_ver": Key(str, "", "§6.1 answer: the Android client's current version."),
         "mcu_ios_url": Key(str, "", "§6.1 answer: where users download the iOS client."),
         "mcu_ios_ver": Key(str, "", "§6.1 answer: the iOS client's current version."),
         "province_numbers": Key(_province_numbers, "",
                                 "§6.2-§6.4: the mobile-number prefixes each province serves, as "
-                                "PROVINCENO-CMSNO=PREFIX [PREFIX ...] items (* for every number no other prefix "
-                                "covers); the longest matching prefix decides. A province acting for a number "
-                                "outside its prefixes, or reporting another province's address, gets Result 255. "
-                                "Empty: no province may act for any number, except the province this process "
-                                "also runs (no [province] group_url), which then serves every number."),
+                                "PROVINCENO-CMSNO=PREFIX [PREFIX ...] items, e.g. 3100-01=133 153, 1100-01=189 "
+                                "1890021 (the longest matching prefix decides; * stands for every number no other "
+                                "prefix covers). A province opening, changing or cancelling a number outside its "
+                                "prefixes, or reporting another province's McuUrl/DevUrl, gets Result 255. Empty: no "
+                                "province may act for any number, except the province this process also runs (no "
+                                "[province] group_url, the demo), which then serves every number."),
         "auth_source_failures": Key(_count, "5",
                                     "Failed CmsPassword checks one source address (IPv6: its /64) may make within "
                                     "auth_window before it is not heard for auth_backoff seconds (0: no limit)."),
@@ -327,12 +339,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "province": {
         "group_url": Key(_url, "",
-                         "The group platform's /soap/group URL for §6 (empty: this process's own group when it "
-                         "runs the group role too, otherwise no group: unknown devices cannot be claimed)."),
+                         "The group platform's /soap/group URL, e.g. http://group.example.cn:8080/soap/group. Empty: "
+                         "this process's own group when it also runs the group role (the demo), otherwise no group "
+                         "(devices the province does not know cannot be claimed; everything else works)."),
         "province_no": Key(_digits(4), "3100", "§6 ProvinceNo: the first 4 digits of the GB/T 2260 code."),
         "cms_no": Key(_digits(2), "01", "§6 CmsNo: this platform's number in its province."),
-        "cms_password": Key(str, "", "§6 CmsPassword the group assigned (the group's [group] provinces); never empty "
-                             "when this process's own group trusts this province (no group_url)."),
+        "cms_password": Key(str, "", "§6 CmsPassword: the password the group assigned to this province (its [group] "
+                                     "provinces). An empty password never authenticates: a process running the group "
+                                     "and gateway roles without group_url (its group trusts this province) refuses "
+                                     "to start while it is empty."),
         "cms_ver": Key(str, "1.0", "§6.1 CmsVer: the platform version reported to the group."),
         "mcu_url": Key(_url, "", "§6.1 McuUrl reported (empty: http://public_host:[http] port/soap/mcu)."),
         "register_url": Key(_url, "",
@@ -340,12 +355,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             "(empty: http://public_host:[http] port/register)."),
         "group_timeout": Key(_positive, "5", "Seconds to wait for the group's answer to one §6 call."),
         "retry_interval": Key(_positive, "60",
-                              "Seconds before a §6 call the group did not take is tried again (doubling "
-                              "up to an hour for notices)."),
+                              "Seconds before a §6 call the group did not take is tried again: the address report at "
+                              "this interval, service notices with back-off doubling up to an hour (they are kept in "
+                              "the database)."),
         "reconcile_interval": Key(_positive, "86400",
-                                  "Seconds between two reconciliations with the group (every account announced "
-                                  "again, §6.3, opened again where the group lacks it); also run after the group "
-                                  "comes back from an outage."),
+                                  "Seconds between two reconciliations with the group: every account of this "
+                                  "province is announced again (§6.3 ChangeService; §6.2 OpenService where the group "
+                                  "answers 3, it lacks the number). Also run when the group answers again after an "
+                                  "outage. See docs/protocol.md."),
     },
     "soap": {
         "session_idle_timeout": Key(_positive, "1800", "Seconds a LoginSession may stay unused before it expires."),
@@ -365,8 +382,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "stun_host": Key(str, "", "StunIP given in §8.9 (empty: public_host)."),
         "stun_port": Key(_optional_port, "", "StunPort given in §8.9 (empty: [stun] port)."),
         "firmware": Key(_firmware, "",
-                        "Newest firmware per model for §8.16/§8.17: MODEL VERSION ftp://user:pw@host:port/file "
-                        "items (model * matches any)."),
+                        "Newest firmware per model for §8.16/§8.17: MODEL VERSION ftp://user:pw@host:port/file items "
+                        "(model * matches any). Example: DS-2CD3T25-I3 V1.1.0 "
+                        "ftp://upg:secret@10.0.0.5:21/ds/V1.1.0.bin"),
     },
     "sms": {
         "backend": Key(_choice("log", "smgp"), "log",
@@ -440,10 +458,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "realm": Key(str, "GlobalEye", "Authentication realm shown to players (part of the Digest secret)."),
         "auth_peer_limit": Key(_count, "20",
                                "Failed authentications one source address (an IPv6 /64) may have within "
-                               "auth_peer_window seconds; after that its requests get 403 and are disconnected "
-                               "until older failures leave the window. 0: no limit per address. Wrong passwords "
-                               "also count per account, together with SOAP logins ([soap] login_slowdown_after, "
-                               "login_lockout_after, login_lockout)."),
+                               "auth_peer_window seconds; after that its requests get 403 and are disconnected until "
+                               "older failures leave the window. 0: no limit per address. Wrong passwords also count "
+                               "per account, together with SOAP logins ([soap] login_slowdown_after, "
+                               "login_lockout_after, login_lockout). Counted: a wrong password, an unknown user, a "
+                               "try on a locked account; not counted: a player's first request without credentials, "
+                               "a stale Digest nonce."),
         "auth_peer_window": Key(_positive, "300", "Seconds of the auth_peer_limit window (sliding)."),
         "linger": Key(_seconds, "5", "Seconds a camera stream stays up after its last viewer left."),
         "udp_timeout": Key(_positive, "5",
@@ -503,9 +523,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "ops": {
         "token": Key(operator_token, "",
-                     "Operator token for the operator pages on the HTTP site (/status/streams), sent as "
-                     "'Authorization: Bearer TOKEN' or as the password of HTTP Basic (any user name); at "
-                     "least 16 characters. Empty: the operator pages are not served at all."),
+                     "Operator pages on the HTTP site (today /status/streams: streams, accounts, DevIDs, viewer "
+                     "addresses). They are served only when a token is set, and only to requests that send "
+                     '"Authorization: Bearer TOKEN" (or HTTP Basic with any user name and TOKEN as password); at '
+                     'least 16 characters, e.g. from `python -c "import secrets; print(secrets.token_urlsafe(24))"`. '
+                     "Empty: the operator pages are not served at all. Use it over TLS or from the operator's own "
+                     "network only."),
     },
     "retention": {
         "exceptions": Key(_seconds, "30", "Days device exception reports are kept (0: for ever)."),

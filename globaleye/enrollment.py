@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from globaleye.accounts import RateLimiter
-from globaleye.proxy.auth import source_address
+from globaleye.peerkey import source_address
 
 #: Sources whose refusals are remembered for the summaries; beyond that the oldest are summarised.
 MAX_REFUSED_SOURCES = 10_000

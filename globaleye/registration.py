@@ -84,7 +84,10 @@ def _note_store_failure(owner: Any, what: str, dev_id: str, peer: str, error: Ba
 
 @attrs.frozen
 class RegistrationSettings:
-    """What REGISTER_RES tells a device, and the enrollment policy."""
+    """What REGISTER_RES tells a device, and the enrollment policy.
+
+    Filled from ``[gateway]`` and ``[enrollment]`` (globaleye.bindings); the defaults equal the
+    configuration's, which tests/test_config.py checks."""
 
     gateway_host: str
     gateway_port: int
@@ -95,14 +98,14 @@ class RegistrationSettings:
     backup_turn_host: str = ""
     backup_turn_port: int = 0
     ftp_host: str = ""
-    ftp_port: int = 0
+    ftp_port: int = 21
     ftp_account: str = ""
     ftp_password: str = ""
-    enrollment: str = "open"
+    enrollment: str = "closed"
     vendors: frozenset[str] = frozenset(f"{code}" for code in range(811, 825))
     register_interval: float = 300.0
-    peer_limit: int = 0  # open enrollment: new devices per source address (IPv6 /64) per limit_window
-    total_limit: int = 0  # open enrollment: new devices in all per limit_window
+    peer_limit: int = 20  # open enrollment: new devices per source address (IPv6 /64) per limit_window
+    total_limit: int = 200  # open enrollment: new devices in all per limit_window
     limit_window: float = 60.0
 
 

@@ -29,6 +29,7 @@ from twisted.web import resource
 
 from globaleye import __version__, logfile
 from globaleye.accounts import AccountService, AccountSettings
+from globaleye.bindings import settings
 from globaleye.clientapi import ClientApiSettings, GroupDirectory, McuApi
 from globaleye.config import Config, ConfigError, load_config
 from globaleye.crm import AllowAll, HttpCRM, HttpCRMSettings
@@ -176,93 +177,53 @@ class PlatformService(service.MultiService):
         self.store = store
         self.ports: dict[str, IListeningPort] = {}
         self._forgetting: Deferred[None] | None = None
-        lim = config["limits"]
         # Shared by every listener: per address, per role and in all (globaleye/netlimits.py).
-        self.limits = ConnectionLimits(reactor, LimitSettings(
-            per_address=lim["per_address"], total=lim["total"], headroom=lim["headroom"],
-            role_share=lim["role_share"], pressure=lim["pressure"], min_deadline=lim["min_deadline"],
-            log_interval=lim["log_interval"]))
-        kg = config["keyguard"]
+        self.limits = ConnectionLimits(reactor, settings(config, LimitSettings))
         # One throttle for every DevKey and password check of this process (docs/security.md).
-        self.keyguard = KeyGuard(reactor, KeyGuardSettings(
-            source_free=kg["source_free"], source_max=kg["source_max"], identity_free=kg["identity_free"],
-            identity_max=kg["identity_max"], pair_free=kg["pair_free"], trust_ttl=kg["trust_ttl"],
-            forget=kg["forget"], max_entries=kg["max_entries"]))
+        self.keyguard = KeyGuard(reactor, settings(config, KeyGuardSettings))
         g = config["gateway"]
-        self.gateway = Gateway(store, reactor, GatewaySettings(
-            heartbeat_timeout=g["heartbeat_timeout"], login_timeout=g["login_timeout"],
-            login_retry=g["login_retry"], command_timeout=g["command_timeout"], cloud_url=g["cloud_url"],
-            cloud_account=g["cloud_account"], cloud_password=g["cloud_password"],
-            reports_per_minute=g["reports_per_minute"], report_max_chars=g["report_max_chars"]), guard=self.keyguard)
+        self.gateway = Gateway(store, reactor, settings(config, GatewaySettings), guard=self.keyguard)
         public = config["globaleye"]["public_host"]
-        self.registrar = Registrar(store, reactor, RegistrationSettings(
-            gateway_host=public, gateway_port=g["port"], backup_gateway_host=g["backup_host"],
-            backup_gateway_port=g["backup_port"] or 0, turn_host=g["turn_host"] or public,
-            turn_port=g["turn_port"] or config["turn"]["port"], backup_turn_host=g["backup_turn_host"],
-            backup_turn_port=g["backup_turn_port"] or 0, ftp_host=g["ftp_host"], ftp_port=g["ftp_port"],
-            ftp_account=g["ftp_account"], ftp_password=g["ftp_password"],
-            enrollment=config["enrollment"]["mode"], vendors=config["enrollment"]["vendors"],
-            register_interval=g["register_interval"], peer_limit=config["enrollment"]["peer_limit"],
-            total_limit=config["enrollment"]["total_limit"], limit_window=config["enrollment"]["limit_window"]),
-            online=self.gateway.is_online, guard=self.keyguard)
+        self.registrar = Registrar(store, reactor, settings(
+            config, RegistrationSettings, gateway_host=public, backup_gateway_port=g["backup_port"] or 0,
+            turn_host=g["turn_host"] or public, turn_port=g["turn_port"] or config["turn"]["port"],
+            backup_turn_port=g["backup_turn_port"] or 0), online=self.gateway.is_online, guard=self.keyguard)
         self.redirector = Redirector(store, config["group"]["default_province_url"], reactor)
         so = config["soap"]
         r = config["rtsp"]
-        self.accounts = AccountService(store, reactor, AccountSettings(
-            session_idle_timeout=so["session_idle_timeout"], min_mcu_version=so["min_mcu_version"],
-            update_url=so["update_url"], max_devices=so["max_devices_per_account"],
-            sms_code_lifetime=so["sms_code_lifetime"], sms_code_attempts=so["sms_code_attempts"],
-            sms_interval=so["sms_interval"], sms_peer_limit=so["sms_peer_limit"],
-            sms_number_hourly=so["sms_number_hourly"], sms_number_daily=so["sms_number_daily"],
-            login_slowdown_after=so["login_slowdown_after"], login_lockout_after=so["login_lockout_after"],
-            login_lockout=so["login_lockout"], hashtoken_lifetime=so["hashtoken_lifetime"],
+        self.accounts = AccountService(store, reactor, settings(
             # RTSP Digest needs HA1 kept per account; with [rtsp] auth = basic (or none) none is kept.
-            digest_realm=r["realm"] if "digest" in r["auth"] else ""),
+            config, AccountSettings, digest_realm=r["realm"] if "digest" in r["auth"] else ""),
             sms_sender=self._sms_sender(config, reactor), crm=self._crm(config, reactor), guard=self.keyguard)
         # §6: this province's client of its group (configured, or this process's own group role).
         pr = config["province"]
         self.group_client: GroupClient | None = None
         if "gateway" in config.roles and (pr["group_url"] or "group" in config.roles):
-            self.group_client = GroupClient(ProvinceSettings(
-                group_url=pr["group_url"], province_no=pr["province_no"], cms_no=pr["cms_no"],
-                cms_password=pr["cms_password"], cms_ver=pr["cms_ver"], mcu_url=pr["mcu_url"],
-                register_url=pr["register_url"], timeout=pr["group_timeout"], retry_interval=pr["retry_interval"],
-                reconcile_interval=pr["reconcile_interval"], default_ipcam_num=so["max_devices_per_account"]),
-                reactor, store)
+            self.group_client = GroupClient(settings(config, ProvinceSettings), reactor, store)
         self.mcu_api = McuApi(self.accounts, store, self.gateway, ClientApiSettings(
             stun_host=so["stun_host"] or public, stun_port=so["stun_port"] or config["stun"]["port"],
             firmware=so["firmware"]), group=self.group_client)
         gr = config["group"]
         self.group_directory = GroupDirectory(gr["mcu_urls"], gr["default_mcu_url"], gr["cms_name"])
-        self.group_service = GroupService(store, reactor, GroupSettings(
-            provinces=gr["provinces"], mcu_android_url=gr["mcu_android_url"], mcu_android_ver=gr["mcu_android_ver"],
-            mcu_ios_url=gr["mcu_ios_url"], mcu_ios_ver=gr["mcu_ios_ver"], numbers=gr["province_numbers"],
-            mcu_urls=gr["mcu_urls"], auth_source_failures=gr["auth_source_failures"],
-            auth_province_failures=gr["auth_province_failures"], auth_window=gr["auth_window"],
-            auth_backoff=gr["auth_backoff"]), self.group_directory)
+        self.group_service = GroupService(store, reactor, settings(config, GroupSettings), self.group_directory)
         rt = config["retention"]
-        self.retention = Retention(store, reactor, RetentionSettings(
-            days={kind: rt[kind] for kind in RETENTION_KINDS}, interval=rt["interval"], batch=rt["batch"]))
+        self.retention = Retention(store, reactor, settings(
+            config, RetentionSettings, days={kind: rt[kind] for kind in RETENTION_KINDS}))
         self.retention.setServiceParent(self)
         self.stun: StunService | None = None
         self.turn: TurnService | None = None
         if "stun" in config.roles:
             st = config["stun"]
-            self.stun = StunService(StunServerConfig(
-                interface=st["interface"], port=st["port"], alternate_interface=st["alternate_interface"] or None,
-                alternate_port=st["alternate_port"], software=SOFTWARE),
+            self.stun = StunService(settings(
+                config, StunServerConfig, alternate_interface=st["alternate_interface"] or None, software=SOFTWARE),
                 _LimitedListens(reactor, self.limits, "stun-tcp"))
             self.stun.setServiceParent(self)
         if "turn" in config.roles:
             t = config["turn"]
-            turn_config = TurnServerConfig(
-                interface=t["interface"], port=t["port"], tls_port=t["tls_port"], tls_cert=t["tls_cert"] or None,
-                tls_key=t["tls_key"] or None, realm=t["realm"], relay_interface=t["relay_interface"] or t["interface"],
-                external_ip=t["external_ip"] or None, relay_ports=t["relay_ports"], users=t["users"],
-                shared_secret=t["shared_secret"] or None, allow_peers=t["allow_peers"], deny_peers=t["deny_peers"],
-                user_quota=t["user_quota"], total_quota=t["total_quota"], max_bps=t["max_bps"] or None,
-                software=SOFTWARE, stream_first_message_timeout=lim["turn_first_message_timeout"],
-                stream_auth_timeout=lim["turn_auth_timeout"],
+            turn_config = settings(
+                config, TurnServerConfig, tls_cert=t["tls_cert"] or None, tls_key=t["tls_key"] or None,
+                relay_interface=t["relay_interface"] or t["interface"], external_ip=t["external_ip"] or None,
+                shared_secret=t["shared_secret"] or None, max_bps=t["max_bps"] or None, software=SOFTWARE,
                 class_quotas={NEW_DEVICE_CLASS: t["new_device_quota"]})
             lookups: list[Any] = [default_lookup(turn_config, reactor)]
             if t["tls_port"] is not None:  # TURN over TLS with the platform's one TLS profile
@@ -291,11 +252,7 @@ class PlatformService(service.MultiService):
         sms = config["sms"]
         if sms["backend"] != "smgp":
             return LogSender()
-        sender = SMGPSender(SMGPSettings(
-            host=sms["host"], port=sms["port"], client_id=sms["client_id"], secret=sms["secret"],
-            src_term_id=sms["src_term_id"], service_id=sms["service_id"], submit_timeout=sms["submit_timeout"],
-            active_test_interval=sms["active_test_interval"], long_mode=sms["long_mode"],
-            verify_server=sms["verify_server"]), reactor)
+        sender = SMGPSender(settings(config, SMGPSettings), reactor)
         sender.setServiceParent(self)  # connects, logs in and keeps the session while the platform runs
         return sender
 
@@ -303,8 +260,7 @@ class PlatformService(service.MultiService):
         crm = config["crm"]
         if crm["backend"] != "http":
             return AllowAll()
-        return HttpCRM(HttpCRMSettings(url=crm["url"], method=crm["method"], timeout=crm["timeout"],
-                                       fail_open=crm["fail_open"]), reactor)
+        return HttpCRM(settings(config, HttpCRMSettings), reactor)
 
     def port_of(self, role: str) -> int:
         address: Any = self.ports[role].getHost()

@@ -376,7 +376,7 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
     camera = Child(reactor, [me, "--camera-child", f"http://127.0.0.1:{platform.port_of('http')}/register",
                              "--bit-rate", str(args.bit_rate)])
     online = await camera.answer()
-    while not (platform.gateway.live.get(DEV) and platform.gateway.live[DEV].addresses.rtsp_turn_relay_port):
+    while not ((addresses := platform.gateway.live_addresses(DEV)) and addresses.rtsp_turn_relay_port):
         await deferLater(reactor, 0.1, lambda: None)
     factory = platform.rtsp_proxy.factory  # type: ignore[union-attr]
     port = platform.port_of("rtsp")

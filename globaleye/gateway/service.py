@@ -124,6 +124,10 @@ class Gateway:
     def is_online(self, dev_id: str) -> bool:
         return dev_id in self.sessions
 
+    def online_devices(self) -> list[str]:
+        """The DevIDs of the devices logged in now."""
+        return list(self.sessions)
+
     def live_addresses(self, dev_id: str) -> DeviceAddresses | None:
         """The addresses the online device last reported (login or heartbeat); None when offline."""
         state = self.live.get(dev_id)

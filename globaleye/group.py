@@ -1,6 +1,6 @@
 """The group platform's side of §6 (province ↔ group) and its §9.1 answer, as SOAP handlers.
 
-SOAP-free like :mod:`globaleye.clientapi`: :meth:`GroupService.handle` takes the
+Without XML, like the client API's face :mod:`globaleye.clientapi`: :meth:`GroupService.handle` takes the
 decoded values of a ``/soap/group`` operation and returns the answer's values.
 
 Why it looks like this:

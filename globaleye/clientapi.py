@@ -76,10 +76,6 @@ class McuApi:
             **{operation: self._authed(operation, handler) for operation, handler in authed.items()},
         }
 
-    @property
-    def settings(self) -> ClientApiSettings:
-        return self.services.media.settings
-
     async def handle(self, operation: str, values: Values, peer: str) -> Values:
         return await self.handlers[operation](values, peer)
 
@@ -320,4 +316,5 @@ class GroupDirectory:
         return result
 
 
+# ClientApiSettings moved to globaleye.app.settings; re-exported here for `cfg` (tap.py's settings) until merged.
 __all__ = ["ClientApiSettings", "DeviceRefused", "GroupDirectory", "McuApi"]

@@ -13,18 +13,17 @@ checked (Result 2 without one) and audit-logged with the account and the peer.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.logger import Logger
 
-from globaleye.accounts import MOBILE, OK, LoginSession
+from globaleye.accounts import OK, LoginSession
 from globaleye.app import ClientServices
 from globaleye.app.control import VideoParams
 from globaleye.app.devices import DeviceEntry
 from globaleye.app.errors import (
     NO_DEVICE,
-    OTHER,
     AppError,
     DeviceOffline,
     InvalidRequest,
@@ -293,28 +292,5 @@ def _devices(entries: tuple[DeviceEntry, ...]) -> list[Values]:
              "Video": [{"StreamType": v.stream_type, "FrameSize": v.frame_size} for v in e.videos]} for e in entries]
 
 
-class GroupDirectory:
-    """§9.1: which province serves a mobile number, from a configured prefix table."""
-
-    log = Logger()
-
-    def __init__(self, prefixes: Mapping[str, str], default_url: str, cms_name: str) -> None:
-        self.prefixes = dict(prefixes)
-        self.default_url = default_url
-        self.cms_name = cms_name
-
-    async def handle(self, operation: str, values: Values, peer: str) -> Values:
-        mobile = values["MobileTel"]
-        if not MOBILE.match(mobile):
-            result: Values = {"Result": OTHER}
-        else:
-            matches = [p for p in self.prefixes if mobile.startswith(p)]
-            url = self.prefixes[max(matches, key=len)] if matches else self.default_url
-            result = {"Result": OK, "McuUrl": url, "CmsName": self.cms_name} if url else {"Result": 1}
-        self.log.info("audit: get-mcu-url account={account} peer={peer} result={result} {url}", account=mobile,
-                      peer=peer, result=result["Result"], url=result.get("McuUrl", ""))
-        return result
-
-
 # ClientApiSettings moved to globaleye.app.settings; re-exported here for `cfg` (tap.py's settings) until merged.
-__all__ = ["ClientApiSettings", "DeviceRefused", "GroupDirectory", "McuApi"]
+__all__ = ["ClientApiSettings", "DeviceRefused", "McuApi"]

@@ -31,12 +31,12 @@ from globaleye import __version__, logfile
 from globaleye.accounts import AccountService, AccountSettings
 from globaleye.app import ClientApiSettings, build_services
 from globaleye.app.ports import StreamBoard
-from globaleye.clientapi import GroupDirectory, McuApi
+from globaleye.clientapi import McuApi
 from globaleye.config import Config, ConfigError, load_config
 from globaleye.crm import AllowAll, HttpCRM, HttpCRMSettings
 from globaleye.deviceweb import XMLPostResource
 from globaleye.gateway import Gateway, GatewaySettings
-from globaleye.group import GroupService, GroupSettings, province_key
+from globaleye.group import GroupDirectory, GroupService, GroupSettings, province_key
 from globaleye.groupclient import GroupClient, ProvinceSettings
 from globaleye.httpsite import LimitedSite
 from globaleye.httpsite import established as http_established

@@ -85,7 +85,7 @@ async def serve(db: str) -> None:
     done: Deferred[None] = Deferred()
 
     async def drive(rate: float, seconds: float) -> dict[str, Any]:
-        devices = list(gateway.sessions)
+        devices = gateway.online_devices()
         rtts: list[float] = []
         errors = [0]
         pending = []
@@ -126,7 +126,7 @@ async def serve(db: str) -> None:
         def lineReceived(self, line: bytes) -> None:
             words = line.decode().split()
             if words[0] == "status":
-                self.reply({"sessions": len(gateway.sessions), "rss_kib": rss_kib(os.getpid()),
+                self.reply({"sessions": len(gateway.online_devices()), "rss_kib": rss_kib(os.getpid()),
                             "counters": gateway.counters})
             elif words[0] == "commands":
                 Deferred.fromCoroutine(drive(float(words[1]), float(words[2]))).addCallback(self.reply)

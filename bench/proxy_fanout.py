@@ -366,7 +366,7 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
     platform = PlatformService(parse_config(CONFIG), SQLiteStore(":memory:"), reactor)
     platform.startService()
     turn_port = platform.turn.addresses["udp"][1] if platform.turn is not None else 0
-    platform.mcu_api.settings = attrs.evolve(platform.mcu_api.settings, stun_host="127.0.0.1", stun_port=turn_port)
+    platform.client.media.settings = attrs.evolve(platform.client.media.settings, stun_host="127.0.0.1", stun_port=turn_port)
     now = reactor.seconds()
     await platform.store.create_account(Account(MOBILE, await platform.accounts.hash_password(PASSWORD), now, now))
     await platform.store.enroll_device(Device(dev_id=DEV, dev_key=device_key(SEED, DEV)))
@@ -376,7 +376,7 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
     camera = Child(reactor, [me, "--camera-child", f"http://127.0.0.1:{platform.port_of('http')}/register",
                              "--bit-rate", str(args.bit_rate)])
     online = await camera.answer()
-    while not (platform.gateway.live.get(DEV) and platform.gateway.live[DEV].addresses.rtsp_turn_relay_port):
+    while not ((addresses := platform.gateway.live_addresses(DEV)) and addresses.rtsp_turn_relay_port):
         await deferLater(reactor, 0.1, lambda: None)
     factory = platform.rtsp_proxy.factory  # type: ignore[union-attr]
     port = platform.port_of("rtsp")

@@ -1,6 +1,6 @@
 """The group platform's side of §6 (province ↔ group) and its §9.1 answer, as SOAP handlers.
 
-SOAP-free like :mod:`globaleye.clientapi`: :meth:`GroupService.handle` takes the
+Without XML, like the client API's face :mod:`globaleye.clientapi`: :meth:`GroupService.handle` takes the
 decoded values of a ``/soap/group`` operation and returns the answer's values.
 
 Why it looks like this:
@@ -44,7 +44,6 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from globaleye.accounts import MOBILE
-from globaleye.clientapi import GroupDirectory
 from globaleye.store import OPEN_OK, AuditRecord, ProvinceReport, Store, Subscriber
 
 OK, NO_PLATFORM, BAD_PASSWORD, NO_SUBJECT, WRONG_KEY, OTHER = 0, 1, 2, 3, 4, 255
@@ -197,6 +196,29 @@ class AuthThrottle:
             del table[key]
         while len(table) >= self.MAX_ENTRIES:
             del table[next(iter(table))]
+
+
+class GroupDirectory:
+    """§9.1: which province serves a mobile number, from a configured prefix table."""
+
+    log = Logger()
+
+    def __init__(self, prefixes: Mapping[str, str], default_url: str, cms_name: str) -> None:
+        self.prefixes = dict(prefixes)
+        self.default_url = default_url
+        self.cms_name = cms_name
+
+    async def handle(self, operation: str, values: Values, peer: str) -> Values:
+        mobile = values["MobileTel"]
+        if not MOBILE.match(mobile):
+            result: Values = {"Result": OTHER}
+        else:
+            matches = [p for p in self.prefixes if mobile.startswith(p)]
+            url = self.prefixes[max(matches, key=len)] if matches else self.default_url
+            result = {"Result": OK, "McuUrl": url, "CmsName": self.cms_name} if url else {"Result": 1}
+        self.log.info("audit: get-mcu-url account={account} peer={peer} result={result} {url}", account=mobile,
+                      peer=peer, result=result["Result"], url=result.get("McuUrl", ""))
+        return result
 
 
 class GroupService:

@@ -29,13 +29,15 @@ from twisted.web import resource
 
 from globaleye import __version__, logfile
 from globaleye.accounts import AccountService, AccountSettings
+from globaleye.app import ClientApiSettings, build_services
+from globaleye.app.ports import StreamBoard
 from globaleye.bindings import settings
-from globaleye.clientapi import ClientApiSettings, GroupDirectory, McuApi
+from globaleye.clientapi import McuApi
 from globaleye.config import Config, ConfigError, load_config
 from globaleye.crm import AllowAll, HttpCRM, HttpCRMSettings
 from globaleye.deviceweb import XMLPostResource
 from globaleye.gateway import Gateway, GatewaySettings
-from globaleye.group import GroupService, GroupSettings, province_key
+from globaleye.group import GroupDirectory, GroupService, GroupSettings, province_key
 from globaleye.groupclient import GroupClient, ProvinceSettings
 from globaleye.httpsite import LimitedSite
 from globaleye.httpsite import established as http_established
@@ -200,9 +202,12 @@ class PlatformService(service.MultiService):
         self.group_client: GroupClient | None = None
         if "gateway" in config.roles and (pr["group_url"] or "group" in config.roles):
             self.group_client = GroupClient(settings(config, ProvinceSettings), reactor, store)
-        self.mcu_api = McuApi(self.accounts, store, self.gateway, ClientApiSettings(
+        # The application layer (globaleye.app) and its SOAP face; the stream-status board is
+        # filled by the RTSP proxy below when this process runs one (GetStreamStatus).
+        self.client = build_services(self.accounts, store, self.gateway, ClientApiSettings(
             stun_host=so["stun_host"] or public, stun_port=so["stun_port"] or config["stun"]["port"],
-            firmware=so["firmware"]), group=self.group_client)
+            firmware=so["firmware"]), group=self.group_client, streams=StreamBoard())
+        self.mcu_api = McuApi(self.client)
         gr = config["group"]
         self.group_directory = GroupDirectory(gr["mcu_urls"], gr["default_mcu_url"], gr["cms_name"])
         self.group_service = GroupService(store, reactor, settings(config, GroupSettings), self.group_directory)
@@ -240,13 +245,13 @@ class PlatformService(service.MultiService):
         self.rtsp_proxy: RtspProxyService | None = None
         if "rtsp" in config.roles:
             self.rtsp_proxy = RtspProxyService(
-                self.mcu_api, reactor, auth=r["auth"], realm=r["realm"], auth_peer_limit=r["auth_peer_limit"],
+                self.accounts, self.client.devices, self.client.media, self.gateway, reactor,
+                streams=self.client.streams, auth=r["auth"], realm=r["realm"], auth_peer_limit=r["auth_peer_limit"],
                 auth_peer_window=r["auth_peer_window"], linger=r["linger"],
                 udp_timeout=r["udp_timeout"], connect_timeout=r["connect_timeout"], max_viewers=r["max_viewers"],
                 stall_timeout=r["stall_timeout"], recover_timeout=r["recover_timeout"],
                 media_timeout=r["media_timeout"])
             self.rtsp_proxy.setServiceParent(self)
-            self.mcu_api.streams = self.rtsp_proxy.factory.device_streams  # GetStreamStatus
 
     def _sms_sender(self, config: Config, reactor: Any) -> Any:
         sms = config["sms"]
@@ -425,8 +430,7 @@ class PlatformService(service.MultiService):
         for role, port in list(self.ports.items()):
             await maybeDeferred(port.stopListening)
             self.log.info("{role} stopped listening", role=role)
-        for session in list(self.gateway.sessions.values()):
-            session.close("platform shutting down")
+        self.gateway.close_all("platform shutting down")
         if self.group_client is not None:
             await self.group_client.stop()
         self.limits.stop()

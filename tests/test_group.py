@@ -183,7 +183,7 @@ class GroupProvinceTests(TestCase):
         self.assertIn(("notify-device-usage", 255), refused)
 
         # §6.3 and §6.4 reach the group: B changes the user's DevNum, then the user closes the account.
-        self.assertTrue(await b.mcu_api.change_service("18900000001", 8))
+        self.assertTrue(await b.client.accounts.change_service("18900000001", 8))
         self.assertEqual((await self.call(b_mcu, "Login", Account="18900000001", Password=PASSWORD,
                                           Version="1.0")).DevNum, 8)
         await self._until_subscriber(group, "18900000001", lambda s: s is not None and s.ipcam_num == 8)

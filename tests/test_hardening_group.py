@@ -17,9 +17,8 @@ from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from globaleye.clientapi import GroupDirectory
 from globaleye.config import parse_config
-from globaleye.group import GroupService, GroupSettings
+from globaleye.group import GroupDirectory, GroupService, GroupSettings
 from globaleye.groupclient import GroupClient, ProvinceSettings
 from globaleye.soap.client import parse_response, request_envelope
 from globaleye.soap.envelope import SoapFault

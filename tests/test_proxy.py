@@ -84,8 +84,8 @@ class ProxyHarness:
         self.test.addCleanup(self.platform.stopService)
         turn_port = self.platform.turn.addresses["udp"][1] if self.platform.turn is not None else 0
         # §8.9 StunIP/StunPort: the TURN role answers Binding too.
-        self.platform.mcu_api.settings = attrs.evolve(self.platform.mcu_api.settings, stun_host="127.0.0.1",
-                                                      stun_port=turn_port)
+        self.platform.client.media.settings = attrs.evolve(self.platform.client.media.settings, stun_host="127.0.0.1",
+                                                            stun_port=turn_port)
         self.fleet = Fleet(reactor, register_url=f"http://127.0.0.1:{self.platform.port_of('http')}/register",
                            timing=Timing(backoff_initial=0.05), http=http_client())
         self.test.addCleanup(self.fleet.stop)

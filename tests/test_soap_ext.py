@@ -19,7 +19,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from globaleye.accounts import RecordingSmsSender
-from globaleye.clientapi import window_rules
+from globaleye.app.recording import window_rules
 from globaleye.clock import protocol_time
 from globaleye.protocol import messages as m
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key

@@ -124,6 +124,25 @@ class Gateway:
     def is_online(self, dev_id: str) -> bool:
         return dev_id in self.sessions
 
+    def online_devices(self) -> list[str]:
+        """The DevIDs of the devices logged in now."""
+        return list(self.sessions)
+
+    def live_addresses(self, dev_id: str) -> DeviceAddresses | None:
+        """The addresses the online device last reported (login or heartbeat); None when offline."""
+        state = self.live.get(dev_id)
+        return state.addresses if state is not None else None
+
+    def live_version(self, dev_id: str) -> str | None:
+        """The firmware version the online device logged in with; None when offline."""
+        state = self.live.get(dev_id)
+        return state.dev_ver if state is not None else None
+
+    def close_all(self, why: str) -> None:
+        """Close every device session (the platform is stopping)."""
+        for session in list(self.sessions.values()):
+            session.close(why)
+
     async def command(self, dev_id: str, request: m.Message, timeout: float | None = None) -> Any:
         """Send a platform→device request (60H–7BH) and return the device's response."""
         session = self.sessions.get(dev_id)

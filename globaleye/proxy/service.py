@@ -1,7 +1,9 @@
 """The ``rtsp`` role: the proxy as a Twisted service, and its status page.
 
-Built from the platform's own objects (the McuApi's store, gateway and accounts), so
-the proxy sees the same bindings, online cameras and addresses as the client API.
+Built from the platform's own application services (accounts, devices, media) and the
+gateway, so the proxy sees the same bindings, online cameras and addresses as the client
+API; it attaches itself to the :class:`~globaleye.app.ports.StreamBoard` the media service
+reads GetStreamStatus from.
 ``PlatformService`` listens on ``[rtsp] port`` with :attr:`factory` and mounts
 :meth:`status_resource` at ``/status/streams`` on the HTTP site, behind the operator token
 (``[ops] token``, :mod:`globaleye.ops`), and not at all without one.
@@ -15,6 +17,10 @@ from typing import Any
 from twisted.application import service
 from twisted.web import resource
 
+from globaleye.accounts import AccountService
+from globaleye.app.devices import DeviceService
+from globaleye.app.media import MediaService
+from globaleye.app.ports import DeviceGateway, StreamBoard
 from globaleye.proxy.auth import PEER_LIMIT, PEER_WINDOW, AccountAuthenticator
 from globaleye.proxy.paths import PathSettings
 from globaleye.proxy.platform import PlatformDirectory
@@ -22,20 +28,24 @@ from globaleye.proxy.server import RtspProxyFactory
 
 
 class RtspProxyService(service.Service):
-    def __init__(self, mcu_api: Any, reactor: Any, *, auth: tuple[str, ...] = ("digest",), realm: str = "GlobalEye",
+    def __init__(self, accounts: AccountService, devices: DeviceService, media: MediaService,
+                 gateway: DeviceGateway, reactor: Any, *, streams: StreamBoard | None = None,
+                 auth: tuple[str, ...] = ("digest",), realm: str = "GlobalEye",
                  auth_peer_limit: int = PEER_LIMIT, auth_peer_window: float = PEER_WINDOW,
                  linger: float = 5.0, udp_timeout: float = 5.0, connect_timeout: float = 3.0,
                  max_viewers: int = 1000, stall_timeout: float = 10.0, recover_timeout: float = 30.0,
                  media_timeout: float = 10.0) -> None:
         # Guessing limits: per account shared with SOAP logins, per address here (globaleye.proxy.auth).
-        self.authenticator = AccountAuthenticator(mcu_api.accounts, auth, realm, clock=reactor,
+        self.authenticator = AccountAuthenticator(accounts, auth, realm, clock=reactor,
                                                   peer_limit=auth_peer_limit, peer_window=auth_peer_window)
         self.factory = RtspProxyFactory(
-            PlatformDirectory(mcu_api), self.authenticator, reactor,
+            PlatformDirectory(devices, media, gateway), self.authenticator, reactor,
             paths=PathSettings(connect_timeout=connect_timeout, udp_timeout=udp_timeout,
                                media_timeout=max(udp_timeout, connect_timeout)),
             linger=linger, max_viewers=max_viewers, stall_timeout=stall_timeout,
             recover_timeout=recover_timeout, media_timeout=media_timeout)
+        if streams is not None:
+            streams.attach(self.factory)  # GetStreamStatus
 
     def stopService(self) -> Any:
         self.factory.stop()

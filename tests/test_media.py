@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.media import rtp
-from globaleye.media.source import (
+from globaleye.sim.media.source import (
     LoopParams,
     MediaLibrary,
     RecordingName,

@@ -27,15 +27,16 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.media import h264, mpegts, rtp
-from globaleye.media.recording import (
+from globaleye.rtsp.message import InterleavedFrame, RtspParser
+from globaleye.sim.media.recording import (
     Gop,
     Recording,
     RecordingParams,
     index_recording,
     write_generated_recording,
 )
-from globaleye.media.source import MediaLibrary, default_library
-from globaleye.rtsp.camera import (
+from globaleye.sim.media.source import MediaLibrary, default_library
+from globaleye.sim.rtsp.server import (
     OneTimeTokens,
     RecordingPlayer,
     RtspCamera,
@@ -43,7 +44,6 @@ from globaleye.rtsp.camera import (
     parse_url,
     state_recordings,
 )
-from globaleye.rtsp.message import InterleavedFrame, RtspParser
 from globaleye.sim.state import CameraState
 from tests.test_rtsp_camera import (
     DEV,

@@ -41,7 +41,7 @@ import numpy as np
 from globaleye.media import rtp
 
 if TYPE_CHECKING:
-    from globaleye.media.recording import Recording
+    from globaleye.sim.media.recording import Recording
 
 #: Bump when the generated picture or encoder settings change, to invalidate disk caches.
 GENERATOR_VERSION = 1
@@ -499,7 +499,7 @@ class MediaLibrary:
         use :meth:`recording_async`.  Every camera's recordings of this length share
         the returned object (one file, one index, one descriptor).
         """
-        from globaleye.media.recording import (
+        from globaleye.sim.media.recording import (
             Recording,
             RecordingError,
             RecordingParams,
@@ -636,7 +636,7 @@ def write_recording(loop: VideoLoop, path: str | Path, seconds: float = RECORDIN
     """Mux *seconds* of the loop into a real MPEG-TS file (H.264 copied, nothing encoded).
 
     A quick TS file of the live picture, for tools and tests.  The recordings a camera
-    plays back are made by :mod:`globaleye.media.recording` (a picture that shows its
+    plays back are made by :mod:`globaleye.sim.media.recording` (a picture that shows its
     position in the file, and AAC audio).  Written to a temporary name and renamed, so
     readers never see a partial file.
     """

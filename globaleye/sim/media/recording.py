@@ -16,7 +16,7 @@ player reads.  Playback sends it as RFC 3640 (mpeg4-generic) from the file.
 **Shared by reference.**  A camera's 72H listing names up to 288 files a day per
 channel, and a simulator runs thousands of cameras: all of their recordings of the
 same length are *the same file*, written once into the media cache (write-then-rename)
-by :meth:`globaleye.media.source.MediaLibrary.recording` and indexed once.
+by :meth:`globaleye.sim.media.source.MediaLibrary.recording` and indexed once.
 
 **Why an index and positioned reads** (rather than a demuxer per session running in
 a thread): the index (one pass over the file with :class:`~globaleye.media.mpegts.TsDemuxer`,
@@ -53,7 +53,7 @@ import attrs
 import numpy as np
 
 from globaleye.media import h264, mpegts, rtp
-from globaleye.media.source import (
+from globaleye.sim.media.source import (
     DEFAULT_FPS,
     MAIN_SIZE,
     RECORDING_SECONDS,

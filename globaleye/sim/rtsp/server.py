@@ -18,11 +18,11 @@ connection (or bound to a session) is not re-sent to the platform for the later
 requests of the same play-out (SETUP, PLAY carry the same URL and token), since the
 platform invalidates it on first use.
 
-Live media are pre-encoded loops (:mod:`globaleye.media.source`), one per encoding the
+Live media are pre-encoded loops (:mod:`globaleye.sim.media.source`), one per encoding the
 camera's ``live_encoding`` asks for (the simulator: its 60H settings); a loop not made yet is
 encoded in a worker thread while DESCRIBE waits, and a session keeps the loop its SDP
 announced until it ends (a 60H change reaches the next session).  Playback reads the
-recording's real MPEG-TS file (:mod:`globaleye.media.recording`: indexed once, read one
+recording's real MPEG-TS file (:mod:`globaleye.sim.media.recording`: indexed once, read one
 GOP ahead in a worker thread).  Both are paced by the reactor clock (``callLater`` at
 frame times, never blocking).  Over TCP the protocol is the transport's streaming
 producer: when the socket buffer fills, Twisted pauses us and frames are dropped until
@@ -55,18 +55,6 @@ from zope.interface import implementer
 
 from globaleye.media import rtp
 from globaleye.media.mpegts import TS_CLOCK
-from globaleye.media.recording import Gop, Picture, Recording, RecordingIndex
-from globaleye.media.source import (
-    MAIN_PARAMS,
-    RECORDING_SECONDS,
-    SUB_PARAMS,
-    AudioLoop,
-    LoopParams,
-    MediaLibrary,
-    RecordingName,
-    VideoLoop,
-    default_library,
-)
 from globaleye.rtsp.message import (
     InterleavedFrame,
     RtspCodecError,
@@ -79,6 +67,18 @@ from globaleye.rtsp.message import (
     parse_transport,
 )
 from globaleye.rtsp.serving import IDLE_TIMEOUT, RtspServerConnection, redact
+from globaleye.sim.media.recording import Gop, Picture, Recording, RecordingIndex
+from globaleye.sim.media.source import (
+    MAIN_PARAMS,
+    RECORDING_SECONDS,
+    SUB_PARAMS,
+    AudioLoop,
+    LoopParams,
+    MediaLibrary,
+    RecordingName,
+    VideoLoop,
+    default_library,
+)
 from globaleye.sim.stun import BindingTransactions
 from globaleye.urls import is_ipv6, sdp_address
 
@@ -748,7 +748,7 @@ class RecordingPlayer:
     frames (Scale 1 only) are due and stamped by their own PTS, on the audio clock.
 
     The file is read one GOP at a time through ``read_gop`` (the factory's: a worker
-    thread, see :mod:`globaleye.media.recording` for why), one GOP ahead of the one
+    thread, see :mod:`globaleye.sim.media.recording` for why), one GOP ahead of the one
     being sent, so a session holds at most two GOPs.  A read that is late holds the
     timeline (``t0`` moves by the wait; nothing is skipped or burst).  A reactor stall
     of more than ``MAX_LATE_FRAMES`` pictures drops what fell due meanwhile and

@@ -34,14 +34,14 @@ from globaleye.rtsp.message import InterleavedFrame, RtspParser, RtspResponse
 from globaleye.sim.fleet import DEFAULT_LOOPS, live_encoding
 from globaleye.sim.media import source as source_module
 from globaleye.sim.media.source import MAIN_PARAMS, LoopParams, MediaLibrary
+from globaleye.sim.rtsp.players import Player
 from globaleye.sim.rtsp.server import (
     LiveEncoding,
-    OneTimeTokens,
-    Player,
     RtspCamera,
     RtspCameraFactory,
     RtspCameraProtocol,
 )
+from globaleye.sim.rtsp.urls import OneTimeTokens
 from globaleye.sim.state import FRAME_SIZE_PIXELS, SUPPORTED_FRAME_SIZES, CameraState, VideoParams
 from tests.test_rtsp_camera import RawClient
 from tests.util import CameraOnPlatform, Result, run, until

@@ -36,14 +36,9 @@ from globaleye.sim.media.recording import (
     write_generated_recording,
 )
 from globaleye.sim.media.source import MediaLibrary, default_library
-from globaleye.sim.rtsp.server import (
-    OneTimeTokens,
-    RecordingPlayer,
-    RtspCamera,
-    RtspCameraFactory,
-    parse_url,
-    state_recordings,
-)
+from globaleye.sim.rtsp.players import RecordingPlayer
+from globaleye.sim.rtsp.server import RtspCamera, RtspCameraFactory
+from globaleye.sim.rtsp.urls import OneTimeTokens, parse_url, state_recordings
 from globaleye.sim.state import CameraState
 from tests.test_rtsp_camera import (
     DEV,

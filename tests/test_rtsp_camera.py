@@ -30,14 +30,8 @@ from globaleye.rtsp.message import (
     parse_transport,
 )
 from globaleye.sim.media.source import default_library
-from globaleye.sim.rtsp.server import (
-    OneTimeTokens,
-    RtspCamera,
-    RtspCameraFactory,
-    RtspCameraProtocol,
-    platform_verifier,
-    state_recordings,
-)
+from globaleye.sim.rtsp.server import RtspCamera, RtspCameraFactory, RtspCameraProtocol
+from globaleye.sim.rtsp.urls import OneTimeTokens, platform_verifier, state_recordings
 from globaleye.sim.state import CameraState
 from tests.util import Result, run
 

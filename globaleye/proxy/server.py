@@ -31,6 +31,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from globaleye.media.names import RecordingName
 from globaleye.peerkey import source_address
 from globaleye.proxy.auth import (
     AccountAuthenticator,
@@ -52,7 +53,6 @@ from globaleye.rtsp.message import (
     parse_transport,
 )
 from globaleye.rtsp.serving import IDLE_TIMEOUT, RtspServerConnection
-from globaleye.sim.media.source import RecordingName
 from txturn.logsummary import LogSummary
 
 PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"

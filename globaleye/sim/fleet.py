@@ -24,13 +24,8 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from globaleye.protocol import messages as m
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.media.source import LoopParams, MediaLibrary, default_library
-from globaleye.sim.rtsp.server import (
-    LiveEncoding,
-    RtspCamera,
-    RtspCameraFactory,
-    platform_verifier,
-    state_recordings,
-)
+from globaleye.sim.rtsp.server import LiveEncoding, RtspCamera, RtspCameraFactory
+from globaleye.sim.rtsp.urls import platform_verifier, state_recordings
 from globaleye.sim.state import CameraState, VideoParams, default_video
 from globaleye.sim.upnp import CameraPortMapping, IgdClient, UpnpSettings
 

@@ -53,7 +53,7 @@ import attrs
 import numpy as np
 
 from globaleye.media import h264, mpegts, rtp
-from globaleye.sim.media.source import (
+from globaleye.sim.media.pattern import (
     DEFAULT_FPS,
     MAIN_SIZE,
     RECORDING_SECONDS,

@@ -11,6 +11,9 @@ import re
 
 import attrs
 
+#: §7.1: a device records in 5-minute files.
+RECORDING_SECONDS = 300
+
 #: §7.1: DevID_ChannelNo_YYYYMMDDHHMMSS.ts
 RECORDING_NAME = re.compile(r"^(?P<dev>[0-9A-Za-z]{1,32})_(?P<ch>\d{1,3})_(?P<ts>\d{14})\.ts$")
 

@@ -18,7 +18,6 @@ MAIN_SIZE = (1280, 720)
 SUB_SIZE = (352, 288)  # CIF
 DEFAULT_FPS = 25
 DEFAULT_LOOP_SECONDS = 4
-RECORDING_SECONDS = 300  # §7.1: 5-minute files
 
 
 def _seven_segment(digit: str) -> str:

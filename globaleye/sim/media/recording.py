@@ -53,10 +53,10 @@ import attrs
 import numpy as np
 
 from globaleye.media import h264, mpegts, rtp
+from globaleye.media.names import RECORDING_SECONDS
 from globaleye.sim.media.pattern import (
     DEFAULT_FPS,
     MAIN_SIZE,
-    RECORDING_SECONDS,
     diagonal_gradient,
     draw_digits,
     tone_samples,

@@ -36,11 +36,11 @@ import attrs
 import numpy as np
 
 from globaleye.media import rtp
+from globaleye.media.names import RECORDING_SECONDS
 from globaleye.sim.media.pattern import (
     DEFAULT_FPS,
     DEFAULT_LOOP_SECONDS,
     MAIN_SIZE,
-    RECORDING_SECONDS,
     SUB_SIZE,
     diagonal_gradient,
     draw_digits,

@@ -48,7 +48,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from globaleye.media import rtp
-from globaleye.media.names import RecordingName
+from globaleye.media.names import RECORDING_SECONDS, RecordingName
 from globaleye.rtsp.message import (
     InterleavedFrame,
     RtspCodecError,
@@ -63,7 +63,6 @@ from globaleye.rtsp.serving import IDLE_TIMEOUT, RtspServerConnection, redact
 from globaleye.sim.media.recording import Gop, Recording
 from globaleye.sim.media.source import (
     MAIN_PARAMS,
-    RECORDING_SECONDS,
     SUB_PARAMS,
     AudioLoop,
     LoopParams,

@@ -21,9 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
-from globaleye.sim.media.source import (
-    RECORDING_SECONDS,
-)
+from globaleye.media.names import RECORDING_SECONDS
 
 Kind = Literal["live", "playback"]
 #: ``async def verify(kind, dev_id, channel_no, stream_type_or_filename, token) -> bool``.

@@ -87,6 +87,7 @@ class PlatformWithoutMediaLibrariesTests(TestCase):
         ini.write_text(ALL_ROLES.format(data_dir=workdir / "state"), encoding="utf-8")
         script = textwrap.dedent(f"""
             import globaleye.cli, globaleye.proxy.server, globaleye.tap, twisted.plugins.globaleye_plugin
+            import globaleye.media.names, globaleye.media.tsfile  # what the platform may share with sim/
             from twisted.internet import reactor
             from globaleye.config import load_config
             from globaleye.store.sqlite import SQLiteStore

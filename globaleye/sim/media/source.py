@@ -37,6 +37,7 @@ import numpy as np
 
 from globaleye.media import rtp
 from globaleye.media.names import RECORDING_SECONDS
+from globaleye.media.tsfile import Recording, RecordingError, index_recording
 from globaleye.sim.media.pattern import (
     DEFAULT_FPS,
     DEFAULT_LOOP_SECONDS,
@@ -46,13 +47,7 @@ from globaleye.sim.media.pattern import (
     draw_digits,
     tone_pcma,
 )
-from globaleye.sim.media.recording import (
-    Recording,
-    RecordingError,
-    RecordingParams,
-    index_recording,
-    write_generated_recording,
-)
+from globaleye.sim.media.recording import RecordingParams, write_generated_recording
 
 #: Bump when the generated picture or encoder settings change, to invalidate disk caches.
 GENERATOR_VERSION = 1

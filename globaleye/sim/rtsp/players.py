@@ -2,7 +2,7 @@
 
 Both players are paced by the reactor clock (``callLater`` at frame times, never
 blocking).  Live media are pre-encoded loops (:mod:`globaleye.sim.media.source`);
-playback reads the recording's real MPEG-TS file (:mod:`globaleye.sim.media.recording`:
+playback reads the recording's real MPEG-TS file (:mod:`globaleye.media.tsfile`:
 indexed once, read one GOP ahead in a worker thread).
 """
 
@@ -23,8 +23,8 @@ from twisted.python.failure import Failure
 
 from globaleye.media import rtp
 from globaleye.media.mpegts import TS_CLOCK
+from globaleye.media.tsfile import Gop, Picture, Recording
 from globaleye.rtsp.message import encode_interleaved
-from globaleye.sim.media.recording import Gop, Picture, Recording
 from globaleye.sim.media.source import AudioLoop, VideoLoop
 from globaleye.sim.rtsp.nat import NAT_OPEN_TTL
 from globaleye.sim.rtsp.urls import AUDIO_TRACK, VIDEO_TRACK, Target, track_url
@@ -335,7 +335,7 @@ class RecordingPlayer:
     frames (Scale 1 only) are due and stamped by their own PTS, on the audio clock.
 
     The file is read one GOP at a time through ``read_gop`` (the factory's: a worker
-    thread, see :mod:`globaleye.sim.media.recording` for why), one GOP ahead of the one
+    thread, see :mod:`globaleye.media.tsfile` for why), one GOP ahead of the one
     being sent, so a session holds at most two GOPs.  A read that is late holds the
     timeline (``t0`` moves by the wait; nothing is skipped or burst).  A reactor stall
     of more than ``MAX_LATE_FRAMES`` pictures drops what fell due meanwhile and

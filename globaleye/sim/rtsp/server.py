@@ -22,7 +22,7 @@ Live media are pre-encoded loops (:mod:`globaleye.sim.media.source`), one per en
 camera's ``live_encoding`` asks for (the simulator: its 60H settings); a loop not made yet is
 encoded in a worker thread while DESCRIBE waits, and a session keeps the loop its SDP
 announced until it ends (a 60H change reaches the next session).  Playback reads the
-recording's real MPEG-TS file (:mod:`globaleye.sim.media.recording`: indexed once, read one
+recording's real MPEG-TS file (:mod:`globaleye.media.tsfile`: indexed once, read one
 GOP ahead in a worker thread).  Both are paced by the reactor clock (``callLater`` at
 frame times, never blocking).  Over TCP the protocol is the transport's streaming
 producer: when the socket buffer fills, Twisted pauses us and frames are dropped until
@@ -49,6 +49,7 @@ from zope.interface import implementer
 
 from globaleye.media import rtp
 from globaleye.media.names import RECORDING_SECONDS, RecordingName
+from globaleye.media.tsfile import Gop, Recording
 from globaleye.rtsp.message import (
     InterleavedFrame,
     RtspCodecError,
@@ -60,7 +61,6 @@ from globaleye.rtsp.message import (
     parse_transport,
 )
 from globaleye.rtsp.serving import IDLE_TIMEOUT, RtspServerConnection, redact
-from globaleye.sim.media.recording import Gop, Recording
 from globaleye.sim.media.source import (
     MAIN_PARAMS,
     SUB_PARAMS,

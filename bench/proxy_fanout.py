@@ -239,10 +239,10 @@ def viewer_child(host: str, port: int, path: str) -> None:
 def camera_child(register_url: str, bit_rate: int) -> None:
     from twisted.internet import defer, task
 
-    from globaleye.media.source import MediaLibrary
     from globaleye.protocol.messages import BIT_RATES_KBPS
     from globaleye.sim.camera import Timing
     from globaleye.sim.fleet import Fleet
+    from globaleye.sim.media.source import MediaLibrary
     from tests.util import http_client
 
     where = pin(1)

@@ -190,6 +190,11 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
         # Only the demo enrols devices on first contact (its simulated cameras are nobody's imports),
         # all from 127.0.0.1: open, without the per-source limit.
         config = config.replace(enrollment={"mode": "open", "peer_limit": 0, "total_limit": 0})
+        try:
+            import globaleye.sim.fleet  # noqa: F401 -- the simulated cameras need PyAV and numpy
+        except ImportError as e:
+            raise CLIError(f"the demo runs simulated cameras, which need the [sim] extra: "
+                           f"pip install '.[sim]' ({e})") from None
         await demo(config, args.cameras, out)
         return
     if args.area == "config":

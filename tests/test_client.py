@@ -29,7 +29,7 @@ from globaleye.client.media import (
     sender_report,
 )
 from globaleye.media import rtp
-from globaleye.media.source import tone_pcma
+from globaleye.sim.media.pattern import tone_pcma
 from tests.test_proxy import DEV, FFMPEG, FFPROBE, MOBILE, PASSWORD, ProxyHarness, closed_port
 from tests.util import run
 

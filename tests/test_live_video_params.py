@@ -29,19 +29,19 @@ from twisted.python import threadable
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.media import h264, rtp
-from globaleye.media import source as source_module
-from globaleye.media.source import MAIN_PARAMS, LoopParams, MediaLibrary
 from globaleye.protocol import messages as m
-from globaleye.rtsp.camera import (
+from globaleye.rtsp.message import InterleavedFrame, RtspParser, RtspResponse
+from globaleye.sim.fleet import DEFAULT_LOOPS, live_encoding
+from globaleye.sim.media import source as source_module
+from globaleye.sim.media.source import MAIN_PARAMS, LoopParams, MediaLibrary
+from globaleye.sim.rtsp.players import Player
+from globaleye.sim.rtsp.server import (
     LiveEncoding,
-    OneTimeTokens,
-    Player,
     RtspCamera,
     RtspCameraFactory,
     RtspCameraProtocol,
 )
-from globaleye.rtsp.message import InterleavedFrame, RtspParser, RtspResponse
-from globaleye.sim.fleet import DEFAULT_LOOPS, live_encoding
+from globaleye.sim.rtsp.urls import OneTimeTokens
 from globaleye.sim.state import FRAME_SIZE_PIXELS, SUPPORTED_FRAME_SIZES, CameraState, VideoParams
 from tests.test_rtsp_camera import RawClient
 from tests.util import CameraOnPlatform, Result, run, until

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.media import rtp
-from globaleye.media.source import (
+from globaleye.media.names import RecordingName
+from globaleye.sim.media.source import (
     LoopParams,
     MediaLibrary,
-    RecordingName,
     default_library,
     write_recording,
 )

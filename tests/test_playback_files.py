@@ -27,23 +27,13 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.media import h264, mpegts, rtp
-from globaleye.media.recording import (
-    Gop,
-    Recording,
-    RecordingParams,
-    index_recording,
-    write_generated_recording,
-)
-from globaleye.media.source import MediaLibrary, default_library
-from globaleye.rtsp.camera import (
-    OneTimeTokens,
-    RecordingPlayer,
-    RtspCamera,
-    RtspCameraFactory,
-    parse_url,
-    state_recordings,
-)
+from globaleye.media.tsfile import Gop, Recording, index_recording
 from globaleye.rtsp.message import InterleavedFrame, RtspParser
+from globaleye.sim.media.recording import RecordingParams, write_generated_recording
+from globaleye.sim.media.source import MediaLibrary, default_library
+from globaleye.sim.rtsp.players import RecordingPlayer
+from globaleye.sim.rtsp.server import RtspCamera, RtspCameraFactory
+from globaleye.sim.rtsp.urls import OneTimeTokens, parse_url, state_recordings
 from globaleye.sim.state import CameraState
 from tests.test_rtsp_camera import (
     DEV,

@@ -20,16 +20,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.media import rtp
-from globaleye.media.source import default_library
 from globaleye.protocol import messages as m
-from globaleye.rtsp.camera import (
-    OneTimeTokens,
-    RtspCamera,
-    RtspCameraFactory,
-    RtspCameraProtocol,
-    platform_verifier,
-    state_recordings,
-)
 from globaleye.rtsp.message import (
     Headers,
     InterleavedFrame,
@@ -38,6 +29,9 @@ from globaleye.rtsp.message import (
     RtspResponse,
     parse_transport,
 )
+from globaleye.sim.media.source import default_library
+from globaleye.sim.rtsp.server import RtspCamera, RtspCameraFactory, RtspCameraProtocol
+from globaleye.sim.rtsp.urls import OneTimeTokens, platform_verifier, state_recordings
 from globaleye.sim.state import CameraState
 from tests.util import Result, run
 

@@ -162,7 +162,7 @@ class CameraTimeoutTests(SynchronousTestCase):
     """The simulated camera's RTSP server shares the rules (RtspServerConnection)."""
 
     def test_silent_and_slow_connections_to_the_camera_are_closed(self) -> None:
-        from globaleye.rtsp.camera import RtspCameraFactory
+        from globaleye.sim.rtsp.server import RtspCameraFactory
         clock = Clock()
         factory = RtspCameraFactory({}, reactor=clock)
         silent, slow = factory.buildProtocol(None), factory.buildProtocol(None)

@@ -18,7 +18,7 @@ from globaleye.media import rtp
 from globaleye.proxy import fanout
 from globaleye.proxy.fanout import LiveHub, ViewerStream
 from globaleye.proxy.sdp import parse_sdp
-from globaleye.rtsp.camera import behind_nat
+from globaleye.sim.rtsp.nat import behind_nat
 from globaleye.sim.stun import BindingTransactions, is_stun
 from txturn import stun
 

@@ -1,6 +1,5 @@
-"""Media a simulated camera serves: pre-encoded H.264 loops, G.711 audio, recordings, RTP packetization.
-
-Encoding is done once per (resolution, frame rate, loop length) and shared by every
-simulated camera in the process; streaming only rewrites RTP headers.  Recordings are
-real MPEG-TS files, one per length, shared the same way and read back one GOP at a time.
+"""Media codecs the platform and the simulator share: RTP packetization, H.264 bit syntax,
+MPEG-TS, recording file names (§7.1), and the reader of a TS recording file (``tsfile``:
+blocking reads, meant for worker threads).  Neither PyAV nor numpy: the media the simulated
+cameras make are in :mod:`globaleye.sim.media`.
 """

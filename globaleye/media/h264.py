@@ -8,7 +8,7 @@ Two jobs, both on the raw bits of NAL units:
 * **Write** a P slice in which every macroblock is skipped (``mb_skip_run`` = the
   whole picture).  A skipped macroblock copies the reference picture with a zero
   motion vector, so such a picture repeats the previous one exactly, in about a dozen
-  bytes, with no encoder run.  The simulated recordings (:mod:`globaleye.media.recording`)
+  bytes, with no encoder run.  The simulated recordings (:mod:`globaleye.sim.media.recording`)
   are one x264-encoded IDR per second followed by these: a 5-minute 720p file costs
   300 intra encodes instead of 7,500 full ones (minutes of CPU on a small machine).
 

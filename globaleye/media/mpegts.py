@@ -5,7 +5,7 @@ that name the elementary streams, PES packets with their PTS/DTS, and the ADTS f
 AAC travels in.  No Twisted and no file access: the caller hands in bytes together
 with the file offset they were read from, and every :class:`Pes` it gets back says
 which bytes of the file it spanned.  That is what lets playback index a file once
-and later re-read one GOP with a single positioned read (:mod:`globaleye.media.recording`).
+and later re-read one GOP with a single positioned read (:mod:`globaleye.media.tsfile`).
 
 Why not PyAV for this: a demuxer of ours can be fed any packet-aligned slice of a
 file and tells exactly where each PES began and ended, so a GOP is one ``pread``;

@@ -31,7 +31,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from globaleye.media.source import RecordingName
+from globaleye.media.names import RecordingName
 from globaleye.peerkey import source_address
 from globaleye.proxy.auth import (
     AccountAuthenticator,

@@ -1,7 +1,7 @@
 """A fleet of simulated cameras with their RTSP servers, in one reactor.
 
 Each camera is a :class:`~globaleye.sim.camera.SimulatedCamera` (the §7 session) and
-an :class:`~globaleye.rtsp.camera.RtspCamera` (the §10 media side).  The RTSP side of
+an :class:`~globaleye.sim.rtsp.server.RtspCamera` (the §10 media side).  The RTSP side of
 the whole fleet shares one listening port: ten thousand cameras would otherwise cost
 ten thousand listening sockets, and the ``devid`` of every §7.5.5 URL already says
 which camera is meant.  The same factory serves what reaches a camera through its
@@ -21,16 +21,11 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from globaleye.media.source import LoopParams, MediaLibrary, default_library
 from globaleye.protocol import messages as m
-from globaleye.rtsp.camera import (
-    LiveEncoding,
-    RtspCamera,
-    RtspCameraFactory,
-    platform_verifier,
-    state_recordings,
-)
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
+from globaleye.sim.media.source import LoopParams, MediaLibrary, default_library
+from globaleye.sim.rtsp.server import LiveEncoding, RtspCamera, RtspCameraFactory
+from globaleye.sim.rtsp.urls import platform_verifier, state_recordings
 from globaleye.sim.state import CameraState, VideoParams, default_video
 from globaleye.sim.upnp import CameraPortMapping, IgdClient, UpnpSettings
 

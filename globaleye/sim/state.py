@@ -336,7 +336,7 @@ class CameraState:
 
         Every listed file can be played back: the RTSP side serves, for each name,
         the media library's real MPEG-TS recording of the file's length (one file
-        shared by every camera, :mod:`globaleye.media.recording`), so what is kept
+        shared by every camera, :mod:`globaleye.sim.media.recording`), so what is kept
         here per camera is the listing alone.  FileSize stays the nominal size at the
         stream's bit rate, not the size of that shared file.
         """

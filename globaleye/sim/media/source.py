@@ -20,43 +20,42 @@ from __future__ import annotations
 
 import atexit
 import collections
-import datetime
-import functools
 import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
 import threading
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import numpy as np
 
 from globaleye.media import rtp
-
-if TYPE_CHECKING:
-    from globaleye.media.recording import Recording
+from globaleye.media.names import RECORDING_SECONDS
+from globaleye.media.tsfile import Recording, RecordingError, index_recording
+from globaleye.sim.media.pattern import (
+    DEFAULT_FPS,
+    DEFAULT_LOOP_SECONDS,
+    MAIN_SIZE,
+    SUB_SIZE,
+    diagonal_gradient,
+    draw_digits,
+    tone_pcma,
+)
+from globaleye.sim.media.recording import RecordingParams, write_generated_recording
 
 #: Bump when the generated picture or encoder settings change, to invalidate disk caches.
 GENERATOR_VERSION = 1
 
-MAIN_SIZE = (1280, 720)
-SUB_SIZE = (352, 288)  # CIF
-DEFAULT_FPS = 25
-DEFAULT_LOOP_SECONDS = 4
-RECORDING_SECONDS = 300  # §7.1: 5-minute files
 #: Loops kept in memory besides the pinned ones (the defaults and what ``prepare`` made):
 #: 60H lets every camera pick its own encoding, and an encoded 720p loop is a few MB.
 MAX_LOOPS = 16
 
-#: §7.1: DevID_ChannelNo_YYYYMMDDHHMMSS.ts
-RECORDING_NAME = re.compile(r"^(?P<dev>[0-9A-Za-z]{1,32})_(?P<ch>\d{1,3})_(?P<ts>\d{14})\.ts$")
 
 
 @attrs.frozen
@@ -151,44 +150,6 @@ class AudioLoop:
 
     pcma: bytes
     sample_rate: int = rtp.PCMA_CLOCK
-
-
-def _seven_segment(digit: str) -> str:
-    return {
-        "0": "abcdef", "1": "bc", "2": "abged", "3": "abgcd", "4": "fgbc", "5": "afgcd",
-        "6": "afgedc", "7": "abc", "8": "abcdefg", "9": "abcdfg",
-    }.get(digit, "")
-
-
-def draw_digits(plane: np.ndarray, text: str, x: int, y: int, height: int, value: int = 235) -> None:
-    """Seven-segment digits (and ':' / '.') into a luma plane, in place."""
-    w = height // 2
-    t = max(2, height // 10)
-    h2 = height // 2
-    for ch in text:
-        if ch in ":.":
-            if ch == ":":
-                plane[y + h2 // 2:y + h2 // 2 + t, x:x + t] = value
-            plane[y + height - h2 // 2 - t:y + height - h2 // 2, x:x + t] = value
-            x += 3 * t
-            continue
-        segs = {
-            "a": (y, y + t, x, x + w), "d": (y + height - t, y + height, x, x + w),
-            "g": (y + h2 - t // 2, y + h2 - t // 2 + t, x, x + w),
-            "f": (y, y + h2, x, x + t), "b": (y, y + h2, x + w - t, x + w),
-            "e": (y + h2, y + height, x, x + t), "c": (y + h2, y + height, x + w - t, x + w),
-        }
-        for s in _seven_segment(ch):
-            y0, y1, x0, x1 = segs[s]
-            plane[y0:y1, x0:x1] = value
-        x += w + 2 * t
-
-
-@functools.lru_cache(maxsize=8)
-def diagonal_gradient(w: int, h: int) -> np.ndarray:
-    """0..255 from the top-left to the bottom-right corner (cached: every picture starts from it)."""
-    yy, xx = np.mgrid[0:h, 0:w]
-    return (xx + yy) * 256 // (w + h)
 
 
 def render_frame(params: LoopParams, index: int) -> np.ndarray:
@@ -302,25 +263,6 @@ def _load(params: LoopParams, directory: Path, mtu: int) -> VideoLoop | None:
         return _assemble(params, units, mtu)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def tone_samples(first: int, count: int, sample_rate: int = rtp.PCMA_CLOCK, frequency: float = 1000.0,
-                 level: float = 0.25) -> np.ndarray:
-    """Samples *first*..*first+count* (int16) of the camera's tone: a sine that beeps twice a second.
-
-    Indexed by sample number so that a long recording can be made piece by piece and
-    still be one continuous tone.
-    """
-    t = np.arange(first, first + count) / sample_rate
-    envelope = (np.floor(t * 2) % 2 == 0).astype(float) * 0.9 + 0.1
-    return (np.sin(2 * math.pi * frequency * t) * envelope * level * 32767).astype(np.int16)
-
-
-def tone_pcma(seconds: float, frequency: float = 1000.0, level: float = 0.25,
-              sample_rate: int = rtp.PCMA_CLOCK) -> bytes:
-    """A sine tone (with a 1 Hz beep envelope so it is audibly 'live') as G.711 A-law."""
-    n = int(round(seconds * sample_rate))
-    return rtp.alaw_encode(tone_samples(0, n, sample_rate, frequency, level).tolist())
 
 
 class MediaLibrary:
@@ -499,14 +441,6 @@ class MediaLibrary:
         use :meth:`recording_async`.  Every camera's recordings of this length share
         the returned object (one file, one index, one descriptor).
         """
-        from globaleye.media.recording import (
-            Recording,
-            RecordingError,
-            RecordingParams,
-            index_recording,
-            write_generated_recording,
-        )
-
         key = (int(seconds), bool(audio))
         with self._lock:
             lock = self._recording_locks.setdefault(key, threading.Lock())
@@ -607,36 +541,11 @@ def default_library() -> MediaLibrary:
     return _default
 
 
-# ---------------------------------------------------------------------- recordings (§7.1)
-
-
-@attrs.frozen
-class RecordingName:
-    dev_id: str
-    channel_no: int
-    start: datetime.datetime  # naive, device (Beijing) time
-
-    @classmethod
-    def parse(cls, name: str) -> RecordingName | None:
-        """DevID_ChannelNo_YYYYMMDDHHMMSS.ts (§7.1), or None if it is not one."""
-        m = RECORDING_NAME.match(name)
-        if m is None:
-            return None
-        try:
-            start = datetime.datetime.strptime(m["ts"], "%Y%m%d%H%M%S")
-        except ValueError:
-            return None
-        return cls(m["dev"], int(m["ch"]), start)
-
-    def __str__(self) -> str:
-        return f"{self.dev_id}_{self.channel_no}_{self.start:%Y%m%d%H%M%S}.ts"
-
-
 def write_recording(loop: VideoLoop, path: str | Path, seconds: float = RECORDING_SECONDS) -> Path:
     """Mux *seconds* of the loop into a real MPEG-TS file (H.264 copied, nothing encoded).
 
     A quick TS file of the live picture, for tools and tests.  The recordings a camera
-    plays back are made by :mod:`globaleye.media.recording` (a picture that shows its
+    plays back are made by :mod:`globaleye.sim.media.recording` (a picture that shows its
     position in the file, and AAC audio).  Written to a temporary name and renamed, so
     readers never see a partial file.
     """

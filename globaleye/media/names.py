@@ -1,0 +1,40 @@
+"""Recording file names (§7.1): ``DevID_ChannelNo_YYYYMMDDHHMMSS.ts``.
+
+Pure (no I/O, no media libraries): the RTSP proxy routes a playback URL by the DevID in
+its file name, and the simulated camera finds its recordings by it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+import attrs
+
+#: §7.1: a device records in 5-minute files.
+RECORDING_SECONDS = 300
+
+#: §7.1: DevID_ChannelNo_YYYYMMDDHHMMSS.ts
+RECORDING_NAME = re.compile(r"^(?P<dev>[0-9A-Za-z]{1,32})_(?P<ch>\d{1,3})_(?P<ts>\d{14})\.ts$")
+
+
+@attrs.frozen
+class RecordingName:
+    dev_id: str
+    channel_no: int
+    start: datetime.datetime  # naive, device (Beijing) time
+
+    @classmethod
+    def parse(cls, name: str) -> RecordingName | None:
+        """DevID_ChannelNo_YYYYMMDDHHMMSS.ts (§7.1), or None if it is not one."""
+        m = RECORDING_NAME.match(name)
+        if m is None:
+            return None
+        try:
+            start = datetime.datetime.strptime(m["ts"], "%Y%m%d%H%M%S")
+        except ValueError:
+            return None
+        return cls(m["dev"], int(m["ch"]), start)
+
+    def __str__(self) -> str:
+        return f"{self.dev_id}_{self.channel_no}_{self.start:%Y%m%d%H%M%S}.ts"

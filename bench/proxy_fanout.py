@@ -356,7 +356,7 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
     from twisted.internet.task import deferLater
 
     from globaleye.config import parse_config
-    from globaleye.proxy.paths import PathSettings
+    from globaleye.rtsp.paths import PathSettings
     from globaleye.sim.camera import device_key
     from globaleye.store import Account, Binding, Device
     from globaleye.store.sqlite import SQLiteStore

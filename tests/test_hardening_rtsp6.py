@@ -423,7 +423,7 @@ class Ipv6PublicHostTests(unittest.TestCase):
         return Deferred.fromCoroutine(self._ipv6())
 
     def test_i14_06_url_builders(self) -> None:
-        from globaleye.proxy.sdp import SessionDescription, rewrite_sdp
+        from globaleye.rtsp.sdp import SessionDescription, rewrite_sdp
         from globaleye.urls import host_port, http_url, realplay_url, sdp_address
 
         self.assertEqual(host_port("::1", 80), "[::1]:80")

@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest, TestCase
 
-from globaleye.proxy.upstream import UpstreamSession
+from globaleye.rtsp.upstream import UpstreamSession
 from tests.test_proxy import DEV, FFMPEG, FFPROBE, ProxyHarness, closed_port, probe, streams_of
 
 

@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 from globaleye.media import rtp
 from globaleye.proxy import fanout
 from globaleye.proxy.fanout import LiveHub, ViewerStream
-from globaleye.proxy.sdp import parse_sdp
+from globaleye.rtsp.sdp import parse_sdp
 from globaleye.sim.rtsp.nat import behind_nat
 from globaleye.sim.stun import BindingTransactions, is_stun
 from txturn import stun

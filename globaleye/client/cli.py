@@ -26,9 +26,9 @@ from twisted.internet import defer, task
 from globaleye.client.media import AudioSpec, Decoder, Recorder, StreamClock, jpeg
 from globaleye.client.soap import ApiError, McuClient
 from globaleye.client.viewer import CameraViewer
-from globaleye.proxy.paths import PATHS, NoPath, PathSettings
-from globaleye.proxy.sdp import MediaSection
-from globaleye.proxy.upstream import UpstreamSession
+from globaleye.rtsp.paths import PATHS, NoPath, PathSettings
+from globaleye.rtsp.sdp import MediaSection
+from globaleye.rtsp.upstream import UpstreamSession
 
 
 class Progress:

@@ -20,8 +20,7 @@ import attrs
 import numpy as np
 from twisted.logger import Logger
 
-from globaleye.media import rtp
-from globaleye.proxy import h264
+from globaleye.media import h264rtp, rtp
 
 START = b"\x00\x00\x00\x01"
 NTP_FRACTION = float(1 << 32)
@@ -65,7 +64,7 @@ class PictureAssembler:
 
     def feed(self, data: bytes) -> list[Picture]:
         try:
-            _pt, _seq, ts, marker, offset = h264.rtp_fields(data)
+            _pt, _seq, ts, marker, offset = h264rtp.rtp_fields(data)
             nals = self.depacketizer.feed(data[offset:])
         except rtp.RtpError:
             return []
@@ -375,7 +374,7 @@ class Recorder:
         if self.audio is None or self.first is None:
             return  # no AAC track, or before the first picture: nothing to line it up with
         try:
-            _pt, _seq, timestamp, _marker, offset = h264.rtp_fields(data)
+            _pt, _seq, timestamp, _marker, offset = h264rtp.rtp_fields(data)
         except rtp.RtpError:
             return
         payload = data[offset:]

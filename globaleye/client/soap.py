@@ -13,7 +13,7 @@ from typing import Any
 import treq
 from lxml import etree
 
-from globaleye.proxy.paths import PlayUrls
+from globaleye.rtsp.paths import PlayUrls
 from globaleye.soap.envelope import SoapFault, build_envelope, parse_envelope
 from globaleye.soap.operations import MCU_NS, MCU_OPERATIONS, Field, Operation
 from globaleye.urls import request_url

@@ -43,11 +43,10 @@ from twisted.internet import defer
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from globaleye.media import rtp
-from globaleye.proxy import h264
-from globaleye.proxy.paths import Attempt, NoPath, summarize
-from globaleye.proxy.sdp import SessionDescription
-from globaleye.proxy.upstream import UpstreamSession
+from globaleye.media import h264rtp, rtp
+from globaleye.rtsp.paths import Attempt, NoPath, summarize
+from globaleye.rtsp.sdp import SessionDescription
+from globaleye.rtsp.upstream import UpstreamSession
 
 log = Logger()
 
@@ -165,7 +164,7 @@ class ViewerStream:
         self.packets_sent += 1
         channel = self.channels.get(track)
         if channel is not None and self.write is not None and len(data) <= 0xFFFF:
-            # The per-packet, per-viewer cost of a fan-out (docs/performance.md): h264.rewrite_rtp
+            # The per-packet, per-viewer cost of a fan-out (docs/performance.md): h264rtp.rewrite_rtp
             # and rtsp.message.encode_interleaved in one pack, and one write per picture.
             ts = (_U32.unpack_from(data, 4)[0] + self.ts_offset[track]) & 0xFFFFFFFF
             header = _INTERLEAVED_RTP.pack(0x24, channel, len(data), data[0], data[1], seq, ts, self.ssrc[track])
@@ -184,7 +183,7 @@ class ViewerStream:
                 self.write_sequence(batch)
                 batch.clear()
             return
-        self.sink.send_rtp(track, h264.rewrite_rtp(data, seq, self.ts_offset[track], self.ssrc[track]))
+        self.sink.send_rtp(track, h264rtp.rewrite_rtp(data, seq, self.ts_offset[track], self.ssrc[track]))
 
     def _flush(self) -> None:
         if self.write_sequence is not None:
@@ -208,14 +207,14 @@ class ViewerStream:
                 return
             payload = data[payload_offset:]
             if self.waiting:
-                if not h264.is_key_start(payload):
+                if not h264rtp.is_key_start(payload):
                     if self.started:
                         self.frames_dropped += 1
                     return
                 self.waiting = False
-                if h264.first_nal_type(payload) == rtp.NAL_IDR and self.params and self.video_pt is not None:
+                if h264rtp.first_nal_type(payload) == rtp.NAL_IDR and self.params and self.video_pt is not None:
                     for nal in self.params:  # the camera's IDR came bare: SPS/PPS from the SDP first
-                        self.sink.send_rtp(track, h264.single_nal_packet(
+                        self.sink.send_rtp(track, h264rtp.single_nal_packet(
                             nal, self.video_pt, self.seq[track], (timestamp + self.ts_offset[track]) & 0xFFFFFFFF,
                             self.ssrc[track]))
                         self.seq[track] = (self.seq[track] + 1) & 0xFFFF
@@ -229,7 +228,7 @@ class ViewerStream:
 
     def rtcp(self, track: int, data: bytes) -> None:
         if track in self.tracks and self.started and track not in self.rebase_from and not self.sink.blocked():
-            report = h264.rewrite_rtcp(data, self.ts_offset[track], self.ssrc[track], self.forward_bye)
+            report = h264rtp.rewrite_rtcp(data, self.ts_offset[track], self.ssrc[track], self.forward_bye)
             if report is not None:
                 self.sink.send_rtcp(track, report)
 
@@ -248,7 +247,7 @@ class PictureTracker:
 
     def feed(self, track: int, data: bytes) -> tuple[int, int, bool] | None:
         try:
-            _pt, _seq, ts, marker, offset = h264.rtp_fields(data)
+            _pt, _seq, ts, marker, offset = h264rtp.rtp_fields(data)
         except rtp.RtpError:
             return None
         start = self.after_marker.get(track, True) or self.last_ts.get(track) != ts
@@ -382,7 +381,7 @@ class LiveHub:
         if facts is None:
             return
         ts, offset, start = facts
-        if track == self.video_track and start and h264.is_key_start(data[offset:]):
+        if track == self.video_track and start and h264rtp.is_key_start(data[offset:]):
             self.gop, self.gop_bytes = [], 0  # a new GOP: the previous one is no longer needed
         if self.gop is not None:
             self.gop_bytes += len(data)

@@ -18,7 +18,7 @@ from globaleye.app.devices import DeviceService
 from globaleye.app.errors import DeviceOffline
 from globaleye.app.media import MediaService, Watch
 from globaleye.app.ports import DeviceGateway
-from globaleye.proxy.paths import LOCAL, UPNP, PlayUrls
+from globaleye.rtsp.paths import LOCAL, UPNP, PlayUrls
 
 
 @attrs.frozen

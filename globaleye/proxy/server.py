@@ -40,10 +40,7 @@ from globaleye.proxy.auth import (
     uri_matches,
 )
 from globaleye.proxy.fanout import LiveHub, PictureTracker, ViewerStream
-from globaleye.proxy.paths import NoPath, PathSettings, connect_camera, summarize
 from globaleye.proxy.platform import PlatformDirectory, Target, Unavailable
-from globaleye.proxy.sdp import SessionDescription, recording_duration, rewrite_sdp
-from globaleye.proxy.upstream import PathFailed, UpstreamSession
 from globaleye.rtsp.message import (
     InterleavedFrame,
     RtspCodecError,
@@ -52,7 +49,10 @@ from globaleye.rtsp.message import (
     encode_interleaved,
     parse_transport,
 )
+from globaleye.rtsp.paths import NoPath, PathSettings, connect_camera, summarize
+from globaleye.rtsp.sdp import SessionDescription, recording_duration, rewrite_sdp
 from globaleye.rtsp.serving import IDLE_TIMEOUT, RtspServerConnection
+from globaleye.rtsp.upstream import PathFailed, UpstreamSession
 from txturn.logsummary import LogSummary
 
 PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"

@@ -22,9 +22,9 @@ from globaleye.app.devices import DeviceService
 from globaleye.app.media import MediaService
 from globaleye.app.ports import DeviceGateway, StreamBoard
 from globaleye.proxy.auth import PEER_LIMIT, PEER_WINDOW, AccountAuthenticator
-from globaleye.proxy.paths import PathSettings
 from globaleye.proxy.platform import PlatformDirectory
 from globaleye.proxy.server import RtspProxyFactory
+from globaleye.rtsp.paths import PathSettings
 
 
 class RtspProxyService(service.Service):

@@ -31,7 +31,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from globaleye.media import rtp
-from globaleye.proxy.sdp import SdpError, SessionDescription, parse_sdp, resolve_control
 from globaleye.rtsp.message import (
     Headers,
     InterleavedFrame,
@@ -41,6 +40,7 @@ from globaleye.rtsp.message import (
     RtspResponse,
     parse_transport,
 )
+from globaleye.rtsp.sdp import SdpError, SessionDescription, parse_sdp, resolve_control
 from txturn import stun
 
 USER_AGENT = "GlobalEye-Proxy/1.0"

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from globaleye.proxy.upstream import PathFailed, UpstreamSession, redact
+from globaleye.rtsp.upstream import PathFailed, UpstreamSession, redact
 
 log = Logger()
 

@@ -6,6 +6,11 @@ that opens an access unit the hub asks: does this access unit begin a picture a
 decoder can start from?  That is the case when its first NAL is an SPS, a PPS or
 an IDR slice, whether sent as a single NAL, inside a STAP-A or as the first FU-A
 fragment.
+
+This works on RTP packets and the first bytes of their H.264 payload (RFC 6184), for the
+proxy's fan-out and the client's recorder; the bitstream syntax inside the NAL units
+(SPS/PPS parsing, skip slices) is :mod:`globaleye.media.h264`.  The two share nothing
+but the NAL type numbers of :mod:`globaleye.media.rtp`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from globaleye.app.errors import DeviceOffline
 from globaleye.app.media import MediaService, Watch
 from globaleye.app.ports import DeviceGateway
 from globaleye.rtsp.paths import LOCAL, UPNP, PlayUrls
+from globaleye.rtsp.serving import Refusal
 
 
 @attrs.frozen
@@ -39,13 +40,8 @@ class Target:
         return f"{self.dev_id}/{self.channel_no} {what}"
 
 
-class Unavailable(Exception):
-    """The camera cannot be watched now; ``status`` is the RTSP answer."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+class Unavailable(Refusal):
+    """The camera cannot be watched now; ``code`` is the RTSP answer."""
 
 
 class PlatformDirectory:

@@ -51,11 +51,10 @@ from globaleye.rtsp.message import (
 )
 from globaleye.rtsp.paths import NoPath, PathSettings, connect_camera, summarize
 from globaleye.rtsp.sdp import SessionDescription, recording_duration, rewrite_sdp
-from globaleye.rtsp.serving import IDLE_TIMEOUT, RtspServerConnection
+from globaleye.rtsp.serving import IDLE_TIMEOUT, PUBLIC, Refusal, RtspServerConnection
 from globaleye.rtsp.upstream import PathFailed, UpstreamSession
 from txturn.logsummary import LogSummary
 
-PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
 SERVER = "GlobalEye-Proxy/1.0"
 SESSION_TIMEOUT = 60
 VIEWER_SNDBUF = 128 * 1024
@@ -63,14 +62,6 @@ STREAMS = {"1": 1, "main": 1, "2": 2, "sub": 2}
 _TRACK = re.compile(r"/trackID=(\d+)/?$", re.IGNORECASE)
 
 log = Logger()
-
-
-class Refusal(Exception):
-    def __init__(self, code: int, reason: str, headers: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.headers = headers or []
 
 
 def parse_proxy_url(uri: str) -> tuple[Target, int | None, str]:
@@ -187,6 +178,7 @@ class ProxySession:
 class RtspProxyProtocol(RtspServerConnection):
     log_name = "RTSP proxy"
     server_name = SERVER
+    allow_with_501 = True
     idle_timeout = IDLE_TIMEOUT
 
     def __init__(self, factory: RtspProxyFactory) -> None:
@@ -300,31 +292,22 @@ class RtspProxyProtocol(RtspServerConnection):
     async def handle(self, request: RtspRequest) -> None:
         for session in self.sessions.values():  # any request on the connection keeps its sessions
             session.touch()
-        try:
-            if request.version != "RTSP/1.0":
-                raise Refusal(505, f"version {request.version}")
-            if request.cseq is None:
-                raise Refusal(400, "no CSeq")
-            handler = getattr(self, "do_" + request.method.upper(), None)
-            if handler is None:
-                raise Refusal(405 if request.method.upper() in ("ANNOUNCE", "RECORD", "REDIRECT") else 501,
-                              f"method {request.method}", [("Allow", PUBLIC)])
-            await handler(request)
-        except Refusal as r:
-            source = source_address(self.peer)
-            self.factory.refusal_log.event((source, r.code), f"RTSP proxy refusals {r.code} to {source}",
-                                           "RTSP proxy {peer}: refused {method} {uri} for {account}: {code} {reason}",
-                                           peer=self.peer, method=request.method, uri=request.uri,
-                                           account=self.account or "-", code=r.code, reason=r.reason)
-            self.factory.refusals[r.code] += 1
-            self.reply(request, r.code, r.headers)
-        except RtspCodecError as e:
-            self.factory.refusals[400] += 1
-            source = source_address(self.peer)
-            self.factory.refusal_log.event((source, 400), f"RTSP proxy refusals 400 to {source}",
-                                           "RTSP proxy {peer}: refused {method}: 400 {e}", peer=self.peer,
-                                           method=request.method, e=e)
-            self.reply(request, 400)
+        await super().handle(request)
+
+    def refused(self, request: RtspRequest, refusal: Refusal) -> None:
+        source = source_address(self.peer)
+        self.factory.refusal_log.event((source, refusal.code), f"RTSP proxy refusals {refusal.code} to {source}",
+                                       "RTSP proxy {peer}: refused {method} {uri} for {account}: {code} {reason}",
+                                       peer=self.peer, method=request.method, uri=request.uri,
+                                       account=self.account or "-", code=refusal.code, reason=refusal.reason)
+        self.factory.refusals[refusal.code] += 1
+
+    def malformed(self, request: RtspRequest, error: RtspCodecError) -> None:
+        self.factory.refusals[400] += 1
+        source = source_address(self.peer)
+        self.factory.refusal_log.event((source, 400), f"RTSP proxy refusals 400 to {source}",
+                                       "RTSP proxy {peer}: refused {method}: 400 {e}", peer=self.peer,
+                                       method=request.method, e=error)
 
     # -- authentication and authorisation
 
@@ -378,15 +361,9 @@ class RtspProxyProtocol(RtspServerConnection):
         return target, track, base, account
 
     def _session(self, request: RtspRequest, required: bool = True) -> ProxySession | None:
-        header = request.headers.get("Session")
-        if header is None:
-            if required:
-                raise Refusal(454, "no Session header")
-            return None
-        session = self.sessions.get(header.split(";")[0].strip())
-        if session is None:
-            raise Refusal(454, f"unknown session {header[:40]!r}")
-        session.touch()
+        session = self.lookup_session(request, self.sessions.get, required)
+        if session is not None:
+            session.touch()
         return session
 
     # -- methods

@@ -4,8 +4,17 @@ Both read requests (and interleaved frames) with the same incremental parser, an
 unparsable input with 400 and close, bound the number of pipelined requests, handle
 requests strictly one at a time in arrival order (a PLAY must not overtake its
 SETUP, even when SETUP waits for the platform), turn a crashed handler into 500, and
-stamp every response with CSeq, Server and Date.  Subclasses implement
-:meth:`RtspServerConnection.handle` and, if they care, :meth:`interleaved`.
+stamp every response with CSeq, Server and Date.
+
+They answer requests the same way: a refusal is one exception type, :class:`Refusal`
+(status, reason for the log, extra headers for the answer), raised from anywhere in a
+handler; :meth:`RtspServerConnection.handle` checks the version (505) and the CSeq (400),
+dispatches ``do_<METHOD>`` (405 with ``Allow`` for the methods of ``refused_methods``, 501
+for the others), and turns a :class:`Refusal` or a malformed header into its answer, after
+:meth:`~RtspServerConnection.refused` has logged and counted it (each server its own way).
+:meth:`~RtspServerConnection.lookup_session` reads the ``Session`` header (454 when it names
+no session the server knows).  Subclasses write ``do_<METHOD>`` handlers and, if they care,
+:meth:`interleaved`.
 
 They also share what keeps idle and slow clients from holding connections for ever
 (a connection costs a file descriptor and, on the proxy, a place among ``max_viewers``):
@@ -21,7 +30,8 @@ from __future__ import annotations
 import collections
 import re
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
@@ -44,8 +54,26 @@ MAX_QUEUED_REQUESTS = 8
 REQUEST_TIMEOUT = 10.0
 #: Seconds a connection without sessions may stay silent (RFC 2326's session timeout).
 IDLE_TIMEOUT = 60.0
+#: The methods both servers offer (RFC 2326 §10).
+PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
 
 log = Logger()
+
+S = TypeVar("S")
+
+
+class Refusal(Exception):
+    """A request answered with an error status.
+
+    *reason* goes to the log, not to the peer (it may name accounts, tokens, addresses);
+    *headers* are added to the answer (``Allow`` of a 405, a 401's ``WWW-Authenticate``).
+    """
+
+    def __init__(self, code: int, reason: str, headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.headers = headers or []
 
 
 def redact(uri: str) -> str:
@@ -163,8 +191,70 @@ class RtspServerConnection(Protocol):
     def interleaved(self, frame: InterleavedFrame) -> None:
         """A binary frame from the client (RTCP receiver reports over TCP)."""
 
+    # -- requests
+
+    #: The methods offered (``Public`` of OPTIONS, ``Allow`` of a 405).
+    public = PUBLIC
+    #: Methods of RFC 2326 this server knows and will not do: 405 with ``Allow`` (RFC 2326
+    #: §10.1 lists no handler here for them); any other method without a handler is 501.
+    refused_methods = frozenset({"ANNOUNCE", "RECORD", "REDIRECT"})
+    #: Added to the logged reason of a 405.
+    refused_note = ""
+    #: Whether a 501 carries ``Allow`` too (the proxy's does, the camera's does not).
+    allow_with_501 = False
+
     async def handle(self, request: RtspRequest) -> Any:
-        raise NotImplementedError
+        """The answer to one request: its ``do_<METHOD>``'s, or a refusal's."""
+        try:
+            return await self.dispatch(request)
+        except Refusal as refusal:
+            self.refused(request, refusal)
+            return self.reply(request, refusal.code, refusal.headers)
+        except RtspCodecError as e:
+            self.malformed(request, e)
+            return self.reply(request, 400)
+
+    async def dispatch(self, request: RtspRequest) -> Any:
+        """505 for another RTSP version, 400 without CSeq, 405/501 for methods without a handler."""
+        if request.version != "RTSP/1.0":
+            raise Refusal(505, f"version {request.version}")
+        if request.cseq is None:
+            raise Refusal(400, "no CSeq")
+        method = request.method.upper()
+        handler = getattr(self, "do_" + method, None)
+        if method in self.refused_methods:
+            raise Refusal(405, f"method {request.method}{self.refused_note}", [("Allow", self.public)])
+        if handler is None:
+            raise Refusal(501, f"method {request.method}", [("Allow", self.public)] if self.allow_with_501 else [])
+        return await handler(request)
+
+    def refused(self, request: RtspRequest, refusal: Refusal) -> None:
+        """Log and count a refusal (before its answer is sent)."""
+        log.warn("{name} {peer}: refused {method} {uri}: {code} {reason}", name=self.log_name, peer=self.peer,
+                 method=request.method, uri=redact(request.uri), code=refusal.code, reason=refusal.reason)
+        self.factory.refusals[refusal.code] += 1
+
+    def malformed(self, request: RtspRequest, error: RtspCodecError) -> None:
+        """Log and count a request with a malformed header (answered 400)."""
+        log.warn("{name} {peer}: refused {method}: 400 {e}", name=self.log_name, peer=self.peer,
+                 method=request.method, e=error)
+        self.factory.refusals[400] += 1
+
+    def lookup_session(self, request: RtspRequest, find: Callable[[str], S | None], required: bool = True) -> S | None:
+        """The session a request's ``Session`` header names (its id, up to ``;``), found with *find*.
+
+        None when the request names none and need not; 454 when it must and does not, or when
+        *find* knows no such session (RFC 2326 §11.3.6).
+        """
+        header = request.headers.get("Session")
+        if header is None:
+            if required:
+                raise Refusal(454, "no Session header")
+            return None
+        session = find(header.split(";")[0].strip())
+        if session is None:
+            raise Refusal(454, f"unknown session {header[:40]!r}")
+        return session
 
     def _pump(self) -> None:
         if self.busy or not self.queue or self.closed:

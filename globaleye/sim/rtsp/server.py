@@ -60,7 +60,7 @@ from globaleye.rtsp.message import (
     parse_npt_range,
     parse_transport,
 )
-from globaleye.rtsp.serving import IDLE_TIMEOUT, RtspServerConnection, redact
+from globaleye.rtsp.serving import IDLE_TIMEOUT, PUBLIC, Refusal, RtspServerConnection
 from globaleye.sim.media.source import (
     MAIN_PARAMS,
     SUB_PARAMS,
@@ -82,7 +82,6 @@ from globaleye.sim.rtsp.sdp import (
 from globaleye.sim.rtsp.urls import (
     AUDIO_TRACK,
     VIDEO_TRACK,
-    RtspRefusal,
     Target,
     Verifier,
     base_url,
@@ -90,7 +89,6 @@ from globaleye.sim.rtsp.urls import (
 )
 
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)  # §10.1 PLAY 4)
-PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
 STREAM_MAIN, STREAM_SUB = 1, 2
 #: Live DESCRIBE answers a connection remembers for its SETUP (a client may describe several streams).
 MAX_DESCRIBED = 8
@@ -222,22 +220,22 @@ class RtspCamera:
     def check(self, target: Target) -> None:
         """404 / 403 for a target of this camera (the DevID was matched by the caller)."""
         if not 0 <= target.channel_no < self.channel_num:
-            raise RtspRefusal(404, f"no channel {target.channel_no}")
+            raise Refusal(404, f"no channel {target.channel_no}")
         if target.kind == "live":
             if target.stream_type not in (STREAM_MAIN, STREAM_SUB):
-                raise RtspRefusal(404, f"no stream type {target.stream_type}")
+                raise Refusal(404, f"no stream type {target.stream_type}")
             if not self.stream_open(target.channel_no, target.stream_type):
-                raise RtspRefusal(403, f"stream {target.channel_no}/{target.stream_type} is closed")
+                raise Refusal(403, f"stream {target.channel_no}/{target.stream_type} is closed")
         else:
             name = RecordingName.parse(target.file_name)
             if name is None or name.dev_id != self.dev_id or name.channel_no != target.channel_no:
-                raise RtspRefusal(404, f"no recording {target.file_name!r}")
+                raise Refusal(404, f"no recording {target.file_name!r}")
             if self.duration(target) is None:
-                raise RtspRefusal(404, f"no recording {target.file_name!r}")
+                raise Refusal(404, f"no recording {target.file_name!r}")
 
     def check_capacity(self) -> None:
         if len(self.sessions) >= self.max_sessions:
-            raise RtspRefusal(453, f"{len(self.sessions)} sessions, the maximum is {self.max_sessions}")
+            raise Refusal(453, f"{len(self.sessions)} sessions, the maximum is {self.max_sessions}")
 
     def _changed(self) -> None:
         if self.on_sessions_changed is not None:
@@ -252,6 +250,7 @@ class RtspCameraProtocol(RtspServerConnection):
     """One RTSP connection to the camera (or to any camera the factory serves)."""
 
     server_name = "GlobalEye-SimCam/1.0"
+    refused_note = " (a camera only plays)"
     #: A camera has few connections to give (§10.2 453 is about sessions, but each idle
     #: connection is a descriptor of a small device): the shared idle and slow-request rules.
     idle_timeout = IDLE_TIMEOUT
@@ -309,53 +308,26 @@ class RtspCameraProtocol(RtspServerConnection):
 
     # -- requests
 
-    async def handle(self, request: RtspRequest) -> RtspResponse:
-        try:
-            if request.version != "RTSP/1.0":
-                raise RtspRefusal(505, f"version {request.version}")
-            if request.cseq is None:
-                raise RtspRefusal(400, "no CSeq")
-            handler = getattr(self, "do_" + request.method.upper(), None)
-            if request.method.upper() in ("ANNOUNCE", "RECORD", "REDIRECT"):
-                raise RtspRefusal(405, f"method {request.method} (a camera only plays)")
-            if handler is None:
-                raise RtspRefusal(501, f"method {request.method}")
-            result: RtspResponse = await handler(request)
-            return result
-        except RtspRefusal as refusal:
-            log.warn("RTSP {peer}: refused {method} {uri}: {code} {reason}", peer=self.peer,
-                     method=request.method, uri=redact(request.uri), code=refusal.code,
-                     reason=refusal.reason)
-            camera = self._camera_of(request)
-            if camera is not None:
-                camera.refusals[refusal.code] += 1
-            self.factory.refusals[refusal.code] += 1
-            extra = [("Allow", PUBLIC)] if refusal.code == 405 else []
-            return self.reply(request, refusal.code, extra)
-        except RtspCodecError as e:
-            log.warn("RTSP {peer}: refused {method}: 400 {e}", peer=self.peer, method=request.method, e=e)
-            self.factory.refusals[400] += 1
-            return self.reply(request, 400)
+    def refused(self, request: RtspRequest, refusal: Refusal) -> None:
+        super().refused(request, refusal)
+        camera = self._camera_of(request)
+        if camera is not None:
+            camera.refusals[refusal.code] += 1
 
     def _camera_of(self, request: RtspRequest) -> RtspCamera | None:
         try:
             target, _ = parse_url(request.uri)
-        except RtspRefusal:
+        except Refusal:
             return None
         return self.factory.cameras.get(target.dev_id)
 
     def _session_of(self, request: RtspRequest, required: bool = True) -> RtspSession | None:
-        header = request.headers.get("Session")
-        if header is None:
-            if required:
-                raise RtspRefusal(454, "no Session header")
-            return None
-        session = self.factory.find_session(header.split(";")[0].strip())
+        session = self.lookup_session(request, self.factory.find_session, required)
         if session is None:
-            raise RtspRefusal(454, f"unknown session {header[:40]!r}")
+            return None
         if session.owner is not self:
             # Sessions belong to the connection that created them (they end with it).
-            raise RtspRefusal(454, "session belongs to another connection")
+            raise Refusal(454, "session belongs to another connection")
         session.touch()
         return session
 
@@ -363,7 +335,7 @@ class RtspCameraProtocol(RtspServerConnection):
         """404 → 403 → 453 → 401, in that order (see the module docstring)."""
         camera = self.factory.cameras.get(target.dev_id)
         if camera is None:
-            raise RtspRefusal(404, f"no device {target.dev_id!r} here")
+            raise Refusal(404, f"no device {target.dev_id!r} here")
         camera.check(target)
         if new_session:
             camera.check_capacity()
@@ -371,17 +343,17 @@ class RtspCameraProtocol(RtspServerConnection):
         if key in self.verified:
             return camera
         if not target.token:
-            raise RtspRefusal(401, "no hashtoken")
+            raise Refusal(401, "no hashtoken")
         try:
             ok = await camera.verifier(target.kind, target.dev_id, target.channel_no,
                                        target.verify_arg, target.token)
         except Exception as e:
-            raise RtspRefusal(503, f"token verification unavailable: {e}") from None
+            raise Refusal(503, f"token verification unavailable: {e}") from None
         if not ok:
-            raise RtspRefusal(401, "hashtoken rejected by the platform")
+            raise Refusal(401, "hashtoken rejected by the platform")
         self.verified.add(key)
         if self.closed:
-            raise RtspRefusal(500, "connection closed during verification")
+            raise Refusal(500, "connection closed during verification")
         return camera
 
     async def do_OPTIONS(self, request: RtspRequest) -> RtspResponse:  # noqa: N802
@@ -401,7 +373,7 @@ class RtspCameraProtocol(RtspServerConnection):
         target, _ = parse_url(request.uri)
         accept = request.headers.get("Accept")
         if accept and "application/sdp" not in accept.lower() and "*/*" not in accept:
-            raise RtspRefusal(406, f"cannot answer Accept: {accept[:40]}")
+            raise Refusal(406, f"cannot answer Accept: {accept[:40]}")
         camera = await self._authorize(target, new_session=True)
         base = base_url(request.uri)
         video: VideoFormat
@@ -416,7 +388,7 @@ class RtspCameraProtocol(RtspServerConnection):
                 del self.described[next(iter(self.described))]
             video, audio, duration = live.video, PCMA_AUDIO if live.audio else None, None
         if self.closed:
-            raise RtspRefusal(500, "connection closed while the media were prepared")
+            raise Refusal(500, "connection closed while the media were prepared")
         sdp = build_sdp(target, video, audio, base, self.transport.getHost().host, duration)
         return self.reply(request, 200, [("Content-Base", base), ("Content-Type", "application/sdp")],
                            sdp)
@@ -425,7 +397,7 @@ class RtspCameraProtocol(RtspServerConnection):
         target, track_index = parse_url(request.uri)
         session = self._session_of(request, required=False)
         if session is not None and session.target.resource != target.resource:
-            raise RtspRefusal(459, "SETUP of another resource into an existing session")
+            raise Refusal(459, "SETUP of another resource into an existing session")
         camera = await self._authorize(target, new_session=session is None)
         recording = None
         live: LiveStream | None = None
@@ -434,7 +406,7 @@ class RtspCameraProtocol(RtspServerConnection):
             recording = await camera.recording(target)
             audio_format = recording_audio_format(recording.index)
             if self.closed:
-                raise RtspRefusal(500, "connection closed while the recording was prepared")
+                raise Refusal(500, "connection closed while the recording was prepared")
         else:
             # A session plays what its DESCRIBE announced (or, without DESCRIBE, the
             # stream's encoding now) until it ends: see LiveStream.
@@ -442,20 +414,20 @@ class RtspCameraProtocol(RtspServerConnection):
             if live is None:
                 live = await camera.live(target, self.factory.reactor)
                 if self.closed:
-                    raise RtspRefusal(500, "connection closed while the live loop was prepared")
+                    raise Refusal(500, "connection closed while the live loop was prepared")
             audio_format = PCMA_AUDIO if live.audio else None
         if track_index is None:
             track_index = VIDEO_TRACK
         if track_index not in (VIDEO_TRACK, AUDIO_TRACK) or (track_index == AUDIO_TRACK and audio_format is None):
-            raise RtspRefusal(404, f"no track {track_index}")
+            raise Refusal(404, f"no track {track_index}")
         if session is not None and session.state == "playing":
-            raise RtspRefusal(455, "SETUP while playing")
+            raise Refusal(455, "SETUP while playing")
         header = request.headers.get("Transport")
         if not header:
-            raise RtspRefusal(461, "no Transport header")
+            raise Refusal(461, "no Transport header")
         specs = [s for s in parse_transport(header) if s.profile in ("RTP/AVP", "RTP/AVP/TCP") and s.unicast]
         if not specs:
-            raise RtspRefusal(461, f"no supported transport in {header[:80]!r}")
+            raise Refusal(461, f"no supported transport in {header[:80]!r}")
         spec = specs[0]
         if session is None:
             camera.check_capacity()  # again: another connection may have won the race
@@ -481,7 +453,7 @@ class RtspCameraProtocol(RtspServerConnection):
             reply = TransportSpec("RTP/AVP/TCP", interleaved=channels, ssrc=track.ssrc)
         else:
             if spec.client_port is None:
-                raise RtspRefusal(461, "UDP transport without client_port")
+                raise Refusal(461, "UDP transport without client_port")
             peer_host = self.transport.getPeer().host
             dest = spec.destination or peer_host
             track.rtp_dest = (dest, spec.client_port[0])
@@ -490,7 +462,7 @@ class RtspCameraProtocol(RtspServerConnection):
             try:
                 track.rtp_port, track.rtcp_port = self.factory.udp_pair(track, local)
             except Exception as e:
-                raise RtspRefusal(453, f"no UDP ports: {e}") from None
+                raise Refusal(453, f"no UDP ports: {e}") from None
             source, server_port = local, (track.rtp_port.getHost().port, track.rtcp_port.getHost().port)
             stun_server = camera.stun_server() if camera.stun_server is not None else None
             media_host = track.rtp_port.getHost().host
@@ -499,7 +471,7 @@ class RtspCameraProtocol(RtspServerConnection):
             if stun_server is not None and behind_nat(media_host, dest, peer_host):
                 mapped = await map_ports(self.factory.reactor, track, stun_server)
                 if self.closed or track.rtp_port is None:
-                    raise RtspRefusal(500, "connection closed during the STUN query")
+                    raise Refusal(500, "connection closed during the STUN query")
                 if mapped is not None:
                     source, server_port = mapped
                     log.info("RTSP session {sid}: media ports {local} mapped to {ip}:{ports} (STUN {server}, "
@@ -521,11 +493,11 @@ class RtspCameraProtocol(RtspServerConnection):
         assert session is not None
         target, _ = parse_url(request.uri) if "realplay" in request.uri.lower() else (session.target, None)
         if target.resource != session.target.resource:
-            raise RtspRefusal(459, "PLAY of another resource")
+            raise Refusal(459, "PLAY of another resource")
         if target.token and target.token != session.target.token:
             await self._authorize(target, new_session=False)
         if not session.tracks:
-            raise RtspRefusal(455, "PLAY before SETUP")
+            raise Refusal(455, "PLAY before SETUP")
         camera = session.camera
         range_header = request.headers.get("Range")
         scale_header = request.headers.get("Scale")
@@ -538,7 +510,7 @@ class RtspCameraProtocol(RtspServerConnection):
             if live is None:  # SETUP binds it; a session from elsewhere gets the current encoding
                 live = session.live = await camera.live(session.target, self.factory.reactor)
                 if self.closed or session.owner is not self:
-                    raise RtspRefusal(454, "the session ended while the live loop was prepared")
+                    raise Refusal(454, "the session ended while the live loop was prepared")
             video = live.video
             frame = int(self.factory.clock.seconds() * video.fps)
             headers.append(("Range", "npt=0.000-"))
@@ -551,7 +523,7 @@ class RtspCameraProtocol(RtspServerConnection):
         else:
             recording = session.recording or await camera.recording(session.target)
             if self.closed or session.owner is not self:
-                raise RtspRefusal(454, "the session ended while the recording was prepared")
+                raise Refusal(454, "the session ended while the recording was prepared")
             session.recording = recording
             index = recording.index
             duration = index.duration
@@ -561,12 +533,12 @@ class RtspCameraProtocol(RtspServerConnection):
                 try:
                     begin, stop = parse_npt_range(range_header)
                 except RtspCodecError as e:
-                    raise RtspRefusal(457, str(e)) from None
+                    raise Refusal(457, str(e)) from None
                 if begin is None:  # npt=-20: from where we are
                     begin = index.npt(session.player.pos if isinstance(session.player, RecordingPlayer)
                                       else session.resume_frame)
                 if begin >= duration or (stop is not None and stop <= begin):
-                    raise RtspRefusal(457, f"Range {range_header!r} outside 0-{duration:.3f}")
+                    raise Refusal(457, f"Range {range_header!r} outside 0-{duration:.3f}")
                 # Start on the IDR at or before the requested point: a decoder needs one.
                 start = index.seek(begin)
                 end = index.frames if stop is None else min(index.frames, index.frame_at(stop))
@@ -581,7 +553,7 @@ class RtspCameraProtocol(RtspServerConnection):
                 session.stop_player()
                 start, end = session.resume_frame, index.frames
                 if start >= index.frames:
-                    raise RtspRefusal(457, "playback is at its end")
+                    raise Refusal(457, "playback is at its end")
             headers.append(("Range", format_npt(index.npt(start), index.npt(end))))
             headers.append(("Scale", _fmt_scale(scale)))
             session.scale = scale
@@ -598,7 +570,7 @@ class RtspCameraProtocol(RtspServerConnection):
         session = self._session_of(request)
         assert session is not None
         if session.state == "ready":
-            raise RtspRefusal(455, "PAUSE before PLAY")
+            raise Refusal(455, "PAUSE before PLAY")
         session.stop_player()
         session.state = "paused"
         headers = [("Session", session.id)]
@@ -622,9 +594,9 @@ def _parse_scale(value: str) -> float:
     try:
         wanted = float(value.strip())
     except ValueError:
-        raise RtspRefusal(456, f"bad Scale {value[:20]!r}") from None
+        raise Refusal(456, f"bad Scale {value[:20]!r}") from None
     if not wanted > 0 or math.isinf(wanted):
-        raise RtspRefusal(456, f"Scale {value[:20]!r}: reverse play is not supported")
+        raise Refusal(456, f"Scale {value[:20]!r}: reverse play is not supported")
     # RFC 2326 §12.34: the server may pick the nearest speed it supports and says so.
     return min(SCALES, key=lambda s: abs(math.log(s / wanted)))
 

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 import attrs
 
 from globaleye.media.names import RECORDING_SECONDS
+from globaleye.rtsp.serving import Refusal
 
 Kind = Literal["live", "playback"]
 #: ``async def verify(kind, dev_id, channel_no, stream_type_or_filename, token) -> bool``.
@@ -29,15 +30,6 @@ Kind = Literal["live", "playback"]
 Verifier = Callable[[Kind, str, int, "int | str", str], Awaitable[bool]]
 
 VIDEO_TRACK, AUDIO_TRACK = 0, 1
-
-
-class RtspRefusal(Exception):
-    """A request answered with an error status; the reason goes to the log, not the peer."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 # ---------------------------------------------------------------------- verifiers
@@ -145,7 +137,7 @@ _TRACK = re.compile(r"[/&?;]trackID=(\d+)", re.IGNORECASE)
 
 
 def parse_url(uri: str) -> tuple[Target, int | None]:
-    """The target and the track (None = aggregate) of a request URI; RtspRefusal(404).
+    """The target and the track (None = aggregate) of a request URI; Refusal(404).
 
     The track may be written ``&trackID=n`` (our SDP's absolute control URLs) or
     ``/trackID=n`` appended anywhere (clients that resolve a relative control against
@@ -159,24 +151,24 @@ def parse_url(uri: str) -> tuple[Target, int | None]:
     try:
         parts = urlsplit(uri.rstrip("/"))
     except ValueError:
-        raise RtspRefusal(400, "malformed URL") from None
+        raise Refusal(400, "malformed URL") from None
     if parts.scheme.lower() not in ("rtsp", "rtspu") or parts.path.rstrip("/").lower() != "/realplay":
-        raise RtspRefusal(404, f"not a realplay URL: {parts.path!r}")
+        raise Refusal(404, f"not a realplay URL: {parts.path!r}")
     query = {k.lower(): v for k, v in parse_qsl(parts.query, keep_blank_values=True)}
     dev_id = query.get("devid", "")
     try:
         channel_no = int(query.get("channelno", ""))
     except ValueError:
-        raise RtspRefusal(404, "missing or bad channelno") from None
+        raise Refusal(404, "missing or bad channelno") from None
     token = query.get("hashtoken", "")
     if not dev_id:
-        raise RtspRefusal(404, "missing devid")
+        raise Refusal(404, "missing devid")
     if "filename" in query:
         return Target("playback", dev_id, channel_no, file_name=query["filename"], token=token), track
     try:
         stream_type = int(query.get("streamtype", ""))
     except ValueError:
-        raise RtspRefusal(404, "missing or bad streamtype") from None
+        raise Refusal(404, "missing or bad streamtype") from None
     return Target("live", dev_id, channel_no, stream_type=stream_type, token=token), track
 
 

@@ -33,6 +33,11 @@ REASONS: dict[int, str] = {
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
+def redact(uri: str) -> str:
+    """A URL fit for a log line: its HashToken cut to 4 characters (a bearer credential for a minute)."""
+    return re.sub(r"(hashtoken=)([^&/]{0,4})[^&/]*", r"\1\2…", uri, flags=re.IGNORECASE)
+
+
 class RtspCodecError(ValueError):
     """The peer sent something that is not RTSP, or too much of it."""
 

@@ -18,7 +18,8 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from globaleye.rtsp.upstream import PathFailed, UpstreamSession, redact
+from globaleye.rtsp.message import redact
+from globaleye.rtsp.upstream import PathFailed, UpstreamSession
 
 log = Logger()
 

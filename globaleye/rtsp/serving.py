@@ -28,7 +28,6 @@ reactor's (``factory.reactor``), so tests drive it with ``task.Clock``.
 from __future__ import annotations
 
 import collections
-import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -46,6 +45,7 @@ from globaleye.rtsp.message import (
     RtspParser,
     RtspRequest,
     RtspResponse,
+    redact,
 )
 
 #: Requests a client may pipeline before it is taken for a flood and disconnected.
@@ -74,11 +74,6 @@ class Refusal(Exception):
         self.code = code
         self.reason = reason
         self.headers = headers or []
-
-
-def redact(uri: str) -> str:
-    """Logs must not carry usable tokens (they are bearer credentials for a minute)."""
-    return re.sub(r"(hashtoken=)([^&/]{0,4})[^&/]*", r"\1\2…", uri, flags=re.IGNORECASE)
 
 
 class RtspServerConnection(Protocol):

@@ -39,6 +39,7 @@ from globaleye.rtsp.message import (
     RtspRequest,
     RtspResponse,
     parse_transport,
+    redact,
 )
 from globaleye.rtsp.sdp import SdpError, SessionDescription, parse_sdp, resolve_control
 from txturn import stun
@@ -58,10 +59,6 @@ class PathFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status  # the camera's RTSP status, when it answered
-
-
-def redact(url: str) -> str:
-    return re.sub(r"(hashtoken=)([^&/]{0,4})[^&/]*", r"\1\2…", url, flags=re.IGNORECASE)
 
 
 class RtspClientProtocol(Protocol):

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock
 
 from globaleye.gateway import Gateway, GatewaySettings
 from globaleye.protocol import messages as m
@@ -38,6 +37,7 @@ from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import Options, PlatformService
 
 if TYPE_CHECKING:
+    from twisted.internet.testing import MemoryReactorClock
     from twisted.test.iosim import IOPump
     from twisted.trial.unittest import TestCase
 
@@ -230,6 +230,8 @@ def pump_camera_and_gateway(store: SQLiteStore, dev_id: str = "81100000001", dev
     The device must be in *store* (see :func:`known_device`). With *connect* the link is made and
     the login and ability report (§7.3.3, §7.5.2) are pumped; otherwise call ``link.connect()``.
     """
+    from twisted.internet.testing import MemoryReactorClock  # it imports Trial: not at module level
+
     clock = MemoryReactorClock()
     gateway = Gateway(store, clock, settings or GatewaySettings())
     camera = SimulatedCamera(CameraState.for_device(dev_id, dev_key, **state), clock, timing=timing,

@@ -64,7 +64,7 @@ def _lines(section: Section) -> list[str]:
 
 
 def platform_config(roles: str = DEFAULT_ROLES, *, public_host: str | None = "127.0.0.1",
-                    enrollment: str | None = "open", per_address: int | None = None,
+                    enrollment_mode: str | None = "open", per_address: int | None = None,
                     database: str = "sqlite:///:memory:", data_dir: str | None = None,
                     cms_password: str | None = CMS_PASSWORD, turn_peers: str | None = "127.0.0.0/8",
                     **sections: Section) -> str:
@@ -74,7 +74,7 @@ def platform_config(roles: str = DEFAULT_ROLES, *, public_host: str | None = "12
     ``PlatformService.port_of``); ``[turn] allow_peers`` is *turn_peers* when the TURN role runs
     (None: the default, no loopback peers). Explicit choices, None leaving the key out:
 
-    * *enrollment*: ``[enrollment] mode`` (``open``: any DevID of a known vendor registers, §7.2);
+    * *enrollment_mode*: ``[enrollment] mode`` (``open``: any DevID of a known vendor registers, §7.2);
     * *per_address*: ``[limits] per_address`` (0 where one address runs many cameras);
     * *cms_password*: ``[province] cms_password`` (§6);
     * *data_dir*: ``[globaleye] data_dir`` (give a fresh ``test.mktemp()`` where files are written).
@@ -87,8 +87,8 @@ def platform_config(roles: str = DEFAULT_ROLES, *, public_host: str | None = "12
         wanted["globaleye"].append(f"public_host = {public_host}")
     if data_dir is not None:
         wanted["globaleye"].append(f"data_dir = {data_dir}")
-    if enrollment is not None:
-        wanted["enrollment"] = [f"mode = {enrollment}"]
+    if enrollment_mode is not None:
+        wanted["enrollment"] = [f"mode = {enrollment_mode}"]
     wanted["database"] = [f"url = {database}"]
     running = {role.strip() for role in roles.split(",")}
     for role in _LISTENING:

@@ -113,3 +113,44 @@ class CameraOnPlatform:
                                                       stream_type=stream_type, expires_at=reactor.seconds() + 60,
                                                       account="13300000000"))
         return value
+
+
+# Platform configurations several test modules share (built by globaleye.testing.platform_config) ---------
+
+
+def end_to_end_config(db: str, gateway_extra: str = "", roles: str = "gateway, http, group") -> str:
+    """The end-to-end platform: open enrollment without a per-address cap, a file database *db*, and
+    [turn] on loopback (its port is also the one registration hands out)."""
+    from globaleye.testing import platform_config
+
+    return platform_config(roles, database=f"sqlite:///{db}", enrollment={"peer_limit": 0}, gateway=gateway_extra,
+                           turn={"port": 0, "relay_ports": "51000-51999", "allow_peers": "127.0.0.0/8"})
+
+
+#: The password of the accounts the SOAP tests create.
+SOAP_PASSWORD = "correct horse"
+
+
+def soap_config(db: str, soap_extra: str = "") -> str:
+    """The §8 client API platform: province MCU URLs by number prefix, a firmware entry, one device per
+    account, fast SMS; *soap_extra* adds [soap] lines."""
+    from globaleye.testing import platform_config
+
+    return platform_config(
+        database=f"sqlite:///{db}", gateway={"port": 0, "command_timeout": 2},
+        group={"mcu_urls": "133=http://sh.example.cn/soap/mcu, 1339=http://special.example.cn/soap/mcu",
+               "cms_name": "GlobalEye Test"},
+        soap="\n".join(["sms_interval = 0.01", "max_devices_per_account = 1",
+                        "update_url = http://apps.example.cn/mcu.apk", "min_mcu_version = 1.2",
+                        "stun_host = 198.51.100.1", "stun_port = 3478",
+                        "firmware = * V2.0.0 ftp://upg:pw@198.51.100.9:2121/fw/V2.0.0.bin", soap_extra]))
+
+
+def registration_config(mode: str | None = "open", roles: str = "gateway, http, group") -> str:
+    """The §7.2 registration platform: a backup gateway, a TURN port and an FTP server to hand out;
+    *mode* is [enrollment] mode (None: the default)."""
+    from globaleye.testing import platform_config
+
+    return platform_config(roles, enrollment_mode=mode, http={"port": 0}, gateway={
+        "port": 0, "backup_host": "127.0.0.2", "backup_port": 8589, "turn_port": 3478,
+        "ftp_host": "127.0.0.3", "ftp_account": "pics", "ftp_password": "pw"})

@@ -30,10 +30,8 @@ from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import LISTEN_BACKLOG, PlatformService
 from globaleye.turnauth import DeviceCredentials
-from tests.test_proxy_auth_limits import HASHER, inline
-from tests.test_proxy_auth_limits import REALM as RTSP_REALM
-from tests.test_proxy_auth_limits import digest as digest_header
-from tests.util import http_client, registration_config, until
+from tests.util import HASHER, RTSP_REALM, http_client, inline, registration_config, until
+from tests.util import digest as digest_header
 from txturn import stun
 from txturn.auth import ChainedLookup, long_term_key
 from txturn.service import TurnServerConfig, turn_service

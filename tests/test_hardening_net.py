@@ -370,7 +370,7 @@ class TurnDeadlineTests(PlatformCase):
     async def test_i14_04_turn_tls_stalled_handshakes_closed(self) -> None:
         """Real sockets: 30 stalled TLS handshakes (a ClientHello's first bytes, then silence) and
         30 silent TURN-TCP connections are all closed by the first-message deadline."""
-        from tests.test_turn_interop import self_signed
+        from txturn.testing import self_signed
 
         cert, key = self_signed(os.path.join(tempfile.mkdtemp(), "tls"))
         platform = self.start("per_address = 0\nturn_first_message_timeout = 0.5\nturn_auth_timeout = 1",

@@ -43,8 +43,7 @@ from globaleye.sim.rtsp.server import (
 )
 from globaleye.sim.rtsp.urls import OneTimeTokens
 from globaleye.sim.state import FRAME_SIZE_PIXELS, SUPPORTED_FRAME_SIZES, CameraState, VideoParams
-from tests.test_rtsp_camera import RawClient
-from tests.util import CameraOnPlatform, Result, run, until
+from tests.util import CameraOnPlatform, RawClient, Result, run, until
 
 FFMPEG = shutil.which("ffmpeg")
 FFPROBE = shutil.which("ffprobe")
@@ -500,8 +499,7 @@ class ThroughProxyTests(TestCase):
     async def test_sub_stream_change_through_the_proxy(self) -> None:
         if FFPROBE is None:
             raise SkipTest(NO_FFMPEG)
-        from tests.test_proxy import DEV as PROXY_DEV
-        from tests.test_proxy import ProxyHarness
+        from tests.util import PROXY_DEV, ProxyHarness
 
         h = ProxyHarness(self)
         await h.start()

@@ -65,7 +65,7 @@ def _lines(section: Section) -> list[str]:
 
 def platform_config(roles: str = DEFAULT_ROLES, *, public_host: str | None = "127.0.0.1",
                     enrollment_mode: str | None = "open", per_address: int | None = None,
-                    database: str = "sqlite:///:memory:", data_dir: str | None = None,
+                    database: str | None = "sqlite:///:memory:", data_dir: str | None = None,
                     cms_password: str | None = CMS_PASSWORD, turn_peers: str | None = "127.0.0.0/8",
                     **sections: Section) -> str:
     """The INI text of a test platform on loopback.
@@ -77,6 +77,7 @@ def platform_config(roles: str = DEFAULT_ROLES, *, public_host: str | None = "12
     * *enrollment_mode*: ``[enrollment] mode`` (``open``: any DevID of a known vendor registers, §7.2);
     * *per_address*: ``[limits] per_address`` (0 where one address runs many cameras);
     * *cms_password*: ``[province] cms_password`` (§6);
+    * *database*: ``[database] url`` (an in-memory SQLite database unless told);
     * *data_dir*: ``[globaleye] data_dir`` (give a fresh ``test.mktemp()`` where files are written).
 
     Each further keyword is a section: a mapping of keys, or raw ``key = value`` lines; its keys
@@ -89,7 +90,8 @@ def platform_config(roles: str = DEFAULT_ROLES, *, public_host: str | None = "12
         wanted["globaleye"].append(f"data_dir = {data_dir}")
     if enrollment_mode is not None:
         wanted["enrollment"] = [f"mode = {enrollment_mode}"]
-    wanted["database"] = [f"url = {database}"]
+    if database is not None:
+        wanted["database"] = [f"url = {database}"]
     running = {role.strip() for role in roles.split(",")}
     for role in _LISTENING:
         if role in running:

@@ -285,8 +285,12 @@ SLOW = (
 
 
 def test_modules(root: Path | None = None) -> list[str]:
-    """Every ``tests/test_*.py`` as a module name, sorted."""
-    folder = (root or Path.cwd()) / "tests"
+    """Every ``tests/test_*.py`` of the repository (this checkout, else the working directory) as a
+    module name, sorted."""
+    if root is None:
+        checkout = Path(__file__).resolve().parents[1]
+        root = checkout if (checkout / "tests").is_dir() else Path.cwd()
+    folder = root / "tests"
     return sorted(f"tests.{path.stem}" for path in folder.glob("test_*.py"))
 
 

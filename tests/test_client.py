@@ -30,8 +30,10 @@ from globaleye.client.media import (
 )
 from globaleye.media import rtp
 from globaleye.sim.media.pattern import tone_pcma
-from tests.test_proxy import DEV, FFMPEG, FFPROBE, MOBILE, PASSWORD, ProxyHarness, closed_port
-from tests.util import run
+from tests.util import FFMPEG, FFPROBE, ProxyHarness, closed_port, run
+from tests.util import PROXY_DEV as DEV
+from tests.util import PROXY_MOBILE as MOBILE
+from tests.util import PROXY_PASSWORD as PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
 LOUD = -25.0  # dB RMS: the simulated camera's tone is about -15 dB on its beeps, -35 dB between

@@ -23,46 +23,17 @@ from globaleye.messaging import CommandTimeout
 from globaleye.protocol import messages as m
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
-from globaleye.tap import Options, PlatformService
-from tests.util import http_client, until
-
-CONFIG = """
-[globaleye]
-roles = gateway, http, group
-public_host = 127.0.0.1
-[enrollment]
-mode = open
-peer_limit = 0
-[database]
-url = sqlite:///{db}
-[http]
-port = 0
-[gateway]
-port = 0
-{gateway_extra}
-[turn]
-port = 0
-relay_ports = 51000-51999
-allow_peers = 127.0.0.0/8
-[province]
-cms_password = test-province-secret
-"""
+from globaleye.tap import PlatformService
+from globaleye.testing import start_platform
+from tests.util import end_to_end_config, http_client, until
 
 
 class EndToEndTests(TestCase):
     timeout = 60
 
     def start_platform(self, gateway_extra: str = "", roles: str = "gateway, http, group") -> PlatformService:
-        path = self.mktemp() + ".ini"
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(CONFIG.format(db=self.mktemp() + ".sqlite3", gateway_extra=gateway_extra).replace(
-                "roles = gateway, http, group", f"roles = {roles}"))
-        options = Options()
-        options.parseOptions(["--config", path])  # the same path twistd takes
-        platform = PlatformService(options.config, options.store, reactor)
-        platform.startService()
-        self.addCleanup(platform.stopService)
-        return platform
+        # start_platform reads the file the way twistd's --config does
+        return start_platform(self, end_to_end_config(self.mktemp() + ".sqlite3", gateway_extra, roles), reactor)
 
     def camera(self, platform: PlatformService, dev_id: str, via_redirect: bool = True,
                timing: Timing | None = None, relay_factory: Factory | None = None) -> SimulatedCamera:

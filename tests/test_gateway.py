@@ -8,20 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
 from globaleye.gateway import DeviceOffline, Gateway, GatewaySettings
-from globaleye.gateway.session import DeviceSession
 from globaleye.messaging import CommandTimeout, MalformedResponse, SessionLost
 from globaleye.protocol import messages as m
-from globaleye.protocol.frame import Frame, FrameDecoder, encode_frame
+from globaleye.protocol.frame import Frame, encode_frame
 from globaleye.store import Device, DeviceAddresses, HashToken
 from globaleye.store.sqlite import SQLiteStore
-from tests.util import until
+from tests.util import Device_, until
 
 DEV = "81100000001"
 KEY = "secret-key-1"
@@ -35,42 +32,6 @@ class CountingStore(SQLiteStore):
     async def update_addresses(self, dev_id: str, addresses: DeviceAddresses) -> None:
         self.address_writes += 1
         await super().update_addresses(dev_id, addresses)
-
-
-class Device_:
-    """One fake device connection: write frames in, read decoded messages out."""
-
-    def __init__(self, gateway: Gateway, host: str = "127.0.0.5", port: int = 40000) -> None:
-        self.session: DeviceSession = gateway.factory().buildProtocol(None)
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
-        self.session.makeConnection(self.transport)
-        self.decoder = FrameDecoder()
-        self.received: list[tuple[Frame, m.Message]] = []
-        self.seq = 0
-
-    def send(self, message: m.Message, seq: int | None = None) -> int:
-        assert message.CMD is not None
-        if seq is None:
-            self.seq += 1
-            seq = self.seq
-        self.session.dataReceived(encode_frame(Frame(cmd=message.CMD, seq=seq, data=message.to_xml())))
-        return seq
-
-    def read(self) -> list[tuple[Frame, m.Message]]:
-        data = self.transport.value()
-        self.transport.clear()
-        for frame in self.decoder.feed(data):
-            assert isinstance(frame, Frame)
-            self.received.append((frame, m.parse(frame.data)))
-        return self.received
-
-    async def answer(self, count: int = 1) -> list[tuple[Frame, m.Message]]:
-        await until(lambda: len(self.read()) >= count)
-        return self.received
-
-    @property
-    def closed(self) -> bool:
-        return bool(self.transport.disconnecting)
 
 
 class GatewayTestCase(TestCase):

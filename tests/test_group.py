@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -27,46 +28,28 @@ from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
 from globaleye.soap.client import parse_response, request_envelope
 from globaleye.soap.operations import GROUP_NS, GROUP_OPERATIONS
-from globaleye.tap import Options, PlatformService
+from globaleye.tap import PlatformService
+from globaleye.testing import platform_config, start_platform
 from tests.util import http_client, until
 
-GROUP = """
-[globaleye]
-roles = http, group
-[database]
-url = sqlite:///{db}
-[http]
-port = 0
-[group]
-provinces = 3100-01=shanghai-secret, 1100-01=beijing-secret
-province_numbers = 3100-01=133, 1100-01=189
-mcu_android_url = http://apps.example.cn/mcu.apk
-mcu_android_ver = 2.1
-"""
 
-PROVINCE = """
-[globaleye]
-roles = gateway, http
-[enrollment]
-mode = open
-[database]
-url = sqlite:///{db}
-[http]
-port = 0
-[gateway]
-port = 0
-command_timeout = 2
-[province]
-group_url = {group_url}
-province_no = {province_no}
-cms_no = 01
-cms_password = {password}
-group_timeout = 2
-retry_interval = 0.2
-[soap]
-sms_interval = 0.01
-max_devices_per_account = 4
-"""
+def group_config(db: str) -> str:
+    """A group (§6) alone: two provinces, their numbers, the MCU app's URL."""
+    return platform_config("http, group", public_host=None, enrollment_mode=None, cms_password=None,
+                           database=f"sqlite:///{db}", group={
+                               "provinces": "3100-01=shanghai-secret, 1100-01=beijing-secret",
+                               "province_numbers": "3100-01=133, 1100-01=189",
+                               "mcu_android_url": "http://apps.example.cn/mcu.apk", "mcu_android_ver": "2.1"})
+
+
+def province_config(db: str, group_url: str, province_no: str, password: str) -> str:
+    """A province of that group: gateway and client API, open enrollment, its group client."""
+    return platform_config("gateway, http", public_host=None, database=f"sqlite:///{db}", cms_password=password,
+                           gateway={"command_timeout": 2},
+                           province={"group_url": group_url, "province_no": province_no, "cms_no": "01",
+                                     "group_timeout": 2, "retry_interval": 0.2},
+                           soap={"sms_interval": 0.01, "max_devices_per_account": 4})
+
 
 PASSWORD = "correct horse"
 DEV_ID = "81200000001"
@@ -75,21 +58,13 @@ DEV_ID = "81200000001"
 class GroupProvinceTests(TestCase):
     timeout = 60
 
-    def start(self, template: str, **values: Any) -> PlatformService:
-        path = self.mktemp() + ".ini"
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(template.format(db=self.mktemp() + ".sqlite3", **values))
-        options = Options()
-        options.parseOptions(["--config", path])
-        platform = PlatformService(options.config, options.store, reactor)
-        platform.startService()
-        self.addCleanup(platform.stopService)
-        return platform
+    def start(self, config: Callable[..., str], **values: Any) -> PlatformService:
+        return start_platform(self, config(self.mktemp() + ".sqlite3", **values), reactor)
 
     def start_province(self, group: PlatformService | None, province_no: str, password: str,
                        group_url: str = "") -> PlatformService:
         url = group_url or f"http://127.0.0.1:{group.port_of('http') if group else 1}/soap/group"
-        platform = self.start(PROVINCE, group_url=url, province_no=province_no, password=password)
+        platform = self.start(province_config, group_url=url, province_no=province_no, password=password)
         platform.accounts.sms_sender = RecordingSmsSender()
         return platform
 
@@ -122,7 +97,7 @@ class GroupProvinceTests(TestCase):
         return camera
 
     async def test_claim_redirect_register_and_service_notices(self) -> None:
-        group = self.start(GROUP)
+        group = self.start(group_config)
         a = self.start_province(group, "3100", "shanghai-secret")
         b = self.start_province(group, "1100", "beijing-secret")
         b_url = f"http://127.0.0.1:{b.port_of('http')}"
@@ -210,7 +185,7 @@ class GroupProvinceTests(TestCase):
         raise AssertionError(f"group subscriber {mobile} never reached the expected state")
 
     async def test_passwords_and_unreachable_group(self) -> None:
-        group = self.start(GROUP)
+        group = self.start(group_config)
         service: GroupService = group.group_service
         op = {o.name: o for o in GROUP_OPERATIONS}["OpenService"]
         url = f"http://127.0.0.1:{group.port_of('http')}/soap/group"

@@ -15,6 +15,7 @@ from globaleye.sim.camera import Timing
 from globaleye.sim.fleet import Fleet
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
+from globaleye.testing import platform_config
 from tests.util import http_client, until
 
 DEV = "81100000001"
@@ -30,18 +31,9 @@ class RestartTests(TestCase):
     """§7.2's 5-minute rule must not make the platform's own restart cost every camera 5 minutes."""
 
     def platform(self, database: Path, http_port: int, gateway_port: int) -> PlatformService:
-        config = parse_config(f"""
-[globaleye]
-roles = gateway, http
-public_host = 127.0.0.1
-[http]
-port = {http_port}
-[gateway]
-port = {gateway_port}
-turn_port = 3478
-[enrollment]
-mode = open
-""")
+        config = parse_config(platform_config("gateway, http", database=None, cms_password=None,
+                                              http={"port": http_port},
+                                              gateway={"port": gateway_port, "turn_port": 3478}))
         platform = PlatformService(config, SQLiteStore(str(database)), reactor)
         platform.startService()
         return platform
@@ -195,8 +187,8 @@ class EnrollmentTests(TestCase):
         from globaleye.cli import parse_devices
         from globaleye.sim.__main__ import devices_csv
 
-        config = parse_config("[globaleye]\nroles = gateway, http\n[database]\nurl = sqlite:///:memory:\n"
-                              "[http]\nport = 0\n[gateway]\nport = 0\n")
+        config = parse_config(platform_config("gateway, http", public_host=None, enrollment_mode=None,
+                                              cms_password=None))
         platform = self.start(config)
         rows = devices_csv(argparse.Namespace(count=2, first_id=DEV, seed="globaleye-sim"))
         await platform.store.import_devices(parse_devices(rows, config["enrollment"]["vendors"], 0.0))
@@ -265,24 +257,9 @@ class EnrollmentTests(TestCase):
         device_quota; a vouched (imported) or logged-in device still gets its relay."""
         from globaleye.store import Device
 
-        platform = self.start(parse_config("""
-[globaleye]
-roles = gateway, http, turn
-[enrollment]
-mode = open
-[database]
-url = sqlite:///:memory:
-[http]
-port = 0
-[gateway]
-port = 0
-[turn]
-port = 0
-relay_ports = 54100-54199
-total_quota = 8
-new_device_quota = 3
-device_quota = 2
-"""))
+        platform = self.start(parse_config(platform_config(
+            "gateway, http, turn", public_host=None, cms_password=None, turn_peers=None,
+            turn={"relay_ports": "54100-54199", "total_quota": 8, "new_device_quota": 3, "device_quota": 2})))
         base = f"http://127.0.0.1:{platform.port_of('http')}"
         assert platform.turn is not None
         relays = Allocations(self, platform.turn.addresses["tcp"][1])

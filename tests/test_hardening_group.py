@@ -27,20 +27,13 @@ from globaleye.soap.resource import SoapResource
 from globaleye.store import Account, AuditRecord, OutboxItem, Subscriber
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import Options, PlatformService
+from globaleye.testing import platform_config
 
 OPS = {op.name: op for op in GROUP_OPERATIONS}
 SH, BJ = "shanghai-secret", "beijing-secret"
 
-ONE_PROCESS = """
-[globaleye]
-roles = gateway, http, group
-[database]
-url = sqlite:///:memory:
-[http]
-port = 0
-[gateway]
-port = 0
-"""
+#: Group and province in one process, [province] cms_password left empty (the default shape).
+ONE_PROCESS = platform_config(public_host=None, enrollment_mode=None, cms_password=None)
 
 
 def client_from(source: str = "127.0.0.1") -> HTTPClient:

@@ -30,11 +30,8 @@ from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import LISTEN_BACKLOG, PlatformService
 from globaleye.turnauth import DeviceCredentials
-from tests.test_proxy_auth_limits import HASHER, inline
-from tests.test_proxy_auth_limits import REALM as RTSP_REALM
-from tests.test_proxy_auth_limits import digest as digest_header
-from tests.test_registration import OPEN
-from tests.util import http_client, until
+from tests.util import HASHER, RTSP_REALM, http_client, inline, registration_config, until
+from tests.util import digest as digest_header
 from txturn import stun
 from txturn.auth import ChainedLookup, long_term_key
 from txturn.service import TurnServerConfig, turn_service
@@ -358,7 +355,7 @@ class RegisterKeyTests(TestCase):
         a few keys checked (Result 2), then Result 255 for every further guess, the right key included, in
         the same answer; the guard is the gateway's, so its login of the DevID is held too, while the
         camera's own address (where it registered) logs in."""
-        platform = PlatformService(parse_config(OPEN + "[enrollment]\nmode = closed\n"), SQLiteStore(":memory:"),
+        platform = PlatformService(parse_config(registration_config("closed")), SQLiteStore(":memory:"),
                                    reactor)
         platform.startService()
         self.addCleanup(platform.stopService)

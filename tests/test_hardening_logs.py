@@ -22,8 +22,7 @@ from globaleye.proxy.auth import AccountAuthenticator
 from globaleye.proxy.server import RtspProxyFactory
 from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
-from tests.test_gateway import Device_
-from tests.test_proxy_auth_limits import OfflineCameras, Viewer
+from tests.util import Device_, OfflineCameras, Viewer
 
 
 def capture(test: TestCase, prefix: str) -> list[dict[str, Any]]:

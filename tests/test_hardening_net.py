@@ -23,29 +23,18 @@ from globaleye.config import parse_config
 from globaleye.netlimits import ConnectionLimits, LimitSettings, address_group
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
+from globaleye.testing import platform_config
 from tests.util import http_client, until
 
-CONFIG = """
-[globaleye]
-roles = {roles}
-[database]
-url = sqlite:///:memory:
-[http]
-port = 0
-max_body = 65536
-[gateway]
-port = 0
-[stun]
-port = 0
-[turn]
-port = 0
-relay_ports = 51000-51499
-allow_peers = 127.0.0.0/8
-users = alice:secret
-{turn_extra}
-[limits]
-{limits}
-"""
+
+def net_config(roles: str, limits: str = "", turn_extra: str = "", gateway_extra: str = "") -> str:
+    """Every listening role on loopback with the [limits] under test; TURN with one user."""
+    return platform_config(roles, public_host=None, enrollment_mode=None, cms_password=None, turn_peers=None,
+                           http={"port": 0, "max_body": 65536}, gateway="port = 0\n" + gateway_extra,
+                           stun={"port": 0},
+                           turn="\n".join(["port = 0", "relay_ports = 51000-51499", "allow_peers = 127.0.0.0/8",
+                                           "users = alice:secret", turn_extra]),
+                           limits=limits)
 
 
 class Probe(Protocol):
@@ -78,7 +67,7 @@ class PlatformCase(TestCase):
         self.probes: list[Probe] = []
 
     def start(self, limits: str, roles: str = "gateway, http, group", turn_extra: str = "") -> PlatformService:
-        config = parse_config(CONFIG.format(roles=roles, limits=limits, turn_extra=turn_extra))
+        config = parse_config(net_config(roles, limits, turn_extra))
         platform = PlatformService(config, SQLiteStore(":memory:"), reactor)
         platform.startService()
         self.addCleanup(self._stop, platform)
@@ -133,8 +122,7 @@ class ConnectionLimitTests(PlatformCase):
 
     async def test_i9_03_per_address_cap_ipv6(self) -> None:
         """On ::1 too: the per-address cap counts an IPv6 /64 as one address."""
-        config = parse_config(CONFIG.format(roles="gateway", limits="per_address = 3", turn_extra="")
-                              .replace("[gateway]\nport = 0", "[gateway]\nport = 0\ninterface = ::1"))
+        config = parse_config(net_config("gateway", "per_address = 3", gateway_extra="interface = ::1"))
         platform = PlatformService(config, SQLiteStore(":memory:"), reactor)
         platform.startService()
         self.addCleanup(self._stop, platform)
@@ -370,7 +358,7 @@ class TurnDeadlineTests(PlatformCase):
     async def test_i14_04_turn_tls_stalled_handshakes_closed(self) -> None:
         """Real sockets: 30 stalled TLS handshakes (a ClientHello's first bytes, then silence) and
         30 silent TURN-TCP connections are all closed by the first-message deadline."""
-        from tests.test_turn_interop import self_signed
+        from txturn.testing import self_signed
 
         cert, key = self_signed(os.path.join(tempfile.mkdtemp(), "tls"))
         platform = self.start("per_address = 0\nturn_first_message_timeout = 0.5\nturn_auth_timeout = 1",

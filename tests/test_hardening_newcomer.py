@@ -468,7 +468,7 @@ class GatewayFullDiskTests(TestCase):
         from globaleye.protocol import messages as m
         from globaleye.store import Device
         from globaleye.store.sqlite import SQLiteStore
-        from tests.test_gateway import Device_
+        from tests.util import Device_
 
         class FullStore(SQLiteStore):
             full = False

@@ -349,8 +349,7 @@ class Ipv6PublicHostTests(unittest.TestCase):
         from globaleye.sim.camera import Timing
         from globaleye.sim.fleet import Fleet
         from globaleye.store import Account, Binding, Device
-        from tests.test_proxy import FFPROBE, probe
-        from tests.util import until
+        from tests.util import FFPROBE, probe, until
 
         config = STATUS_CONFIG.replace("roles = gateway, http, rtsp", "roles = gateway, http, group, rtsp")
         parsed = parse_config(config.format(public="::1", interface="::1") + V6_CONFIG)

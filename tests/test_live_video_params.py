@@ -43,27 +43,14 @@ from globaleye.sim.rtsp.server import (
 )
 from globaleye.sim.rtsp.urls import OneTimeTokens
 from globaleye.sim.state import FRAME_SIZE_PIXELS, SUPPORTED_FRAME_SIZES, CameraState, VideoParams
-from tests.test_rtsp_camera import RawClient
-from tests.util import CameraOnPlatform, Result, run, until
+from globaleye.testing import platform_config
+from tests.util import CameraOnPlatform, RawClient, Result, run, until
 
 FFMPEG = shutil.which("ffmpeg")
 FFPROBE = shutil.which("ffprobe")
 NO_FFMPEG = "ffmpeg/ffprobe not installed (apt-get install -y ffmpeg)"
 DEV = "81300000021"
-CONFIG = """
-[globaleye]
-roles = gateway, http, group
-[enrollment]
-mode = open
-[database]
-url = sqlite:///:memory:
-[http]
-port = 0
-[gateway]
-port = 0
-[province]
-cms_password = test-province-secret
-"""
+CONFIG = platform_config(public_host=None)
 
 
 def sdp_value(sdp: bytes, prefix: str) -> str | None:
@@ -500,8 +487,7 @@ class ThroughProxyTests(TestCase):
     async def test_sub_stream_change_through_the_proxy(self) -> None:
         if FFPROBE is None:
             raise SkipTest(NO_FFMPEG)
-        from tests.test_proxy import DEV as PROXY_DEV
-        from tests.test_proxy import ProxyHarness
+        from tests.util import PROXY_DEV, ProxyHarness
 
         h = ProxyHarness(self)
         await h.start()

@@ -35,19 +35,19 @@ from globaleye.sim.rtsp.players import RecordingPlayer
 from globaleye.sim.rtsp.server import RtspCamera, RtspCameraFactory
 from globaleye.sim.rtsp.urls import OneTimeTokens, parse_url, state_recordings
 from globaleye.sim.state import CameraState
-from tests.test_rtsp_camera import (
-    DEV,
+from tests.util import CAMERA_DEV as DEV
+from tests.util import CAMERA_RECORDING as RECORDING
+from tests.util import (
     FFMPEG,
     FFPROBE,
     NO_FFMPEG,
-    RECORDING,
     CameraCase,
     RawClient,
     ffprobe_streams,
+    run,
     sdp_controls,
     sleep,
 )
-from tests.util import run
 
 try:
     import av

@@ -10,146 +10,36 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import socket
 from typing import Any
 
-import attrs
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.accounts import RecordingSmsSender
 from globaleye.config import parse_config
-from globaleye.sim.camera import Timing
-from globaleye.sim.fleet import Fleet
-from globaleye.store import Account, Binding
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
-from tests.util import http_client, run, until
+from tests.util import (
+    FFMPEG,
+    FFPROBE,
+    OPS_TOKEN,
+    ProxyHarness,
+    closed_port,
+    http_client,
+    probe,
+    proxy_config,
+    run,
+    streams_of,
+    until,
+)
+from tests.util import PROXY_DEV as DEV
+from tests.util import PROXY_MOBILE as MOBILE
+from tests.util import PROXY_OTHER_DEV as OTHER_DEV
+from tests.util import PROXY_PASSWORD as PASSWORD
 
-FFPROBE = shutil.which("ffprobe")
-FFMPEG = shutil.which("ffmpeg")
-DEV, OTHER_DEV = "81300000011", "81300000012"
-MOBILE, PASSWORD, NEW_PASSWORD = "13300000011", "secret-pw-1", "secret-pw-2"
-CONFIG = """
-[globaleye]
-roles = gateway, http, turn, rtsp
-[enrollment]
-mode = open
-[database]
-url = sqlite:///:memory:
-[http]
-port = 0
-[gateway]
-port = 0
-[turn]
-port = 0
-relay_ports = 53000-53999
-allow_peers = 127.0.0.0/8
-[ops]
-token = {ops_token}
-[rtsp]
-port = 0
-linger = {linger}
-udp_timeout = {udp_timeout}
-connect_timeout = 2
-"""
-
-
-OPS_TOKEN = "operator-token-for-tests"
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
-
-
-class ProxyHarness:
-    """A platform with the proxy role, one account, and simulated cameras bound to it."""
-
-    def __init__(self, test: TestCase, linger: float = 0.5, udp_timeout: float = 5.0, rtsp_extra: str = "") -> None:
-        self.test = test
-        self.config = parse_config(CONFIG.format(linger=linger, udp_timeout=udp_timeout, ops_token=OPS_TOKEN)
-                                   + rtsp_extra)
-
-    async def start(self, cameras: dict[str, dict[str, Any]] | None = None, login: bool = True,
-                    database: str = ":memory:", create_account: bool = True) -> None:
-        self.platform = PlatformService(self.config, SQLiteStore(database), reactor)
-        self.platform.startService()
-        self.test.addCleanup(self.platform.stopService)
-        turn_port = self.platform.turn.addresses["udp"][1] if self.platform.turn is not None else 0
-        # §8.9 StunIP/StunPort: the TURN role answers Binding too.
-        self.platform.client.media.settings = attrs.evolve(self.platform.client.media.settings, stun_host="127.0.0.1",
-                                                            stun_port=turn_port)
-        self.fleet = Fleet(reactor, register_url=f"http://127.0.0.1:{self.platform.port_of('http')}/register",
-                           timing=Timing(backoff_initial=0.05), http=http_client())
-        self.test.addCleanup(self.fleet.stop)
-        await self.fleet.prepare()
-        store = self.platform.store
-        accounts = self.platform.accounts
-        now = reactor.seconds()
-        if create_account:  # straight into the store, as an account from before HA1s were kept
-            await store.create_account(Account(MOBILE, await accounts.hash_password(PASSWORD), now, now))
-        self.cameras = {}
-        for dev_id, overrides in (cameras or {DEV: {}}).items():
-            camera = self.fleet.add(dev_id)
-            for key, value in overrides.items():
-                setattr(camera.state, key, value)
-            self.cameras[dev_id] = camera
-            await store.enroll_device(_device(dev_id, camera.state.dev_key))
-            if dev_id != OTHER_DEV:
-                await store.bind_device(Binding(MOBILE, dev_id, 0, dev_id, now), 10)
-        self.fleet.start()
-        for camera in self.cameras.values():
-            await camera.went_online
-        if login:  # the app's login, which also backfills the account's Digest secret (HA1)
-            outcome = await accounts.login(MOBILE, PASSWORD, "1.0", "127.0.0.1:1")
-            assert outcome.session is not None
-
-    @property
-    def port(self) -> int:
-        return self.platform.port_of("rtsp")
-
-    def url(self, dev_id: str = DEV, stream: int = 1, password: str = PASSWORD, user: str = MOBILE) -> str:
-        return f"rtsp://{user}:{password}@127.0.0.1:{self.port}/live/{dev_id}/0/{stream}"
-
-    @property
-    def factory(self) -> Any:
-        assert self.platform.rtsp_proxy is not None
-        return self.platform.rtsp_proxy.factory
-
-    def camera_rtsp(self, dev_id: str = DEV) -> Any:
-        return self.fleet.rtsp.cameras[dev_id]
-
-    async def relay_ready(self, dev_id: str = DEV) -> None:
-        camera = self.cameras[dev_id]
-        await until(lambda: camera.turn is not None and camera.turn.relayed_address is not None)
-        while True:
-            live = self.platform.gateway.live.get(dev_id)
-            if live is not None and live.addresses.rtsp_turn_relay_port:
-                return
-            await deferLater(reactor, 0.05, lambda: None)
-
-
-def _device(dev_id: str, key: str) -> Any:
-    from globaleye.store import Device
-    return Device(dev_id=dev_id, dev_key=key, model="SIM")
-
-
-async def probe(url: str, transport: str = "tcp", timeout: float = 20) -> Any:
-    assert FFPROBE is not None
-    return await run(FFPROBE, ["-v", "error", "-rtsp_transport", transport, "-show_entries",
-                               "stream=codec_name,codec_type,width,height", "-of", "json", url], timeout=timeout)
-
-
-def streams_of(result: Any) -> dict[str, Any]:
-    return {s["codec_type"]: s for s in json.loads(result.out)["streams"]}
-
+NEW_PASSWORD = "secret-pw-2"
 
 class ProxyLiveTests(TestCase):
     timeout = 60
@@ -441,7 +331,6 @@ class ProxyPlaybackAndUdpTests(TestCase):
             self.assertEqual(len(frames), 50, f"the last 2 s of the file over {transport}")
 
     async def test_status_json(self) -> None:
-        from tests.util import http_client
         result = await probe(self.h.url())
         self.assertEqual(result.code, 0, result.err)
         url = f"http://127.0.0.1:{self.h.platform.port_of('http')}/status/streams"
@@ -608,7 +497,7 @@ class ProxyDigestAcrossRestartTests(TestCase):
             raise SkipTest("ffprobe not installed (apt-get install -y ffmpeg)")
         self.database = self.mktemp() + ".sqlite"
         # The first platform: the account signs up through the client API's rules (SMS code).
-        first = PlatformService(parse_config(CONFIG.format(linger=0.5, udp_timeout=5, ops_token="")), SQLiteStore(self.database),
+        first = PlatformService(parse_config(proxy_config()), SQLiteStore(self.database),
                                 reactor)
         first.startService()
         sms = RecordingSmsSender()

@@ -17,12 +17,9 @@ import base64
 import re
 from typing import Any
 
-from argon2 import PasswordHasher
 from twisted.internet import reactor
-from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock, deferLater
-from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
@@ -32,23 +29,25 @@ from globaleye.config import parse_config
 from globaleye.keyguard import KeyGuard, KeyGuardSettings
 from globaleye.proxy import auth
 from globaleye.proxy.auth import AccountAuthenticator, source_address
-from globaleye.proxy.server import RtspProxyFactory, RtspProxyProtocol
-from globaleye.rtsp.message import Headers, RtspParser, RtspRequest, RtspResponse
+from globaleye.proxy.server import RtspProxyFactory
+from globaleye.rtsp.message import RtspResponse
 from globaleye.store.sqlite import SQLiteStore
-from tests.util import until
+from tests.util import (
+    HASHER,
+    RTSP_REALM,
+    VIEWER_MOBILE,
+    VIEWER_PASSWORD,
+    VIEWER_URI,
+    OfflineCameras,
+    Viewer,
+    digest,
+    inline,
+)
 
-REALM = "GlobalEye"
-MOBILE, PASSWORD = "13300000001", "secret1"
+REALM, MOBILE, PASSWORD, URI = RTSP_REALM, VIEWER_MOBILE, VIEWER_PASSWORD, VIEWER_URI
 OTHER = "13300000002"
-URI = "rtsp://proxy:8554/live/81100000001/0/1"
 SOAP_PEER = "198.51.100.9:4000"
-HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
 SLOWDOWN_AFTER, LOCKOUT_AFTER, LOCKOUT = 3, 5, 100.0
-
-
-def inline(function: Any, *args: Any) -> Deferred[Any]:
-    """Run 'in a thread' synchronously: keeps the Clock in charge of every wait."""
-    return succeed(function(*args))
 
 
 @implementer(ILogObserver)
@@ -62,63 +61,11 @@ class LogLines:
         self.lines.append(formatEvent(event))
 
 
-class OfflineCameras:
-    """A directory in which every account may watch every camera, and none is online (503)."""
-
-    async def may_watch(self, account: str, target: Any) -> bool:
-        return True
-
-    def online(self, dev_id: str) -> bool:
-        return False
-
-
-class Viewer:
-    """One player connection to the proxy, over a StringTransport from *host*."""
-
-    def __init__(self, factory: RtspProxyFactory, host: str, port: int = 40000) -> None:
-        address = IPv6Address("TCP", host, port) if ":" in host else IPv4Address("TCP", host, port)
-        self.transport = StringTransport(peerAddress=address)
-        self.protocol: RtspProxyProtocol = factory.buildProtocol(address)
-        # These connections wait out lockouts on the clock; closing idle ones is test_rtsp_timeouts'.
-        self.protocol.idle_timeout = 0
-        self.protocol.makeConnection(self.transport)
-        self.cseq = 0
-
-    def send(self, authorization: str | None = None, method: str = "DESCRIBE", uri: str = URI) -> None:
-        self.cseq += 1
-        headers = Headers([("CSeq", str(self.cseq))])
-        if authorization is not None:
-            headers.add("Authorization", authorization)
-        self.transport.clear()
-        self.protocol.dataReceived(RtspRequest(method, uri, headers).encode())
-
-    async def answer(self) -> RtspResponse:
-        await until(lambda: b"\r\n\r\n" in self.transport.value(), timeout=5)
-        events = RtspParser().feed(self.transport.value())
-        assert len(events) == 1 and isinstance(events[0], RtspResponse), events
-        return events[0]
-
-    async def ask(self, authorization: str | None = None, method: str = "DESCRIBE") -> RtspResponse:
-        self.send(authorization, method)
-        return await self.answer()
-
-    @property
-    def closed(self) -> bool:
-        return bool(self.transport.disconnecting)
-
-
 def nonce_of(response: RtspResponse) -> str:
     challenge = response.headers.get("WWW-Authenticate") or ""
     m = re.search(r'nonce="([^"]+)"', challenge)
     assert m is not None, challenge
     return m.group(1)
-
-
-def digest(nonce: str, password: str = PASSWORD, user: str = MOBILE, method: str = "DESCRIBE",
-           uri: str = URI) -> str:
-    """What a Digest player (RFC 2069 form, as the proxy asks) sends."""
-    response = auth.md5_hex(f"{auth.ha1(user, REALM, password)}:{nonce}:{auth.md5_hex(f'{method}:{uri}')}")
-    return f'Digest username="{user}", realm="{REALM}", nonce="{nonce}", uri="{uri}", response="{response}"'
 
 
 def basic(password: str = PASSWORD, user: str = MOBILE) -> str:
@@ -463,19 +410,19 @@ class ProxyLockoutEndToEndTests(TestCase):
     timeout = 90
 
     async def setUp(self) -> None:  # type: ignore[override]
-        from tests.test_proxy import CONFIG, FFPROBE, ProxyHarness
+        from tests.util import FFPROBE, ProxyHarness, proxy_config
         if FFPROBE is None:
             raise SkipTest("ffprobe not installed (apt-get install -y ffmpeg)")
         self.h = ProxyHarness(self)
-        text = CONFIG.format(linger=0.5, udp_timeout=5, ops_token="").replace("[rtsp]\n", "[rtsp]\nauth_peer_limit = 4\n")
+        text = proxy_config(rtsp_extra="auth_peer_limit = 4")
         self.h.config = parse_config(text + "[soap]\nlogin_slowdown_after = 3\nlogin_lockout_after = 3\n"
                                             "login_lockout = 600\n")
         await self.h.start()
 
     async def test_ffprobe_owner_plays_while_strangers_lock_the_account(self) -> None:
-        from tests.test_proxy import MOBILE as ACCOUNT
-        from tests.test_proxy import PASSWORD as RIGHT
-        from tests.test_proxy import probe, streams_of
+        from tests.util import PROXY_MOBILE as ACCOUNT
+        from tests.util import PROXY_PASSWORD as RIGHT
+        from tests.util import probe, streams_of
         accounts = self.h.platform.accounts
         # The owner's player mistypes, from the address the app logged in from (127.0.0.1): 401 each time,
         # counted for that address (the proxy's limit and the key guard's pair), not toward the account's lock.

@@ -7,7 +7,8 @@ from typing import Any
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.rtsp.upstream import UpstreamSession
-from tests.test_proxy import DEV, FFMPEG, FFPROBE, ProxyHarness, closed_port, probe, streams_of
+from tests.util import FFMPEG, FFPROBE, ProxyHarness, closed_port, probe, streams_of
+from tests.util import PROXY_DEV as DEV
 
 
 class ProxyTurnFallbackTests(TestCase):

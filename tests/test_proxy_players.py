@@ -24,8 +24,10 @@ import tempfile
 
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.test_proxy import DEV, MOBILE, PASSWORD, ProxyHarness
-from tests.util import run
+from tests.util import PROXY_DEV as DEV
+from tests.util import PROXY_MOBILE as MOBILE
+from tests.util import PROXY_PASSWORD as PASSWORD
+from tests.util import ProxyHarness, run
 
 FFPROBE = shutil.which("ffprobe")
 GST_LAUNCH = shutil.which("gst-launch-1.0")

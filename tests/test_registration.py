@@ -12,28 +12,7 @@ from globaleye.protocol import messages as m
 from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
-from tests.util import http_client
-
-OPEN = """
-[globaleye]
-roles = gateway, http, group
-public_host = 127.0.0.1
-[database]
-url = sqlite:///:memory:
-[http]
-port = 0
-[gateway]
-port = 0
-backup_host = 127.0.0.2
-backup_port = 8589
-turn_port = 3478
-ftp_host = 127.0.0.3
-ftp_account = pics
-ftp_password = pw
-[province]
-cms_password = test-province-secret
-"""
-
+from tests.util import http_client, registration_config
 
 treq = http_client()
 
@@ -42,7 +21,7 @@ class RegistrationTests(TestCase):
     mode = "open"
 
     def setUp(self) -> Any:
-        config = parse_config(OPEN + f"[enrollment]\nmode = {self.mode}\n")
+        config = parse_config(registration_config(self.mode))
         self.platform = PlatformService(config, SQLiteStore(":memory:"), reactor)
         self.platform.startService()
         self.addCleanup(self.platform.stopService)
@@ -144,7 +123,7 @@ class ClosedEnrollmentTests(RegistrationTests):
 
 class GroupOnlyTests(TestCase):
     async def test_unassigned_device(self) -> None:
-        config = parse_config(OPEN.replace("roles = gateway, http, group", "roles = group"))
+        config = parse_config(registration_config(None, roles="group"))
         platform = PlatformService(config, SQLiteStore(":memory:"), reactor)
         platform.startService()
         self.addCleanup(platform.stopService)

@@ -12,31 +12,18 @@ from globaleye.protocol import messages as m
 from globaleye.sms.fixture import SMGPFixture
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
+from globaleye.testing import platform_config
 from tests.util import http_client
 from txturn import stun
 from txturn.testing import stun_request
 
-CONFIG = """
-[globaleye]
-roles = {roles}
-[enrollment]
-mode = open
-[database]
-url = sqlite:///:memory:
-[http]
-port = 0
-[gateway]
-port = 0
-[stun]
-port = 0
-alternate_interface = 127.0.0.2
-alternate_port = 0
-[turn]
-port = 0
-relay_ports = 50000-50999
-allow_peers = 127.0.0.0/8
-users = alice:secret
-"""
+
+def roles_config(roles: str) -> str:
+    """*roles* on loopback; every role's section set (port 0) whether it runs or not."""
+    return platform_config(roles, public_host=None, cms_password=None, http={"port": 0}, gateway={"port": 0},
+                           stun={"port": 0, "alternate_interface": "127.0.0.2", "alternate_port": 0},
+                           turn={"port": 0, "relay_ports": "50000-50999", "allow_peers": "127.0.0.0/8",
+                                 "users": "alice:secret"})
 
 
 async def binding(port: int, attributes: dict[int, Any] | None = None) -> stun.Message:
@@ -45,7 +32,7 @@ async def binding(port: int, attributes: dict[int, Any] | None = None) -> stun.M
 
 class RoleTests(TestCase):
     def start(self, roles: str) -> PlatformService:
-        platform = PlatformService(parse_config(CONFIG.format(roles=roles)), SQLiteStore(":memory:"), reactor)
+        platform = PlatformService(parse_config(roles_config(roles)), SQLiteStore(":memory:"), reactor)
         platform.startService()
         self.addCleanup(platform.stopService)
         return platform
@@ -81,7 +68,7 @@ class SmsRoleTests(TestCase):
         listening = fixture.listen(reactor)
         self.addCleanup(listening.stopListening)
         port = listening.getHost().port
-        config = parse_config(CONFIG.format(roles="gateway, http") + (
+        config = parse_config(roles_config("gateway, http") + (
             f"[sms]\nbackend = smgp\nport = {port}\nclient_id = 10000001\nsecret = s3cret\n"
             "src_term_id = 106590001\n"))
         platform = PlatformService(config, SQLiteStore(":memory:"), reactor)
@@ -96,5 +83,5 @@ class SmsRoleTests(TestCase):
 
     def test_smgp_needs_account(self) -> None:
         with self.assertRaises(ConfigError) as e:
-            parse_config(CONFIG.format(roles="gateway") + "[sms]\nbackend = smgp\n")
+            parse_config(roles_config("gateway") + "[sms]\nbackend = smgp\n")
         self.assertIn("client_id", str(e.exception))

@@ -7,99 +7,41 @@ never subprocess.run); tests needing them skip with the reason when they are mis
 
 from __future__ import annotations
 
-import collections
 import json
-import shutil
 import socket
 from typing import Any
 
-from twisted.internet import defer, protocol, reactor, task
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from globaleye.media import rtp
 from globaleye.protocol import messages as m
 from globaleye.rtsp.message import (
-    Headers,
     InterleavedFrame,
     RtspParser,
-    RtspRequest,
-    RtspResponse,
     parse_transport,
 )
 from globaleye.sim.media.source import default_library
 from globaleye.sim.rtsp.server import RtspCamera, RtspCameraFactory, RtspCameraProtocol
 from globaleye.sim.rtsp.urls import OneTimeTokens, platform_verifier, state_recordings
 from globaleye.sim.state import CameraState
-from tests.util import Result, run
+from tests.util import CAMERA_DEV as DEV
+from tests.util import CAMERA_RECORDING as RECORDING
+from tests.util import (
+    FFMPEG,
+    CameraCase,
+    ffprobe_streams,
+    run,
+    sdp_controls,
+    sleep,
+)
 
 try:
     import av
 except ImportError:  # pragma: no cover
     av = None
-
-FFMPEG = shutil.which("ffmpeg")
-FFPROBE = shutil.which("ffprobe")
-NO_FFMPEG = "ffmpeg/ffprobe not installed (apt-get install -y ffmpeg)"
-DEV = "81100000001"
-RECORDING = f"{DEV}_0_20261101120000.ts"
-
-
-# ---------------------------------------------------------------------- child processes
-
-
-async def sleep(seconds: float) -> None:
-    await task.deferLater(reactor, seconds, lambda: None)
-
-
-# ---------------------------------------------------------------------- a raw RTSP client
-
-
-class RawClient(protocol.Protocol):
-    """Just enough RTSP client to check the server's answers header by header."""
-
-    def __init__(self) -> None:
-        self.parser = RtspParser(max_body=1 << 20)
-        self.cseq = 0
-        self.pending: collections.deque[defer.Deferred[RtspResponse]] = collections.deque()
-        self.frames: list[InterleavedFrame] = []
-        self.closed: defer.Deferred[None] = defer.Deferred()
-        self.session: str | None = None
-
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        for event in self.parser.feed(data):
-            if isinstance(event, InterleavedFrame):
-                self.frames.append(event)
-            elif isinstance(event, RtspResponse) and self.pending:
-                self.pending.popleft().callback(event)
-
-    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
-        while self.pending:
-            self.pending.popleft().errback(ConnectionError("closed"))
-        self.closed.callback(None)
-
-    def request(self, method: str, url: str, *headers: tuple[str, str], body: bytes = b"") -> defer.Deferred[
-            RtspResponse]:
-        self.cseq += 1
-        h = Headers([("CSeq", str(self.cseq)), *headers])
-        if self.session and "Session" not in h:
-            h.add("Session", self.session)
-        d: defer.Deferred[RtspResponse] = defer.Deferred()
-        self.pending.append(d)
-        self.transport.write(RtspRequest(method, url, h, body).encode())
-        return d
-
-    async def setup(self, url: str, transport: str) -> RtspResponse:
-        response = await self.request("SETUP", url, ("Transport", transport))
-        if response.code == 200:
-            self.session = response.headers.get("Session").split(";")[0]
-        return response
-
-    def rtp(self, channel: int) -> list[rtp.RtpPacket]:
-        return [rtp.parse_rtp(f.data) for f in self.frames if f.channel == channel]
-
 
 class Collector(DatagramProtocol):
     noisy = False
@@ -110,76 +52,6 @@ class Collector(DatagramProtocol):
     def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
         self.packets.append((data, addr))
 
-
-def sdp_controls(sdp: bytes) -> list[str]:
-    return [line[len("a=control:"):] for line in sdp.decode().splitlines()
-            if line.startswith("a=control:") and line != "a=control:*"]
-
-
-# ---------------------------------------------------------------------- fixtures
-
-
-class CameraCase(TestCase):
-    timeout = 60
-
-    def setUp(self) -> None:
-        self.tokens = OneTimeTokens()
-        self.closed_streams: set[tuple[int, int]] = set()
-        self.camera = RtspCamera(DEV, self.tokens, channel_num=2, max_sessions=2, media=default_library(),
-                                 stream_open=lambda ch, st: (ch, st) not in self.closed_streams)
-        self.factory = RtspCameraFactory(self.camera)
-        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
-        self.clients: list[RawClient] = []
-        self.udp: list[Any] = []
-
-    async def _cleanup(self) -> None:
-        for client in self.clients:
-            if client.transport is not None and not client.closed.called:
-                client.transport.loseConnection()
-                await client.closed
-        for port in self.udp:
-            await port.stopListening()
-        for _ in range(100):  # the server side notices the close a moment later
-            if self.factory.connections == 0:
-                break
-            await sleep(0.02)
-        for session in list(self.factory.sessions.values()):
-            session.destroy()
-        await self.port.stopListening()
-
-    def tearDown(self) -> defer.Deferred[None]:
-        return defer.Deferred.fromCoroutine(self._cleanup())
-
-    def url(self, channel: int = 0, stream: int = 1, *, token: str | None = None, file: str | None = None,
-            dev: str = DEV, issue: bool = True) -> str:
-        host = f"rtsp://127.0.0.1:{self.port.getHost().port}/realplay"
-        if file is not None:
-            if token is None and issue:
-                token = self.tokens.issue("playback", dev, channel, file)
-            return f"{host}?devid={dev}&channelno={channel}&filename={file}&hashtoken={token or ''}"
-        if token is None and issue:
-            token = self.tokens.issue("live", dev, channel, stream)
-        return f"{host}?devid={dev}&channelno={channel}&streamtype={stream}&hashtoken={token or ''}"
-
-    async def client(self) -> RawClient:
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
-        c = await connectProtocol(endpoint, RawClient())
-        self.clients.append(c)
-        return c
-
-    def need_ffmpeg(self) -> None:
-        if not (FFMPEG and FFPROBE):
-            raise SkipTest(NO_FFMPEG)
-
-    async def ffprobe(self, url: str, *extra: str) -> Result:
-        assert FFPROBE is not None
-        return await run(FFPROBE, ["-v", "error", *extra, "-show_entries",
-                                   "stream=codec_name,codec_type,width,height,sample_rate:format=duration",
-                                   "-of", "json", url])
-
-
-def ffprobe_streams(result: Result) -> list[dict[str, Any]]:
-    return json.loads(result.out)["streams"]
 
 
 # ---------------------------------------------------------------------- real players

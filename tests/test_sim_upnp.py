@@ -41,10 +41,10 @@ from globaleye.sim.upnp import (
     parse_description,
     parse_soap,
 )
-from globaleye.tap import Options, PlatformService
+from globaleye.tap import PlatformService
+from globaleye.testing import start_platform
 from tests import netns
-from tests.test_end_to_end import CONFIG
-from tests.util import http_client, until
+from tests.util import end_to_end_config, http_client, until
 
 SERVICE = "urn:schemas-upnp-org:service:WANIPConnection:1"
 DESCRIPTION = f"""<?xml version="1.0"?>
@@ -427,15 +427,7 @@ class UpnpCameraReportTests(TestCase):
     timeout = 60
 
     def start_platform(self) -> PlatformService:
-        path = self.mktemp() + ".ini"
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(CONFIG.format(db=self.mktemp() + ".sqlite3", gateway_extra=""))
-        options = Options()
-        options.parseOptions(["--config", path])
-        platform = PlatformService(options.config, options.store, reactor)
-        platform.startService()
-        self.addCleanup(platform.stopService)
-        return platform
+        return start_platform(self, end_to_end_config(self.mktemp() + ".sqlite3"), reactor)
 
     async def test_changes_reach_the_platform(self) -> None:
         dev = "81100000007"

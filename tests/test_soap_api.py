@@ -23,38 +23,11 @@ from globaleye.accounts import RecordingSmsSender
 from globaleye.protocol import messages as m
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
-from globaleye.tap import Options, PlatformService
+from globaleye.tap import PlatformService
+from globaleye.testing import start_platform
+from tests.util import SOAP_PASSWORD, soap_config
 
-CONFIG = """
-[globaleye]
-roles = gateway, http, group
-public_host = 127.0.0.1
-[enrollment]
-mode = open
-[database]
-url = sqlite:///{db}
-[http]
-port = 0
-[gateway]
-port = 0
-command_timeout = 2
-[group]
-mcu_urls = 133=http://sh.example.cn/soap/mcu, 1339=http://special.example.cn/soap/mcu
-cms_name = GlobalEye Test
-[soap]
-sms_interval = 0.01
-max_devices_per_account = 1
-update_url = http://apps.example.cn/mcu.apk
-min_mcu_version = 1.2
-stun_host = 198.51.100.1
-stun_port = 3478
-firmware = * V2.0.0 ftp://upg:pw@198.51.100.9:2121/fw/V2.0.0.bin
-{soap_extra}
-[province]
-cms_password = test-province-secret
-"""
-
-PASSWORD = "correct horse"
+PASSWORD = SOAP_PASSWORD
 
 
 async def until(condition: Any, timeout: float = 10.0) -> None:
@@ -70,14 +43,7 @@ class SoapApiTests(TestCase):
     timeout = 60
 
     def start_platform(self, soap_extra: str = "") -> PlatformService:
-        path = self.mktemp() + ".ini"
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(CONFIG.format(db=self.mktemp() + ".sqlite3", soap_extra=soap_extra))
-        options = Options()
-        options.parseOptions(["--config", path])
-        platform = PlatformService(options.config, options.store, reactor)
-        platform.startService()
-        self.addCleanup(platform.stopService)
+        platform = start_platform(self, soap_config(self.mktemp() + ".sqlite3", soap_extra), reactor)
         self.sms = RecordingSmsSender()
         platform.accounts.sms_sender = self.sms
         return platform

@@ -24,9 +24,10 @@ from globaleye.clock import protocol_time
 from globaleye.protocol import messages as m
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
-from globaleye.tap import Options, PlatformService
-from tests.test_soap_api import CONFIG, PASSWORD
-from tests.util import http_client, until
+from globaleye.tap import PlatformService
+from globaleye.testing import start_platform
+from tests.util import SOAP_PASSWORD as PASSWORD
+from tests.util import http_client, soap_config, until
 
 DEV = "81100000051"
 
@@ -39,14 +40,7 @@ class SoapExtensionTests(TestCase):
     timeout = 60
 
     def start_platform(self) -> PlatformService:
-        path = self.mktemp() + ".ini"
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(CONFIG.format(db=self.mktemp() + ".sqlite3", soap_extra=""))
-        options = Options()
-        options.parseOptions(["--config", path])
-        platform = PlatformService(options.config, options.store, reactor)
-        platform.startService()
-        self.addCleanup(platform.stopService)
+        platform = start_platform(self, soap_config(self.mktemp() + ".sqlite3"), reactor)
         self.sms = RecordingSmsSender()
         platform.accounts.sms_sender = self.sms
         return platform

@@ -26,7 +26,7 @@ from twisted.internet import protocol, reactor
 from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 
-from txturn.testing import start_server
+from txturn.testing import self_signed, start_server
 
 UCLIENT = shutil.which("turnutils_uclient")
 PEER = shutil.which("turnutils_peer")
@@ -185,29 +185,6 @@ class CoturnUclientTests(unittest.TestCase):
     def test_tls_udp_relay(self) -> Deferred:
         """``-S -t -c``: TURN over TLS with a UDP relay."""
         return Deferred.fromCoroutine(self._uclient(["-S", "-t", "-c"], expect_msgs=20, tls=True))
-
-
-def self_signed(directory: str) -> tuple[str, str]:
-    """A throwaway certificate for 127.0.0.1 (pyOpenSSL is a Twisted[tls] dependency)."""
-    from OpenSSL import crypto
-
-    os.makedirs(directory, exist_ok=True)
-    key = crypto.PKey()
-    key.generate_key(crypto.TYPE_RSA, 2048)
-    cert = crypto.X509()
-    cert.get_subject().CN = "127.0.0.1"
-    cert.set_serial_number(1)
-    cert.gmtime_adj_notBefore(-60)
-    cert.gmtime_adj_notAfter(86400)
-    cert.set_issuer(cert.get_subject())
-    cert.set_pubkey(key)
-    cert.sign(key, "sha256")
-    cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    with open(cert_path, "wb") as f:
-        f.write(crypto.dump_certificate(crypto.FILETYPE_PEM, cert))
-    with open(key_path, "wb") as f:
-        f.write(crypto.dump_privatekey(crypto.FILETYPE_PEM, key))
-    return cert_path, key_path
 
 
 AIOICE_SCRIPT = textwrap.dedent(

@@ -17,28 +17,13 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 
+from globaleye.testing import platform_config
 from tests.util import CameraOnPlatform, run, until
 
 FFPROBE = shutil.which("ffprobe")
 DEV = "81300000001"
-CONFIG = """
-[globaleye]
-roles = gateway, http, group, turn
-[enrollment]
-mode = open
-[database]
-url = sqlite:///:memory:
-[http]
-port = 0
-[gateway]
-port = 0
-[turn]
-port = 0
-relay_ports = 52000-52999
-allow_peers = 127.0.0.0/8
-[province]
-cms_password = test-province-secret
-"""
+CONFIG = platform_config("gateway, http, group, turn", public_host=None,
+                         turn={"relay_ports": "52000-52999"})
 
 
 class VideoTests(TestCase):

@@ -1,16 +1,41 @@
-"""Helpers shared by the Trial tests that run on the real reactor."""
+"""Helpers shared by the Trial tests: waiting on the real reactor, child processes, the platform
+configurations several modules use, and the harnesses of the proxy, its authentication, the gateway's
+device connection and the camera's RTSP server.
+
+A test module imports shared helpers from here (or from :mod:`globaleye.testing`,
+:mod:`txturn.testing`, tests/netns.py), never from another test module.
+"""
 
 from __future__ import annotations
 
+import collections
+import json
 import os
+import shutil
+import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+from argon2 import PasswordHasher
 from treq.client import HTTPClient
-from twisted.internet import defer, error, protocol, reactor
+from twisted.internet import defer, error, protocol, reactor, task
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
+
+from globaleye.media import rtp
+from globaleye.protocol import messages as m
+from globaleye.protocol.frame import Frame, FrameDecoder, encode_frame
+from globaleye.rtsp.message import Headers, InterleavedFrame, RtspParser, RtspRequest, RtspResponse
+
+if TYPE_CHECKING:
+    from globaleye.gateway import Gateway
+    from globaleye.gateway.session import DeviceSession
+    from globaleye.proxy.server import RtspProxyFactory, RtspProxyProtocol
 
 
 async def until(condition: Callable[[], object], timeout: float = 10.0, step: float = 0.01) -> None:
@@ -113,3 +138,398 @@ class CameraOnPlatform:
                                                       stream_type=stream_type, expires_at=reactor.seconds() + 60,
                                                       account="13300000000"))
         return value
+
+
+# Platform configurations several test modules share (built by globaleye.testing.platform_config) ---------
+
+
+def end_to_end_config(db: str, gateway_extra: str = "", roles: str = "gateway, http, group") -> str:
+    """The end-to-end platform: open enrollment without a per-address cap, a file database *db*, and
+    [turn] on loopback (its port is also the one registration hands out)."""
+    from globaleye.testing import platform_config
+
+    return platform_config(roles, database=f"sqlite:///{db}", enrollment={"peer_limit": 0}, gateway=gateway_extra,
+                           turn={"port": 0, "relay_ports": "51000-51999", "allow_peers": "127.0.0.0/8"})
+
+
+#: The password of the accounts the SOAP tests create.
+SOAP_PASSWORD = "correct horse"
+
+
+def soap_config(db: str, soap_extra: str = "") -> str:
+    """The §8 client API platform: province MCU URLs by number prefix, a firmware entry, one device per
+    account, fast SMS; *soap_extra* adds [soap] lines."""
+    from globaleye.testing import platform_config
+
+    return platform_config(
+        database=f"sqlite:///{db}", gateway={"port": 0, "command_timeout": 2},
+        group={"mcu_urls": "133=http://sh.example.cn/soap/mcu, 1339=http://special.example.cn/soap/mcu",
+               "cms_name": "GlobalEye Test"},
+        soap="\n".join(["sms_interval = 0.01", "max_devices_per_account = 1",
+                        "update_url = http://apps.example.cn/mcu.apk", "min_mcu_version = 1.2",
+                        "stun_host = 198.51.100.1", "stun_port = 3478",
+                        "firmware = * V2.0.0 ftp://upg:pw@198.51.100.9:2121/fw/V2.0.0.bin", soap_extra]))
+
+
+def registration_config(mode: str | None = "open", roles: str = "gateway, http, group") -> str:
+    """The §7.2 registration platform: a backup gateway, a TURN port and an FTP server to hand out;
+    *mode* is [enrollment] mode (None: the default)."""
+    from globaleye.testing import platform_config
+
+    return platform_config(roles, enrollment_mode=mode, http={"port": 0}, gateway={
+        "port": 0, "backup_host": "127.0.0.2", "backup_port": 8589, "turn_port": 3478,
+        "ftp_host": "127.0.0.3", "ftp_account": "pics", "ftp_password": "pw"})
+
+
+# The RTSP proxy's harness (tests/test_proxy.py and the modules that play through the proxy) -------------
+
+FFPROBE = shutil.which("ffprobe")
+FFMPEG = shutil.which("ffmpeg")
+PROXY_DEV, PROXY_OTHER_DEV = "81300000011", "81300000012"
+PROXY_MOBILE, PROXY_PASSWORD = "13300000011", "secret-pw-1"
+OPS_TOKEN = "operator-token-for-tests"
+
+
+def proxy_config(linger: float = 0.5, udp_timeout: float = 5.0, ops_token: str = "", rtsp_extra: str = "") -> str:
+    """Gateway, HTTP, TURN and the RTSP proxy on loopback, open enrollment, an in-memory database;
+    *rtsp_extra* adds [rtsp] lines."""
+    from globaleye.testing import platform_config
+
+    return platform_config("gateway, http, turn, rtsp", public_host=None, cms_password=None,
+                           turn={"relay_ports": "53000-53999"}, ops={"token": ops_token},
+                           rtsp="\n".join([f"linger = {linger}", f"udp_timeout = {udp_timeout}", "connect_timeout = 2",
+                                           rtsp_extra]))
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+class ProxyHarness:
+    """A platform with the proxy role, one account, and simulated cameras bound to it."""
+
+    def __init__(self, test: Any, linger: float = 0.5, udp_timeout: float = 5.0, rtsp_extra: str = "") -> None:
+        from globaleye.config import parse_config
+
+        self.test = test
+        self.config = parse_config(proxy_config(linger, udp_timeout, OPS_TOKEN, rtsp_extra))
+
+    async def start(self, cameras: dict[str, dict[str, Any]] | None = None, login: bool = True,
+                    database: str = ":memory:", create_account: bool = True) -> None:
+        from globaleye.sim.camera import Timing
+        from globaleye.sim.fleet import Fleet
+        from globaleye.store import Account, Binding
+        from globaleye.store.sqlite import SQLiteStore
+        from globaleye.tap import PlatformService
+
+        self.platform = PlatformService(self.config, SQLiteStore(database), reactor)
+        self.platform.startService()
+        self.test.addCleanup(self.platform.stopService)
+        turn_port = self.platform.turn.addresses["udp"][1] if self.platform.turn is not None else 0
+        # §8.9 StunIP/StunPort: the TURN role answers Binding too.
+        self.platform.client.media.settings = attrs.evolve(self.platform.client.media.settings, stun_host="127.0.0.1",
+                                                            stun_port=turn_port)
+        self.fleet = Fleet(reactor, register_url=f"http://127.0.0.1:{self.platform.port_of('http')}/register",
+                           timing=Timing(backoff_initial=0.05), http=http_client())
+        self.test.addCleanup(self.fleet.stop)
+        await self.fleet.prepare()
+        store = self.platform.store
+        accounts = self.platform.accounts
+        now = reactor.seconds()
+        if create_account:  # straight into the store, as an account from before HA1s were kept
+            await store.create_account(Account(PROXY_MOBILE, await accounts.hash_password(PROXY_PASSWORD), now, now))
+        self.cameras = {}
+        for dev_id, overrides in (cameras or {PROXY_DEV: {}}).items():
+            camera = self.fleet.add(dev_id)
+            for key, value in overrides.items():
+                setattr(camera.state, key, value)
+            self.cameras[dev_id] = camera
+            await store.enroll_device(_device(dev_id, camera.state.dev_key))
+            if dev_id != PROXY_OTHER_DEV:
+                await store.bind_device(Binding(PROXY_MOBILE, dev_id, 0, dev_id, now), 10)
+        self.fleet.start()
+        for camera in self.cameras.values():
+            await camera.went_online
+        if login:  # the app's login, which also backfills the account's Digest secret (HA1)
+            outcome = await accounts.login(PROXY_MOBILE, PROXY_PASSWORD, "1.0", "127.0.0.1:1")
+            assert outcome.session is not None
+
+    @property
+    def port(self) -> int:
+        return self.platform.port_of("rtsp")
+
+    def url(self, dev_id: str = PROXY_DEV, stream: int = 1, password: str = PROXY_PASSWORD, user: str = PROXY_MOBILE) -> str:
+        return f"rtsp://{user}:{password}@127.0.0.1:{self.port}/live/{dev_id}/0/{stream}"
+
+    @property
+    def factory(self) -> Any:
+        assert self.platform.rtsp_proxy is not None
+        return self.platform.rtsp_proxy.factory
+
+    def camera_rtsp(self, dev_id: str = PROXY_DEV) -> Any:
+        return self.fleet.rtsp.cameras[dev_id]
+
+    async def relay_ready(self, dev_id: str = PROXY_DEV) -> None:
+        camera = self.cameras[dev_id]
+        await until(lambda: camera.turn is not None and camera.turn.relayed_address is not None)
+        while True:
+            addresses = self.platform.gateway.live_addresses(dev_id)
+            if addresses is not None and addresses.rtsp_turn_relay_port:
+                return
+            await deferLater(reactor, 0.05, lambda: None)
+
+
+def _device(dev_id: str, key: str) -> Any:
+    from globaleye.store import Device
+
+    return Device(dev_id=dev_id, dev_key=key, model="SIM")
+
+
+async def probe(url: str, transport: str = "tcp", timeout: float = 20) -> Any:
+    assert FFPROBE is not None
+    return await run(FFPROBE, ["-v", "error", "-rtsp_transport", transport, "-show_entries",
+                               "stream=codec_name,codec_type,width,height", "-of", "json", url], timeout=timeout)
+
+
+def streams_of(result: Any) -> dict[str, Any]:
+    return {s["codec_type"]: s for s in json.loads(result.out)["streams"]}
+
+
+# The RTSP proxy's authentication harness (tests/test_proxy_auth_limits.py, test_hardening_keys, _logs) ----
+
+RTSP_REALM = "GlobalEye"
+VIEWER_MOBILE, VIEWER_PASSWORD = "13300000001", "secret1"
+VIEWER_URI = "rtsp://proxy:8554/live/81100000001/0/1"
+#: argon2 at its cheapest: password checks in milliseconds.
+HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+
+
+def inline(function: Any, *args: Any) -> defer.Deferred[Any]:
+    """Run 'in a thread' synchronously: keeps the Clock in charge of every wait."""
+    return defer.succeed(function(*args))
+
+
+class OfflineCameras:
+    """A directory in which every account may watch every camera, and none is online (503)."""
+
+    async def may_watch(self, account: str, target: Any) -> bool:
+        return True
+
+    def online(self, dev_id: str) -> bool:
+        return False
+
+
+class Viewer:
+    """One player connection to the proxy, over a StringTransport from *host*."""
+
+    def __init__(self, factory: RtspProxyFactory, host: str, port: int = 40000) -> None:
+        address = IPv6Address("TCP", host, port) if ":" in host else IPv4Address("TCP", host, port)
+        self.transport = StringTransport(peerAddress=address)
+        self.protocol: RtspProxyProtocol = factory.buildProtocol(address)
+        # These connections wait out lockouts on the clock; closing idle ones is test_rtsp_timeouts'.
+        self.protocol.idle_timeout = 0
+        self.protocol.makeConnection(self.transport)
+        self.cseq = 0
+
+    def send(self, authorization: str | None = None, method: str = "DESCRIBE", uri: str = VIEWER_URI) -> None:
+        self.cseq += 1
+        headers = Headers([("CSeq", str(self.cseq))])
+        if authorization is not None:
+            headers.add("Authorization", authorization)
+        self.transport.clear()
+        self.protocol.dataReceived(RtspRequest(method, uri, headers).encode())
+
+    async def answer(self) -> RtspResponse:
+        await until(lambda: b"\r\n\r\n" in self.transport.value(), timeout=5)
+        events = RtspParser().feed(self.transport.value())
+        assert len(events) == 1 and isinstance(events[0], RtspResponse), events
+        return events[0]
+
+    async def ask(self, authorization: str | None = None, method: str = "DESCRIBE") -> RtspResponse:
+        self.send(authorization, method)
+        return await self.answer()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.transport.disconnecting)
+
+
+def digest(nonce: str, password: str = VIEWER_PASSWORD, user: str = VIEWER_MOBILE, method: str = "DESCRIBE",
+           uri: str = VIEWER_URI) -> str:
+    """What a Digest player (RFC 2069 form, as the proxy asks) sends."""
+    from globaleye.proxy import auth
+
+    response = auth.md5_hex(f"{auth.ha1(user, RTSP_REALM, password)}:{nonce}:{auth.md5_hex(f'{method}:{uri}')}")
+    return f'Digest username="{user}", realm="{RTSP_REALM}", nonce="{nonce}", uri="{uri}", response="{response}"'
+
+
+# The gateway's harness: a fake device connection (tests/test_gateway.py, test_hardening_logs, _newcomer) ---
+
+
+class Device_:
+    """One fake device connection: write frames in, read decoded messages out."""
+
+    def __init__(self, gateway: Gateway, host: str = "127.0.0.5", port: int = 40000) -> None:
+        self.session: DeviceSession = gateway.factory().buildProtocol(None)
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+        self.session.makeConnection(self.transport)
+        self.decoder = FrameDecoder()
+        self.received: list[tuple[Frame, m.Message]] = []
+        self.seq = 0
+
+    def send(self, message: m.Message, seq: int | None = None) -> int:
+        assert message.CMD is not None
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        self.session.dataReceived(encode_frame(Frame(cmd=message.CMD, seq=seq, data=message.to_xml())))
+        return seq
+
+    def read(self) -> list[tuple[Frame, m.Message]]:
+        data = self.transport.value()
+        self.transport.clear()
+        for frame in self.decoder.feed(data):
+            assert isinstance(frame, Frame)
+            self.received.append((frame, m.parse(frame.data)))
+        return self.received
+
+    async def answer(self, count: int = 1) -> list[tuple[Frame, m.Message]]:
+        await until(lambda: len(self.read()) >= count)
+        return self.received
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.transport.disconnecting)
+
+
+# The simulated camera's RTSP server on loopback (tests/test_rtsp_camera.py, test_playback_files, ...) -----
+
+NO_FFMPEG = "ffmpeg/ffprobe not installed (apt-get install -y ffmpeg)"
+CAMERA_DEV = "81100000001"
+CAMERA_RECORDING = f"{CAMERA_DEV}_0_20261101120000.ts"
+
+
+async def sleep(seconds: float) -> None:
+    await task.deferLater(reactor, seconds, lambda: None)
+
+
+class RawClient(protocol.Protocol):
+    """Just enough RTSP client to check the server's answers header by header."""
+
+    def __init__(self) -> None:
+        self.parser = RtspParser(max_body=1 << 20)
+        self.cseq = 0
+        self.pending: collections.deque[defer.Deferred[RtspResponse]] = collections.deque()
+        self.frames: list[InterleavedFrame] = []
+        self.closed: defer.Deferred[None] = defer.Deferred()
+        self.session: str | None = None
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        for event in self.parser.feed(data):
+            if isinstance(event, InterleavedFrame):
+                self.frames.append(event)
+            elif isinstance(event, RtspResponse) and self.pending:
+                self.pending.popleft().callback(event)
+
+    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+        while self.pending:
+            self.pending.popleft().errback(ConnectionError("closed"))
+        self.closed.callback(None)
+
+    def request(self, method: str, url: str, *headers: tuple[str, str], body: bytes = b"") -> defer.Deferred[
+            RtspResponse]:
+        self.cseq += 1
+        h = Headers([("CSeq", str(self.cseq)), *headers])
+        if self.session and "Session" not in h:
+            h.add("Session", self.session)
+        d: defer.Deferred[RtspResponse] = defer.Deferred()
+        self.pending.append(d)
+        self.transport.write(RtspRequest(method, url, h, body).encode())
+        return d
+
+    async def setup(self, url: str, transport: str) -> RtspResponse:
+        response = await self.request("SETUP", url, ("Transport", transport))
+        if response.code == 200:
+            self.session = response.headers.get("Session").split(";")[0]
+        return response
+
+    def rtp(self, channel: int) -> list[rtp.RtpPacket]:
+        return [rtp.parse_rtp(f.data) for f in self.frames if f.channel == channel]
+
+
+def sdp_controls(sdp: bytes) -> list[str]:
+    return [line[len("a=control:"):] for line in sdp.decode().splitlines()
+            if line.startswith("a=control:") and line != "a=control:*"]
+
+
+class CameraCase(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        from globaleye.sim.media.source import default_library
+        from globaleye.sim.rtsp.server import RtspCamera, RtspCameraFactory
+        from globaleye.sim.rtsp.urls import OneTimeTokens
+
+        self.tokens = OneTimeTokens()
+        self.closed_streams: set[tuple[int, int]] = set()
+        self.camera = RtspCamera(CAMERA_DEV, self.tokens, channel_num=2, max_sessions=2, media=default_library(),
+                                 stream_open=lambda ch, st: (ch, st) not in self.closed_streams)
+        self.factory = RtspCameraFactory(self.camera)
+        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        self.clients: list[RawClient] = []
+        self.udp: list[Any] = []
+
+    async def _cleanup(self) -> None:
+        for client in self.clients:
+            if client.transport is not None and not client.closed.called:
+                client.transport.loseConnection()
+                await client.closed
+        for port in self.udp:
+            await port.stopListening()
+        for _ in range(100):  # the server side notices the close a moment later
+            if self.factory.connections == 0:
+                break
+            await sleep(0.02)
+        for session in list(self.factory.sessions.values()):
+            session.destroy()
+        await self.port.stopListening()
+
+    def tearDown(self) -> defer.Deferred[None]:
+        return defer.Deferred.fromCoroutine(self._cleanup())
+
+    def url(self, channel: int = 0, stream: int = 1, *, token: str | None = None, file: str | None = None,
+            dev: str = CAMERA_DEV, issue: bool = True) -> str:
+        host = f"rtsp://127.0.0.1:{self.port.getHost().port}/realplay"
+        if file is not None:
+            if token is None and issue:
+                token = self.tokens.issue("playback", dev, channel, file)
+            return f"{host}?devid={dev}&channelno={channel}&filename={file}&hashtoken={token or ''}"
+        if token is None and issue:
+            token = self.tokens.issue("live", dev, channel, stream)
+        return f"{host}?devid={dev}&channelno={channel}&streamtype={stream}&hashtoken={token or ''}"
+
+    async def client(self) -> RawClient:
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
+        c = await connectProtocol(endpoint, RawClient())
+        self.clients.append(c)
+        return c
+
+    def need_ffmpeg(self) -> None:
+        if not (FFMPEG and FFPROBE):
+            raise SkipTest(NO_FFMPEG)
+
+    async def ffprobe(self, url: str, *extra: str) -> Result:
+        assert FFPROBE is not None
+        return await run(FFPROBE, ["-v", "error", *extra, "-show_entries",
+                                   "stream=codec_name,codec_type,width,height,sample_rate:format=duration",
+                                   "-of", "json", url])
+
+
+def ffprobe_streams(result: Result) -> list[dict[str, Any]]:
+    return json.loads(result.out)["streams"]
+

@@ -18,6 +18,7 @@ Nothing here imports ``globaleye``.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -313,3 +314,29 @@ async def stun_request(server: Address, method: int = M.BINDING, attributes: dic
         return await client.request(method, attributes)
     finally:
         await listening.stopListening()
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+def self_signed(directory: str) -> tuple[str, str]:
+    """A throwaway certificate for 127.0.0.1 (pyOpenSSL is a Twisted[tls] dependency)."""
+    from OpenSSL import crypto
+
+    os.makedirs(directory, exist_ok=True)
+    key = crypto.PKey()
+    key.generate_key(crypto.TYPE_RSA, 2048)
+    cert = crypto.X509()
+    cert.get_subject().CN = "127.0.0.1"
+    cert.set_serial_number(1)
+    cert.gmtime_adj_notBefore(-60)
+    cert.gmtime_adj_notAfter(86400)
+    cert.set_issuer(cert.get_subject())
+    cert.set_pubkey(key)
+    cert.sign(key, "sha256")
+    cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(crypto.dump_certificate(crypto.FILETYPE_PEM, cert))
+    with open(key_path, "wb") as f:
+        f.write(crypto.dump_privatekey(crypto.FILETYPE_PEM, key))
+    return cert_path, key_path

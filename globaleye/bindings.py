@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 import attrs
 
 from globaleye.accounts import AccountSettings
+from globaleye.app.settings import ClientApiSettings
 from globaleye.config import SCHEMA, Config
 from globaleye.crm import HttpCRMSettings
 from globaleye.gateway import GatewaySettings
@@ -26,6 +27,7 @@ from globaleye.group import GroupSettings
 from globaleye.groupclient import ProvinceSettings
 from globaleye.keyguard import KeyGuardSettings
 from globaleye.netlimits import LimitSettings
+from globaleye.proxy.service import RtspProxySettings
 from globaleye.registration import RegistrationSettings
 from globaleye.retention import RetentionSettings
 from globaleye.sms.client import SMGPSettings
@@ -88,6 +90,9 @@ BINDINGS: Mapping[type, Binding] = {
     RetentionSettings: Binding("retention", computed=frozenset({"days"})),  # one key per kind of record
     SMGPSettings: Binding("sms"),
     HttpCRMSettings: Binding("crm"),
+    # §8.9's StunIP/StunPort: empty keys mean public_host and [stun] port, worked out by tap.
+    ClientApiSettings: Binding("soap", computed=frozenset({"stun_host", "stun_port"})),
+    RtspProxySettings: Binding("rtsp"),
     TurnServerConfig: Binding(
         "turn",
         keys={"stream_first_message_timeout": "limits.turn_first_message_timeout",

@@ -45,7 +45,7 @@ from globaleye.keyguard import KeyGuard, KeyGuardSettings
 from globaleye.netlimits import ConnectionLimits, LimitSettings
 from globaleye.ops import OperatorGuard
 from globaleye.protocol import messages as m
-from globaleye.proxy.service import RtspProxyService
+from globaleye.proxy.service import RtspProxyService, RtspProxySettings
 from globaleye.registration import Redirector, Registrar, RegistrationSettings
 from globaleye.retention import Retention, RetentionSettings
 from globaleye.rtsp.serving import IDLE_TIMEOUT as RTSP_IDLE_TIMEOUT
@@ -204,9 +204,9 @@ class PlatformService(service.MultiService):
             self.group_client = GroupClient(settings(config, ProvinceSettings), reactor, store)
         # The application layer (globaleye.app) and its SOAP face; the stream-status board is
         # filled by the RTSP proxy below when this process runs one (GetStreamStatus).
-        self.client = build_services(self.accounts, store, self.gateway, ClientApiSettings(
-            stun_host=so["stun_host"] or public, stun_port=so["stun_port"] or config["stun"]["port"],
-            firmware=so["firmware"]), group=self.group_client, streams=StreamBoard())
+        self.client = build_services(self.accounts, store, self.gateway, settings(
+            config, ClientApiSettings, stun_host=so["stun_host"] or public,
+            stun_port=so["stun_port"] or config["stun"]["port"]), group=self.group_client, streams=StreamBoard())
         self.mcu_api = McuApi(self.client)
         gr = config["group"]
         self.group_directory = GroupDirectory(gr["mcu_urls"], gr["default_mcu_url"], gr["cms_name"])
@@ -246,11 +246,7 @@ class PlatformService(service.MultiService):
         if "rtsp" in config.roles:
             self.rtsp_proxy = RtspProxyService(
                 self.accounts, self.client.devices, self.client.media, self.gateway, reactor,
-                streams=self.client.streams, auth=r["auth"], realm=r["realm"], auth_peer_limit=r["auth_peer_limit"],
-                auth_peer_window=r["auth_peer_window"], linger=r["linger"],
-                udp_timeout=r["udp_timeout"], connect_timeout=r["connect_timeout"], max_viewers=r["max_viewers"],
-                stall_timeout=r["stall_timeout"], recover_timeout=r["recover_timeout"],
-                media_timeout=r["media_timeout"])
+                settings(config, RtspProxySettings), streams=self.client.streams)
             self.rtsp_proxy.setServiceParent(self)
 
     def _sms_sender(self, config: Config, reactor: Any) -> Any:

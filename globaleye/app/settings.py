@@ -1,4 +1,4 @@
-"""The client API's settings (moved here from :mod:`globaleye.clientapi`, which re-exports them)."""
+"""The client API's settings, bound to `[soap]` keys by globaleye.bindings."""
 
 from __future__ import annotations
 

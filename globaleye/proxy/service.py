@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 from twisted.application import service
 from twisted.web import resource
 
@@ -27,23 +28,39 @@ from globaleye.proxy.server import RtspProxyFactory
 from globaleye.rtsp.paths import PathSettings
 
 
+@attrs.frozen
+class RtspProxySettings:
+    """The ``[rtsp]`` keys the proxy itself uses (the listeners' keys are the composition root's)."""
+
+    #: How players log in: ("digest",), ("basic",), ("digest", "basic") or ("none",).
+    auth: tuple[str, ...] = ("digest",)
+    realm: str = "GlobalEye"
+    #: Failed authentications one source address (IPv6 /64) may make per window (globaleye.proxy.auth).
+    auth_peer_limit: int = PEER_LIMIT
+    auth_peer_window: float = PEER_WINDOW
+    linger: float = 5.0
+    udp_timeout: float = 5.0
+    connect_timeout: float = 3.0
+    max_viewers: int = 1000
+    stall_timeout: float = 10.0
+    recover_timeout: float = 30.0
+    media_timeout: float = 10.0
+
+
 class RtspProxyService(service.Service):
     def __init__(self, accounts: AccountService, devices: DeviceService, media: MediaService,
-                 gateway: DeviceGateway, reactor: Any, *, streams: StreamBoard | None = None,
-                 auth: tuple[str, ...] = ("digest",), realm: str = "GlobalEye",
-                 auth_peer_limit: int = PEER_LIMIT, auth_peer_window: float = PEER_WINDOW,
-                 linger: float = 5.0, udp_timeout: float = 5.0, connect_timeout: float = 3.0,
-                 max_viewers: int = 1000, stall_timeout: float = 10.0, recover_timeout: float = 30.0,
-                 media_timeout: float = 10.0) -> None:
+                 gateway: DeviceGateway, reactor: Any, settings: RtspProxySettings | None = None, *,
+                 streams: StreamBoard | None = None) -> None:
+        s = self.settings = settings or RtspProxySettings()
         # Guessing limits: per account shared with SOAP logins, per address here (globaleye.proxy.auth).
-        self.authenticator = AccountAuthenticator(accounts, auth, realm, clock=reactor,
-                                                  peer_limit=auth_peer_limit, peer_window=auth_peer_window)
+        self.authenticator = AccountAuthenticator(accounts, s.auth, s.realm, clock=reactor,
+                                                  peer_limit=s.auth_peer_limit, peer_window=s.auth_peer_window)
         self.factory = RtspProxyFactory(
             PlatformDirectory(devices, media, gateway), self.authenticator, reactor,
-            paths=PathSettings(connect_timeout=connect_timeout, udp_timeout=udp_timeout,
-                               media_timeout=max(udp_timeout, connect_timeout)),
-            linger=linger, max_viewers=max_viewers, stall_timeout=stall_timeout,
-            recover_timeout=recover_timeout, media_timeout=media_timeout)
+            paths=PathSettings(connect_timeout=s.connect_timeout, udp_timeout=s.udp_timeout,
+                               media_timeout=max(s.udp_timeout, s.connect_timeout)),
+            linger=s.linger, max_viewers=s.max_viewers, stall_timeout=s.stall_timeout,
+            recover_timeout=s.recover_timeout, media_timeout=s.media_timeout)
         if streams is not None:
             streams.attach(self.factory)  # GetStreamStatus
 

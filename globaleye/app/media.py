@@ -20,22 +20,12 @@ from globaleye.app.control import check_stream
 from globaleye.app.errors import DeviceOffline, NoSuchDevice, NotFound, check
 from globaleye.app.ports import DeviceGateway, StreamBoard
 from globaleye.app.settings import ClientApiSettings
+from globaleye.rtsp.paths import PlayUrls  # the §8.9 value, shared with the clients that use it
 from globaleye.urls import camera_endpoints, realplay_url
 
 FILE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 #: The address a URL is built from, by its place in :class:`PlayUrls`, as :mod:`globaleye.urls` names it.
 URL_FIELDS = {"local": "LocalPlayUrl", "upnp": "UpnpPlayUrl", "turn": "TurnPlayUrl"}
-
-
-@attrs.frozen
-class PlayUrls:
-    """The §8.9 answer: three URLs (empty when the camera has no such address) and STUN."""
-
-    local: str = ""
-    upnp: str = ""
-    turn: str = ""
-    stun_host: str = ""
-    stun_port: int = 0
 
 
 @attrs.frozen

@@ -7,16 +7,9 @@ local capture) or record (§3.6 local recording) with PyAV (:mod:`.media`).
 """
 
 
-def main() -> None:
-    """The ``globaleye-client`` command: one line, not a traceback, when the ``[client]`` extra is missing."""
-    import sys
 
-    try:
-        from globaleye.client.cli import main as run
-    except ModuleNotFoundError as e:
-        if e.name not in ("av", "numpy"):
-            raise
-        print("globaleye-client: needs the [client] extra (PyAV and numpy): pip install 'globaleye[client]'",
-              file=sys.stderr)
-        raise SystemExit(2) from None
-    run()
+def main() -> None:
+    """The ``globaleye-client`` command (:func:`globaleye.extras.run_with_extra`)."""
+    from globaleye.extras import run_with_extra
+
+    run_with_extra("globaleye.client.cli", "globaleye-client", "client")

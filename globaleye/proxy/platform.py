@@ -62,8 +62,6 @@ class PlatformDirectory:
         watch = Watch(target.dev_id, target.channel_no, target.stream_type,
                       None if target.kind == "live" else target.file_name)
         try:
-            urls = await self.media.viewer_urls(account, watch, {LOCAL: "local", UPNP: "upnp"}.get(path, "turn"))
+            return await self.media.viewer_urls(account, watch, {LOCAL: "local", UPNP: "upnp"}.get(path, "turn"))
         except DeviceOffline:
             raise Unavailable(503, f"camera {target.dev_id} is offline") from None
-        return PlayUrls(local=urls.local, upnp=urls.upnp, turn=urls.turn, stun_host=urls.stun_host,
-                        stun_port=urls.stun_port)

@@ -36,9 +36,8 @@ from globaleye.sim.state import CameraState
 from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
-from tests.util import run, until
+from tests.util import ROOT, run, until
 
-ROOT = Path(__file__).resolve().parent.parent
 NMAP = shutil.which("nmap")
 PASSWORD = "correct horse"
 

@@ -6,7 +6,7 @@
 For each scenario it runs two child processes of this script:
 
 * the **peer** (``peer`` mode), always from this checkout: the hostile servers of
-  ``tests/test_hardening_logsms.py`` (``HostileCRM``, ``HostileGateway``/``HostileFixture``),
+  ``tests/integration/test_hardening_logsms.py`` (``HostileCRM``, ``HostileGateway``/``HostileFixture``),
   with their safety limits lifted, counting what they push;
 * the **platform side** (``platform`` mode), imported from ``--code`` (default: this
   checkout; point it at a worktree of an older commit to measure the code before a fix):
@@ -60,7 +60,7 @@ def run_peer(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(ROOT))
     from twisted.internet import reactor
 
-    from tests.test_hardening_logsms import (
+    from tests.integration.test_hardening_logsms import (
         HostileCRM,
         HostileCRMFactory,
         HostileFixture,

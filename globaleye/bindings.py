@@ -2,7 +2,7 @@
 
 A key is declared once, in :data:`globaleye.config.SCHEMA` (name, parser, default, documentation).
 The attrs ``*Settings`` classes that the services take keep their own defaults, so that a test or a
-library user can build one without a configuration; ``tests/test_config.py`` checks that each of
+library user can build one without a configuration; ``tests/integration/test_config.py`` checks that each of
 those defaults equals the parsed SCHEMA default of the key bound to the field, so the two cannot
 drift apart.  :func:`settings` builds a class from a parsed :class:`~globaleye.config.Config` through
 its :class:`Binding`, which replaces the field-by-field hand mapping the composition root

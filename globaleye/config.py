@@ -221,7 +221,7 @@ def _url(value: str) -> str:
 class Key:
     """One configuration key, declared once: its parser, its default (as the INI writes it) and its
     documentation.  etc/globaleye.ini shows each key under its documentation with its default (both
-    checked by tests/test_config.py); globaleye.bindings takes the parsed value to the settings class
+    checked by tests/integration/test_config.py); globaleye.bindings takes the parsed value to the settings class
     that uses it."""
 
     parse: Callable[[str], Any]

@@ -87,7 +87,7 @@ class RegistrationSettings:
     """What REGISTER_RES tells a device, and the enrollment policy.
 
     Filled from ``[gateway]`` and ``[enrollment]`` (globaleye.bindings); the defaults equal the
-    configuration's, which tests/test_config.py checks."""
+    configuration's, which tests/integration/test_config.py checks."""
 
     gateway_host: str
     gateway_port: int

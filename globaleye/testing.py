@@ -9,9 +9,12 @@ Three kinds of test, from fastest to most real:
 * Real loopback: :func:`platform_config` writes the INI text of a platform on 127.0.0.1 with every
   port 0, :func:`start_platform` starts it (the same ``--config`` path ``twistd globaleye`` takes)
   and stops it when the test ends.
-* Third-party peers (ffmpeg, GStreamer, VLC, coturn, network namespaces) stay in the interop tests:
-  ``python -m globaleye.testing fast`` prints the test modules without them, ``... slow`` the others
-  (README, "Development").
+* Third-party peers (ffmpeg, GStreamer, VLC, coturn, network namespaces) stay in the interop tests.
+
+``tests/`` has one folder per kind: ``unit`` (in memory), ``integration`` (loopback, our own
+processes), ``interop`` (third-party peers); ``python -m globaleye.testing unit`` (``integration``,
+``interop``; ``fast`` is unit, ``slow`` the other two) prints the test modules of one kind
+(README, "Development").
 
 txturn's own harnesses are in :mod:`txturn.testing`. Nothing here imports Trial at module level.
 """
@@ -253,55 +256,38 @@ def known_device(dev_id: str = "81100000001", dev_key: str = "pumped-key", model
     return Device(dev_id=dev_id, dev_key=dev_key, model=model)
 
 
-# --------------------------------------------------------------------------- fast and slow tests
+# --------------------------------------------------------------------------- kinds of test
 
-#: Test modules that spawn third-party peers or processes (ffmpeg, ffprobe, GStreamer, VLC, coturn,
-#: twistd or lint-imports as subprocesses, network namespaces; found by grepping for ``which(``,
-#: ``spawnProcess``, ``sys.executable``, ``netns``): the rest run in memory or on loopback in seconds.
-SLOW = (
-    "tests.test_client",
-    "tests.test_config",
-    "tests.test_demo",
-    "tests.test_hardening_newcomer",
-    "tests.test_hardening_rtsp6",
-    "tests.test_hardening_tls",
-    "tests.test_layers",
-    "tests.test_live_video_params",
-    "tests.test_netns_video",
-    "tests.test_platform_without_media",
-    "tests.test_playback_files",
-    "tests.test_proxy",
-    "tests.test_proxy_auth_limits",
-    "tests.test_proxy_paths",
-    "tests.test_proxy_players",
-    "tests.test_rtsp_camera",
-    "tests.test_sim_upnp",
-    "tests.test_stun_interop",
-    "tests.test_turn_interop",
-    "tests.test_twistd",
-    "tests.test_udp_path_and_gop",
-    "tests.test_video_end_to_end",
-)
+#: The folders of ``tests/``, from fastest to most real: ``unit`` runs in memory or on a
+#: ``task.Clock`` (seconds); ``integration`` on real loopback sockets and real processes of our own
+#: (twistd, the simulator, globaleye-client, pip and virtualenvs, lint-imports); ``interop`` against
+#: third-party peers (ffmpeg/ffprobe, GStreamer, VLC, coturn, stun clients, zeep, aioice, nmap,
+#: miniupnpd, network namespaces).
+KINDS = ("unit", "integration", "interop")
+
+#: The older names: ``fast`` is ``unit``, ``slow`` the other two.
+ALIASES = {"fast": ("unit",), "slow": ("integration", "interop")}
 
 
-def test_modules(root: Path | None = None) -> list[str]:
-    """Every ``tests/test_*.py`` of the repository (this checkout, else the working directory) as a
-    module name, sorted."""
+def test_modules(root: Path | None = None, kind: str | None = None) -> list[str]:
+    """Every ``tests/<kind>/test_*.py`` of the repository (this checkout, else the working
+    directory) as a module name, sorted; every kind's when *kind* is None."""
     if root is None:
         checkout = Path(__file__).resolve().parents[1]
         root = checkout if (checkout / "tests").is_dir() else Path.cwd()
-    folder = root / "tests"
-    return sorted(f"tests.{path.stem}" for path in folder.glob("test_*.py"))
+    kinds = KINDS if kind is None else (kind,)
+    return sorted(f"tests.{folder}.{path.stem}" for folder in kinds
+                  for path in (root / "tests" / folder).glob("test_*.py"))
 
 
 def main(argv: list[str]) -> int:
-    """``python -m globaleye.testing fast|slow``: the test modules of that kind, one per line."""
-    if len(argv) != 1 or argv[0] not in ("fast", "slow"):
-        print("usage: python -m globaleye.testing fast|slow", file=sys.stderr)
+    """``python -m globaleye.testing unit|integration|interop`` (or ``fast``, ``slow``): the test
+    modules of that kind, one per line."""
+    if len(argv) != 1 or argv[0] not in (*KINDS, *ALIASES):
+        print("usage: python -m globaleye.testing unit|integration|interop|fast|slow", file=sys.stderr)
         return 2
-    slow = argv[0] == "slow"
-    for name in test_modules():
-        if (name in SLOW) == slow:
+    for kind in ALIASES.get(argv[0], (argv[0],)):
+        for name in test_modules(kind=kind):
             print(name)
     return 0
 

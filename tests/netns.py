@@ -34,9 +34,8 @@ import attrs
 from twisted.internet import defer, error, protocol, reactor
 from twisted.internet.task import deferLater
 
-from tests.util import Result, run
+from tests.util import ROOT, Result, run
 
-ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "gent"
 
 # The public side ("the Internet"): a router namespace "wan" with three links.

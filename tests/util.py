@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -36,6 +37,11 @@ if TYPE_CHECKING:
     from globaleye.gateway import Gateway
     from globaleye.gateway.session import DeviceSession
     from globaleye.proxy.server import RtspProxyFactory, RtspProxyProtocol
+
+
+#: The repository's root (the checkout these tests run from), whichever of tests/unit, tests/integration
+#: and tests/interop a module sits in.
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def until(condition: Callable[[], object], timeout: float = 10.0, step: float = 0.01) -> None:
@@ -181,7 +187,7 @@ def registration_config(mode: str | None = "open", roles: str = "gateway, http, 
         "ftp_host": "127.0.0.3", "ftp_account": "pics", "ftp_password": "pw"})
 
 
-# The RTSP proxy's harness (tests/test_proxy.py and the modules that play through the proxy) -------------
+# The RTSP proxy's harness (tests/interop/test_proxy.py and the modules that play through the proxy) -------------
 
 FFPROBE = shutil.which("ffprobe")
 FFMPEG = shutil.which("ffmpeg")
@@ -300,7 +306,7 @@ def streams_of(result: Any) -> dict[str, Any]:
     return {s["codec_type"]: s for s in json.loads(result.out)["streams"]}
 
 
-# The RTSP proxy's authentication harness (tests/test_proxy_auth_limits.py, test_hardening_keys, _logs) ----
+# The RTSP proxy's authentication harness (tests/interop/test_proxy_auth_limits.py, test_hardening_keys, _logs) ----
 
 RTSP_REALM = "GlobalEye"
 VIEWER_MOBILE, VIEWER_PASSWORD = "13300000001", "secret1"
@@ -368,7 +374,7 @@ def digest(nonce: str, password: str = VIEWER_PASSWORD, user: str = VIEWER_MOBIL
     return f'Digest username="{user}", realm="{RTSP_REALM}", nonce="{nonce}", uri="{uri}", response="{response}"'
 
 
-# The gateway's harness: a fake device connection (tests/test_gateway.py, test_hardening_logs, _newcomer) ---
+# The gateway's harness: a fake device connection (tests/unit/test_gateway.py, test_hardening_logs, _newcomer) ---
 
 
 class Device_:
@@ -407,7 +413,7 @@ class Device_:
         return bool(self.transport.disconnecting)
 
 
-# The simulated camera's RTSP server on loopback (tests/test_rtsp_camera.py, test_playback_files, ...) -----
+# The simulated camera's RTSP server on loopback (tests/interop/test_rtsp_camera.py, test_playback_files, ...) -----
 
 NO_FFMPEG = "ffmpeg/ffprobe not installed (apt-get install -y ffmpeg)"
 CAMERA_DEV = "81100000001"

@@ -24,8 +24,8 @@ UDP multicast, one device description fetch, and four SOAP actions
 (GetExternalIPAddress, AddPortMapping, GetSpecificPortMappingEntry,
 DeletePortMapping).  On Twisted and treq that is this module, non-blocking, with
 every wait bounded.  It is tested against the real miniupnpd
-(``tests/test_netns_video.py``) and a fake IGD on loopback
-(``tests/test_sim_upnp.py``).  XML comes from the LAN, so it is parsed like every
+(``tests/interop/test_netns_video.py``) and a fake IGD on loopback
+(``tests/interop/test_sim_upnp.py``).  XML comes from the LAN, so it is parsed like every
 other untrusted XML here: lxml without DTDs, entities or network access, and
 bounded in size.
 """

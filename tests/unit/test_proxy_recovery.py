@@ -4,7 +4,7 @@ The hub is the real :class:`~globaleye.proxy.fanout.LiveHub`, its upstreams real
 :class:`~globaleye.rtsp.upstream.UpstreamSession` objects that never connect: the
 connector hands them out as the §15 path selection would, and the tests feed their
 packets and drop them.  The end-to-end proof with ffmpeg across a real outage is in
-``tests/test_proxy.py`` (``ProxyRecoveryTests``).
+``tests/interop/test_proxy.py`` (``ProxyRecoveryTests``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.util import ROOT
 
 #: Run first in a child interpreter: an import of either module then fails, as on a relay host.
 BLOCK = "import sys\nsys.modules['av'] = None\nsys.modules['numpy'] = None\n"

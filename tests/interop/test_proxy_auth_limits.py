@@ -8,7 +8,7 @@ makes an authenticated DESCRIBE end in 503, so the answer tells apart: 401 (not
 authenticated), 403 (this address is refused) and 503 (authenticated).
 
 The end-to-end tests run ffprobe against the platform's proxy role on loopback (the harness of
-tests/test_proxy.py) with a wrong password until the account locks.
+tests/interop/test_proxy.py) with a wrong password until the account locks.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class ProxyAuthLimitTests(TestCase):
                             login_lockout=LOCKOUT, digest_realm=REALM, sms_peer_limit=100),
             sms_sender=RecordingSmsSender(), hasher=HASHER, run_in_thread=inline,
             # These tests lock the account from one address; by default one source adds at most
-            # [keyguard] pair_free failures to an account's count (tests/test_hardening_keys.py).
+            # [keyguard] pair_free failures to an account's count (tests/integration/test_hardening_keys.py).
             guard=KeyGuard(self.clock, KeyGuardSettings(pair_free=100)))
         self.proxy()
         observer = LogLines()

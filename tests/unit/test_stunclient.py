@@ -1,7 +1,7 @@
 """Unit and loopback tests of ``txturn.stunclient``, the retransmitting STUN Binding client.
 
 The camera's use of it (an answer told from media on a media socket, spec §15 step 3) is
-also pinned down in ``tests/test_udp_path_and_gop.py`` (``BindingTransactionsTests``).
+also pinned down in ``tests/unit/test_udp_path_and_gop.py`` (``BindingTransactionsTests``).
 """
 
 from __future__ import annotations

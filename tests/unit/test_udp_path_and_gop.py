@@ -1,6 +1,6 @@
 """Unit tests for the pieces of §15 step 3 and of the first-picture work that need no namespaces.
 
-The end-to-end proof is ``tests/test_netns_video.py`` case (c) (``turn-udp`` through two
+The end-to-end proof is ``tests/interop/test_netns_video.py`` case (c) (``turn-udp`` through two
 real NATs); these pin down the rules behind it: when the camera STUN-maps its media
 ports, how a Binding answer is told from media on a media socket, and the proxy hub's
 GOP cache (a new viewer starts on the cached IDR at once; the cache ends at the next

@@ -21,8 +21,8 @@ from globaleye.groupclient import ProvinceSettings
 from globaleye.registration import RegistrationSettings
 from globaleye.retention import RetentionSettings
 from globaleye.store import RETENTION_KINDS
+from tests.util import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INI = ROOT / "etc" / "globaleye.ini"
 
 

@@ -47,7 +47,7 @@ class AccountRuleTests(TestCase):
             sms_sender=self.sms, hasher=PasswordHasher(time_cost=1, memory_cost=64, parallelism=1),
             run_in_thread=inline, crm=Refusing(),
             # These rules lock an account from one address (PEER); by default one source adds at most
-            # [keyguard] pair_free failures to an account's count (tests/test_hardening_keys.py).
+            # [keyguard] pair_free failures to an account's count (tests/integration/test_hardening_keys.py).
             guard=KeyGuard(self.clock, KeyGuardSettings(pair_free=100)))
 
     async def registered(self, mobile: str = "13300000001", password: str = "secret1") -> None:

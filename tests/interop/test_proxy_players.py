@@ -1,6 +1,6 @@
 """The RTSP proxy with players other than ffmpeg: GStreamer, VLC (and live555, when it is there).
 
-Same setup as ``tests/test_proxy.py``: a platform with the ``rtsp`` role, one simulated
+Same setup as ``tests/interop/test_proxy.py``: a platform with the ``rtsp`` role, one simulated
 camera (H.264 1280x720 + G.711 A-law), everything on loopback.  Each player opens the
 proxy's live URL with the account's Digest credentials and must *decode* video, not only
 connect.  Each test skips, naming the Debian package, when its player is not installed:

@@ -56,7 +56,7 @@ class OpenEnrollmentTests(RegistrationTests):
         self.assertEqual((await self.register(key="other")).result, 2)
 
     async def test_five_minute_rule(self) -> None:
-        """§7.2's interval is refused only to a device online now (tests/test_hardening_enroll.py); one
+        """§7.2's interval is refused only to a device online now (tests/integration/test_hardening_enroll.py); one
         with no gateway session (it may never have got the first answer) gets the same answer again."""
         first = await self.register()
         again = await self.register()

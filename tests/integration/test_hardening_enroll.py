@@ -16,7 +16,7 @@ from globaleye.sim.fleet import Fleet
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
 from globaleye.testing import platform_config
-from tests.util import http_client, until
+from tests.util import ROOT, http_client, until
 
 DEV = "81100000001"
 
@@ -108,8 +108,6 @@ class RestartTests(TestCase):
 
 
 # --------------------------------------------------------------------------- issue 9 item 2
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 async def register(base: str, dev_id: str, key: str) -> int:

@@ -15,7 +15,6 @@ import os
 import random
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 from twisted.trial.unittest import SkipTest, TestCase
@@ -30,12 +29,11 @@ from globaleye.client.media import (
 )
 from globaleye.media import rtp
 from globaleye.sim.media.pattern import tone_pcma
-from tests.util import FFMPEG, FFPROBE, ProxyHarness, closed_port, run
+from tests.util import FFMPEG, FFPROBE, ROOT, ProxyHarness, closed_port, run
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_MOBILE as MOBILE
 from tests.util import PROXY_PASSWORD as PASSWORD
 
-ROOT = Path(__file__).resolve().parent.parent
 LOUD = -25.0  # dB RMS: the simulated camera's tone is about -15 dB on its beeps, -35 dB between
 
 

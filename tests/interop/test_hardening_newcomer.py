@@ -21,10 +21,8 @@ from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.trial import unittest
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.util import http_client, run, until
+from tests.util import ROOT, http_client, run, until
 from txturn import stun
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _load_bench(name: str):  # type: ignore[no-untyped-def]

@@ -8,11 +8,10 @@ import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.util import ROOT
 
 
 class LayerTests(SynchronousTestCase):

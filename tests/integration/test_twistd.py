@@ -18,9 +18,8 @@ from twisted.trial.unittest import TestCase
 
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
-from tests.util import http_client, until
+from tests.util import ROOT, http_client, until
 
-ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(rb"(\w+) listening on 127\.0\.0\.1:(\d+)")
 
 

@@ -1,7 +1,7 @@
 """The camera's UPnP IGD client against a fake IGD on loopback: the cases miniupnpd won't produce on demand.
 
 The real-router behaviour (miniupnpd, NAT, a phone playing the mapped port) is in
-``tests/test_netns_video.py``; these tests cover what a real IGD rarely does when
+``tests/interop/test_netns_video.py``; these tests cover what a real IGD rarely does when
 asked: a port conflict (718) that must be retried on another random port, an IGD
 that refuses, one that does not answer at all, and hostile XML.  Only 127.0.0.1 is
 used: SSDP is sent to a unicast loopback port instead of the multicast group.

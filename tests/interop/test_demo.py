@@ -15,9 +15,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.util import run
+from tests.util import ROOT, run
 
-ROOT = Path(__file__).resolve().parent.parent
 URL = re.compile(rb"ffplay '(rtsp://[^']+)'")
 
 

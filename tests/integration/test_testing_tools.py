@@ -44,5 +44,7 @@ class PlatformConfigTests(TestCase):
 
     def test_fast_and_slow_lists(self) -> None:
         names = test_modules()
-        self.assertIn("tests.test_iosim_session", names)
+        self.assertIn("tests.unit.test_iosim_session", names)
+        self.assertIn("tests.unit.test_iosim_session", test_modules(kind="unit"))
+        self.assertNotIn("tests.unit.test_iosim_session", test_modules(kind="interop"))
         self.assertEqual(main(["nonsense"]), 2)

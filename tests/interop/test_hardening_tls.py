@@ -36,9 +36,8 @@ from globaleye.sim.state import CameraState
 from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.tap import PlatformService
-from tests.util import run, until
+from tests.util import ROOT, run, until
 
-ROOT = Path(__file__).resolve().parent.parent
 NMAP = shutil.which("nmap")
 PASSWORD = "correct horse"
 
@@ -303,7 +302,7 @@ class CoturnOverProfileTests(TestCase):
     timeout = 120
 
     async def test_i14_13_coturn_uclient_over_the_tls_profile(self) -> None:
-        from tests import test_turn_interop as interop
+        from tests.interop import test_turn_interop as interop
         from txturn.testing import start_server as plain_start_server
         if not interop.UCLIENT or not interop.PEER:
             raise SkipTest("coturn's turnutils_uclient/turnutils_peer not installed")

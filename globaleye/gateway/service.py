@@ -102,6 +102,8 @@ class Gateway:
         self.sessions: dict[str, DeviceSession] = {}
         self.live: dict[str, LiveState] = {}
         self.connections = 0
+        #: Every open connection, logged in or not (closed at shutdown).
+        self.open_sessions: set[DeviceSession] = set()
         #: The throttle of every DevKey check (shared with /register and TURN by the platform).
         self.guard = guard if guard is not None else KeyGuard(clock)
         #: Refusals and closings of connections that are not (or no longer) a logged-in device: the
@@ -139,8 +141,8 @@ class Gateway:
         return state.dev_ver if state is not None else None
 
     def close_all(self, why: str) -> None:
-        """Close every device session (the platform is stopping)."""
-        for session in list(self.sessions.values()):
+        """Close every device connection, logged in or not (the platform is stopping)."""
+        for session in list(self.open_sessions):
             session.close(why)
 
     async def command(self, dev_id: str, request: m.Message, timeout: float | None = None) -> Any:
@@ -155,9 +157,11 @@ class Gateway:
 
     def connection_opened(self, session: DeviceSession) -> None:
         self.connections += 1
+        self.open_sessions.add(session)
 
     def connection_closed(self, session: DeviceSession, reason: Failure | None) -> None:
         self.connections -= 1
+        self.open_sessions.discard(session)
         if session.dev_id is not None and self.sessions.get(session.dev_id) is session:
             del self.sessions[session.dev_id]
             self.live.pop(session.dev_id, None)

@@ -67,6 +67,9 @@ class DeviceSession(MessageProtocol):
                                            f"{source_address(self.peer)} (last: {reason})",
                                            "{who}: closing session: {reason}", who=self.describe(), reason=reason)
         self.connected = False
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()  # no login or heartbeat deadline outlives the close
+        self._timer = None
         if self.transport is not None:
             self.transport.loseConnection()
 

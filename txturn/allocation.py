@@ -210,7 +210,18 @@ class _Refusal(Exception):
 
 
 class TurnServer:
-    """The TURN state machine.  Protocols feed it messages; it answers through links."""
+    """The TURN state machine.  Protocols feed it messages; it answers through links.
+
+    It opens relay sockets with the classes below, which :class:`txturn.turnserver.TurnServer`
+    fills in from :mod:`txturn.transports`: the state machine imports no transport.
+    """
+
+    #: ``(server) -> DatagramProtocol`` of a UDP relay port.
+    udp_relay_protocol: Any = None
+    #: ``(server) -> ServerFactory`` of an RFC 6062 TCP relay port.
+    tcp_relay_factory: Any = None
+    #: ``(server, allocation) -> ClientFactory`` of an RFC 6062 Connect to a peer.
+    connect_factory: Any = None
 
     def __init__(
         self,
@@ -228,6 +239,8 @@ class TurnServer:
         self.lookup = lookup
         #: Throttles credential checks (None: unthrottled); see :class:`txturn.auth.AuthGuard`.
         self.guard = guard
+        if self.udp_relay_protocol is None:
+            raise TypeError("txturn.allocation.TurnServer has no relay sockets: use txturn.turnserver.TurnServer")
         s = self.settings
         self.nonces = NonceIssuer(clock=reactor, lifetime=s.nonce_lifetime)
         self.peer_filter = PeerFilter.from_cidrs(s.allow_peers, s.deny_peers)
@@ -491,7 +504,6 @@ class TurnServer:
         return max(s.default_lifetime, min(requested, s.max_lifetime))
 
     def _allocate(self, ctx: _Ctx) -> bytes:
-        from txturn.transports import TcpRelayFactory, UdpRelayProtocol  # they import this module
         msg, link = ctx.msg, ctx.link
         existing = self.allocations.get(link.five_tuple)
         if existing is not None:
@@ -545,14 +557,14 @@ class TurnServer:
                 else:
                     _, port_obj = self.ports.acquire(
                         lambda p: self.reactor.listenUDP(
-                            p, UdpRelayProtocol(self), interface=relay_host
+                            p, self.udp_relay_protocol(self), interface=relay_host
                         ),
                         even=even is not None,
                     )
             else:
                 _, port_obj = self.ports.acquire(
                     lambda p: self.reactor.listenTCP(
-                        p, TcpRelayFactory(self), backlog=128, interface=relay_host
+                        p, self.tcp_relay_factory(self), backlog=128, interface=relay_host
                     )
                 )
         except NoPortAvailable as e:
@@ -604,12 +616,11 @@ class TurnServer:
     def _bind_udp_pair(self, host: str, port: int) -> tuple[Any, Any]:
         """EVEN-PORT with the R bit: bind ``port`` and hold ``port + 1`` for the
         RTCP allocation that will present the RESERVATION-TOKEN."""
-        from txturn.transports import UdpRelayProtocol  # it imports this module
         if port == 0:
             raise OSError("EVEN-PORT needs a relay port range")
-        first = self.reactor.listenUDP(port, UdpRelayProtocol(self), interface=host)
+        first = self.reactor.listenUDP(port, self.udp_relay_protocol(self), interface=host)
         try:
-            second = self.reactor.listenUDP(port + 1, UdpRelayProtocol(self), interface=host)
+            second = self.reactor.listenUDP(port + 1, self.udp_relay_protocol(self), interface=host)
         except Exception:
             first.stopListening()
             raise
@@ -850,7 +861,6 @@ class TurnServer:
         self._close_connection(conn)
 
     async def _connect(self, ctx: _Ctx) -> bytes:
-        from txturn.transports import _ConnectFactory  # it imports this module
         alloc = self._allocation(ctx)
         if alloc.transport != TRANSPORT_TCP:
             raise _Refusal(400, "Bad Request: Connect on a UDP allocation")
@@ -862,7 +872,7 @@ class TurnServer:
         if peer in alloc.connecting or any(c.peer == peer for c in alloc.connections.values()):
             raise _Refusal(446, "Connection Already Exists", peer)
         alloc.connecting.add(peer)
-        factory = _ConnectFactory(self, alloc)
+        factory = self.connect_factory(self, alloc)
         try:
             self.reactor.connectTCP(
                 peer[0],

@@ -27,6 +27,7 @@ nonces, permissions and channels with ``task.Clock``.
 
 from __future__ import annotations
 
+from txturn import allocation
 from txturn.allocation import (
     TRANSPORT_TCP,
     TRANSPORT_UDP,
@@ -37,7 +38,6 @@ from txturn.allocation import (
     FiveTuple,
     PeerConnection,
     ServerSettings,
-    TurnServer,
 )
 from txturn.splice import SPLICE_CHUNK, SPLICE_DRAIN_TRIES, SPLICE_FLAGS, Pipe, SplicePump
 from txturn.transports import (
@@ -48,7 +48,18 @@ from txturn.transports import (
     TurnUdpProtocol,
     UdpLink,
     UdpRelayProtocol,
+    _ConnectFactory,
 )
+
+
+class TurnServer(allocation.TurnServer):
+    """The TURN server: the state machine of :mod:`txturn.allocation` with the relay sockets of
+    :mod:`txturn.transports` (the state machine imports no transport; this module joins them)."""
+
+    udp_relay_protocol = UdpRelayProtocol
+    tcp_relay_factory = TcpRelayFactory
+    connect_factory = _ConnectFactory
+
 
 __all__ = [
     "SPLICE_CHUNK",

@@ -53,6 +53,39 @@ class BindingTransactionsTests(TestCase):
     def test_undecodable_stun_is_swallowed(self) -> None:
         self.assertTrue(BindingTransactions(task.Clock()).received(b"\x01\x01" + b"\xff" * 30))
 
+    def test_answer_is_matched_and_media_left_alone(self) -> None:
+        clock = task.Clock()
+        transactions = BindingTransactions(clock)
+        transport = _Transport()
+        d = defer.Deferred.fromCoroutine(transactions.query(transport, ("198.51.100.10", 3478), timeout=1.5,
+                                                            interval=0.25))
+        clock.advance(0)
+        self.assertEqual(len(transport.sent), 1)
+        request = stun.decode(transport.sent[0][0])
+        self.assertFalse(request.cookie, "a classic RFC 3489 request (the camera generation's STUN)")
+        clock.advance(0.25)
+        self.assertEqual(len(transport.sent), 2, "retransmitted")
+        media = struct.pack("!BBHII", 0x80, 96, 1, 2, 3) + b"x" * 20
+        self.assertFalse(is_stun(media))
+        self.assertFalse(transactions.received(media))
+        stranger = stun.encode(stun.Message(stun.Method.BINDING, stun.Class.SUCCESS, b"\x01" * 16,
+                                            {stun.Attr.MAPPED_ADDRESS: ("192.0.2.1", 1)}))
+        self.assertTrue(transactions.received(stranger), "STUN, but not ours: swallowed, not media")
+        self.assertFalse(d.called)
+        answer = stun.encode(stun.Message(stun.Method.BINDING, stun.Class.SUCCESS, request.transaction_id,
+                                          {stun.Attr.MAPPED_ADDRESS: ("203.0.113.2", 40000)}))
+        self.assertTrue(transactions.received(answer))
+        self.assertEqual(self.successResultOf(d), ("203.0.113.2", 40000))
+        clock.advance(5)
+        self.assertEqual(len(transport.sent), 2, "no retransmission after the answer")
+
+    def test_timeout_gives_none(self) -> None:
+        clock = task.Clock()
+        d = defer.Deferred.fromCoroutine(BindingTransactions(clock).query(_Transport(), ("198.51.100.10", 3478),
+                                                                          timeout=1.0, interval=0.5))
+        clock.advance(1.0)
+        self.assertIsNone(self.successResultOf(d))
+
 
 class MappedAddressTests(TestCase):
     timeout = 20

@@ -2,7 +2,7 @@
 
 The end-to-end proof is ``tests/interop/test_netns_video.py`` case (c) (``turn-udp`` through two
 real NATs); these pin down the rules behind it: when the camera STUN-maps its media
-ports, how a Binding answer is told from media on a media socket, and the proxy hub's
+ports (how a Binding answer is told from media: tests/unit/test_stunclient.py), and the proxy hub's
 GOP cache (a new viewer starts on the cached IDR at once; the cache ends at the next
 IDR and is bounded).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer, task
+from twisted.internet import task
 from twisted.trial.unittest import TestCase
 
 from globaleye.media import rtp
@@ -19,8 +19,6 @@ from globaleye.proxy import fanout
 from globaleye.proxy.fanout import LiveHub, ViewerStream
 from globaleye.rtsp.sdp import parse_sdp
 from globaleye.sim.rtsp.nat import behind_nat
-from globaleye.sim.stun import BindingTransactions, is_stun
-from txturn import stun
 
 SDP = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=t\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n"
        b"m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n"
@@ -40,49 +38,6 @@ class BehindNatTests(TestCase):
         # A camera on a public address has no NAT to map or open.
         self.assertFalse(behind_nat("203.0.113.2", "203.0.113.130"))
         self.assertFalse(behind_nat("not-an-ip", "203.0.113.130"))
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, tuple[str, int]]] = []
-
-    def write(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.sent.append((data, addr))
-
-
-class BindingTransactionsTests(TestCase):
-    def test_answer_is_matched_and_media_left_alone(self) -> None:
-        clock = task.Clock()
-        transactions = BindingTransactions(clock)
-        transport = _Transport()
-        d = defer.Deferred.fromCoroutine(transactions.query(transport, ("198.51.100.10", 3478), timeout=1.5,
-                                                            interval=0.25))
-        clock.advance(0)
-        self.assertEqual(len(transport.sent), 1)
-        request = stun.decode(transport.sent[0][0])
-        self.assertFalse(request.cookie, "a classic RFC 3489 request (the camera generation's STUN)")
-        clock.advance(0.25)
-        self.assertEqual(len(transport.sent), 2, "retransmitted")
-        media = rtp.rtp_header(96, 1, 2, 3, False) + b"x" * 20
-        self.assertFalse(is_stun(media))
-        self.assertFalse(transactions.received(media))
-        stranger = stun.encode(stun.Message(stun.Method.BINDING, stun.Class.SUCCESS, b"\x01" * 16,
-                                            {stun.Attr.MAPPED_ADDRESS: ("192.0.2.1", 1)}))
-        self.assertTrue(transactions.received(stranger), "STUN, but not ours: swallowed, not media")
-        self.assertFalse(d.called)
-        answer = stun.encode(stun.Message(stun.Method.BINDING, stun.Class.SUCCESS, request.transaction_id,
-                                          {stun.Attr.MAPPED_ADDRESS: ("203.0.113.2", 40000)}))
-        self.assertTrue(transactions.received(answer))
-        self.assertEqual(self.successResultOf(d), ("203.0.113.2", 40000))
-        clock.advance(5)
-        self.assertEqual(len(transport.sent), 2, "no retransmission after the answer")
-
-    def test_timeout_gives_none(self) -> None:
-        clock = task.Clock()
-        d = defer.Deferred.fromCoroutine(BindingTransactions(clock).query(_Transport(), ("198.51.100.10", 3478),
-                                                                          timeout=1.0, interval=0.5))
-        clock.advance(1.0)
-        self.assertIsNone(self.successResultOf(d))
 
 
 class _Sink:

@@ -69,25 +69,23 @@ def run_peer(args: argparse.Namespace) -> None:
 
     connections: list[dict[str, Any]] = []
 
-    class CountingCRM(HostileCRM):
+    class Counting:
+        """Records when each of the hostile peer's connections opened and closed."""
+
         def connectionMade(self) -> None:  # noqa: N802
-            super().connectionMade()
+            super().connectionMade()  # type: ignore[misc]
             self.record: dict[str, Any] = {"opened": time.time(), "closed": None}
             connections.append(self.record)
 
         def connectionLost(self, reason: Any) -> None:  # noqa: N802
             self.record["closed"] = time.time()
-            super().connectionLost(reason)
+            super().connectionLost(reason)  # type: ignore[misc]
 
-    class CountingGateway(HostileGateway):
-        def connectionMade(self) -> None:  # noqa: N802
-            super().connectionMade()
-            self.record: dict[str, Any] = {"opened": time.time(), "closed": None}
-            connections.append(self.record)
+    class CountingCRM(Counting, HostileCRM):
+        pass
 
-        def connectionLost(self, reason: Any) -> None:  # noqa: N802
-            self.record["closed"] = time.time()
-            super().connectionLost(reason)
+    class CountingGateway(Counting, HostileGateway):
+        pass
 
     if args.mode == "crm-endless":
         crm = HostileCRMFactory("endless")

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from globaleye.clock import protocol_time
 from globaleye.enrollment import EnrollmentLimits, Reservation
@@ -33,6 +33,7 @@ from globaleye.store import (
     GroupDevice,
     Store,
 )
+from txturn.logsummary import LogSummary
 
 # REGISTER_RES Result codes (§7.2.1).
 REG_OK, REG_UNKNOWN_DEVICE, REG_BAD_KEY, REG_BAD_FIRMWARE, REG_OTHER = 0, 1, 2, 3, 255
@@ -67,19 +68,14 @@ def answers_store_failures(answer: Callable[[Any, Any], _Answer]) -> Callable[
 
 
 def _note_store_failure(owner: Any, what: str, dev_id: str, peer: str, error: BaseException) -> None:
-    now = owner.clock.seconds()
-    since, count = getattr(owner, "_store_failures", (None, 0))
-    if since is None or now - since >= STORE_FAILURE_SUMMARY:
-        if count:
-            owner.log.error("{count} more {what} requests answered with a failure Result in {seconds:.0f} s: "
-                            "the store still fails ({error})", count=count, what=what,
-                            seconds=now - since, error=error)
-        else:
-            owner.log.error("{what} of {dev_id} from {peer} answered with a failure Result: the store failed "
-                            "({error}; disk full?)", what=what, dev_id=dev_id, peer=peer, error=error)
-        owner._store_failures = (now, 0)
-    else:
-        owner._store_failures = (since, count + 1)
+    """The first failure of an interval in full, the others counted (the platform's one summariser)."""
+    summary = owner.__dict__.get("_store_failures")
+    if summary is None:
+        summary = owner._store_failures = LogSummary(owner.log, owner.clock, interval=STORE_FAILURE_SUMMARY,
+                                                     level=LogLevel.error, name="store failures")
+    summary.event(what, f"{what} requests answered with a failure Result: the store still fails ({error})",
+                  "{what} of {dev_id} from {peer} answered with a failure Result: the store failed "
+                  "({error}; disk full?)", what=what, dev_id=dev_id, peer=peer, error=error)
 
 
 @attrs.frozen

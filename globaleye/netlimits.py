@@ -38,11 +38,12 @@ from typing import Any
 import attrs
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from globaleye.peerkey import source_address
+from txturn.logsummary import LogSummary
 
 log = Logger(namespace="globaleye.netlimits")
 
@@ -86,42 +87,19 @@ class LimitSettings:
         return max(16, limit - self.headroom)
 
 
-class SummaryLog:
-    """Logs a refusal the first time a (what, peer, reason) is seen in an interval, then counts.
-
-    At the end of the interval one line per key gives the count of the ones not logged, so a
-    flood costs one or two lines per peer and interval, never one per connection.
-    """
+class SummaryLog(LogSummary):
+    """Refusals through the platform's one summariser (:class:`txturn.logsummary.LogSummary`): the
+    first of a (what, peer, reason) in an interval in full, the others counted in one line, so a
+    flood costs one or two lines per peer and interval, never one per connection."""
 
     def __init__(self, reactor: Any, interval: float, logger: Logger | None = None) -> None:
-        self.reactor = reactor
-        self.interval = interval
-        self.log = logger or log
-        self._counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
-        self._call: Any = None
+        super().__init__(logger or log, reactor, interval=interval, max_keys=MAX_SUMMARY_KEYS,
+                         level=LogLevel.warn, name="refused connections")
 
     def note(self, what: str, peer: str, reason: str) -> None:
-        key = (what, peer, reason)
-        if key in self._counts:
-            self._counts[key] += 1
-        elif len(self._counts) >= MAX_SUMMARY_KEYS:
-            self._counts[(what, "other addresses", reason)] += 1
-        else:
-            self.log.warn("{what}: refusing {peer}: {reason} (repeats summarised every {interval:g} s)",
-                          what=what, peer=peer, reason=reason, interval=self.interval)
-            self._counts[key] = 0
-        if self._call is None:
-            self._call = self.reactor.callLater(self.interval, self.flush)
-
-    def flush(self) -> None:
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
-        counts, self._counts = self._counts, collections.Counter()
-        for (what, peer, reason), count in counts.items():
-            if count:
-                self.log.warn("{what}: refused {peer} {count} more times in {interval:g} s: {reason}",
-                              what=what, peer=peer, count=count, interval=self.interval, reason=reason)
+        self.event((what, peer, reason), f"{what}: refused {peer} ({reason})",
+                   "{what}: refusing {peer}: {reason} (repeats summarised every {interval:g} s)",
+                   what=what, peer=peer, reason=reason, interval=self.interval)
 
 
 @attrs.define(eq=False)

@@ -5,7 +5,7 @@
 Issue 9 item 3: one address holding thousands of idle connections to the gateway
 took the process to its descriptor limit, and every role failed.  This script runs,
 for each of two configurations, a platform process (``server`` mode of this script:
-the real :class:`~globaleye.tap.PlatformService` with gateway, http and group roles,
+the real :class:`~globaleye.platform.tap.PlatformService` with gateway, http and group roles,
 its soft RLIMIT_NOFILE lowered to ``--fd-limit``) and, from this process:
 
 * a **flood** from 127.0.0.1: ``--flood`` connections to the gateway, opened as fast
@@ -42,9 +42,9 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults  #
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol  # noqa: E402
 from twisted.internet.task import deferLater  # noqa: E402
 
-from globaleye.messaging import MessageProtocol  # noqa: E402
-from globaleye.protocol import messages as m  # noqa: E402
-from globaleye.protocol.frame import Frame  # noqa: E402
+from globaleye.device.messaging import MessageProtocol  # noqa: E402
+from globaleye.device.protocol import messages as m  # noqa: E402
+from globaleye.device.protocol.frame import Frame  # noqa: E402
 from globaleye.store import Device  # noqa: E402
 
 DEV_ID, DEV_KEY = "81100000001", "flood-bench-key"
@@ -59,9 +59,9 @@ PROBE_TIMEOUT = 5.0
 
 
 async def serve(db: str, limits: str, fd_limit: int) -> None:
-    from globaleye.config import parse_config
+    from globaleye.platform.config import parse_config
+    from globaleye.platform.tap import PlatformService
     from globaleye.store.sqlite import SQLiteStore
-    from globaleye.tap import PlatformService
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, hard))

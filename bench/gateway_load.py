@@ -5,11 +5,11 @@
 Two processes, one core each on a two-core machine:
 
 * the **gateway process** (``server`` mode of this script) runs the real
-  :class:`~globaleye.tap.PlatformService` with the gateway role, and, on request from
+  :class:`~globaleye.platform.tap.PlatformService` with the gateway role, and, on request from
   the driver, issues platform→device commands at a fixed rate through the real
   ``gateway.command`` API, measuring each round trip;
 * the **driver** (this process) holds N device sessions built on the same
-  :class:`~globaleye.messaging.MessageProtocol` the simulator uses, answering
+  :class:`~globaleye.device.messaging.MessageProtocol` the simulator uses, answering
   commands with the simulator's own handlers.
 
 It reports: sessions held, the gateway's RSS per session, the login storm (N
@@ -39,9 +39,9 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults  #
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol  # noqa: E402
 from twisted.internet.task import LoopingCall, deferLater  # noqa: E402
 
-from globaleye.messaging import MessageProtocol  # noqa: E402
-from globaleye.protocol import messages as m  # noqa: E402
-from globaleye.protocol.frame import Frame  # noqa: E402
+from globaleye.device.messaging import MessageProtocol  # noqa: E402
+from globaleye.device.protocol import messages as m  # noqa: E402
+from globaleye.device.protocol.frame import Frame  # noqa: E402
 from globaleye.sim.commands import answer  # noqa: E402
 from globaleye.sim.state import CameraState  # noqa: E402
 from globaleye.store import Device  # noqa: E402
@@ -72,9 +72,9 @@ def percentile(values: list[float], fraction: float) -> float:
 async def serve(db: str) -> None:
     from twisted.protocols.basic import LineReceiver
 
-    from globaleye.config import parse_config
+    from globaleye.platform.config import parse_config
+    from globaleye.platform.tap import PlatformService
     from globaleye.store.sqlite import SQLiteStore
-    from globaleye.tap import PlatformService
 
     # Every simulated camera connects from 127.0.0.1: no per-address cap (the shipped default is 256).
     config = parse_config("[globaleye]\nroles = gateway\n[gateway]\nport = 0\nlogin_timeout = 600\n"

@@ -137,7 +137,7 @@ def run_platform(args: argparse.Namespace) -> None:
     sys.stdin.readline()  # "go"
 
     if args.mode == "crm-endless":
-        from globaleye.crm import HttpCRM, HttpCRMSettings
+        from globaleye.users.crm import HttpCRM, HttpCRMSettings
 
         crm = HttpCRM(HttpCRMSettings(url=f"http://127.0.0.1:{args.port}/crm", timeout=3.0, fail_open=False))
 
@@ -155,7 +155,7 @@ def run_platform(args: argparse.Namespace) -> None:
 
         reactor.callWhenRunning(lambda: Deferred.fromCoroutine(checks()))
     else:
-        from globaleye.sms.client import SMGPSender, SMGPSettings
+        from globaleye.users.sms.client import SMGPSender, SMGPSettings
 
         sender = SMGPSender(SMGPSettings(host="127.0.0.1", port=args.port, client_id="10000001", secret="s3cret",
                                          src_term_id="10659999", service_id="GLOBALEYE"))

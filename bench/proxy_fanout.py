@@ -239,7 +239,7 @@ def viewer_child(host: str, port: int, path: str) -> None:
 def camera_child(register_url: str, bit_rate: int) -> None:
     from twisted.internet import defer, task
 
-    from globaleye.protocol.messages import BIT_RATES_KBPS
+    from globaleye.device.protocol.messages import BIT_RATES_KBPS
     from globaleye.sim.camera import Timing
     from globaleye.sim.fleet import Fleet
     from globaleye.sim.media.source import MediaLibrary
@@ -355,12 +355,12 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
     import attrs
     from twisted.internet.task import deferLater
 
-    from globaleye.config import parse_config
-    from globaleye.rtsp.paths import PathSettings
+    from globaleye.media.rtsp.paths import PathSettings
+    from globaleye.platform.config import parse_config
+    from globaleye.platform.tap import PlatformService
     from globaleye.sim.camera import device_key
     from globaleye.store import Account, Binding, Device
     from globaleye.store.sqlite import SQLiteStore
-    from globaleye.tap import PlatformService
 
     where = pin(0)
     platform = PlatformService(parse_config(CONFIG), SQLiteStore(":memory:"), reactor)

@@ -30,8 +30,8 @@ from typing import Any, TextIO
 from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 
-from globaleye.config import ROLES, Config, ConfigError, load_config
-from globaleye.gateway.service import DEV_ID
+from globaleye.device.gateway.service import DEV_ID
+from globaleye.platform.config import ROLES, Config, ConfigError, load_config
 from globaleye.store import AuditRecord, Device, OutboxItem
 from globaleye.store.sqlite import SQLiteStore
 
@@ -85,9 +85,9 @@ async def demo(config: Config, cameras: int, out: TextIO) -> None:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    from globaleye.protocol import messages as m
+    from globaleye.device.protocol import messages as m
+    from globaleye.platform.tap import PlatformService, open_store
     from globaleye.sim.fleet import Fleet
-    from globaleye.tap import PlatformService, open_store
 
     log_path = config.data_dir / "demo.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,8 +153,8 @@ def _demo_summary(platform: Any, sims: list[Any], owned: list[str], log_path: An
 
 async def _demo_viewer(platform: Any, dev_ids: list[str], out: TextIO) -> None:
     """A demo account that owns the cameras, made through the real sign-up and add-device paths."""
-    from globaleye.accounts import RecordingSmsSender
     from globaleye.app.errors import AppError
+    from globaleye.users.accounts import RecordingSmsSender
 
     accounts = platform.accounts
     if await platform.store.get_account(DEMO_ACCOUNT) is None:
@@ -198,7 +198,7 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
         await demo(config, args.cameras, out)
         return
     if args.area == "config":
-        from globaleye.tap import check_state_dir
+        from globaleye.platform.tap import check_state_dir
 
         state = check_state_dir(config)  # ConfigError (exit 2) for an unwritable or full data_dir
         print(f"{config.path or '<defaults>'}: OK (roles: {', '.join(config.roles)}; "
@@ -298,7 +298,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> None:
         print(f"globaleye: {e}", file=sys.stderr)
         sys.exit(2)
 
-    from globaleye.tap import CannotStart  # a demo role's port taken: one line, exit non-zero
+    from globaleye.platform.tap import (
+        CannotStart,  # a demo role's port taken: one line, exit non-zero
+    )
 
     async def guarded() -> None:
         try:

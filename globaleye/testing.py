@@ -3,9 +3,9 @@
 Three kinds of test, from fastest to most real:
 
 * In memory, ``task.Clock`` time: :func:`pump_camera_and_gateway` connects the real gateway session
-  (:class:`~globaleye.gateway.Gateway`'s factory) to a real :class:`~globaleye.sim.camera.SimulatedCamera`
+  (:class:`~globaleye.device.gateway.Gateway`'s factory) to a real :class:`~globaleye.sim.camera.SimulatedCamera`
   through ``twisted.test.iosim`` -- no socket, no thread, every timer on one clock. Both sides speak
-  through :class:`~globaleye.messaging.MessageProtocol` (§7.3's framing, §7.5's messages).
+  through :class:`~globaleye.device.messaging.MessageProtocol` (§7.3's framing, §7.5's messages).
 * Real loopback: :func:`platform_config` writes the INI text of a platform on 127.0.0.1 with every
   port 0, :func:`start_platform` starts it (the same ``--config`` path ``twistd globaleye`` takes)
   and stops it when the test ends.
@@ -30,22 +30,22 @@ from typing import TYPE_CHECKING, Any, cast
 import attrs
 from twisted.internet.address import IPv4Address
 
-from globaleye.gateway import Gateway, GatewaySettings
-from globaleye.protocol import messages as m
+from globaleye.device.gateway import Gateway, GatewaySettings
+from globaleye.device.protocol import messages as m
+from globaleye.platform.tap import Options, PlatformService
 from globaleye.sim.camera import SimulatedCamera, Timing
 from globaleye.sim.state import CameraState
 from globaleye.store import Device
 from globaleye.store.migrations import configure, connect, migrate
 from globaleye.store.sqlite import SQLiteStore
-from globaleye.tap import Options, PlatformService
 
 if TYPE_CHECKING:
     from twisted.internet.testing import MemoryReactorClock
     from twisted.test.iosim import IOPump
     from twisted.trial.unittest import TestCase
 
-    from globaleye.config import Config
-    from globaleye.gateway.session import DeviceSession
+    from globaleye.device.gateway.session import DeviceSession
+    from globaleye.platform.config import Config
     from globaleye.sim.camera import CameraSession
 
 #: ``[province] cms_password`` of every test platform (§6's CmsPassword of its own province).
@@ -129,7 +129,7 @@ def start_platform(test: TestCase, config: str | Config, reactor: Any = None) ->
         options.parseOptions(["--config", path])
         platform = PlatformService(options.config, options.store, reactor)
     else:
-        from globaleye.tap import open_store
+        from globaleye.platform.tap import open_store
 
         platform = PlatformService(config, open_store(config), reactor)
     platform.startService()

@@ -28,14 +28,20 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from globaleye.device.protocol import messages as m
+from globaleye.device.protocol.frame import Frame, FrameDecoder, encode_frame
 from globaleye.media import rtp
-from globaleye.protocol import messages as m
-from globaleye.protocol.frame import Frame, FrameDecoder, encode_frame
-from globaleye.rtsp.message import Headers, InterleavedFrame, RtspParser, RtspRequest, RtspResponse
+from globaleye.media.rtsp.message import (
+    Headers,
+    InterleavedFrame,
+    RtspParser,
+    RtspRequest,
+    RtspResponse,
+)
 
 if TYPE_CHECKING:
-    from globaleye.gateway import Gateway
-    from globaleye.gateway.session import DeviceSession
+    from globaleye.device.gateway import Gateway
+    from globaleye.device.gateway.session import DeviceSession
     from globaleye.proxy.server import RtspProxyFactory, RtspProxyProtocol
 
 
@@ -118,11 +124,11 @@ class CameraOnPlatform:
         self.test, self.config, self.dev_id = test, config, dev_id
 
     async def start(self) -> None:
-        from globaleye.config import parse_config
+        from globaleye.platform.config import parse_config
+        from globaleye.platform.tap import PlatformService
         from globaleye.sim.camera import Timing
         from globaleye.sim.fleet import Fleet
         from globaleye.store.sqlite import SQLiteStore
-        from globaleye.tap import PlatformService
 
         self.platform = PlatformService(parse_config(self.config), SQLiteStore(":memory:"), reactor)
         self.platform.startService()
@@ -220,18 +226,18 @@ class ProxyHarness:
     """A platform with the proxy role, one account, and simulated cameras bound to it."""
 
     def __init__(self, test: Any, linger: float = 0.5, udp_timeout: float = 5.0, rtsp_extra: str = "") -> None:
-        from globaleye.config import parse_config
+        from globaleye.platform.config import parse_config
 
         self.test = test
         self.config = parse_config(proxy_config(linger, udp_timeout, OPS_TOKEN, rtsp_extra))
 
     async def start(self, cameras: dict[str, dict[str, Any]] | None = None, login: bool = True,
                     database: str = ":memory:", create_account: bool = True) -> None:
+        from globaleye.platform.tap import PlatformService
         from globaleye.sim.camera import Timing
         from globaleye.sim.fleet import Fleet
         from globaleye.store import Account, Binding
         from globaleye.store.sqlite import SQLiteStore
-        from globaleye.tap import PlatformService
 
         self.platform = PlatformService(self.config, SQLiteStore(database), reactor)
         self.platform.startService()

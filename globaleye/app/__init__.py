@@ -10,8 +10,8 @@ what goes wrong is an :class:`~globaleye.app.errors.AppError` carrying the Resul
 face answers with.  Their dependencies are explicit: the store, the accounts service and
 the small interfaces of :mod:`globaleye.app.ports` (the gateway, the stream-status source).
 
-The layer rule: nothing here imports a face (``globaleye.soap``, ``globaleye.clientapi``,
-``twisted.web``, lxml) nor the RTSP proxy; the SOAP face (:mod:`globaleye.clientapi`), the
+The layer rule: nothing here imports a face (``globaleye.api.soap``, ``globaleye.api.clientapi``,
+``twisted.web``, lxml) nor the RTSP proxy; the SOAP face (:mod:`globaleye.api.clientapi`), the
 RTSP proxy (:mod:`globaleye.proxy.platform`), the CLI and later faces call these services.
 """
 
@@ -21,7 +21,6 @@ from typing import Protocol
 
 import attrs
 
-from globaleye.accounts import AccountService
 from globaleye.app.access import CameraAccess
 from globaleye.app.accounts import AccountsService, GroupNotices
 from globaleye.app.alarms import AlarmService
@@ -32,6 +31,7 @@ from globaleye.app.ports import DeviceGateway, StreamBoard
 from globaleye.app.recording import RecordingService
 from globaleye.app.settings import ClientApiSettings
 from globaleye.store import Store
+from globaleye.users.accounts import AccountService
 
 
 class GroupClient(GroupNotices, GroupClaims, Protocol):

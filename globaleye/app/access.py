@@ -15,8 +15,8 @@ from twisted.logger import Logger
 
 from globaleye.app.errors import DeviceOffline, DeviceRefused, NoSuchDevice
 from globaleye.app.ports import DeviceGateway
-from globaleye.messaging import CommandError
-from globaleye.protocol import messages as m
+from globaleye.device.messaging import CommandError
+from globaleye.device.protocol import messages as m
 from globaleye.store import Binding, Store
 
 

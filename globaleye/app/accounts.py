@@ -1,6 +1,6 @@
 """Accounts and sessions (§8.1–§8.4, §8.8, ChangePassword; §6.2–§6.4 notices to the group).
 
-A thin façade over :class:`globaleye.accounts.AccountService`, which is transport-free
+A thin façade over :class:`globaleye.users.accounts.AccountService`, which is transport-free
 already and answers with §8 Result codes: this adds what the client API does around it
 (the device list a login returns, DevNum, the group notices sent in the background).
 """
@@ -12,11 +12,11 @@ from typing import Any, Protocol
 
 import attrs
 
-from globaleye.accounts import EXPIRED, OK, AccountService, LoginSession
 from globaleye.app.devices import DeviceEntry, dev_num, list_devices
 from globaleye.app.errors import SessionExpired
 from globaleye.app.ports import DeviceGateway
 from globaleye.store import Store
+from globaleye.users.accounts import EXPIRED, OK, AccountService, LoginSession
 
 
 class GroupNotices(Protocol):

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import attrs
 
-from globaleye.accounts import LoginSession
 from globaleye.app.access import CameraAccess
 from globaleye.app.errors import InvalidRequest, check
-from globaleye.clock import parse_protocol_time, protocol_time
 from globaleye.store import Store
+from globaleye.users.accounts import LoginSession
+from globaleye.util.clock import parse_protocol_time, protocol_time
 
 PAGE_SIZE = 10
 

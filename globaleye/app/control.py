@@ -12,14 +12,14 @@ from urllib.parse import unquote, urlsplit
 import attrs
 from twisted.logger import Logger
 
-from globaleye.accounts import LoginSession
 from globaleye.app.access import CameraAccess
 from globaleye.app.devices import CLIENT_TO_DEVICE_FRAME, DEVICE_TO_CLIENT_FRAME
 from globaleye.app.errors import check
 from globaleye.app.ports import DeviceGateway
 from globaleye.app.settings import ClientApiSettings
-from globaleye.protocol import messages as m
+from globaleye.device.protocol import messages as m
 from globaleye.store import Store
+from globaleye.users.accounts import LoginSession
 
 
 @attrs.frozen

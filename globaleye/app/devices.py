@@ -9,11 +9,10 @@ from typing import Any, Protocol
 import attrs
 from twisted.logger import Logger
 
-from globaleye.accounts import MOBILE, OK, AccountService, LoginSession
 from globaleye.app.access import CameraAccess
 from globaleye.app.errors import OTHER, AddRefused, NoSuchDevice, NotFound
 from globaleye.app.ports import DeviceGateway
-from globaleye.protocol import messages as m
+from globaleye.device.protocol import messages as m
 from globaleye.store import (
     BIND_ALREADY_MINE,
     BIND_LIMIT,
@@ -25,6 +24,7 @@ from globaleye.store import (
     Device,
     Store,
 )
+from globaleye.users.accounts import MOBILE, OK, AccountService, LoginSession
 
 ADD_UNKNOWN, ADD_WRONG_KEY, ADD_LIMIT = 3, 4, 5
 DEV_ID = re.compile(r"^[0-9]{11}$")

@@ -1,6 +1,6 @@
 """Play and playback URLs (§8.9, §7.5.23) with their HashTokens, and stream status (§15).
 
-The URLs are built by :func:`globaleye.urls.realplay_url` (the one builder, IPv6 literals
+The URLs are built by :func:`globaleye.util.urls.realplay_url` (the one builder, IPv6 literals
 bracketed) from the addresses the live camera reported to the gateway.  One token per
 URL: the client tries them in turn (§15) and a token is burnt by the first verification,
 so a shared one would not survive a failed local attempt.
@@ -14,17 +14,19 @@ from typing import Any
 
 import attrs
 
-from globaleye.accounts import AccountService, LoginSession
 from globaleye.app.access import CameraAccess
 from globaleye.app.control import check_stream
 from globaleye.app.errors import DeviceOffline, NoSuchDevice, NotFound, check
 from globaleye.app.ports import DeviceGateway, StreamBoard
 from globaleye.app.settings import ClientApiSettings
-from globaleye.rtsp.paths import PlayUrls  # the §8.9 value, shared with the clients that use it
-from globaleye.urls import camera_endpoints, realplay_url
+from globaleye.media.rtsp.paths import (
+    PlayUrls,  # the §8.9 value, shared with the clients that use it
+)
+from globaleye.users.accounts import AccountService, LoginSession
+from globaleye.util.urls import camera_endpoints, realplay_url
 
 FILE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
-#: The address a URL is built from, by its place in :class:`PlayUrls`, as :mod:`globaleye.urls` names it.
+#: The address a URL is built from, by its place in :class:`PlayUrls`, as :mod:`globaleye.util.urls` names it.
 URL_FIELDS = {"local": "LocalPlayUrl", "upnp": "UpnpPlayUrl", "turn": "TurnPlayUrl"}
 
 

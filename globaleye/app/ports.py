@@ -1,7 +1,7 @@
 """The small interfaces the application layer needs from the rest of the platform.
 
 As mediamtx's servers declare what they need from their parents, the services here name
-only the few methods they call: :class:`~globaleye.gateway.service.Gateway` satisfies
+only the few methods they call: :class:`~globaleye.device.gateway.service.Gateway` satisfies
 :class:`DeviceGateway` and the RTSP proxy's factory :class:`StreamStatusSource`, without
 either being imported here.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from globaleye.protocol import messages as m
+from globaleye.device.protocol import messages as m
 from globaleye.store import DeviceAddresses
 
 

@@ -12,11 +12,11 @@ import re
 import attrs
 from twisted.logger import Logger
 
-from globaleye.accounts import LoginSession
 from globaleye.app.access import CameraAccess
 from globaleye.app.errors import InvalidRequest, NotFound, RuleViolation, check
-from globaleye.clock import parse_protocol_time
-from globaleye.protocol import messages as m
+from globaleye.device.protocol import messages as m
+from globaleye.users.accounts import LoginSession
+from globaleye.util.clock import parse_protocol_time
 
 #: §7.5.13: "一天最多可设置 4 条策略": at most 4 recording windows per channel and weekday.
 MAX_WINDOWS_A_DAY = 4

@@ -1,4 +1,4 @@
-"""The client API's settings, bound to `[soap]` keys by globaleye.bindings."""
+"""The client API's settings, bound to `[soap]` keys by globaleye.platform.bindings."""
 
 from __future__ import annotations
 

@@ -26,9 +26,9 @@ from twisted.internet import defer, task
 from globaleye.client.media import AudioSpec, Decoder, Recorder, StreamClock, jpeg
 from globaleye.client.soap import ApiError, McuClient
 from globaleye.client.viewer import CameraViewer
-from globaleye.rtsp.paths import PATHS, NoPath, PathSettings
-from globaleye.rtsp.sdp import MediaSection
-from globaleye.rtsp.upstream import UpstreamSession
+from globaleye.media.rtsp.paths import PATHS, NoPath, PathSettings
+from globaleye.media.rtsp.sdp import MediaSection
+from globaleye.media.rtsp.upstream import UpstreamSession
 
 
 class Progress:

@@ -1,7 +1,7 @@
 """A small SOAP 1.1 client for the §8 client API: treq + the platform's own envelope codec.
 
 No zeep at run time: the operations are declared once in
-:mod:`globaleye.soap.operations`, which gives element names and types both ways,
+:mod:`globaleye.api.soap.operations`, which gives element names and types both ways,
 so requests are built and answers decoded (ints as ints, repeated structs as lists)
 from the same table the server uses.
 """
@@ -13,10 +13,10 @@ from typing import Any
 import treq
 from lxml import etree
 
-from globaleye.rtsp.paths import PlayUrls
-from globaleye.soap.envelope import SoapFault, build_envelope, parse_envelope
-from globaleye.soap.operations import MCU_NS, MCU_OPERATIONS, Field, Operation
-from globaleye.urls import request_url
+from globaleye.api.soap.envelope import SoapFault, build_envelope, parse_envelope
+from globaleye.api.soap.operations import MCU_NS, MCU_OPERATIONS, Field, Operation
+from globaleye.media.rtsp.paths import PlayUrls
+from globaleye.util.urls import request_url
 
 OPERATIONS = {op.name: op for op in MCU_OPERATIONS}
 RESULT_OK = 0

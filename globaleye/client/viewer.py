@@ -1,6 +1,6 @@
 """Watch one camera stream as the §3 phone client does: §8.9 URLs, §15 paths, pictures.
 
-The path selection is the proxy's own (:func:`globaleye.rtsp.paths.connect_camera`),
+The path selection is the proxy's own (:func:`globaleye.media.rtsp.paths.connect_camera`),
 fed with fresh URLs from ``GetPlayUrl`` for each attempt (every URL carries a
 single-use HashToken).
 """
@@ -16,9 +16,9 @@ from twisted.internet import defer
 
 from globaleye.client.media import Picture, PictureAssembler
 from globaleye.client.soap import McuClient
-from globaleye.rtsp.paths import Attempt, PathSettings, PlayUrls, connect_camera
-from globaleye.rtsp.sdp import MediaSection
-from globaleye.rtsp.upstream import UpstreamSession
+from globaleye.media.rtsp.paths import Attempt, PathSettings, PlayUrls, connect_camera
+from globaleye.media.rtsp.sdp import MediaSection
+from globaleye.media.rtsp.upstream import UpstreamSession
 
 
 @attrs.define

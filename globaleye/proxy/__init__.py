@@ -5,7 +5,7 @@ account; the proxy reaches the camera the way §15 tells a client to (local addr
 UPnP address, TURN relay with RTP over UDP, TURN relay interleaved) and fans one
 upstream out to every viewer of that stream.  The RTSP library it builds on (SDP, the
 client session to a camera, §15's paths, the server connection base) is
-:mod:`globaleye.rtsp`, shared with ``globaleye-client``; the RTP rewriting of the
+:mod:`globaleye.media.rtsp`, shared with ``globaleye-client``; the RTP rewriting of the
 fan-out is :mod:`globaleye.media.h264rtp`.  Here: :mod:`.auth` (Digest/Basic), the
 fan-out (:mod:`.fanout`), the server (:mod:`.server`), the platform side
 (:mod:`.platform`) and the service (:mod:`.service`).

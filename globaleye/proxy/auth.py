@@ -17,7 +17,7 @@ guarantee on their own connection, which only they can write to.
 Where Digest's secret comes from.  Digest proves knowledge of the password without
 sending it, so the verifier needs ``HA1 = MD5(user:realm:password)`` (and its SHA-256
 twin for RFC 7616 players), which no argon2 hash can give.  The accounts service keeps it per account for the configured realm
-(:meth:`~globaleye.accounts.AccountService.digest_ha1`: written at sign-up and password
+(:meth:`~globaleye.users.accounts.AccountService.digest_ha1`: written at sign-up and password
 change, backfilled at a login, gone with the account; see docs/protocol.md, Client
 API item 18), so Digest works across restarts.  Basic is checked against the argon2
 hash (in a worker thread, as every password check is) and needs no HA1.
@@ -26,7 +26,7 @@ Guessing limits.  A player could otherwise try passwords as fast as the network 
 so the proxy applies the SOAP login's rules and two of its own:
 
 * Per account, the *same* state as SOAP logins
-  (:meth:`~globaleye.accounts.AccountService.check_password`): a wrong password at
+  (:meth:`~globaleye.users.accounts.AccountService.check_password`): a wrong password at
   either place counts at both, the slow-down and the lock (``[soap] login_*``) apply at
   both, a right password at either clears the count.  A locked account gets 401 whatever
   the password.  Each counted failure and each refusal for a lock is audit-logged
@@ -61,8 +61,14 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from globaleye import peerkey
-from globaleye.accounts import NO_ACCOUNT, WRONG_PASSWORD, AccountService, RateLimiter, Verdict
+from globaleye.users.accounts import (
+    NO_ACCOUNT,
+    WRONG_PASSWORD,
+    AccountService,
+    RateLimiter,
+    Verdict,
+)
+from globaleye.util import peerkey
 
 NONCE_LIFETIME = 300.0
 #: Failed authentications one source address may have within PEER_WINDOW seconds.

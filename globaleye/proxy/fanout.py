@@ -44,9 +44,9 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from globaleye.media import h264rtp, rtp
-from globaleye.rtsp.paths import Attempt, NoPath, summarize
-from globaleye.rtsp.sdp import SessionDescription
-from globaleye.rtsp.upstream import UpstreamSession
+from globaleye.media.rtsp.paths import Attempt, NoPath, summarize
+from globaleye.media.rtsp.sdp import SessionDescription
+from globaleye.media.rtsp.upstream import UpstreamSession
 
 log = Logger()
 

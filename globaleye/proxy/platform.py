@@ -5,7 +5,7 @@ In process, through the same application services as the client API
 :class:`~globaleye.app.media.MediaService` for the URLs, the gateway's
 :meth:`is_online`), so the proxy needs no LoginSession and no SOAP round trip.  Each URL
 set carries one fresh HashToken per attempt, made by the accounts service like the
-client API's own (:meth:`~globaleye.accounts.AccountService.issue_token_for`: single
+client API's own (:meth:`~globaleye.users.accounts.AccountService.issue_token_for`: single
 use, ``hashtoken_lifetime``), bound to the viewer's account so the audit trail says who
 watched.
 """
@@ -18,8 +18,8 @@ from globaleye.app.devices import DeviceService
 from globaleye.app.errors import DeviceOffline
 from globaleye.app.media import MediaService, Watch
 from globaleye.app.ports import DeviceGateway
-from globaleye.rtsp.paths import LOCAL, UPNP, PlayUrls
-from globaleye.rtsp.serving import Refusal
+from globaleye.media.rtsp.paths import LOCAL, UPNP, PlayUrls
+from globaleye.media.rtsp.serving import Refusal
 
 
 @attrs.frozen

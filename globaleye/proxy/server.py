@@ -32,7 +32,18 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from globaleye.media.names import RecordingName
-from globaleye.peerkey import source_address
+from globaleye.media.rtsp.message import (
+    InterleavedFrame,
+    RtspCodecError,
+    RtspRequest,
+    TransportSpec,
+    encode_interleaved,
+    parse_transport,
+)
+from globaleye.media.rtsp.paths import NoPath, PathSettings, connect_camera, summarize
+from globaleye.media.rtsp.sdp import SessionDescription, recording_duration, rewrite_sdp
+from globaleye.media.rtsp.serving import IDLE_TIMEOUT, PUBLIC, Refusal, RtspServerConnection
+from globaleye.media.rtsp.upstream import PathFailed, UpstreamSession
 from globaleye.proxy.auth import (
     AccountAuthenticator,
     DigestContext,
@@ -41,18 +52,7 @@ from globaleye.proxy.auth import (
 )
 from globaleye.proxy.fanout import LiveHub, PictureTracker, ViewerStream
 from globaleye.proxy.platform import PlatformDirectory, Target, Unavailable
-from globaleye.rtsp.message import (
-    InterleavedFrame,
-    RtspCodecError,
-    RtspRequest,
-    TransportSpec,
-    encode_interleaved,
-    parse_transport,
-)
-from globaleye.rtsp.paths import NoPath, PathSettings, connect_camera, summarize
-from globaleye.rtsp.sdp import SessionDescription, recording_duration, rewrite_sdp
-from globaleye.rtsp.serving import IDLE_TIMEOUT, PUBLIC, Refusal, RtspServerConnection
-from globaleye.rtsp.upstream import PathFailed, UpstreamSession
+from globaleye.util.peerkey import source_address
 from txturn.logsummary import LogSummary
 
 SERVER = "GlobalEye-Proxy/1.0"

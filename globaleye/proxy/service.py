@@ -6,7 +6,7 @@ API; it attaches itself to the :class:`~globaleye.app.ports.StreamBoard` the med
 reads GetStreamStatus from.
 ``PlatformService`` listens on ``[rtsp] port`` with :attr:`factory` and mounts
 :meth:`status_resource` at ``/status/streams`` on the HTTP site, behind the operator token
-(``[ops] token``, :mod:`globaleye.ops`), and not at all without one.
+(``[ops] token``, :mod:`globaleye.guard.ops`), and not at all without one.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import attrs
 from twisted.application import service
 from twisted.web import resource
 
-from globaleye.accounts import AccountService
 from globaleye.app.devices import DeviceService
 from globaleye.app.media import MediaService
 from globaleye.app.ports import DeviceGateway, StreamBoard
+from globaleye.media.rtsp.paths import PathSettings
 from globaleye.proxy.auth import PEER_LIMIT, PEER_WINDOW, AccountAuthenticator
 from globaleye.proxy.platform import PlatformDirectory
 from globaleye.proxy.server import RtspProxyFactory
-from globaleye.rtsp.paths import PathSettings
+from globaleye.users.accounts import AccountService
 
 
 @attrs.frozen
@@ -77,7 +77,7 @@ class RtspProxyService(service.Service):
 class _StatusJson(resource.Resource):
     """``GET /status/streams``: hubs, their path and the attempts that chose it, sessions, counters.
 
-    Shows account numbers and peers: mounted only behind :class:`globaleye.ops.OperatorGuard`.
+    Shows account numbers and peers: mounted only behind :class:`globaleye.guard.ops.OperatorGuard`.
     """
 
     isLeaf = True

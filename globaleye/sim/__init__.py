@@ -3,7 +3,7 @@
 
 
 def main() -> None:
-    """The ``globaleye-sim`` command (:func:`globaleye.extras.run_with_extra`)."""
-    from globaleye.extras import run_with_extra
+    """The ``globaleye-sim`` command (:func:`globaleye.util.extras.run_with_extra`)."""
+    from globaleye.util.extras import run_with_extra
 
     run_with_extra("globaleye.sim.__main__", "globaleye-sim", "sim")

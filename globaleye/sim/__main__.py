@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.devices_csv:
         sys.stdout.write(devices_csv(args))
         return
-    from globaleye.tap import raise_file_limit
+    from globaleye.platform.tap import raise_file_limit
 
     soft, _ = raise_file_limit()
     if args.count + 100 > soft:

@@ -1,6 +1,6 @@
 """A simulated camera: the device side of §5, §7.2 and §7.3–§7.5.
 
-It is the same codecs and the same :class:`~globaleye.messaging.MessageProtocol`
+It is the same codecs and the same :class:`~globaleye.device.messaging.MessageProtocol`
 as the gateway, seen from the other end.  One :class:`SimulatedCamera` runs one
 device's whole life as a coroutine on the reactor: redirect (optional), register,
 log in to the primary gateway or else the backup, report abilities, beat every
@@ -31,13 +31,13 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
-from globaleye.messaging import CommandError, MessageProtocol
-from globaleye.protocol import messages as m
-from globaleye.protocol.frame import Frame
+from globaleye.device.messaging import CommandError, MessageProtocol
+from globaleye.device.protocol import messages as m
+from globaleye.device.protocol.frame import Frame
 from globaleye.sim.commands import answer
 from globaleye.sim.state import CameraState
 from globaleye.sim.upnp import CameraPortMapping
-from globaleye.urls import request_url
+from globaleye.util.urls import request_url
 from txturn.turnclient import TurnClient
 
 REGISTER_INTERVAL = 300.0  # §7.2

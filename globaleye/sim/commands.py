@@ -28,7 +28,7 @@ from typing import Any, cast
 import attrs
 from twisted.logger import Logger
 
-from globaleye.protocol import messages as m
+from globaleye.device.protocol import messages as m
 from globaleye.sim import state as st
 from globaleye.sim.state import (
     SUPPORTED_FRAME_SIZES,

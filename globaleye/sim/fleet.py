@@ -21,7 +21,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from globaleye.protocol import messages as m
+from globaleye.device.protocol import messages as m
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.media.source import LoopParams, MediaLibrary, default_library
 from globaleye.sim.rtsp.server import LiveEncoding, RtspCamera, RtspCameraFactory

@@ -23,8 +23,8 @@ from typing import Any, Self
 
 import attrs
 
-from globaleye.clock import BEIJING
-from globaleye.protocol import messages as m
+from globaleye.device.protocol import messages as m
+from globaleye.util.clock import BEIJING
 
 #: Models reported in REGISTER_REQ/Mode, by ManufacturerNo (the §7.2 table).
 #: Plausible product names, so logs and the client API look like a real fleet.

@@ -13,14 +13,14 @@ from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from globaleye.accounts import AccountSettings
-from globaleye.bindings import BINDINGS, settings
-from globaleye.config import SCHEMA, ConfigError, load_config, parse_config
-from globaleye.gateway import GatewaySettings
-from globaleye.groupclient import ProvinceSettings
-from globaleye.registration import RegistrationSettings
-from globaleye.retention import RetentionSettings
+from globaleye.device.gateway import GatewaySettings
+from globaleye.device.registration import RegistrationSettings
+from globaleye.group.province import ProvinceSettings
+from globaleye.platform.bindings import BINDINGS, settings
+from globaleye.platform.config import SCHEMA, ConfigError, load_config, parse_config
 from globaleye.store import RETENTION_KINDS
+from globaleye.store.retention import RetentionSettings
+from globaleye.users.accounts import AccountSettings
 from tests.util import ROOT
 
 DEFAULT_INI = ROOT / "etc" / "globaleye.ini"
@@ -182,7 +182,7 @@ class TwistdStartupTests(TestCase):
 
 
 class BindingTests(SynchronousTestCase):
-    """The settings classes are filled from the schema (globaleye.bindings, issue 10 item 4)."""
+    """The settings classes are filled from the schema (globaleye.platform.bindings, issue 10 item 4)."""
 
     def test_bound_keys_exist(self) -> None:
         for cls, binding in BINDINGS.items():

@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from globaleye.crm import AllowAll, HttpCRM, HttpCRMSettings
+from globaleye.users.crm import AllowAll, HttpCRM, HttpCRMSettings
 
 ALLOWED, DENIED, GARBAGE, BROKEN, SILENT = (f"1890000000{n}" for n in (1, 2, 3, 4, 9))
 

@@ -19,11 +19,11 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from globaleye.messaging import CommandTimeout
-from globaleye.protocol import messages as m
+from globaleye.device.messaging import CommandTimeout
+from globaleye.device.protocol import messages as m
+from globaleye.platform.tap import PlatformService
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
-from globaleye.tap import PlatformService
 from globaleye.testing import start_platform
 from tests.util import end_to_end_config, http_client, until
 

@@ -10,11 +10,11 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from globaleye.config import parse_config
+from globaleye.platform.config import parse_config
+from globaleye.platform.tap import PlatformService
 from globaleye.sim.camera import Timing
 from globaleye.sim.fleet import Fleet
 from globaleye.store.sqlite import SQLiteStore
-from globaleye.tap import PlatformService
 from globaleye.testing import platform_config
 from tests.util import ROOT, http_client, until
 
@@ -89,7 +89,7 @@ class RestartTests(TestCase):
 
     async def test_i9_16_live_session_still_too_soon(self) -> None:
         """The waiver is for lost sessions only: a camera online now that registers again is refused."""
-        from globaleye.protocol import messages as m
+        from globaleye.device.protocol import messages as m
 
         database = Path(self.mktemp()) / "globaleye.sqlite3"
         platform = self.platform(database, 0, 0)
@@ -111,7 +111,7 @@ class RestartTests(TestCase):
 
 
 async def register(base: str, dev_id: str, key: str) -> int:
-    from globaleye.protocol import messages as m
+    from globaleye.device.protocol import messages as m
 
     request = m.RegisterRequest(manufacturer_no=dev_id[:3], mode="IPC", dev_type=1, dev_id=dev_id, dev_key=key)
     response = await http_client().post(base + "/register", data=request.to_xml())
@@ -156,7 +156,7 @@ class EnrollmentTests(TestCase):
 
     async def test_i9_02_shipped_configuration_is_closed(self) -> None:
         """The shipped file and the schema's default refuse a stranger's DevID: no enrolment, no relay."""
-        from globaleye.config import load_config
+        from globaleye.platform.config import load_config
 
         self.assertEqual(parse_config("")["enrollment"]["mode"], "closed")
         shipped = load_config(ROOT / "etc" / "globaleye.ini")
@@ -219,8 +219,8 @@ class EnrollmentTests(TestCase):
         attempts that enrol nothing not counted."""
         from twisted.internet.task import Clock
 
-        from globaleye.protocol import messages as m
-        from globaleye.registration import Registrar, RegistrationSettings
+        from globaleye.device.protocol import messages as m
+        from globaleye.device.registration import Registrar, RegistrationSettings
         from globaleye.store import Device
 
         clock = Clock()

@@ -17,16 +17,17 @@ from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from globaleye.config import parse_config
-from globaleye.group import GroupDirectory, GroupService, GroupSettings
-from globaleye.groupclient import GroupClient, ProvinceSettings
-from globaleye.soap.client import parse_response, request_envelope
-from globaleye.soap.envelope import SoapFault
-from globaleye.soap.operations import GROUP_NS, GROUP_OPERATIONS
-from globaleye.soap.resource import SoapResource
+from globaleye.api.soap.client import parse_response, request_envelope
+from globaleye.api.soap.envelope import SoapFault
+from globaleye.api.soap.operations import GROUP_NS, GROUP_OPERATIONS
+from globaleye.api.soap.resource import SoapResource
+from globaleye.app.group import GroupDirectory, GroupService, GroupSettings
+from globaleye.group.province import GroupClient, ProvinceSettings
+from globaleye.group.soap import GroupSoap
+from globaleye.platform.config import parse_config
+from globaleye.platform.tap import Options, PlatformService
 from globaleye.store import Account, AuditRecord, OutboxItem, Subscriber
 from globaleye.store.sqlite import SQLiteStore
-from globaleye.tap import Options, PlatformService
 from globaleye.testing import platform_config
 
 OPS = {op.name: op for op in GROUP_OPERATIONS}
@@ -70,9 +71,10 @@ class GroupOnLoopback(GroupCaller):
         self.store = SQLiteStore(":memory:")
         test.addCleanup(self.store.close)
         self.service = GroupService(self.store, clock, settings, GroupDirectory(settings.mcu_urls, "", "Test"))
+        self.soap = GroupSoap(self.service)
         root = resource.Resource()
         soap = resource.Resource()
-        soap.putChild(b"group", SoapResource("GlobalEyeGroup", GROUP_NS, GROUP_OPERATIONS, self.service.handle))
+        soap.putChild(b"group", SoapResource("GlobalEyeGroup", GROUP_NS, GROUP_OPERATIONS, self.soap.handle))
         root.putChild(b"soap", soap)
         self.port = reactor.listenTCP(0, server.Site(root), interface="127.0.0.1")
         test.addCleanup(self.port.stopListening)
@@ -322,13 +324,13 @@ class HardeningGroupTests(TestCase):
 
         # IPv6 sources count by /64: five addresses of one /64 are one source.
         for n in range(5):
-            self.assertEqual((await group.service.handle("ReportAddress", {
+            self.assertEqual((await group.soap.handle("ReportAddress", {
                 "ProvinceNo": "3100", "CmsNo": "01", "CmsPassword": "v6-guess", **report}, f"2001:db8:1::{n + 1}:4000"))
                 ["Result"], 2)
-        answer = await group.service.handle("ReportAddress", {"ProvinceNo": "3100", "CmsNo": "01", "CmsPassword": SH,
+        answer = await group.soap.handle("ReportAddress", {"ProvinceNo": "3100", "CmsNo": "01", "CmsPassword": SH,
                                                               **report}, "2001:db8:1::ffff:4000")
         self.assertEqual(answer["Result"], 2, "another address of the same /64 is the same source")
-        answer = await group.service.handle("ReportAddress", {"ProvinceNo": "3100", "CmsNo": "01", "CmsPassword": SH,
+        answer = await group.soap.handle("ReportAddress", {"ProvinceNo": "3100", "CmsNo": "01", "CmsPassword": SH,
                                                               **report}, "2001:db8:2::1:4000")
         self.assertEqual(answer["Result"], 0)
 

@@ -1,6 +1,6 @@
 """Hardening of every DevKey and password check (issue 9 items 4–6, issue 14 item 5).
 
-One throttle (:mod:`globaleye.keyguard`) counts failures per identity, per source address and per
+One throttle (:mod:`globaleye.guard.keyguard`) counts failures per identity, per source address and per
 pair, with backoff on the reactor clock; a source the identity succeeded from is not refused for
 others' failures.  The network findings run over real sockets on loopback, the timing rules on a
 ``task.Clock``.
@@ -19,17 +19,17 @@ from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
-from globaleye.accounts import AccountService, AccountSettings, RecordingSmsSender
-from globaleye.config import parse_config
-from globaleye.gateway import Gateway, GatewaySettings
-from globaleye.keyguard import KeyGuard, KeyGuardSettings, source_of
-from globaleye.protocol import messages as m
-from globaleye.protocol.frame import Frame, FrameDecoder, encode_frame
+from globaleye.device.gateway import Gateway, GatewaySettings
+from globaleye.device.protocol import messages as m
+from globaleye.device.protocol.frame import Frame, FrameDecoder, encode_frame
+from globaleye.guard.keyguard import KeyGuard, KeyGuardSettings, source_of
+from globaleye.nat.turnauth import DeviceCredentials
+from globaleye.platform.config import parse_config
+from globaleye.platform.tap import LISTEN_BACKLOG, PlatformService
 from globaleye.proxy.auth import AccountAuthenticator
 from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
-from globaleye.tap import LISTEN_BACKLOG, PlatformService
-from globaleye.turnauth import DeviceCredentials
+from globaleye.users.accounts import AccountService, AccountSettings, RecordingSmsSender
 from tests.util import HASHER, RTSP_REALM, http_client, inline, registration_config, until
 from tests.util import digest as digest_header
 from txturn import stun

@@ -15,9 +15,9 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from globaleye.gateway import Gateway, GatewaySettings
-from globaleye.keyguard import KeyGuard, KeyGuardSettings
-from globaleye.protocol import messages as m
+from globaleye.device.gateway import Gateway, GatewaySettings
+from globaleye.device.protocol import messages as m
+from globaleye.guard.keyguard import KeyGuard, KeyGuardSettings
 from globaleye.proxy.auth import AccountAuthenticator
 from globaleye.proxy.server import RtspProxyFactory
 from globaleye.store import Device
@@ -86,7 +86,7 @@ class ProxyRefusalLogTests(TestCase):
         clock.advance(1_700_000_000)
         store = SQLiteStore(":memory:")
         self.addCleanup(store.close)
-        from globaleye.accounts import AccountService, AccountSettings, RecordingSmsSender
+        from globaleye.users.accounts import AccountService, AccountSettings, RecordingSmsSender
 
         accounts = AccountService(store, clock, AccountSettings(digest_realm="GlobalEye"),
                                   sms_sender=RecordingSmsSender())

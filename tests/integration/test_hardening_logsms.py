@@ -23,14 +23,14 @@ from twisted.python.failure import Failure
 from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import TestCase
 
-from globaleye.accounts import AccountService, AccountSettings, RecordingSmsSender
-from globaleye.config import SCHEMA
-from globaleye.crm import HttpCRM, HttpCRMSettings
-from globaleye.peerkey import source_address
-from globaleye.sms import smgp
-from globaleye.sms.client import SMGPSender, SMGPSettings
-from globaleye.sms.fixture import SMGPFixture, SMGPServerProtocol
+from globaleye.platform.config import SCHEMA
 from globaleye.store.sqlite import SQLiteStore
+from globaleye.users.accounts import AccountService, AccountSettings, RecordingSmsSender
+from globaleye.users.crm import HttpCRM, HttpCRMSettings
+from globaleye.users.sms import smgp
+from globaleye.users.sms.client import SMGPSender, SMGPSettings
+from globaleye.users.sms.fixture import SMGPFixture, SMGPServerProtocol
+from globaleye.util.peerkey import source_address
 from txturn.service import TurnServerConfig, turn_service
 from txturn.stunserver import StunServerConfig, stun_service
 
@@ -399,7 +399,7 @@ class HostileSMGPTests(TestCase):
         events: list[dict[str, Any]] = []
 
         def observe(event: dict[str, Any]) -> None:
-            if event.get("log_namespace") == "globaleye.sms.client.SMGPClientProtocol":
+            if event.get("log_namespace") == "globaleye.users.sms.client.SMGPClientProtocol":
                 events.append(event)
 
         globalLogPublisher.addObserver(observe)

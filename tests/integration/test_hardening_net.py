@@ -19,10 +19,10 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from globaleye.config import parse_config
-from globaleye.netlimits import ConnectionLimits, LimitSettings, address_group
+from globaleye.guard.netlimits import ConnectionLimits, LimitSettings, address_group
+from globaleye.platform.config import parse_config
+from globaleye.platform.tap import PlatformService
 from globaleye.store.sqlite import SQLiteStore
-from globaleye.tap import PlatformService
 from globaleye.testing import platform_config
 from tests.util import http_client, until
 
@@ -263,7 +263,7 @@ class HttpClockTests(TestCase):
         60 s idle and not before."""
         from twisted.web.resource import Resource
 
-        from globaleye.httpsite import LimitedSite
+        from globaleye.guard.httpsite import LimitedSite
 
         class Ok(Resource):
             isLeaf = True

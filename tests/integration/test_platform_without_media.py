@@ -86,12 +86,12 @@ class PlatformWithoutMediaLibrariesTests(TestCase):
         ini = workdir / "all.ini"
         ini.write_text(ALL_ROLES.format(data_dir=workdir / "state"), encoding="utf-8")
         script = textwrap.dedent(f"""
-            import globaleye.cli, globaleye.proxy.server, globaleye.tap, twisted.plugins.globaleye_plugin
+            import globaleye.cli, globaleye.proxy.server, globaleye.platform.tap, twisted.plugins.globaleye_plugin
             import globaleye.media.names, globaleye.media.tsfile  # what the platform may share with sim/
             from twisted.internet import reactor
-            from globaleye.config import load_config
+            from globaleye.platform.config import load_config
             from globaleye.store.sqlite import SQLiteStore
-            from globaleye.tap import PlatformService
+            from globaleye.platform.tap import PlatformService
             platform = PlatformService(load_config({str(ini)!r}), SQLiteStore(":memory:"), reactor)
             platform.startService()
             print("listening", sorted(role for role in platform.ports if platform.port_of(role) > 0))

@@ -7,11 +7,11 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from globaleye.config import parse_config
-from globaleye.protocol import messages as m
+from globaleye.device.protocol import messages as m
+from globaleye.platform.config import parse_config
+from globaleye.platform.tap import PlatformService
 from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
-from globaleye.tap import PlatformService
 from tests.util import http_client, registration_config
 
 treq = http_client()

@@ -7,12 +7,12 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from globaleye.config import ConfigError, parse_config
-from globaleye.protocol import messages as m
-from globaleye.sms.fixture import SMGPFixture
+from globaleye.device.protocol import messages as m
+from globaleye.platform.config import ConfigError, parse_config
+from globaleye.platform.tap import PlatformService
 from globaleye.store.sqlite import SQLiteStore
-from globaleye.tap import PlatformService
 from globaleye.testing import platform_config
+from globaleye.users.sms.fixture import SMGPFixture
 from tests.util import http_client
 from txturn import stun
 from txturn.testing import stun_request

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from globaleye.config import parse_config
+from globaleye.platform.config import parse_config
 from globaleye.testing import CMS_PASSWORD, main, platform_config, start_platform, test_modules
 
 

@@ -20,16 +20,16 @@ from twisted.internet import reactor, threads
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from globaleye.accounts import RecordingSmsSender
+from globaleye.api.soap.client import parse_response, request_envelope
+from globaleye.api.soap.operations import GROUP_NS, GROUP_OPERATIONS
+from globaleye.app.group import GroupService
 from globaleye.cli import change_dev_num
-from globaleye.group import GroupService
-from globaleye.groupclient import GroupClient, ProvinceSettings
+from globaleye.group.province import GroupClient, ProvinceSettings
+from globaleye.platform.tap import PlatformService
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
-from globaleye.soap.client import parse_response, request_envelope
-from globaleye.soap.operations import GROUP_NS, GROUP_OPERATIONS
-from globaleye.tap import PlatformService
 from globaleye.testing import platform_config, start_platform
+from globaleye.users.accounts import RecordingSmsSender
 from tests.util import http_client, until
 
 

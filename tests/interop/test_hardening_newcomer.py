@@ -85,7 +85,7 @@ DEFAULT_INI = ROOT / "etc" / "globaleye.ini"
 
 def shipped_config(data_dir: str, **sections: dict[str, Any]) -> Any:
     """etc/globaleye.ini as shipped, with every listening port 0 (free) and state in *data_dir*."""
-    from globaleye.config import load_config
+    from globaleye.platform.config import load_config
 
     config = load_config(DEFAULT_INI)
     ports = {"globaleye": {"data_dir": data_dir}, "http": {"port": 0}, "gateway": {"port": 0},
@@ -102,11 +102,11 @@ class ShippedRolesTests(TestCase):
         """The README's `twistd -n globaleye --config etc/globaleye.ini` and `globaleye-sim --redirect`:
         the camera is online, holds a TURN relay, and a player watches it through the RTSP proxy."""
         from globaleye.cli import DEMO_ACCOUNT, DEMO_PASSWORD, _demo_viewer
-        from globaleye.config import ROLES, SCHEMA
+        from globaleye.platform.config import ROLES, SCHEMA
+        from globaleye.platform.tap import PlatformService, open_store
         from globaleye.sim.camera import Timing
         from globaleye.sim.fleet import Fleet
         from globaleye.store import Device
-        from globaleye.tap import PlatformService, open_store
 
         self.assertEqual(SCHEMA["globaleye"]["roles"].parse(SCHEMA["globaleye"]["roles"].default), ROLES)
         config = shipped_config(str(Path(self.mktemp()).absolute()))
@@ -183,10 +183,10 @@ class StartAndFullDiskTests(TestCase):
         """A busy port: one line naming role, address and port, exit non-zero (twistd -n and the demo);
         `config check` and start-up refuse an unwritable or full data_dir; a store that fails at run time
         (disk full) answers /register in protocol with a failure Result, not HTTP 500."""
-        from globaleye.config import parse_config
-        from globaleye.protocol import messages as m
+        from globaleye.device.protocol import messages as m
+        from globaleye.platform.config import parse_config
+        from globaleye.platform.tap import PlatformService
         from globaleye.store.sqlite import SQLiteStore
-        from globaleye.tap import PlatformService
 
         workdir = Path(self.mktemp()).absolute()
         workdir.mkdir()
@@ -245,19 +245,19 @@ class _DeviceClient(Protocol):
     """A device on a real TCP connection: frames out, decoded messages in."""
 
     def __init__(self) -> None:
-        from globaleye.protocol.frame import FrameDecoder
+        from globaleye.device.protocol.frame import FrameDecoder
 
         self.decoder = FrameDecoder()
         self.received: list[Any] = []
 
     def dataReceived(self, data: bytes) -> None:
-        from globaleye.protocol import messages as m
+        from globaleye.device.protocol import messages as m
 
         for frame in self.decoder.feed(data):
             self.received.append(m.parse(frame.data))
 
     def frames(self, messages: list[Any]) -> bytes:
-        from globaleye.protocol.frame import Frame, encode_frame
+        from globaleye.device.protocol.frame import Frame, encode_frame
 
         return b"".join(encode_frame(Frame(cmd=message.CMD, seq=index + 1, data=message.to_xml()))
                         for index, message in enumerate(messages))
@@ -274,11 +274,11 @@ class ReportFloodTests(TestCase):
         from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
         from twisted.internet.task import Clock
 
-        from globaleye.config import parse_config
-        from globaleye.gateway import Gateway, GatewaySettings
-        from globaleye.protocol import messages as m
-        from globaleye.retention import DAY, Retention, RetentionSettings
+        from globaleye.device.gateway import Gateway, GatewaySettings
+        from globaleye.device.protocol import messages as m
+        from globaleye.platform.config import parse_config
         from globaleye.store import AuditRecord, Device
+        from globaleye.store.retention import DAY, Retention, RetentionSettings
         from globaleye.store.sqlite import SQLiteStore
 
         defaults = parse_config("")
@@ -461,9 +461,9 @@ class GatewayFullDiskTests(TestCase):
     async def test_i9_18_full_disk_at_gateway_login_answered_in_protocol(self) -> None:
         from twisted.internet.task import Clock
 
-        from globaleye.gateway import Gateway
-        from globaleye.gateway.service import LOGIN_OTHER
-        from globaleye.protocol import messages as m
+        from globaleye.device.gateway import Gateway
+        from globaleye.device.gateway.service import LOGIN_OTHER
+        from globaleye.device.protocol import messages as m
         from globaleye.store import Device
         from globaleye.store.sqlite import SQLiteStore
         from tests.util import Device_

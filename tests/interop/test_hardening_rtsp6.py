@@ -12,9 +12,9 @@ from twisted.internet import protocol, reactor
 from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 
-from globaleye.config import parse_config
+from globaleye.platform.config import parse_config
+from globaleye.platform.tap import PlatformService
 from globaleye.store.sqlite import SQLiteStore
-from globaleye.tap import PlatformService
 from tests.util import http_client
 from txturn.auth import StaticUsers
 from txturn.policy import PeerFilter, embedded_ipv4
@@ -182,7 +182,7 @@ class OperatorStatusTests(unittest.TestCase):
         return Deferred.fromCoroutine(self._status())
 
     def test_i9_12_short_token_refused(self) -> None:
-        from globaleye.config import ConfigError
+        from globaleye.platform.config import ConfigError
 
         self.assertRaises(ConfigError, parse_config, "[ops]\ntoken = short\n")
 
@@ -197,7 +197,7 @@ class RtspClient(protocol.Protocol):
     """One RTSP connection: a request at a time, responses parsed."""
 
     def __init__(self) -> None:
-        from globaleye.rtsp.message import RtspParser
+        from globaleye.media.rtsp.message import RtspParser
 
         self.parser = RtspParser()
         self.waiting: Deferred[Any] | None = None
@@ -210,7 +210,7 @@ class RtspClient(protocol.Protocol):
                 d.callback(event)
 
     async def ask(self, method: str, uri: str, authorization: str | None = None) -> Any:
-        from globaleye.rtsp.message import Headers, RtspRequest
+        from globaleye.media.rtsp.message import Headers, RtspRequest
 
         self.cseq += 1
         headers = Headers([("CSeq", str(self.cseq))])
@@ -422,8 +422,8 @@ class Ipv6PublicHostTests(unittest.TestCase):
         return Deferred.fromCoroutine(self._ipv6())
 
     def test_i14_06_url_builders(self) -> None:
-        from globaleye.rtsp.sdp import SessionDescription, rewrite_sdp
-        from globaleye.urls import host_port, http_url, realplay_url, sdp_address
+        from globaleye.media.rtsp.sdp import SessionDescription, rewrite_sdp
+        from globaleye.util.urls import host_port, http_url, realplay_url, sdp_address
 
         self.assertEqual(host_port("::1", 80), "[::1]:80")
         self.assertEqual(host_port("[::1]", 80), "[::1]:80")

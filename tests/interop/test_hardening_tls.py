@@ -29,13 +29,13 @@ from twisted.internet import reactor, threads
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SkipTest, TestCase
 
-from globaleye.accounts import RecordingSmsSender
-from globaleye.config import parse_config
+from globaleye.platform.config import parse_config
+from globaleye.platform.tap import PlatformService
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key, http_client
 from globaleye.sim.state import CameraState
 from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
-from globaleye.tap import PlatformService
+from globaleye.users.accounts import RecordingSmsSender
 from tests.util import ROOT, run, until
 
 NMAP = shutil.which("nmap")
@@ -306,7 +306,7 @@ class CoturnOverProfileTests(TestCase):
         from txturn.testing import start_server as plain_start_server
         if not interop.UCLIENT or not interop.PEER:
             raise SkipTest("coturn's turnutils_uclient/turnutils_peer not installed")
-        from globaleye.tlsconfig import ServerTLS
+        from globaleye.guard.tls import ServerTLS
 
         async def start_server(testcase: Any, **overrides: Any) -> Any:
             # tls_cert/tls_key become the platform's context factory, as tap.py passes it.

@@ -28,9 +28,9 @@ from twisted.internet.testing import StringTransport
 from twisted.python import threadable
 from twisted.trial.unittest import SkipTest, TestCase
 
+from globaleye.device.protocol import messages as m
 from globaleye.media import h264, rtp
-from globaleye.protocol import messages as m
-from globaleye.rtsp.message import InterleavedFrame, RtspParser, RtspResponse
+from globaleye.media.rtsp.message import InterleavedFrame, RtspParser, RtspResponse
 from globaleye.sim.fleet import DEFAULT_LOOPS, live_encoding
 from globaleye.sim.media import source as source_module
 from globaleye.sim.media.source import MAIN_PARAMS, LoopParams, MediaLibrary

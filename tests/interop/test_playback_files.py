@@ -27,8 +27,8 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.media import h264, mpegts, rtp
+from globaleye.media.rtsp.message import InterleavedFrame, RtspParser
 from globaleye.media.tsfile import Gop, Recording, index_recording
-from globaleye.rtsp.message import InterleavedFrame, RtspParser
 from globaleye.sim.media.recording import RecordingParams, write_generated_recording
 from globaleye.sim.media.source import MediaLibrary, default_library
 from globaleye.sim.rtsp.players import RecordingPlayer

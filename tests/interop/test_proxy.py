@@ -17,10 +17,10 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 
-from globaleye.accounts import RecordingSmsSender
-from globaleye.config import parse_config
+from globaleye.platform.config import parse_config
+from globaleye.platform.tap import PlatformService
 from globaleye.store.sqlite import SQLiteStore
-from globaleye.tap import PlatformService
+from globaleye.users.accounts import RecordingSmsSender
 from tests.util import (
     FFMPEG,
     FFPROBE,
@@ -98,7 +98,7 @@ class RawViewer:
         from twisted.internet import defer
         from twisted.internet.protocol import Factory, Protocol
 
-        from globaleye.rtsp.message import RtspParser, RtspResponse
+        from globaleye.media.rtsp.message import RtspParser, RtspResponse
 
         viewer = self
         self.responses: list[Any] = []
@@ -154,7 +154,7 @@ class RawViewer:
     async def request(self, method: str, url: str, headers: list[tuple[str, str]] | None = None) -> Any:
         from twisted.internet import defer
 
-        from globaleye.rtsp.message import Headers, RtspRequest
+        from globaleye.media.rtsp.message import Headers, RtspRequest
         self.cseq += 1
         h = Headers([("CSeq", str(self.cseq)), *(headers or [])])
         if hasattr(self, "digest"):
@@ -481,7 +481,7 @@ class ProxyTlsTests(TestCase):
         return answers
 
     def test_tls_port_needs_cert_and_key(self) -> None:
-        from globaleye.config import ConfigError
+        from globaleye.platform.config import ConfigError
         with self.assertRaises(ConfigError) as e:
             parse_config("[rtsp]\ntls_port = 8555\n")
         self.assertIn("[rtsp] tls_port needs tls_cert and tls_key", str(e.exception))

@@ -1,7 +1,7 @@
 """Guessing limits at the RTSP proxy: the account lockout shared with SOAP logins, and the per-address limit.
 
 Unit tests drive the real :class:`~globaleye.proxy.server.RtspProxyProtocol` over a
-``StringTransport`` with the real :class:`~globaleye.accounts.AccountService` on a real SQLite
+``StringTransport`` with the real :class:`~globaleye.users.accounts.AccountService` on a real SQLite
 store; every limit's time is a ``task.Clock`` (argon2 runs inline, the store's thread is real,
 so the tests spin the real reactor only to wait for the store).  A camera that is "offline"
 makes an authenticated DESCRIBE end in 503, so the answer tells apart: 401 (not
@@ -24,14 +24,19 @@ from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
 
-from globaleye.accounts import AccountService, AccountSettings, RateLimiter, RecordingSmsSender
-from globaleye.config import parse_config
-from globaleye.keyguard import KeyGuard, KeyGuardSettings
+from globaleye.guard.keyguard import KeyGuard, KeyGuardSettings
+from globaleye.media.rtsp.message import RtspResponse
+from globaleye.platform.config import parse_config
 from globaleye.proxy import auth
 from globaleye.proxy.auth import AccountAuthenticator, source_address
 from globaleye.proxy.server import RtspProxyFactory
-from globaleye.rtsp.message import RtspResponse
 from globaleye.store.sqlite import SQLiteStore
+from globaleye.users.accounts import (
+    AccountService,
+    AccountSettings,
+    RateLimiter,
+    RecordingSmsSender,
+)
 from tests.util import (
     HASHER,
     RTSP_REALM,

@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest, TestCase
 
-from globaleye.rtsp.upstream import UpstreamSession
+from globaleye.media.rtsp.upstream import UpstreamSession
 from tests.util import FFMPEG, FFPROBE, ProxyHarness, closed_port, probe, streams_of
 from tests.util import PROXY_DEV as DEV
 

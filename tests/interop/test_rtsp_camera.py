@@ -16,9 +16,9 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
+from globaleye.device.protocol import messages as m
 from globaleye.media import rtp
-from globaleye.protocol import messages as m
-from globaleye.rtsp.message import (
+from globaleye.media.rtsp.message import (
     InterleavedFrame,
     RtspParser,
     parse_transport,

@@ -31,6 +31,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web import resource, server
 
+from globaleye.platform.tap import PlatformService
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
 from globaleye.sim.upnp import (
@@ -41,7 +42,6 @@ from globaleye.sim.upnp import (
     parse_description,
     parse_soap,
 )
-from globaleye.tap import PlatformService
 from globaleye.testing import start_platform
 from tests import netns
 from tests.util import end_to_end_config, http_client, until

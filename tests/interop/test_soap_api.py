@@ -19,12 +19,12 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from globaleye.accounts import RecordingSmsSender
-from globaleye.protocol import messages as m
+from globaleye.device.protocol import messages as m
+from globaleye.platform.tap import PlatformService
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
-from globaleye.tap import PlatformService
 from globaleye.testing import start_platform
+from globaleye.users.accounts import RecordingSmsSender
 from tests.util import SOAP_PASSWORD, soap_config
 
 PASSWORD = SOAP_PASSWORD

@@ -18,14 +18,14 @@ from twisted.internet import reactor, threads
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from globaleye.accounts import RecordingSmsSender
 from globaleye.app.recording import window_rules
-from globaleye.clock import protocol_time
-from globaleye.protocol import messages as m
+from globaleye.device.protocol import messages as m
+from globaleye.platform.tap import PlatformService
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
-from globaleye.tap import PlatformService
 from globaleye.testing import start_platform
+from globaleye.users.accounts import RecordingSmsSender
+from globaleye.util.clock import protocol_time
 from tests.util import SOAP_PASSWORD as PASSWORD
 from tests.util import http_client, soap_config, until
 

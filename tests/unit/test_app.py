@@ -15,7 +15,6 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from globaleye.accounts import AccountService, AccountSettings, LoginSession, RecordingSmsSender
 from globaleye.app import ClientApiSettings, ClientServices, build_services
 from globaleye.app.errors import (
     AddRefused,
@@ -29,10 +28,16 @@ from globaleye.app.errors import (
 )
 from globaleye.app.media import Watch
 from globaleye.app.recording import RecordWindow
-from globaleye.messaging import CommandError
-from globaleye.protocol import messages as m
+from globaleye.device.messaging import CommandError
+from globaleye.device.protocol import messages as m
 from globaleye.store import Device, DeviceAbility, DeviceAddresses
 from globaleye.store.sqlite import SQLiteStore
+from globaleye.users.accounts import (
+    AccountService,
+    AccountSettings,
+    LoginSession,
+    RecordingSmsSender,
+)
 
 PEER = "192.0.2.1:5000"
 OWNER, GUEST, PASSWORD = "13300000001", "13300000002", "secret1"

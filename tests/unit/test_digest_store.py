@@ -16,11 +16,11 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from globaleye.accounts import AccountService, AccountSettings, RecordingSmsSender
 from globaleye.proxy import auth
 from globaleye.store import Account, Binding, Device, DigestSecret
 from globaleye.store.migrations import MIGRATIONS, SCHEMA_VERSION, MigrationError, connect, migrate
 from globaleye.store.sqlite import SQLiteStore
+from globaleye.users.accounts import AccountService, AccountSettings, RecordingSmsSender
 
 PEER = "192.0.2.1:5000"
 MOBILE, PASSWORD, NEW_PASSWORD = "13300000001", "secret1", "secret2"

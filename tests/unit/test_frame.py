@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from globaleye.protocol.frame import (
+from globaleye.device.protocol.frame import (
     MAX_SEQ,
     BadDigest,
     Frame,

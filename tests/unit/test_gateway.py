@@ -12,10 +12,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from globaleye.gateway import DeviceOffline, Gateway, GatewaySettings
-from globaleye.messaging import CommandTimeout, MalformedResponse, SessionLost
-from globaleye.protocol import messages as m
-from globaleye.protocol.frame import Frame, encode_frame
+from globaleye.device.gateway import DeviceOffline, Gateway, GatewaySettings
+from globaleye.device.messaging import CommandTimeout, MalformedResponse, SessionLost
+from globaleye.device.protocol import messages as m
+from globaleye.device.protocol.frame import Frame, encode_frame
 from globaleye.store import Device, DeviceAddresses, HashToken
 from globaleye.store.sqlite import SQLiteStore
 from tests.util import Device_, until

@@ -1,6 +1,6 @@
 """The real gateway session against the real simulated camera, in memory (issue 10 item 6).
 
-Both sides are :class:`~globaleye.messaging.MessageProtocol`: the gateway's DeviceSession and the
+Both sides are :class:`~globaleye.device.messaging.MessageProtocol`: the gateway's DeviceSession and the
 simulated camera's CameraSession, joined by ``twisted.test.iosim`` on one ``MemoryReactorClock``
 (:func:`globaleye.testing.pump_camera_and_gateway`). No socket, no thread, no wall-clock wait.
 """
@@ -12,8 +12,8 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from globaleye.gateway import GatewaySettings
-from globaleye.protocol import messages as m
+from globaleye.device.gateway import GatewaySettings
+from globaleye.device.protocol import messages as m
 from globaleye.sim.camera import Timing
 from globaleye.testing import CameraLink, InlineStore, known_device, pump_camera_and_gateway
 

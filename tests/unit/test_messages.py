@@ -1,4 +1,4 @@
-"""Tests for globaleye.protocol.messages.
+"""Tests for globaleye.device.protocol.messages.
 
 The fixtures are the examples of the specification (§5, §7.2, §7.5) as a device
 that copied them would send them: the XML lines joined, placeholders replaced by
@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from lxml import etree  # type: ignore[import-untyped]
 from twisted.trial.unittest import SynchronousTestCase
 
-from globaleye.protocol import messages as m
-from globaleye.protocol.messages import (
+from globaleye.device.protocol import messages as m
+from globaleye.device.protocol.messages import (
     ALL_MESSAGES,
     REQUESTS,
     RESPONSES,

@@ -8,11 +8,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from globaleye.media import h264rtp as h264
 from globaleye.media import rtp
+from globaleye.media.rtsp.sdp import parse_sdp, resolve_control, rewrite_sdp
+from globaleye.media.rtsp.serving import Refusal
 from globaleye.proxy import auth
 from globaleye.proxy.fanout import PictureTracker, ViewerStream
 from globaleye.proxy.server import parse_proxy_url
-from globaleye.rtsp.sdp import parse_sdp, resolve_control, rewrite_sdp
-from globaleye.rtsp.serving import Refusal
 
 SDP = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=x\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=range:npt=0-300.000\r\n"
        b"m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"

@@ -1,7 +1,7 @@
 """A live hub gets its upstream back for the viewers it has: fast tests on a task.Clock.
 
 The hub is the real :class:`~globaleye.proxy.fanout.LiveHub`, its upstreams real
-:class:`~globaleye.rtsp.upstream.UpstreamSession` objects that never connect: the
+:class:`~globaleye.media.rtsp.upstream.UpstreamSession` objects that never connect: the
 connector hands them out as the §15 path selection would, and the tests feed their
 packets and drop them.  The end-to-end proof with ffmpeg across a real outage is in
 ``tests/interop/test_proxy.py`` (``ProxyRecoveryTests``).
@@ -17,10 +17,10 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from globaleye.media import rtp
+from globaleye.media.rtsp.paths import Attempt, NoPath
+from globaleye.media.rtsp.sdp import parse_sdp
+from globaleye.media.rtsp.upstream import UpstreamSession
 from globaleye.proxy.fanout import LiveHub, ViewerStream, same_streams
-from globaleye.rtsp.paths import Attempt, NoPath
-from globaleye.rtsp.sdp import parse_sdp
-from globaleye.rtsp.upstream import UpstreamSession
 
 SDP = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=x\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n"
        b"m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"

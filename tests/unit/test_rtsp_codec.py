@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import TestCase
 
-from globaleye.rtsp.message import (
+from globaleye.media.rtsp.message import (
     Headers,
     InterleavedFrame,
     RtspCodecError,

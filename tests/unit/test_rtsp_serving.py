@@ -1,4 +1,4 @@
-"""The server connection base both RTSP servers share (globaleye/rtsp/serving.py), in memory.
+"""The server connection base both RTSP servers share (globaleye/media/rtsp/serving.py), in memory.
 
 One method dispatch and one refusal type answer for the simulated camera
 (:class:`~globaleye.sim.rtsp.server.RtspCameraProtocol`) and the proxy
@@ -17,10 +17,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from globaleye.media.rtsp.message import RtspParser, RtspResponse
+from globaleye.media.rtsp.serving import PUBLIC
 from globaleye.proxy.auth import AccountAuthenticator
 from globaleye.proxy.server import RtspProxyFactory
-from globaleye.rtsp.message import RtspParser, RtspResponse
-from globaleye.rtsp.serving import PUBLIC
 from globaleye.sim.rtsp.server import RtspCameraFactory
 
 DEV = "81300000031"

@@ -15,10 +15,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from globaleye.media.rtsp.serving import IDLE_TIMEOUT, REQUEST_TIMEOUT
 from globaleye.proxy.auth import AccountAuthenticator
 from globaleye.proxy.platform import Target
 from globaleye.proxy.server import SESSION_TIMEOUT, ProxySession, RtspProxyFactory, _ViewerUdp
-from globaleye.rtsp.serving import IDLE_TIMEOUT, REQUEST_TIMEOUT
 
 DEV = "81300000031"
 OPTIONS = b"OPTIONS rtsp://127.0.0.1/live/81300000031/0/1 RTSP/1.0\r\nCSeq: 1\r\n\r\n"

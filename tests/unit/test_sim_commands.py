@@ -13,10 +13,10 @@ from typing import Any
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from globaleye.clock import BEIJING
-from globaleye.protocol import messages as m
+from globaleye.device.protocol import messages as m
 from globaleye.sim.commands import HANDLERS, SimResult, answer
 from globaleye.sim.state import CameraState
+from globaleye.util.clock import BEIJING
 
 DEV_ID = "81100000001"
 NVR_ID = "81200000002"

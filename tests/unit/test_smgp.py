@@ -23,8 +23,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from globaleye.sms import smgp
-from globaleye.sms.client import (
+from globaleye.users.sms import smgp
+from globaleye.users.sms.client import (
     LoginRefused,
     LogSender,
     RequestTimeout,
@@ -36,7 +36,7 @@ from globaleye.sms.client import (
     SMSUnavailable,
     SubmitRefused,
 )
-from globaleye.sms.fixture import SMGPFixture
+from globaleye.users.sms.fixture import SMGPFixture
 
 CLIENT_ID = "10000001"
 SECRET = "s3cret"
@@ -146,7 +146,7 @@ class CodecTests(SynchronousTestCase):
         self.assertEqual(server, hashlib.md5(bytes(4) + auth + b"pw").digest())
 
     def test_timestamp(self) -> None:
-        from globaleye.clock import BEIJING
+        from globaleye.util.clock import BEIJING
 
         # 2024-03-01 00:00:00 +08:00
         self.assertEqual(smgp.timestamp_of(1709222400, BEIJING), 301000000)

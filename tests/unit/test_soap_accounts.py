@@ -9,15 +9,15 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from globaleye.accounts import (
+from globaleye.guard.keyguard import KeyGuard, KeyGuardSettings
+from globaleye.store.sqlite import SQLiteStore
+from globaleye.users.accounts import (
     AccountService,
     AccountSettings,
     RateLimiter,
     RecordingSmsSender,
     parse_version,
 )
-from globaleye.keyguard import KeyGuard, KeyGuardSettings
-from globaleye.store.sqlite import SQLiteStore
 
 PEER = "192.0.2.1:5000"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from globaleye.soap.client import parse_response, request_envelope
-from globaleye.soap.envelope import SoapFault, build_envelope, build_fault, parse_envelope
-from globaleye.soap.operations import (
+from globaleye.api.soap.client import parse_response, request_envelope
+from globaleye.api.soap.envelope import SoapFault, build_envelope, build_fault, parse_envelope
+from globaleye.api.soap.operations import (
     GROUP_NS,
     GROUP_OPERATIONS,
     MCU_NS,

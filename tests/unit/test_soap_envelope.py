@@ -5,9 +5,15 @@ from __future__ import annotations
 from lxml import etree
 from twisted.trial.unittest import SynchronousTestCase
 
-from globaleye.soap.envelope import SOAP_ENV, SoapFault, build_envelope, build_fault, parse_envelope
-from globaleye.soap.operations import MCU_NS, MCU_OPERATIONS, decode_request, encode_response
-from globaleye.soap.wsdl import Wsdl
+from globaleye.api.soap.envelope import (
+    SOAP_ENV,
+    SoapFault,
+    build_envelope,
+    build_fault,
+    parse_envelope,
+)
+from globaleye.api.soap.operations import MCU_NS, MCU_OPERATIONS, decode_request, encode_response
+from globaleye.api.soap.wsdl import Wsdl
 
 OPS = {op.name: op for op in MCU_OPERATIONS}
 

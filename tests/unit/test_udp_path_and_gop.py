@@ -15,9 +15,9 @@ from twisted.internet import task
 from twisted.trial.unittest import TestCase
 
 from globaleye.media import rtp
+from globaleye.media.rtsp.sdp import parse_sdp
 from globaleye.proxy import fanout
 from globaleye.proxy.fanout import LiveHub, ViewerStream
-from globaleye.rtsp.sdp import parse_sdp
 from globaleye.sim.rtsp.nat import behind_nat
 
 SDP = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=t\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n"

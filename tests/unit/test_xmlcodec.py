@@ -1,4 +1,4 @@
-"""Tests for globaleye.protocol.xmlcodec: liberal, safe reading; strict writing."""
+"""Tests for globaleye.device.protocol.xmlcodec: liberal, safe reading; strict writing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from lxml import etree  # type: ignore[import-untyped]
 from twisted.trial.unittest import SynchronousTestCase
 
-from globaleye.protocol.xmlcodec import (
+from globaleye.device.protocol.xmlcodec import (
     MAX_DEPTH,
     MAX_DOCUMENT_SIZE,
     MessageError,

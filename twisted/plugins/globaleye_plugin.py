@@ -4,7 +4,7 @@ from twisted.application.service import ServiceMaker
 
 globaleye = ServiceMaker(
     "GlobalEye",
-    "globaleye.tap",
+    "globaleye.platform.tap",
     "Mobile Store-Watch platform: device gateway, registration, STUN/TURN",
     "globaleye",
 )

@@ -3,5 +3,5 @@
 ``urls`` (URL parsing, HashToken verifiers) ← ``nat`` (media ports, STUN, NAT opening) ←
 ``players`` (sessions, tracks, the live and the recording player) ← ``sdp`` ← ``server``
 (the camera's state, the protocol and the factory).  Built on the shared RTSP library
-(:mod:`globaleye.rtsp`) and the simulator's media (:mod:`globaleye.sim.media`).
+(:mod:`globaleye.media.rtsp`) and the simulator's media (:mod:`globaleye.sim.media`).
 """

@@ -23,8 +23,8 @@ from twisted.python.failure import Failure
 
 from globaleye.media import rtp
 from globaleye.media.mpegts import TS_CLOCK
+from globaleye.media.rtsp.message import encode_interleaved
 from globaleye.media.tsfile import Gop, Picture, Recording
-from globaleye.rtsp.message import encode_interleaved
 from globaleye.sim.media.source import AudioLoop, VideoLoop
 from globaleye.sim.rtsp.nat import NAT_OPEN_TTL
 from globaleye.sim.rtsp.urls import AUDIO_TRACK, VIDEO_TRACK, Target, track_url

@@ -11,7 +11,7 @@ from globaleye.media import rtp
 from globaleye.media.tsfile import RecordingIndex
 from globaleye.sim.rtsp.players import AUDIO_PACKET_SAMPLES
 from globaleye.sim.rtsp.urls import AUDIO_TRACK, VIDEO_TRACK, Target, track_url
-from globaleye.urls import is_ipv6, sdp_address
+from globaleye.util.urls import is_ipv6, sdp_address
 
 
 class VideoFormat(Protocol):

@@ -49,8 +49,7 @@ from zope.interface import implementer
 
 from globaleye.media import rtp
 from globaleye.media.names import RECORDING_SECONDS, RecordingName
-from globaleye.media.tsfile import Gop, Recording
-from globaleye.rtsp.message import (
+from globaleye.media.rtsp.message import (
     InterleavedFrame,
     RtspCodecError,
     RtspRequest,
@@ -60,7 +59,8 @@ from globaleye.rtsp.message import (
     parse_npt_range,
     parse_transport,
 )
-from globaleye.rtsp.serving import IDLE_TIMEOUT, PUBLIC, Refusal, RtspServerConnection
+from globaleye.media.rtsp.serving import IDLE_TIMEOUT, PUBLIC, Refusal, RtspServerConnection
+from globaleye.media.tsfile import Gop, Recording
 from globaleye.sim.media.source import (
     MAIN_PARAMS,
     SUB_PARAMS,

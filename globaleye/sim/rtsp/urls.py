@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 import attrs
 
 from globaleye.media.names import RECORDING_SECONDS
-from globaleye.rtsp.serving import Refusal
+from globaleye.media.rtsp.serving import Refusal
 
 Kind = Literal["live", "playback"]
 #: ``async def verify(kind, dev_id, channel_no, stream_type_or_filename, token) -> bool``.
@@ -65,12 +65,12 @@ class OneTimeTokens:
 def platform_verifier(session: Callable[[], Any], timeout: float = 10.0) -> Verifier:
     """The real verifier: ask the platform over the camera's §7.3 session (35H / 74H).
 
-    *session* returns the camera's current :class:`~globaleye.messaging.MessageProtocol`
+    *session* returns the camera's current :class:`~globaleye.device.messaging.MessageProtocol`
     (``lambda: simulated_camera.session``) or None when offline; offline, a timeout or a
     lost session raise, which the server answers 503 (the token was not judged, so 401
     would be a lie).  Result 0 is valid (§7.5.5, §7.5.23), anything else 401.
     """
-    from globaleye.protocol import messages as m
+    from globaleye.device.protocol import messages as m
 
     async def verify(kind: Kind, dev_id: str, channel_no: int, target: int | str, token: str) -> bool:
         current = session()

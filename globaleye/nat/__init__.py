@@ -1,0 +1,1 @@
+"""NAT traversal (§14, §15) as the platform uses it: TURN credentials from the device store. STUN and TURN themselves are the separate txturn package; §15's path choice is globaleye.media.rtsp.paths."""

@@ -1,0 +1,339 @@
+"""The web portal's JSON API (/api/v1) over real loopback: a real platform with the web role, a
+simulated camera, treq as the browser's HTTP client (cookies handled by hand, so their flags are seen).
+
+The routes are taken from the router's own table (globaleye.web.routes.ROUTES): the IDOR and CSRF
+checks and the OpenAPI check cover a route added later without a new test.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from globaleye.accounts import RecordingSmsSender
+from globaleye.sim.camera import SimulatedCamera, Timing, device_key
+from globaleye.sim.state import CameraState
+from globaleye.tap import PlatformService
+from globaleye.testing import platform_config, start_platform
+from globaleye.web.routes import ROUTES, Route
+from globaleye.web.site import CSP
+from tests.util import http_client, until
+
+PASSWORD = "correct horse"
+OWNER, STRANGER = "13300000101", "13300000102"
+CAMERA = "81100000101"
+ABSENT = "81100000999"
+
+
+class Answer:
+    def __init__(self, code: int, headers: Any, body: bytes) -> None:
+        self.code, self.headers, self.body = code, headers, body
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.getRawHeaders(name)
+        return values[0] if values else None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Browser:
+    """One person's HTTP client: the ge_session cookie kept as a browser would, the CSRF token sent."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.http = http_client()
+        self.cookie: str | None = None
+        self.csrf: str | None = None
+        self.set_cookies: list[str] = []
+
+    async def request(self, method: str, path: str, body: Any = None, *, csrf: bool | str = True,
+                      headers: dict[str, str] | None = None, raw: bytes | None = None) -> Answer:
+        sent: dict[str, list[str]] = {k: [v] for k, v in (headers or {}).items()}
+        if self.cookie:
+            sent["Cookie"] = [f"ge_session={self.cookie}"]
+        if csrf is True and self.csrf:
+            sent["X-CSRF-Token"] = [self.csrf]
+        elif isinstance(csrf, str):
+            sent["X-CSRF-Token"] = [csrf]
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if data is not None:
+            sent["Content-Type"] = ["application/json"]
+        response = await self.http.request(method, self.base + path, headers=sent, data=data)
+        content = await response.content()
+        for line in response.headers.getRawHeaders("set-cookie") or []:
+            self.set_cookies.append(line)
+            match = re.match(r"ge_session=([^;]*)", line)
+            if match:
+                self.cookie = match.group(1) or None
+        return Answer(response.code, response.headers, content)
+
+    async def login(self, account: str, password: str = PASSWORD) -> Answer:
+        answer = await self.request("POST", "/api/v1/session", {"account": account, "password": password})
+        if answer.code == 200:
+            self.csrf = answer.json()["csrfToken"]
+        return answer
+
+
+def path_of(route: Route, dev_id: str, channel: int = 0) -> str:
+    return "/api/v1" + route.path.replace("{devId}", dev_id).replace("{channel}", str(channel))
+
+
+class WebApiTests(TestCase):
+    timeout = 60
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        config = platform_config("gateway, http, group, web", gateway={"command_timeout": 2},
+                                 soap={"sms_interval": 0.01, "login_slowdown_after": 50, "login_lockout_after": 3})
+        self.platform: PlatformService = start_platform(self, config, reactor)
+        self.sms = RecordingSmsSender()
+        self.platform.accounts.sms_sender = self.sms
+        self.base = f"http://127.0.0.1:{self.platform.port_of('web')}"
+
+    async def camera(self, dev_id: str = CAMERA) -> SimulatedCamera:
+        base = f"http://127.0.0.1:{self.platform.port_of('http')}"
+        camera = SimulatedCamera(
+            CameraState.for_device(dev_id, device_key("test", dev_id), rtsp_local_port=8554), reactor,
+            register_url=base + "/register", timing=Timing(backoff_initial=0.05, backoff_max=0.2),
+            rng=random.Random(1), http=http_client())
+        camera.start()
+        self.addCleanup(camera.stop)
+        await camera.went_online
+        await until(lambda: self.platform.gateway.is_online(dev_id))
+        while await self.platform.store.get_ability(dev_id) is None:
+            await until(lambda: True, step=0.02)
+        return camera
+
+    async def signed_up(self, account: str) -> Browser:
+        """A person who signed up through the API (§8.1 code, §8.2) and logged in."""
+        browser = Browser(self.base)
+        sent = await browser.request("POST", "/api/v1/sms-codes", {"account": account})
+        self.assertEqual(sent.code, 202, sent.body)
+        created = await browser.request("POST", "/api/v1/accounts", {
+            "account": account, "password": PASSWORD, "smsCode": self.sms.last_code(account)})
+        self.assertEqual(created.code, 201, created.body)
+        self.assertEqual((await browser.login(account)).code, 200)
+        return browser
+
+    def assertProblem(self, answer: Answer, status: int, kind: str) -> dict[str, Any]:  # noqa: N802
+        self.assertEqual(answer.code, status, answer.body)
+        self.assertEqual(answer.header("content-type"), "application/problem+json")
+        problem = answer.json()
+        self.assertEqual((problem["status"], problem["type"]), (status, f"/api/v1/problems/{kind}"))
+        self.assertTrue(problem["title"])
+        return dict(problem)
+
+    # Sessions ----------------------------------------------------------------------------------
+
+    async def test_login_sets_the_cookie_with_its_flags(self) -> None:
+        browser = await self.signed_up(OWNER)
+        [line] = [c for c in browser.set_cookies if c.startswith("ge_session=") and len(c.split(";")[0]) > 11]
+        attributes = {part.strip().lower() for part in line.split(";")[1:]}
+        self.assertEqual(attributes, {"path=/", "httponly", "samesite=strict"}, "no Secure over plain HTTP")
+        who = await browser.request("GET", "/api/v1/session")
+        self.assertEqual(who.code, 200)
+        self.assertEqual(who.json(), {"account": OWNER, "csrfToken": browser.csrf})
+        self.assertRegex(browser.csrf or "", "^[0-9a-f]{64}$")
+        # The cookie is the platform's LoginSession: the SOAP face's sessions know it.
+        account, token = (browser.cookie or "").split(".", 1)
+        self.assertIsNotNone(self.platform.accounts.authenticate(account, token))
+        # Logout ends it there too, and clears the cookie.
+        self.assertEqual((await browser.request("DELETE", "/api/v1/session")).code, 204)
+        self.assertIsNone(browser.cookie)
+        self.assertIsNone(self.platform.accounts.authenticate(account, token))
+        browser.cookie = f"{account}.{token}"
+        self.assertProblem(await browser.request("GET", "/api/v1/session"), 401, "session-expired")
+
+    async def test_wrong_password_and_unknown_account_are_the_same_401(self) -> None:
+        await self.signed_up(OWNER)
+        stranger = Browser(self.base)
+        wrong = self.assertProblem(await stranger.login(OWNER, "wrong password"), 401, "login-failed")
+        unknown = self.assertProblem(await stranger.login("13300000199", PASSWORD), 401, "login-failed")
+        self.assertEqual(wrong, unknown)
+        self.assertIsNone(stranger.cookie)
+        self.assertProblem(await stranger.request("GET", "/api/v1/session"), 401, "session-expired")
+
+    async def test_login_limits_of_soap_apply(self) -> None:
+        """[soap] login_lockout_after = 3 here: after three wrong passwords the account (or this address)
+        is refused with Retry-After, the right password included, as a SOAP login would be."""
+        await self.signed_up(OWNER)
+        guesser = Browser(self.base)
+        for _ in range(3):
+            self.assertProblem(await guesser.login(OWNER, "wrong password"), 401, "login-failed")
+        refused = await guesser.login(OWNER, PASSWORD)
+        self.assertIn(refused.code, (423, 429), refused.body)
+        self.assertProblem(refused, refused.code, "account-locked" if refused.code == 423 else "too-many-attempts")
+        self.assertGreaterEqual(int(refused.header("retry-after") or "0"), 1)
+        self.assertIsNone(guesser.cookie)
+
+    async def test_sign_up_refusals(self) -> None:
+        browser = Browser(self.base)
+        self.assertEqual((await browser.request("POST", "/api/v1/sms-codes", {"account": OWNER})).code, 202)
+        code = self.sms.last_code(OWNER)
+        wrong = "000000" if code != "000000" else "111111"
+        self.assertProblem(await browser.request("POST", "/api/v1/accounts", {
+            "account": OWNER, "password": PASSWORD, "smsCode": wrong}), 422, "wrong-sms-code")
+        self.assertEqual((await browser.request("POST", "/api/v1/accounts", {
+            "account": OWNER, "password": PASSWORD, "smsCode": code})).code, 201)
+        self.assertProblem(await browser.request("POST", "/api/v1/sms-codes", {"account": "12345"}), 429,
+                           "sms-not-sent")
+
+    # CSRF and Origin ---------------------------------------------------------------------------
+
+    async def test_csrf_missing_or_wrong_is_403_and_changes_nothing(self) -> None:
+        await self.camera()
+        browser = await self.signed_up(OWNER)
+        add = {"devId": CAMERA, "devKey": device_key("test", CAMERA)}
+        self.assertProblem(await browser.request("POST", "/api/v1/devices", add, csrf=False), 403, "csrf")
+        self.assertProblem(await browser.request("POST", "/api/v1/devices", add, csrf="0" * 64), 403, "csrf")
+        self.assertEqual(await self.platform.store.list_bindings(OWNER), [])
+        self.assertProblem(await browser.request("POST", "/api/v1/devices", add,
+                                                 headers={"Origin": "http://evil.example"}), 403, "origin")
+        self.assertEqual(await self.platform.store.list_bindings(OWNER), [])
+        own = await browser.request("POST", "/api/v1/devices", add, headers={"Origin": self.base})
+        self.assertEqual(own.code, 201, own.body)
+        self.assertEqual([b.dev_id for b in await self.platform.store.list_bindings(OWNER)], [CAMERA])
+        # Every state-changing route with a session refuses a request without the token, before anything.
+        for route in ROUTES:
+            if route.session and route.csrf and route.method != "GET":
+                answer = await browser.request(route.method, path_of(route, CAMERA), route.example, csrf=False)
+                self.assertProblem(answer, 403, "csrf")
+        self.assertEqual([b.dev_id for b in await self.platform.store.list_bindings(OWNER)], [CAMERA])
+        self.assertEqual((await browser.request("GET", "/api/v1/session")).code, 200, "the session lives on")
+        # Login from another origin is refused too (no login CSRF).
+        self.assertProblem(await Browser(self.base).request(
+            "POST", "/api/v1/session", {"account": OWNER, "password": PASSWORD},
+            headers={"Origin": "http://evil.example"}), 403, "origin")
+
+    # Devices -----------------------------------------------------------------------------------
+
+    async def test_devices_list_detail_ptz_alarms_remove(self) -> None:
+        camera = await self.camera()
+        browser = await self.signed_up(OWNER)
+        key = device_key("test", CAMERA)
+        self.assertProblem(await browser.request("POST", "/api/v1/devices", {"devId": CAMERA, "devKey": "nope"}),
+                           422, "wrong-dev-key")
+        self.assertProblem(await browser.request("POST", "/api/v1/devices", {"devId": ABSENT, "devKey": key}),
+                           422, "unknown-camera")
+        self.assertEqual((await browser.request("POST", "/api/v1/devices", {"devId": CAMERA, "devKey": key})).code,
+                         201)
+        listed = await browser.request("GET", "/api/v1/devices")
+        self.assertEqual(listed.code, 200)
+        [device] = listed.json()["devices"]
+        self.assertEqual((device["devId"], device["online"], device["shared"], device["abilitiesKnown"]),
+                         (CAMERA, True, False, True))
+        self.assertEqual(device["abilities"], {"ptz": True, "streams": ["main", "sub"]})
+        self.assertEqual(device["channels"], [{"channel": 0, "name": camera.state.model}])
+        detail = await browser.request("GET", f"/api/v1/devices/{CAMERA}")
+        self.assertEqual(detail.json(), device)
+        # PTZ reaches the simulated camera (its PTZ log).
+        turned = await browser.request("POST", f"/api/v1/devices/{CAMERA}/ptz", {"direction": "left"})
+        self.assertEqual(turned.code, 204, turned.body)
+        self.assertEqual([e.direction.name for e in camera.state.ptz_log], ["LEFT"])
+        self.assertProblem(await browser.request("POST", f"/api/v1/devices/{CAMERA}/ptz", {"direction": "spin"}),
+                           400, "invalid-request")
+        alarms = await browser.request("GET", f"/api/v1/devices/{CAMERA}/alarms")
+        self.assertEqual(alarms.code, 200, alarms.body)
+        self.assertEqual((alarms.json()["page"], type(alarms.json()["alarms"])), (1, list))
+        # Live video needs the rtsp role, which this platform does not run.
+        live = await browser.request("GET", f"/api/v1/devices/{CAMERA}/channels/0/live.mp4?stream=sub")
+        self.assertProblem(live, 503, "live-unavailable")
+        self.assertProblem(await browser.request("GET", f"/api/v1/devices/{CAMERA}/channels/0/live.mp4?stream=x"),
+                           400, "invalid-request")
+        # Removal needs the DevKey; then the camera is gone from the list.
+        self.assertProblem(await browser.request("DELETE", f"/api/v1/devices/{CAMERA}", {"devKey": "nope"}),
+                           404, "no-such-device")
+        self.assertEqual((await browser.request("DELETE", f"/api/v1/devices/{CAMERA}", {"devKey": key})).code, 204)
+        self.assertEqual((await browser.request("GET", "/api/v1/devices")).json(), {"devices": []})
+
+    async def test_camera_offline_is_503(self) -> None:
+        camera = await self.camera()
+        browser = await self.signed_up(OWNER)
+        await browser.request("POST", "/api/v1/devices", {"devId": CAMERA, "devKey": device_key("test", CAMERA)})
+        camera.stop()
+        await until(lambda: not self.platform.gateway.is_online(CAMERA))
+        [device] = (await browser.request("GET", "/api/v1/devices")).json()["devices"]
+        self.assertFalse(device["online"])
+        self.assertProblem(await browser.request("POST", f"/api/v1/devices/{CAMERA}/ptz", {"direction": "up"}),
+                           503, "camera-offline")
+
+    async def test_another_accounts_camera_is_404_on_every_device_route(self) -> None:
+        """IDOR: for every route of the table with a DevID, the stranger's answer for the owner's camera is
+        the answer for a camera that does not exist: 404 no-such-device, and nothing happens to it."""
+        camera = await self.camera()
+        owner = await self.signed_up(OWNER)
+        key = device_key("test", CAMERA)
+        self.assertEqual((await owner.request("POST", "/api/v1/devices", {"devId": CAMERA, "devKey": key})).code, 201)
+        stranger = await self.signed_up(STRANGER)
+        device_routes = [route for route in ROUTES if "{devId}" in route.path]
+        self.assertGreaterEqual(len(device_routes), 5)
+        for route in device_routes:
+            body = dict(route.example) if route.example is not None else None
+            if body is not None and "devKey" in body:
+                body["devKey"] = key  # even with the right DevKey
+            theirs = await stranger.request(route.method, path_of(route, CAMERA), body)
+            nobodys = await stranger.request(route.method, path_of(route, ABSENT), body)
+            self.assertProblem(theirs, 404, "no-such-device")
+            self.assertEqual((theirs.code, theirs.body), (nobodys.code, nobodys.body), route.path)
+        self.assertEqual(camera.state.ptz_log, [], "the stranger's PTZ never reached the camera")
+        self.assertEqual([b.dev_id for b in await self.platform.store.list_bindings(OWNER)], [CAMERA])
+        self.assertEqual((await stranger.request("GET", "/api/v1/devices")).json(), {"devices": []})
+        self.assertEqual((await owner.request("GET", f"/api/v1/devices/{CAMERA}")).code, 200)
+
+    # Errors, documents, headers ---------------------------------------------------------------------
+
+    async def test_malformed_bodies_are_400_problems(self) -> None:
+        browser = await self.signed_up(OWNER)
+        for raw in (b"{not json", b"[1, 2]", b"\xff\xfe", b""):
+            self.assertProblem(await browser.request("POST", "/api/v1/devices", raw=raw), 400, "invalid-request")
+        self.assertProblem(await browser.request("POST", "/api/v1/devices", {"devId": 5, "devKey": "k"}), 400,
+                           "invalid-request")
+        self.assertProblem(await Browser(self.base).request("POST", "/api/v1/session", raw=b"account=1&password=2"),
+                           400, "invalid-request")
+        self.assertProblem(await browser.request("GET", "/api/v1/nothing/here"), 404, "no-route")
+
+    async def test_openapi_document_lists_every_route(self) -> None:
+        browser = Browser(self.base)
+        answer = await browser.request("GET", "/api/v1/openapi.json")
+        self.assertEqual(answer.code, 200)
+        document = answer.json()
+        self.assertEqual(document["openapi"], "3.1.0")
+        try:
+            from openapi_spec_validator import validate
+        except ImportError:
+            pass
+        else:
+            validate(document)
+        documented = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+        self.assertEqual(documented, {(route.method, route.path) for route in ROUTES})
+        # Every documented operation exists in the router: none answers "no such route".
+        owner = await self.signed_up(OWNER)
+        for method, path in sorted(documented):
+            concrete = "/api/v1" + path.replace("{devId}", ABSENT).replace("{channel}", "0")
+            reply = await owner.request(method, concrete, {})
+            if reply.header("content-type") == "application/problem+json":
+                self.assertNotEqual(reply.json()["type"], "/api/v1/problems/no-route", (method, path))
+            await owner.login(OWNER)  # DELETE /session and /account end the session: log in again
+
+    async def test_security_headers_on_every_response(self) -> None:
+        browser = Browser(self.base)
+        for path in ("/", "/index.html", "/app.js", "/i18n.js", "/style.css", "/nothing.html", "/js/",
+                     "/api/v1/session", "/api/v1/openapi.json", "/api/v1/nothing"):
+            answer = await browser.request("GET", path)
+            self.assertEqual(answer.header("content-security-policy"), CSP, path)
+            self.assertEqual(answer.header("x-content-type-options"), "nosniff", path)
+            self.assertEqual(answer.header("referrer-policy"), "no-referrer", path)
+        self.assertIn("default-src 'self'", CSP)
+        self.assertNotIn("unsafe-inline", CSP)
+        page = await browser.request("GET", "/")
+        self.assertEqual(page.code, 200)
+        self.assertIn(b'<script type="module" src="app.js"></script>', page.body)
+        self.assertNotRegex(page.body.decode(), r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=")
+        script = await browser.request("GET", "/app.js")
+        self.assertEqual(script.header("content-type"), "text/javascript; charset=utf-8")
+        self.assertEqual((await browser.request("GET", "/js/")).code, 404, "no directory listing")

@@ -24,6 +24,7 @@ from klein import Klein
 from twisted.logger import Logger
 from twisted.web import resource
 from twisted.web.iweb import IRequest
+from werkzeug.routing import Map, Rule
 
 from globaleye.accounts import OK, LoginSession
 from globaleye.app import ClientServices
@@ -64,8 +65,10 @@ class WebApi:
         for route in ROUTES:
             self.app.route(route.klein_path(), methods=[route.method],
                            endpoint=f"{route.method} {route.path}")(self._dispatcher(route))
-        # Anything else under /api: a problem, not klein's HTML page.
+        # Anything else under /api: a problem (405 with Allow for a known path), not klein's HTML page.
         self.app.route("/", branch=True, endpoint="no-route")(self._no_route)
+        self._paths = Map([Rule(route.klein_path(), methods=[route.method], endpoint=f"{route.method} {route.path}")
+                           for route in ROUTES])
 
     def as_resource(self) -> resource.IResource:
         return self.app.resource()
@@ -103,7 +106,14 @@ class WebApi:
         return dispatch
 
     def _no_route(self, request: IRequest) -> bytes:
-        return Problem(404, "no-route", "No such API route", request.path.decode("latin-1")).write(request)
+        path = request.path.decode("latin-1")
+        allowed = self._paths.bind("portal", "/api").allowed_methods(path.removeprefix("/api")) \
+            if path.startswith("/api/") else []
+        if allowed:
+            request.setHeader(b"allow", ", ".join(sorted(set(allowed) - {"HEAD"})).encode())
+            return Problem(405, "method-not-allowed", "Method not allowed",
+                           f"{path} answers {', '.join(sorted(set(allowed) - {'HEAD'}))}").write(request)
+        return Problem(404, "no-route", "No such API route", path).write(request)
 
     # Session ---------------------------------------------------------------------------------
 

@@ -8,11 +8,17 @@ checks and the OpenAPI check cover a route added later without a new test.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import signal
+import sys
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
 
 from globaleye.accounts import RecordingSmsSender
@@ -22,7 +28,7 @@ from globaleye.tap import PlatformService
 from globaleye.testing import platform_config, start_platform
 from globaleye.web.routes import ROUTES, Route
 from globaleye.web.site import CSP
-from tests.util import http_client, until
+from tests.util import ROOT, http_client, until
 
 PASSWORD = "correct horse"
 OWNER, STRANGER = "13300000101", "13300000102"
@@ -82,6 +88,123 @@ class Browser:
 
 def path_of(route: Route, dev_id: str, channel: int = 0) -> str:
     return "/api/v1" + route.path.replace("{devId}", dev_id).replace("{channel}", str(channel))
+
+
+def make_certificate(directory: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (its SAN); (cert, key) paths."""
+    import datetime
+    import ipaddress
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    os.makedirs(directory, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(directory, "web.pem"), os.path.join(directory, "web.key")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class _Twistd(ProcessProtocol):
+    def __init__(self) -> None:
+        self.output = b""
+        self.port: Deferred[int] = Deferred()
+        self.ended: Deferred[None] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:  # noqa: N802
+        self.output += data
+        match = re.search(rb"web listening on 127\.0\.0\.1:(\d+)", self.output)
+        if match and not self.port.called:
+            self.port.callback(int(match.group(1)))
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Any) -> None:  # noqa: N802
+        self.ended.callback(None)
+
+
+class WebRoleTests(TestCase):
+    timeout = 60
+
+    async def test_twistd_runs_the_web_role(self) -> None:
+        """``twistd globaleye`` with the web role listens, serves the portal and the API, and stops cleanly."""
+        workdir = Path(self.mktemp()).absolute()
+        workdir.mkdir()
+        config = workdir / "globaleye.ini"
+        config.write_text(platform_config("gateway, http, group, web", database=None, data_dir="state"),
+                          encoding="utf-8")
+        twistd = _Twistd()
+        process = reactor.spawnProcess(
+            twistd, sys.executable, [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
+                                     "--pidfile=", "--logfile=-", "globaleye", "--config", str(config)],
+            env=dict(os.environ, PYTHONPATH=str(ROOT)), path=str(workdir))
+        try:
+            timer = reactor.callLater(20, twistd.port.cancel)
+            port = await twistd.port
+            timer.cancel()
+            browser = Browser(f"http://127.0.0.1:{port}")
+            page = await browser.request("GET", "/")
+            self.assertEqual(page.code, 200)
+            self.assertIn(b'src="app.js"', page.body)
+            self.assertEqual(page.header("content-security-policy"), CSP)
+            document = await browser.request("GET", "/api/v1/openapi.json")
+            self.assertEqual(document.json()["openapi"], "3.1.0")
+        finally:
+            process.signalProcess(signal.SIGTERM)
+            await twistd.ended
+        self.assertIn(b"web stopped listening", twistd.output)
+
+
+class WebTlsTests(TestCase):
+    timeout = 30
+
+    async def test_secure_cookie_over_tls(self) -> None:
+        """[web] tls_port: the same portal over HTTPS (the platform's TLS profile), its cookie marked Secure."""
+        from treq.client import HTTPClient
+        from twisted.internet.ssl import Certificate
+        from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+
+        cert, key = make_certificate(self.mktemp())
+        config = platform_config("gateway, http, group, web", soap={"sms_interval": 0.01},
+                                 web={"tls_port": 0, "tls_cert": cert, "tls_key": key})
+        platform = start_platform(self, config, reactor)
+        sms = RecordingSmsSender()
+        platform.accounts.sms_sender = sms
+        with open(cert, "rb") as f:
+            policy = BrowserLikePolicyForHTTPS(trustRoot=Certificate.loadPEM(f.read()))
+        browser = Browser(f"https://127.0.0.1:{platform.port_of('webs')}")
+        browser.http = HTTPClient(Agent(reactor, contextFactory=policy,
+                                        pool=HTTPConnectionPool(reactor, persistent=False)))
+        self.assertEqual((await browser.request("POST", "/api/v1/sms-codes", {"account": OWNER})).code, 202)
+        self.assertEqual((await browser.request("POST", "/api/v1/accounts", {
+            "account": OWNER, "password": PASSWORD, "smsCode": sms.last_code(OWNER)})).code, 201)
+        answer = await browser.login(OWNER)
+        self.assertEqual(answer.code, 200, answer.body)
+        self.assertEqual(answer.header("content-security-policy"), CSP)
+        [line] = [c for c in browser.set_cookies if c.startswith("ge_session=")]
+        attributes = {part.strip().lower() for part in line.split(";")[1:]}
+        self.assertEqual(attributes, {"path=/", "httponly", "samesite=strict", "secure"})
+        # Origin is https://host:port there: the plain-HTTP origin of the same host is another one.
+        refused = await browser.request("POST", "/api/v1/devices", {"devId": CAMERA, "devKey": "k"},
+                                        headers={"Origin": f"http://127.0.0.1:{platform.port_of('webs')}"})
+        self.assertEqual(refused.code, 403)
+        self.assertEqual((await browser.request("GET", "/api/v1/session")).code, 200)
 
 
 class WebApiTests(TestCase):
@@ -296,6 +419,9 @@ class WebApiTests(TestCase):
         self.assertProblem(await Browser(self.base).request("POST", "/api/v1/session", raw=b"account=1&password=2"),
                            400, "invalid-request")
         self.assertProblem(await browser.request("GET", "/api/v1/nothing/here"), 404, "no-route")
+        wrong_method = await browser.request("PATCH", "/api/v1/devices", {})
+        self.assertProblem(wrong_method, 405, "method-not-allowed")
+        self.assertEqual(wrong_method.header("allow"), "GET, POST")
 
     async def test_openapi_document_lists_every_route(self) -> None:
         browser = Browser(self.base)

@@ -88,12 +88,12 @@ class WebApi:
                 body = _json_body(request) if route.body is not None else None
                 answer = await handler(request, session, body, **params)
             except Problem as problem:
-                return problem.write(request)
+                return _refused(request, problem)
             except AppError as error:
                 answered = from_app_error(error)
                 if answered.kind == "internal":
                     log.failure("web: {method} {path}", method=route.method, path=route.path)
-                return answered.write(request)
+                return _refused(request, answered, str(error))
             if isinstance(answer, Reply):
                 request.setResponseCode(answer.status)
                 if answer.data is None:
@@ -275,6 +275,16 @@ class LiveResource(resource.Resource):
 
 
 # Helpers -------------------------------------------------------------------------------------
+
+
+def _refused(request: IRequest, problem: Problem, why: str = "") -> bytes:
+    """Answer *problem*, logged with the peer and the reason (CSRF and Origin refusals are logged
+    where they are found, with what was wrong)."""
+    if problem.kind not in ("csrf", "origin"):
+        log.info("web: {peer} {method} {path}: {status} {kind}: {why}", peer=peer_of(request),
+                 method=request.method.decode("latin-1"), path=request.path.decode("latin-1"),
+                 status=problem.status, kind=problem.kind, why=why or problem.detail or problem.title)
+    return problem.write(request)
 
 
 def _json_body(request: IRequest) -> dict[str, Any]:

@@ -35,7 +35,7 @@ class LayerTests(SynchronousTestCase):
         if not app.is_dir():
             raise SkipTest("no globaleye/app yet (issue 10 item 1)")
         faces = ("globaleye.soap", "globaleye.clientapi", "globaleye.deviceweb", "globaleye.httpsite",
-                 "globaleye.ops", "globaleye.proxy", "globaleye.tap", "globaleye.cli")
+                 "globaleye.ops", "globaleye.proxy", "globaleye.tap", "globaleye.cli", "globaleye.web")
         for path in sorted(app.rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \

@@ -29,7 +29,8 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 OWNER, PASSWORD = "13300000201", "correct horse"
-CAMERA, NO_PTZ = "81100000201", "81100000202"
+CAMERA, NO_PTZ, THEIRS = "81100000201", "81100000202", "81100000203"
+STRANGER = "13300000202"
 
 
 def screenshots() -> str:
@@ -68,7 +69,7 @@ class WebPortalTests(TestCase):
         self.platform.accounts.sms_sender = self.sms
         self.base = f"http://127.0.0.1:{self.platform.port_of('web')}"
         self.cameras = {dev_id: await self.camera(dev_id, **extra)
-                        for dev_id, extra in ((CAMERA, {}), (NO_PTZ, {"ptz_flag": False}))}
+                        for dev_id, extra in ((CAMERA, {}), (NO_PTZ, {"ptz_flag": False}), (THEIRS, {}))}
 
     async def camera(self, dev_id: str, **state: Any) -> SimulatedCamera:
         base = f"http://127.0.0.1:{self.platform.port_of('http')}"
@@ -84,6 +85,22 @@ class WebPortalTests(TestCase):
         while await self.platform.store.get_ability(dev_id) is None:
             await until(lambda: True, step=0.02)
         return camera
+
+    async def sign_up(self, account: str, *cameras: str) -> None:
+        """An account made through the API (§8.1 code, §8.2), with *cameras* added."""
+        http = http_client()
+        base = self.base + "/api/v1"
+        await http.post(base + "/sms-codes", json={"account": account})
+        await http.post(base + "/accounts", json={"account": account, "password": PASSWORD,
+                                                  "smsCode": self.sms.last_code(account)})
+        login = await http.post(base + "/session", json={"account": account, "password": PASSWORD})
+        token = (await login.json())["csrfToken"]
+        cookie = login.cookies()["ge_session"]
+        for dev_id in cameras:
+            added = await http.post(base + "/devices", json={"devId": dev_id, "devKey": device_key("test", dev_id)},
+                                    headers={"X-CSRF-Token": token}, cookies={"ge_session": cookie})
+            self.assertEqual(added.code, 201)
+            await added.content()
 
     def browse(self, script: Any) -> Any:
         """Run *script(browser)* against headless Chromium in a worker thread."""
@@ -101,7 +118,9 @@ class WebPortalTests(TestCase):
         return threads.deferToThread(run)
 
     async def test_sign_up_log_in_devices_ptz_languages(self) -> None:
+        await self.sign_up(STRANGER, THEIRS)
         folder = screenshots()
+        platform, no_ptz = self.platform, self.cameras[NO_PTZ]
         ptz_log = self.cameras[CAMERA].state.ptz_log
         sms = self.sms
         base = self.base
@@ -158,8 +177,7 @@ class WebPortalTests(TestCase):
             video = page.locator("#live")
             seen["video"] = page.evaluate("(() => { const v = document.getElementById('live');"
                                           " return [v.muted, v.hasAttribute('playsinline')]; })()")
-            page.wait_for_function("['playerMissing', 'liveUnavailable', 'playing', 'connecting']"
-                                   ".includes(document.getElementById('live-state').dataset.state)")
+            page.wait_for_selector("#live-state[data-state]")
             seen["live_state"] = page.locator("#live-state").get_attribute("data-state")
             left = page.get_by_role("button", name="向左")
             seen["left_disabled"] = left.is_disabled()
@@ -176,10 +194,23 @@ class WebPortalTests(TestCase):
             seen["no_ptz"] = [(pad.nth(i).is_disabled(), pad.nth(i).get_attribute("title")) for i in range(pad.count())]
             page.screenshot(path=os.path.join(folder, "device-no-ptz.png"), full_page=True)
 
-            # Another camera's page: not found, said so.
-            page.goto(base + "/#/devices/81100000999")
+            # Another account's camera: not found, said so, as for a camera that does not exist.
+            page.goto(base + f"/#/devices/{THEIRS}")
             page.wait_for_selector("p.error")
-            seen["absent"] = page.locator("p.error").inner_text()
+            seen["theirs"] = page.locator("p.error").inner_text()
+            seen["theirs_listed"] = page.locator(f"li[data-dev-id='{THEIRS}']").count()
+
+            # A camera that goes offline: the list and its page say so, and its pad is greyed out.
+            threads.blockingCallFromThread(reactor, no_ptz.stop)
+            wait_for(lambda: not threads.blockingCallFromThread(reactor, platform.gateway.is_online, NO_PTZ))
+            page.goto(base + "/#/devices")
+            page.wait_for_selector(f"li[data-dev-id='{NO_PTZ}'] .state.offline")
+            seen["offline_listed"] = page.locator(f"li[data-dev-id='{NO_PTZ}'] .state").inner_text()
+            page.goto(base + f"/#/devices/{NO_PTZ}")
+            page.wait_for_selector("#live-state[data-state='cameraOffline']")
+            seen["offline_state"] = page.locator("#live-state").inner_text()
+            seen["offline_pad"] = page.locator(".ptz-up").get_attribute("title")
+            page.screenshot(path=os.path.join(folder, "device-offline.png"), full_page=True)
             seen["errors"] = errors
             context.close()
 
@@ -204,10 +235,13 @@ class WebPortalTests(TestCase):
         self.assertFalse(seen["overflow"], "the page fits a phone's width")
         self.assertLessEqual(seen["video_box"]["width"], 390)
         self.assertEqual(seen["no_ptz"], [(True, "此摄像头不支持云台")] * 5)
-        self.assertEqual(seen["absent"], "找不到这个摄像头")
+        self.assertEqual((seen["theirs"], seen["theirs_listed"]), ("找不到这个摄像头", 0))
+        self.assertEqual((seen["offline_listed"], seen["offline_state"], seen["offline_pad"]),
+                         ("离线", "摄像头离线", "摄像头离线"))
         self.assertEqual(seen["errors"], [], "no script errors, nothing refused by the CSP")
         self.assertEqual(self.cameras[NO_PTZ].state.ptz_log, [])
-        for name in ("login-zh.png", "login-en.png", "devices.png", "device.png", "device-no-ptz.png"):
+        for name in ("login-zh.png", "login-en.png", "devices.png", "device.png", "device-no-ptz.png",
+                     "device-offline.png"):
             self.assertGreater(os.path.getsize(os.path.join(folder, name)), 1000, name)
         # In this branch the live player (js/player.js) may be absent: the page says so instead of failing.
         self.assertIn(seen["live_state"], ("playerMissing", "liveUnavailable", "playing", "connecting"))

@@ -419,6 +419,10 @@ class WebApiTests(TestCase):
         self.assertProblem(await Browser(self.base).request("POST", "/api/v1/session", raw=b"account=1&password=2"),
                            400, "invalid-request")
         self.assertProblem(await browser.request("GET", "/api/v1/nothing/here"), 404, "no-route")
+        # The listener's body limit ([http] max_body) stops a large body before any route sees it.
+        too_big = await browser.request("POST", "/api/v1/devices", raw=b"{" + b" " * 70000 + b"}")
+        self.assertEqual(too_big.code, 413)
+        self.assertEqual((await browser.request("GET", "/api/v1/session")).code, 200)
         wrong_method = await browser.request("PATCH", "/api/v1/devices", {})
         self.assertProblem(wrong_method, 405, "method-not-allowed")
         self.assertEqual(wrong_method.header("allow"), "GET, POST")

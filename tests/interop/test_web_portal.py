@@ -211,6 +211,14 @@ class WebPortalTests(TestCase):
             seen["offline_state"] = page.locator("#live-state").inner_text()
             seen["offline_pad"] = page.locator(".ptz-up").get_attribute("title")
             page.screenshot(path=os.path.join(folder, "device-offline.png"), full_page=True)
+            # The same pages on a desktop screen.
+            page.set_viewport_size({"width": 1280, "height": 800})
+            page.goto(base + "/#/devices")
+            page.wait_for_selector(f"li[data-dev-id='{CAMERA}']")
+            page.screenshot(path=os.path.join(folder, "devices-desktop.png"), full_page=True)
+            page.goto(base + f"/#/devices/{CAMERA}")
+            page.wait_for_selector("#live-state[data-state]")
+            page.screenshot(path=os.path.join(folder, "device-desktop.png"), full_page=True)
             seen["errors"] = errors
             context.close()
 
@@ -241,7 +249,7 @@ class WebPortalTests(TestCase):
         self.assertEqual(seen["errors"], [], "no script errors, nothing refused by the CSP")
         self.assertEqual(self.cameras[NO_PTZ].state.ptz_log, [])
         for name in ("login-zh.png", "login-en.png", "devices.png", "device.png", "device-no-ptz.png",
-                     "device-offline.png"):
+                     "device-offline.png", "devices-desktop.png", "device-desktop.png"):
             self.assertGreater(os.path.getsize(os.path.join(folder, name)), 1000, name)
         # In this branch the live player (js/player.js) may be absent: the page says so instead of failing.
         self.assertIn(seen["live_state"], ("playerMissing", "liveUnavailable", "playing", "connecting"))

@@ -30,6 +30,7 @@ from globaleye.accounts import OK, LoginSession
 from globaleye.app import ClientServices
 from globaleye.app.devices import DeviceEntry
 from globaleye.app.errors import AppError, NoSuchDevice
+from globaleye.keyguard import source_of
 from globaleye.web.auth import Sessions, check_origin, peer_of
 from globaleye.web.openapi import document
 from globaleye.web.problem import Problem, bad_request, from_app_error
@@ -128,8 +129,6 @@ class WebApi:
         account, password = _text(body, "account"), _text(body, "password")
         peer = peer_of(request)
         accounts = self.services.accounts.accounts
-        from globaleye.keyguard import source_of
-
         wait, _why, trusted = accounts.guard.refusal(f"acct:{account}", source_of(peer))
         locked = 0.0 if trusted else accounts.locked_for(account)
         # The portal ships with this platform: it is always the newest client (§8.3's version check).

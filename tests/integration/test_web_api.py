@@ -16,10 +16,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from globaleye.accounts import RecordingSmsSender
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
@@ -51,9 +53,10 @@ class Answer:
 class Browser:
     """One person's HTTP client: the ge_session cookie kept as a browser would, the CSRF token sent."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, source: str | None = None) -> None:
         self.base = base
-        self.http = http_client()
+        self.http = http_client() if source is None else HTTPClient(Agent(
+            reactor, bindAddress=(source, 0), pool=HTTPConnectionPool(reactor, persistent=False)))
         self.cookie: str | None = None
         self.csrf: str | None = None
         self.set_cookies: list[str] = []
@@ -176,9 +179,8 @@ class WebTlsTests(TestCase):
 
     async def test_secure_cookie_over_tls(self) -> None:
         """[web] tls_port: the same portal over HTTPS (the platform's TLS profile), its cookie marked Secure."""
-        from treq.client import HTTPClient
         from twisted.internet.ssl import Certificate
-        from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+        from twisted.web.client import BrowserLikePolicyForHTTPS
 
         cert, key = make_certificate(self.mktemp())
         config = platform_config("gateway, http, group, web", soap={"sms_interval": 0.01},
@@ -281,18 +283,34 @@ class WebApiTests(TestCase):
         self.assertIsNone(stranger.cookie)
         self.assertProblem(await stranger.request("GET", "/api/v1/session"), 401, "session-expired")
 
-    async def test_login_limits_of_soap_apply(self) -> None:
-        """[soap] login_lockout_after = 3 here: after three wrong passwords the account (or this address)
-        is refused with Retry-After, the right password included, as a SOAP login would be."""
+    async def test_locked_account_is_423_with_retry_after(self) -> None:
+        """[soap] login_lockout_after = 3 here: three wrong passwords (from one address, its whole share
+        of the account's count) lock the account as a SOAP login would; then even the right password, from
+        another address, is 423 with the lock's Retry-After."""
         await self.signed_up(OWNER)
-        guesser = Browser(self.base)
+        guesser = Browser(self.base, source="127.0.0.2")
         for _ in range(3):
             self.assertProblem(await guesser.login(OWNER, "wrong password"), 401, "login-failed")
+        self.assertProblem(await guesser.login(OWNER, PASSWORD), 423, "account-locked")
+        owner = Browser(self.base, source="127.0.0.3")
+        locked = await owner.login(OWNER, PASSWORD)
+        self.assertProblem(locked, 423, "account-locked")
+        self.assertGreater(int(locked.header("retry-after") or "0"), 800)  # [soap] login_lockout 900 s
+        self.assertIsNone(owner.cookie)
+
+    async def test_throttled_address_is_429_with_retry_after(self) -> None:
+        """The key guard's budget of one address ([keyguard] source_free, 10 failed checks over every
+        account): beyond it a login from there is 429 with Retry-After, the right password included,
+        while the account itself stays usable from elsewhere."""
+        await self.signed_up(OWNER)
+        guesser = Browser(self.base, source="127.0.0.4")
+        for n in range(10):
+            self.assertProblem(await guesser.login(f"1330000030{n}", PASSWORD), 401, "login-failed")
         refused = await guesser.login(OWNER, PASSWORD)
-        self.assertIn(refused.code, (423, 429), refused.body)
-        self.assertProblem(refused, refused.code, "account-locked" if refused.code == 423 else "too-many-attempts")
+        self.assertProblem(refused, 429, "too-many-attempts")
         self.assertGreaterEqual(int(refused.header("retry-after") or "0"), 1)
         self.assertIsNone(guesser.cookie)
+        self.assertEqual((await Browser(self.base, source="127.0.0.5").login(OWNER)).code, 200)
 
     async def test_sign_up_refusals(self) -> None:
         browser = Browser(self.base)

@@ -228,6 +228,22 @@ class WebApi:
             {"channel": a.channel_no, "type": a.exception_type, "description": a.description, "time": a.time}
             for a in page.alarms]})
 
+    async def shares(self, request: IRequest, session: LoginSession, body: None, devId: str) -> Reply:  # noqa: N803
+        return Reply(200, {"accounts": list(await self.services.devices.shares(session, devId))})
+
+    async def share(self, request: IRequest, session: LoginSession, body: dict[str, Any],
+                    devId: str) -> Reply:  # noqa: N803
+        guest = _text(body, "account")
+        await self.services.devices.share(session, devId, guest)
+        await self._audit(request, session, "web-share", f"{devId} with {guest}")
+        return Reply(201, {"devId": devId, "account": guest})
+
+    async def unshare(self, request: IRequest, session: LoginSession, body: None, devId: str,  # noqa: N803
+                      account: str) -> Reply:
+        await self.services.devices.unshare(session, devId, account)
+        await self._audit(request, session, "web-unshare", f"{devId} with {account}")
+        return Reply(204)
+
     async def live(self, request: IRequest, session: LoginSession, body: None, devId: str,  # noqa: N803
                    channel: int) -> resource.Resource:
         """The live stream: the access check here (404 for a camera not the account's), the fMP4
@@ -245,8 +261,8 @@ class WebApi:
     async def openapi(self, request: IRequest, session: None, body: None) -> Reply:
         return Reply(200, document(ROUTES))
 
-    async def _audit(self, request: IRequest, session: LoginSession, action: str, dev_id: str) -> None:
-        await self.services.accounts.audit(action, session.account, peer_of(request), OK, f"DevID {dev_id}")
+    async def _audit(self, request: IRequest, session: LoginSession, action: str, what: str) -> None:
+        await self.services.accounts.audit(action, session.account, peer_of(request), OK, f"DevID {what}")
 
 
 class LiveResource(resource.Resource):

@@ -116,6 +116,14 @@ ROUTES: tuple[Route, ...] = (
                         "YYYYMMDDHHMMSS (empty: open)"),
                   Param("page", "query", {"type": "integer", "minimum": 1, "default": 1}, False)),
           responses={200: "one page", 404: "no such camera"}),
+    Route("GET", "/devices/{devId}/shares", "shares", "The accounts an own camera is shared with",
+          params=(DEV_ID,), responses={200: "the accounts", 404: "no such own camera"}),
+    Route("POST", "/devices/{devId}/shares", "share", "Share an own camera with another account (view only)",
+          params=(DEV_ID,), body=_obj(("account",), account=_MOBILE), example={"account": "13300000000"},
+          responses={201: "shared", 404: "no such own camera, or no such account"}),
+    Route("DELETE", "/devices/{devId}/shares/{account}", "unshare", "Stop sharing an own camera with an account",
+          params=(DEV_ID, Param("account", "path", _MOBILE, description="the account it is shared with")),
+          responses={204: "no longer shared", 404: "no such own camera, or not shared with that account"}),
     Route("GET", "/devices/{devId}/channels/{channel}/live.mp4", "live", "Live video as fragmented MP4 (H.264 "
           "passed through) for Media Source Extensions", params=(
               DEV_ID, CHANNEL, Param("stream", "query", {"type": "string", "enum": list(STREAMS), "default": "main"},

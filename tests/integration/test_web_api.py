@@ -89,8 +89,9 @@ class Browser:
         return answer
 
 
-def path_of(route: Route, dev_id: str, channel: int = 0) -> str:
-    return "/api/v1" + route.path.replace("{devId}", dev_id).replace("{channel}", str(channel))
+def path_of(route: Route, dev_id: str, channel: int = 0, account: str = STRANGER) -> str:
+    return "/api/v1" + route.path.replace("{devId}", dev_id).replace("{channel}", str(channel)) \
+        .replace("{account}", account)
 
 
 def make_certificate(directory: str) -> tuple[str, str]:
@@ -403,6 +404,35 @@ class WebApiTests(TestCase):
         self.assertProblem(await browser.request("POST", f"/api/v1/devices/{CAMERA}/ptz", {"direction": "up"}),
                            503, "camera-offline")
 
+    async def test_shared_camera_is_the_guests_to_watch_not_to_configure(self) -> None:
+        camera = await self.camera()
+        owner = await self.signed_up(OWNER)
+        key = device_key("test", CAMERA)
+        await owner.request("POST", "/api/v1/devices", {"devId": CAMERA, "devKey": key})
+        guest = await self.signed_up(STRANGER)
+        self.assertProblem(await owner.request("POST", f"/api/v1/devices/{CAMERA}/shares",
+                                               {"account": "13300000199"}), 404, "not-found")
+        shared = await owner.request("POST", f"/api/v1/devices/{CAMERA}/shares", {"account": STRANGER})
+        self.assertEqual(shared.code, 201, shared.body)
+        self.assertEqual((await owner.request("GET", f"/api/v1/devices/{CAMERA}/shares")).json(),
+                         {"accounts": [STRANGER]})
+        [seen] = (await guest.request("GET", "/api/v1/devices")).json()["devices"]
+        self.assertEqual((seen["devId"], seen["shared"], seen["online"]), (CAMERA, True, True))
+        self.assertEqual((await guest.request("POST", f"/api/v1/devices/{CAMERA}/ptz", {"direction": "up"})).code,
+                         204)
+        self.assertEqual([e.direction.name for e in camera.state.ptz_log], ["UP"])
+        # Viewing only: the guest can neither remove nor re-share it (404, as for a camera not theirs).
+        self.assertProblem(await guest.request("DELETE", f"/api/v1/devices/{CAMERA}", {"devKey": key}), 404,
+                           "no-such-device")
+        self.assertProblem(await guest.request("POST", f"/api/v1/devices/{CAMERA}/shares", {"account": OWNER}),
+                           404, "no-such-device")
+        # Revoked: the camera is gone from the guest's list and every route.
+        self.assertEqual((await owner.request("DELETE", f"/api/v1/devices/{CAMERA}/shares/{STRANGER}")).code, 204)
+        self.assertEqual((await guest.request("GET", "/api/v1/devices")).json(), {"devices": []})
+        self.assertProblem(await guest.request("GET", f"/api/v1/devices/{CAMERA}"), 404, "no-such-device")
+        self.assertProblem(await owner.request("DELETE", f"/api/v1/devices/{CAMERA}/shares/{STRANGER}"), 404,
+                           "not-found")
+
     async def test_another_accounts_camera_is_404_on_every_device_route(self) -> None:
         """IDOR: for every route of the table with a DevID, the stranger's answer for the owner's camera is
         the answer for a camera that does not exist: 404 no-such-device, and nothing happens to it."""
@@ -462,7 +492,8 @@ class WebApiTests(TestCase):
         # Every documented operation exists in the router: none answers "no such route".
         owner = await self.signed_up(OWNER)
         for method, path in sorted(documented):
-            concrete = "/api/v1" + path.replace("{devId}", ABSENT).replace("{channel}", "0")
+            concrete = "/api/v1" + path.replace("{devId}", ABSENT).replace("{channel}", "0") \
+                .replace("{account}", STRANGER)
             reply = await owner.request(method, concrete, {})
             if reply.header("content-type") == "application/problem+json":
                 self.assertNotEqual(reply.json()["type"], "/api/v1/problems/no-route", (method, path))

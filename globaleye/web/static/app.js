@@ -309,14 +309,57 @@ async function devicePage(devId) {
     stopLive = () => handle.close();
   }
 
+  const owned = device.shared ? [] : [sharing(devId)];
+
   render(
     h('p', {}, h('a', { href: '#/devices', text: `← ${t('back')}` })),
     h('h1', {}, device.name, ' ', state(device.online)),
     h('div', { class: 'player' }, video, status),
     h('div', { class: 'controls' },
       h('div', { class: 'streams', role: 'group', 'aria-label': t('stream') }, streamButtons), pad),
-    h('section', { class: 'card' }, h('h2', { text: t('alarms') }), alarms));
+    h('section', { class: 'card' }, h('h2', { text: t('alarms') }), alarms), ...owned);
   start();
+}
+
+/** The owner's sharing card: who the camera is shared with (each revocable), and a form to share it. */
+function sharing(devId) {
+  const path = `/devices/${encodeURIComponent(devId)}/shares`;
+  const list = h('ul', { class: 'shares', id: 'shares' });
+  async function load() {
+    try {
+      const { accounts } = await api('GET', path);
+      list.replaceChildren(...(accounts.length ? accounts.map((account) => h('li', {}, h('span', { text: account }),
+        h('button', { type: 'button', class: 'danger', 'aria-label': `${t('unshare')} ${account}`, text: t('unshare'),
+          onclick: async () => {
+            try {
+              await api('DELETE', `${path}/${encodeURIComponent(account)}`);
+              load();
+            } catch (error) {
+              show(explain(error), 'error');
+            }
+          } })))
+        : [h('li', { class: 'empty', text: t('notShared') })]));
+    } catch (error) {
+      list.replaceChildren(h('li', { class: 'empty', text: explain(error) }));
+    }
+  }
+  const form = h('form', { id: 'share-form' },
+    field('share-account', t('shareWith'), { name: 'account', type: 'tel', inputmode: 'numeric', required: true,
+      maxlength: '11' }),
+    h('button', { type: 'submit', text: t('share') }));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    try {
+      await api('POST', path, { account: form.elements.account.value });
+      form.reset();
+      show(t('sharedDone'));
+      load();
+    } catch (error) {
+      show(error.kind === 'not-found' ? t('noSuchAccount') : explain(error), 'error');
+    }
+  });
+  load();
+  return h('section', { class: 'card' }, h('h2', { text: t('sharing') }), list, form);
 }
 
 /** The words for a player error: its detail may carry the problem kind or HTTP status of the live route. */

@@ -66,6 +66,13 @@ const WORDS = {
     closeAccount: '注销账号',
     confirmClose: '确定注销账号吗？您的摄像头将被释放。',
     accountClosed: '账号已注销',
+    sharing: '分享',
+    shareWith: '分享给 (手机号码)',
+    share: '分享',
+    unshare: '取消分享',
+    notShared: '尚未分享给任何人',
+    sharedDone: '已分享',
+    noSuchAccount: '没有这个账号',
   },
   en: {
     appName: 'GlobalEye',
@@ -127,6 +134,13 @@ const WORDS = {
     closeAccount: 'Close account',
     confirmClose: 'Close your account? Your cameras will be released.',
     accountClosed: 'Account closed',
+    sharing: 'Sharing',
+    shareWith: 'Share with (mobile number)',
+    share: 'Share',
+    unshare: 'Stop sharing',
+    notShared: 'Not shared with anyone',
+    sharedDone: 'Shared',
+    noSuchAccount: 'No such account',
   },
 };
 

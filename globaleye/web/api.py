@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 from klein import Klein
+from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 from twisted.web import resource
 from twisted.web.iweb import IRequest
@@ -95,6 +96,12 @@ class WebApi:
                 if answered.kind == "internal":
                     log.failure("web: {method} {path}", method=route.method, path=route.path)
                 return _refused(request, answered, str(error))
+            except CancelledError:
+                raise  # the client went away: klein cancels the handler, nothing is written
+            except Exception:
+                # A defect, not a refusal: logged with its traceback, answered as a problem (no HTML page).
+                log.failure("web: {method} {path} failed", method=route.method, path=route.path)
+                return Problem(500, "internal", "Internal error").write(request)
             if isinstance(answer, Reply):
                 request.setResponseCode(answer.status)
                 if answer.data is None:

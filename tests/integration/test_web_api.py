@@ -475,6 +475,17 @@ class WebApiTests(TestCase):
         self.assertProblem(wrong_method, 405, "method-not-allowed")
         self.assertEqual(wrong_method.header("allow"), "GET, POST")
 
+    async def test_a_defect_is_a_logged_500_problem(self) -> None:
+        browser = await self.signed_up(OWNER)
+
+        async def broken(session: Any) -> Any:
+            raise RuntimeError("a defect in a service")
+
+        self.patch(self.platform.client.devices, "list_for", broken)
+        self.assertProblem(await browser.request("GET", "/api/v1/devices"), 500, "internal")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual((await browser.request("GET", "/api/v1/session")).code, 200)
+
     async def test_openapi_document_lists_every_route(self) -> None:
         browser = Browser(self.base)
         answer = await browser.request("GET", "/api/v1/openapi.json")

@@ -130,6 +130,9 @@ def _demo_summary(platform: Any, sims: list[Any], owned: list[str], log_path: An
     if platform.stun is not None and platform.stun.primary_address is not None:
         host, port = platform.stun.primary_address[:2]
         lines.append(f"  STUN                {host}:{port}")
+    if "web" in platform.ports:
+        lines.append(f"  web portal          http://127.0.0.1:{platform.port_of('web')}/   "
+                     f"(API /api/v1/openapi.json)")
     if "rtsp" in platform.ports:
         lines.append(f"  RTSP proxy          rtsp://127.0.0.1:{platform.port_of('rtsp')}/live/<DevID>/0/1")
         lines.append(f"  account             {DEMO_ACCOUNT}, password {DEMO_PASSWORD} (owns {', '.join(owned)})")

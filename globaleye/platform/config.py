@@ -20,7 +20,7 @@ import attrs
 
 from globaleye.guard.ops import operator_token
 
-ROLES = ("gateway", "http", "group", "stun", "turn", "rtsp")
+ROLES = ("gateway", "http", "group", "stun", "turn", "rtsp", "web")
 
 
 class ConfigError(Exception):
@@ -231,8 +231,8 @@ class Key:
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "globaleye": {
-        "roles": Key(_roles, "gateway, http, group, stun, turn, rtsp",
-                     "Roles this process runs: gateway, http, group, stun, turn, rtsp."),
+        "roles": Key(_roles, "gateway, http, group, stun, turn, rtsp, web",
+                     "Roles this process runs: gateway, http, group, stun, turn, rtsp, web."),
         "public_host": Key(str, "127.0.0.1", "Address devices and clients use to reach this host."),
         "data_dir": Key(str, "var", "Directory for the database and other state (relative to the working directory)."),
         "min_free_mb": Key(_count, "64",
@@ -251,6 +251,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         "DevKeys are not sent in clear (needs tls_cert and tls_key; empty: none)."),
         "tls_cert": Key(str, "", "PEM certificate file (with its chain) for HTTPS."),
         "tls_key": Key(str, "", "PEM private key file for HTTPS."),
+    },
+    "web": {
+        "interface": Key(str, "127.0.0.1", "Address of the shop owner's web portal (/) and its JSON API (/api/v1/)."),
+        "port": Key(_port, "8000", "Web portal port; 0 picks a free one."),
+        "tls_port": Key(_optional_port, "",
+                        "HTTPS port of the web portal (needs tls_cert and tls_key; empty: none). Its session "
+                        "cookie is marked Secure there."),
+        "tls_cert": Key(str, "", "PEM certificate file (with its chain) for the portal over HTTPS."),
+        "tls_key": Key(str, "", "PEM private key file for the portal over HTTPS."),
     },
     "gateway": {
         "interface": Key(str, "127.0.0.1", "Address the device TCP gateway listens on."),
@@ -655,7 +664,7 @@ def _check_combinations(values: Mapping[str, Mapping[str, Any]], where: str) -> 
             raise ConfigError(f"{where}: [sms] backend = smgp needs {', '.join(missing)}")
     if values["crm"]["backend"] == "http" and not values["crm"]["url"]:
         raise ConfigError(f"{where}: [crm] backend = http needs url")
-    for section in ("http", "rtsp", "turn"):
+    for section in ("http", "web", "rtsp", "turn"):
         _check_tls(values[section], section, where)
 
 

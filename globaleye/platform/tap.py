@@ -59,6 +59,7 @@ from globaleye.users.accounts import AccountService, AccountSettings
 from globaleye.users.crm import AllowAll, HttpCRM, HttpCRMSettings
 from globaleye.users.sms.client import LogSender, SMGPSender, SMGPSettings
 from globaleye.util.urls import http_url
+from globaleye.web.site import live_video, web_root
 from txturn.auth import ChainedLookup
 from txturn.service import TurnServerConfig, TurnService, default_lookup, turn_service
 from txturn.stunserver import StunServerConfig, StunService
@@ -340,10 +341,27 @@ class PlatformService(service.MultiService):
             if not self.group_directory.default_url and "gateway" in roles:
                 public = self.config["globaleye"]["public_host"]
                 self.group_directory.default_url = http_url(public, self.port_of("http"), "/soap/mcu")
+        if "web" in roles:
+            self._start_web()
         if self.group_client is not None:
             self._start_group_client()
         if "gateway" in roles:  # the role that serves accounts: drop HA1s the configuration no longer wants
             self._forgetting = Deferred.fromCoroutine(self._forget_digests())
+
+    def _start_web(self) -> None:
+        """The shop owner's portal and its JSON API (globaleye.web): the HTTP site's limits and
+        [http] max_body, its own listener, and the same site over TLS when [web] tls_port is set."""
+        w, lim = self.config["web"], self.config["limits"]
+        site = LimitedSite(web_root(self.client, live_video(self.rtsp_proxy)), self.reactor,
+                           max_body=self.config["http"]["max_body"], header_timeout=lim["http_header_timeout"],
+                           body_timeout=lim["http_body_timeout"], idle_timeout=lim["http_idle_timeout"],
+                           log_interval=lim["log_interval"])
+        self.ports["web"] = self._listen("web", w["port"], site, w["interface"],
+                                         deadline=lim["http_header_timeout"], established=http_established)
+        if w["tls_port"] is not None:
+            self.ports["webs"] = self._listen("webs", w["tls_port"], site, w["interface"],
+                                              tls=(w["tls_cert"], w["tls_key"]),
+                                              deadline=lim["http_header_timeout"], established=http_established)
 
     async def _forget_digests(self) -> None:
         try:

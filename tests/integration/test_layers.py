@@ -35,7 +35,7 @@ class LayerTests(SynchronousTestCase):
         if not app.is_dir():
             raise SkipTest("no globaleye/app yet (issue 10 item 1)")
         faces = ("globaleye.api.soap", "globaleye.api.clientapi", "globaleye.device.web", "globaleye.guard.httpsite",
-                 "globaleye.guard.ops", "globaleye.proxy", "globaleye.platform.tap", "globaleye.cli")
+                 "globaleye.guard.ops", "globaleye.proxy", "globaleye.platform.tap", "globaleye.cli", "globaleye.web")
         for path in sorted(app.rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \

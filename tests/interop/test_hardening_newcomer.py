@@ -89,7 +89,8 @@ def shipped_config(data_dir: str, **sections: dict[str, Any]) -> Any:
 
     config = load_config(DEFAULT_INI)
     ports = {"globaleye": {"data_dir": data_dir}, "http": {"port": 0}, "gateway": {"port": 0},
-             "stun": {"port": 0, "alternate_port": 0}, "turn": {"port": 0}, "rtsp": {"port": 0}}
+             "stun": {"port": 0, "alternate_port": 0}, "turn": {"port": 0}, "rtsp": {"port": 0},
+             "web": {"port": 0}}
     for name, keys in sections.items():
         ports.setdefault(name, {}).update(keys)
     return config.replace(**ports)
@@ -118,6 +119,7 @@ class ShippedRolesTests(TestCase):
         self.assertIsNotNone(platform.stun)
         self.assertIsNotNone(platform.turn)
         self.assertIn("rtsp", platform.ports)
+        self.assertIn("web", platform.ports)
         fleet = Fleet(reactor, redirect_url=f"http://127.0.0.1:{platform.port_of('http')}/redirect",
                       timing=Timing(backoff_initial=0.05), http=http_client())
         self.addCleanup(fleet.stop)

@@ -1,0 +1,136 @@
+"""The table of ``/api/v1`` routes: what the router (:mod:`globaleye.web.api`) serves and the
+OpenAPI document (:mod:`globaleye.web.openapi`) describes, from one source so they cannot drift.
+
+Each :class:`Route` names its method, path (an OpenAPI template relative to ``/api/v1``), the
+:class:`~globaleye.web.api.WebApi` method that answers it, whether it needs a session and the
+CSRF token, its request body's JSON Schema (with a valid example), its parameters and answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+#: §7.5.10 PtzDirection by name (the body's ``direction``).
+PTZ_DIRECTIONS = {"stop": 0, "up": 1, "down": 2, "left": 3, "right": 4}
+#: §8.9 StreamType by name (the ``stream`` query parameter).
+STREAMS = {"main": 1, "sub": 2}
+
+
+@attrs.frozen
+class Param:
+    name: str
+    where: str  # path or query
+    schema: Mapping[str, Any]
+    required: bool = True
+    description: str = ""
+
+
+@attrs.frozen
+class Route:
+    """One API route: the router's entry and the OpenAPI document's operation."""
+
+    method: str
+    path: str  # OpenAPI template, relative to /api/v1: /devices/{devId}
+    handler: str  # the WebApi method's name
+    summary: str
+    session: bool = True
+    #: State-changing routes with a session need X-CSRF-Token (login and sign-up have no session).
+    csrf: bool = True
+    body: Mapping[str, Any] | None = None  # JSON Schema of the request body
+    example: Mapping[str, Any] | None = None  # a valid body (the OpenAPI example; the IDOR test sends it)
+    params: tuple[Param, ...] = ()
+    responses: Mapping[int, str] = attrs.field(factory=dict)
+    content_type: str = "application/json"
+
+    @property
+    def operation_id(self) -> str:
+        """The handler's name in camelCase (``change_password`` → ``changePassword``)."""
+        first, *rest = self.handler.split("_")
+        return first + "".join(word.title() for word in rest)
+
+    def klein_path(self) -> str:
+        """The werkzeug rule of this route under /v1 (``{channel}`` is an integer)."""
+        out = self.path
+        for p in self.params:
+            if p.where == "path":
+                kind = "int:" if p.schema.get("type") == "integer" else ""
+                out = out.replace("{" + p.name + "}", f"<{kind}{p.name}>")
+        return "/v1" + out
+
+
+def _obj(required: tuple[str, ...], **properties: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": list(required), "properties": dict(properties),
+            "additionalProperties": False}
+
+
+_STR = {"type": "string"}
+_MOBILE = {"type": "string", "pattern": "^1[0-9]{10}$", "description": "an 11-digit mobile number"}
+_PASSWORD = {"type": "string", "minLength": 6, "maxLength": 32}
+DEV_ID = Param("devId", "path", {"type": "string", "pattern": "^[0-9]{11}$"}, description="the camera's DevID")
+CHANNEL = Param("channel", "path", {"type": "integer", "minimum": 0}, description="channel number, from 0")
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/session", "login", "Log in (§8.3); sets the ge_session cookie", session=False, csrf=False,
+          body=_obj(("account", "password"), account=_MOBILE, password=_STR),
+          responses={200: "logged in: the session (as GET /session)", 401: "wrong account or password",
+                     423: "account locked (Retry-After)", 429: "too many attempts from this address (Retry-After)"}),
+    Route("GET", "/session", "whoami", "Who is logged in, and the CSRF token for state changes",
+          responses={200: "the session", 401: "no live session"}),
+    Route("DELETE", "/session", "logout", "Log out (§8.4); clears the cookie", responses={204: "logged out"}),
+    Route("POST", "/sms-codes", "sms_code", "Send a sign-up verification code by SMS (§8.1)", session=False,
+          csrf=False, body=_obj(("account",), account=_MOBILE),
+          responses={202: "code sent", 429: "not sent (number or address at its limit, or not a mobile number)"}),
+    Route("POST", "/accounts", "sign_up", "Sign up with the SMS code (§8.2)", session=False, csrf=False,
+          body=_obj(("account", "password", "smsCode"), account=_MOBILE, password=_PASSWORD,
+                    smsCode={"type": "string", "pattern": "^[0-9]{6}$"}),
+          responses={201: "account created", 409: "already registered", 422: "wrong or expired code, or refused"}),
+    Route("PUT", "/account/password", "change_password", "Change the password (ends every session)",
+          body=_obj(("oldPassword", "newPassword"), oldPassword=_STR, newPassword=_PASSWORD),
+          example={"oldPassword": "old password", "newPassword": "new password"},
+          responses={204: "changed; log in again", 422: "wrong old password or unfit new one"}),
+    Route("DELETE", "/account", "close_account", "Close the account (releases its cameras)",
+          responses={204: "closed"}),
+    Route("GET", "/devices", "devices", "The cameras the account owns or is shared (§8.5), online state",
+          responses={200: "the list"}),
+    Route("POST", "/devices", "add_device", "Add a camera by DevID and DevKey (§8.6)",
+          body=_obj(("devId", "devKey"), devId={"type": "string", "pattern": "^[0-9]{11}$"}, devKey=_STR),
+          responses={201: "added (or already the account's)", 409: "too many cameras, or another account's",
+                     422: "unknown camera or wrong DevKey"}),
+    Route("GET", "/devices/{devId}", "device", "One camera, with what its ability report (32H) says it can do",
+          params=(DEV_ID,), responses={200: "the camera", 404: "no such camera (or not yours)"}),
+    Route("DELETE", "/devices/{devId}", "remove_device", "Remove an own camera (§8.7; its DevKey proves it)",
+          params=(DEV_ID,), body=_obj(("devKey",), devKey=_STR), example={"devKey": "the camera's DevKey"},
+          responses={204: "removed", 404: "no such own camera, or wrong DevKey"}),
+    Route("POST", "/devices/{devId}/ptz", "ptz", "Turn the camera (§8.10)", params=(DEV_ID,),
+          body=_obj(("direction",), direction={"type": "string", "enum": list(PTZ_DIRECTIONS)},
+                    channel={"type": "integer", "minimum": 0, "default": 0}),
+          example={"direction": "left", "channel": 0},
+          responses={204: "sent; the camera accepted", 404: "no such camera", 503: "camera offline"}),
+    Route("GET", "/devices/{devId}/alarms", "alarms", "The camera's alarms (34H), newest first, 10 a page",
+          params=(DEV_ID, Param("start", "query", {"type": "string", "pattern": "^[0-9]{14}$"}, False,
+                                "YYYYMMDDHHMMSS (empty: open)"),
+                  Param("end", "query", {"type": "string", "pattern": "^[0-9]{14}$"}, False,
+                        "YYYYMMDDHHMMSS (empty: open)"),
+                  Param("page", "query", {"type": "integer", "minimum": 1, "default": 1}, False)),
+          responses={200: "one page", 404: "no such camera"}),
+    Route("GET", "/devices/{devId}/shares", "shares", "The accounts an own camera is shared with",
+          params=(DEV_ID,), responses={200: "the accounts", 404: "no such own camera"}),
+    Route("POST", "/devices/{devId}/shares", "share", "Share an own camera with another account (view only)",
+          params=(DEV_ID,), body=_obj(("account",), account=_MOBILE), example={"account": "13300000000"},
+          responses={201: "shared", 404: "no such own camera, or no such account"}),
+    Route("DELETE", "/devices/{devId}/shares/{account}", "unshare", "Stop sharing an own camera with an account",
+          params=(DEV_ID, Param("account", "path", _MOBILE, description="the account it is shared with")),
+          responses={204: "no longer shared", 404: "no such own camera, or not shared with that account"}),
+    Route("GET", "/devices/{devId}/channels/{channel}/live.mp4", "live", "Live video as fragmented MP4 (H.264 "
+          "passed through) for Media Source Extensions", params=(
+              DEV_ID, CHANNEL, Param("stream", "query", {"type": "string", "enum": list(STREAMS), "default": "main"},
+                                     False, "main or sub stream")),
+          responses={200: "an endless fMP4 stream", 404: "no such camera", 502: "no path to the camera",
+                     503: "camera offline, or this platform runs no rtsp role"},
+          content_type="video/mp4"),
+    Route("GET", "/openapi.json", "openapi", "This document (OpenAPI 3.1)", session=False,
+          responses={200: "the document"}),
+)

@@ -27,11 +27,11 @@ from twisted.web import resource
 from twisted.web.iweb import IRequest
 from werkzeug.routing import Map, Rule
 
-from globaleye.users.accounts import OK, LoginSession
 from globaleye.app import ClientServices
 from globaleye.app.devices import DeviceEntry
 from globaleye.app.errors import AppError, NoSuchDevice
 from globaleye.guard.keyguard import source_of
+from globaleye.users.accounts import OK, LoginSession
 from globaleye.web.auth import Sessions, check_origin, peer_of
 from globaleye.web.openapi import document
 from globaleye.web.problem import Problem, bad_request, from_app_error

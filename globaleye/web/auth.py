@@ -26,9 +26,9 @@ from typing import Any, cast
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from globaleye.users.accounts import LoginSession
 from globaleye.app.accounts import AccountsService
 from globaleye.app.errors import SessionExpired
+from globaleye.users.accounts import LoginSession
 from globaleye.web.problem import Problem
 
 COOKIE = b"ge_session"

@@ -18,11 +18,11 @@ from typing import Any
 from twisted.internet import reactor, threads
 from twisted.trial.unittest import SkipTest, TestCase
 
-from globaleye.users.accounts import RecordingSmsSender
+from globaleye.platform.tap import PlatformService
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
-from globaleye.platform.tap import PlatformService
 from globaleye.testing import platform_config, start_platform
+from globaleye.users.accounts import RecordingSmsSender
 from tests.util import http_client, until
 
 CHROMIUM = "/usr/bin/chromium"

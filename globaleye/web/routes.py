@@ -133,4 +133,10 @@ ROUTES: tuple[Route, ...] = (
           content_type="video/mp4"),
     Route("GET", "/openapi.json", "openapi", "This document (OpenAPI 3.1)", session=False,
           responses={200: "the document"}),
+    # --- alarms (live events) ---
+    Route("GET", "/events", "events", "The account's live events as Server-Sent Events: alarms (34H) and "
+          "online changes of the cameras it may see; ends with the session",
+          responses={200: "an endless text/event-stream (event: alarm, device, session)",
+                     406: "the request does not accept text/event-stream", 429: "too many open streams"},
+          content_type="text/event-stream"),
 )

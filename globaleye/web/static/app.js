@@ -1,6 +1,7 @@
 // The shop owner's portal: one page, hash routes (#/login, #/signup, #/devices, #/devices/{id}),
 // the JSON API at /api/v1 (errors are application/problem+json), no build step, no inline script.
 import { lang, setLang, t } from './i18n.js';
+import { installAlarms } from './alarms.js';
 
 const API = '/api/v1';
 const view = document.getElementById('view');
@@ -373,6 +374,8 @@ function liveErrorKey(detail) {
 
 // Routing -------------------------------------------------------------------------------------
 
+const alarms = installAlarms({ api, h, render });
+
 async function route() {
   translateStatic();
   const hash = location.hash || '#/devices';
@@ -387,7 +390,9 @@ async function route() {
     }
     translateStatic();
   }
+  alarms.start();
   try {
+    if (hash === '#/alarms') return await alarms.page();
     const match = hash.match(/^#\/devices\/([0-9]+)$/);
     if (match) return await devicePage(match[1]);
     return await devicesPage();

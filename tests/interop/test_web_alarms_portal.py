@@ -195,6 +195,15 @@ class WebAlarmsPortalTests(TestCase):
             seen["listed_en"] = page.locator("#alarm-list").inner_text()
             page.set_viewport_size({"width": 1280, "height": 800})
             page.screenshot(path=os.path.join(folder, "alarms-en-desktop.png"), full_page=True)
+            # The device list follows the camera's online state live (event: device on the same stream).
+            page.click("#lang-switch")  # back to Chinese
+            page.goto(base + "/#/devices")
+            page.wait_for_selector(f"li[data-dev-id='{CAMERA}'] .state.online")
+            stopped = time.monotonic()
+            threads.blockingCallFromThread(reactor, self.cameras[CAMERA].stop)
+            page.wait_for_selector(f"li[data-dev-id='{CAMERA}'] .state.offline", timeout=5000)
+            seen["offline_seconds"] = time.monotonic() - stopped
+            seen["offline_text"] = page.locator(f"li[data-dev-id='{CAMERA}'] .state").inner_text()
             seen["errors"] = errors
             context.close()
             return seen
@@ -219,4 +228,6 @@ class WebAlarmsPortalTests(TestCase):
         self.assertEqual(seen["count_after_theirs"], 2)
         self.assertIn("Lens failure", seen["listed_en"])
         self.assertIn("SD card / disk error", seen["listed_en"])
+        self.assertLess(seen["offline_seconds"], 2.0)
+        self.assertEqual(seen["offline_text"], "离线")
         self.assertEqual(seen["errors"], [])

@@ -165,6 +165,8 @@ export function installAlarms({ api, h, render }) {
     const pages = await Promise.all(devices.map((d) => api('GET', `/devices/${encodeURIComponent(d.devId)}/alarms`)
       .then((p) => p.alarms.map((a) => ({ ...a, devId: d.devId })))
       .catch(() => [])));
+    // The person may have gone elsewhere while the lists loaded: never draw over that page.
+    if (location.hash !== '#/alarms') return;
     const stored = pages.flat();
     // Live alarms already shown are in the store too: keep each once (the stored copy).
     const seen = new Set(stored.map((a) => `${a.devId}|${a.time}|${a.type}`));

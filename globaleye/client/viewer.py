@@ -14,8 +14,9 @@ from typing import Any
 import attrs
 from twisted.internet import defer
 
-from globaleye.client.media import Picture, PictureAssembler
+from globaleye.client.media import Picture
 from globaleye.client.soap import McuClient
+from globaleye.media.h264au import PictureAssembler
 from globaleye.rtsp.paths import Attempt, PathSettings, PlayUrls, connect_camera
 from globaleye.rtsp.sdp import MediaSection
 from globaleye.rtsp.upstream import UpstreamSession

@@ -1,0 +1,214 @@
+"""Live view in a real browser: the platform's rtsp role, a simulated camera, globaleye.web.live
+and static/js/player.js, played by Debian's Chromium driven by Playwright.
+
+The page, the player module and the stream are served here by a small loopback site with the
+account fixed (the portal's route and session are the web API's, tested with it); the site is
+the platform's own LimitedSite with a short idle timeout, and the page carries a strict
+Content-Security-Policy (no inline script), so both constraints of the real portal hold.
+Playwright's synchronous API runs in a thread (deferToThread) while the reactor serves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web import resource, static
+
+from globaleye.httpsite import LimitedSite
+from globaleye.web.live import LiveUnavailable, LiveVideo, write_problem
+from tests.util import FFMPEG, ProxyHarness, run, until
+from tests.util import PROXY_DEV as DEV
+from tests.util import PROXY_MOBILE as MOBILE
+from tests.util import PROXY_OTHER_DEV as OTHER_DEV
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+PLAYER = Path(__file__).resolve().parents[2] / "globaleye" / "web" / "static" / "js" / "player.js"
+CSP = b"default-src 'self'; script-src 'self'; media-src 'self' blob:; style-src 'self'; object-src 'none'"
+
+PAGE = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>live</title>
+<script type="module" src="/page.js"></script></head>
+<body><button id="play">Play</button><video id="v" muted playsinline></video><p id="state"></p></body></html>
+"""
+
+# Records, for the test: the player's states, and the click-to-first-frame time (the first frame
+# the compositor presents, requestVideoFrameCallback).
+PAGE_JS = b"""import { playLive } from '/js/player.js';
+const video = document.getElementById('v');
+window.states = [];
+document.getElementById('play').addEventListener('click', () => {
+  const clicked = performance.now();
+  video.requestVideoFrameCallback(() => { window.firstFrameMs = performance.now() - clicked; });
+  const params = new URLSearchParams(location.search);
+  window.player = playLive(video, '/live.mp4?dev=' + (params.get('dev') || ''), {
+    onState: (s, detail) => {
+      window.states.push(detail ? s + ': ' + detail : s);
+      document.getElementById('state').textContent = s;
+    },
+  });
+});
+"""
+
+
+class LivePage(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, live: LiveVideo) -> None:
+        super().__init__()
+        self.live = live
+
+    def render_GET(self, request: Any) -> Any:  # noqa: N802
+        dev = (request.args.get(b"dev") or [b""])[0].decode() or DEV
+        try:
+            return self.live.render(request, MOBILE, dev, 0, 1)
+        except LiveUnavailable as e:
+            write_problem(request, e)
+            return b""
+
+
+class Bytes(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, body: bytes, kind: bytes) -> None:
+        super().__init__()
+        self.body, self.kind = body, kind
+
+    def render_GET(self, request: Any) -> bytes:  # noqa: N802
+        request.setHeader(b"content-type", self.kind)
+        request.setHeader(b"content-security-policy", CSP)
+        return self.body
+
+
+def browse(base: str, dev: str = "", hold: float = 0.0) -> dict[str, Any]:
+    """Open the page in Chromium, click Play, and measure (in a worker thread)."""
+    from playwright.sync_api import sync_playwright
+
+    out: dict[str, Any] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.route("**/favicon.ico", lambda route: route.fulfill(status=204))
+            page.goto(base + "/" + (f"?dev={dev}" if dev else ""))
+            out["h264"] = page.evaluate("MediaSource.isTypeSupported('video/mp4; codecs=\"avc1.42E01E\"')")
+            clicked = time.monotonic()
+            page.click("#play")
+            if dev:  # an error is expected
+                page.wait_for_function("() => window.states.some(s => s.startsWith('error'))", timeout=15000)
+                out["states"] = page.evaluate("window.states")
+                return out
+            page.wait_for_function("() => window.firstFrameMs !== undefined", timeout=15000)
+            out["first_frame_ms"] = page.evaluate("window.firstFrameMs")
+            out["first_frame_wall_ms"] = (time.monotonic() - clicked) * 1000
+            t0 = page.evaluate("document.getElementById('v').currentTime")
+            try:
+                page.wait_for_function("() => document.getElementById('v').getVideoPlaybackQuality().totalVideoFrames > 50",
+                                       timeout=5000)
+                out["frames_50_after_s"] = time.monotonic() - clicked
+            except Exception as e:
+                out["frames_50_error"] = str(e)
+            page.wait_for_timeout(1000)
+            if hold:
+                page.wait_for_timeout(hold * 1000)
+            q = page.evaluate("(() => { const v = document.getElementById('v');"
+                              " const q = v.getVideoPlaybackQuality();"
+                              " const b = v.buffered;"
+                              " return {t: v.currentTime, frames: q.totalVideoFrames, dropped: q.droppedVideoFrames,"
+                              " w: v.videoWidth, h: v.videoHeight, error: v.error && v.error.message,"
+                              " buffered: b.length ? b.end(b.length - 1) - v.currentTime : null}; })()")
+            out.update(q)
+            out["t0"] = t0
+            out["states"] = page.evaluate("window.states")
+            page.evaluate("window.player.close()")
+            out["errors"] = errors
+        finally:
+            browser.close()
+    return out
+
+
+class WebLiveChromiumTests(TestCase):
+    timeout = 90
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        if not os.path.exists(CHROMIUM):
+            raise SkipTest("Chromium not installed (apt-get install -y chromium)")
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            raise SkipTest("Playwright for Python not installed") from None
+        self.h = ProxyHarness(self)
+        await self.h.start({DEV: {}, OTHER_DEV: {}})
+        self.live = LiveVideo(self.h.factory, reactor)
+        root = resource.Resource()
+        root.putChild(b"", Bytes(PAGE, b"text/html; charset=utf-8"))
+        root.putChild(b"page.js", Bytes(PAGE_JS, b"text/javascript"))
+        js = resource.Resource()
+        js.putChild(b"player.js", static.File(str(PLAYER), defaultType="text/javascript"))
+        root.putChild(b"js", js)
+        root.putChild(b"live.mp4", LivePage(self.live))
+        # A 2 s idle timeout: the stream must outlive it (the live view suspends it while streaming).
+        self.site = LimitedSite(root, reactor, idle_timeout=2.0)
+        self.port = reactor.listenTCP(0, self.site, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.base = f"http://127.0.0.1:{self.port.getHost().port}"
+
+    async def test_plays_in_chromium(self) -> None:
+        """currentTime advances and more than 50 frames are decoded within 5 s of the click."""
+        result = await deferToThread(browse, self.base, "", 2.0)
+        print(f"\nweb live in Chromium: {json.dumps(result)}")
+        self.assertTrue(result["h264"], "this Chromium has no H.264 in MSE")
+        self.assertNotIn("frames_50_error", result)
+        self.assertLess(result["frames_50_after_s"], 5.0)
+        self.assertGreater(result["t"], result["t0"])
+        self.assertGreater(result["frames"], 50)
+        self.assertEqual((result["w"], result["h"]), (1280, 720))
+        self.assertIsNone(result["error"])
+        self.assertEqual(result["errors"], [], "no error in the page's console")
+        self.assertEqual(result["states"][:2], ["connecting", "playing"])
+        self.assertLess(result["buffered"], 1.5, "the player keeps to the live edge")
+        print(f"click to first frame: {result['first_frame_ms']:.0f} ms (in the page), "
+              f"{result['first_frame_wall_ms']:.0f} ms (test clock)")
+        # The browser is gone: the viewer left the hub, logged, and the stream outlived the site's idle timeout.
+        await until(lambda: not self.live.viewers, timeout=5)
+        self.assertEqual(self.live.started, 1)
+
+    async def test_browser_and_rtsp_share_one_upstream(self) -> None:
+        """ffmpeg over RTSP and Chromium over fMP4 watch the same camera stream: one upstream."""
+        if FFMPEG is None:
+            raise SkipTest("ffmpeg not installed")
+        ffmpeg = defer.ensureDeferred(run(FFMPEG, ["-v", "error", "-rtsp_transport", "tcp", "-i", self.h.url(), "-t", "8",
+                              "-f", "null", "-"], timeout=30))
+        await until(lambda: (DEV, 0, 1) in self.h.factory.hubs and self.h.factory.hubs[(DEV, 0, 1)].viewers)
+        browsing = deferToThread(browse, self.base, "", 1.0)
+        hub = self.h.factory.hubs[(DEV, 0, 1)]
+        await until(lambda: len(hub.viewers) == 2, timeout=15)
+        self.assertEqual(len(self.live.viewers), 1)
+        self.assertEqual(self.h.factory.upstream_starts, 1, "one upstream for both viewers")
+        self.assertEqual(self.h.camera_rtsp().plays, 1, "the camera was asked to PLAY once")
+        status = hub.status()
+        self.assertEqual(len(status["viewers"]), 2)
+        result = await browsing
+        self.assertGreater(result["frames"], 50, result)
+        done = await ffmpeg
+        self.assertEqual(done.code, 0, done.err)
+        self.assertEqual(self.h.factory.upstream_starts, 1)
+
+    async def test_not_my_camera_shows_the_problem(self) -> None:
+        """A camera of another account: 404 before any video, and the page shows the problem's title."""
+        result = await deferToThread(browse, self.base, OTHER_DEV)
+        self.assertEqual(result["states"], ["connecting", "error: No such camera"])
+        self.assertNotIn((OTHER_DEV, 0, 1), self.h.factory.hubs, "no upstream for a refused viewer")
+        self.assertEqual(self.h.camera_rtsp(OTHER_DEV).plays, 0)
+

@@ -28,6 +28,7 @@ buffer and at most one picture, never stalls the others, and nothing queues with
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +42,7 @@ from globaleye.media import fmp4, rtp
 from globaleye.media.h264au import Picture, PictureAssembler
 from globaleye.proxy.fanout import LiveHub, ViewerStream
 from globaleye.proxy.platform import Target
-from globaleye.proxy.server import RtspProxyFactory
+from globaleye.proxy.server import VIEWER_SNDBUF, RtspProxyFactory
 from globaleye.rtsp.paths import NoPath, summarize
 from globaleye.rtsp.sdp import SessionDescription
 from globaleye.rtsp.serving import Refusal
@@ -103,7 +104,13 @@ class LiveVideo:
         self.stalled_drops = 0
 
     def render(self, request: Any, account: str, dev_id: str, channel: int, stream: int) -> int:
-        """Start streaming to *request*; NOT_DONE_YET.  LiveUnavailable for what is known at once."""
+        """Start streaming to *request*; NOT_DONE_YET.
+
+        LiveUnavailable is raised for what is known at once (a bad stream number, the viewer
+        cap).  The rest is asynchronous and answered here through ``answer_problem``: access
+        first (404, the same for a camera that does not exist and one that is not the
+        account's), then whether the camera is online (503), then the path to it (502).
+        """
         peer = _peer(request)
         if stream not in STREAM_TYPES or channel < 0:
             self._refused(peer, account, dev_id, channel, stream, "bad channel or stream")
@@ -111,9 +118,6 @@ class LiveVideo:
         if len(self.viewers) + self.factory.viewer_count() >= self.factory.max_viewers:
             self._refused(peer, account, dev_id, channel, stream, "viewer limit reached")
             raise LiveUnavailable(503, "Too many viewers", "the platform serves its maximum number of viewers")
-        if not self.factory.directory.online(dev_id):
-            self._refused(peer, account, dev_id, channel, stream, "camera offline")
-            raise LiveUnavailable(503, "Camera offline", f"camera {dev_id} is offline")
         d = defer.Deferred.fromCoroutine(self._open(request, peer, account, Target("live", dev_id, channel, stream)))
         d.addErrback(self._failed, request, peer)
         return NOT_DONE_YET
@@ -219,6 +223,12 @@ class BrowserViewer:
     # -- life
 
     def start(self) -> None:
+        # The RTSP viewers' fixed send buffer, for the same reason: a browser that stops reading
+        # is noticed within about a second of video and costs bounded kernel memory.
+        try:
+            self.request.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, VIEWER_SNDBUF)
+        except (AttributeError, OSError):
+            pass
         self.request.registerProducer(self, True)
         self.request.notifyFinish().addBoth(lambda _: self.close("browser disconnected"))
         self._first = self.reactor.callLater(self.live.first_picture_timeout, self._no_picture)

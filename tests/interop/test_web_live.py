@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 import time
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, reactor
+from twisted.internet.protocol import Protocol
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web import resource, static
 
 from globaleye.httpsite import LimitedSite
 from globaleye.web.live import LiveUnavailable, LiveVideo, write_problem
-from tests.util import FFMPEG, ProxyHarness, run, until
+from tests.util import FFMPEG, FFPROBE, ProxyHarness, http_client, run, until
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_MOBILE as MOBILE
 from tests.util import PROXY_OTHER_DEV as OTHER_DEV
@@ -212,3 +215,145 @@ class WebLiveChromiumTests(TestCase):
         self.assertNotIn((OTHER_DEV, 0, 1), self.h.factory.hubs, "no upstream for a refused viewer")
         self.assertEqual(self.h.camera_rtsp(OTHER_DEV).plays, 0)
 
+
+
+class StreamReader(Protocol):
+    """An HTTP body reader that keeps what it got and when, and can hang up."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.arrivals: list[float] = []
+        self.done: defer.Deferred[None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self.data += data
+        self.arrivals.append(reactor.seconds())
+
+    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+        self.done.callback(None)
+
+    def close(self) -> None:
+        self.transport.stopProducing()
+
+
+def top_boxes(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The whole top-level boxes at the start of *data* (a cut-off last one is left out)."""
+    out = []
+    pos = 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack_from("!I4s", data, pos)
+        if size < 8 or pos + size > len(data):
+            break
+        out.append((kind, data[pos + 8:pos + size]))
+        pos += size
+    return out
+
+
+def child(payload: bytes, path: list[bytes]) -> bytes:
+    for kind in path:
+        pos = 0
+        while True:
+            size, k = struct.unpack_from("!I4s", payload, pos)
+            if k == kind:
+                payload = payload[pos + 8:pos + size]
+                break
+            pos += size
+    return payload
+
+
+class WebLiveStreamTests(TestCase):
+    """The stream itself, read by a plain HTTP client: boxes, ffmpeg's decode, slow readers, the end."""
+
+    timeout = 60
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        if FFMPEG is None or FFPROBE is None:
+            raise SkipTest("ffmpeg/ffprobe not installed")
+        self.h = ProxyHarness(self, rtsp_extra="stall_timeout = 2")
+        await self.h.start({DEV: {}, OTHER_DEV: {}})
+        self.live = LiveVideo(self.h.factory, reactor)
+        root = resource.Resource()
+        root.putChild(b"live.mp4", LivePage(self.live))
+        self.port = reactor.listenTCP(0, LimitedSite(root, reactor), interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.url = f"http://127.0.0.1:{self.port.getHost().port}/live.mp4"
+        self.client = http_client()
+
+    async def watch(self, dev: str = "") -> tuple[Any, StreamReader]:
+        response = await self.client.get(self.url + (f"?dev={dev}" if dev else ""), unbuffered=True)
+        reader = StreamReader()
+        response.deliverBody(reader)
+        self.addCleanup(lambda: None if reader.done.called else reader.close())
+        return response, reader
+
+    async def test_fragments_decode_in_ffmpeg(self) -> None:
+        response, reader = await self.watch()
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["video/mp4"])
+        [codec] = response.headers.getRawHeaders("x-codec")
+        self.assertRegex(codec, r"^avc1\.[0-9A-F]{6}$")
+        await until(lambda: len(top_boxes(bytes(reader.data))) > 2 + 2 * 75, timeout=10)
+        reader.close()
+        await reader.done
+        boxes = top_boxes(bytes(reader.data))
+        self.assertEqual([k for k, _ in boxes[:2]], [b"ftyp", b"moov"])
+        moofs = [body for kind, body in boxes[2:] if kind == b"moof"]
+        self.assertEqual([k for k, _ in boxes[2:2 + 2 * len(moofs)]], [b"moof", b"mdat"] * len(moofs))
+        flags = [struct.unpack_from("!I", child(m, [b"traf", b"trun"]), 12 + 8)[0] for m in moofs]
+        self.assertEqual(flags[0], 0x02000000, "the stream starts at an IDR")
+        times = [struct.unpack_from("!Q", child(m, [b"traf", b"tfdt"]), 4)[0] for m in moofs]
+        self.assertEqual(times[0], 0)
+        self.assertEqual([b - a for a, b in zip(times, times[1:], strict=False)], [3600] * (len(times) - 1),
+                         "25 fps, one picture per fragment, no gap")
+        path = self.mktemp() + ".mp4"
+        end = sum(8 + len(body) for _k, body in boxes[:2 + 2 * len(moofs)])
+        with open(path, "wb") as f:
+            f.write(bytes(reader.data[:end]))
+        assert FFMPEG is not None and FFPROBE is not None
+        result = await run(FFMPEG, ["-v", "error", "-i", path, "-f", "null", "-"])
+        self.assertEqual((result.code, result.err.strip()), (0, ""))
+        result = await run(FFPROBE, ["-v", "error", "-count_frames", "-show_entries",
+                                     "stream=nb_read_frames,width,height", "-of", "json", path])
+        stream = json.loads(result.out)["streams"][0]
+        self.assertEqual((int(stream["nb_read_frames"]), stream["width"], stream["height"]), (len(moofs), 1280, 720))
+        await until(lambda: not self.live.viewers, timeout=5)
+
+    async def test_slow_reader_dropped_others_unaffected(self) -> None:
+        """A client that stops reading skips pictures, is dropped after stall_timeout, and the
+        reader beside it gets every picture on time."""
+        _response, good = await self.watch()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.addCleanup(sock.close)
+        sock.connect(("127.0.0.1", self.port.getHost().port))
+        sock.sendall(b"GET /live.mp4 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # and never read
+        await until(lambda: len(self.live.viewers) == 2)
+        slow = next(v for v in self.live.viewers if v.peer.endswith(f":{sock.getsockname()[1]}"))
+        await until(lambda: self.live.stalled_drops == 1, timeout=20)
+        self.assertGreater(slow.stream.frames_dropped, 0, "pictures skipped while the socket was full")
+        self.assertTrue(slow.closed)
+        self.assertEqual(len(self.live.viewers), 1)
+        gaps = [b - a for a, b in zip(good.arrivals, good.arrivals[1:], strict=False)]
+        self.assertLess(max(gaps), 0.5, "the other reader was never held up")
+        hub = self.h.factory.hubs[(DEV, 0, 1)]
+        self.assertEqual(len(hub.viewers), 1)
+
+    async def test_upstream_end_ends_the_answer(self) -> None:
+        _response, reader = await self.watch()
+        await until(lambda: len(top_boxes(bytes(reader.data))) > 4)
+        self.h.factory.hubs[(DEV, 0, 1)].stop("test: camera gone")
+        await reader.done
+        self.assertFalse(self.live.viewers)
+
+    async def test_refusals_are_problems(self) -> None:
+        response = await self.client.get(self.url + f"?dev={OTHER_DEV}")
+        self.assertEqual(response.code, 404)
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/problem+json"])
+        body = json.loads(await response.content())
+        self.assertEqual((body["status"], body["title"]), (404, "No such camera"))
+        self.h.cameras[DEV].stop()  # offline: the gateway notices the session's end
+        await until(lambda: not self.h.platform.gateway.is_online(DEV))
+        response = await self.client.get(self.url)
+        self.assertEqual(response.code, 503)
+        body = json.loads(await response.content())
+        self.assertEqual(body["title"], "Camera offline")

@@ -40,7 +40,7 @@ from zope.interface import implementer
 
 from globaleye.media import fmp4, rtp
 from globaleye.media.h264au import Picture, PictureAssembler
-from globaleye.proxy.fanout import LiveHub, ViewerStream
+from globaleye.proxy.fanout import GOP_CACHE_BYTES, LiveHub, ViewerStream
 from globaleye.proxy.platform import Target
 from globaleye.proxy.server import VIEWER_SNDBUF, RtspProxyFactory
 from globaleye.rtsp.paths import NoPath, summarize
@@ -97,6 +97,8 @@ class LiveVideo:
         self.reactor = reactor
         self.first_picture_timeout = first_picture_timeout
         self.viewers: set[BrowserViewer] = set()
+        #: The shared fMP4 of each camera stream with browser viewers, by hub key.
+        self.feeds: dict[tuple[str, int, int], FragmentFeed] = {}
         #: How an unavailable stream is answered once render() has returned (the web face may
         #: put its own problem writer here).
         self.answer_problem: Callable[[Any, LiveUnavailable], None] = write_problem
@@ -164,7 +166,10 @@ class LiveVideo:
             raise LiveUnavailable(503, "Camera stream ended", "the camera stream ended")
         if description.track("video") is None:
             raise LiveUnavailable(502, "No video", "the camera's stream has no video track")
-        viewer = BrowserViewer(self, request, hub, description, target, account, peer)
+        feed = self.feeds.get(hub.key)
+        if feed is None or feed.closed or feed.hub is not hub:
+            feed = self.feeds[hub.key] = FragmentFeed(self, hub, description, target)
+        viewer = BrowserViewer(self, request, feed, account, peer)
         self.viewers.add(viewer)
         self.started += 1
         viewer.start()
@@ -182,38 +187,151 @@ class LiveVideo:
 
     def status(self) -> dict[str, Any]:
         return {"viewers": [v.status() for v in self.viewers], "started": self.started,
+                "feeds": [{"stream": f.target.label, "codec": f.codec, "fragments": f.fragments, "browsers": len(f.viewers),
+                           "gop_fragments": len(f.gop or ())} for f in self.feeds.values()],
                 "stalled_drops": self.stalled_drops}
 
 
-@implementer(interfaces.IPushProducer)
-class BrowserViewer:
-    """One browser: a :class:`ViewerStream` of the hub whose sink turns pictures into fragments."""
+class FragmentFeed:
+    """One camera stream as fMP4, made once and shared by all its browser viewers.
 
-    def __init__(self, live: LiveVideo, request: Any, hub: LiveHub, description: SessionDescription,
-                 target: Target, account: str, peer: str) -> None:
+    The feed is one :class:`ViewerStream` of the hub (so it gets the hub's IDR start, SPS/PPS
+    in front of bare IDRs, and timestamps rebased across a recovery), whose sink reassembles
+    pictures and writes each as a fragment once; each browser is then handed the same bytes.
+    So a browser viewer costs one transport write per picture, not a depacketizer and a muxer
+    of its own.  The fragments since the last IDR are kept (at most ``GOP_CACHE_BYTES``) so a
+    browser that joins later starts at once, on that IDR.  The decode times are the feed's:
+    a late joiner's first fragment is not at 0, and the player starts at what is buffered.
+    """
+
+    def __init__(self, live: LiveVideo, hub: LiveHub, description: SessionDescription, target: Target) -> None:
         self.live = live
-        self.request = request
         self.hub = hub
         self.target = target
-        self.account = account
-        self.peer = peer
-        self.reactor = live.reactor
-        self.stream = ViewerStream(self, description, f"web {peer} {target.label}")
+        self.stream = ViewerStream(self, description, f"web {target.label}")
         self.video_track = self.stream.video_track
         assert self.video_track is not None
         self.stream.tracks = {self.video_track}  # audio: not yet (G.711 needs transcoding, issue 11)
         self.assembler = PictureAssembler(list(self.stream.params))
-        self.paused = False
+        self.viewers: set[BrowserViewer] = set()
         self.closed = False
-        self.params: tuple[bytes, bytes] | None = None  # the SPS/PPS of the last init segment
+        self.params: tuple[bytes, bytes] | None = None
+        self.init: bytes | None = None
         self.codec = ""
         self.sequence = 0
         self.last_ts: int | None = None
         self.decode_time = 0
         self.duration = DEFAULT_DURATION
+        #: The fragments of the current GOP, from its IDR on; None: none (or more than the bound).
+        self.gop: list[bytes] | None = None
+        self.gop_bytes = 0
         self.fragments = 0
+
+    # -- viewers
+
+    def join(self, viewer: BrowserViewer) -> None:
+        first = not self.viewers
+        self.viewers.add(viewer)
+        if first:
+            self.hub.add(self.stream)  # the hub's cached GOP comes now, through send_rtp
+        elif self.init is not None and self.gop:
+            viewer.replay(self.init, tuple(self.gop))
+
+    def leave(self, viewer: BrowserViewer) -> None:
+        self.viewers.discard(viewer)
+        if not self.viewers and not self.closed:
+            self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.hub.remove(self.stream)
+        if self.live.feeds.get(self.hub.key) is self:
+            del self.live.feeds[self.hub.key]
+
+    # -- the Sink of the feed's ViewerStream
+
+    def blocked(self) -> bool:
+        return False  # each browser skips on its own (BrowserViewer.fragment)
+
+    def send_rtp(self, track: int, data: bytes) -> None:
+        if track != self.video_track or self.closed:
+            return
+        for picture in self.assembler.feed(data):
+            self._picture(picture)
+
+    def send_rtcp(self, track: int, data: bytes) -> None:
+        pass  # the fragments carry their own timing
+
+    def upstream_lost(self, reason: str) -> None:
+        self.close()
+        for viewer in tuple(self.viewers):
+            viewer.close(f"upstream ended: {reason}", LiveUnavailable(502, "Camera stream lost", reason))
+        self.viewers.clear()
+
+    # -- pictures to fragments
+
+    def _picture(self, picture: Picture) -> None:
+        new_init = False
+        if picture.keyframe:
+            sps = next((n for n in picture.nals if rtp.nal_type(n) == rtp.NAL_SPS), None)
+            pps = next((n for n in picture.nals if rtp.nal_type(n) == rtp.NAL_PPS), None)
+            if sps is not None and pps is not None and (sps, pps) != self.params:
+                try:
+                    self.init, self.codec = fmp4.init_segment(sps, pps), fmp4.codec_string(sps)
+                except (fmp4.Fmp4Error, ValueError) as e:
+                    log.warn("web live {what}: parameter sets not usable ({e})", what=self.target.label, e=e)
+                    return
+                self.params = (sps, pps)
+                new_init = True
+        if self.init is None:
+            return  # no parameter sets yet: nothing a browser could decode
+        if self.last_ts is not None:
+            delta = _signed32(picture.timestamp - self.last_ts)
+            if delta <= 0 or delta > 10 * rtp.H264_CLOCK:
+                delta = self.duration  # a clock jump: keep the timeline moving
+            self.decode_time += delta
+            if delta < 2 * rtp.H264_CLOCK:
+                self.duration = delta  # the best guess of this picture's duration: the last interval
+        self.last_ts = picture.timestamp
+        try:
+            sample = fmp4.avc_sample(picture.nals, self.duration)
+        except fmp4.Fmp4Error:
+            return
+        self.sequence += 1
+        data = fmp4.media_segment(self.sequence, self.decode_time, [sample])
+        self.fragments += 1
+        if sample.sync:
+            self.gop, self.gop_bytes = [], 0
+        if self.gop is not None:
+            self.gop_bytes += len(data)
+            if self.gop_bytes > GOP_CACHE_BYTES:
+                self.gop, self.gop_bytes = None, 0
+            else:
+                self.gop.append(data)
+        for viewer in tuple(self.viewers):
+            viewer.fragment(self.init, data, sample.sync, new_init)
+
+
+@implementer(interfaces.IPushProducer)
+class BrowserViewer:
+    """One browser's answer: the feed's fragments, skipped to the next IDR while its socket is full."""
+
+    def __init__(self, live: LiveVideo, request: Any, feed: FragmentFeed, account: str, peer: str) -> None:
+        self.live = live
+        self.request = request
+        self.feed = feed
+        self.target = feed.target
+        self.account = account
+        self.peer = peer
+        self.reactor = live.reactor
+        self.paused = False
+        self.closed = False
+        self.waiting = True  # for a sync fragment (and, before it, the init segment)
+        self.init_sent: bytes | None = None
+        self.headers_sent = False
+        self.fragments = 0
+        self.skipped = 0
         self.bytes = 0
-        self.inits = 0
         self.started_at = self.reactor.seconds()
         self.first_picture_after: float | None = None
         self._stall: Any = None
@@ -232,24 +350,26 @@ class BrowserViewer:
         self.request.registerProducer(self, True)
         self.request.notifyFinish().addBoth(lambda _: self.close("browser disconnected"))
         self._first = self.reactor.callLater(self.live.first_picture_timeout, self._no_picture)
-        self.hub.add(self.stream)  # the cached GOP comes now, so the first picture usually too
-        log.info("web live {peer}: {account} watches {what} via {path} ({n} viewers of the stream)",
+        hub = self.feed.hub
+        log.info("web live {peer}: {account} watches {what} via {path} ({n} browsers, {m} viewers of the stream)",
                  peer=self.peer, account=self.account, what=self.target.label,
-                 path=self.hub.upstream.path if self.hub.upstream is not None else "?", n=len(self.hub.viewers))
+                 path=hub.upstream.path if hub.upstream is not None else "?", n=len(self.feed.viewers) + 1,
+                 m=len(hub.viewers) + (0 if self.feed.viewers else 1))
+        self.feed.join(self)  # the cached GOP comes now, so the first picture usually too
 
     def _no_picture(self) -> None:
         self._first = None
-        if not self.closed and self.params is None:
+        if not self.closed and not self.headers_sent:
             self.close(f"no picture within {self.live.first_picture_timeout:g} s",
                        LiveUnavailable(504, "No picture", "the camera sent no picture in time"))
 
     def close(self, reason: str, problem: LiveUnavailable | None = None) -> None:
-        """Leave the hub and end the answer (once); *problem* if nothing was written yet."""
+        """Leave the feed and end the answer (once); *problem* if nothing was written yet."""
         if self.closed:
             return
         self.closed = True
         self.live.viewers.discard(self)
-        self.hub.remove(self.stream)
+        self.feed.leave(self)
         for call in (self._stall, self._first):
             if call is not None and call.active():
                 call.cancel()
@@ -260,84 +380,55 @@ class BrowserViewer:
                 request.unregisterProducer()
             except Exception:
                 pass
-            if self.params is None:
+            if not self.headers_sent:
                 self.live.answer_problem(request, problem or LiveUnavailable(502, "Camera stream lost", reason))
             else:
                 self._restore_timeout()
                 request.finish()
         log.info("web live {peer}: {account} stopped watching {what}: {reason} ({n} pictures, {skipped} skipped, "
                  "{kb} KiB, first picture after {first})", peer=self.peer, account=self.account,
-                 what=self.target.label, reason=reason, n=self.fragments, skipped=self.stream.frames_dropped,
+                 what=self.target.label, reason=reason, n=self.fragments, skipped=self.skipped,
                  kb=self.bytes // 1024,
                  first="-" if self.first_picture_after is None else f"{self.first_picture_after * 1000:.0f} ms")
 
-    # -- the Sink of the ViewerStream
+    # -- fragments
 
-    def blocked(self) -> bool:
-        return self.paused
+    def replay(self, init: bytes, gop: tuple[bytes, ...]) -> None:
+        """A late joiner: the feed's current GOP at once, whole (it is bounded)."""
+        for i, data in enumerate(gop):
+            self._send(init, data, i == 0)
 
-    def send_rtp(self, track: int, data: bytes) -> None:
-        if self.closed or track != self.video_track:
-            return
-        for picture in self.assembler.feed(data):
-            self._picture(picture)
-
-    def send_rtcp(self, track: int, data: bytes) -> None:
-        pass  # the fragments carry their own timing
-
-    def upstream_lost(self, reason: str) -> None:
-        self.close(f"upstream ended: {reason}", LiveUnavailable(502, "Camera stream lost", reason))
-
-    # -- pictures to fragments
-
-    def _picture(self, picture: Picture) -> None:
+    def fragment(self, init: bytes, data: bytes, sync: bool, new_init: bool) -> None:
         if self.closed:
             return
-        if picture.keyframe:
-            sps = next((n for n in picture.nals if rtp.nal_type(n) == rtp.NAL_SPS), None)
-            pps = next((n for n in picture.nals if rtp.nal_type(n) == rtp.NAL_PPS), None)
-            if sps is not None and pps is not None and (sps, pps) != self.params:
-                self._init(sps, pps)
-        if self.params is None:
-            return  # no parameter sets yet: nothing a browser could decode
-        if self.last_ts is not None:
-            delta = _signed32(picture.timestamp - self.last_ts)
-            if delta <= 0 or delta > 10 * rtp.H264_CLOCK:
-                delta = self.duration  # a clock jump: keep the timeline moving
-            self.decode_time += delta
-            if delta < 2 * rtp.H264_CLOCK:
-                self.duration = delta  # the best guess of this picture's duration: the last interval
-        self.last_ts = picture.timestamp
-        try:
-            sample = fmp4.avc_sample(picture.nals, self.duration)
-        except fmp4.Fmp4Error:
+        # The hub's cached GOP (a first viewer, a recovery) goes out whole: it is bounded, and cut
+        # at the socket's mark it would leave the browser on its IDR until the next one.
+        if (self.paused and not self.feed.stream.replaying) or (self.waiting and not sync):
+            self.waiting = True
+            if self.headers_sent:
+                self.skipped += 1
             return
-        self.sequence += 1
-        self._write(fmp4.media_segment(self.sequence, self.decode_time, [sample]))
-        self.fragments += 1
-        if self.first_picture_after is None:
-            self.first_picture_after = self.reactor.seconds() - self.started_at
+        self._send(init, data, sync)
 
-    def _init(self, sps: bytes, pps: bytes) -> None:
-        try:
-            segment = fmp4.init_segment(sps, pps)
-            codec = fmp4.codec_string(sps)
-        except (fmp4.Fmp4Error, ValueError) as e:
-            log.warn("web live {peer}: {what}: parameter sets not usable ({e})", peer=self.peer,
-                     what=self.target.label, e=e)
+    def _send(self, init: bytes, data: bytes, sync: bool) -> None:
+        if self.waiting and not sync:
             return
-        if self.params is None:
+        self.waiting = False
+        if not self.headers_sent:
             request = self.request
             request.setResponseCode(200)
             request.setHeader(b"content-type", b"video/mp4")
             request.setHeader(b"cache-control", b"no-store")
             request.setHeader(b"x-content-type-options", b"nosniff")
-            request.setHeader(b"x-codec", codec.encode())
-            self.codec = codec
+            request.setHeader(b"x-codec", self.feed.codec.encode())
+            self.headers_sent = True
             self._suspend_timeout()
-        self.params = (sps, pps)
-        self.inits += 1
-        self._write(segment)
+            self.first_picture_after = self.reactor.seconds() - self.started_at
+        if init is not self.init_sent:
+            self.init_sent = init  # a new SPS/PPS: MSE takes a new initialization segment mid-stream
+            self._write(init)
+        self._write(data)
+        self.fragments += 1
 
     def _write(self, data: bytes) -> None:
         self.bytes += len(data)
@@ -387,7 +478,8 @@ class BrowserViewer:
             transport.abortConnection()
 
     def status(self) -> dict[str, Any]:
-        return {"peer": self.peer, "account": self.account, "stream": self.target.label, "codec": self.codec,
-                "fragments": self.fragments, "bytes": self.bytes, "inits": self.inits, "paused": self.paused,
+        return {"peer": self.peer, "account": self.account, "stream": self.target.label, "codec": self.feed.codec,
+                "fragments": self.fragments, "skipped": self.skipped, "bytes": self.bytes, "paused": self.paused,
+                "waiting_for_idr": self.waiting,
                 "first_picture_ms": None if self.first_picture_after is None
-                else round(self.first_picture_after * 1000), **self.stream.stats()}
+                else round(self.first_picture_after * 1000)}

@@ -107,6 +107,16 @@ export function playLive(video, url, { onState = () => {} } = {}) {
     if (b.start(0) < upTo - 1) sourceBuffer.remove(b.start(0), upTo);
   }
 
+  // A viewer who joins a stream others watch gets fragments whose times do not start at 0:
+  // start where the media are (the newest buffered range).
+  function startInBuffer() {
+    const b = video.buffered;
+    if (b.length === 0) return;
+    const t = video.currentTime;
+    for (let i = 0; i < b.length; i++) if (b.start(i) <= t && t < b.end(i)) return;
+    if (t < b.start(b.length - 1)) video.currentTime = b.start(b.length - 1);
+  }
+
   function followLiveEdge() {
     if (closed || sourceBuffer === null) return;
     const b = video.buffered;
@@ -150,7 +160,10 @@ export function playLive(video, url, { onState = () => {} } = {}) {
     if (closed) return;
     sourceBuffer = mediaSource.addSourceBuffer(mime);
     sourceBuffer.mode = 'segments';
-    sourceBuffer.addEventListener('updateend', pump);
+    sourceBuffer.addEventListener('updateend', () => {
+      startInBuffer();
+      pump();
+    });
     sourceBuffer.addEventListener('error', () => fail('the browser could not decode the stream'));
     video.addEventListener('waiting', onWaiting);
     video.addEventListener('playing', onPlaying);

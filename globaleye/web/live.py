@@ -1,15 +1,16 @@
 """Live video for the browser: the camera's H.264 untouched, as fragmented MP4 over HTTP (issue 11).
 
 A browser cannot play RTSP, but every current one plays fragmented MP4 through Media Source
-Extensions (``static/js/player.js``).  So a browser viewer is one more viewer of the RTSP
-proxy's :class:`~globaleye.proxy.fanout.LiveHub` for that camera stream: the same one
-upstream per (DevID, channel, stream) as the RTSP viewers, the same §15 path selection, the
-same GOP cache (the first picture comes at once) and the same recovery when the camera
-drops (the hub rebases timestamps, the browser sees one continuous stream).  Nothing is
-transcoded: the RTP packets the hub fans out are reassembled into pictures
-(:mod:`globaleye.media.h264au`) and each picture is sent as one MP4 fragment
-(:mod:`globaleye.media.fmp4`) the moment it is whole, so the browser's latency is the
-camera's plus the network's.
+Extensions (``static/js/player.js``).  So the browsers of a camera stream are one more viewer
+of the RTSP proxy's :class:`~globaleye.proxy.fanout.LiveHub` for it: the same one upstream
+per (DevID, channel, stream) as the RTSP viewers, the same §15 path selection, the same GOP
+cache (the first picture comes at once) and the same recovery when the camera drops (the hub
+rebases timestamps, the browser sees one continuous stream).  Nothing is transcoded: the RTP
+packets the hub fans out are reassembled into pictures (:mod:`globaleye.media.h264au`) and
+each picture becomes one MP4 fragment (:mod:`globaleye.media.fmp4`) the moment it is whole,
+so the browser's latency is the camera's plus the network's.  That is done once per camera
+stream (:class:`FragmentFeed`, the hub's viewer) and every browser (:class:`BrowserViewer`)
+is handed the same bytes.
 
 The answer is ``200 video/mp4``, chunked, with the codec in ``X-Codec`` (RFC 6381, for
 ``MediaSource.addSourceBuffer``): an initialization segment, then one fragment per picture,
@@ -18,11 +19,15 @@ one mid-stream).  The headers are written at the first picture, so everything th
 wrong before it (no access, camera offline, no path to the camera, no picture) is still an
 ``application/problem+json`` answer with the right status.
 
-Flow control is Twisted's producer/consumer, as for the RTSP viewers: the viewer is the
-request's push producer; when the browser's socket is full Twisted pauses it and the
-:class:`~globaleye.proxy.fanout.ViewerStream` skips pictures until it drains and an IDR comes;
-one paused for the proxy's ``stall_timeout`` is dropped.  So a slow browser costs one socket
-buffer and at most one picture, never stalls the others, and nothing queues without bound.
+Flow control is Twisted's producer/consumer, as for the RTSP viewers: each browser is its
+request's push producer; when its socket is full Twisted pauses it and it skips fragments
+until it drains and an IDR comes; one paused for the proxy's ``stall_timeout`` is dropped.
+So a slow browser costs one socket buffer and at most one fragment, never stalls the others,
+and nothing queues without bound (the feed keeps one GOP, at most ``GOP_CACHE_BYTES``).
+
+Not yet: the camera's G.711 audio (to be transcoded once per stream into AAC, a second track
+of the same fragments, :mod:`globaleye.media.fmp4` is ready for it), and HLS for the Safari
+versions without Media Source Extensions.
 """
 
 from __future__ import annotations

@@ -84,8 +84,9 @@ class LivePage(resource.Resource):
 
     def render_GET(self, request: Any) -> Any:  # noqa: N802
         dev = (request.args.get(b"dev") or [b""])[0].decode() or DEV
+        stream = int((request.args.get(b"stream") or [b"1"])[0])
         try:
-            return self.live.render(request, MOBILE, dev, 0, 1)
+            return self.live.render(request, MOBILE, dev, 0, stream)
         except LiveUnavailable as e:
             write_problem(request, e)
             return b""
@@ -379,8 +380,8 @@ class WebLiveStreamTests(TestCase):
         self.url = f"http://127.0.0.1:{self.port.getHost().port}/live.mp4"
         self.client = http_client()
 
-    async def watch(self, dev: str = "") -> tuple[Any, StreamReader]:
-        response = await self.client.get(self.url + (f"?dev={dev}" if dev else ""), unbuffered=True)
+    async def watch(self, dev: str = "", query: str = "") -> tuple[Any, StreamReader]:
+        response = await self.client.get(self.url + f"?dev={dev}" + query, unbuffered=True)
         reader = StreamReader()
         response.deliverBody(reader)
         self.addCleanup(lambda: None if reader.done.called else reader.close())
@@ -417,6 +418,22 @@ class WebLiveStreamTests(TestCase):
         stream = json.loads(result.out)["streams"][0]
         self.assertEqual((int(stream["nb_read_frames"]), stream["width"], stream["height"]), (len(moofs), 1280, 720))
         await until(lambda: not self.live.viewers, timeout=5)
+
+    async def test_sub_stream(self) -> None:
+        """stream=2 is the camera's sub stream (CIF, 15 fps): its own hub, its own feed."""
+        response, reader = await self.watch("", "&stream=2")
+        self.assertEqual(response.code, 200)
+        await until(lambda: len(top_boxes(bytes(reader.data))) > 2 + 2 * 20, timeout=10)
+        reader.close()
+        await reader.done
+        boxes = top_boxes(bytes(reader.data))
+        tkhd = child(boxes[1][1], [b"trak", b"tkhd"])
+        self.assertEqual(struct.unpack_from("!II", tkhd, len(tkhd) - 8), (352 << 16, 288 << 16))
+        moofs = [body for kind, body in boxes[2:] if kind == b"moof"]
+        times = [struct.unpack_from("!Q", child(m, [b"traf", b"tfdt"]), 4)[0] for m in moofs]
+        self.assertEqual({b - a for a, b in zip(times, times[1:], strict=False)}, {6000}, "15 fps")
+        self.assertIn((DEV, 0, 2), self.h.factory.hubs)
+        self.assertNotIn((DEV, 0, 1), self.h.factory.hubs)
 
     async def test_slow_reader_dropped_others_unaffected(self) -> None:
         """A client that stops reading skips pictures, is dropped after stall_timeout, and the

@@ -89,22 +89,24 @@ export function playLive(video, url, { onState = () => {} } = {}) {
       try {
         sourceBuffer.appendBuffer(data);
       } catch (e) {
-        if (e.name === 'QuotaExceededError') {
-          trim(0); // full: drop what is behind and lose these pictures rather than stop
-        } else {
-          fail(String(e.message || e));
-        }
+        // Full: put the bytes back (a byte lost would break the boxes that follow), free what is
+        // behind the playhead, and append again when that is done (updateend).
+        if (e.name === 'QuotaExceededError' && trim(0.5)) queue.unshift(data);
+        else fail(e.name === 'QuotaExceededError' ? 'the browser\'s video buffer is full' : String(e.message || e));
       }
       return;
     }
     trim(BACK_BUFFER);
   }
 
+  // Remove what is more than `keep` seconds behind the playhead; whether anything was.
   function trim(keep) {
     const b = sourceBuffer.buffered;
-    if (b.length === 0 || sourceBuffer.updating) return;
+    if (b.length === 0 || sourceBuffer.updating) return false;
     const upTo = video.currentTime - keep;
-    if (b.start(0) < upTo - 1) sourceBuffer.remove(b.start(0), upTo);
+    if (b.start(0) >= upTo - (keep > 1 ? 1 : 0)) return false;
+    sourceBuffer.remove(b.start(0), upTo);
+    return true;
   }
 
   // A viewer who joins a stream others watch gets fragments whose times do not start at 0:

@@ -213,7 +213,7 @@ class FragmentFeed:
         self.live = live
         self.hub = hub
         self.target = target
-        self.stream = ViewerStream(self, description, f"web {target.label}")
+        self.stream = _FeedStream(self, description, f"web {target.label}")
         self.video_track = self.stream.video_track
         assert self.video_track is not None
         self.stream.tracks = {self.video_track}  # audio: not yet (G.711 needs transcoding, issue 11)
@@ -267,6 +267,13 @@ class FragmentFeed:
     def send_rtcp(self, track: int, data: bytes) -> None:
         pass  # the fragments carry their own timing
 
+    def restart(self, description: SessionDescription) -> None:
+        """A new upstream after a recovery: a picture cut off by the outage is not one to send
+        (the viewer numbering has no hole to show it), so the assembler starts afresh."""
+        track = description.track("video")
+        self.assembler = PictureAssembler(list(description.media[track].sprop_parameter_sets)
+                                          if track is not None else [])
+
     def upstream_lost(self, reason: str) -> None:
         self.close()
         for viewer in tuple(self.viewers):
@@ -315,6 +322,18 @@ class FragmentFeed:
                 self.gop.append(data)
         for viewer in tuple(self.viewers):
             viewer.fragment(self.init, data, sample.sync, new_init)
+
+
+class _FeedStream(ViewerStream):
+    """The feed's view of the hub, told when the hub rebases it onto a recovered upstream."""
+
+    def __init__(self, feed: FragmentFeed, description: SessionDescription, label: str) -> None:
+        super().__init__(feed, description, label)
+        self.feed = feed
+
+    def rebase(self, gap: float, description: SessionDescription, last_in: dict[int, int]) -> None:
+        self.feed.restart(description)
+        super().rebase(gap, description, last_in)
 
 
 @implementer(interfaces.IPushProducer)

@@ -257,6 +257,34 @@ class LiveTests(SynchronousTestCase):
         self.p()
         self.assertEqual(second.written[-1], first.written[-1], "and the next live picture")
 
+    def test_picture_cut_by_an_outage_is_not_sent(self) -> None:
+        """The upstream drops mid-picture; the hub rebases the feed onto the new one: the cut
+        picture never reaches the browser, the new IDR does, later on the same timeline."""
+        request = self.watch()
+        self.idr()
+        self.p()
+        # A picture of two slices: the first whole, the second cut after its first FU-A packet.
+        slices = [bytes([0x41]) + b"C" * 500, bytes([0x41]) + b"D" * 5000]
+        for payload, marker in rtp.packetize_h264(slices)[:2]:
+            data = rtp.rtp_header(96, self.seq & 0xFFFF, self.ts, 0xCAFE, marker) + payload
+            self.seq += 1
+            facts = self.tracker.feed(0, data)
+            assert facts is not None
+            for viewer in tuple(self.hub().viewers):
+                viewer.rtp(0, data, *facts)
+        [stream] = self.hub().viewers
+        stream.rebase(2.0, self.hub().description, {0: self.ts})
+        self.ts += 90000 * 2 + 12345  # the new camera session's own timestamps
+        self.seq += 100
+        self.tracker = PictureTracker()
+        self.idr()
+        self.p()
+        fragments = [w for w in request.written if w[4:8] == b"moof"]
+        self.assertEqual(len(fragments), 4, "IDR, P, then the new IDR and P: not the cut picture")
+        self.assertNotIn(b"CCCC", b"".join(request.written))
+        [feed] = self.live.feeds.values()
+        self.assertGreater(feed.decode_time, 2 * 90000, "the outage is a step forward in time")
+
     def test_no_picture_is_a_504(self) -> None:
         request = self.watch()
         self.clock.advance(10.5)

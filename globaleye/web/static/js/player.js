@@ -15,12 +15,16 @@ const MAX_LAG = 1.5; // seconds behind the live edge before jumping to it
 const EDGE = 0.3; // where to land before the live edge
 const BACK_BUFFER = 10; // seconds kept behind the playhead
 const CHECK_MS = 500;
+const STALL_MS = 1000; // without pictures this long while playing: 'connecting' again
 
 /**
  * Play the live stream at `url` in `video`.
  * @param {HTMLVideoElement} video
  * @param {string} url
  * @param {{onState?: (state: 'connecting'|'playing'|'error', detail?: string) => void}} [options]
+ *   'connecting' first, and again when pictures stop coming for a second while playing (the
+ *   camera is being reconnected); 'playing' when pictures show; 'error' with a detail a person
+ *   can read (the problem's title of an HTTP error) when the player stops for good.
  * @returns {{close: () => void}}
  */
 export function playLive(video, url, { onState = () => {} } = {}) {
@@ -32,6 +36,7 @@ export function playLive(video, url, { onState = () => {} } = {}) {
   let sourceBuffer = null;
   let objectUrl = null;
   let timer = null;
+  let stalled = null;
 
   const state = (name, detail) => {
     if (!closed) onState(name, detail);
@@ -47,6 +52,7 @@ export function playLive(video, url, { onState = () => {} } = {}) {
     closed = true;
     controller.abort();
     if (timer !== null) clearInterval(timer);
+    if (stalled !== null) clearTimeout(stalled);
     video.removeEventListener('waiting', onWaiting);
     video.removeEventListener('playing', onPlaying);
     if (objectUrl !== null) {
@@ -57,6 +63,8 @@ export function playLive(video, url, { onState = () => {} } = {}) {
   }
 
   function onPlaying() {
+    if (stalled !== null) clearTimeout(stalled);
+    stalled = null;
     if (!playing) {
       playing = true;
       state('playing');
@@ -64,7 +72,10 @@ export function playLive(video, url, { onState = () => {} } = {}) {
   }
 
   // A gap in what is buffered (pictures the server skipped for a slow connection): go on at
-  // the next buffered range instead of waiting forever.
+  // the next buffered range instead of waiting forever.  Nothing ahead (the camera is being
+  // reconnected): after STALL_MS without pictures the page is told, and told again when they
+  // come back ('playing'); a live buffer this short runs dry for a moment now and then, which
+  // is not worth a word.
   function onWaiting() {
     const b = video.buffered;
     for (let i = 0; i < b.length; i++) {
@@ -72,6 +83,15 @@ export function playLive(video, url, { onState = () => {} } = {}) {
         video.currentTime = b.start(i) + 0.01;
         return;
       }
+    }
+    if (stalled === null && playing) {
+      stalled = setTimeout(() => {
+        stalled = null;
+        if (!closed && video.readyState < HTMLMediaElement.HAVE_FUTURE_DATA) {
+          playing = false;
+          state('connecting', 'waiting for the camera');
+        }
+      }, STALL_MS);
     }
   }
 

@@ -94,12 +94,15 @@ def _signed32(delta: int) -> int:
 
 
 class LiveVideo:
-    """The browser's live view, built on the RTSP proxy's hubs: ``LiveVideo(proxy_factory, reactor)``."""
+    """The browser's live view, built on the RTSP proxy's hubs: ``LiveVideo(proxy_factory)``.
 
-    def __init__(self, factory: RtspProxyFactory, reactor: Any, *,
+    The reactor is the proxy's (``factory.reactor``) unless another is given.
+    """
+
+    def __init__(self, factory: RtspProxyFactory, reactor: Any = None, *,
                  first_picture_timeout: float = FIRST_PICTURE_TIMEOUT) -> None:
         self.factory = factory
-        self.reactor = reactor
+        self.reactor = reactor if reactor is not None else factory.reactor
         self.first_picture_timeout = first_picture_timeout
         self.viewers: set[BrowserViewer] = set()
         #: The shared fMP4 of each camera stream with browser viewers, by hub key.

@@ -193,7 +193,7 @@ class WebLiveChromiumTests(TestCase):
             raise SkipTest("Playwright for Python not installed") from None
         self.h = ProxyHarness(self)
         await self.h.start({DEV: {}, OTHER_DEV: {}})
-        self.live = LiveVideo(self.h.factory, reactor)
+        self.live = LiveVideo(self.h.factory)
         root = resource.Resource()
         root.putChild(b"", Bytes(PAGE, b"text/html; charset=utf-8"))
         root.putChild(b"page.js", Bytes(PAGE_JS, b"text/javascript"))
@@ -376,7 +376,7 @@ class WebLiveStreamTests(TestCase):
             raise SkipTest("ffmpeg/ffprobe not installed")
         self.h = ProxyHarness(self, rtsp_extra="stall_timeout = 2")
         await self.h.start({DEV: {}, OTHER_DEV: {}})
-        self.live = LiveVideo(self.h.factory, reactor)
+        self.live = LiveVideo(self.h.factory)
         root = resource.Resource()
         root.putChild(b"live.mp4", LivePage(self.live))
         self.port = reactor.listenTCP(0, LimitedSite(root, reactor), interface="127.0.0.1")

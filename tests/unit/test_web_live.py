@@ -143,7 +143,8 @@ class FakeDirectory:
 
 
 class FakeFactory:
-    def __init__(self) -> None:
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
         self.directory = FakeDirectory()
         self.hubs: dict[tuple[str, int, int], FakeHub] = {}
         self.stall_timeout = 2.0
@@ -159,8 +160,8 @@ class FakeFactory:
 class LiveTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
-        self.factory = FakeFactory()
-        self.live = LiveVideo(self.factory, self.clock)  # type: ignore[arg-type]
+        self.factory = FakeFactory(self.clock)
+        self.live = LiveVideo(self.factory)  # type: ignore[arg-type]  # the proxy's reactor
         self.seq = 0
         self.ts = 1000
         self.tracker = PictureTracker()

@@ -26,8 +26,11 @@ So a slow browser costs one socket buffer and at most one fragment, never stalls
 and nothing queues without bound (the feed keeps one GOP, at most ``GOP_CACHE_BYTES``).
 
 Not yet: the camera's G.711 audio (to be transcoded once per stream into AAC, a second track
-of the same fragments, :mod:`globaleye.media.fmp4` is ready for it), and HLS for the Safari
-versions without Media Source Extensions.
+of the same fragments, :mod:`globaleye.media.fmp4` is ready for it), HLS for the Safari
+versions without Media Source Extensions, and more than a few cameras on one page: one answer
+per camera is one HTTP/1.1 connection, and a browser opens at most six to one origin (Chromium
+156 measured: the 7th and 8th streams of a page got nothing, and the page's API calls would
+wait behind them), so a 9-camera grid needs HTTP/2 or one multiplexed WebSocket.
 """
 
 from __future__ import annotations

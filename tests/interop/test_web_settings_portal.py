@@ -29,7 +29,7 @@ from tests.interop.test_web_portal import ARGS, CHROMIUM, screenshots, wait_for
 from tests.util import http_client, until
 
 OWNER, PASSWORD = "13300000401", "correct horse"
-CAMERA, NO_STORAGE = "81100000401", "81100000402"
+CAMERA, NO_STORAGE, NVR = "81100000401", "81100000402", "81100000403"
 WIFI_PASSWORD = "Portal-Wifi-0815"
 
 
@@ -51,8 +51,9 @@ class WebSettingsPortalTests(TestCase):
         self.platform.accounts.sms_sender = self.sms
         self.base = f"http://127.0.0.1:{self.platform.port_of('web')}"
         self.cameras = {dev_id: await self.camera(dev_id, **extra) for dev_id, extra in (
-            (CAMERA, {}), (NO_STORAGE, {"local_store_flag": False, "e_store_flag": False}))}
-        await self.sign_up(OWNER, CAMERA, NO_STORAGE)
+            (CAMERA, {}), (NO_STORAGE, {"local_store_flag": False, "e_store_flag": False}),
+            (NVR, {"dev_type": m.DevType.NVR}))}
+        await self.sign_up(OWNER, CAMERA, NO_STORAGE, NVR)
 
     async def camera(self, dev_id: str, **state: Any) -> SimulatedCamera:
         base = f"http://127.0.0.1:{self.platform.port_of('http')}"
@@ -315,3 +316,43 @@ class WebSettingsPortalTests(TestCase):
         self.assertEqual(seen["errors"], [], "no script errors, nothing refused by the CSP")
         for name in ("recordings.png", "recordings-desktop.png"):
             self.assertGreater(os.path.getsize(os.path.join(folder, name)), 1000, name)
+
+    async def test_a_channel_of_an_nvr_is_chosen_on_both_pages(self) -> None:
+        """An NVR has 4 channels (its 32H ChannelNum): the pages offer a picker, and what is set or searched
+        is the chosen channel's."""
+        base = self.base
+        nvr = self.cameras[NVR].state
+
+        def script(browser: Any) -> dict[str, Any]:
+            seen: dict[str, Any] = {}
+            context = browser.new_context(locale="en-US", viewport={"width": 390, "height": 844})
+            page = context.new_page()
+            page.goto(base + "/#/login")
+            page.get_by_label("Mobile number").fill(OWNER)
+            page.get_by_label("Password").fill(PASSWORD)
+            page.click("#login-form button[type=submit]")
+            page.wait_for_url("**/#/devices")
+            page.goto(base + f"/#/devices/{NVR}/settings")
+            page.wait_for_selector("#record-windows li")
+            seen["channels"] = page.locator("#channel option").count()
+            page.get_by_label("Channel").select_option("2")
+            page.wait_for_selector("#channel option[value='2'][selected]", state="attached")
+            page.wait_for_selector("#record-windows li.empty")
+            page.get_by_label("Tue").check()
+            page.click("#window-add")
+            page.wait_for_selector("#record-windows li[data-window-id]")
+            page.goto(base + f"/#/devices/{NVR}/recordings")
+            page.wait_for_selector("#timeline[data-files]", timeout=20000)
+            seen["picked"] = page.locator("#channel").input_value()
+            seen["files"] = page.locator("#recording-list button").evaluate_all("l => l.map(b => b.dataset.file)")
+            context.close()
+            return seen
+
+        seen = await self.browse(script)
+        self.assertEqual(seen["channels"], 4)
+        self.assertEqual(list(nvr.record_policies), [2])
+        [window] = nvr.record_policies[2]
+        self.assertEqual((window.week, window.start_time, window.end_time), (2, "08:00", "20:00"))
+        self.assertEqual(seen["picked"], "2")
+        self.assertTrue(seen["files"])
+        self.assertTrue(all(name.startswith(f"{NVR}_2_") for name in seen["files"]), seen["files"][:3])

@@ -169,6 +169,7 @@ const WORDS = {
     playbackComing: '回放即将推出',
     minutes: '分钟',
     seconds: '秒',
+    channel: '通道',
   },
   en: {
     appName: 'GlobalEye',
@@ -333,6 +334,7 @@ const WORDS = {
     playbackComing: 'Playback coming',
     minutes: 'min',
     seconds: 's',
+    channel: 'Channel',
   },
 };
 

@@ -3,6 +3,8 @@
 // Playback is another part of the portal: its button is here, disabled, until that lands.
 // The timeline is SVG drawn with attributes (no inline style for the CSP to refuse).
 
+import { channelOf, channelPicker } from './settings.js';
+
 const SVG = 'http://www.w3.org/2000/svg';
 const MINUTES = 24 * 60;
 const PARALLEL = 3; // pages asked of the camera at once (each is one 72H command)
@@ -133,7 +135,7 @@ export async function recordingsPage(kit, devId) {
     state.dataset.kind = 'info';
     state.textContent = t('searchingRecordings');
     form.setAttribute('aria-busy', 'true');
-    const path = `/devices/${id}/channels/0/recordings?day=${encodeURIComponent(day)}`;
+    const path = `/devices/${id}/channels/${channelOf(device)}/recordings?day=${encodeURIComponent(day)}`;
     try {
       const first = await api('GET', `${path}&page=1`);
       const pages = Math.min(first.pages, MAX_PAGES);
@@ -168,7 +170,7 @@ export async function recordingsPage(kit, devId) {
 
   const offline = !device.online;
   render(back, h('h1', {}, `${t('recordings')} · ${device.name}`),
-    h('section', { class: 'card' }, form, state,
+    h('section', { class: 'card' }, ...channelPicker(kit, device, search), form, state,
       h('figure', { class: 'timeline-box' }, timeline, axis, h('figcaption', { class: 'hint', text: t('timelineHint') })),
       list),
     detail);

@@ -4,6 +4,7 @@
 // app.js hands in its helpers as `kit` ({api, h, field, show, explain, render, t, go}): no second copy.
 
 const WEEKDAYS = [1, 2, 3, 4, 5, 6, 7];
+const CHANNELS = new Map(); // DevID -> the channel chosen on these pages (an NVR has several)
 const FRAME_SIZES = ['720P', 'D1', 'CIF'];
 
 /** The words for an API error of these pages (the rules and abilities problems in the page's language). */
@@ -28,6 +29,25 @@ export function deviceLinks(kit, devId, device) {
     device && device.shared ? null : h('a', { href: `#/devices/${id}/settings`, id: 'settings-link', class: 'button',
       text: t('settings') }),
     h('a', { href: `#/devices/${id}/recordings`, id: 'recordings-link', class: 'button', text: t('recordings') }));
+}
+
+/** The channel of *device* these pages show (0 unless chosen). */
+export function channelOf(device) {
+  const chosen = CHANNELS.get(device.devId) || 0;
+  return device.channels.some((c) => c.channel === chosen) ? chosen : 0;
+}
+
+/** A channel picker for a camera of several channels (nothing for one); *again* redraws the page. */
+export function channelPicker(kit, device, again) {
+  const { h, t } = kit;
+  if (device.channels.length < 2) return [];
+  const picker = h('select', { id: 'channel', name: 'channel' }, device.channels.map((c) =>
+    h('option', { value: String(c.channel), text: c.name, selected: c.channel === channelOf(device) })));
+  picker.addEventListener('change', () => {
+    CHANNELS.set(device.devId, Number(picker.value));
+    again();
+  });
+  return [h('div', { class: 'field' }, h('label', { for: 'channel', text: t('channel') }), picker)];
 }
 
 function card(kit, id, title, ...children) {
@@ -79,10 +99,12 @@ export async function settingsPage(kit, devId) {
     return;
   }
   const offline = !device.online;
-  const cards = [videoCard(kit, id, abilities), wifiCard(kit, id), recordingCard(kit, id, abilities),
+  const channel = channelOf(device);
+  const cards = [videoCard(kit, id, abilities, channel), wifiCard(kit, id), recordingCard(kit, id, abilities, channel),
     maintenanceCard(kit, id)];
   const banner = offline ? [h('p', { class: 'error', id: 'settings-offline', text: t('settingsOffline') })] : [];
-  render(back, title, ...banner, ...cards.map((c) => c.node));
+  render(back, title, ...banner, ...channelPicker(kit, device, () => settingsPage(kit, devId)),
+    ...cards.map((c) => c.node));
   if (offline) {
     for (const c of cards) disableAll(c.node, t('cameraOffline'));
     return;
@@ -92,7 +114,7 @@ export async function settingsPage(kit, devId) {
 
 // Video parameters ------------------------------------------------------------------------------------
 
-function videoCard(kit, id, abilities) {
+function videoCard(kit, id, abilities, channel) {
   const { api, h, t } = kit;
   const state = status(kit, 'video-status');
   const streams = ['main', 'sub'].map((name) => [name, t(name === 'main' ? 'mainStream' : 'subStream'),
@@ -131,7 +153,7 @@ function videoCard(kit, id, abilities) {
     say(state, t('loading'));
     form.setAttribute('aria-busy', 'true');
     try {
-      fill(await api('GET', `/devices/${id}/channels/0/video?stream=${el.stream.value}`));
+      fill(await api('GET', `/devices/${id}/channels/${channel}/video?stream=${el.stream.value}`));
       say(state, '');
     } catch (error) {
       say(state, explainSetting(kit, error), 'error');
@@ -150,7 +172,7 @@ function videoCard(kit, id, abilities) {
     }
     say(state, t('saving'));
     try {
-      fill(await api('PUT', `/devices/${id}/channels/0/video`, { stream: el.stream.value,
+      fill(await api('PUT', `/devices/${id}/channels/${channel}/video`, { stream: el.stream.value,
         frameSize: el.frameSize.value, frameRate: rate, bitRate: Number(el.bitRate.value),
         rateType: el.rateType.value, audioInput: el.audioInput.checked }));
       say(state, t('saved'), 'ok');
@@ -216,7 +238,7 @@ function wifiCard(kit, id) {
 
 // Recording: windows, full-day and loop recording ----------------------------------------------------
 
-function recordingCard(kit, id, abilities) {
+function recordingCard(kit, id, abilities, channel) {
   const { api, h, t } = kit;
   const state = status(kit, 'recording-status');
   const canRecord = !abilities.known || abilities.localStore || abilities.cloudStore;
@@ -251,7 +273,7 @@ function recordingCard(kit, id, abilities) {
       h('button', { type: 'button', class: 'danger', 'aria-label': `${t('delete')} ${t(`week${w.week}`)} ${w.start}–${w.end}`,
         text: t('delete'), onclick: async () => {
           try {
-            await api('DELETE', `/devices/${id}/channels/0/record-windows`, { id: w.id });
+            await api('DELETE', `/devices/${id}/channels/${channel}/record-windows`, { id: w.id });
             say(state, t('deleted'), 'ok');
             await loadWindows();
           } catch (error) {
@@ -262,7 +284,7 @@ function recordingCard(kit, id, abilities) {
   }
 
   async function loadWindows() {
-    show((await api('GET', `/devices/${id}/channels/0/record-windows`)).windows);
+    show((await api('GET', `/devices/${id}/channels/${channel}/record-windows`)).windows);
   }
 
   async function load() {
@@ -275,7 +297,7 @@ function recordingCard(kit, id, abilities) {
     say(state, t('loading'));
     try {
       await loadWindows();
-      full.checked = (await api('GET', `/devices/${id}/channels/0/full-day-recording`)).enabled;
+      full.checked = (await api('GET', `/devices/${id}/channels/${channel}/full-day-recording`)).enabled;
       if (canLoop) loop.checked = (await api('GET', `/devices/${id}/loop-recording`)).enabled;
       say(state, '');
     } catch (error) {
@@ -293,7 +315,7 @@ function recordingCard(kit, id, abilities) {
       say(state, explainSetting(kit, error), 'error');
     }
   }
-  full.addEventListener('change', () => toggle(full, `/devices/${id}/channels/0/full-day-recording`));
+  full.addEventListener('change', () => toggle(full, `/devices/${id}/channels/${channel}/full-day-recording`));
   loop.addEventListener('change', () => toggle(loop, `/devices/${id}/loop-recording`));
 
   add.addEventListener('submit', async (event) => {
@@ -312,7 +334,7 @@ function recordingCard(kit, id, abilities) {
     }
     say(state, t('saving'));
     try {
-      const answer = await api('POST', `/devices/${id}/channels/0/record-windows`, { windows: days.map((week) => ({
+      const answer = await api('POST', `/devices/${id}/channels/${channel}/record-windows`, { windows: days.map((week) => ({
         week, start, end, storage: add.elements.storage.value, stream: add.elements.stream.value })) });
       show(answer.windows);
       say(state, t('saved'), 'ok');

@@ -139,6 +139,9 @@ class WebSettingsPortalTests(TestCase):
             # Wi-Fi: the camera's scan, one chosen, its password sent and then cleared from the page.
             page.wait_for_selector("#wifi-list input[value='Store-Office']")
             seen["networks"] = page.locator("#wifi-list input[name=ssid]").evaluate_all("l => l.map(i => i.value)")
+            page.locator("#wifi-list input[value='Store-Guest']").check()
+            seen["open_password"] = (page.get_by_label("无线网络密码").is_disabled(),
+                                     page.get_by_label("无线网络密码").get_attribute("title"))
             page.locator("#wifi-list input[value='Store-Office']").check()
             page.get_by_label("无线网络密码").fill(WIFI_PASSWORD)
             page.click("#wifi-join")
@@ -219,6 +222,7 @@ class WebSettingsPortalTests(TestCase):
         self.assertEqual(seen["networks"], [h.ssid for h in state.wifi_scan()])
         self.assertEqual((state.wifi.ssid, state.wifi.password), ("Store-Office", WIFI_PASSWORD))
         self.assertEqual(seen["password_after"], "")
+        self.assertEqual(seen["open_password"], (True, "这个网络不加密，不需要密码"))
         self.assertEqual((state.record_loop, state.record_full.get(0)), (0, 1))
         self.assertEqual(seen["windows"], ["周一 09:00–18:30", "周三 09:00–18:30"])
         self.assertEqual(seen["overlap"], "录像时间段不能重叠")

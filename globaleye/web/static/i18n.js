@@ -170,6 +170,7 @@ const WORDS = {
     minutes: '分钟',
     seconds: '秒',
     channel: '通道',
+    wifiOpen: '这个网络不加密，不需要密码',
   },
   en: {
     appName: 'GlobalEye',
@@ -335,6 +336,7 @@ const WORDS = {
     minutes: 'min',
     seconds: 's',
     channel: 'Channel',
+    wifiOpen: 'This network is open: no password needed',
   },
 };
 

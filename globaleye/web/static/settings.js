@@ -197,6 +197,15 @@ function wifiCard(kit, id) {
     h('div', { class: 'field' }, h('label', { for: 'wifi-password', text: t('wifiPassword') }), password),
     h('button', { type: 'submit', class: 'primary', id: 'wifi-join', text: t('wifiJoin') }), state);
   let hotspots = [];
+  // An open network needs no password: the field is greyed out for it, saying why.
+  list.addEventListener('change', () => {
+    const chosen = form.querySelector('input[name=ssid]:checked');
+    const spot = chosen && hotspots.find((s) => s.ssid === chosen.value);
+    const open = Boolean(spot && spot.security === 'none');
+    password.disabled = open;
+    password.title = open ? t('wifiOpen') : '';
+    if (open) password.value = '';
+  });
 
   async function load() {
     say(state, t('wifiScanning'));

@@ -1,6 +1,8 @@
 // The shop owner's portal: one page, hash routes (#/login, #/signup, #/devices, #/devices/{id}),
 // the JSON API at /api/v1 (errors are application/problem+json), no build step, no inline script.
 import { lang, setLang, t } from './i18n.js';
+import { recordingsPage } from './recordings.js';
+import { deviceLinks, settingsPage } from './settings.js';
 
 const API = '/api/v1';
 const view = document.getElementById('view');
@@ -313,7 +315,7 @@ async function devicePage(devId) {
 
   render(
     h('p', {}, h('a', { href: '#/devices', text: `← ${t('back')}` })),
-    h('h1', {}, device.name, ' ', state(device.online)),
+    h('h1', {}, device.name, ' ', state(device.online)), deviceLinks(KIT, devId, device),
     h('div', { class: 'player' }, video, status),
     h('div', { class: 'controls' },
       h('div', { class: 'streams', role: 'group', 'aria-label': t('stream') }, streamButtons), pad),
@@ -371,6 +373,9 @@ function liveErrorKey(detail) {
   return 'liveUnavailable';
 }
 
+/** What the pages of other modules (settings.js, recordings.js) use of this one. */
+const KIT = { api, h, field, show, explain, render, t, go };
+
 // Routing -------------------------------------------------------------------------------------
 
 async function route() {
@@ -390,6 +395,8 @@ async function route() {
   try {
     const match = hash.match(/^#\/devices\/([0-9]+)$/);
     if (match) return await devicePage(match[1]);
+    const more = hash.match(/^#\/devices\/([0-9]+)\/(settings|recordings)$/);
+    if (more) return await (more[2] === 'settings' ? settingsPage : recordingsPage)(KIT, more[1]);
     return await devicesPage();
   } catch (error) {
     show(explain(error), 'error');

@@ -21,6 +21,7 @@ import numpy as np
 from twisted.logger import Logger
 
 from globaleye.media import h264rtp, rtp
+from globaleye.media.h264au import Picture
 
 START = b"\x00\x00\x00\x01"
 NTP_FRACTION = float(1 << 32)
@@ -37,60 +38,6 @@ SR_WAIT = 1.0
 AAC_BIT_RATE = 24000  # plenty for 8 kHz mono speech and shop noise
 
 log = Logger()
-
-
-@attrs.frozen
-class Picture:
-    timestamp: int  # RTP, 90 kHz
-    nals: tuple[bytes, ...]
-
-    @property
-    def keyframe(self) -> bool:
-        return any(rtp.nal_type(n) == rtp.NAL_IDR for n in self.nals)
-
-    def annexb(self) -> bytes:
-        return b"".join(START + n for n in self.nals)
-
-
-class PictureAssembler:
-    """RTP packets of the video track → whole pictures (marker bit, or a new timestamp)."""
-
-    def __init__(self, parameter_sets: list[bytes] | None = None) -> None:
-        self.depacketizer = rtp.H264Depacketizer()
-        self.nals: list[bytes] = []
-        self.timestamp: int | None = None
-        self.sps_pps = list(parameter_sets or [])
-        self.started = False
-
-    def feed(self, data: bytes) -> list[Picture]:
-        try:
-            _pt, _seq, ts, marker, offset = h264rtp.rtp_fields(data)
-            nals = self.depacketizer.feed(data[offset:])
-        except rtp.RtpError:
-            return []
-        out: list[Picture] = []
-        if self.timestamp is not None and ts != self.timestamp and self.nals:
-            out += self._emit()
-        self.timestamp = ts
-        self.nals += nals
-        if marker:
-            out += self._emit()
-        return out
-
-    def _emit(self) -> list[Picture]:
-        nals, self.nals = self.nals, []
-        assert self.timestamp is not None
-        picture = Picture(self.timestamp, tuple(nals))
-        types = {rtp.nal_type(n) for n in nals}
-        if rtp.NAL_SPS in types:
-            self.sps_pps = [n for n in nals if rtp.nal_type(n) in (rtp.NAL_SPS, rtp.NAL_PPS)]
-        if not self.started:
-            if not picture.keyframe:
-                return []  # a decoder (or a file) must begin at an IDR
-            self.started = True
-            if rtp.NAL_SPS not in types and self.sps_pps:
-                picture = Picture(picture.timestamp, (*self.sps_pps, *picture.nals))
-        return [picture]
 
 
 class Decoder:

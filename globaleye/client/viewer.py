@@ -14,8 +14,9 @@ from typing import Any
 import attrs
 from twisted.internet import defer
 
-from globaleye.client.media import Picture, PictureAssembler
+from globaleye.client.media import Picture
 from globaleye.client.soap import McuClient
+from globaleye.media.h264au import PictureAssembler
 from globaleye.media.rtsp.paths import Attempt, PathSettings, PlayUrls, connect_camera
 from globaleye.media.rtsp.sdp import MediaSection
 from globaleye.media.rtsp.upstream import UpstreamSession

@@ -2,6 +2,8 @@
 // the JSON API at /api/v1 (errors are application/problem+json), no build step, no inline script.
 import { lang, setLang, t } from './i18n.js';
 import { installAlarms } from './alarms.js';
+import { recordingsPage } from './recordings.js';
+import { deviceLinks, settingsPage } from './settings.js';
 
 const API = '/api/v1';
 const view = document.getElementById('view');
@@ -314,7 +316,7 @@ async function devicePage(devId) {
 
   render(
     h('p', {}, h('a', { href: '#/devices', text: `← ${t('back')}` })),
-    h('h1', {}, device.name, ' ', state(device.online)),
+    h('h1', {}, device.name, ' ', state(device.online)), deviceLinks(KIT, devId, device),
     h('div', { class: 'player' }, video, status),
     h('div', { class: 'controls' },
       h('div', { class: 'streams', role: 'group', 'aria-label': t('stream') }, streamButtons), pad),
@@ -372,9 +374,12 @@ function liveErrorKey(detail) {
   return 'liveUnavailable';
 }
 
+/** What the pages of other modules (settings.js, recordings.js, alarms.js) use of this one. */
+const KIT = { api, h, field, show, explain, render, t, go };
+
 // Routing -------------------------------------------------------------------------------------
 
-const alarms = installAlarms({ api, h, render });
+const alarmsView = installAlarms(KIT);
 
 async function route() {
   translateStatic();
@@ -390,11 +395,13 @@ async function route() {
     }
     translateStatic();
   }
-  alarms.start();
+  alarmsView.start();
   try {
-    if (hash === '#/alarms') return await alarms.page();
+    if (hash === '#/alarms') return await alarmsView.page();
     const match = hash.match(/^#\/devices\/([0-9]+)$/);
     if (match) return await devicePage(match[1]);
+    const more = hash.match(/^#\/devices\/([0-9]+)\/(settings|recordings)$/);
+    if (more) return await (more[2] === 'settings' ? settingsPage : recordingsPage)(KIT, more[1]);
     return await devicesPage();
   } catch (error) {
     show(explain(error), 'error');

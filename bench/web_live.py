@@ -1,0 +1,243 @@
+"""Bench: one simulated camera to N browser-protocol viewers (fMP4 over HTTP), beside N RTSP viewers.
+
+    python bench/web_live.py --viewers 10 100 500 --seconds 5 [--bit-rate 2000000] [--kinds web rtsp]
+
+The processes and pinning of ``bench/proxy_fanout.py`` (whose camera child, RTSP viewer child
+and helpers this script reuses): the **platform process** (this one: gateway, HTTP, TURN and
+``rtsp`` roles, plus :class:`globaleye.web.live.LiveVideo` on a loopback twisted.web site with
+the account fixed) on CPU 0; one simulated camera (1280x720 25 fps at ``--bit-rate``) and the
+viewers on CPU 1.  The **web viewers** are headless: plain sockets that send
+``GET /live.mp4`` and count what arrives (the fragments a browser's player would append), on one
+epoll loop; the **RTSP viewers** are proxy_fanout's (Digest, TCP interleaved, video only).
+
+For each kind and N: the platform process's CPU (process time per wall second) and RSS, per
+viewer; bytes per second per viewer against the upstream's rate; pictures skipped in the window
+(the live view's and the proxy's own counters); request → first byte at the viewer (for the web
+viewers that is the init segment and the first picture, sent together).  A benchmark, not a
+test: run it by hand and record the figures in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import socket
+import sys
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import proxy_fanout as pf  # noqa: E402
+
+MAX_VIEWERS = pf.MAX_VIEWERS
+
+
+class HttpViewer:
+    """GET /live.mp4, then non-blocking byte counting."""
+
+    def __init__(self, host: str, port: int, path: str) -> None:
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.sent = time.monotonic()
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        self.sock.setblocking(False)
+        self.bytes = 0
+        self.first: float | None = None
+
+    def got(self, n: int) -> None:
+        if self.first is None and n:
+            self.first = time.monotonic()
+        self.bytes += n
+
+
+def web_viewer_child(host: str, port: int, path: str) -> None:
+    """The viewer process of proxy_fanout, with HTTP viewers: commands on stdin, one epoll."""
+    where = pf.pin(1)
+    poller = select.epoll()
+    viewers: dict[int, HttpViewer] = {}
+    buf = bytearray(256 * 1024)
+    stdin = sys.stdin.buffer.raw  # type: ignore[attr-defined]
+    poller.register(stdin.fileno(), select.EPOLLIN)
+    pending = b""
+
+    def drain(timeout: float) -> bool:
+        nonlocal pending
+        for fd, _ev in poller.poll(timeout):
+            if fd == stdin.fileno():
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return False
+                pending += chunk
+                continue
+            v = viewers.get(fd)
+            if v is None:
+                continue
+            try:
+                n = v.sock.recv_into(buf)
+            except BlockingIOError:
+                continue
+            except OSError:
+                n = 0
+            if n == 0:
+                poller.unregister(fd)
+                viewers.pop(fd, None)
+                continue
+            v.got(n)
+        return True
+
+    def reply(obj: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    reply({"ready": where})
+    while drain(0.2):
+        while b"\n" in pending:
+            line, _, pending = pending.partition(b"\n")
+            command = json.loads(line)
+            if "add" in command:
+                added = []
+                for _ in range(min(int(command["add"]), MAX_VIEWERS - len(viewers))):
+                    v = HttpViewer(host, port, path)
+                    viewers[v.sock.fileno()] = v
+                    poller.register(v.sock.fileno(), select.EPOLLIN)
+                    added.append(v)
+                    drain(0)
+                deadline = time.monotonic() + 5
+                while any(v.first is None for v in added) and time.monotonic() < deadline:
+                    drain(0.01)
+                reply({"added": len(added), "viewers": len(viewers),
+                       "first_media_ms": [round(1000 * (v.first - v.sent), 1) for v in added if v.first]})
+            elif "stats" in command:
+                reply({"viewers": len(viewers), "bytes": sum(v.bytes for v in viewers.values())})
+            elif "close" in command:
+                for fd, v in list(viewers.items()):
+                    poller.unregister(fd)
+                    v.sock.close()
+                viewers.clear()
+                reply({"closed": True})
+
+
+async def bench(reactor: Any, args: argparse.Namespace) -> None:
+    import attrs
+    from twisted.internet.task import deferLater
+    from twisted.web import resource
+
+    from globaleye.guard.httpsite import LimitedSite
+    from globaleye.platform.config import parse_config
+    from globaleye.platform.tap import PlatformService
+    from globaleye.sim.camera import device_key
+    from globaleye.store import Account, Binding, Device
+    from globaleye.store.sqlite import SQLiteStore
+    from globaleye.web.live import LiveUnavailable, LiveVideo, write_problem
+
+    where = pf.pin(0)
+    platform = PlatformService(parse_config(pf.CONFIG), SQLiteStore(":memory:"), reactor)
+    platform.startService()
+    turn_port = platform.turn.addresses["udp"][1] if platform.turn is not None else 0
+    platform.client.media.settings = attrs.evolve(platform.client.media.settings, stun_host="127.0.0.1",
+                                                  stun_port=turn_port)
+    now = reactor.seconds()
+    await platform.store.create_account(Account(pf.MOBILE, await platform.accounts.hash_password(pf.PASSWORD),
+                                                now, now))
+    await platform.store.enroll_device(Device(dev_id=pf.DEV, dev_key=device_key(pf.SEED, pf.DEV)))
+    await platform.store.bind_device(Binding(pf.MOBILE, pf.DEV, 0, pf.DEV, now), 10)
+    await platform.accounts.login(pf.MOBILE, pf.PASSWORD, "1.0", "bench")
+    factory = platform.rtsp_proxy.factory  # type: ignore[union-attr]
+    live = LiveVideo(factory, reactor)
+
+    class Live(resource.Resource):
+        isLeaf = True
+
+        def render_GET(self, request: Any) -> Any:  # noqa: N802
+            try:
+                return live.render(request, pf.MOBILE, pf.DEV, 0, 1)
+            except LiveUnavailable as e:
+                write_problem(request, e)
+                return b""
+
+    root = resource.Resource()
+    root.putChild(b"live.mp4", Live())
+    web_port = reactor.listenTCP(0, LimitedSite(root, reactor), interface="127.0.0.1", backlog=2048).getHost().port
+
+    camera = pf.Child(reactor, [os.path.join(HERE, "proxy_fanout.py"), "--camera-child",
+                                f"http://127.0.0.1:{platform.port_of('http')}/register", "--bit-rate",
+                                str(args.bit_rate)])
+    online = await camera.answer()
+    print(f"platform process: {where}; camera process: {online['online']}; main stream 1280x720 25 fps, "
+          f"video payload {online['video_payload_bps'] / 1e6:.2f} Mbit/s (--bit-rate {args.bit_rate})")
+    print()
+
+    def upstream_bytes() -> int:
+        hub = factory.hubs.get((pf.DEV, 0, 1))
+        return hub.upstream.bytes if hub is not None and hub.upstream is not None else 0
+
+    def skipped(kind: str) -> int:
+        if kind == "web":
+            return sum(v.skipped for v in live.viewers)
+        return sum(s.viewer.frames_dropped for s in factory.sessions.values() if s.viewer is not None)
+
+    print("| viewers | kind | platform CPU % | CPU % per viewer | RSS MB | RSS KB per extra viewer | upstream kB/s "
+          "| bytes/s per viewer | per viewer / upstream | pictures skipped (window) | request → first byte, "
+          "median / max (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for kind in args.kinds:
+        if kind == "web":
+            viewers = pf.Child(reactor, [os.path.abspath(__file__), "--web-viewer-child", str(web_port)])
+        else:
+            viewers = pf.Child(reactor, [os.path.join(HERE, "proxy_fanout.py"), "--viewer-child",
+                                         str(platform.port_of("rtsp")), f"/live/{pf.DEV}/0/1"])
+        await viewers.answer()
+        first = await viewers.answer({"add": 1})
+        await deferLater(reactor, 1.0, lambda: None)
+        _cpu, rss1 = pf.usage()
+        for n in args.viewers:
+            n = min(n, MAX_VIEWERS)
+            added = await viewers.answer({"add": n - 1})
+            await deferLater(reactor, 1.0, lambda: None)
+            cpu0, _ = pf.usage()
+            up0, skip0 = upstream_bytes(), skipped(kind)
+            got0 = (await viewers.answer({"stats": 1}))["bytes"]
+            t0 = time.monotonic()
+            await deferLater(reactor, args.seconds, lambda: None)
+            stats = await viewers.answer({"stats": 1})
+            wall = time.monotonic() - t0
+            cpu1, rss = pf.usage()
+            cpu = 100 * (cpu1 - cpu0) / wall
+            up = (upstream_bytes() - up0) / wall
+            down = (stats["bytes"] - got0) / wall / max(1, stats["viewers"])
+            firsts = first["first_media_ms"] + added["first_media_ms"]
+            print(f"| {stats['viewers']} | {kind} | {cpu:.1f} | {cpu / max(1, stats['viewers']):.3f} | {rss:.0f} | "
+                  f"{1000 * (rss - rss1) / max(1, stats['viewers'] - 1):.0f} | {up / 1e3:.0f} | {down / 1e3:.0f} kB | "
+                  f"{down / max(1, up):.2f} | {skipped(kind) - skip0} | {pf._ms(firsts)} |", flush=True)
+            await viewers.answer({"close": 1})
+            await deferLater(reactor, 0.5, lambda: None)
+            first = await viewers.answer({"add": 1})
+            await deferLater(reactor, 0.5, lambda: None)
+        await viewers.answer({"close": 1})
+        viewers.close()
+    camera.close()
+    await deferLater(reactor, 0.5, lambda: None)
+    await platform.stopService()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--viewers", type=int, nargs="+", default=[10, 100, 500])
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--bit-rate", type=int, default=2_000_000, help="main stream's encoder bit rate (bit/s)")
+    p.add_argument("--kinds", nargs="+", default=["web", "rtsp"], choices=["web", "rtsp"])
+    p.add_argument("--web-viewer-child", metavar="PORT")
+    args = p.parse_args()
+    if args.web_viewer_child:
+        web_viewer_child("127.0.0.1", int(args.web_viewer_child), "/live.mp4")
+        return
+    from twisted.internet import defer, task
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(bench(reactor, args)))
+
+
+if __name__ == "__main__":
+    main()

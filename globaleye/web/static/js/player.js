@@ -1,0 +1,219 @@
+// Live view player: fragmented MP4 over HTTP streaming into Media Source Extensions (issue 11).
+//
+// The server (globaleye/web/live.py) answers `video/mp4` with the codec in `X-Codec`, then an
+// initialization segment and one fragment per picture.  This module reads that body with a
+// ReadableStream reader and appends it to a SourceBuffer as it comes: no library, no build step,
+// no inline script (the portal's Content-Security-Policy forbids them).
+//
+// Live, not video-on-demand: the buffer is kept short (what is more than BACK_BUFFER seconds
+// behind the playhead is removed) and the playhead jumps to the live edge when it falls more than
+// MAX_LAG seconds behind (a background tab, a slow device, a gap after skipped pictures).
+// ManagedMediaSource is used where MediaSource is absent (iPhone Safari 17+).  Older Safari
+// (no MSE at all) would need HLS, which this player does not do.
+
+const MAX_LAG = 1.5; // seconds behind the live edge before jumping to it
+const EDGE = 0.3; // where to land before the live edge
+const BACK_BUFFER = 10; // seconds kept behind the playhead
+const CHECK_MS = 500;
+const STALL_MS = 1000; // without pictures this long while playing: 'connecting' again
+
+/**
+ * Play the live stream at `url` in `video`.
+ * @param {HTMLVideoElement} video
+ * @param {string} url
+ * @param {{onState?: (state: 'connecting'|'playing'|'error', detail?: string) => void}} [options]
+ *   'connecting' first, and again when pictures stop coming for a second while playing (the
+ *   camera is being reconnected); 'playing' when pictures show; 'error' with a detail a person
+ *   can read (the problem's title of an HTTP error) when the player stops for good.
+ * @returns {{close: () => void}}
+ */
+export function playLive(video, url, { onState = () => {} } = {}) {
+  const controller = new AbortController();
+  const queue = [];
+  let closed = false;
+  let playing = false;
+  let mediaSource = null;
+  let sourceBuffer = null;
+  let objectUrl = null;
+  let timer = null;
+  let stalled = null;
+
+  const state = (name, detail) => {
+    if (!closed) onState(name, detail);
+  };
+
+  const fail = (detail) => {
+    state('error', detail);
+    stop();
+  };
+
+  function stop() {
+    if (closed) return;
+    closed = true;
+    controller.abort();
+    if (timer !== null) clearInterval(timer);
+    if (stalled !== null) clearTimeout(stalled);
+    video.removeEventListener('waiting', onWaiting);
+    video.removeEventListener('playing', onPlaying);
+    if (objectUrl !== null) {
+      video.removeAttribute('src');
+      video.load();
+      URL.revokeObjectURL(objectUrl);
+    }
+  }
+
+  function onPlaying() {
+    if (stalled !== null) clearTimeout(stalled);
+    stalled = null;
+    if (!playing) {
+      playing = true;
+      state('playing');
+    }
+  }
+
+  // A gap in what is buffered (pictures the server skipped for a slow connection): go on at
+  // the next buffered range instead of waiting forever.  Nothing ahead (the camera is being
+  // reconnected): after STALL_MS without pictures the page is told, and told again when they
+  // come back ('playing'); a live buffer this short runs dry for a moment now and then, which
+  // is not worth a word.
+  function onWaiting() {
+    const b = video.buffered;
+    for (let i = 0; i < b.length; i++) {
+      if (b.start(i) > video.currentTime) {
+        video.currentTime = b.start(i) + 0.01;
+        return;
+      }
+    }
+    if (stalled === null && playing) {
+      stalled = setTimeout(() => {
+        stalled = null;
+        if (!closed && video.readyState < HTMLMediaElement.HAVE_FUTURE_DATA) {
+          playing = false;
+          state('connecting', 'waiting for the camera');
+        }
+      }, STALL_MS);
+    }
+  }
+
+  function pump() {
+    if (closed || sourceBuffer === null || sourceBuffer.updating) return;
+    if (queue.length > 0) {
+      const size = queue.reduce((n, c) => n + c.byteLength, 0);
+      const data = new Uint8Array(size);
+      let at = 0;
+      for (const chunk of queue) {
+        data.set(chunk, at);
+        at += chunk.byteLength;
+      }
+      queue.length = 0;
+      try {
+        sourceBuffer.appendBuffer(data);
+      } catch (e) {
+        // Full: put the bytes back (a byte lost would break the boxes that follow), free what is
+        // behind the playhead, and append again when that is done (updateend).
+        if (e.name === 'QuotaExceededError' && trim(0.5)) queue.unshift(data);
+        else fail(e.name === 'QuotaExceededError' ? 'the browser\'s video buffer is full' : String(e.message || e));
+      }
+      return;
+    }
+    trim(BACK_BUFFER);
+  }
+
+  // Remove what is more than `keep` seconds behind the playhead; whether anything was.
+  function trim(keep) {
+    const b = sourceBuffer.buffered;
+    if (b.length === 0 || sourceBuffer.updating) return false;
+    const upTo = video.currentTime - keep;
+    if (b.start(0) >= upTo - (keep > 1 ? 1 : 0)) return false;
+    sourceBuffer.remove(b.start(0), upTo);
+    return true;
+  }
+
+  // A viewer who joins a stream others watch gets fragments whose times do not start at 0:
+  // start where the media are (the newest buffered range).
+  function startInBuffer() {
+    const b = video.buffered;
+    if (b.length === 0) return;
+    const t = video.currentTime;
+    for (let i = 0; i < b.length; i++) if (b.start(i) <= t && t < b.end(i)) return;
+    if (t < b.start(b.length - 1)) video.currentTime = b.start(b.length - 1);
+  }
+
+  function followLiveEdge() {
+    if (closed || sourceBuffer === null) return;
+    const b = video.buffered;
+    if (b.length === 0) return;
+    const end = b.end(b.length - 1);
+    if (end - video.currentTime > MAX_LAG) video.currentTime = Math.max(end - EDGE, b.start(b.length - 1));
+    if (video.paused && !video.ended) video.play().catch(() => {});
+    pump();
+  }
+
+  async function problemTitle(response) {
+    try {
+      const body = await response.json();
+      return body.title || body.detail || `HTTP ${response.status}`;
+    } catch {
+      return `HTTP ${response.status}`;
+    }
+  }
+
+  async function run() {
+    state('connecting');
+    const MS = window.MediaSource || window.ManagedMediaSource;
+    if (!MS) return fail('this browser has no Media Source Extensions');
+    let response;
+    try {
+      response = await fetch(url, { credentials: 'same-origin', cache: 'no-store', signal: controller.signal });
+    } catch (e) {
+      return fail(closed ? 'closed' : String(e.message || e));
+    }
+    if (!response.ok) return fail(await problemTitle(response));
+    const codec = response.headers.get('X-Codec') || 'avc1.42E01E';
+    const mime = `video/mp4; codecs="${codec}"`;
+    if (!MS.isTypeSupported(mime)) return fail(`this browser cannot play ${codec}`);
+
+    mediaSource = new MS();
+    if (!window.MediaSource) video.disableRemotePlayback = true; // ManagedMediaSource needs it (or an AirPlay source)
+    const opened = new Promise((resolve) => mediaSource.addEventListener('sourceopen', resolve, { once: true }));
+    objectUrl = URL.createObjectURL(mediaSource);
+    video.src = objectUrl;
+    await opened;
+    if (closed) return;
+    sourceBuffer = mediaSource.addSourceBuffer(mime);
+    sourceBuffer.mode = 'segments';
+    sourceBuffer.addEventListener('updateend', () => {
+      startInBuffer();
+      pump();
+    });
+    sourceBuffer.addEventListener('error', () => fail('the browser could not decode the stream'));
+    video.addEventListener('waiting', onWaiting);
+    video.addEventListener('playing', onPlaying);
+    timer = setInterval(followLiveEdge, CHECK_MS);
+
+    const reader = response.body.getReader();
+    let first = true;
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        return fail(closed ? 'closed' : String(e.message || e));
+      }
+      if (closed) return;
+      if (chunk.done) {
+        // The server ends the stream when the camera's stream ends and cannot be recovered.
+        return fail('the stream ended');
+      }
+      queue.push(chunk.value);
+      pump();
+      if (first) {
+        first = false;
+        video.play().catch(() => {});
+      }
+    }
+  }
+
+  run().catch((e) => fail(String((e && e.message) || e)));
+  return { close: stop };
+}

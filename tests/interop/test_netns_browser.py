@@ -28,7 +28,8 @@ the camera (behind the shop's NAT), so each case shapes the *shop's* side:
   here) and plays interleaved over the relay's TCP.  A symmetric shop NAT, which makes the
   *phone's* ``globaleye-client`` fall back to TCP in test_netns_video.py (e), would not
   do it here: the proxy sits on a public address without a firewall and takes RTP from
-  whatever port the camera's NAT picked (``_UdpMedia`` does not filter by source).
+  whatever port the camera's NAT picked (``_UdpMedia`` does not filter by source):
+  ``test_symmetric_shop_nat_still_turn_udp`` shows it.
 
 Each test builds its own network and tears it down (``Lab.close`` in addCleanup); they
 skip, with the reason, without root, ``ip netns``, iptables, ffprobe, Chromium or
@@ -134,7 +135,7 @@ class NetnsBrowserTests(TestCase):
 
     timeout = 90
 
-    async def up(self, **lab: bool) -> None:
+    async def up(self, *, stun: bool = False, **lab: bool) -> None:
         reason = await missing_prerequisites(need_miniupnpd=lab.get("upnp_igd", False))
         if reason is None and not os.access(CHROMIUM, os.X_OK):
             reason = f"{CHROMIUM} not installed (apt-get install -y chromium)"
@@ -152,7 +153,8 @@ class NetnsBrowserTests(TestCase):
         self.platform, self.config = await start_platform(self.lab, live=True)
         if lab.get("upnp_igd"):
             await self.lab.start_miniupnpd()  # after the platform: it asks the platform's STUN server
-        self.camera, self.report = await start_camera(self.lab, upnp=True, media_cache=media_cache)
+        self.camera, self.report = await start_camera(self.lab, upnp=True, media_cache=media_cache,
+                                                      stun=stun)
         store = SQLiteStore(str(self.workdir / "platform.sqlite3"))
         self.addCleanup(store.close)
         now = time.time()  # the portal's account, owner of the camera (written as test_netns_video.py does)
@@ -260,3 +262,20 @@ class NetnsBrowserTests(TestCase):
         self.assertFalse(self.attempt("turn-udp")["ok"])
         self.assertIn("no media within 3 s", self.attempt("turn-udp")["reason"])
 
+
+    async def test_symmetric_shop_nat_still_turn_udp(self) -> None:
+        """A symmetric shop NAT does not push the proxy off turn-udp (unlike the phone's client, video test (e)).
+
+        The camera's media leave by another public port than the STUN-mapped one it
+        announced, so the proxy's punch opens nothing; but the proxy is on a public
+        address with no firewall, and its RTP socket takes the packets from whichever
+        port they come.  (A platform behind a filtering firewall would fall back to
+        turn-tcp here, as the phone's client does.)
+        """
+        await self.up(symmetric_shop_nat=True, stun=True)
+        probe = self.report["nat_probe"]  # one camera socket, four STUN destinations: a port for each
+        self.assertNotIn(None, probe["mapped"], probe)
+        self.assertGreaterEqual(len({port for _, port in probe["mapped"]}), 3, probe)
+        await self.play("turn-udp")
+        self.assertEqual([a["path"] for a in self.hub["attempts"]], ["local", "upnp", "turn-udp"],
+                         self.hub["attempts_summary"])

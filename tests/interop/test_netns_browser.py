@@ -41,6 +41,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,9 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 PORTAL = f"http://{PLATFORM_IP}:{PLATFORM_PORTS['web']}"
 STATUS = f"http://{PLATFORM_IP}:{PLATFORM_PORTS['http']}/status/streams"
+STATUS_GET = ("import sys, urllib.request\n"
+              f"request = urllib.request.Request({STATUS!r}, headers={{'Authorization': 'Bearer {OPS_TOKEN}'}})\n"
+              "sys.stdout.write(urllib.request.urlopen(request, timeout=5).read().decode())\n")
 #: The first picture may wait for the paths before the winning one: at most the proxy's 3 s UDP
 #: wait, 2 s connect timeouts, and the camera's own STUN query at SETUP (1.5 s).
 FIRST_PICTURE_TIMEOUT_MS = 20000
@@ -175,10 +179,9 @@ class NetnsBrowserTests(TestCase):
     async def observe(self) -> dict[str, Any]:
         """While the browser plays: the proxy's ``/status/streams`` (operator token) and the portal's peers.
 
-        Both read inside the platform's namespace: curl, and ``ss`` for the portal's TCP connections.
+        Both read inside the platform's namespace: Python's urllib, and ``ss`` for the portal's TCP connections.
         """
-        result = await self.lab.exec("platform", ["curl", "-sS", "--max-time", "5", "-H",
-                                                  f"Authorization: Bearer {OPS_TOKEN}", STATUS], timeout=10)
+        result = await self.lab.exec("platform", [sys.executable, "-c", STATUS_GET], timeout=10)
         self.assertEqual(result.code, 0, result.err)
         peers = await self.lab.exec("platform", ["ss", "-Htn", "sport", "=", f":{PLATFORM_PORTS['web']}"], check=True)
         return {"streams": json.loads(result.out), "peers": peers.out}

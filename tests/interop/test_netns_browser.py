@@ -62,6 +62,7 @@ from tests.netns import (
     PLATFORM_PORTS,
     SHOP_WAN_IP,
     Lab,
+    _which,
     missing_prerequisites,
     sleep,
     start_camera,
@@ -189,7 +190,8 @@ class NetnsBrowserTests(TestCase):
     async def play(self, expected: str) -> dict[str, Any]:
         """The browser in the phone's namespace plays the camera; the proxy's upstream took *expected*."""
         wrapper = self.workdir / "chromium-in-phone"
-        wrapper.write_text(f"#!/bin/sh\nexec ip netns exec {self.lab.ns('phone')} {CHROMIUM} \"$@\"\n")
+        ip = _which("ip")  # /usr/sbin/ip may not be on the PATH Playwright hands the wrapper
+        wrapper.write_text(f"#!/bin/sh\nexec {ip} netns exec {self.lab.ns('phone')} {CHROMIUM} \"$@\"\n")
         wrapper.chmod(0o755)
 
         def status() -> dict[str, Any]:

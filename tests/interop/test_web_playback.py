@@ -1,0 +1,345 @@
+"""Playback of a camera's recording in a real browser: the platform's rtsp role (its §15 path
+machinery), a simulated camera with recordings (real MPEG-TS files), globaleye.web.playback and
+static/js/player.js's playRecording, played by Debian's Chromium driven by Playwright; the
+download read by ffprobe; the seeked picture compared with FFmpeg's decode of the same file.
+
+The page and the stream are served by a small loopback site with the account fixed (the portal's
+route and session are the web API's, tested with it: tests/integration/test_web_api.py loops its
+IDOR check over the playback routes too); the site is the platform's own LimitedSite with a short
+idle timeout, and the page carries a strict Content-Security-Policy (no inline script).
+The simulated camera records 2-minute files here (6AH FileDuration 2), so a download at the
+camera's fastest Scale (4) takes 30 s rather than 75.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web import resource, static
+
+from globaleye.guard.httpsite import LimitedSite
+from globaleye.sim.state import RecordParams
+from globaleye.web.live import LiveUnavailable
+from globaleye.web.playback import PlaybackVideo
+from tests.util import FFMPEG, FFPROBE, ProxyHarness, http_client, run, until
+from tests.util import PROXY_DEV as DEV
+from tests.util import PROXY_MOBILE as MOBILE
+from tests.util import PROXY_OTHER_DEV as OTHER_DEV
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+PLAYER = Path(__file__).resolve().parents[2] / "globaleye" / "web" / "static" / "js" / "player.js"
+CSP = b"default-src 'self'; script-src 'self'; media-src 'self' blob:; style-src 'self'; object-src 'none'"
+FILE_MINUTES = 2
+#: Mean absolute difference (0-255 per RGB channel) between the browser's picture and FFmpeg's of the
+#: same frame: colour conversion and scaling differ a little; a neighbouring second differs a lot.
+TOLERANCE = 6.0
+
+PAGE = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>playback</title>
+<script type="module" src="/page.js"></script></head>
+<body><video id="v" muted playsinline></video><canvas id="c"></canvas><p id="state"></p></body></html>
+"""
+
+PAGE_JS = b"""import { playRecording } from '/js/player.js';
+const video = document.getElementById('v');
+window.states = [];
+window.infos = [];
+const params = new URLSearchParams(location.search);
+window.player = playRecording(video, '/play.mp4?dev=' + (params.get('dev') || ''), {
+  start: Number(params.get('start') || '0'),
+  speed: Number(params.get('speed') || '1'),
+  onState: (s, detail) => {
+    window.states.push(detail ? s + ': ' + detail : s);
+    document.getElementById('state').textContent = s;
+  },
+  onInfo: (info) => window.infos.push(info),
+});
+// The picture on screen as RGB bytes (base64): what the page shows, drawn into a canvas.
+window.grab = () => {
+  const canvas = document.getElementById('c');
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(video, 0, 0);
+  const rgba = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  const rgb = new Uint8Array(rgba.length / 4 * 3);
+  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
+    rgb[j] = rgba[i]; rgb[j + 1] = rgba[i + 1]; rgb[j + 2] = rgba[i + 2];
+  }
+  let s = '';
+  for (let i = 0; i < rgb.length; i += 0x8000) s += String.fromCharCode.apply(null, rgb.subarray(i, i + 0x8000));
+  return { w: canvas.width, h: canvas.height, rgb: btoa(s), t: video.currentTime };
+};
+"""
+
+
+class PlayPage(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, playback: PlaybackVideo, test: WebPlaybackTests, download: bool = False) -> None:
+        super().__init__()
+        self.playback, self.test, self.download = playback, test, download
+
+    def render_GET(self, request: Any) -> Any:  # noqa: N802
+        def arg(name: str, default: str) -> str:
+            return (request.args.get(name.encode()) or [b""])[0].decode() or default
+
+        dev = arg("dev", DEV)
+        name = self.test.file_name if dev == DEV else f"{dev}_0_20260101000000.ts"
+        from globaleye.web.live import write_problem
+
+        try:
+            return self.playback.render(request, MOBILE, dev, 0, name, float(arg("start", "0")),
+                                        float(arg("speed", "1")), self.download)
+        except LiveUnavailable as e:
+            write_problem(request, e)
+            return b""
+
+
+class Bytes(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, body: bytes, kind: bytes) -> None:
+        super().__init__()
+        self.body, self.kind = body, kind
+
+    def render_GET(self, request: Any) -> bytes:  # noqa: N802
+        request.setHeader(b"content-type", self.kind)
+        request.setHeader(b"content-security-policy", CSP)
+        return self.body
+
+
+def ffmpeg_frame(path: str, second: float) -> tuple[int, int, bytes]:
+    """FFmpeg's decode of the file's picture at *second*, as RGB24 (blocking: call in a thread)."""
+    import subprocess
+
+    assert FFMPEG is not None and FFPROBE is not None
+    probe = json.loads(subprocess.run([FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries",
+                                       "stream=width,height", "-of", "json", path], capture_output=True,
+                                      check=True).stdout)
+    w, h = probe["streams"][0]["width"], probe["streams"][0]["height"]
+    out = subprocess.run([FFMPEG, "-v", "error", "-i", path, "-ss", f"{second:.3f}", "-frames:v", "1",
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    return w, h, out
+
+
+def mean_abs_diff(a: bytes, b: bytes) -> float:
+    import numpy as np
+
+    return float(np.abs(np.frombuffer(a, np.uint8).astype(np.int16) - np.frombuffer(b, np.uint8).astype(np.int16)).mean())
+
+
+class Browser:
+    """Chromium with the page open (used from a worker thread only)."""
+
+    def __init__(self, url: str) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self.pw = sync_playwright().start()
+        self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        self.page = self.browser.new_page()
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.route("**/favicon.ico", lambda route: route.fulfill(status=204))
+        self.page.goto(url)
+
+    def js(self, expression: str) -> Any:
+        return self.page.evaluate(expression)
+
+    def wait(self, expression: str, timeout: float = 15.0) -> None:
+        self.page.wait_for_function(expression, timeout=timeout * 1000)
+
+    def close(self) -> None:
+        try:
+            self.browser.close()
+        finally:
+            self.pw.stop()
+
+
+PLAYING_AT = ("(t) => { const v = document.getElementById('v'); return window.states.at(-1) === 'playing'"
+              " && v.currentTime >= t && !v.paused; }")
+
+
+class WebPlaybackTests(TestCase):
+    timeout = 120
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        if FFMPEG is None or FFPROBE is None:
+            raise SkipTest("ffmpeg/ffprobe not installed")
+        self.h = ProxyHarness(self)
+        await self.h.start({DEV: {"record_params": {0: RecordParams(file_duration=FILE_MINUTES)}}, OTHER_DEV: {}})
+        self.file_name = self.h.cameras[DEV].state.recordings(0)[-1].file_name  # the newest file (72H)
+        self.camera = self.h.camera_rtsp(DEV)
+        await self.camera.media.recording_async(FILE_MINUTES * 60, True)  # made once, before any timing
+        self.playback = PlaybackVideo(self.h.factory)
+        root = resource.Resource()
+        root.putChild(b"", Bytes(PAGE, b"text/html; charset=utf-8"))
+        root.putChild(b"page.js", Bytes(PAGE_JS, b"text/javascript"))
+        js = resource.Resource()
+        js.putChild(b"player.js", static.File(str(PLAYER), defaultType="text/javascript"))
+        root.putChild(b"js", js)
+        root.putChild(b"play.mp4", PlayPage(self.playback, self))
+        root.putChild(b"download.mp4", PlayPage(self.playback, self, download=True))
+        # A 2 s idle timeout: the stream must outlive it (suspended while streaming).
+        self.site = LimitedSite(root, reactor, idle_timeout=2.0)
+        self.port = reactor.listenTCP(0, self.site, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.base = f"http://127.0.0.1:{self.port.getHost().port}"
+
+    async def browser(self, query: str = "") -> Browser:
+        if not os.path.exists(CHROMIUM):
+            raise SkipTest("Chromium not installed (apt-get install -y chromium)")
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            raise SkipTest("Playwright for Python not installed") from None
+        b: Browser = await deferToThread(Browser, f"{self.base}/?{query}")
+        self.addCleanup(lambda: deferToThread(b.close))
+        return b
+
+    def recording_path(self) -> str:
+        recording = self.camera.media.recording_ready(FILE_MINUTES * 60, True)
+        assert recording is not None, "the camera played its recording"
+        return str(recording.index.path)
+
+    async def no_camera_sessions(self) -> None:
+        """Every browser request's camera session is torn down (TEARDOWN, the camera forgot it)."""
+        await until(lambda: not self.playback.streams and not self.camera.sessions, timeout=10)
+
+    async def test_seek_to_one_minute_shows_the_files_picture(self) -> None:
+        """Seek to 01:00: the picture drawn from the video into a canvas is FFmpeg's decode of that frame."""
+        b = await self.browser("start=10")
+        await deferToThread(b.wait, f"() => ({PLAYING_AT})(10.5)")
+        await deferToThread(b.js, "window.player.seek(60)")
+        await deferToThread(b.wait, f"() => ({PLAYING_AT})(60.2)")
+        await deferToThread(b.js, "window.player.pause()")
+        # Still for the rest of second 60: every picture of a second of the file is the same.
+        shown = await deferToThread(b.js, "window.grab()")
+        self.assertGreaterEqual(shown["t"], 60.0)
+        self.assertLess(shown["t"], 61.0, "paused within second 60")
+        path = self.recording_path()
+        w, h, frame = await deferToThread(ffmpeg_frame, path, 60.0)
+        _, _, other = await deferToThread(ffmpeg_frame, path, 61.0)
+        self.assertEqual((shown["w"], shown["h"]), (w, h))
+        import base64
+
+        rgb = base64.b64decode(shown["rgb"])
+        same, neighbour = mean_abs_diff(rgb, frame), mean_abs_diff(rgb, other)
+        print(f"\nseek to 01:00: mean |browser - ffmpeg| {same:.2f} at 01:00, {neighbour:.2f} against 01:01 "
+              f"(states {b.js('window.states')}, infos {b.js('window.infos')})")
+        self.assertLess(same, TOLERANCE)
+        self.assertGreater(neighbour, 2 * TOLERANCE, "the comparison tells seconds apart")
+        self.assertEqual(b.errors, [])
+        await self.no_camera_sessions()  # paused: the camera's session is gone
+
+    async def test_pause_stops_time_and_speed_two_runs_twice_as_fast(self) -> None:
+        """Pause: currentTime stands still; speed 2: currentTime advances about twice the wall time."""
+        b = await self.browser("start=5")
+        await deferToThread(b.wait, f"() => ({PLAYING_AT})(5.5)")
+        await deferToThread(b.js, "window.player.pause()")
+        t1 = await deferToThread(b.js, "document.getElementById('v').currentTime")
+        await deferToThread(time.sleep, 1.5)
+        t2 = await deferToThread(b.js, "document.getElementById('v').currentTime")
+        self.assertEqual(t1, t2, "paused: the picture stands still")
+        await self.no_camera_sessions()
+        await deferToThread(b.js, "window.player.resume()")
+        await deferToThread(b.wait, f"() => ({PLAYING_AT})({t2 + 0.3})")
+        await deferToThread(b.js, "window.player.setSpeed(2)")
+        await deferToThread(b.wait, "() => window.infos.length >= 3 && window.infos.at(-1).scale === 2")
+        await deferToThread(b.wait, f"() => ({PLAYING_AT})({t2 + 1})")
+        rates = []
+        for _ in range(2):
+            m0, w0 = await deferToThread(b.js, "[document.getElementById('v').currentTime, Date.now()]")
+            await deferToThread(time.sleep, 3.0)
+            m1, w1 = await deferToThread(b.js, "[document.getElementById('v').currentTime, Date.now()]")
+            rates.append((m1 - m0) / ((w1 - w0) / 1000))
+        print(f"\nspeed 2: currentTime advanced {rates[0]:.2f}x and {rates[1]:.2f}x the wall time; "
+              f"states {b.js('window.states')}")
+        self.assertTrue(all(1.6 < r < 2.4 for r in rates), rates)
+        self.assertEqual(self.playback.started, 3, "play, resume, speed: one camera session each")
+        self.assertEqual([s.scale for s in self.playback.streams], [2.0], "the camera plays at Scale 2")
+        await deferToThread(b.js, "window.player.close()")
+        await self.no_camera_sessions()
+        self.assertEqual(b.errors, [])
+
+    async def test_download_is_the_whole_file(self) -> None:
+        """download.mp4: an attachment ffprobe reads, with the recording's duration (±1 s)."""
+        started = reactor.seconds()
+        response = await http_client().get(f"{self.base}/download.mp4")
+        body = await response.content()
+        took = reactor.seconds() - started
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders("content-disposition"),
+                         [f'attachment; filename="{self.file_name[:-3]}.mp4"'])
+        with tempfile.NamedTemporaryFile(suffix=".mp4", delete=False) as f:
+            f.write(body)
+        self.addCleanup(os.unlink, f.name)
+        result = await run(FFPROBE, ["-v", "error", "-show_entries", "format=duration:stream=codec_name,nb_read_frames",
+                                     "-count_frames", "-of", "json", f.name], timeout=60)
+        self.assertEqual(result.code, 0, result.err)
+        probed = json.loads(result.out)
+        duration = float(probed["format"]["duration"])
+        frames = int(probed["streams"][0]["nb_read_frames"])
+        print(f"\ndownload: {len(body) / 1e6:.1f} MB in {took:.1f} s, ffprobe: {duration:.2f} s, {frames} frames")
+        self.assertEqual(probed["streams"][0]["codec_name"], "h264")
+        self.assertAlmostEqual(duration, FILE_MINUTES * 60, delta=1.0)
+        # The simulated camera drops the rest of a GOP when its (shared, loaded) reactor falls behind
+        # (globaleye.sim.rtsp.players.RecordingPlayer): a picture or a second may be missing, not more.
+        self.assertGreaterEqual(frames, FILE_MINUTES * 60 * 25 * 0.97)
+        self.assertLessEqual(frames, FILE_MINUTES * 60 * 25)
+        await self.no_camera_sessions()
+
+    async def test_end_of_file_ends_the_answer(self) -> None:
+        """Played from 3 s before the end: the answer ends cleanly with the last pictures, read by ffprobe."""
+        response = await http_client().get(f"{self.base}/play.mp4?start={FILE_MINUTES * 60 - 3}")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders("x-start"), [f"{FILE_MINUTES * 60 - 3:.3f}"])
+        self.assertEqual(response.headers.getRawHeaders("x-duration"), [f"{FILE_MINUTES * 60:.3f}"])
+        body = await response.content()  # ends: the camera's BYE at the end of the file
+        with tempfile.NamedTemporaryFile(suffix=".mp4", delete=False) as f:
+            f.write(body)
+        self.addCleanup(os.unlink, f.name)
+        result = await run(FFPROBE, ["-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames",
+                                     "-of", "json", f.name], timeout=30)
+        self.assertEqual(result.code, 0, result.err)
+        self.assertEqual(int(json.loads(result.out)["streams"][0]["nb_read_frames"]), 75, "the last 3 s, 25 fps")
+        await self.no_camera_sessions()
+
+    async def test_browser_leaving_tears_the_camera_session_down(self) -> None:
+        """The browser closes the connection mid-file: the camera's session ends (TEARDOWN)."""
+        response = await http_client().get(f"{self.base}/play.mp4?start=20")
+        self.assertEqual(response.code, 200)
+        await until(lambda: self.camera.sessions, timeout=5)
+        response.original.deliverBody(_Drop())  # close the connection without reading
+        await self.no_camera_sessions()
+
+    async def test_another_accounts_camera_is_404(self) -> None:
+        """A camera not in the account's list is 404, and no camera session is opened."""
+        response = await http_client().get(f"{self.base}/play.mp4?dev={OTHER_DEV}")
+        self.assertEqual(response.code, 404)
+        self.assertEqual((await response.json())["title"], "No such camera")
+        self.assertEqual(self.h.camera_rtsp(OTHER_DEV).plays, 0)
+
+
+class _Drop:
+    """A body reader that closes the connection at once."""
+
+    def makeConnection(self, transport: Any) -> None:  # noqa: N802
+        transport.stopProducing()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        pass
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+        pass

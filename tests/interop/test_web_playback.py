@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.threads import deferToThread
+from twisted.internet.threads import deferToThread, deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web import resource, static
 
@@ -204,9 +205,16 @@ class WebPlaybackTests(TestCase):
             import playwright.sync_api  # noqa: F401
         except ImportError:
             raise SkipTest("Playwright for Python not installed") from None
-        b: Browser = await deferToThread(Browser, f"{self.base}/?{query}")
-        self.addCleanup(lambda: deferToThread(b.close))
+        # Playwright's synchronous API stays on the thread that started it: one thread of its own.
+        self.pool = ThreadPool(1, 1, "playwright")
+        self.pool.start()
+        self.addCleanup(self.pool.stop)
+        b: Browser = await self.call(Browser, f"{self.base}/?{query}")
+        self.addCleanup(lambda: self.call(b.close))
         return b
+
+    def call(self, f: Any, *args: Any) -> Any:
+        return deferToThreadPool(reactor, self.pool, f, *args)
 
     def recording_path(self) -> str:
         recording = self.camera.media.recording_ready(FILE_MINUTES * 60, True)
@@ -220,12 +228,12 @@ class WebPlaybackTests(TestCase):
     async def test_seek_to_one_minute_shows_the_files_picture(self) -> None:
         """Seek to 01:00: the picture drawn from the video into a canvas is FFmpeg's decode of that frame."""
         b = await self.browser("start=10")
-        await deferToThread(b.wait, f"() => ({PLAYING_AT})(10.5)")
-        await deferToThread(b.js, "window.player.seek(60)")
-        await deferToThread(b.wait, f"() => ({PLAYING_AT})(60.2)")
-        await deferToThread(b.js, "window.player.pause()")
+        await self.call(b.wait, f"() => ({PLAYING_AT})(10.5)")
+        await self.call(b.js, "window.player.seek(60)")
+        await self.call(b.wait, f"() => ({PLAYING_AT})(60.2)")
+        await self.call(b.js, "window.player.pause()")
         # Still for the rest of second 60: every picture of a second of the file is the same.
-        shown = await deferToThread(b.js, "window.grab()")
+        shown = await self.call(b.js, "window.grab()")
         self.assertGreaterEqual(shown["t"], 60.0)
         self.assertLess(shown["t"], 61.0, "paused within second 60")
         path = self.recording_path()
@@ -236,8 +244,9 @@ class WebPlaybackTests(TestCase):
 
         rgb = base64.b64decode(shown["rgb"])
         same, neighbour = mean_abs_diff(rgb, frame), mean_abs_diff(rgb, other)
+        states = await self.call(b.js, "[window.states, window.infos]")
         print(f"\nseek to 01:00: mean |browser - ffmpeg| {same:.2f} at 01:00, {neighbour:.2f} against 01:01 "
-              f"(states {b.js('window.states')}, infos {b.js('window.infos')})")
+              f"(states and infos {states})")
         self.assertLess(same, TOLERANCE)
         self.assertGreater(neighbour, 2 * TOLERANCE, "the comparison tells seconds apart")
         self.assertEqual(b.errors, [])
@@ -246,30 +255,30 @@ class WebPlaybackTests(TestCase):
     async def test_pause_stops_time_and_speed_two_runs_twice_as_fast(self) -> None:
         """Pause: currentTime stands still; speed 2: currentTime advances about twice the wall time."""
         b = await self.browser("start=5")
-        await deferToThread(b.wait, f"() => ({PLAYING_AT})(5.5)")
-        await deferToThread(b.js, "window.player.pause()")
-        t1 = await deferToThread(b.js, "document.getElementById('v').currentTime")
-        await deferToThread(time.sleep, 1.5)
-        t2 = await deferToThread(b.js, "document.getElementById('v').currentTime")
+        await self.call(b.wait, f"() => ({PLAYING_AT})(5.5)")
+        await self.call(b.js, "window.player.pause()")
+        t1 = await self.call(b.js, "document.getElementById('v').currentTime")
+        await self.call(time.sleep, 1.5)
+        t2 = await self.call(b.js, "document.getElementById('v').currentTime")
         self.assertEqual(t1, t2, "paused: the picture stands still")
         await self.no_camera_sessions()
-        await deferToThread(b.js, "window.player.resume()")
-        await deferToThread(b.wait, f"() => ({PLAYING_AT})({t2 + 0.3})")
-        await deferToThread(b.js, "window.player.setSpeed(2)")
-        await deferToThread(b.wait, "() => window.infos.length >= 3 && window.infos.at(-1).scale === 2")
-        await deferToThread(b.wait, f"() => ({PLAYING_AT})({t2 + 1})")
+        await self.call(b.js, "window.player.resume()")
+        await self.call(b.wait, f"() => ({PLAYING_AT})({t2 + 0.3})")
+        await self.call(b.js, "window.player.setSpeed(2)")
+        await self.call(b.wait, "() => window.infos.length >= 3 && window.infos.at(-1).scale === 2")
+        await self.call(b.wait, f"() => ({PLAYING_AT})({t2 + 1})")
         rates = []
         for _ in range(2):
-            m0, w0 = await deferToThread(b.js, "[document.getElementById('v').currentTime, Date.now()]")
-            await deferToThread(time.sleep, 3.0)
-            m1, w1 = await deferToThread(b.js, "[document.getElementById('v').currentTime, Date.now()]")
+            m0, w0 = await self.call(b.js, "[document.getElementById('v').currentTime, Date.now()]")
+            await self.call(time.sleep, 3.0)
+            m1, w1 = await self.call(b.js, "[document.getElementById('v').currentTime, Date.now()]")
             rates.append((m1 - m0) / ((w1 - w0) / 1000))
-        print(f"\nspeed 2: currentTime advanced {rates[0]:.2f}x and {rates[1]:.2f}x the wall time; "
-              f"states {b.js('window.states')}")
+        states = await self.call(b.js, "window.states")
+        print(f"\nspeed 2: currentTime advanced {rates[0]:.2f}x and {rates[1]:.2f}x the wall time; states {states}")
         self.assertTrue(all(1.6 < r < 2.4 for r in rates), rates)
         self.assertEqual(self.playback.started, 3, "play, resume, speed: one camera session each")
         self.assertEqual([s.scale for s in self.playback.streams], [2.0], "the camera plays at Scale 2")
-        await deferToThread(b.js, "window.player.close()")
+        await self.call(b.js, "window.player.close()")
         await self.no_camera_sessions()
         self.assertEqual(b.errors, [])
 

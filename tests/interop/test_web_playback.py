@@ -352,3 +352,131 @@ class _Drop:
 
     def connectionLost(self, reason: Any) -> None:  # noqa: N802
         pass
+
+
+def play_in_portal(base: str, dev: str, file_name: str) -> dict[str, Any]:
+    """Log in on the portal, open the recording's page, seek, change speed, pause (in a worker thread)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.util import PROXY_PASSWORD as PASSWORD
+
+    out: dict[str, Any] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844}).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error"
+                    and not m.text.startswith("Failed to load resource") else None)
+            page.goto(base + "/")
+            page.wait_for_selector("#login-form")
+            page.fill("#login-form [name=account]", MOBILE)
+            page.fill("#login-form [name=password]", PASSWORD)
+            page.click("#login-form button[type=submit]")
+            page.wait_for_selector(f"li[data-dev-id='{dev}'] a")
+            page.goto(f"{base}/#/devices/{dev}/recordings/0/{file_name}")
+            page.wait_for_function("() => document.getElementById('playback-state')?.dataset.state === 'playing'",
+                                   timeout=20000)
+            out["seek_max"] = page.get_attribute("#playback-seek", "max")
+            out["title"] = page.text_content("h1")
+            out["download"] = page.get_attribute("#playback-download", "href")
+            # Seek with the bar to 01:00, as a person dragging it would.
+            page.eval_on_selector("#playback-seek", "(s) => { s.value = '60';"
+                                  " s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change')); }")
+            page.wait_for_function("() => { const v = document.getElementById('playback');"
+                                   " return v.currentTime >= 60.2 && !v.paused; }", timeout=20000)
+            page.click("button[data-speed='2']")
+            page.wait_for_function("() => document.getElementById('playback').playbackRate === 2"
+                                   " && document.getElementById('playback-state').dataset.state === 'playing'",
+                                   timeout=20000)
+            page.click("#playback-toggle")
+            page.wait_for_function("() => document.getElementById('playback-state').dataset.state === 'paused'")
+            out["paused_at"] = page.evaluate("document.getElementById('playback').currentTime")
+            out["time_text"] = page.text_content("#playback-time")
+            out["status_text"] = page.text_content("#playback-state")
+            folder = os.path.abspath("screenshots")
+            os.makedirs(folder, exist_ok=True)
+            page.screenshot(path=os.path.join(folder, "playback.png"), full_page=True)
+            out["errors"] = errors
+        finally:
+            browser.close()
+    return out
+
+
+class WebPlaybackPortalTests(TestCase):
+    """The same through the web role: the API routes (session, access check, problems) and the portal's page."""
+
+    timeout = 120
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        from globaleye.platform.config import parse_config
+        from globaleye.testing import platform_config
+
+        self.h = ProxyHarness(self)
+        self.h.config = parse_config(platform_config(
+            "gateway, http, turn, rtsp, web", public_host=None, cms_password=None, turn={"relay_ports": "53000-53999"},
+            rtsp="linger = 0.5\nudp_timeout = 5\nconnect_timeout = 2"))
+        await self.h.start({DEV: {"record_params": {0: RecordParams(file_duration=FILE_MINUTES)}}, OTHER_DEV: {}})
+        self.file_name = self.h.cameras[DEV].state.recordings(0)[-1].file_name
+        self.camera = self.h.camera_rtsp(DEV)
+        await self.camera.media.recording_async(FILE_MINUTES * 60, True)
+        self.base = f"http://127.0.0.1:{self.h.platform.port_of('web')}"
+
+    def url(self, dev: str, what: str, file_name: str | None = None) -> str:
+        return f"{self.base}/api/v1/devices/{dev}/channels/0/recordings/{file_name or self.file_name}/{what}"
+
+    async def test_routes(self) -> None:
+        """play.mp4 and download.mp4 with the portal's session; 404 for another account's camera; 400, 401."""
+        from tests.util import PROXY_PASSWORD as PASSWORD
+
+        http = http_client()
+        login = await http.post(self.base + "/api/v1/session", json={"account": MOBILE, "password": PASSWORD})
+        self.assertEqual(login.code, 200)
+        await login.content()
+        cookies = {"ge_session": login.cookies()["ge_session"]}
+        end = FILE_MINUTES * 60 - 2
+        response = await http.get(self.url(DEV, f"play.mp4?start={end}&speed=0.5"), cookies=cookies)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["video/mp4"])
+        self.assertEqual(response.headers.getRawHeaders("x-scale"), ["0.5"])
+        self.assertEqual(response.headers.getRawHeaders("x-start"), [f"{end:.3f}"])
+        body = await response.content()  # 2 s of file at half speed: ends after about 4 s
+        self.assertGreater(len(body), 10_000)
+        download = await http.get(self.url(DEV, "download.mp4"), cookies=cookies, unbuffered=True)
+        self.assertEqual(download.code, 200)
+        self.assertEqual(download.headers.getRawHeaders("x-scale"), ["4"])
+        self.assertTrue(download.headers.getRawHeaders("content-disposition")[0].startswith("attachment;"))
+        download.deliverBody(_Drop())
+        await until(lambda: not self.camera.sessions, timeout=10)
+        other = f"{OTHER_DEV}_0_20260101000000.ts"
+        theirs = await http.get(self.url(OTHER_DEV, "play.mp4", other), cookies=cookies)
+        nobodys = await http.get(self.url("81399999999", "play.mp4", other), cookies=cookies)
+        self.assertEqual((theirs.code, await theirs.content()), (nobodys.code, await nobodys.content()))
+        self.assertEqual(theirs.code, 404)
+        self.assertEqual(self.h.camera_rtsp(OTHER_DEV).plays, 0)
+        bad = await http.get(self.url(DEV, "play.mp4?speed=8"), cookies=cookies)
+        self.assertEqual(bad.code, 400)
+        self.assertEqual(json.loads(await bad.content())["status"], 400)
+        missing = await http.get(self.url(DEV, "play.mp4", f"{DEV}_0_20200101000000.ts"), cookies=cookies)
+        self.assertEqual(missing.code, 404, "a recording the camera does not have")
+        self.assertEqual(json.loads(await missing.content())["title"], "No such recording")
+        anonymous = await http_client().get(self.url(DEV, "play.mp4"))
+        self.assertEqual(anonymous.code, 401)
+        await anonymous.content()
+
+    async def test_portal_page(self) -> None:
+        """Log in, open #/devices/{id}/recordings/0/{file}: it plays, the seek bar seeks, speed 2, pause."""
+        if not os.path.exists(CHROMIUM):
+            raise SkipTest("Chromium not installed")
+        result = await deferToThread(play_in_portal, self.base, DEV, self.file_name)
+        print(f"\nportal playback page in Chromium: {json.dumps(result, ensure_ascii=False)}")
+        self.assertEqual(result["seek_max"], str(FILE_MINUTES * 60))
+        self.assertIn("录像回放", result["title"])
+        self.assertTrue(result["download"].endswith(f"/recordings/{self.file_name}/download.mp4"))
+        self.assertGreaterEqual(result["paused_at"], 60.2)
+        self.assertEqual(result["status_text"], "已暂停")
+        self.assertTrue(result["time_text"].startswith("01:0") and result["time_text"].endswith("/ 02:00"),
+                        result["time_text"])
+        self.assertEqual(result["errors"], [])
+        await until(lambda: not self.camera.sessions, timeout=10)

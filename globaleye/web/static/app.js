@@ -1,6 +1,7 @@
 // The shop owner's portal: one page, hash routes (#/login, #/signup, #/devices, #/devices/{id}),
 // the JSON API at /api/v1 (errors are application/problem+json), no build step, no inline script.
 import { lang, setLang, t } from './i18n.js';
+import { playbackPage, playbackRoute } from './playback.js';
 
 const API = '/api/v1';
 const view = document.getElementById('view');
@@ -388,6 +389,8 @@ async function route() {
     translateStatic();
   }
   try {
+    const recording = playbackRoute(hash);
+    if (recording) return await playbackPage(...recording, { render, api, explain });
     const match = hash.match(/^#\/devices\/([0-9]+)$/);
     if (match) return await devicePage(match[1]);
     return await devicesPage();

@@ -73,6 +73,18 @@ const WORDS = {
     notShared: '尚未分享给任何人',
     sharedDone: '已分享',
     noSuchAccount: '没有这个账号',
+    // --- playback ---
+    pbTitle: '录像回放',
+    pbBack: '返回录像列表',
+    pbPlay: '播放',
+    pbPause: '暂停',
+    pbReplay: '重新播放',
+    pbSeek: '播放进度',
+    pbSpeed: '播放速度',
+    pbDownload: '下载录像 (MP4)',
+    pbPaused: '已暂停',
+    pbEnded: '录像已播完',
+    pbNotFound: '摄像头上没有这个录像',
   },
   en: {
     appName: 'GlobalEye',
@@ -141,6 +153,18 @@ const WORDS = {
     notShared: 'Not shared with anyone',
     sharedDone: 'Shared',
     noSuchAccount: 'No such account',
+    // --- playback ---
+    pbTitle: 'Recording playback',
+    pbBack: 'Back to recordings',
+    pbPlay: 'Play',
+    pbPause: 'Pause',
+    pbReplay: 'Play again',
+    pbSeek: 'Position',
+    pbSpeed: 'Speed',
+    pbDownload: 'Download the recording (MP4)',
+    pbPaused: 'Paused',
+    pbEnded: 'End of the recording',
+    pbNotFound: 'The camera has no such recording',
   },
 };
 

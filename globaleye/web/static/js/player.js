@@ -248,6 +248,7 @@ async function problemOf(response) {
  *          onInfo?: (info: {start: number, scale: number, duration: number|null}) => void}} [options]
  * @returns {{seek: (s: number) => void, setSpeed: (x: number) => void, pause: () => void,
  *            resume: () => void, close: () => void, readonly duration: number|null}}
+ *   seek and setSpeed play from there (also after a pause); pause keeps the picture and ends the request.
  */
 export function playRecording(video, baseUrl, { start = 0, speed = 1, onState = () => {}, onInfo = () => {} } = {}) {
   let load = null; // the current request: {controller, objectUrl, done}
@@ -423,10 +424,12 @@ export function playRecording(video, baseUrl, { start = 0, speed = 1, onState = 
     },
     seek(seconds) {
       if (closed) return;
+      paused = false;
       open(seconds);
     },
     setSpeed(x) {
       if (closed) return;
+      paused = false;
       rate = x;
       video.playbackRate = x;
       open(video.currentTime || position);

@@ -422,8 +422,9 @@ class PlaybackStream:
         self.sequence += 1
         if new_init or self.init_sent is not self.inits.init:
             self.init_sent = self.inits.init
-            self._write(self.inits.init if self.file_duration is None
-                        else _with_duration(self.inits.init, self.file_duration - self.start))
+            # A download's file says its length (mehd); a stream into MSE leaves that to the page (X-Duration).
+            self._write(_with_duration(self.inits.init, self.file_duration)
+                        if self.download and self.file_duration is not None else self.inits.init)
         self._write(fmp4.media_segment(self.sequence, decode_time, [sample]))
         self.fragments += 1
 

@@ -86,8 +86,10 @@ MIN_SPEED, MAX_SPEED = 0.25, 4.0
 #: A download runs at the fastest of them.
 DOWNLOAD_SPEED = MAX_SPEED
 FIRST_PICTURE_TIMEOUT = 10.0
-#: A browser that reads nothing this long is gone (longer than live's: nothing is skipped here).
-STALL_TIMEOUT = 30.0
+#: A browser that reads nothing this long is gone.  Longer than live's: nothing is skipped here, and a
+#: page that plays slower than the camera sends (a camera ignoring Scale 0.25) waits to read while
+#: it has 25 s or more ahead (player.js), up to 20 s of wall time at 0.25×.
+STALL_TIMEOUT = 60.0
 RTCP_BYE = 203
 
 

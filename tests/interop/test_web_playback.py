@@ -61,6 +61,7 @@ window.player = playRecording(video, '/play.mp4?dev=' + (params.get('dev') || ''
   speed: Number(params.get('speed') || '1'),
   onState: (s, detail) => {
     window.states.push(detail ? s + ': ' + detail : s);
+    if (s === 'playing') window.playingAt = performance.now();
     document.getElementById('state').textContent = s;
   },
   onInfo: (info) => window.infos.push(info),
@@ -229,8 +230,9 @@ class WebPlaybackTests(TestCase):
         """Seek to 01:00: the picture drawn from the video into a canvas is FFmpeg's decode of that frame."""
         b = await self.browser("start=10")
         await self.call(b.wait, f"() => ({PLAYING_AT})(10.5)")
-        await self.call(b.js, "window.player.seek(60)")
+        await self.call(b.js, "window.seekAt = performance.now(); window.player.seek(60)")
         await self.call(b.wait, f"() => ({PLAYING_AT})(60.2)")
+        seek_ms = await self.call(b.js, "window.playingAt - window.seekAt")
         await self.call(b.js, "window.player.pause()")
         # Still for the rest of second 60: every picture of a second of the file is the same.
         shown = await self.call(b.js, "window.grab()")
@@ -245,7 +247,8 @@ class WebPlaybackTests(TestCase):
         rgb = base64.b64decode(shown["rgb"])
         same, neighbour = mean_abs_diff(rgb, frame), mean_abs_diff(rgb, other)
         states = await self.call(b.js, "[window.states, window.infos]")
-        print(f"\nseek to 01:00: mean |browser - ffmpeg| {same:.2f} at 01:00, {neighbour:.2f} against 01:01 "
+        print(f"\nseek to 01:00: playing {seek_ms:.0f} ms after the seek; "
+              f"mean |browser - ffmpeg| {same:.2f} at 01:00, {neighbour:.2f} against 01:01 "
               f"(states and infos {states})")
         self.assertLess(same, TOLERANCE)
         self.assertGreater(neighbour, 2 * TOLERANCE, "the comparison tells seconds apart")
@@ -278,6 +281,17 @@ class WebPlaybackTests(TestCase):
         self.assertTrue(all(1.6 < r < 2.4 for r in rates), rates)
         self.assertEqual(self.playback.started, 3, "play, resume, speed: one camera session each")
         self.assertEqual([s.scale for s in self.playback.streams], [2.0], "the camera plays at Scale 2")
+        await self.call(b.js, "window.player.setSpeed(0.5)")
+        await self.call(b.wait, "() => window.infos.length >= 4 && window.infos.at(-1).scale === 0.5")
+        await self.call(b.wait, "() => window.states.at(-1) === 'playing'")
+        await self.call(time.sleep, 0.5)
+        m0, w0 = await self.call(b.js, "[document.getElementById('v').currentTime, Date.now()]")
+        await self.call(time.sleep, 3.0)
+        m1, w1 = await self.call(b.js, "[document.getElementById('v').currentTime, Date.now()]")
+        slow = (m1 - m0) / ((w1 - w0) / 1000)
+        print(f"speed 0.5: currentTime advanced {slow:.2f}x the wall time")
+        self.assertTrue(0.35 < slow < 0.65, slow)
+        self.assertEqual([s.scale for s in self.playback.streams], [0.5], "the camera plays at Scale 0.5")
         await self.call(b.js, "window.player.close()")
         await self.no_camera_sessions()
         self.assertEqual(b.errors, [])

@@ -245,7 +245,7 @@ async function problemOf(response) {
  * @param {string} baseUrl
  * @param {{start?: number, speed?: number,
  *          onState?: (state: 'connecting'|'playing'|'paused'|'ended'|'error', detail?: string) => void,
- *          onInfo?: (info: {start: number, scale: number, duration: number|null}) => void}} [options]
+ *          onInfo?: (info: {start: number, scale: number, duration: number|null, playbackRate: number}) => void}} [options]
  * @returns {{seek: (s: number) => void, setSpeed: (x: number) => void, pause: () => void,
  *            resume: () => void, close: () => void, readonly duration: number|null}}
  *   seek and setSpeed play from there (also after a pause); pause keeps the picture and ends the request.
@@ -314,7 +314,8 @@ export function playRecording(video, baseUrl, { start = 0, speed = 1, onState = 
     const scale = Number(response.headers.get('X-Scale') || '1');
     const headerDuration = response.headers.get('X-Duration');
     if (headerDuration !== null) duration = Number(headerDuration);
-    onInfo({ start: Number(response.headers.get('X-Start') || position), scale, duration });
+    onInfo({ start: Number(response.headers.get('X-Start') || position), scale, duration,
+      playbackRate: rate <= 1 ? rate : Math.min(rate, Math.max(scale, 1)) });
 
     const mediaSource = new MS();
     if (!window.MediaSource) video.disableRemotePlayback = true;
@@ -326,7 +327,9 @@ export function playRecording(video, baseUrl, { start = 0, speed = 1, onState = 
     const sourceBuffer = mediaSource.addSourceBuffer(mime);
     sourceBuffer.mode = 'segments';
     if (headerDuration !== null) mediaSource.duration = duration;
-    video.playbackRate = rate;
+    // The camera's speed, or slower: a camera that ignores Scale (X-Scale 1) sends at 1×, which can
+    // be shown slower (the browser buffers, reading waits) but not faster.
+    video.playbackRate = rate <= 1 ? rate : Math.min(rate, Math.max(scale, 1));
 
     const queue = [];
     let positioned = false;
@@ -380,7 +383,7 @@ export function playRecording(video, baseUrl, { start = 0, speed = 1, onState = 
       return b.length ? b.end(b.length - 1) - video.currentTime : 0;
     };
     const onTime = () => {
-      if (wake !== null && ahead() < AHEAD / 2) {
+      if (wake !== null && ahead() < AHEAD - 5) {
         const w = wake;
         wake = null;
         w();
@@ -431,7 +434,6 @@ export function playRecording(video, baseUrl, { start = 0, speed = 1, onState = 
       if (closed) return;
       paused = false;
       rate = x;
-      video.playbackRate = x;
       open(video.currentTime || position);
     },
     pause() {

@@ -46,6 +46,7 @@ Not yet: the recording's audio (AAC in the simulator's files; a second fragment 
 
 from __future__ import annotations
 
+import collections
 import math
 import socket
 import struct
@@ -65,6 +66,7 @@ from globaleye.media.rtsp.paths import NoPath, summarize
 from globaleye.media.rtsp.sdp import recording_duration
 from globaleye.media.rtsp.serving import Refusal
 from globaleye.media.rtsp.upstream import UpstreamSession
+from globaleye.proxy.fanout import GOP_CACHE_BYTES
 from globaleye.proxy.platform import Target
 from globaleye.proxy.server import VIEWER_SNDBUF, RtspProxyFactory
 from globaleye.web.live import (
@@ -162,6 +164,8 @@ class PlaybackVideo:
         self.answer_problem = write_problem
         self.started = 0
         self.stalled_drops = 0
+        #: The last streams that ended (their status), newest last.
+        self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
 
     def render(self, request: Any, account: str, dev_id: str, channel: int, file_name: str,
                start: float = 0.0, speed: float = 1.0, download: bool = False) -> int:
@@ -227,7 +231,7 @@ class PlaybackVideo:
 
     def status(self) -> dict[str, Any]:
         return {"streams": [s.status() for s in self.streams], "started": self.started,
-                "stalled_drops": self.stalled_drops}
+                "stalled_drops": self.stalled_drops, "recent": list(self.recent)}
 
 
 @implementer(interfaces.IPushProducer)
@@ -253,6 +257,8 @@ class PlaybackStream:
         self.inits = InitSegments()
         self.init_sent: bytes | None = None
         self.held: tuple[Picture, int] | None = None  # the last picture, until the next tells its duration
+        self.early: list[Picture] = []  # pictures that came before the PLAY answer
+        self.early_bytes = 0
         self.duration = DEFAULT_DURATION
         self.file_duration: float | None = None
         self.scale = self.speed
@@ -260,7 +266,9 @@ class PlaybackStream:
         self.headers_sent = False
         self.closed = False
         self.paused = False
-        self.waiting = False  # for an IDR after pictures were skipped (UDP path, full socket)
+        #: For an IDR: the first fragment, and after pictures were skipped (UDP path, full socket, or
+        #: pictures that came before the PLAY answer said where they belong).
+        self.waiting = True
         self.fragments = 0
         self.skipped = 0
         self.bytes = 0
@@ -284,6 +292,8 @@ class PlaybackStream:
         self.assembler = PictureAssembler()
         self.timeline = None
         self.held = None
+        self.early, self.early_bytes = [], 0
+        self.waiting = True
         description = session.description
         self.video_track = description.track("video") if description is not None else None
         if self.video_track is not None and description is not None:
@@ -325,6 +335,7 @@ class PlaybackStream:
             return
         self.closed = True
         self.playback.streams.discard(self)
+        self.playback.recent.append({**self.status(), "reason": reason})
         for call in (self._first, self._stall):
             if call is not None and call.active():
                 call.cancel()
@@ -363,8 +374,21 @@ class PlaybackStream:
         if self.timeline is None:
             answer = session.play_answer
             if answer is None:
-                return  # media before the PLAY answer (UDP): where they belong is not known yet
+                # Media before the PLAY answer (UDP beats the relayed RTSP): where they belong is not
+                # known yet, so they wait for it (at most a GOP's worth; beyond that, dropped).
+                size = sum(len(n) for n in picture.nals)
+                if self.early_bytes + size <= GOP_CACHE_BYTES:
+                    self.early.append(picture)
+                    self.early_bytes += size
+                return
             self.timeline = self._timeline(session, answer.headers)
+            early, self.early, self.early_bytes = self.early, [], 0
+            for waited in early:
+                self._place(waited)
+        self._place(picture)
+
+    def _place(self, picture: Picture) -> None:
+        assert self.timeline is not None
         decode_time = self.timeline.decode_time(picture.timestamp)
         if decode_time is None:
             return
@@ -412,7 +436,7 @@ class PlaybackStream:
         except fmp4.Fmp4Error:
             return
         if self.waiting and not sample.sync:
-            self.skipped += 1
+            self.skipped += self.headers_sent
             return
         if self.paused and self.upstream is not None and self.upstream.udp:
             self.waiting = True  # nothing to pause on UDP: skip to the next IDR

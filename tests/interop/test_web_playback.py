@@ -30,7 +30,8 @@ from globaleye.guard.httpsite import LimitedSite
 from globaleye.sim.state import RecordParams
 from globaleye.web.live import LiveUnavailable
 from globaleye.web.playback import PlaybackVideo
-from tests.util import FFMPEG, FFPROBE, ProxyHarness, http_client, run, until
+from globaleye.media.rtsp.upstream import UpstreamSession
+from tests.util import FFMPEG, FFPROBE, ProxyHarness, closed_port, http_client, run, until
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_MOBILE as MOBILE
 from tests.util import PROXY_OTHER_DEV as OTHER_DEV
@@ -494,3 +495,61 @@ class WebPlaybackPortalTests(TestCase):
                         result["time_text"])
         self.assertEqual(result["errors"], [])
         await until(lambda: not self.camera.sessions, timeout=10)
+
+
+class WebPlaybackTurnTests(TestCase):
+    """The §15 fallback serves the browser's playback too: local refused, no UPnP, the TURN relay."""
+
+    timeout = 90
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        if FFMPEG is None or FFPROBE is None:
+            raise SkipTest("ffmpeg/ffprobe not installed")
+        self.h = ProxyHarness(self, udp_timeout=1.0)
+        await self.h.start({DEV: {"rtsp_local_port": closed_port(), "upnp_ip": "0.0.0.0",
+                                  "record_params": {0: RecordParams(file_duration=FILE_MINUTES)}}})
+        await self.h.relay_ready()
+        self.file_name = self.h.cameras[DEV].state.recordings(0)[-1].file_name
+        self.camera = self.h.camera_rtsp(DEV)
+        await self.camera.media.recording_async(FILE_MINUTES * 60, True)
+        self.playback = PlaybackVideo(self.h.factory)
+        root = resource.Resource()
+        root.putChild(b"play.mp4", PlayPage(self.playback, self))  # type: ignore[arg-type]
+        self.port = reactor.listenTCP(0, LimitedSite(root, reactor, idle_timeout=2.0), interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.base = f"http://127.0.0.1:{self.port.getHost().port}"
+
+    async def play_end(self) -> dict[str, Any]:
+        """The last 3 s of the file over the path found: the answer ends; ffprobe counts its pictures."""
+        response = await http_client().get(f"{self.base}/play.mp4?start={FILE_MINUTES * 60 - 3}")
+        self.assertEqual(response.code, 200)
+        body = await response.content()
+        with tempfile.NamedTemporaryFile(suffix=".mp4", delete=False) as f:
+            f.write(body)
+        self.addCleanup(os.unlink, f.name)
+        result = await run(FFPROBE, ["-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames",
+                                     "-of", "json", f.name], timeout=30)
+        self.assertEqual(result.code, 0, result.err)
+        frames = int(json.loads(result.out)["streams"][0]["nb_read_frames"])
+        await until(lambda: not self.camera.sessions, timeout=10)
+        ended = self.playback.recent[-1]
+        print(f"\nplayback via {ended['path']}: {frames} pictures, {ended['reason']}")
+        self.assertEqual(ended["reason"], "end of the recording")
+        return {"frames": frames, "path": ended["path"]}
+
+    async def test_turn_udp(self) -> None:
+        result = await self.play_end()
+        self.assertEqual(result["path"], "turn-udp")
+        self.assertGreaterEqual(result["frames"], 70, "3 s at 25 fps over loopback UDP")
+
+    async def test_turn_tcp(self) -> None:
+        original = UpstreamSession.rtp_in
+
+        def firewall(session: UpstreamSession, track: int, data: bytes) -> None:
+            if not session.udp:
+                original(session, track, data)
+
+        self.patch(UpstreamSession, "rtp_in", firewall)
+        result = await self.play_end()
+        self.assertEqual(result["path"], "turn-tcp")
+        self.assertEqual(result["frames"], 75)

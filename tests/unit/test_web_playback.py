@@ -165,6 +165,20 @@ class PlaybackTests(SynchronousTestCase):
         self.assertEqual(request.kinds()[:2], [b"ftyp", b"moov"])
         self.assertNotIn(b"mehd", request.written[0], "the page has the length from X-Duration")
 
+    def test_media_before_the_play_answer_wait_for_it(self) -> None:
+        """UDP media may beat the relayed PLAY answer: the first IDR waits for it instead of being lost."""
+        upstream = FakeUpstream("npt=30.000-", "1", 90000)
+        answer, upstream.play_answer = upstream.play_answer, None
+        request = self.play(upstream)
+        self.idr(90000)
+        self.p(93600)
+        self.assertIsNone(request.code)
+        upstream.play_answer = answer
+        self.p(97200)
+        self.p(100800)
+        self.assertEqual([d for d, _ in self.fragments(request)], [30 * 90000 + i * 3600 for i in range(3)])
+        self.assertEqual(request.kinds()[:3], [b"ftyp", b"moov", b"moof"])
+
     def test_camera_ignoring_scale_is_told(self) -> None:
         """No Scale in the answer: 1× (X-Scale 1), and the first picture's stamp when RTP-Info is missing."""
         request = self.play(FakeUpstream(None, None, None), start=10, speed=4)

@@ -27,10 +27,10 @@ from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web import resource, static
 
 from globaleye.guard.httpsite import LimitedSite
+from globaleye.media.rtsp.upstream import UpstreamSession
 from globaleye.sim.state import RecordParams
 from globaleye.web.live import LiveUnavailable
 from globaleye.web.playback import PlaybackVideo
-from globaleye.media.rtsp.upstream import UpstreamSession
 from tests.util import FFMPEG, FFPROBE, ProxyHarness, closed_port, http_client, run, until
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_MOBILE as MOBILE

@@ -348,6 +348,34 @@ class WebPlaybackTests(TestCase):
         response.original.deliverBody(_Drop())  # close the connection without reading
         await self.no_camera_sessions()
 
+    async def test_browser_that_reads_nothing_pauses_the_camera(self) -> None:
+        """A client that reads nothing: the server writes no more than the sockets hold, and the
+        camera's connection is paused (bounded memory); hanging up then tears the session down."""
+        import socket
+
+        from tests.util import sleep
+
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        client.connect(("127.0.0.1", self.port.getHost().port))
+        client.sendall(b"GET /play.mp4?start=0&speed=4 HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            await until(lambda: any(s.paused for s in self.playback.streams), timeout=30)
+            (stream,) = self.playback.streams
+            assert stream.upstream is not None and stream.upstream.protocol is not None
+            written = stream.bytes
+            await sleep(3.0)  # 12 s of file at Scale 4: none of it is taken from the camera
+            print(f"\nreader asleep: {written // 1024} KiB written before the pause, "
+                  f"{(stream.bytes - written) // 1024} KiB in the next 3 s")
+            self.assertTrue(stream.paused)
+            self.assertLess(stream.bytes - written, 64 * 1024, "nothing more is written")
+            self.assertLess(stream.bytes, 1024 * 1024, "about the sockets' buffers")
+            camera_side = stream.upstream.protocol.transport
+            self.assertNotIn(camera_side, reactor.getReaders(), "the camera's connection is not read")
+        finally:
+            client.close()
+        await self.no_camera_sessions()
+
     async def test_another_accounts_camera_is_404(self) -> None:
         """A camera not in the account's list is 404, and no camera session is opened."""
         response = await http_client().get(f"{self.base}/play.mp4?dev={OTHER_DEV}")

@@ -297,6 +297,17 @@ class WebPlaybackTests(TestCase):
         await self.no_camera_sessions()
         self.assertEqual(b.errors, [])
 
+    async def test_page_sees_the_end(self) -> None:
+        """Played from 3 s before the end: the player ends the MediaSource and says 'ended' at the file's end."""
+        end = FILE_MINUTES * 60
+        b = await self.browser(f"start={end - 3}")
+        await self.call(b.wait, "() => window.states.includes('ended')", 20.0)
+        t = await self.call(b.js, "document.getElementById('v').currentTime")
+        self.assertAlmostEqual(t, end, delta=0.1)
+        self.assertEqual(await self.call(b.js, "document.getElementById('v').ended"), True)
+        self.assertEqual(b.errors, [])
+        await self.no_camera_sessions()
+
     async def test_download_is_the_whole_file(self) -> None:
         """download.mp4: an attachment ffprobe reads, with the recording's duration (±1 s)."""
         started = reactor.seconds()

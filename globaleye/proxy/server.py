@@ -642,8 +642,8 @@ class RtspProxyFactory(ServerFactory):
     def viewer_count(self) -> int:
         return len(self.sessions)
 
-    async def connect(self, target: Target, account: str,
-                      attach: Callable[[UpstreamSession], None]) -> tuple[UpstreamSession, list[Any]]:
+    async def connect(self, target: Target, account: str, attach: Callable[[UpstreamSession], None],
+                      play_headers: list[tuple[str, str]] | None = None) -> tuple[UpstreamSession, list[Any]]:
         async def fresh(path: str) -> Any:
             try:
                 return await self.directory.urls(account, target, path)
@@ -651,7 +651,7 @@ class RtspProxyFactory(ServerFactory):
                 raise PathFailed(e.reason) from None
 
         self.upstream_starts += 1
-        return await connect_camera(self.reactor, fresh, self.paths, on_session=attach,
+        return await connect_camera(self.reactor, fresh, self.paths, on_session=attach, play_headers=play_headers,
                                     label=f"{target.kind} {target.label}")
 
     def hub(self, target: Target) -> LiveHub:

@@ -96,6 +96,56 @@ def _signed32(delta: int) -> int:
     return ((delta + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
+def start_answer(request: Any, codec: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """The ``200 video/mp4`` headers of a fragment stream (live and playback), codec in ``X-Codec``."""
+    request.setResponseCode(200)
+    request.setHeader(b"content-type", b"video/mp4")
+    request.setHeader(b"cache-control", b"no-store")
+    request.setHeader(b"x-content-type-options", b"nosniff")
+    request.setHeader(b"x-codec", codec.encode())
+    for name, value in headers:
+        request.setHeader(name, value)
+
+
+def suspend_timeout(request: Any) -> Any:
+    """The HTTP channel's idle timeout counts only what the browser sends: a stream that only
+    receives would be cut after it, so it is off while the stream runs (stalls are ours).
+    Returns what :func:`restore_timeout` puts back."""
+    channel = getattr(request, "channel", None)
+    if channel is None or not hasattr(channel, "setTimeout"):
+        return None
+    previous = getattr(channel, "timeOut", None)
+    channel.setTimeout(None)
+    return previous
+
+
+def restore_timeout(request: Any, previous: Any) -> None:
+    channel = getattr(request, "channel", None)
+    if channel is not None and previous is not None and hasattr(channel, "setTimeout"):
+        channel.setTimeout(previous)
+
+
+class InitSegments:
+    """The initialization segment of a picture stream: a new one when an IDR brings new SPS/PPS."""
+
+    def __init__(self) -> None:
+        self.params: tuple[bytes, bytes] | None = None
+        self.init: bytes | None = None
+        self.codec = ""
+
+    def update(self, picture: Picture) -> bool:
+        """Whether *picture* brought a new initialization segment (Fmp4Error/ValueError: unusable)."""
+        if not picture.keyframe:
+            return False
+        sps = next((n for n in picture.nals if rtp.nal_type(n) == rtp.NAL_SPS), None)
+        pps = next((n for n in picture.nals if rtp.nal_type(n) == rtp.NAL_PPS), None)
+        if sps is None or pps is None or (sps, pps) == self.params:
+            return False
+        self.init, self.codec = fmp4.init_segment(sps, pps), fmp4.codec_string(sps)
+        self.params = (sps, pps)
+        return True
+
+
 class LiveVideo:
     """The browser's live view, built on the RTSP proxy's hubs: ``LiveVideo(proxy_factory)``.
 
@@ -226,7 +276,7 @@ class FragmentFeed:
         self.assembler = PictureAssembler(list(self.stream.params))
         self.viewers: set[BrowserViewer] = set()
         self.closed = False
-        self.params: tuple[bytes, bytes] | None = None
+        self.inits = InitSegments()
         self.init: bytes | None = None
         self.codec = ""
         self.sequence = 0
@@ -289,18 +339,12 @@ class FragmentFeed:
     # -- pictures to fragments
 
     def _picture(self, picture: Picture) -> None:
-        new_init = False
-        if picture.keyframe:
-            sps = next((n for n in picture.nals if rtp.nal_type(n) == rtp.NAL_SPS), None)
-            pps = next((n for n in picture.nals if rtp.nal_type(n) == rtp.NAL_PPS), None)
-            if sps is not None and pps is not None and (sps, pps) != self.params:
-                try:
-                    self.init, self.codec = fmp4.init_segment(sps, pps), fmp4.codec_string(sps)
-                except (fmp4.Fmp4Error, ValueError) as e:
-                    log.warn("web live {what}: parameter sets not usable ({e})", what=self.target.label, e=e)
-                    return
-                self.params = (sps, pps)
-                new_init = True
+        try:
+            new_init = self.inits.update(picture)
+        except (fmp4.Fmp4Error, ValueError) as e:
+            log.warn("web live {what}: parameter sets not usable ({e})", what=self.target.label, e=e)
+            return
+        self.init, self.codec = self.inits.init, self.inits.codec
         if self.init is None:
             return  # no parameter sets yet: nothing a browser could decode
         if self.last_ts is not None:
@@ -445,14 +489,9 @@ class BrowserViewer:
             return
         self.waiting = False
         if not self.headers_sent:
-            request = self.request
-            request.setResponseCode(200)
-            request.setHeader(b"content-type", b"video/mp4")
-            request.setHeader(b"cache-control", b"no-store")
-            request.setHeader(b"x-content-type-options", b"nosniff")
-            request.setHeader(b"x-codec", self.feed.codec.encode())
+            start_answer(self.request, self.feed.codec)
             self.headers_sent = True
-            self._suspend_timeout()
+            self._channel_timeout = suspend_timeout(self.request)
             self.first_picture_after = self.reactor.seconds() - self.started_at
         if init is not self.init_sent:
             self.init_sent = init  # a new SPS/PPS: MSE takes a new initialization segment mid-stream
@@ -464,18 +503,8 @@ class BrowserViewer:
         self.bytes += len(data)
         self.request.write(data)
 
-    def _suspend_timeout(self) -> None:
-        """The HTTP channel's idle timeout counts only what the browser sends: a stream that only
-        receives would be cut after it, so it is off while the stream runs (stalls are ours)."""
-        channel = getattr(self.request, "channel", None)
-        if channel is not None and hasattr(channel, "setTimeout"):
-            self._channel_timeout = getattr(channel, "timeOut", None)
-            channel.setTimeout(None)
-
     def _restore_timeout(self) -> None:
-        channel = getattr(self.request, "channel", None)
-        if channel is not None and self._channel_timeout is not None and hasattr(channel, "setTimeout"):
-            channel.setTimeout(self._channel_timeout)
+        restore_timeout(self.request, self._channel_timeout)
 
     # -- IPushProducer: the browser's socket
 

@@ -71,6 +71,8 @@ _MOBILE = {"type": "string", "pattern": "^1[0-9]{10}$", "description": "an 11-di
 _PASSWORD = {"type": "string", "minLength": 6, "maxLength": 32}
 DEV_ID = Param("devId", "path", {"type": "string", "pattern": "^[0-9]{11}$"}, description="the camera's DevID")
 CHANNEL = Param("channel", "path", {"type": "integer", "minimum": 0}, description="channel number, from 0")
+RECORDING = Param("fileName", "path", {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,128}$"},
+                  description="a recording's file name (§7.1 DevID_ChannelNo_YYYYMMDDHHMMSS.ts)")
 
 _STREAM_QUERY = Param("stream", "query", {"type": "string", "enum": list(STREAMS), "default": "main"}, False,
                       "main or sub stream")
@@ -234,4 +236,22 @@ ROUTES: tuple[Route, ...] = (
           responses={200: "an endless text/event-stream (event: alarm, device, session)",
                      406: "the request does not accept text/event-stream", 429: "too many open streams"},
           content_type="text/event-stream"),
+    # --- playback ---
+    Route("GET", "/devices/{devId}/channels/{channel}/recordings/{fileName}/play.mp4", "play_recording",
+          "A recording on the camera (§7.5.23) as fragmented MP4 in the file's own time, from start at speed",
+          params=(DEV_ID, CHANNEL, RECORDING,
+                  Param("start", "query", {"type": "number", "minimum": 0, "default": 0}, False,
+                        "seconds into the file (the camera starts at the IDR at or before it: X-Start)"),
+                  Param("speed", "query", {"type": "number", "minimum": 0.25, "maximum": 4, "default": 1}, False,
+                        "RTSP Scale asked of the camera (what it gives: X-Scale)")),
+          responses={200: "the recording as fMP4 until its end (X-Codec, X-Start, X-Scale, X-Duration)",
+                     400: "bad start or speed", 404: "no such camera, or no such recording",
+                     502: "no path to the camera", 503: "camera offline"},
+          content_type="video/mp4"),
+    Route("GET", "/devices/{devId}/channels/{channel}/recordings/{fileName}/download.mp4", "download_recording",
+          "A whole recording on the camera as an MP4 file (Content-Disposition: attachment)",
+          params=(DEV_ID, CHANNEL, RECORDING),
+          responses={200: "the MP4 file", 404: "no such camera, or no such recording",
+                     502: "no path to the camera", 503: "camera offline"},
+          content_type="video/mp4"),
 )

@@ -287,7 +287,7 @@ class WebSettingsPortalTests(TestCase):
             page.wait_for_selector("#recording-detail:not([hidden])")
             seen["detail"] = (page.locator("#detail-name").inner_text(), page.locator("#detail-duration").inner_text())
             play = page.locator("#play-recording")
-            seen["play"] = (play.is_disabled(), play.get_attribute("title"))
+            seen["play"] = play.get_attribute("href")
             seen["overflow"] = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
             page.screenshot(path=os.path.join(folder, "recordings.png"), full_page=True)
             # A camera without storage of its own: its recordings cannot be searched, said so.
@@ -314,7 +314,8 @@ class WebSettingsPortalTests(TestCase):
             first.start_time[10:12])
         self.assertEqual(seen["first_x"], str(start_minute))
         self.assertEqual(seen["detail"], (first.file_name, "5 分钟"))
-        self.assertEqual(seen["play"], (True, "回放即将推出"))
+        # The chosen file opens the playback page (tests/interop/test_web_playback.py plays it).
+        self.assertEqual(seen["play"], f"#/devices/{CAMERA}/recordings/0/{seen['detail'][0]}")
         self.assertEqual(seen["no_storage"], "这个摄像头没有本地存储")
         self.assertFalse(seen["overflow"], "the page fits a phone's width")
         self.assertEqual(seen["errors"], [], "no script errors, nothing refused by the CSP")

@@ -207,6 +207,7 @@ class UpstreamSession:
         self.on_rtcp: Callable[[int, bytes], None] = lambda track, data: None
         self.on_lost: Callable[[str], None] = lambda reason: None
         self.first_media: defer.Deferred[float] = defer.Deferred()
+        self.play_answer: RtspResponse | None = None
         self.started_at = 0.0
         self.packets = 0
         self.bytes = 0
@@ -367,6 +368,7 @@ class UpstreamSession:
     async def play(self, headers: list[tuple[str, str]] | None = None) -> RtspResponse:
         self.started_at = time.monotonic()
         response = await self._ask("PLAY", _aggregate(self.url), headers)
+        self.play_answer = response  # its Range, Scale and RTP-Info say where and how fast the media run
         if self.udp and self._punch_timer is None:
             self._punch_now()
         if self._keepalive is None:

@@ -4,6 +4,7 @@ import { lang, setLang, t } from './i18n.js';
 import { installAlarms } from './alarms.js';
 import { recordingsPage } from './recordings.js';
 import { deviceLinks, settingsPage } from './settings.js';
+import { playbackPage, playbackRoute } from './playback.js';
 
 const API = '/api/v1';
 const view = document.getElementById('view');
@@ -398,6 +399,8 @@ async function route() {
   alarmsView.start();
   try {
     if (hash === '#/alarms') return await alarmsView.page();
+    const recording = playbackRoute(hash);
+    if (recording) return await playbackPage(...recording, { render, api, explain });
     const match = hash.match(/^#\/devices\/([0-9]+)$/);
     if (match) return await devicePage(match[1]);
     const more = hash.match(/^#\/devices\/([0-9]+)\/(settings|recordings)$/);

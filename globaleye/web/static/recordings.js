@@ -94,9 +94,8 @@ export async function recordingsPage(kit, devId) {
         h('dt', { text: t('time') }), h('dd', { id: 'detail-time', text: `${start}–${end}` }),
         h('dt', { text: t('duration') }), h('dd', { id: 'detail-duration', text: duration(t, file.durationSeconds) }),
         h('dt', { text: t('size') }), h('dd', { text: megabytes(file.size) })),
-      h('button', { type: 'button', id: 'play-recording', class: 'primary', disabled: true,
-        title: t('playbackComing'), text: t('play') }),
-      h('p', { class: 'hint', text: t('playbackComing') }));
+      h('a', { id: 'play-recording', class: 'button primary', text: t('play'),
+        href: `#/devices/${id}/recordings/${channelOf(device)}/${encodeURIComponent(file.fileName)}` }));
   }
 
   function draw(day, files) {

@@ -217,3 +217,244 @@ export function playLive(video, url, { onState = () => {} } = {}) {
   run().catch((e) => fail(String((e && e.message) || e)));
   return { close: stop };
 }
+
+// --- playback (a recording on the camera) ---
+//
+// The server (globaleye/web/playback.py) answers a recording as fragmented MP4 stamped in the
+// file's own time (X-Start: where the camera really started, the IDR at or before the asked
+// point; X-Scale: the speed it sends at; X-Duration: the file's length), so `video.currentTime`
+// is the position in the file and a seek bar needs no arithmetic.  Each request is one playback
+// session on the camera: seeking or changing speed is a new request into a fresh MediaSource;
+// pausing pauses the video and closes the request (the camera's session is torn down: a paused
+// page holds nothing on the camera), and resuming asks again from where the picture stands.
+
+const AHEAD = 30; // seconds buffered ahead of the playhead before reading waits (a camera faster than the playback rate)
+
+async function problemOf(response) {
+  try {
+    const body = await response.json();
+    return body.title || body.detail || `HTTP ${response.status}`;
+  } catch {
+    return `HTTP ${response.status}`;
+  }
+}
+
+/**
+ * Play the recording whose stream is `baseUrl` (…/recordings/{fileName}/play.mp4) in `video`.
+ * @param {HTMLVideoElement} video
+ * @param {string} baseUrl
+ * @param {{start?: number, speed?: number,
+ *          onState?: (state: 'connecting'|'playing'|'paused'|'ended'|'error', detail?: string) => void,
+ *          onInfo?: (info: {start: number, scale: number, duration: number|null, playbackRate: number}) => void}} [options]
+ * @returns {{seek: (s: number) => void, setSpeed: (x: number) => void, pause: () => void,
+ *            resume: () => void, close: () => void, readonly duration: number|null}}
+ *   seek and setSpeed play from there (also after a pause); pause keeps the picture and ends the request.
+ */
+export function playRecording(video, baseUrl, { start = 0, speed = 1, onState = () => {}, onInfo = () => {} } = {}) {
+  let load = null; // the current request: {controller, objectUrl, done}
+  let position = start;
+  let rate = speed;
+  let paused = false;
+  let closed = false;
+  let duration = null;
+  let generation = 0;
+
+  const state = (name, detail) => {
+    if (!closed) onState(name, detail);
+  };
+
+  function abortLoad(keepPicture) {
+    if (load === null) return;
+    load.done = true;
+    load.controller.abort();
+    if (!keepPicture) {
+      video.removeAttribute('src');
+      video.load();
+    }
+    URL.revokeObjectURL(load.objectUrl);
+    load = null;
+  }
+
+  function open(from) {
+    abortLoad(true);
+    const MS = window.MediaSource || window.ManagedMediaSource;
+    if (!MS) {
+      state('error', 'this browser has no Media Source Extensions');
+      return;
+    }
+    const my = ++generation;
+    const current = { controller: new AbortController(), objectUrl: '', done: false };
+    load = current;
+    position = Math.max(0, from);
+    state('connecting');
+    const url = `${baseUrl}${baseUrl.includes('?') ? '&' : '?'}start=${position.toFixed(3)}&speed=${rate}`;
+    run(current, url, MS, my).catch((e) => {
+      if (!current.done) {
+        state('error', String((e && e.message) || e));
+        abortLoad(true);
+      }
+    });
+  }
+
+  async function run(current, url, MS, my) {
+    const response = await fetch(url, { credentials: 'same-origin', cache: 'no-store', signal: current.controller.signal });
+    if (current.done) return;
+    if (!response.ok) {
+      state('error', await problemOf(response));
+      abortLoad(true);
+      return;
+    }
+    const codec = response.headers.get('X-Codec') || 'avc1.42E01E';
+    const mime = `video/mp4; codecs="${codec}"`;
+    if (!MS.isTypeSupported(mime)) {
+      state('error', `this browser cannot play ${codec}`);
+      abortLoad(true);
+      return;
+    }
+    const scale = Number(response.headers.get('X-Scale') || '1');
+    const headerDuration = response.headers.get('X-Duration');
+    if (headerDuration !== null) duration = Number(headerDuration);
+    onInfo({ start: Number(response.headers.get('X-Start') || position), scale, duration,
+      playbackRate: rate <= 1 ? rate : Math.min(rate, Math.max(scale, 1)) });
+
+    const mediaSource = new MS();
+    if (!window.MediaSource) video.disableRemotePlayback = true;
+    const opened = new Promise((resolve) => mediaSource.addEventListener('sourceopen', resolve, { once: true }));
+    current.objectUrl = URL.createObjectURL(mediaSource);
+    video.src = current.objectUrl;
+    await opened;
+    if (current.done) return;
+    const sourceBuffer = mediaSource.addSourceBuffer(mime);
+    sourceBuffer.mode = 'segments';
+    if (headerDuration !== null) mediaSource.duration = duration;
+    // The camera's speed, or slower: a camera that ignores Scale (X-Scale 1) sends at 1×, which can
+    // be shown slower (the browser buffers, reading waits) but not faster.
+    video.playbackRate = rate <= 1 ? rate : Math.min(rate, Math.max(scale, 1));
+
+    const queue = [];
+    let positioned = false;
+    let ended = false;
+    let wake = null;
+    const updated = () => new Promise((resolve) => sourceBuffer.addEventListener('updateend', resolve, { once: true }));
+    sourceBuffer.addEventListener('updateend', () => {
+      if (current.done) return;
+      if (!positioned && sourceBuffer.buffered.length > 0) {
+        positioned = true;
+        video.currentTime = Math.max(position, sourceBuffer.buffered.start(0));
+        if (!paused) video.play().catch(() => {});
+      }
+      append();
+    });
+    function append() {
+      if (current.done || sourceBuffer.updating) return;
+      if (queue.length > 0) {
+        const size = queue.reduce((n, c) => n + c.byteLength, 0);
+        const data = new Uint8Array(size);
+        let at = 0;
+        for (const c of queue) {
+          data.set(c, at);
+          at += c.byteLength;
+        }
+        queue.length = 0;
+        try {
+          sourceBuffer.appendBuffer(data);
+        } catch (e) {
+          if (e.name === 'QuotaExceededError') {
+            queue.unshift(data); // the reader waits (buffered ahead); appended when the playhead frees room
+            const b = sourceBuffer.buffered;
+            if (b.length && video.currentTime - b.start(0) > 5) sourceBuffer.remove(b.start(0), video.currentTime - 2);
+          } else {
+            state('error', String(e.message || e));
+            abortLoad(true);
+          }
+        }
+        return;
+      }
+      if (ended && mediaSource.readyState === 'open') {
+        try {
+          mediaSource.endOfStream();
+        } catch {
+          /* closed meanwhile */
+        }
+      }
+    }
+    const ahead = () => {
+      const b = video.buffered;
+      return b.length ? b.end(b.length - 1) - video.currentTime : 0;
+    };
+    const onTime = () => {
+      if (wake !== null && ahead() < AHEAD - 5) {
+        const w = wake;
+        wake = null;
+        w();
+      }
+    };
+    video.addEventListener('timeupdate', onTime);
+    const reader = response.body.getReader();
+    try {
+      for (;;) {
+        if (ahead() > AHEAD) await new Promise((resolve) => { wake = resolve; });
+        if (current.done) return;
+        const chunk = await reader.read();
+        if (current.done) return;
+        if (chunk.done) break;
+        queue.push(chunk.value);
+        append();
+      }
+    } finally {
+      video.removeEventListener('timeupdate', onTime);
+    }
+    ended = true;
+    while (sourceBuffer.updating || queue.length) {
+      append();
+      if (sourceBuffer.updating) await updated();
+      if (current.done) return;
+    }
+    append();
+    if (my === generation && !current.done) current.endOfFile = true;
+  }
+
+  const onPlaying = () => state('playing');
+  const onEnded = () => state('ended');
+  video.addEventListener('playing', onPlaying);
+  video.addEventListener('ended', onEnded);
+
+  open(start);
+
+  return {
+    get duration() {
+      return duration;
+    },
+    seek(seconds) {
+      if (closed) return;
+      paused = false;
+      open(seconds);
+    },
+    setSpeed(x) {
+      if (closed) return;
+      paused = false;
+      rate = x;
+      open(video.currentTime || position);
+    },
+    pause() {
+      if (closed) return;
+      paused = true;
+      video.pause();
+      position = video.currentTime;
+      abortLoad(true); // the picture stays; the camera's session is torn down
+      state('paused');
+    },
+    resume() {
+      if (closed) return;
+      paused = false;
+      open(video.currentTime || position);
+    },
+    close() {
+      if (closed) return;
+      abortLoad(false);
+      closed = true;
+      video.removeEventListener('playing', onPlaying);
+      video.removeEventListener('ended', onEnded);
+    },
+  };
+}

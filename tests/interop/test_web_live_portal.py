@@ -69,6 +69,26 @@ def watch_in_portal(base: str) -> dict[str, Any]:
                                      " h: v.videoHeight, state: document.getElementById('live-state').dataset.state};"
                                      " })()"))
             out["t0"] = t0
+            # The camera's running clock (the simulator draws SS.FF at x 8..368, y 32..130 of its
+            # 1280x720 picture, globaleye/sim/media/source.py): two pictures a second apart differ
+            # there, and the page's own screenshots a second apart differ too.
+            grab = ("(() => { const v = document.getElementById('live'); const c = document.createElement('canvas');"
+                    " c.width = 360; c.height = 98; const g = c.getContext('2d');"
+                    " g.drawImage(v, 8, 32, 360, 98, 0, 0, 360, 98);"
+                    " return Array.from(g.getImageData(0, 0, 360, 98).data.filter((_, i) => i % 4 === 0)); })()")
+            first = page.evaluate(grab)
+            shot1 = page.locator("#live").screenshot()
+            page.wait_for_timeout(1000)
+            second = page.evaluate(grab)
+            shot2 = page.locator("#live").screenshot()
+            out["clock_diff"] = sum(abs(a - b) for a, b in zip(first, second, strict=True)) / len(first)
+            out["clock_luma"] = sum(first) / len(first)
+            out["screenshots_differ"] = shot1 != shot2
+            folder = os.path.join(os.getcwd(), "screenshots")
+            os.makedirs(folder, exist_ok=True)
+            for name, shot in (("live-1.png", shot1), ("live-2.png", shot2)):
+                with open(os.path.join(folder, name), "wb") as f:
+                    f.write(shot)
             out["errors"] = errors
         finally:
             browser.close()
@@ -131,6 +151,10 @@ class WebLivePortalTests(TestCase):
         self.assertEqual((result["w"], result["h"]), (1280, 720))
         self.assertEqual(result["state"], "playing")
         self.assertEqual(result["errors"], [])
+        # The clock moved between two pictures a second apart (mean luma change of its band);
+        # a frozen picture gives 0.  And the band is the dark one with digits, not empty video.
+        self.assertGreater(result["clock_diff"], 5.0)
+        self.assertTrue(result["screenshots_differ"])
         hub = self.h.factory.hubs[(DEV, 0, 1)]
         self.assertEqual(hub.starts, 1)
         await until(lambda: not hub.viewers, timeout=10)  # the page closed: its feed left the hub

@@ -156,6 +156,19 @@ class LiveVideo:
     async def open(self, request: Any, peer: str, account: str, target: Target,
                    gone: list[str]) -> BrowserViewer | None:
         """Access, the hub's upstream (§15), then a viewer on it; None if the browser left meanwhile."""
+        feed = await self.feed(account, target, gone)
+        if feed is None:
+            return None
+        viewer = BrowserViewer(self, request, feed, account, peer)
+        self.viewers.add(viewer)
+        self.started += 1
+        viewer.start()
+        return viewer
+
+    async def feed(self, account: str, target: Target, gone: list[str]) -> FragmentFeed | None:
+        """The shared fMP4 feed of *target* once access, the camera's state and the hub's upstream
+        (§15) allow it (LiveUnavailable otherwise); None if the viewer left meanwhile.  Also the
+        grid's multiplexed answer's way in (:mod:`globaleye.web.mux`)."""
         directory = self.factory.directory
         if not await directory.may_watch(account, target):
             raise LiveUnavailable(404, "No such camera", "no camera with this DevID and channel in your list")
@@ -180,11 +193,7 @@ class LiveVideo:
         feed = self.feeds.get(hub.key)
         if feed is None or feed.closed or feed.hub is not hub:
             feed = self.feeds[hub.key] = FragmentFeed(self, hub, description, target)
-        viewer = BrowserViewer(self, request, feed, account, peer)
-        self.viewers.add(viewer)
-        self.started += 1
-        viewer.start()
-        return viewer
+        return feed
 
     def _failed(self, failure: Failure, request: Any, peer: str) -> None:
         log.failure("web live {peer}: failed", failure, peer=peer)

@@ -1,5 +1,7 @@
 // The shop owner's portal: one page, hash routes (#/login, #/signup, #/devices, #/devices/{id}),
 // the JSON API at /api/v1 (errors are application/problem+json), no build step, no inline script.
+import { playerControls } from './controls.js';
+import { gridPage } from './grid.js';
 import { lang, setLang, t } from './i18n.js';
 
 const API = '/api/v1';
@@ -117,6 +119,9 @@ function translateStatic() {
   logoutButton.hidden = !session;
 }
 
+/** What the pages in their own modules (grid.js, controls.js) use of this one. */
+const portal = { api, h, render, show, explain, state, onLeave: (stop) => { stopLive = stop; } };
+
 // Pages ---------------------------------------------------------------------------------------
 
 function loginPage() {
@@ -227,7 +232,8 @@ async function devicesPage() {
       show(explain(error), 'error');
     }
   } });
-  render(h('section', {}, h('h1', { text: t('devices') }), list), add,
+  render(h('section', {}, h('h1', { text: t('devices') }), list,
+    devices.length ? h('p', {}, h('a', { href: '#/grid', id: 'grid-link', class: 'button', text: t('grid') })) : null), add,
     h('details', { class: 'card' }, h('summary', { text: t('changePassword') }), password, close));
 }
 
@@ -310,11 +316,14 @@ async function devicePage(devId) {
   }
 
   const owned = device.shared ? [] : [sharing(devId)];
+  const box = h('div', { class: 'player' }, video, status);
+  const liveUrl = (name) => `${API}/devices/${encodeURIComponent(devId)}/channels/0/live.mp4?stream=${name}`;
 
   render(
     h('p', {}, h('a', { href: '#/devices', text: `← ${t('back')}` })),
     h('h1', {}, device.name, ' ', state(device.online)),
-    h('div', { class: 'player' }, video, status),
+    box,
+    playerControls(portal, { video, container: box, devId, liveUrl: () => liveUrl(stream) }),
     h('div', { class: 'controls' },
       h('div', { class: 'streams', role: 'group', 'aria-label': t('stream') }, streamButtons), pad),
     h('section', { class: 'card' }, h('h2', { text: t('alarms') }), alarms), ...owned);
@@ -388,6 +397,7 @@ async function route() {
     translateStatic();
   }
   try {
+    if (hash.startsWith('#/grid')) return await gridPage(portal, hash);
     const match = hash.match(/^#\/devices\/([0-9]+)$/);
     if (match) return await devicePage(match[1]);
     return await devicesPage();

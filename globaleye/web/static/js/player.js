@@ -29,11 +29,11 @@ const STALL_MS = 1000; // without pictures this long while playing: 'connecting'
  */
 export function playLive(video, url, { onState = () => {} } = {}) {
   const controller = new AbortController();
-  const queue = [];
   let closed = false;
   let playing = false;
   let mediaSource = null;
   let sourceBuffer = null;
+  let buffer = null; // appendQueue() of the SourceBuffer
   let objectUrl = null;
   let timer = null;
   let stalled = null;
@@ -95,8 +95,91 @@ export function playLive(video, url, { onState = () => {} } = {}) {
     }
   }
 
+  function followLiveEdge() {
+    if (!closed && buffer !== null) buffer.tick();
+  }
+
+  async function problemTitle(response) {
+    try {
+      const body = await response.json();
+      return body.title || body.detail || `HTTP ${response.status}`;
+    } catch {
+      return `HTTP ${response.status}`;
+    }
+  }
+
+  async function run() {
+    state('connecting');
+    const MS = window.MediaSource || window.ManagedMediaSource;
+    if (!MS) return fail('this browser has no Media Source Extensions');
+    let response;
+    try {
+      response = await fetch(url, { credentials: 'same-origin', cache: 'no-store', signal: controller.signal });
+    } catch (e) {
+      return fail(closed ? 'closed' : String(e.message || e));
+    }
+    if (!response.ok) return fail(await problemTitle(response));
+    const codec = response.headers.get('X-Codec') || 'avc1.42E01E';
+    const mime = `video/mp4; codecs="${codec}"`;
+    if (!MS.isTypeSupported(mime)) return fail(`this browser cannot play ${codec}`);
+
+    mediaSource = new MS();
+    if (!window.MediaSource) video.disableRemotePlayback = true; // ManagedMediaSource needs it (or an AirPlay source)
+    const opened = new Promise((resolve) => mediaSource.addEventListener('sourceopen', resolve, { once: true }));
+    objectUrl = URL.createObjectURL(mediaSource);
+    video.src = objectUrl;
+    await opened;
+    if (closed) return;
+    sourceBuffer = mediaSource.addSourceBuffer(mime);
+    sourceBuffer.mode = 'segments';
+    buffer = appendQueue(video, sourceBuffer, { fail, isClosed: () => closed });
+    sourceBuffer.addEventListener('error', () => fail('the browser could not decode the stream'));
+    video.addEventListener('waiting', onWaiting);
+    video.addEventListener('playing', onPlaying);
+    timer = setInterval(followLiveEdge, CHECK_MS);
+
+    const reader = response.body.getReader();
+    let first = true;
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        return fail(closed ? 'closed' : String(e.message || e));
+      }
+      if (closed) return;
+      if (chunk.done) {
+        // The server ends the stream when the camera's stream ends and cannot be recovered.
+        return fail('the stream ended');
+      }
+      buffer.push(chunk.value);
+      if (first) {
+        first = false;
+        video.play().catch(() => {});
+      }
+    }
+  }
+
+  run().catch((e) => fail(String((e && e.message) || e)));
+  return { close: stop };
+}
+
+/**
+ * The append queue of one live SourceBuffer, shared by playLive and the grid's tiles (mux.js):
+ * bytes are appended as they come (several chunks at once while the buffer is busy), what is
+ * more than BACK_BUFFER seconds behind the playhead is removed, a full buffer is trimmed and the
+ * bytes appended again, a late joiner starts where the media are, and `tick()` (every CHECK_MS)
+ * keeps the playhead within MAX_LAG of the live edge.
+ * @param {HTMLVideoElement} video
+ * @param {SourceBuffer} sourceBuffer
+ * @param {{fail: (detail: string) => void, isClosed?: () => boolean}} options
+ * @returns {{push: (chunk: Uint8Array) => void, pump: () => void, tick: () => void}}
+ */
+export function appendQueue(video, sourceBuffer, { fail, isClosed = () => false }) {
+  const queue = [];
+
   function pump() {
-    if (closed || sourceBuffer === null || sourceBuffer.updating) return;
+    if (isClosed() || sourceBuffer.updating) return;
     if (queue.length > 0) {
       const size = queue.reduce((n, c) => n + c.byteLength, 0);
       const data = new Uint8Array(size);
@@ -139,8 +222,8 @@ export function playLive(video, url, { onState = () => {} } = {}) {
     if (t < b.start(b.length - 1)) video.currentTime = b.start(b.length - 1);
   }
 
-  function followLiveEdge() {
-    if (closed || sourceBuffer === null) return;
+  function tick() {
+    if (isClosed()) return;
     const b = video.buffered;
     if (b.length === 0) return;
     const end = b.end(b.length - 1);
@@ -149,71 +232,16 @@ export function playLive(video, url, { onState = () => {} } = {}) {
     pump();
   }
 
-  async function problemTitle(response) {
-    try {
-      const body = await response.json();
-      return body.title || body.detail || `HTTP ${response.status}`;
-    } catch {
-      return `HTTP ${response.status}`;
-    }
-  }
-
-  async function run() {
-    state('connecting');
-    const MS = window.MediaSource || window.ManagedMediaSource;
-    if (!MS) return fail('this browser has no Media Source Extensions');
-    let response;
-    try {
-      response = await fetch(url, { credentials: 'same-origin', cache: 'no-store', signal: controller.signal });
-    } catch (e) {
-      return fail(closed ? 'closed' : String(e.message || e));
-    }
-    if (!response.ok) return fail(await problemTitle(response));
-    const codec = response.headers.get('X-Codec') || 'avc1.42E01E';
-    const mime = `video/mp4; codecs="${codec}"`;
-    if (!MS.isTypeSupported(mime)) return fail(`this browser cannot play ${codec}`);
-
-    mediaSource = new MS();
-    if (!window.MediaSource) video.disableRemotePlayback = true; // ManagedMediaSource needs it (or an AirPlay source)
-    const opened = new Promise((resolve) => mediaSource.addEventListener('sourceopen', resolve, { once: true }));
-    objectUrl = URL.createObjectURL(mediaSource);
-    video.src = objectUrl;
-    await opened;
-    if (closed) return;
-    sourceBuffer = mediaSource.addSourceBuffer(mime);
-    sourceBuffer.mode = 'segments';
-    sourceBuffer.addEventListener('updateend', () => {
-      startInBuffer();
+  sourceBuffer.addEventListener('updateend', () => {
+    startInBuffer();
+    pump();
+  });
+  return {
+    push(chunk) {
+      queue.push(chunk);
       pump();
-    });
-    sourceBuffer.addEventListener('error', () => fail('the browser could not decode the stream'));
-    video.addEventListener('waiting', onWaiting);
-    video.addEventListener('playing', onPlaying);
-    timer = setInterval(followLiveEdge, CHECK_MS);
-
-    const reader = response.body.getReader();
-    let first = true;
-    for (;;) {
-      let chunk;
-      try {
-        chunk = await reader.read();
-      } catch (e) {
-        return fail(closed ? 'closed' : String(e.message || e));
-      }
-      if (closed) return;
-      if (chunk.done) {
-        // The server ends the stream when the camera's stream ends and cannot be recovered.
-        return fail('the stream ended');
-      }
-      queue.push(chunk.value);
-      pump();
-      if (first) {
-        first = false;
-        video.play().catch(() => {});
-      }
-    }
-  }
-
-  run().catch((e) => fail(String((e && e.message) || e)));
-  return { close: stop };
+    },
+    pump,
+    tick,
+  };
 }

@@ -5,7 +5,9 @@ a plain HTTP client reading the frames as docs/protocol.md describes them."""
 from __future__ import annotations
 
 import json
+import socket
 import struct
+import time
 from typing import Any
 
 from twisted.trial.unittest import TestCase
@@ -27,6 +29,7 @@ class FrameReader:
     def __init__(self) -> None:
         self.rest = b""
         self.frames: list[tuple[int, int, bytes]] = []
+        self.arrivals: list[float] = []  # when each fragment of stream 0 came
         self.ended = False
 
     def makeConnection(self, transport: Any) -> None:  # noqa: N802
@@ -35,6 +38,7 @@ class FrameReader:
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         frames, self.rest = parse_frames(self.rest + data)
         self.frames.extend(frames)
+        self.arrivals.extend(time.monotonic() for i, k, _ in frames if i == 0 and k == KIND_FRAGMENT)
 
     def connectionLost(self, reason: Any) -> None:  # noqa: N802
         self.ended = True
@@ -65,7 +69,7 @@ class WebMuxTests(TestCase):
         self.h = ProxyHarness(self)
         self.h.config = parse_config(platform_config(
             "gateway, http, turn, rtsp, web", public_host=None, cms_password=None, turn={"relay_ports": "53000-53999"},
-            rtsp="linger = 0.5\nudp_timeout = 5\nconnect_timeout = 2"))
+            rtsp="linger = 0.5\nudp_timeout = 5\nconnect_timeout = 2\nstall_timeout = 2"))
         await self.h.start({DEV: {}, SECOND: {}, OTHER_DEV: {}})
         self.base = f"http://127.0.0.1:{self.h.platform.port_of('web')}"
         http = http_client()
@@ -152,3 +156,27 @@ class WebMuxTests(TestCase):
         self.assertEqual(sorted(i for i, k, _ in reader.frames if k == KIND_ERROR), [0, 1])
         self.assertEqual(reader.rest, b"")
         self.assertEqual(HEADER.size, 6)
+
+    async def test_slow_reader_dropped_others_unaffected(self) -> None:
+        """One socket for all its streams: a browser that stops reading skips pictures on every
+        stream, is dropped after stall_timeout, and the answer beside it gets every picture on time."""
+        _, good = await self.open(f"{DEV}:0:main", f"{SECOND}:0:sub")
+        await until(lambda: len(good.of(0, KIND_FRAGMENT)) > 5 and len(good.of(1, KIND_FRAGMENT)) > 5, timeout=20)
+        live = next(iter(self.h.factory.hubs[(DEV, 0, 1)].viewers)).feed.live
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.addCleanup(sock.close)
+        sock.connect(("127.0.0.1", self.h.platform.port_of("web")))
+        sock.sendall(f"GET /api/v1/live/mux.bin?s={DEV}:0:main&s={SECOND}:0:sub HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Cookie: ge_session={self.cookies['ge_session']}\r\n\r\n".encode())  # and never read
+        port = sock.getsockname()[1]
+        await until(lambda: len([v for v in live.viewers if v.peer.endswith(f":{port}")]) == 2, timeout=10)
+        slow = [v for v in live.viewers if v.peer.endswith(f":{port}")]
+        await until(lambda: live.stalled_drops == 1, timeout=20)
+        self.assertGreater(sum(v.skipped for v in slow), 0, "pictures skipped while the socket was full")
+        self.assertTrue(all(v.closed for v in slow))
+        self.assertEqual(len(live.viewers), 2, "the good answer's two streams")
+        start = len(good.arrivals)
+        await until(lambda: len(good.arrivals) > start + 25, timeout=10)
+        gaps = [b - a for a, b in zip(good.arrivals, good.arrivals[1:], strict=False)]
+        self.assertLess(max(gaps), 0.5, "the other answer was never held up")

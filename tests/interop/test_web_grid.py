@@ -5,7 +5,8 @@ real portal: the web and rtsp roles, simulated cameras.
 - a tile opens its camera's page; there mute toggles ``video.muted``, the snapshot button downloads
   a JPEG of the video's size (ffprobe reads it), local recording for ~3 s downloads an MP4 that
   ffprobe reads with ~3 s of video, and the main/sub switch changes the picture's size;
-- a 9-camera layout shows an offline camera as a placeholder while the others play.
+- a 9-camera layout plays 8 cameras at once (more than the 6 connections a browser opens to
+  one origin) and shows the ninth, offline, as a placeholder.
 
 Screenshots go to ``_trial_temp/screenshots/`` (grid-4, grid-9, grid-phone, device-controls).
 """
@@ -29,8 +30,8 @@ from tests.util import PROXY_PASSWORD as PASSWORD
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-CAMERAS = [DEV, "81300000013", "81300000014", "81300000015"]
-LATE = "81300000016"  # the fifth camera, stopped before the 9-camera layout is opened
+CAMERAS = [DEV, *(f"813000000{n}" for n in range(13, 20))]  # 8: more than a browser's 6 connections
+LATE = "81300000020"  # the ninth camera, stopped before the 9-camera layout is opened
 
 FRAMES = "(() => [...document.querySelectorAll('#grid video')].map(v => v.getVideoPlaybackQuality().totalVideoFrames))()"
 
@@ -95,6 +96,13 @@ def in_browser(base: str, downloads: str, stop_camera: Any) -> dict[str, Any]:
             page.click("#mute")
             muted.append(page.evaluate("document.getElementById('live').muted"))
             out["muted"] = muted
+            page.click("#fullscreen")
+            page.wait_for_function("() => document.fullscreenElement !== null", timeout=5000)
+            fullscreen = [page.evaluate("document.fullscreenElement.className"),
+                          page.get_attribute("#fullscreen", "aria-label")]
+            page.click("#fullscreen")
+            page.wait_for_function("() => document.fullscreenElement === null", timeout=5000)
+            out["fullscreen"] = [*fullscreen, page.get_attribute("#fullscreen", "aria-label")]
             out["video_size"] = page.evaluate("[document.getElementById('live').videoWidth,"
                                               " document.getElementById('live').videoHeight]")
             with page.expect_download() as snap:
@@ -122,7 +130,9 @@ def in_browser(base: str, downloads: str, stop_camera: Any) -> dict[str, Any]:
             blockingCallFromThread(reactor, stop_camera)
             page.goto(base + "/#/grid/9")
             page.wait_for_selector("#grid.layout-9")
-            page.wait_for_function(f"() => {FRAMES}.length === 4 && {FRAMES}.every(n => n > 10)", timeout=20000)
+            page.wait_for_function(f"() => {FRAMES}.length === 8 && {FRAMES}.every(n => n > 10)", timeout=30000)
+            out["grid9_states"] = page.evaluate(
+                "[...document.querySelectorAll('#grid .tile')].map(t => t.dataset.state)")
             out["grid9_offline"] = page.evaluate(
                 "[...document.querySelectorAll('#grid .tile.offline')].map(t => [t.dataset.devId,"
                 " t.querySelector('.tile-offline').textContent, !!t.querySelector('video')])")
@@ -204,6 +214,7 @@ class WebGridTests(TestCase):
         # The device page: opened by the tile; mute toggles video.muted.
         self.assertEqual(result["hash"], f"#/devices/{DEV}")
         self.assertEqual(result["muted"], [True, False, "false", True])
+        self.assertEqual(result["fullscreen"], ["player", "退出全屏", "全屏"])
 
         # The snapshot: a JPEG named <devId>-<YYYYMMDD-HHMMSS>.jpg of the video's size.
         self.assertRegex(result["snapshot_name"], rf"^{DEV}-[0-9]{{8}}-[0-9]{{6}}\.jpg$")
@@ -229,7 +240,8 @@ class WebGridTests(TestCase):
         self.assertEqual(result["sub_size"], [352, 288])
 
         # 9 layout: the stopped camera is a placeholder (no video), the other four play.
-        self.assertEqual(result["grid9_tiles"], 5)
+        self.assertEqual(result["grid9_tiles"], 9)
+        self.assertEqual(result["grid9_states"], ["playing"] * 8 + ["offline"])
         self.assertEqual(result["grid9_offline"], [[LATE, "摄像头离线", False]])
         # Phone: 9 layout in one column, 4 layout 2x2.
         self.assertEqual(result["phone9_columns"], 1)

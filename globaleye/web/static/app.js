@@ -318,12 +318,12 @@ async function devicePage(devId) {
   const owned = device.shared ? [] : [sharing(devId)];
   const box = h('div', { class: 'player' }, video, status);
   const liveUrl = (name) => `${API}/devices/${encodeURIComponent(devId)}/channels/0/live.mp4?stream=${name}`;
+  box.append(playerControls(portal, { video, container: box, devId, liveUrl: () => liveUrl(stream) }));
 
   render(
     h('p', {}, h('a', { href: '#/devices', text: `← ${t('back')}` })),
     h('h1', {}, device.name, ' ', state(device.online)),
     box,
-    playerControls(portal, { video, container: box, devId, liveUrl: () => liveUrl(stream) }),
     h('div', { class: 'controls' },
       h('div', { class: 'streams', role: 'group', 'aria-label': t('stream') }, streamButtons), pad),
     h('section', { class: 'card' }, h('h2', { text: t('alarms') }), alarms), ...owned);

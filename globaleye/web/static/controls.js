@@ -130,12 +130,13 @@ function download(blob, name) {
 export function playerControls(portal, { video, container, devId, liveUrl }) {
   const { h, show } = portal;
 
-  // Mute: the video starts muted (browsers autoplay only a muted video); a click unmutes.
-  const mute = h('button', { type: 'button', id: 'mute', class: 'mute' });
+  // Mute: the video starts muted (browsers autoplay only a muted video); a click unmutes.  A
+  // toggle button: one name ("Mute"), pressed while muted (a name that changed too would be
+  // read as "Unmute, pressed").
+  const mute = h('button', { type: 'button', id: 'mute', class: 'mute', 'aria-label': t('mute'), text: t('mute') });
   function updateMute() {
     mute.setAttribute('aria-pressed', String(video.muted));
-    mute.setAttribute('aria-label', video.muted ? t('unmute') : t('mute'));
-    mute.textContent = video.muted ? t('unmute') : t('mute');
+    mute.title = video.muted ? t('unmute') : t('mute');
   }
   mute.addEventListener('click', () => {
     video.muted = !video.muted;
@@ -164,7 +165,6 @@ export function playerControls(portal, { video, container, devId, liveUrl }) {
   });
   const onFullscreen = () => {
     const on = Boolean(document.fullscreenElement || document.webkitFullscreenElement);
-    full.setAttribute('aria-pressed', String(on));
     full.setAttribute('aria-label', on ? t('exitFullscreen') : t('fullscreen'));
     full.textContent = on ? t('exitFullscreen') : t('fullscreen');
   };
@@ -188,13 +188,13 @@ export function playerControls(portal, { video, container, devId, liveUrl }) {
   });
 
   // Local recording: a second fetch of the live stream, in memory, bounded.
-  const record = h('button', { type: 'button', id: 'record', 'aria-pressed': 'false', 'aria-label': t('record'),
+  const record = h('button', { type: 'button', id: 'record', 'aria-label': t('record'),
     text: t('record') });
   const elapsed = h('span', { id: 'record-time', class: 'record-time', role: 'timer', hidden: true });
   let recording = null; // {controller, parts, bytes, started, timer, name, clickAt}
 
   function showRecording(on) {
-    record.setAttribute('aria-pressed', String(on));
+    record.classList.toggle('on', on);
     record.setAttribute('aria-label', on ? t('stopRecording') : t('record'));
     record.textContent = on ? t('stopRecording') : t('record');
     elapsed.hidden = !on;

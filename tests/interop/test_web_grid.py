@@ -22,7 +22,7 @@ from twisted.internet import reactor
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.util import FFPROBE, ProxyHarness, http_client, run, until
+from tests.util import FFMPEG, FFPROBE, ProxyHarness, http_client, run, until
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_MOBILE as MOBILE
 from tests.util import PROXY_PASSWORD as PASSWORD
@@ -231,10 +231,14 @@ class WebGridTests(TestCase):
         self.assertEqual((video["codec_name"], video["width"], video["height"]), ("h264", 1280, 720))
         seconds = int(video["nb_read_frames"]) / 25
         span = float(video["duration"]) - float(video.get("start_time") or 0)
+        self.assertLess(abs(float(video["start_time"])), 0.05, "the file starts at 0, not at the feed's clock")
         self.assertLess(abs(span - 3.0), 1.5, f"{span:.2f} s of video for a 3 s recording")
         print(f"recording: {seconds:.2f} s of video ({video['nb_read_frames']} frames at 25 fps), "
               f"format duration {probed['format'].get('duration')}, clicked for {result['recorded_s']:.2f} s")
         self.assertLess(abs(seconds - 3.0), 1.5, f"{seconds:.2f} s of pictures for a 3 s recording")
+        if FFMPEG is not None:  # every picture decodes (the file starts at an IDR)
+            decoded = await run(FFMPEG, ["-v", "error", "-i", result["recording"], "-f", "null", "-"])
+            self.assertEqual((decoded.code, decoded.err.strip()), (0, ""))
 
         # The main/sub switch changes the stream.
         self.assertEqual(result["sub_size"], [352, 288])

@@ -80,32 +80,81 @@ function fragmentInfo(moof) {
   return { time, sync: sampleFlags !== null && !(sampleFlags & 0x10000) };
 }
 
-/** The media timescale of an initialization segment (its first track's mdhd). */
-function timescaleOf(moov) {
-  const mdhd = child(moov, ['trak', 'mdia', 'mdhd']);
+/** The media timescale of an initialization segment's first track (or of the mdhd at `path` in `box`). */
+function timescaleOf(box, path = ['trak', 'mdia', 'mdhd']) {
+  const mdhd = child(box, path);
   if (!mdhd) return 0;
   const d = new DataView(mdhd.buffer, mdhd.byteOffset, mdhd.byteLength);
   return d.getUint8(8) === 1 ? d.getUint32(28) : d.getUint32(20);
 }
 
+/** The child boxes of `bytes` (a box): {type, box} each. */
+function children(bytes, offset = 8) {
+  const out = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let at = offset; at + 8 <= bytes.byteLength;) {
+    const size = view.getUint32(at);
+    if (size < 8) break;
+    out.push({ type: String.fromCharCode(...bytes.subarray(at + 4, at + 8)), box: bytes.subarray(at, at + size) });
+    at += size;
+  }
+  return out;
+}
+
+/** The timescale of each track of an initialization segment, by track_ID. */
+function tracksOf(moov) {
+  const tracks = new Map();
+  for (const { type, box } of children(moov)) {
+    if (type !== 'trak') continue;
+    const tkhd = child(box, ['tkhd']);
+    if (!tkhd) continue;
+    const d = new DataView(tkhd.buffer, tkhd.byteOffset, tkhd.byteLength);
+    tracks.set(d.getUint32(d.getUint8(8) === 1 ? 28 : 20), timescaleOf(box, ['mdia', 'mdhd']));
+  }
+  return tracks;
+}
+
+/** Move a fragment `seconds` earlier on every track's timeline (its tfdt, in place). */
+function rebase(moof, tracks, seconds) {
+  for (const { type, box } of children(moof)) {
+    if (type !== 'traf') continue;
+    const tfhd = child(box, ['tfhd']);
+    const tfdt = child(box, ['tfdt']);
+    if (!tfhd || !tfdt) continue;
+    const scale = tracks.get(new DataView(tfhd.buffer, tfhd.byteOffset).getUint32(12)) || 0;
+    const d = new DataView(tfdt.buffer, tfdt.byteOffset, tfdt.byteLength);
+    const shift = Math.round(seconds * scale);
+    if (d.getUint8(8) === 1) d.setBigUint64(12, BigInt(Math.max(0, Number(d.getBigUint64(12)) - shift)));
+    else d.setUint32(12, Math.max(0, d.getUint32(12) - shift));
+  }
+}
+
 /**
- * The boxes of a recording, from the IDR nearest to `clickAt` (seconds on the feed's timeline),
- * with the initialization segment in force there.  Everything when that time is not known.
+ * The boxes of a recording, from the IDR nearest to `clickAt` (seconds on the feed's timeline;
+ * from the first one when that is not known), with the initialization segment in force there,
+ * moved to start at 0 (the feed's clock counts from its own start, which a player would show
+ * as a long empty beginning).
  */
-function fromNearestIdr(parts, clickAt) {
-  if (clickAt === null) return parts.flatMap((p) => p.bytes);
-  let best = -1;
-  let bestGap = Infinity;
-  parts.forEach((p, i) => {
-    if (p.sync && Math.abs(p.seconds - clickAt) < bestGap) {
-      best = i;
-      bestGap = Math.abs(p.seconds - clickAt);
-    }
-  });
-  if (best <= 0 || bestGap > 10) return parts.flatMap((p) => p.bytes);
+function fromNearestIdr(parts, clickAt, tracks) {
+  let best = parts.findIndex((p) => p.sync);
+  if (best < 0) return parts.flatMap((p) => p.bytes);
+  if (clickAt !== null) {
+    const first = best;
+    let gap = Math.abs(parts[best].seconds - clickAt);
+    parts.forEach((p, i) => {
+      if (p.sync && Math.abs(p.seconds - clickAt) < gap) {
+        best = i;
+        gap = Math.abs(p.seconds - clickAt);
+      }
+    });
+    if (!(gap < 10)) best = first; // not the same timeline (the feed restarted): keep it all
+  }
   let init = [];
   for (let i = 0; i < best; i++) if (parts[i].init) init = parts[i].bytes;
-  return [...init, ...parts.slice(best).flatMap((p) => p.bytes)];
+  const base = parts[best].seconds;
+  const kept = parts.slice(best);
+  if (Number.isFinite(base) && tracks.size) for (const p of kept) if (!p.init) rebase(p.bytes[0], tracks, base);
+  return [...init, ...kept.flatMap((p) => p.bytes)];
 }
 
 function download(blob, name) {
@@ -212,14 +261,14 @@ export function playerControls(portal, { video, container, devId, liveUrl }) {
       show(t('recordFailed'), 'error');
       return;
     }
-    download(new Blob(fromNearestIdr(r.parts, r.clickAt), { type: 'video/mp4' }), r.name);
+    download(new Blob(fromNearestIdr(r.parts, r.clickAt, r.tracks), { type: 'video/mp4' }), r.name);
     if (reason) show(reason);
   }
 
   async function start() {
     const controller = new AbortController();
     const b = video.buffered;
-    const r = { controller, parts: [], bytes: 0, started: Date.now(), timer: null,
+    const r = { controller, parts: [], bytes: 0, started: Date.now(), timer: null, tracks: new Map(),
       name: `${devId}-${stamp()}.mp4`, clickAt: b.length && !video.paused ? b.end(b.length - 1) : null };
     // parts: {bytes: [boxes], init: bool, sync: bool, seconds}: an init segment, or a fragment (moof + mdat)
     let timescale = 0;
@@ -234,7 +283,10 @@ export function playerControls(portal, { video, container, devId, liveUrl }) {
       } else {
         last.bytes.push(bytes);
       }
-      if (type === 'moov') timescale = timescaleOf(bytes) || timescale;
+      if (type === 'moov') {
+        timescale = timescaleOf(bytes) || timescale;
+        r.tracks = tracksOf(bytes);
+      }
     });
     recording = r;
     showRecording(true);

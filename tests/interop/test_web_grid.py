@@ -43,7 +43,7 @@ def screenshots() -> str:
     return folder
 
 
-def in_browser(base: str, downloads: str, stop_camera: Any) -> dict[str, Any]:
+def in_browser(base: str, downloads: str, stop_camera: Any, stop_hub: Any) -> dict[str, Any]:
     """Drive the portal in Chromium (a worker thread); what was seen, for the test to check."""
     from playwright.sync_api import sync_playwright
 
@@ -138,6 +138,15 @@ def in_browser(base: str, downloads: str, stop_camera: Any) -> dict[str, Any]:
                 " t.querySelector('.tile-offline').textContent, !!t.querySelector('video')])")
             out["grid9_tiles"] = page.evaluate("document.querySelectorAll('#grid .tile').length")
             page.screenshot(path=os.path.join(shots, "grid-9.png"))
+            # One camera's stream is lost: its tile says so, and the grid comes back by itself.
+            tile = f"#grid .tile[data-dev-id='{CAMERAS[1]}']"
+            blockingCallFromThread(reactor, stop_hub)
+            page.wait_for_selector(f"{tile}[data-state='error']", timeout=10000)
+            out["lost_text"] = page.text_content(f"{tile} .tile-state")
+            page.wait_for_function(f"() => {{ const t = document.querySelector(\"{tile}\");"
+                                   " return t && t.dataset.state === 'playing'"
+                                   " && t.querySelector('video').getVideoPlaybackQuality().totalVideoFrames > 5; }",
+                                   timeout=20000)
             page.set_viewport_size({"width": 390, "height": 844})
             page.screenshot(path=os.path.join(shots, "grid-9-phone.png"), full_page=True)
             out["phone9_columns"] = page.evaluate(
@@ -177,6 +186,9 @@ class WebGridTests(TestCase):
         self.h.cameras[LATE].stop()
         await until(lambda: not self.h.platform.gateway.is_online(LATE), timeout=15)
 
+    def stop_hub(self) -> None:
+        self.h.factory.hubs[(CAMERAS[1], 0, 2)].stop("test: the camera's stream is lost")
+
     async def ffprobe(self, path: str, *extra: str) -> dict[str, Any]:
         result = await run(FFPROBE, ["-v", "error", "-print_format", "json", "-show_streams", "-show_format",
                                      *extra, path])
@@ -197,7 +209,7 @@ class WebGridTests(TestCase):
 
         downloads = os.path.abspath("downloads")
         os.makedirs(downloads, exist_ok=True)
-        result = await deferToThread(in_browser, self.base, downloads, self.stop_camera)
+        result = await deferToThread(in_browser, self.base, downloads, self.stop_camera, self.stop_hub)
         print(f"\ngrid in Chromium: {json.dumps({k: v for k, v in result.items() if k != 'errors'})}")
 
         # 4 tiles, sub streams, each one's frames grow, one mux.bin request and no live.mp4.
@@ -247,8 +259,9 @@ class WebGridTests(TestCase):
         self.assertEqual(result["grid9_tiles"], 9)
         self.assertEqual(result["grid9_states"], ["playing"] * 8 + ["offline"])
         self.assertEqual(result["grid9_offline"], [[LATE, "摄像头离线", False]])
+        self.assertEqual(result["lost_text"], "实时视频暂不可用")
         # Phone: 9 layout in one column, 4 layout 2x2.
         self.assertEqual(result["phone9_columns"], 1)
         self.assertEqual(result["phone_columns"], 2)
-        self.assertEqual(result["mux_requests_total"], 3, "one request per grid shown")
+        self.assertEqual(result["mux_requests_total"], 4, "one request per grid shown (and one to recover)")
         self.assertEqual(result["errors"], [])

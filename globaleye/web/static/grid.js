@@ -35,7 +35,7 @@ function stateText(name, detail) {
   const status = detail && detail.status;
   if (status === 503 && /offline/i.test(detail.title || '')) return t('cameraOffline');
   if (status === 404) return t('notFound');
-  if (status === 502) return t('noPath');
+  if (status === 502 && /path/i.test(detail.title || '')) return t('noPath');
   return t('liveUnavailable');
 }
 
@@ -99,6 +99,18 @@ export async function gridPage(portal, hash) {
   let player = null;
   let retry = null;
   let left = false;
+  // A stream lost or silent (502, 504), or the whole answer ended: the page is made again a few
+  // seconds later, with the device list of then (a camera gone offline gets its placeholder).
+  const again = () => {
+    if (retry === null && !left) retry = setTimeout(() => { if (!left) gridPage(portal, hash); }, RETRY_MS);
+  };
+  for (const x of live) {
+    const shown = x.setState;
+    x.setState = (name, detail) => {
+      shown(name, detail);
+      if (name === 'error' && detail && (detail.status === 502 || detail.status === 504)) again();
+    };
+  }
   async function start() {
     let mux;
     try {
@@ -111,7 +123,7 @@ export async function gridPage(portal, hash) {
     const query = live.map((x) => `s=${encodeURIComponent(`${x.camera.devId}:${x.camera.channel}:${x.stream}`)}`);
     player = mux.playMux(`/api/v1/live/mux.bin?${query.join('&')}`,
       live.map((x) => ({ video: x.video, onState: x.setState })),
-      { onEnd: () => { retry = setTimeout(() => { if (!left) start(); }, RETRY_MS); } });
+      { onEnd: again });
   }
   onLeave(() => {
     left = true;

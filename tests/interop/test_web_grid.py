@@ -128,8 +128,11 @@ def in_browser(base: str, downloads: str, stop_camera: Any, stop_hub: Any) -> di
 
             # The 9-camera layout with a camera gone offline: its placeholder, the others play.
             blockingCallFromThread(reactor, stop_camera)
+            opened = time.monotonic()
             page.goto(base + "/#/grid/9")
             page.wait_for_selector("#grid.layout-9")
+            page.wait_for_function(f"() => {FRAMES}.length === 8 && {FRAMES}.every(n => n > 0)", timeout=30000)
+            out["grid9_first_pictures_s"] = round(time.monotonic() - opened, 2)
             page.wait_for_function(f"() => {FRAMES}.length === 8 && {FRAMES}.every(n => n > 10)", timeout=30000)
             out["grid9_states"] = page.evaluate(
                 "[...document.querySelectorAll('#grid .tile')].map(t => t.dataset.state)")

@@ -52,9 +52,16 @@ CAMERA_IP = "192.168.10.20"
 SHOP_PC_IP = "192.168.10.30"
 PHONE_LAN_GW = "192.168.20.1"
 PHONE_IP = "192.168.20.2"
+#: The platform's leg on the shop's LAN (``Lab(platform_on_shop_lan=True)``): the one way its
+#: RTSP proxy can reach the camera's local address (§15 path 1), see docs/netns-tests.md.
+PLATFORM_SHOP_LAN_IP = "192.168.10.40"
 
 CAMERA_RTSP_PORT = 554
-PLATFORM_PORTS = {"http": 8080, "gateway": 8588, "stun": 3479, "stun_alt": 3480, "turn": 3478}
+PLATFORM_PORTS = {"http": 8080, "gateway": 8588, "stun": 3479, "stun_alt": 3480, "turn": 3478,
+                  "rtsp": 8554, "web": 8000}  # rtsp and web: only with platform_config(live=True)
+#: ``[ops] token`` of a live platform: ``GET /status/streams`` on its HTTP site shows the proxy's hubs
+#: and the §15 path each one took.
+OPS_TOKEN = "netns-operator-token-5f1c9a"
 ROLES = ("wan", "platform", "shoprt", "camera", "shoppc", "phonert", "phone")
 #: What the camera's NAT probe asks, in turn, from one UDP socket: the TURN server (where the
 #: camera STUN-maps its media ports at SETUP), the STUN server, the STUN server's other port
@@ -190,12 +197,20 @@ class Lab:
     router's NAT symmetric (address- and port-dependent mapping: a new random public
     port for every new destination, ``MASQUERADE --random-fully``) instead of the
     port-preserving, endpoint-independent mapping of plain ``MASQUERADE``.
+    ``block_shop_udp`` makes the shop router drop every UDP packet to or from the
+    platform (the camera's network lets only TCP through: the platform's RTSP proxy
+    is left with §15's TURN over TCP).  ``platform_on_shop_lan`` gives the platform a
+    second interface on the shop's LAN bridge (192.168.10.40), as a platform (or an
+    RTSP proxy) deployed in the shop's own network would have: the only way the
+    proxy reaches the camera's *local* address.  Neither changes anything else.
     """
 
     workdir: Path
     upnp_igd: bool = False
     block_phone_udp: bool = False
     symmetric_shop_nat: bool = False
+    block_shop_udp: bool = False
+    platform_on_shop_lan: bool = False
     tag: str = attrs.field(factory=lambda: f"{PREFIX}{secrets.token_hex(4)}")
     created: list[str] = attrs.field(factory=list)
     daemons: list[Daemon] = attrs.field(factory=list)
@@ -297,6 +312,15 @@ class Lab:
             await self._addr(host, "eth0", f"{address}/24")
             await self.ip(host, "route", "add", "default", "via", SHOP_LAN_GW)
         await self._nat("shoprt", "wan0", "br-lan", symmetric=self.symmetric_shop_nat)
+        if self.platform_on_shop_lan:  # a leg of the platform on the shop's bridge; its default route stays public
+            await self._veth("shoprt", "lan-plat", "platform", "eth1")
+            await self.ip("shoprt", "link", "set", "lan-plat", "master", "br-lan")
+            await self.ip("shoprt", "link", "set", "lan-plat", "up")
+            await self._addr("platform", "eth1", f"{PLATFORM_SHOP_LAN_IP}/24")
+        if self.block_shop_udp:
+            for direction in ("-d", "-s"):
+                await self._iptables("shoprt", "-I", "FORWARD", "-p", "udp", direction, f"{PLATFORM_IP}/24",
+                                     "-j", "DROP")
         # The phone's network: a carrier-style NAT with the phone behind it.
         await self._addr("phonert", "wan0", f"{PHONE_WAN_IP}/25")
         await self.ip("phonert", "route", "add", "default", "via", PHONE_WAN_GW)
@@ -415,13 +439,35 @@ class Lab:
 # --------------------------------------------------------------------- the platform and the camera
 
 
-def platform_config(workdir: Path) -> Path:
-    """A twistd configuration for the platform namespace: every role, on the public address."""
+def platform_config(workdir: Path, *, live: bool = False) -> Path:
+    """A twistd configuration for the platform namespace: every role, on the public address.
+
+    *live* adds the RTSP proxy and the web portal (roles ``rtsp`` and ``web``, on the
+    fixed ports of PLATFORM_PORTS) and ``[ops] token`` = OPS_TOKEN, for the browser's
+    live view through the lab (tests/interop/test_netns_browser.py).  The proxy gives a
+    stream up on UDP after 3 s (§15 step 4's 5 s, shortened like the client's in the
+    video tests) and keeps a camera stream 30 s after its last viewer, so a test reads
+    the path the stream took after its browser closed.
+    """
     p = PLATFORM_PORTS
     path = workdir / "platform.ini"
+    roles = "gateway, http, group, stun, turn" + (", rtsp, web" if live else "")
+    extra = f"""
+[rtsp]
+interface = {PLATFORM_IP}
+port = {p['rtsp']}
+linger = 30
+udp_timeout = 3
+connect_timeout = 2
+[web]
+interface = {PLATFORM_IP}
+port = {p['web']}
+[ops]
+token = {OPS_TOKEN}
+""" if live else ""
     path.write_text(f"""
 [globaleye]
-roles = gateway, http, group, stun, turn
+roles = {roles}
 public_host = {PLATFORM_IP}
 data_dir = {workdir}
 [enrollment]
@@ -447,20 +493,21 @@ relay_ports = 50000-50999
 allow_peers = 203.0.113.0/24, 198.51.100.0/24
 [province]
 cms_password = netns-province-secret
-""")
+{extra}""")
     return path
 
 
-async def start_platform(lab: Lab) -> tuple[Daemon, Path]:
+async def start_platform(lab: Lab, *, live: bool = False) -> tuple[Daemon, Path]:
     """``twistd -n globaleye --config …`` in the platform namespace; ready once HTTP listens.
 
-    The platform's roles start STUN and TURN first and HTTP last, so the HTTP line
-    in the log means every role is up.
+    The platform's roles start STUN and TURN first and HTTP last (then the web portal,
+    with *live*), so that line in the log means every role is up.
     """
-    config = platform_config(lab.workdir)
+    config = platform_config(lab.workdir, live=live)
+    last = "web" if live else "http"
     daemon = lab.spawn("platform", [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
                                     "--pidfile=", "globaleye", "--config", str(config)],
-                       "platform", ready=rf"http listening on {re.escape(PLATFORM_IP)}:{PLATFORM_PORTS['http']}")
+                       "platform", ready=rf"{last} listening on {re.escape(PLATFORM_IP)}:{PLATFORM_PORTS[last]}")
     await daemon.wait_ready(20)
     return daemon, config
 

@@ -4,8 +4,9 @@ One service per domain of §8/§9 and its extensions — :mod:`~globaleye.app.ac
 (sign-up, login, sessions), :mod:`~globaleye.app.devices` (device list, ownership,
 sharing), :mod:`~globaleye.app.control` (PTZ, video, Wi-Fi, reboot, firmware),
 :mod:`~globaleye.app.media` (§8.9 play and §7.5.23 playback URLs, stream status),
-:mod:`~globaleye.app.recording` (policies, full-day, loop, record search) and
-:mod:`~globaleye.app.alarms`.  Services take typed values and return attrs results;
+:mod:`~globaleye.app.recording` (policies, full-day, loop, record search),
+:mod:`~globaleye.app.alarms` and :mod:`~globaleye.app.events` (live alarms and online changes).
+Services take typed values and return attrs results;
 what goes wrong is an :class:`~globaleye.app.errors.AppError` carrying the Result code a
 face answers with.  Their dependencies are explicit: the store, the accounts service and
 the small interfaces of :mod:`globaleye.app.ports` (the gateway, the stream-status source).
@@ -26,6 +27,7 @@ from globaleye.app.accounts import AccountsService, GroupNotices
 from globaleye.app.alarms import AlarmService
 from globaleye.app.control import ControlService
 from globaleye.app.devices import DeviceService, GroupClaims
+from globaleye.app.events import EventBoard, EventService
 from globaleye.app.media import MediaService
 from globaleye.app.ports import DeviceGateway, StreamBoard
 from globaleye.app.recording import RecordingService
@@ -49,12 +51,14 @@ class ClientServices:
     recording: RecordingService
     alarms: AlarmService
     streams: StreamBoard
+    events: EventService
 
 
 def build_services(accounts: AccountService, store: Store, gateway: DeviceGateway,
                    settings: ClientApiSettings | None = None, group: GroupClient | None = None,
-                   streams: StreamBoard | None = None) -> ClientServices:
-    """The composition of the client API's services (*group*: this province's group client, §6)."""
+                   streams: StreamBoard | None = None, events: EventBoard | None = None) -> ClientServices:
+    """The composition of the client API's services (*group*: this province's group client, §6;
+    *events*: the board the gateway reports alarms and online changes to, if it was given one)."""
     settings = settings or ClientApiSettings()
     streams = streams if streams is not None else StreamBoard()
     access = CameraAccess(store, gateway)
@@ -65,8 +69,10 @@ def build_services(accounts: AccountService, store: Store, gateway: DeviceGatewa
         media=MediaService(access, accounts, gateway, settings, streams),
         recording=RecordingService(access),
         alarms=AlarmService(access, store),
-        streams=streams)
+        streams=streams,
+        events=EventService(access, events if events is not None else EventBoard()))
 
 
 __all__ = ["AccountsService", "AlarmService", "ClientApiSettings", "ClientServices", "ControlService",
-           "DeviceService", "MediaService", "RecordingService", "StreamBoard", "build_services"]
+           "DeviceService", "EventBoard", "EventService", "MediaService", "RecordingService", "StreamBoard",
+           "build_services"]

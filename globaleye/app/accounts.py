@@ -55,6 +55,10 @@ class AccountsService:
             raise SessionExpired("no live session", EXPIRED)
         return session
 
+    def is_live(self, account: str, token: str) -> bool:
+        """Whether the session still lives, its idle time not restarted (for long-lived streams)."""
+        return self.accounts.is_live(account, token)
+
     async def audit(self, action: str, account: str, peer: str, result: int, detail: str = "") -> None:
         await self.accounts.audit(action, account, peer, result, detail)
 

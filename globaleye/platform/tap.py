@@ -31,7 +31,7 @@ from globaleye import __version__
 from globaleye.api.clientapi import McuApi
 from globaleye.api.soap.operations import GROUP_NS, GROUP_OPERATIONS, MCU_NS, MCU_OPERATIONS
 from globaleye.api.soap.resource import SoapResource
-from globaleye.app import ClientApiSettings, build_services
+from globaleye.app import ClientApiSettings, EventBoard, build_services
 from globaleye.app.group import GroupDirectory, GroupService, GroupSettings, province_key
 from globaleye.app.ports import StreamBoard
 from globaleye.device.gateway import Gateway, GatewaySettings
@@ -187,7 +187,11 @@ class PlatformService(service.MultiService):
         # One throttle for every DevKey and password check of this process (docs/security.md).
         self.keyguard = KeyGuard(reactor, settings(config, KeyGuardSettings))
         g = config["gateway"]
-        self.gateway = Gateway(store, reactor, settings(config, GatewaySettings), guard=self.keyguard)
+        # The gateway reports alarms and online changes to the event board; the application layer's
+        # event service (open pages' live streams) listens to it (globaleye/app/events.py).
+        self.events = EventBoard()
+        self.gateway = Gateway(store, reactor, settings(config, GatewaySettings), guard=self.keyguard,
+                               reports=self.events)
         public = config["globaleye"]["public_host"]
         self.registrar = Registrar(store, reactor, settings(
             config, RegistrationSettings, gateway_host=public, backup_gateway_port=g["backup_port"] or 0,
@@ -209,7 +213,8 @@ class PlatformService(service.MultiService):
         # filled by the RTSP proxy below when this process runs one (GetStreamStatus).
         self.client = build_services(self.accounts, store, self.gateway, settings(
             config, ClientApiSettings, stun_host=so["stun_host"] or public,
-            stun_port=so["stun_port"] or config["stun"]["port"]), group=self.group_client, streams=StreamBoard())
+            stun_port=so["stun_port"] or config["stun"]["port"]), group=self.group_client, streams=StreamBoard(),
+            events=self.events)
         self.mcu_api = McuApi(self.client)
         gr = config["group"]
         self.group_directory = GroupDirectory(gr["mcu_urls"], gr["default_mcu_url"], gr["cms_name"])

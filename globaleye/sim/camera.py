@@ -358,6 +358,17 @@ class SimulatedCamera:
                                               exception_desc=f"UPnP mapping failed: {reason}"[:200])
             session.request(report, self.timing.request_timeout).addErrback(lambda f: None)
 
+    async def raise_alarm(self, exception_type: int, description: str, channel_no: int = 0) -> int:
+        """Report an alarm now (34H EXCEPTION_REPORT_REQ, §7.5.4), as a real camera does when its
+        disk fails or someone tampers with it; the platform's Result (0: stored).  Offline: an error."""
+        session = self.session
+        if session is None or not self.online or self._stopped:
+            raise CommandError(f"camera {self.state.dev_id} is offline: no alarm sent")
+        report = m.ExceptionReportRequest(dev_id=self.state.dev_id, channel_no=channel_no,
+                                          exception_type=exception_type, exception_desc=description[:200])
+        response = await session.request(report, self.timing.request_timeout)
+        return int(response.result)
+
     async def _post(self, url: str, message: m.Message) -> bytes:
         response = await self.http.post(request_url(url), data=message.to_xml(),
                                         headers=Headers({"Content-Type": ["text/xml;charset=UTF-8"]}),

@@ -614,6 +614,13 @@ class AccountService:
         session.last_used = now
         return session
 
+    def is_live(self, account: str, token: str) -> bool:
+        """Whether *token* is still a live session of *account*, without restarting its idle time (a
+        long-lived stream asks this periodically; only what the person does keeps a session alive)."""
+        session = self.sessions.get(token)
+        return (session is not None and hmac.compare_digest(session.account.encode(), account.encode())
+                and self.clock.seconds() - session.last_used <= self.settings.session_idle_timeout)
+
     def sweep_sessions(self) -> None:
         now = self.clock.seconds()
         if now - self._last_sweep < self.settings.session_idle_timeout:

@@ -32,8 +32,10 @@ from globaleye.app.devices import DeviceEntry
 from globaleye.app.errors import AppError, NoSuchDevice
 from globaleye.guard.keyguard import source_of
 from globaleye.users.accounts import OK, LoginSession
+from globaleye.web.api_events import EventsApi
 from globaleye.web.api_grid import GridApi
-from globaleye.web.auth import Sessions, check_origin, peer_of
+from globaleye.web.api_settings import SettingsApi
+from globaleye.web.auth import Sessions, check_origin, log_refusal, peer_of
 from globaleye.web.openapi import document
 from globaleye.web.problem import Problem, bad_request, from_app_error
 from globaleye.web.routes import PTZ_DIRECTIONS, ROUTES, STREAMS, Route
@@ -56,7 +58,7 @@ class Reply:
 Handler = Callable[..., Awaitable[Reply | resource.Resource]]
 
 
-class WebApi(GridApi):
+class WebApi(SettingsApi, EventsApi, GridApi):
     """The ``/api`` resource: :data:`ROUTES` on klein, over the application services."""
 
     def __init__(self, services: ClientServices, sessions: Sessions, live: Any = None) -> None:
@@ -304,7 +306,7 @@ def _refused(request: IRequest, problem: Problem, why: str = "") -> bytes:
     """Answer *problem*, logged with the peer and the reason (CSRF and Origin refusals are logged
     where they are found, with what was wrong)."""
     if problem.kind not in ("csrf", "origin"):
-        log.info("web: {peer} {method} {path}: {status} {kind}: {why}", peer=peer_of(request),
+        log_refusal(request, problem.kind, "web: {peer} {method} {path}: {status} {kind}: {why}", peer=peer_of(request),
                  method=request.method.decode("latin-1"), path=request.path.decode("latin-1"),
                  status=problem.status, kind=problem.kind, why=why or problem.detail or problem.title)
     return problem.write(request)

@@ -23,19 +23,32 @@ import hmac
 import secrets
 from typing import Any, cast
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.web.iweb import IRequest
 
 from globaleye.app.accounts import AccountsService
 from globaleye.app.errors import SessionExpired
 from globaleye.users.accounts import LoginSession
 from globaleye.web.problem import Problem
+from txturn.logsummary import LogSummary
 
 COOKIE = b"ge_session"
 CSRF_HEADER = b"x-csrf-token"
 STATE_CHANGING = frozenset({b"POST", b"PUT", b"PATCH", b"DELETE"})
 
 log = Logger(namespace="globaleye.web")
+_summary: LogSummary | None = None
+
+
+def log_refusal(request: IRequest, what: str, format: str, /, **fields: Any) -> None:  # noqa: A002
+    """Log a refusal with its peer and reason: the first per source address and minute in full,
+    the rest counted in one line (:class:`txturn.logsummary.LogSummary`, the platform's one
+    summariser), so a flood of bad requests cannot flood the log."""
+    global _summary
+    if _summary is None:  # made at first use: importing this module must not import the reactor
+        _summary = LogSummary(log, interval=60.0, level=LogLevel.info, name="web refusals")
+    host = getattr(request.getClientAddress(), "host", "?")
+    _summary.event(host, f"web requests from {host} refused ({what})", format, **fields)
 
 
 def peer_of(request: IRequest) -> str:
@@ -61,7 +74,7 @@ def check_origin(request: IRequest) -> None:
     if origin is None:
         return
     if origin.decode("latin-1").strip().lower() != own_origin(request):
-        log.info("web: refused {method} {path} from {peer}: Origin {origin} is not {own}",
+        log_refusal(request, "cross-origin", "web: refused {method} {path} from {peer}: Origin {origin} is not {own}",
                  method=request.method.decode(), path=request.path.decode("latin-1"), peer=peer_of(request),
                  origin=origin.decode("latin-1"), own=own_origin(request))
         raise Problem(403, "origin", "Cross-origin request refused",
@@ -105,7 +118,7 @@ class Sessions:
         given = request.getHeader(CSRF_HEADER) or b""
         if not hmac.compare_digest(given, self.csrf_token(session).encode()):
             why = "missing" if not given else "wrong"
-            log.info("web: refused {method} {path} for {account} from {peer}: {why} CSRF token",
+            log_refusal(request, "CSRF", "web: refused {method} {path} for {account} from {peer}: {why} CSRF token",
                      method=request.method.decode(), path=request.path.decode("latin-1"), account=session.account,
                      peer=peer_of(request), why=why)
             raise Problem(403, "csrf", "CSRF token missing or wrong",

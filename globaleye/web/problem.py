@@ -99,4 +99,7 @@ KINDS = ("session-expired", "no-such-device", "camera-offline", "camera-refused"
          "unknown-camera", "wrong-dev-key", "too-many-cameras", "camera-taken", "not-found", "rule-violation",
          "internal", "csrf", "origin", "login-failed", "account-locked", "too-many-attempts", "sms-not-sent",
          "wrong-sms-code", "already-registered", "cannot-subscribe", "wrong-password", "live-unavailable",
-         "no-route", "method-not-allowed")
+         "no-route", "method-not-allowed",
+         "not-supported",
+         # --- alarms (live events) ---
+         "not-acceptable", "too-many-streams")

@@ -72,6 +72,16 @@ _PASSWORD = {"type": "string", "minLength": 6, "maxLength": 32}
 DEV_ID = Param("devId", "path", {"type": "string", "pattern": "^[0-9]{11}$"}, description="the camera's DevID")
 CHANNEL = Param("channel", "path", {"type": "integer", "minimum": 0}, description="channel number, from 0")
 
+_STREAM_QUERY = Param("stream", "query", {"type": "string", "enum": list(STREAMS), "default": "main"}, False,
+                      "main or sub stream")
+_ENABLED = _obj(("enabled",), enabled={"type": "boolean"})
+#: One recording window (67H): a weekday (1 Monday .. 7 Sunday), HH:MM to HH:MM (24:00 ends the day).
+_WINDOW = _obj(("week", "start", "end"), week={"type": "integer", "minimum": 1, "maximum": 7},
+               start={"type": "string", "pattern": "^[0-9]{2}:[0-9]{2}$"},
+               end={"type": "string", "pattern": "^[0-9]{2}:[0-9]{2}$"},
+               storage={"type": "string", "enum": ["local", "cloud"], "default": "local"},
+               stream={"type": "string", "enum": list(STREAMS), "default": "main"})
+
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/session", "login", "Log in (§8.3); sets the ge_session cookie", session=False, csrf=False,
           body=_obj(("account", "password"), account=_MOBILE, password=_STR),
@@ -133,6 +143,97 @@ ROUTES: tuple[Route, ...] = (
           content_type="video/mp4"),
     Route("GET", "/openapi.json", "openapi", "This document (OpenAPI 3.1)", session=False,
           responses={200: "the document"}),
+    # --- camera settings and recordings (issue 11: §8.11-§8.17, 67H-69H, 78H-7BH, 72H) ---
+    Route("GET", "/devices/{devId}/abilities", "abilities", "What the camera's ability report (32H) says it can "
+          "do, and the values its settings take (what it cannot do is greyed out and refused, §4 item 1)",
+          params=(DEV_ID,), responses={200: "the abilities", 404: "no such camera"}),
+    Route("GET", "/devices/{devId}/channels/{channel}/video", "get_video", "A stream's video parameters (§8.11, "
+          "61H)", params=(DEV_ID, CHANNEL, _STREAM_QUERY),
+          responses={200: "the parameters", 404: "no such own camera", 502: "the camera refused",
+                     503: "camera offline"}),
+    Route("PUT", "/devices/{devId}/channels/{channel}/video", "set_video", "Change a stream's video parameters "
+          "(§8.12, 60H); omitted ones stay as they are. Answers what the camera then reports",
+          params=(DEV_ID, CHANNEL),
+          body=_obj(("stream",), stream={"type": "string", "enum": list(STREAMS)},
+                    frameSize={"type": "string", "enum": ["720P", "D1", "CIF"]},
+                    frameRate={"type": "integer", "minimum": 2, "maximum": 25},
+                    rateType={"type": "string", "enum": ["cbr", "vbr"]},
+                    bitRate={"type": "integer", "enum": [96, 128, 196, 256, 384, 512, 768, 1024, 1536, 2048, 2560,
+                                                         3072, 4096], "description": "kbit/s"},
+                    audioInput={"type": "boolean"}),
+          example={"stream": "main", "frameSize": "D1", "frameRate": 15, "rateType": "vbr", "bitRate": 512,
+                   "audioInput": True},
+          responses={200: "changed: the parameters the camera now reports", 400: "a value out of range",
+                     404: "no such own camera", 422: "the camera cannot (32H: no such stream or frame size)",
+                     502: "the camera refused", 503: "camera offline"}),
+    Route("GET", "/devices/{devId}/wifi", "wifi", "The Wi-Fi networks the camera sees, strongest first (§8.13, 62H)",
+          params=(DEV_ID,), responses={200: "the networks", 404: "no such own camera", 502: "the camera refused",
+                                       503: "camera offline"}),
+    Route("PUT", "/devices/{devId}/wifi", "set_wifi", "Join a Wi-Fi network (§8.14, 63H); the password is never "
+          "answered back", params=(DEV_ID,),
+          body=_obj(("ssid", "security"), ssid={"type": "string", "minLength": 1, "maxLength": 32},
+                    security={"type": "string", "enum": ["none", "wep", "wpa-psk", "wpa-wpa2-psk", "wpa2-psk",
+                                                         "other"]},
+                    password={"type": "string", "maxLength": 64, "writeOnly": True}),
+          example={"ssid": "Store-Office", "security": "wpa2-psk", "password": "a Wi-Fi password"},
+          responses={202: "the camera is joining (the outcome comes later as an alarm, §7.5.9)",
+                     404: "no such own camera", 502: "the camera refused the values", 503: "camera offline"}),
+    Route("POST", "/devices/{devId}/reboot", "reboot", "Restart the camera (§8.15)", params=(DEV_ID,),
+          responses={202: "restarting", 404: "no such own camera", 503: "camera offline"}),
+    Route("GET", "/devices/{devId}/firmware", "firmware", "The camera's firmware and the newest known (§8.16)",
+          params=(DEV_ID,), responses={200: "the versions", 404: "no such camera"}),
+    Route("POST", "/devices/{devId}/firmware/upgrade", "upgrade", "Upgrade to the newest firmware (§8.17)",
+          params=(DEV_ID,), responses={200: "already the newest: nothing sent", 202: "the camera is upgrading",
+                                       404: "no such own camera", 503: "camera offline"}),
+    Route("GET", "/devices/{devId}/channels/{channel}/record-windows", "record_windows", "The camera's recording "
+          "windows (68H)", params=(DEV_ID, CHANNEL),
+          responses={200: "the windows", 404: "no such own camera", 422: "the camera cannot record (32H)",
+                     503: "camera offline"}),
+    Route("POST", "/devices/{devId}/channels/{channel}/record-windows", "add_record_windows", "Add recording "
+          "windows (67H): at most 4 a weekday, none overlapping (§7.5.13)", params=(DEV_ID, CHANNEL),
+          body=_obj(("windows",), windows={"type": "array", "minItems": 1, "maxItems": 28, "items": _WINDOW}),
+          example={"windows": [{"week": 1, "start": "08:00", "end": "12:00", "storage": "local", "stream": "main"}]},
+          responses={201: "added: every window now", 400: "a malformed window", 404: "no such own camera",
+                     422: "refused by the rules (detail says which) or the camera cannot (32H)",
+                     503: "camera offline"}),
+    Route("DELETE", "/devices/{devId}/channels/{channel}/record-windows", "delete_record_window", "Delete one "
+          "recording window (69H)", params=(DEV_ID, CHANNEL),
+          body=_obj(("id",), id={"type": "integer", "minimum": 0}), example={"id": 1},
+          responses={204: "deleted", 404: "no such own camera, or no such window", 503: "camera offline"}),
+    Route("GET", "/devices/{devId}/channels/{channel}/full-day-recording", "full_day_recording", "Whether the "
+          "channel records all day (79H)", params=(DEV_ID, CHANNEL),
+          responses={200: "on or off", 404: "no such own camera", 422: "the camera cannot record (32H)",
+                     503: "camera offline"}),
+    Route("PUT", "/devices/{devId}/channels/{channel}/full-day-recording", "set_full_day_recording", "Record all "
+          "day, or by the windows (78H)", params=(DEV_ID, CHANNEL), body=_ENABLED, example={"enabled": True},
+          responses={200: "changed: what the camera now reports", 404: "no such own camera",
+                     422: "the camera cannot record (32H)", 503: "camera offline"}),
+    Route("GET", "/devices/{devId}/loop-recording", "loop_recording", "Whether the camera overwrites its oldest "
+          "recordings when full (7BH)", params=(DEV_ID,),
+          responses={200: "on or off", 404: "no such own camera", 422: "no storage on the camera (32H)",
+                     503: "camera offline"}),
+    Route("PUT", "/devices/{devId}/loop-recording", "set_loop_recording", "Overwrite the oldest recordings when "
+          "full, or stop recording (7AH)", params=(DEV_ID,), body=_ENABLED, example={"enabled": False},
+          responses={200: "changed: what the camera now reports", 404: "no such own camera",
+                     422: "no storage on the camera (32H)", 503: "camera offline"}),
+    Route("GET", "/devices/{devId}/channels/{channel}/recordings", "recordings", "The recordings on the camera "
+          "in one day (72H), oldest first, 10 a page; times are the camera's local time", params=(
+              DEV_ID, CHANNEL,
+              Param("day", "query", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}, False,
+                    "YYYY-MM-DD (default: today)"),
+              Param("from", "query", {"type": "string", "pattern": "^[0-9]{2}:[0-9]{2}$", "default": "00:00"},
+                    False, "HH:MM"),
+              Param("to", "query", {"type": "string", "pattern": "^[0-9]{2}:[0-9]{2}$", "default": "24:00"},
+                    False, "HH:MM"),
+              Param("page", "query", {"type": "integer", "minimum": 1, "default": 1}, False)),
+          responses={200: "one page", 400: "a malformed day or time", 404: "no such camera",
+                     422: "no storage on the camera (32H)", 503: "camera offline"}),
+    # --- alarms (live events) ---
+    Route("GET", "/events", "events", "The account's live events as Server-Sent Events: alarms (34H) and "
+          "online changes of the cameras it may see; ends with the session",
+          responses={200: "an endless text/event-stream (event: alarm, device, session)",
+                     406: "the request does not accept text/event-stream", 429: "too many open streams"},
+          content_type="text/event-stream"),
     # --- grid ---
     Route("GET", "/live/mux.bin", "live_mux", "Several live cameras in one answer (the grid): each stream's "
           "fMP4 in frames of [index u8, kind u8 (0 init, 1 fragment, 2 error), length u32 BE, payload], "

@@ -179,3 +179,33 @@ class CameraTimeoutTests(SynchronousTestCase):
             protocol.connectionLost(None)
         self.assertEqual(factory.connections, 0)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class UpstreamMediaSourceTests(SynchronousTestCase):
+    """UDP media are taken only from the camera's addresses (the URL's host, SETUP's source=)."""
+
+    def test_media_from_a_stranger_are_dropped(self) -> None:
+        from globaleye.media.rtsp.upstream import UpstreamSession, _UdpMedia
+
+        session = UpstreamSession(Clock(), "rtsp://198.51.100.7:554/live", "turn-udp", udp=True)
+        session._allow_media_from("203.0.113.9")  # what a SETUP answer's source= adds
+        got: list[bytes] = []
+        session.on_rtp = lambda track, data: got.append(data)
+        media = _UdpMedia(session, 0, False)
+        packet = b"\x80\x60\x00\x01" + b"\x00" * 8 + b"picture"
+        media.datagramReceived(packet, ("192.0.2.66", 40000))  # a stranger who learnt the port
+        media.datagramReceived(packet, ("::ffff:192.0.2.66", 40000))
+        self.assertEqual(got, [])
+        self.assertEqual(session.foreign_packets, 2)
+        media.datagramReceived(packet, ("198.51.100.7", 6970))  # the URL's host, any port (NATs rewrite it)
+        media.datagramReceived(packet, ("::ffff:203.0.113.9", 1234))  # the announced source
+        self.assertEqual(len(got), 2)
+
+    def test_a_host_name_cannot_be_checked(self) -> None:
+        from globaleye.media.rtsp.upstream import UpstreamSession, _UdpMedia
+
+        session = UpstreamSession(Clock(), "rtsp://camera.example:554/live", "local", udp=True)
+        got: list[bytes] = []
+        session.on_rtp = lambda track, data: got.append(data)
+        _UdpMedia(session, 0, False).datagramReceived(b"\x80\x60" + b"\x00" * 10 + b"x", ("192.0.2.66", 1))
+        self.assertEqual(len(got), 1)

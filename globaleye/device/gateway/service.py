@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -51,6 +51,17 @@ RESULT_OK, RESULT_FAILED, RESULT_OTHER = 0, 1, 255
 STORE_FAILURES: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
 
 Handled = tuple[m.Message | None, bool]  # (response to send, close the session afterwards)
+
+
+class ReportSink(Protocol):
+    """Where the gateway tells the rest of the platform, as they happen, of a device's alarm (34H,
+    §7.5.4) and of its coming online or going offline (the live pages).  The composition root passes
+    the application layer's :class:`globaleye.app.events.EventBoard`; the gateway imports nothing of
+    ``app/`` (the layers).  Both calls are synchronous and must not raise."""
+
+    def alarm(self, dev_id: str, channel: int, alarm_type: int, text: str, when: float) -> None: ...
+
+    def presence(self, dev_id: str, online: bool, when: float) -> None: ...
 
 
 class DeviceOffline(CommandError):
@@ -95,8 +106,10 @@ class Gateway:
     log = Logger()
 
     def __init__(self, store: Store, clock: IReactorTime, settings: GatewaySettings | None = None,
-                 guard: KeyGuard | None = None) -> None:
+                 guard: KeyGuard | None = None, reports: ReportSink | None = None) -> None:
         self.store = store
+        #: Who hears of alarms and online changes as they happen (None: nobody, they are only stored).
+        self.reports = reports
         self.clock = clock
         self.settings = settings or GatewaySettings()
         self.sessions: dict[str, DeviceSession] = {}
@@ -167,6 +180,7 @@ class Gateway:
             self.live.pop(session.dev_id, None)
             self.log.info("device {dev_id} offline ({peer}): {why}", dev_id=session.dev_id, peer=session.peer,
                           why=reason.getErrorMessage() if reason is not None else "closed")
+            self._report("presence", session.dev_id, False, self.clock.seconds())
 
     def _go_online(self, session: DeviceSession, dev_id: str, state: LiveState) -> None:
         old = self.sessions.get(dev_id)
@@ -177,6 +191,16 @@ class Gateway:
         self.sessions[dev_id] = session
         self.live[dev_id] = state
         session.went_online(dev_id)
+        self._report("presence", dev_id, True, self.clock.seconds())
+
+    def _report(self, what: str, *args: Any) -> None:
+        """Tell :attr:`reports` (a defect there is logged, never the device's problem)."""
+        if self.reports is None:
+            return
+        try:
+            getattr(self.reports, what)(*args)
+        except Exception:
+            self.log.failure("gateway: reporting {what} of {dev_id} failed", what=what, dev_id=args[0])
 
     # Requests ---------------------------------------------------------------------------
 
@@ -348,8 +372,11 @@ class Gateway:
         self.log.warn("device {dev_id} reports exception {type} on channel {channel}: {desc}",
                       dev_id=session.dev_id, type=request.exception_type, channel=request.channel_no,
                       desc=description)
+        now = self.clock.seconds()
         stored = await self._store_report(session, self.store.add_exception(ExceptionRecord(
-            session.dev_id, request.channel_no, request.exception_type, description, self.clock.seconds())))
+            session.dev_id, request.channel_no, request.exception_type, description, now)))
+        # Told live even when the store failed: an open page still learns of the alarm.
+        self._report("alarm", session.dev_id, request.channel_no, request.exception_type, description, now)
         return m.ExceptionReportResponse(result=RESULT_OK if stored else RESULT_OTHER, dev_id=session.dev_id)
 
     async def _picture(self, session: DeviceSession, request: m.FtpPictureNoticeRequest) -> m.Message:

@@ -13,10 +13,18 @@ where the punch came from.  Punching starts with each SETUP answer (before PLAY,
 the first IDR after PLAY finds both NATs open) and stops at the first media packet;
 the caller gives up after ``udp_timeout`` (§15 step 4: 5 s) without media.
 Empty-payload RTP packets (the camera's own NAT-opening packet) are not media.
+
+Media over UDP are taken only from the camera's side: a datagram whose source address is
+neither the URL's host nor the ``source`` of the SETUP answer (the camera's STUN-mapped or
+relayed address) is dropped and counted.  The port is not checked, since a NAT may rewrite it
+(that is why we punch), but the address is: the proxy's media ports are on a public address,
+and without the check anyone who learnt a port could inject pictures into every viewer's
+stream (found by the network-namespace browser tests, issue 11).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import time
@@ -119,6 +127,17 @@ class RtspClientProtocol(Protocol):
             self.transport.write(b"$" + bytes([channel]) + len(data).to_bytes(2, "big") + data)
 
 
+def _address(host: str) -> str | None:
+    """*host* as a canonical IP address (IPv4-mapped IPv6 as IPv4), or None if it is not one."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
 class _UdpMedia(DatagramProtocol):
     """One local UDP port of an upstream track (RTP or RTCP); also does its STUN binding."""
 
@@ -142,6 +161,8 @@ class _UdpMedia(DatagramProtocol):
                     message.attributes.get(stun.Attr.MAPPED_ADDRESS)
                 if mapped:
                     d.callback(tuple(mapped))
+            return
+        if not self.session.from_camera(addr):
             return
         if self.rtcp:
             self.session.rtcp_in(self.track, data)
@@ -198,8 +219,33 @@ class UpstreamSession:
         self.timeout = 60
         self._rtp_protos: dict[int, _UdpMedia] = {}
         self._rtcp_protos: dict[int, _UdpMedia] = {}
+        #: The addresses UDP media may come from (the URL's host, each SETUP's source=);
+        #: None until known: a host name rather than an address cannot be checked.
+        self.media_hosts: set[str] | None = None
+        #: Datagrams dropped because they came from elsewhere.
+        self.foreign_packets = 0
+        self._allow_media_from(urlsplit(url).hostname or "")
 
     # -- media in
+
+    def from_camera(self, addr: Any) -> bool:
+        """Whether a datagram from *addr* may be the camera's media (see the module docstring)."""
+        host = addr[0] if isinstance(addr, tuple) else ""
+        if self.media_hosts is None or _address(host) in self.media_hosts:
+            return True
+        self.foreign_packets += 1
+        if self.foreign_packets == 1 or self.foreign_packets % 1000 == 0:
+            log.warn("{url}: {n} UDP datagram(s) from {host}, not the camera's address; dropped",
+                     url=redact(self.url), n=self.foreign_packets, host=host)
+        return False
+
+    def _allow_media_from(self, host: str) -> None:
+        address = _address(host)
+        if address is None:
+            return
+        if self.media_hosts is None:
+            self.media_hosts = set()
+        self.media_hosts.add(address)
 
     def rtp_in(self, track: int, data: bytes) -> None:
         if self.closed:
@@ -287,6 +333,8 @@ class UpstreamSession:
                 if not specs or specs[0].server_port is None:
                     raise PathFailed("SETUP: the camera gave no server_port for RTP over UDP")
                 source = specs[0].source or urlsplit(self.url).hostname or ""
+                self._allow_media_from(urlsplit(self.url).hostname or "")
+                self._allow_media_from(source)
                 self._punch[index] = (source, specs[0].server_port[0])
                 self._punch_rtcp[index] = (source, specs[0].server_port[1])
         if self.session_id is None:

@@ -3,6 +3,9 @@
 import { playerControls } from './controls.js';
 import { gridPage } from './grid.js';
 import { lang, setLang, t } from './i18n.js';
+import { installAlarms } from './alarms.js';
+import { recordingsPage } from './recordings.js';
+import { deviceLinks, settingsPage } from './settings.js';
 
 const API = '/api/v1';
 const view = document.getElementById('view');
@@ -118,9 +121,6 @@ function translateStatic() {
   langButton.setAttribute('lang', lang() === 'en' ? 'zh-CN' : 'en');
   logoutButton.hidden = !session;
 }
-
-/** What the pages in their own modules (grid.js, controls.js) use of this one. */
-const portal = { api, h, render, show, explain, state, onLeave: (stop) => { stopLive = stop; } };
 
 // Pages ---------------------------------------------------------------------------------------
 
@@ -322,7 +322,7 @@ async function devicePage(devId) {
 
   render(
     h('p', {}, h('a', { href: '#/devices', text: `← ${t('back')}` })),
-    h('h1', {}, device.name, ' ', state(device.online)),
+    h('h1', {}, device.name, ' ', state(device.online)), deviceLinks(KIT, devId, device),
     box,
     h('div', { class: 'controls' },
       h('div', { class: 'streams', role: 'group', 'aria-label': t('stream') }, streamButtons), pad),
@@ -380,7 +380,14 @@ function liveErrorKey(detail) {
   return 'liveUnavailable';
 }
 
+/** What the pages of other modules (settings.js, recordings.js, alarms.js) use of this one. */
+const KIT = { api, h, field, show, explain, render, t, go };
+/** The grid's and the player controls' kit (grid.js, controls.js): KIT, the online badge, the live player's stop. */
+const portal = { ...KIT, state, onLeave: (stop) => { stopLive = stop; } };
+
 // Routing -------------------------------------------------------------------------------------
+
+const alarmsView = installAlarms(KIT);
 
 async function route() {
   translateStatic();
@@ -396,10 +403,14 @@ async function route() {
     }
     translateStatic();
   }
+  alarmsView.start();
   try {
     if (hash.startsWith('#/grid')) return await gridPage(portal, hash);
+    if (hash === '#/alarms') return await alarmsView.page();
     const match = hash.match(/^#\/devices\/([0-9]+)$/);
     if (match) return await devicePage(match[1]);
+    const more = hash.match(/^#\/devices\/([0-9]+)\/(settings|recordings)$/);
+    if (more) return await (more[2] === 'settings' ? settingsPage : recordingsPage)(KIT, more[1]);
     return await devicesPage();
   } catch (error) {
     show(explain(error), 'error');

@@ -43,6 +43,7 @@ from zope.interface import implementer
 
 from globaleye.proxy.platform import Target
 from globaleye.proxy.server import VIEWER_SNDBUF
+from globaleye.web.auth import log_refusal
 from globaleye.web.live import (
     PROBLEM_TYPE,
     STREAM_TYPES,
@@ -194,8 +195,9 @@ class MuxAnswer:
         self.error(index, LiveUnavailable(500, "Internal error", "the live stream failed"))
 
     def refused(self, index: int, target: Target, problem: LiveUnavailable) -> None:
-        log.info("web mux {peer}: {account} refused {what}: {status} {detail}", peer=self.peer,
-                 account=self.account, what=target.label, status=problem.status, detail=problem.detail)
+        log_refusal(self.request, "live stream", "web mux {peer}: {account} refused {what}: {status} {detail}",
+                    peer=self.peer, account=self.account, what=target.label, status=problem.status,
+                    detail=problem.detail)
         self.error(index, problem)
 
     def error(self, index: int, problem: LiveUnavailable) -> None:

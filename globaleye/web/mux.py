@@ -137,7 +137,6 @@ class MuxAnswer:
         self.opening = len(specs)
         self.paused = False
         self.closed = False
-        self.gone: list[str] = []
         self.bytes = 0
         self._stall: Any = None
         self._channel_timeout: Any = None
@@ -175,11 +174,11 @@ class MuxAnswer:
                     raise LiveUnavailable(503, "Too many viewers", "the platform serves its maximum number of viewers")
                 if not await self.may_watch(self.account, spec.dev_id, spec.channel):
                     raise NO_SUCH_CAMERA
-                feed = await self.live.feed(self.account, target, self.gone)
+                feed = await self.live.feed_for(self.account, target)
             except LiveUnavailable as e:
                 self.refused(index, target, e)
                 return
-            if feed is None or self.closed:
+            if self.closed:
                 return
             stream = MuxStream(self, index, feed)
             self.streams[index] = stream
@@ -221,7 +220,6 @@ class MuxAnswer:
     def close(self, reason: str) -> None:
         if self.closed:
             return
-        self.gone.append(reason)
         self.closed = True  # first: the streams closed now write no error frames
         for stream in tuple(self.streams.values()):
             stream.close(reason)

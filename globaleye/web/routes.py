@@ -254,4 +254,15 @@ ROUTES: tuple[Route, ...] = (
           responses={200: "the MP4 file", 404: "no such camera, or no such recording",
                      502: "no path to the camera", 503: "camera offline"},
           content_type="video/mp4"),
+    # --- grid ---
+    Route("GET", "/live/mux.bin", "live_mux", "Several live cameras in one answer (the grid): each stream's "
+          "fMP4 in frames of [index u8, kind u8 (0 init, 1 fragment, 2 error), length u32 BE, payload], "
+          "see docs/protocol.md", params=(
+              Param("s", "query", {"type": "array", "minItems": 1, "maxItems": 9,
+                                   "items": {"type": "string", "pattern": "^[0-9]{11}:[0-9]{1,3}:(main|sub)$"}},
+                    True, "a stream, <devId>:<channel>:<main|sub>; repeated, at most 9"),),
+          responses={200: "an endless framed stream (a camera not yours: its error frame, 404)",
+                     400: "no stream, more than 9, or a malformed one",
+                     503: "this platform runs no rtsp role"},
+          content_type="application/vnd.globaleye.live-mux"),
 )

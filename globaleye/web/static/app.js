@@ -1,5 +1,7 @@
 // The shop owner's portal: one page, hash routes (#/login, #/signup, #/devices, #/devices/{id}),
 // the JSON API at /api/v1 (errors are application/problem+json), no build step, no inline script.
+import { playerControls } from './controls.js';
+import { gridPage } from './grid.js';
 import { lang, setLang, t } from './i18n.js';
 import { installAlarms } from './alarms.js';
 import { recordingsPage } from './recordings.js';
@@ -231,7 +233,8 @@ async function devicesPage() {
       show(explain(error), 'error');
     }
   } });
-  render(h('section', {}, h('h1', { text: t('devices') }), list), add,
+  render(h('section', {}, h('h1', { text: t('devices') }), list,
+    devices.length ? h('p', {}, h('a', { href: '#/grid', id: 'grid-link', class: 'button', text: t('grid') })) : null), add,
     h('details', { class: 'card' }, h('summary', { text: t('changePassword') }), password, close));
 }
 
@@ -314,11 +317,14 @@ async function devicePage(devId) {
   }
 
   const owned = device.shared ? [] : [sharing(devId)];
+  const box = h('div', { class: 'player' }, video, status);
+  const liveUrl = (name) => `${API}/devices/${encodeURIComponent(devId)}/channels/0/live.mp4?stream=${name}`;
+  box.append(playerControls(portal, { video, container: box, devId, liveUrl: () => liveUrl(stream) }));
 
   render(
     h('p', {}, h('a', { href: '#/devices', text: `← ${t('back')}` })),
     h('h1', {}, device.name, ' ', state(device.online)), deviceLinks(KIT, devId, device),
-    h('div', { class: 'player' }, video, status),
+    box,
     h('div', { class: 'controls' },
       h('div', { class: 'streams', role: 'group', 'aria-label': t('stream') }, streamButtons), pad),
     h('section', { class: 'card' }, h('h2', { text: t('alarms') }), alarms), ...owned);
@@ -377,6 +383,8 @@ function liveErrorKey(detail) {
 
 /** What the pages of other modules (settings.js, recordings.js, alarms.js) use of this one. */
 const KIT = { api, h, field, show, explain, render, t, go };
+/** The grid's and the player controls' kit (grid.js, controls.js): KIT, the online badge, the live player's stop. */
+const portal = { ...KIT, state, onLeave: (stop) => { stopLive = stop; } };
 
 // Routing -------------------------------------------------------------------------------------
 
@@ -398,6 +406,7 @@ async function route() {
   }
   alarmsView.start();
   try {
+    if (hash.startsWith('#/grid')) return await gridPage(portal, hash);
     if (hash === '#/alarms') return await alarmsView.page();
     const recording = playbackRoute(hash);
     if (recording) return await playbackPage(...recording, { render, api, explain });

@@ -18,6 +18,87 @@ const CHECK_MS = 500;
 const STALL_MS = 1000; // without pictures this long while playing: 'connecting' again
 
 /**
+ * The append queue of one live SourceBuffer, shared by playLive and the grid's tiles (mux.js):
+ * bytes are appended as they come (several chunks at once while the buffer is busy), what is
+ * more than BACK_BUFFER seconds behind the playhead is removed, a full buffer is trimmed and the
+ * bytes appended again, a late joiner starts where the media are, and `tick()` (every CHECK_MS)
+ * keeps the playhead within MAX_LAG of the live edge.
+ * @param {HTMLVideoElement} video
+ * @param {SourceBuffer} sourceBuffer
+ * @param {{fail: (detail: string) => void, isClosed?: () => boolean, queue?: Uint8Array[]}} options
+ *   queue: where the bytes wait (the caller's, if it wants to see them)
+ * @returns {{push: (chunk: Uint8Array) => void, pump: () => void, tick: () => void}}
+ */
+export function appendQueue(video, sourceBuffer, { fail, isClosed = () => false, queue = [] }) {
+  function pump() {
+    if (isClosed() || sourceBuffer.updating) return;
+    if (queue.length > 0) {
+      const size = queue.reduce((n, c) => n + c.byteLength, 0);
+      const data = new Uint8Array(size);
+      let at = 0;
+      for (const chunk of queue) {
+        data.set(chunk, at);
+        at += chunk.byteLength;
+      }
+      queue.length = 0;
+      try {
+        sourceBuffer.appendBuffer(data);
+      } catch (e) {
+        // Full: put the bytes back (a byte lost would break the boxes that follow), free what is
+        // behind the playhead, and append again when that is done (updateend).
+        if (e.name === 'QuotaExceededError' && trim(0.5)) queue.unshift(data);
+        else fail(e.name === 'QuotaExceededError' ? 'the browser\'s video buffer is full' : String(e.message || e));
+      }
+      return;
+    }
+    trim(BACK_BUFFER);
+  }
+
+  // Remove what is more than `keep` seconds behind the playhead; whether anything was.
+  function trim(keep) {
+    const b = sourceBuffer.buffered;
+    if (b.length === 0 || sourceBuffer.updating) return false;
+    const upTo = video.currentTime - keep;
+    if (b.start(0) >= upTo - (keep > 1 ? 1 : 0)) return false;
+    sourceBuffer.remove(b.start(0), upTo);
+    return true;
+  }
+
+  // A viewer who joins a stream others watch gets fragments whose times do not start at 0:
+  // start where the media are (the newest buffered range).
+  function startInBuffer() {
+    const b = video.buffered;
+    if (b.length === 0) return;
+    const t = video.currentTime;
+    for (let i = 0; i < b.length; i++) if (b.start(i) <= t && t < b.end(i)) return;
+    if (t < b.start(b.length - 1)) video.currentTime = b.start(b.length - 1);
+  }
+
+  function tick() {
+    if (isClosed()) return;
+    const b = video.buffered;
+    if (b.length === 0) return;
+    const end = b.end(b.length - 1);
+    if (end - video.currentTime > MAX_LAG) video.currentTime = Math.max(end - EDGE, b.start(b.length - 1));
+    if (video.paused && !video.ended) video.play().catch(() => {});
+    pump();
+  }
+
+  sourceBuffer.addEventListener('updateend', () => {
+    startInBuffer();
+    pump();
+  });
+  return {
+    push(chunk) {
+      queue.push(chunk);
+      pump();
+    },
+    pump,
+    tick,
+  };
+}
+
+/**
  * Play the live stream at `url` in `video`.
  * @param {HTMLVideoElement} video
  * @param {string} url
@@ -34,6 +115,7 @@ export function playLive(video, url, { onState = () => {} } = {}) {
   let playing = false;
   let mediaSource = null;
   let sourceBuffer = null;
+  let buffer = null; // appendQueue() of the SourceBuffer
   let objectUrl = null;
   let timer = null;
   let stalled = null;
@@ -95,58 +177,8 @@ export function playLive(video, url, { onState = () => {} } = {}) {
     }
   }
 
-  function pump() {
-    if (closed || sourceBuffer === null || sourceBuffer.updating) return;
-    if (queue.length > 0) {
-      const size = queue.reduce((n, c) => n + c.byteLength, 0);
-      const data = new Uint8Array(size);
-      let at = 0;
-      for (const chunk of queue) {
-        data.set(chunk, at);
-        at += chunk.byteLength;
-      }
-      queue.length = 0;
-      try {
-        sourceBuffer.appendBuffer(data);
-      } catch (e) {
-        // Full: put the bytes back (a byte lost would break the boxes that follow), free what is
-        // behind the playhead, and append again when that is done (updateend).
-        if (e.name === 'QuotaExceededError' && trim(0.5)) queue.unshift(data);
-        else fail(e.name === 'QuotaExceededError' ? 'the browser\'s video buffer is full' : String(e.message || e));
-      }
-      return;
-    }
-    trim(BACK_BUFFER);
-  }
-
-  // Remove what is more than `keep` seconds behind the playhead; whether anything was.
-  function trim(keep) {
-    const b = sourceBuffer.buffered;
-    if (b.length === 0 || sourceBuffer.updating) return false;
-    const upTo = video.currentTime - keep;
-    if (b.start(0) >= upTo - (keep > 1 ? 1 : 0)) return false;
-    sourceBuffer.remove(b.start(0), upTo);
-    return true;
-  }
-
-  // A viewer who joins a stream others watch gets fragments whose times do not start at 0:
-  // start where the media are (the newest buffered range).
-  function startInBuffer() {
-    const b = video.buffered;
-    if (b.length === 0) return;
-    const t = video.currentTime;
-    for (let i = 0; i < b.length; i++) if (b.start(i) <= t && t < b.end(i)) return;
-    if (t < b.start(b.length - 1)) video.currentTime = b.start(b.length - 1);
-  }
-
   function followLiveEdge() {
-    if (closed || sourceBuffer === null) return;
-    const b = video.buffered;
-    if (b.length === 0) return;
-    const end = b.end(b.length - 1);
-    if (end - video.currentTime > MAX_LAG) video.currentTime = Math.max(end - EDGE, b.start(b.length - 1));
-    if (video.paused && !video.ended) video.play().catch(() => {});
-    pump();
+    if (!closed && buffer !== null) buffer.tick();
   }
 
   async function problemTitle(response) {
@@ -182,10 +214,7 @@ export function playLive(video, url, { onState = () => {} } = {}) {
     if (closed) return;
     sourceBuffer = mediaSource.addSourceBuffer(mime);
     sourceBuffer.mode = 'segments';
-    sourceBuffer.addEventListener('updateend', () => {
-      startInBuffer();
-      pump();
-    });
+    buffer = appendQueue(video, sourceBuffer, { fail, isClosed: () => closed, queue });
     sourceBuffer.addEventListener('error', () => fail('the browser could not decode the stream'));
     video.addEventListener('waiting', onWaiting);
     video.addEventListener('playing', onPlaying);
@@ -205,8 +234,7 @@ export function playLive(video, url, { onState = () => {} } = {}) {
         // The server ends the stream when the camera's stream ends and cannot be recovered.
         return fail('the stream ended');
       }
-      queue.push(chunk.value);
-      pump();
+      buffer.push(chunk.value);
       if (first) {
         first = false;
         video.play().catch(() => {});

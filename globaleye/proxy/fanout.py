@@ -291,6 +291,10 @@ class LiveHub:
         self.gop: list[tuple[int, bytes, int, int, bool]] | None = None
         self.gop_bytes = 0
         self.gop_replays = 0
+        #: The last RTCP sender report of each track, replayed to a viewer that joins: without it
+        #: a viewer that lines up audio and video (the web feed's AAC) waits for the camera's next
+        #: one (every 5 s, RFC 3550 §6.2).
+        self.reports: dict[int, bytes] = {}
         #: Callers of ``ensure`` waiting for a start (or a whole recovery) in progress; None: none.
         self.starting: list[defer.Deferred[SessionDescription]] | None = None
         #: The account whose HashTokens the upstream uses, for a recovery's new tokens.
@@ -366,6 +370,7 @@ class LiveHub:
         self.tracker = PictureTracker()
         self.video_track = session.description.track("video") if session.description is not None else None
         self._drop_gop()
+        self.reports = {}
         session.on_rtp = self._rtp
         session.on_rtcp = self._rtcp
 
@@ -400,6 +405,8 @@ class LiveHub:
         self.gop, self.gop_bytes = None, 0
 
     def _rtcp(self, track: int, data: bytes) -> None:
+        if len(data) >= 28 and data[1] == 200:  # an SR first in the compound packet (RFC 3550 §6.1)
+            self.reports[track] = data
         for viewer in tuple(self.viewers):
             viewer.rtcp(track, data)
 
@@ -542,6 +549,8 @@ class LiveHub:
         if self.gop:
             self.gop_replays += 1
             viewer.replay(tuple(self.gop))
+        for track, report in tuple(self.reports.items()):
+            viewer.rtcp(track, report)
 
     def remove(self, viewer: ViewerStream) -> None:
         self.viewers.discard(viewer)

@@ -32,6 +32,7 @@ from globaleye.app.devices import DeviceEntry
 from globaleye.app.errors import AppError, NoSuchDevice
 from globaleye.guard.keyguard import source_of
 from globaleye.users.accounts import OK, LoginSession
+from globaleye.web.api_hls import HlsRoutes
 from globaleye.web.auth import Sessions, check_origin, peer_of
 from globaleye.web.openapi import document
 from globaleye.web.problem import Problem, bad_request, from_app_error
@@ -55,7 +56,7 @@ class Reply:
 Handler = Callable[..., Awaitable[Reply | resource.Resource]]
 
 
-class WebApi:
+class WebApi(HlsRoutes):
     """The ``/api`` resource: :data:`ROUTES` on klein, over the application services."""
 
     def __init__(self, services: ClientServices, sessions: Sessions, live: Any = None) -> None:

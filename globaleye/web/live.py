@@ -32,6 +32,10 @@ reports.  It needs PyAV and numpy (the ``[web]`` extra); without them the live v
 only, said once at start.  MSE plays only what both tracks have buffered, so the sound's
 encoder delay (about two AAC frames, 0.25 s at 8 kHz) is added to the browser's latency.
 
+Browsers without Media Source Extensions (iPhone Safari before ManagedMediaSource) get HLS
+from the same feed: :mod:`globaleye.web.hls` is one more viewer of it, cutting the fragments
+into segments at IDRs.
+
 Not yet: more than a few cameras on one page: one answer per camera is one HTTP/1.1
 connection, and a browser opens at most six to one origin (Chromium 156 measured: the 7th and
 8th streams of a page got nothing, and the page's API calls would wait behind them), so a
@@ -174,6 +178,20 @@ class LiveVideo:
     async def open(self, request: Any, peer: str, account: str, target: Target,
                    gone: list[str]) -> BrowserViewer | None:
         """Access, the hub's upstream (§15), then a viewer on it; None if the browser left meanwhile."""
+        feed = await self.feed_for(account, target)
+        if gone:
+            return None
+        viewer = BrowserViewer(self, request, feed, account, peer)
+        self.viewers.add(viewer)
+        self.started += 1
+        viewer.start()
+        return viewer
+
+    async def feed_for(self, account: str, target: Target) -> FragmentFeed:
+        """The camera stream's shared feed, its upstream running (§15 path selection on the first
+        viewer): access first (404, the same for a camera that does not exist and one that is not
+        the account's), then online (503), then the path (502).  Also the HLS face's way in
+        (:mod:`globaleye.web.hls`)."""
         directory = self.factory.directory
         if not await directory.may_watch(account, target):
             raise LiveUnavailable(404, "No such camera", "no camera with this DevID and channel in your list")
@@ -189,8 +207,6 @@ class LiveVideo:
             raise LiveUnavailable(502, "No path to the camera", summary) from None
         except Refusal as e:
             raise LiveUnavailable(e.code, "Camera unavailable", e.reason) from None
-        if gone:
-            return None
         if not (hub.running or hub.recovering):
             raise LiveUnavailable(503, "Camera stream ended", "the camera stream ended")
         if description.track("video") is None:
@@ -198,11 +214,7 @@ class LiveVideo:
         feed = self.feeds.get(hub.key)
         if feed is None or feed.closed or feed.hub is not hub:
             feed = self.feeds[hub.key] = FragmentFeed(self, hub, description, target)
-        viewer = BrowserViewer(self, request, feed, account, peer)
-        self.viewers.add(viewer)
-        self.started += 1
-        viewer.start()
-        return viewer
+        return feed
 
     def _failed(self, failure: Failure, request: Any, peer: str) -> None:
         log.failure("web live {peer}: failed", failure, peer=peer)

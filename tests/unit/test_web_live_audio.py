@@ -213,5 +213,11 @@ class WithoutAvTests(SynchronousTestCase):
 
         real = importlib.util.find_spec
         self.patch(importlib.util, "find_spec", lambda name, *a: None if name == "av" else real(name, *a))
-        video = live_module.LiveVideo(FakeFactory(None))  # type: ignore[arg-type]
-        self.assertFalse(video.audio, "no PyAV: video only (and one warning at start)")
+        from twisted.logger import capturedLogs
+
+        with capturedLogs() as events:
+            video = live_module.LiveVideo(FakeFactory(None))  # type: ignore[arg-type]
+        self.assertFalse(video.audio, "no PyAV: video only")
+        said = [e for e in events if "pip install '.[web]'" in e.get("log_format", "")]
+        self.assertEqual(len(said), 1, "said once, at start, with the way out")
+        self.assertEqual(said[0]["why"], "av not installed")

@@ -156,3 +156,14 @@ class HlsFeedTests(LiveTests):
         opened = self.open()
         self.clock.advance(hls.FIRST_SEGMENT_TIMEOUT + 1)
         self.assertEqual(self.failureResultOf(opened, LiveUnavailable).value.status, 504)
+
+    def test_segments_go_with_the_camera_stream(self) -> None:
+        opened = self.open()
+        for _ in range(4):
+            self.gop()
+        stream = self.successResultOf(opened)
+        [feed] = self.live.feeds.values()
+        feed.upstream_lost("camera gone")
+        self.assertTrue(stream.closed)
+        self.assertIsNone(self.hls.watching(self.target), "its segments are gone")
+        self.assertEqual(self.hls.streams, {})

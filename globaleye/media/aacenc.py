@@ -9,8 +9,8 @@ every browser, ``mp4a.40.2``, and G.711 in none).  Both need the same core, kept
 * a continuous timeline (:class:`AudioTimeline`): sample positions counted from the first
   video picture, gaps (lost packets, a late start) filled with silence and overlaps cut, so
   the encoder, and a player after it, see one signal without holes (MSE stalls on a hole);
-* 1024-sample framing and AAC-LC encoding (libavcodec's ``aac``) at the camera's rate (8 kHz
-  mono costs a few percent of a core, docs/performance.md); the AudioSpecificConfig
+* 1024-sample framing and AAC-LC encoding (libavcodec's ``aac``) at the camera's rate or a
+  multiple of it (8 or 16 kHz mono: well under 1 % of a core, docs/performance.md); the AudioSpecificConfig
   (14496-3 §1.6.2.1) the encoder reports, for an MP4 ``esds`` or an SDP;
 * lip sync (:class:`LipSync`): the first packet is placed with the RTCP sender reports of
   both tracks (RFC 3550 §6.4.1, the mapping a player uses), or by arrival time when none
@@ -182,10 +182,14 @@ class AudioTimeline:
 
     *encode* is the encoder's ``encode`` (an ``av.CodecContext``'s, or a muxer stream's, whose
     packets the muxer then takes), *context* its codec context (frame size, open state).
-    Each packet's ``pts`` is its first sample's position (minus the encoder's priming delay).
+    Each packet's ``pts`` is its first sample's position (minus the encoder's priming delay),
+    in the encoder's samples: the camera's times *upsample* (an integer: 1, or 2 for 16 kHz
+    AAC from 8 kHz G.711, whose 64 ms frames halve the delay the encoder adds, see
+    :mod:`globaleye.web.live`; linear interpolation, which G.711's 4 kHz band survives).
     """
 
-    def __init__(self, encode: Callable[[Any], list[Any]], context: Any, spec: AudioSpec, label: str = "") -> None:
+    def __init__(self, encode: Callable[[Any], list[Any]], context: Any, spec: AudioSpec, label: str = "",
+                 upsample: int = 1) -> None:
         import av
 
         self.av = av
@@ -194,10 +198,13 @@ class AudioTimeline:
         self.spec = spec
         self.label = label
         self.rate = spec.clock_rate
+        self.upsample = upsample
+        self.encoder_rate = self.rate * upsample
         # Samples count in 1/rate; a muxer may change its *stream's* time base when it writes
         # the header (MPEG-TS: 1/90000), so frames are stamped with this one, never the stream's.
-        self.time_base = fractions.Fraction(1, self.rate)
-        self.frame_size = context.frame_size or AAC_FRAME
+        self.time_base = fractions.Fraction(1, self.encoder_rate)
+        self.frame_size = (context.frame_size or AAC_FRAME) // upsample  # in the camera's samples
+        self._previous = 0.0  # the last sample handed over: where the next chunk's interpolation starts
         self.written = 0  # next sample position to hand the encoder
         self.pending: list[Any] = []
         self.pending_samples = 0
@@ -209,16 +216,16 @@ class AudioTimeline:
         self.placed_by = ""  # "sender reports" or "arrival time"
 
     @classmethod
-    def standalone(cls, spec: AudioSpec, label: str = "") -> AudioTimeline:
+    def standalone(cls, spec: AudioSpec, label: str = "", upsample: int = 1) -> AudioTimeline:
         """With its own AAC encoder (no muxer): the packets' bytes are raw AAC frames."""
-        context = aac_encoder(spec.clock_rate)
-        return cls(context.encode, context, spec, label)
+        context = aac_encoder(spec.clock_rate * upsample)
+        return cls(context.encode, context, spec, label, upsample)
 
     @property
     def config(self) -> bytes:
         """The AudioSpecificConfig of the encoder."""
         extradata = getattr(self.context, "extradata", None)
-        return bytes(extradata) if extradata else audio_specific_config(self.rate)
+        return bytes(extradata) if extradata else audio_specific_config(self.encoder_rate)
 
     @property
     def taken(self) -> int:
@@ -303,17 +310,31 @@ class AudioTimeline:
         packets: list[Any] = []
         for offset in range(0, count, self.frame_size):
             chunk = data[offset:offset + self.frame_size]
-            frame = self.av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="fltp", layout="mono")
-            frame.sample_rate = self.rate
-            frame.pts = self.written
+            samples = self._upsampled(chunk) if self.upsample > 1 else chunk
+            frame = self.av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="fltp", layout="mono")
+            frame.sample_rate = self.encoder_rate
+            frame.pts = self.written * self.upsample
             frame.time_base = self.time_base
             self.written += len(chunk)
             packets += self.encode_frame(frame)
-            self.frame_size = self.context.frame_size or self.frame_size
+            self.frame_size = (self.context.frame_size or self.frame_size * self.upsample) // self.upsample
         rest = data[count:]
         self.pending = [rest] if len(rest) else []
         self.pending_samples = len(rest)
         return packets + (self._flush() if final else [])
+
+    def _upsampled(self, chunk: Any) -> Any:
+        """*chunk* at ``upsample`` times its rate: straight lines between the samples, the first
+        from the previous chunk's last sample (no seam); the output lags by less than one input sample."""
+        import numpy as np
+
+        if not len(chunk):
+            return chunk
+        points = np.concatenate((np.array([self._previous], dtype=np.float32), chunk))
+        self._previous = float(chunk[-1])
+        steps = np.arange(1, self.upsample + 1, dtype=np.float32) / self.upsample  # 1/k .. 1
+        out = points[:-1, None] + (points[1:] - points[:-1])[:, None] * steps[None, :]
+        return out.reshape(-1).astype(np.float32)
 
     def _flush(self) -> list[Any]:
         return list(self.encode_frame(None)) if self.context.is_open else []

@@ -30,7 +30,7 @@ into AAC-LC (:class:`FeedAudio`, :mod:`globaleye.media.aacenc`), a second track 
 fragments (``X-Codec: avc1.xxxxxx,mp4a.40.2``), placed on the video's timeline by the RTCP sender
 reports.  It needs PyAV and numpy (the ``[web]`` extra); without them the live view is video
 only, said once at start.  MSE plays only what both tracks have buffered, so the sound's
-encoder delay (about two AAC frames, 0.25 s at 8 kHz) is added to the browser's latency.
+encoder delay (about two AAC frames, encoded at 16 kHz: 0.13 s) is added to the browser's latency.
 
 Browsers without Media Source Extensions (iPhone Safari before ManagedMediaSource) get HLS
 from the same feed: :mod:`globaleye.web.hls` is one more viewer of it, cutting the fragments
@@ -75,6 +75,11 @@ DEFAULT_DURATION = rtp.H264_CLOCK // 25
 #: The sound may trail the pictures by this much before silence fills the hole: MSE plays
 #: only what both tracks have buffered, so a camera whose sound stops must not stop the video.
 MAX_AUDIO_LAG = 0.3
+#: The sound is encoded at twice the camera's 8 kHz: a 16 kHz AAC frame is 64 ms, not 128, and
+#: MSE plays only what both tracks have buffered, so the encoder's frame of delay (and the wait
+#: for a whole frame) count in the browser's latency (docs/performance.md); 16 kHz mono AAC
+#: costs about as little to encode.
+AUDIO_UPSAMPLE = 2
 #: The static payload types of G.711 (RFC 3551), for an SDP without an rtpmap line.
 G711_PAYLOAD_TYPES = {0: "PCMU", 8: "PCMA"}
 PROBLEM_TYPE = "/api/v1/problems/live-unavailable"
@@ -383,7 +388,8 @@ class FeedAudio:
     many browsers watch (:mod:`globaleye.media.aacenc`, PyAV's libavcodec ``aac``).
 
     Its samples ride in the video's fragments, in a ``traf`` of their own (track 2, on the
-    sample rate's timescale), so one SourceBuffer takes both tracks.  Position 0 of the sound
+    AAC sample rate's timescale, ``AUDIO_UPSAMPLE`` times the camera's), so one SourceBuffer
+    takes both tracks.  Position 0 of the sound
     is the feed's first picture, decode time 0 of the video; the sender reports of both
     tracks (rewritten by the hub's ViewerStream onto the timestamps the feed sees, and the
     hub's last ones replayed to a new viewer) place it, or its arrival after ``SR_WAIT``.
@@ -396,7 +402,7 @@ class FeedAudio:
         self.video_track = video_track
         self.rate = spec.clock_rate
         self.reactor = reactor
-        self.timeline = aacenc.AudioTimeline.standalone(spec, f"web {label}")
+        self.timeline = aacenc.AudioTimeline.standalone(spec, f"web {label}", AUDIO_UPSAMPLE)
         self.sync = aacenc.LipSync(self.timeline, aacenc.StreamClock(), video_track, track, f"web {label}")
         self.label = label
         #: AAC frames ready for the next fragment: (sample position, bytes, duration).
@@ -422,7 +428,8 @@ class FeedAudio:
             return None
 
     def mp4_track(self) -> fmp4.Track:
-        return fmp4.audio_track(self.timeline.config, self.rate, track_id=2, bit_rate=aacenc.AAC_BIT_RATE)
+        return fmp4.audio_track(self.timeline.config, self.timeline.encoder_rate, track_id=2,
+                                bit_rate=aacenc.AAC_BIT_RATE)
 
     def packet(self, data: bytes) -> None:
         self._take(self.sync.packet(data, self.reactor.seconds()))

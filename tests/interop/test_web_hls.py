@@ -111,7 +111,7 @@ class WebHlsTests(TestCase):
         self.assertEqual(probe.code, 0, probe.err)
         streams = {s["codec_type"]: s for s in json.loads(probe.out)["streams"]}
         self.assertEqual((streams["video"]["codec_name"], streams["video"]["width"]), ("h264", 1280))
-        self.assertEqual((streams["audio"]["codec_name"], streams["audio"]["sample_rate"]), ("aac", "8000"))
+        self.assertEqual((streams["audio"]["codec_name"], streams["audio"]["sample_rate"]), ("aac", "16000"))
         frames = await run(FFPROBE, ["-v", "error", "-headers", headers, "-read_intervals", "%+5",
                                      "-select_streams", "v", "-count_frames", "-show_entries",
                                      "stream=nb_read_frames", "-of", "json", self.url], timeout=60)

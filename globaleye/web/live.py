@@ -473,6 +473,7 @@ class _FeedStream(ViewerStream):
     def __init__(self, feed: FragmentFeed, description: SessionDescription, label: str) -> None:
         super().__init__(feed, description, label)
         self.feed = feed
+        self.replay_reports = True  # the hub's last sender reports place the sound at once
 
     def rebase(self, gap: float, description: SessionDescription, last_in: dict[int, int]) -> None:
         self.feed.restart(description)

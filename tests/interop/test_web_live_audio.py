@@ -129,6 +129,9 @@ class WebLiveAudioStreamTests(_Feed):
         reader = StreamReader()
         response.deliverBody(reader)
         await until(lambda: len(top_boxes(bytes(reader.data))) > 2 + 2 * 200, timeout=20)  # 8 s at 25 fps
+        [feed] = self.live.feeds.values()
+        assert feed.audio is not None
+        self.assertEqual(feed.audio.timeline.placed_by, "sender reports", "the hub's last SRs, at once")
         reader.close()
         await reader.done
         boxes = top_boxes(bytes(reader.data))

@@ -22,9 +22,11 @@ Choices, and why:
   duration, size and flags per sample (sync samples: depends on no other; the rest:
   non-sync).  A composition offset is written only when a sample has one (the cameras of
   this platform send no B-frames, so decode order is presentation order).
-* The writer is built from tracks (:class:`Track`) and per-track runs (:class:`Run`) so an
-  audio track (AAC transcoded from the camera's G.711, issue 11) is one more sample entry
-  and one more ``traf``, not a second writer.  :func:`init_segment` and
+* The writer is built from tracks (:class:`Track`) and per-track runs (:class:`Run`), so the
+  audio track (AAC-LC transcoded from the camera's G.711, :mod:`globaleye.media.aacenc`) is
+  one more sample entry (``mp4a`` with its ``esds``) and one more ``traf`` in the same
+  ``moof``: one SourceBuffer takes both (``avc1...,mp4a.40.2``).  Audio samples are sync
+  samples (each AAC frame decodes on its own) on the sample rate's timescale.  :func:`init_segment` and
   :func:`media_segment` are the one-video-track shorthands the live view uses.
 """
 
@@ -165,6 +167,50 @@ def media_segment(sequence_number: int, base_decode_time: int, samples: Sequence
                   track_id: int = 1) -> bytes:
     """One fragment of one track (``moof`` + ``mdat``)."""
     return fragment(sequence_number, [Run(track_id, base_decode_time, samples)])
+
+
+# ---------------------------------------------------------------------- AAC
+
+
+def _descriptor(tag: int, payload: bytes) -> bytes:
+    """An MPEG-4 descriptor (14496-1 §7.2.2.1): tag, size in 7-bit groups (one byte here), payload."""
+    if len(payload) > 0x7F:
+        raise Fmp4Error("descriptor too long")
+    return bytes([tag, len(payload)]) + payload
+
+
+def esds_box(config: bytes, bit_rate: int = 0, es_id: int = 0) -> bytes:
+    """``esds`` (14496-14 §5.6): ES_Descriptor > DecoderConfigDescriptor (audio 14496-3, object
+    type 0x40) > DecoderSpecificInfo (the AudioSpecificConfig), and the SLConfigDescriptor."""
+    if not config:
+        raise Fmp4Error("an AudioSpecificConfig is needed")
+    decoder_config = _descriptor(0x04, bytes([0x40, (0x05 << 2) | 1]) + bytes(3)  # AudioStream, bufferSizeDB
+                                 + struct.pack("!II", bit_rate, bit_rate) + _descriptor(0x05, config))
+    es = _descriptor(0x03, struct.pack("!HB", es_id, 0) + decoder_config + _descriptor(0x06, b"\x02"))
+    return full_box(b"esds", 0, 0, es)
+
+
+def mp4a_entry(config: bytes, sample_rate: int, channels: int = 1, bit_rate: int = 0) -> bytes:
+    """The audio sample entry (14496-12 §12.2.3) ``mp4a`` with its ``esds``."""
+    if not 0 < sample_rate <= 0xFFFF:
+        raise Fmp4Error("sample rate out of range")
+    return box(b"mp4a",
+               bytes(6), struct.pack("!H", 1),  # reserved, data_reference_index
+               bytes(8),  # reserved
+               struct.pack("!HHHHI", channels, 16, 0, 0, sample_rate << 16),  # channels, sample size, rate 16.16
+               esds_box(config, bit_rate))
+
+
+def audio_track(config: bytes, sample_rate: int, channels: int = 1, track_id: int = 2, bit_rate: int = 0) -> Track:
+    """An AAC track on the sample rate's timescale (one tick per sample)."""
+    return Track(track_id, b"soun", sample_rate, mp4a_entry(config, sample_rate, channels, bit_rate))
+
+
+def aac_sample(frame: bytes, duration: int = 1024) -> Sample:
+    """One raw AAC frame (no ADTS header) as a sample; every AAC frame is a sync sample."""
+    if not frame:
+        raise Fmp4Error("an empty AAC frame")
+    return Sample(frame, duration, True)
 
 
 # ---------------------------------------------------------------------- any tracks

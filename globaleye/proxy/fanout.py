@@ -106,6 +106,8 @@ class ViewerStream:
         self.replaying = False
         #: Whether the camera's RTCP BYE reaches this viewer (playback: yes; live: see LiveHub.add).
         self.forward_bye = True
+        #: Whether a live hub hands this viewer its last sender reports when it joins (LiveHub.reports).
+        self.replay_reports = False
         #: TCP fast path, set by the server: the interleaved RTP channel of each track and the
         #: transport's write.  Then one struct.pack makes the viewer's header and the "$"
         #: framing together and the packet goes straight to the transport (see _out).
@@ -291,6 +293,12 @@ class LiveHub:
         self.gop: list[tuple[int, bytes, int, int, bool]] | None = None
         self.gop_bytes = 0
         self.gop_replays = 0
+        #: The last RTCP sender report of each track, replayed to a viewer that joins and asks for
+        #: them (``ViewerStream.replay_reports``): without it a viewer that lines up audio and
+        #: video (the web feed's AAC) waits for the camera's next one (every 5 s, RFC 3550 §6.2).
+        #: RTSP players are not given them: ffmpeg keeps the first SR's NTP mapping, which a
+        #: recovered upstream's reports contradict (tests/interop/test_proxy.py's outage test).
+        self.reports: dict[int, bytes] = {}
         #: Callers of ``ensure`` waiting for a start (or a whole recovery) in progress; None: none.
         self.starting: list[defer.Deferred[SessionDescription]] | None = None
         #: The account whose HashTokens the upstream uses, for a recovery's new tokens.
@@ -366,6 +374,7 @@ class LiveHub:
         self.tracker = PictureTracker()
         self.video_track = session.description.track("video") if session.description is not None else None
         self._drop_gop()
+        self.reports = {}
         session.on_rtp = self._rtp
         session.on_rtcp = self._rtcp
 
@@ -400,6 +409,8 @@ class LiveHub:
         self.gop, self.gop_bytes = None, 0
 
     def _rtcp(self, track: int, data: bytes) -> None:
+        if len(data) >= 28 and data[1] == 200:  # an SR first in the compound packet (RFC 3550 §6.1)
+            self.reports[track] = data
         for viewer in tuple(self.viewers):
             viewer.rtcp(track, data)
 
@@ -542,6 +553,9 @@ class LiveHub:
         if self.gop:
             self.gop_replays += 1
             viewer.replay(tuple(self.gop))
+        if viewer.replay_reports:
+            for track, report in tuple(self.reports.items()):
+                viewer.rtcp(track, report)
 
     def remove(self, viewer: ViewerStream) -> None:
         self.viewers.discard(viewer)

@@ -25,12 +25,21 @@ until it drains and an IDR comes; one paused for the proxy's ``stall_timeout`` i
 So a slow browser costs one socket buffer and at most one fragment, never stalls the others,
 and nothing queues without bound (the feed keeps one GOP, at most ``GOP_CACHE_BYTES``).
 
-Not yet: the camera's G.711 audio (to be transcoded once per stream into AAC, a second track
-of the same fragments, :mod:`globaleye.media.fmp4` is ready for it), HLS for the Safari
-versions without Media Source Extensions, and more than a few cameras on one page: one answer
-per camera is one HTTP/1.1 connection, and a browser opens at most six to one origin (Chromium
-156 measured: the 7th and 8th streams of a page got nothing, and the page's API calls would
-wait behind them), so a 9-camera grid needs HTTP/2 or one multiplexed WebSocket.
+Sound: the camera's G.711 is transcoded once per camera stream (in the feed, never per browser)
+into AAC-LC (:class:`FeedAudio`, :mod:`globaleye.media.aacenc`), a second track of the same
+fragments (``X-Codec: avc1.xxxxxx,mp4a.40.2``), placed on the video's timeline by the RTCP sender
+reports.  It needs PyAV and numpy (the ``[web]`` extra); without them the live view is video
+only, said once at start.  MSE plays only what both tracks have buffered, so the sound's
+encoder delay (about two AAC frames, encoded at 16 kHz: 0.13 s) is added to the browser's latency.
+
+Browsers without Media Source Extensions (iPhone Safari before ManagedMediaSource) get HLS
+from the same feed: :mod:`globaleye.web.hls` is one more viewer of it, cutting the fragments
+into segments at IDRs.
+
+Not yet: more than a few cameras on one page: one answer per camera is one HTTP/1.1
+connection, and a browser opens at most six to one origin (Chromium 156 measured: the 7th and
+8th streams of a page got nothing, and the page's API calls would wait behind them), so a
+9-camera grid needs HTTP/2 or one multiplexed WebSocket.
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from globaleye.media import fmp4, rtp
+from globaleye.media import aacenc, fmp4, h264rtp, rtp
 from globaleye.media.h264au import Picture, PictureAssembler
 from globaleye.media.rtsp.paths import NoPath, summarize
 from globaleye.media.rtsp.sdp import SessionDescription
@@ -63,6 +72,16 @@ STREAM_TYPES = (1, 2)
 FIRST_PICTURE_TIMEOUT = 10.0
 #: The duration given to a picture until the next one tells the real one (25 fps).
 DEFAULT_DURATION = rtp.H264_CLOCK // 25
+#: The sound may trail the pictures by this much before silence fills the hole: MSE plays
+#: only what both tracks have buffered, so a camera whose sound stops must not stop the video.
+MAX_AUDIO_LAG = 0.3
+#: The sound is encoded at twice the camera's 8 kHz: a 16 kHz AAC frame is 64 ms, not 128, and
+#: MSE plays only what both tracks have buffered, so the encoder's frame of delay (and the wait
+#: for a whole frame) count in the browser's latency (docs/performance.md); 16 kHz mono AAC
+#: costs about as little to encode.
+AUDIO_UPSAMPLE = 2
+#: The static payload types of G.711 (RFC 3551), for an SDP without an rtpmap line.
+G711_PAYLOAD_TYPES = {0: "PCMU", 8: "PCMA"}
 PROBLEM_TYPE = "/api/v1/problems/live-unavailable"
 
 
@@ -128,7 +147,9 @@ def restore_timeout(request: Any, previous: Any) -> None:
 class InitSegments:
     """The initialization segment of a picture stream: a new one when an IDR brings new SPS/PPS."""
 
-    def __init__(self) -> None:
+    def __init__(self, audio: FeedAudio | None = None) -> None:
+        #: The stream's sound, whose AAC track joins every initialization segment (None: video only).
+        self.audio = audio
         self.params: tuple[bytes, bytes] | None = None
         self.init: bytes | None = None
         self.codec = ""
@@ -141,7 +162,12 @@ class InitSegments:
         pps = next((n for n in picture.nals if rtp.nal_type(n) == rtp.NAL_PPS), None)
         if sps is None or pps is None or (sps, pps) == self.params:
             return False
-        self.init, self.codec = fmp4.init_segment(sps, pps), fmp4.codec_string(sps)
+        tracks = [fmp4.video_track(sps, pps)]
+        codec = fmp4.codec_string(sps)
+        if self.audio is not None:
+            tracks.append(self.audio.mp4_track())
+            codec += "," + aacenc.AAC_LC_CODEC
+        self.init, self.codec = fmp4.init_segment_for(tracks), codec
         self.params = (sps, pps)
         return True
 
@@ -153,8 +179,16 @@ class LiveVideo:
     """
 
     def __init__(self, factory: RtspProxyFactory, reactor: Any = None, *,
-                 first_picture_timeout: float = FIRST_PICTURE_TIMEOUT) -> None:
+                 first_picture_timeout: float = FIRST_PICTURE_TIMEOUT, audio: bool | None = None) -> None:
         self.factory = factory
+        #: Whether the camera's G.711 is transcoded to AAC for the browsers (None: if PyAV and
+        #: numpy are installed, the ``[web]`` extra; the platform runs without them, video only).
+        if audio is None:
+            missing = aacenc.available()
+            if missing is not None:
+                log.warn("web live: video only, no sound ({why}): pip install '.[web]' for audio", why=missing)
+            audio = missing is None
+        self.audio = audio
         self.reactor = reactor if reactor is not None else factory.reactor
         self.first_picture_timeout = first_picture_timeout
         self.viewers: set[BrowserViewer] = set()
@@ -280,11 +314,12 @@ class FragmentFeed:
         self.stream = _FeedStream(self, description, f"web {target.label}")
         self.video_track = self.stream.video_track
         assert self.video_track is not None
-        self.stream.tracks = {self.video_track}  # audio: not yet (G.711 needs transcoding, issue 11)
+        self.audio = FeedAudio.for_stream(description, target.label, live.reactor) if live.audio else None
+        self.stream.tracks = {self.video_track} | ({self.audio.track} if self.audio is not None else set())
         self.assembler = PictureAssembler(list(self.stream.params))
         self.viewers: set[BrowserViewer] = set()
         self.closed = False
-        self.inits = InitSegments()
+        self.inits = InitSegments(self.audio)
         self.init: bytes | None = None
         self.codec = ""
         self.sequence = 0
@@ -323,18 +358,25 @@ class FragmentFeed:
         return False  # each browser skips on its own (BrowserViewer.fragment)
 
     def send_rtp(self, track: int, data: bytes) -> None:
-        if track != self.video_track or self.closed:
+        if self.closed:
             return
-        for picture in self.assembler.feed(data):
-            self._picture(picture)
+        if track == self.video_track:
+            for picture in self.assembler.feed(data):
+                self._picture(picture)
+        elif self.audio is not None and track == self.audio.track:
+            self.audio.packet(data)
 
     def send_rtcp(self, track: int, data: bytes) -> None:
-        pass  # the fragments carry their own timing
+        # The fragments carry their own timing; the sender reports only place the sound.
+        if self.audio is not None and not self.closed:
+            self.audio.report(track, data)
 
     def restart(self, description: SessionDescription) -> None:
         """A new upstream after a recovery: a picture cut off by the outage is not one to send
         (the viewer numbering has no hole to show it), so the assembler starts afresh."""
         track = description.track("video")
+        if self.audio is not None:
+            self.audio.sync.clock.reports.clear()  # the old camera session's clock mapping
         self.assembler = PictureAssembler(list(description.media[track].sprop_parameter_sets)
                                           if track is not None else [])
 
@@ -367,8 +409,13 @@ class FragmentFeed:
             sample = fmp4.avc_sample(picture.nals, self.duration)
         except fmp4.Fmp4Error:
             return
+        runs = [fmp4.Run(1, self.decode_time, [sample])]
+        if self.audio is not None:
+            audio = self.audio.run(picture.timestamp, self.decode_time)
+            if audio is not None:
+                runs.append(audio)
         self.sequence += 1
-        data = fmp4.media_segment(self.sequence, self.decode_time, [sample])
+        data = fmp4.fragment(self.sequence, runs)
         self.fragments += 1
         if sample.sync:
             self.gop, self.gop_bytes = [], 0
@@ -382,16 +429,110 @@ class FragmentFeed:
             viewer.fragment(self.init, data, sample.sync, new_init)
 
 
+class FeedAudio:
+    """The camera's G.711 as AAC-LC for one feed: transcoded once per camera stream, however
+    many browsers watch (:mod:`globaleye.media.aacenc`, PyAV's libavcodec ``aac``).
+
+    Its samples ride in the video's fragments, in a ``traf`` of their own (track 2, on the
+    AAC sample rate's timescale, ``AUDIO_UPSAMPLE`` times the camera's), so one SourceBuffer
+    takes both tracks.  Position 0 of the sound
+    is the feed's first picture, decode time 0 of the video; the sender reports of both
+    tracks (rewritten by the hub's ViewerStream onto the timestamps the feed sees, and the
+    hub's last ones replayed to a new viewer) place it, or its arrival after ``SR_WAIT``.
+    Holes are silence, and sound that trails the pictures by more than ``MAX_AUDIO_LAG``
+    is caught up with silence too: MSE plays only what both tracks have buffered.
+    """
+
+    def __init__(self, track: int, video_track: int, spec: aacenc.AudioSpec, label: str, reactor: Any) -> None:
+        self.track = track
+        self.video_track = video_track
+        self.rate = spec.clock_rate
+        self.reactor = reactor
+        self.timeline = aacenc.AudioTimeline.standalone(spec, f"web {label}", AUDIO_UPSAMPLE)
+        self.sync = aacenc.LipSync(self.timeline, aacenc.StreamClock(), video_track, track, f"web {label}")
+        self.label = label
+        #: AAC frames ready for the next fragment: (sample position, bytes, duration).
+        self.ready: list[tuple[int, bytes, int]] = []
+        self.first_at: float | None = None
+        self.frames = 0
+
+    @classmethod
+    def for_stream(cls, description: SessionDescription, label: str, reactor: Any) -> FeedAudio | None:
+        track, video_track = description.track("audio"), description.track("video")
+        if track is None or video_track is None:
+            return None
+        media = description.media[track]
+        encoding = (media.encoding or G711_PAYLOAD_TYPES.get(media.payload_type or -1, "")).upper()
+        spec = aacenc.AudioSpec(encoding, media.clock_rate or rtp.PCMA_CLOCK)
+        if not spec.supported:
+            log.info("web live {what}: audio {enc} is not G.711; video only", what=label, enc=encoding or "?")
+            return None
+        try:
+            return cls(track, video_track, spec, label, reactor)
+        except Exception as e:  # an FFmpeg without the aac encoder: video only, said once per stream
+            log.warn("web live {what}: no AAC encoder ({e}); video only", what=label, e=e)
+            return None
+
+    def mp4_track(self) -> fmp4.Track:
+        return fmp4.audio_track(self.timeline.config, self.timeline.encoder_rate, track_id=2,
+                                bit_rate=aacenc.AAC_BIT_RATE)
+
+    def packet(self, data: bytes) -> None:
+        self._take(self.sync.packet(data, self.reactor.seconds()))
+
+    def report(self, track: int, data: bytes) -> None:
+        rate = rtp.H264_CLOCK if track == self.video_track else self.rate
+        self._take(self.sync.report(track, rate, data))
+
+    def run(self, timestamp: int, decode_time: int) -> fmp4.Run | None:
+        """A picture at *timestamp* (video decode time *decode_time*): the sound ready by now."""
+        now = self.reactor.seconds()
+        if self.first_at is None:  # the feed's first picture: position 0
+            self.sync.picture(timestamp, now)
+            self.first_at = now
+        timeline = self.timeline
+        due = decode_time * self.rate // rtp.H264_CLOCK - round(MAX_AUDIO_LAG * self.rate)
+        if due > timeline.taken and (timeline.anchor is not None or (
+                not self.sync.waiting and now - self.first_at > aacenc.SR_WAIT)):
+            self._take(timeline.fill(due))
+        if not self.ready:
+            return None
+        ready, self.ready = self.ready, []
+        samples = [fmp4.aac_sample(data, duration) for _, data, duration in ready]
+        return fmp4.Run(2, ready[0][0], samples)
+
+    def _take(self, packets: list[Any]) -> None:
+        for packet in packets:
+            data = bytes(packet)
+            # The encoder's priming frame sits before position 0; an MP4 decode time cannot.
+            if packet.pts is None or packet.pts < 0 or not data:
+                continue
+            if self.ready and packet.pts != self.ready[-1][0] + self.ready[-1][2]:
+                continue  # never a hole or an overlap inside one run
+            self.ready.append((packet.pts, data, packet.duration or aacenc.AAC_FRAME))
+            self.frames += 1
+
+
 class _FeedStream(ViewerStream):
     """The feed's view of the hub, told when the hub rebases it onto a recovered upstream."""
 
     def __init__(self, feed: FragmentFeed, description: SessionDescription, label: str) -> None:
         super().__init__(feed, description, label)
         self.feed = feed
+        self.replay_reports = True  # the hub's last sender reports place the sound at once
 
     def rebase(self, gap: float, description: SessionDescription, last_in: dict[int, int]) -> None:
         self.feed.restart(description)
         super().rebase(gap, description, last_in)
+
+    def rtcp(self, track: int, data: bytes) -> None:
+        """Sender reports from the start, not only once pictures flow: the hub's last ones come
+        when the feed joins, often before its first IDR, and they are what places the sound
+        (the camera's next ones are 5 s away, RFC 3550 §6.2)."""
+        if track in self.tracks and track not in self.rebase_from:
+            report = h264rtp.rewrite_rtcp(data, self.ts_offset[track], self.ssrc[track], False)
+            if report is not None:
+                self.sink.send_rtcp(track, report)
 
 
 @implementer(interfaces.IPushProducer)

@@ -265,4 +265,27 @@ ROUTES: tuple[Route, ...] = (
                      400: "no stream, more than 9, or a malformed one",
                      503: "this platform runs no rtsp role"},
           content_type="application/vnd.globaleye.live-mux"),
+    # --- hls ---
+    Route("GET", "/devices/{devId}/channels/{channel}/live.m3u8", "live_hls", "Live video as HLS (fMP4 "
+          "segments, from the same feed as live.mp4) for browsers without Media Source Extensions", params=(
+              DEV_ID, CHANNEL, Param("stream", "query", {"type": "string", "enum": list(STREAMS), "default": "main"},
+                                     False, "main or sub stream")),
+          responses={200: "the live playlist (RFC 8216, version 7)", 404: "no such camera",
+                     502: "no path to the camera", 503: "camera offline, or this platform runs no rtsp role",
+                     504: "no picture from the camera"},
+          content_type="application/vnd.apple.mpegurl"),
+    Route("GET", "/devices/{devId}/channels/{channel}/init.mp4", "live_hls_init", "The HLS initialization "
+          "segment (EXT-X-MAP)", params=(
+              DEV_ID, CHANNEL, Param("stream", "query", {"type": "string", "enum": list(STREAMS), "default": "main"},
+                                     False, "main or sub stream"),
+              Param("v", "query", {"type": "integer", "minimum": 0}, False, "its version (a new SPS, a new one)")),
+          responses={200: "the initialization segment", 404: "no such camera, or not being watched"},
+          content_type="video/mp4"),
+    Route("GET", "/devices/{devId}/channels/{channel}/segment.m4s", "live_hls_segment", "One HLS media segment",
+          params=(DEV_ID, CHANNEL,
+                  Param("stream", "query", {"type": "string", "enum": list(STREAMS), "default": "main"},
+                        False, "main or sub stream"),
+                  Param("n", "query", {"type": "integer", "minimum": 0}, True, "its media sequence number")),
+          responses={200: "the segment", 404: "no such camera, or the segment left the window"},
+          content_type="video/iso.segment"),
 )

@@ -29,7 +29,7 @@ BLOCK = "import sys\nsys.modules['av'] = None\nsys.modules['numpy'] = None\n"
 
 ALL_ROLES = """
 [globaleye]
-roles = gateway, http, group, stun, turn, rtsp
+roles = gateway, http, group, stun, turn, rtsp, web
 data_dir = {data_dir}
 [database]
 url = sqlite:///:memory:
@@ -44,6 +44,8 @@ port = 0
 [turn]
 port = 0
 [rtsp]
+port = 0
+[web]
 port = 0
 """
 
@@ -100,7 +102,8 @@ class PlatformWithoutMediaLibrariesTests(TestCase):
         """)
         code, output = await self.python(script, workdir)
         self.assertEqual(code, 0, output)
-        self.assertIn("listening ['gateway', 'http', 'rtsp']", output)
+        # The web role too: its live view is video only then ([web] extra, globaleye.media.aacenc).
+        self.assertIn("listening ['gateway', 'http', 'rtsp', 'web']", output)
         self.assertIn("media libraries loaded: []", output)
 
         code, output = await self.python(

@@ -248,14 +248,16 @@ class SoapApiTests(TestCase):
     # Sessions ----------------------------------------------------------------------------------------
 
     async def test_session_expiry_logout_and_closure(self) -> None:
-        platform = self.start_platform("session_idle_timeout = 0.5")
+        # 2 s idle: short enough to wait out, long enough that a loaded machine's pause between two
+        # calls of the steps below never expires a session the test expects alive.
+        platform = self.start_platform("session_idle_timeout = 2")
         await self.camera(platform, "81100000021")
         client = await self.client(platform)
         mobile = "13300000021"
         session = await self.sign_up(client, mobile)
         auth = {"Account": mobile, "LoginSession": session}
         self.assertEqual((await self.call(client, "GetDeviceList", **auth)).Result, 0)
-        await deferLater(reactor, 0.7, lambda: None)
+        await deferLater(reactor, 2.3, lambda: None)
         self.assertEqual((await self.call(client, "GetDeviceList", **auth)).Result, 2, "idle session expired")
 
         # Logout ends the session; a second logout is still 0 (nothing revealed).

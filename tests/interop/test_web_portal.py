@@ -196,7 +196,8 @@ class WebPortalTests(TestCase):
 
             # The camera without PTZ: its pad is greyed out, with the reason.
             page.goto(base + f"/#/devices/{NO_PTZ}")
-            page.wait_for_selector("#live")
+            # The previous camera's page stays until this one's data came: wait for this camera's.
+            page.wait_for_selector(f".player[data-dev-id='{NO_PTZ}'] #live")
             pad = page.locator(".ptz button")
             seen["no_ptz"] = [(pad.nth(i).is_disabled(), pad.nth(i).get_attribute("title")) for i in range(pad.count())]
             page.screenshot(path=os.path.join(folder, "device-no-ptz.png"), full_page=True)

@@ -161,7 +161,7 @@ class LiveTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.factory = FakeFactory(self.clock)
-        self.live = LiveVideo(self.factory)  # type: ignore[arg-type]  # the proxy's reactor
+        self.live = LiveVideo(self.factory, audio=False)  # type: ignore[arg-type]  # the proxy's reactor; sound: AudioTests
         self.seq = 0
         self.ts = 1000
         self.tracker = PictureTracker()

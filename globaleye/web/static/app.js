@@ -317,7 +317,8 @@ async function devicePage(devId) {
   }
 
   const owned = device.shared ? [] : [sharing(devId)];
-  const box = h('div', { class: 'player' }, video, status);
+  // data-dev-id: which camera this page shows (a test or a script knows the new page from the last one).
+  const box = h('div', { class: 'player', 'data-dev-id': devId }, video, status);
   const liveUrl = (name) => `${API}/devices/${encodeURIComponent(devId)}/channels/0/live.mp4?stream=${name}`;
   box.append(playerControls(portal, { video, container: box, devId, liveUrl: () => liveUrl(stream) }));
 

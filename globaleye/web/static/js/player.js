@@ -9,7 +9,9 @@
 // behind the playhead is removed) and the playhead jumps to the live edge when it falls more than
 // MAX_LAG seconds behind (a background tab, a slow device, a gap after skipped pictures).
 // ManagedMediaSource is used where MediaSource is absent (iPhone Safari 17+).  Older Safari
-// (no MSE at all) would need HLS, which this player does not do.
+// (no MSE at all) plays the same camera stream as HLS natively: `video.src` is the stream's
+// live.m3u8 (globaleye/web/hls.py, fMP4 segments of the same feed), its cookie sent by the
+// browser with every playlist and segment request.
 
 const MAX_LAG = 1.5; // seconds behind the live edge before jumping to it
 const EDGE = 0.3; // where to land before the live edge
@@ -102,13 +104,14 @@ export function appendQueue(video, sourceBuffer, { fail, isClosed = () => false,
  * Play the live stream at `url` in `video`.
  * @param {HTMLVideoElement} video
  * @param {string} url
- * @param {{onState?: (state: 'connecting'|'playing'|'error', detail?: string) => void}} [options]
+ * @param {{onState?: (state: 'connecting'|'playing'|'error', detail?: string) => void, hlsUrl?: string}} [options]
+ *   hlsUrl: the same stream as HLS, for a browser without MSE (default: `url` with live.m3u8 for live.mp4).
  *   'connecting' first, and again when pictures stop coming for a second while playing (the
  *   camera is being reconnected); 'playing' when pictures show; 'error' with a detail a person
  *   can read (the problem's title of an HTTP error) when the player stops for good.
  * @returns {{close: () => void}}
  */
-export function playLive(video, url, { onState = () => {} } = {}) {
+export function playLive(video, url, { onState = () => {}, hlsUrl = url.replace(/live\.mp4(?=\?|$)/, 'live.m3u8') } = {}) {
   const controller = new AbortController();
   const queue = [];
   let closed = false;
@@ -119,6 +122,7 @@ export function playLive(video, url, { onState = () => {} } = {}) {
   let objectUrl = null;
   let timer = null;
   let stalled = null;
+  let native = false; // playing HLS natively (no MSE)
 
   const state = (name, detail) => {
     if (!closed) onState(name, detail);
@@ -137,10 +141,11 @@ export function playLive(video, url, { onState = () => {} } = {}) {
     if (stalled !== null) clearTimeout(stalled);
     video.removeEventListener('waiting', onWaiting);
     video.removeEventListener('playing', onPlaying);
-    if (objectUrl !== null) {
+    video.removeEventListener('error', onNativeError);
+    if (objectUrl !== null || native) {
       video.removeAttribute('src');
       video.load();
-      URL.revokeObjectURL(objectUrl);
+      if (objectUrl !== null) URL.revokeObjectURL(objectUrl);
     }
   }
 
@@ -190,10 +195,37 @@ export function playLive(video, url, { onState = () => {} } = {}) {
     }
   }
 
+  function onNativeError() {
+    fail('the browser could not play the stream');
+  }
+
+  // No MSE (Safari before ManagedMediaSource): the browser's own HLS player.  The playlist is
+  // asked for here first so that a refusal (offline, not yours) shows its problem's title, and
+  // the server's segments are already being cut when the player asks for them.
+  async function playNative() {
+    let response;
+    try {
+      response = await fetch(hlsUrl, { credentials: 'same-origin', cache: 'no-store', signal: controller.signal });
+    } catch (e) {
+      return fail(closed ? 'closed' : String(e.message || e));
+    }
+    if (!response.ok) return fail(await problemTitle(response));
+    if (closed) return;
+    native = true;
+    video.addEventListener('waiting', onWaiting);
+    video.addEventListener('playing', onPlaying);
+    video.addEventListener('error', onNativeError);
+    video.src = hlsUrl;
+    video.play().catch(() => {});
+  }
+
   async function run() {
     state('connecting');
     const MS = window.MediaSource || window.ManagedMediaSource;
-    if (!MS) return fail('this browser has no Media Source Extensions');
+    if (!MS) {
+      if (video.canPlayType('application/vnd.apple.mpegurl')) return playNative();
+      return fail('this browser has no Media Source Extensions');
+    }
     let response;
     try {
       response = await fetch(url, { credentials: 'same-origin', cache: 'no-store', signal: controller.signal });

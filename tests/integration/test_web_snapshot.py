@@ -161,3 +161,16 @@ class WebSnapshotTests(TestCase):
         self.assertEqual((await self.get(DEV, "?stream=hd"))[0], 400)
         self.assertEqual((await self.get(DEV, cookies={}))[0], 401)
         self.assertEqual(self.hubs, [])
+
+    async def test_without_pyav_501(self) -> None:
+        """No PyAV (no [web] extra): 501 with a detail that says so, and no upstream opened."""
+        from globaleye.web import snapshot
+
+        self.patch(snapshot, "available", lambda: "PyAV is not installed (pip install '.[web]')")
+        code, headers, body = await self.get(DEV)
+        self.assertEqual(code, 501)
+        self.assertEqual(headers.getRawHeaders("content-type"), ["application/problem+json"])
+        self.assertIn("PyAV", json.loads(body)["detail"])
+        self.assertEqual(self.hubs, [])
+        # Access still comes first: another account's camera is 404, not 501.
+        self.assertEqual((await self.get(OTHER_DEV))[0], 404)

@@ -99,14 +99,20 @@ def decode_jpeg(annexb: bytes, qscale: int = JPEG_QSCALE) -> tuple[bytes, int, i
     if not frames:
         raise ValueError("the picture does not decode: no frame")
     frame = frames[0]
-    encoder = av.CodecContext.create("mjpeg", "w")
-    encoder.width, encoder.height = frame.width, frame.height
-    encoder.pix_fmt = "yuvj420p"  # full-range 4:2:0, what every JPEG decoder takes
-    encoder.time_base = Fraction(1, 25)
-    encoder.flags |= av.codec.context.Flags.qscale
-    encoder.global_quality = qscale * _QP2LAMBDA
-    packets = list(encoder.encode(frame.reformat(format="yuvj420p"))) + list(encoder.encode(None))
-    return b"".join(bytes(p) for p in packets), frame.width, frame.height
+    try:
+        encoder = av.CodecContext.create("mjpeg", "w")
+        encoder.width, encoder.height = frame.width, frame.height
+        encoder.pix_fmt = "yuvj420p"  # full-range 4:2:0, what every JPEG decoder takes
+        encoder.time_base = Fraction(1, 25)
+        encoder.flags |= av.codec.context.Flags.qscale
+        encoder.global_quality = qscale * _QP2LAMBDA
+        packets = list(encoder.encode(frame.reformat(format="yuvj420p"))) + list(encoder.encode(None))
+    except av.FFmpegError as e:
+        raise ValueError(f"the picture does not encode as JPEG: {e}") from None
+    jpeg = b"".join(bytes(p) for p in packets)
+    if not jpeg:
+        raise ValueError("the picture does not encode as JPEG: no output")
+    return jpeg, frame.width, frame.height
 
 
 class _IdrGrabber:

@@ -37,6 +37,7 @@ from globaleye.web.api_grid import GridApi
 from globaleye.web.api_hls import HlsRoutes
 from globaleye.web.api_playback import PlaybackApi
 from globaleye.web.api_settings import SettingsApi
+from globaleye.web.api_snapshot import SnapshotApi
 from globaleye.web.auth import Sessions, check_origin, log_refusal, peer_of
 from globaleye.web.openapi import document
 from globaleye.web.problem import Problem, bad_request, from_app_error
@@ -60,7 +61,7 @@ class Reply:
 Handler = Callable[..., Awaitable[Reply | resource.Resource]]
 
 
-class WebApi(SettingsApi, EventsApi, PlaybackApi, GridApi, HlsRoutes):
+class WebApi(SettingsApi, EventsApi, PlaybackApi, GridApi, HlsRoutes, SnapshotApi):
     """The ``/api`` resource: :data:`ROUTES` on klein, over the application services."""
 
     def __init__(self, services: ClientServices, sessions: Sessions, live: Any = None) -> None:

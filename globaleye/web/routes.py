@@ -288,4 +288,14 @@ ROUTES: tuple[Route, ...] = (
                   Param("n", "query", {"type": "integer", "minimum": 0}, True, "its media sequence number")),
           responses={200: "the segment", 404: "no such camera, or the segment left the window"},
           content_type="video/iso.segment"),
+    # --- snapshot ---
+    Route("GET", "/devices/{devId}/channels/{channel}/snapshot.jpg", "snapshot", "A recent picture of the "
+          "camera (the device list's thumbnail): the stream's latest IDR decoded to JPEG, at most 60 s old",
+          params=(DEV_ID, CHANNEL, Param("stream", "query", {"type": "string", "enum": list(STREAMS),
+                                                             "default": "sub"}, False, "main or sub stream")),
+          responses={200: "the picture (Cache-Control: private, max-age up to 60)", 404: "no such camera",
+                     501: "this platform cannot decode pictures (no PyAV: the [web] extra)",
+                     502: "no path to the camera", 503: "camera offline, or this platform runs no rtsp role",
+                     504: "no picture from the camera in time"},
+          content_type="image/jpeg"),
 )

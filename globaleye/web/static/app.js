@@ -7,6 +7,7 @@ import { installAlarms } from './alarms.js';
 import { recordingsPage } from './recordings.js';
 import { deviceLinks, settingsPage } from './settings.js';
 import { playbackPage, playbackRoute } from './playback.js';
+import { thumbnails } from './thumbs.js';
 
 const API = '/api/v1';
 const view = document.getElementById('view');
@@ -192,6 +193,7 @@ async function devicesPage() {
         h('span', { class: 'name', text: d.name }), h('span', { class: 'dev-id', text: d.devId })),
       state(d.online), d.shared ? h('span', { class: 'tag', text: t('shared') }) : null)))
     : h('p', { class: 'empty', text: t('noDevices') });
+  if (devices.length) thumbnails(list, devices, h, t);
   const add = h('form', { class: 'card', id: 'add-form' },
     h('h2', { text: t('addDevice') }),
     field('add-dev-id', t('devId'), { name: 'devId', inputmode: 'numeric', required: true, maxlength: '11' }),

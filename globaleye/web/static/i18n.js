@@ -232,6 +232,8 @@ const WORDS = {
     stopRecording: '停止录像',
     recordFailed: '录像失败：没有收到视频',
     recordLimit: '录像已达上限（10 分钟或 200 MB），已保存',
+    // --- snapshot ---
+    thumbUnavailable: '暂无画面',
   },
   en: {
     appName: 'GlobalEye',
@@ -459,6 +461,8 @@ const WORDS = {
     stopRecording: 'Stop recording',
     recordFailed: 'Recording failed: no video came',
     recordLimit: 'Recording reached its limit (10 minutes or 200 MB) and was saved',
+    // --- snapshot ---
+    thumbUnavailable: 'No picture',
   },
 };
 

@@ -101,7 +101,8 @@ class WebMuxTests(TestCase):
             [init, *more] = reader.of(index, KIND_INIT)
             self.assertEqual(more, [], "one init per stream (the camera's SPS/PPS do not change)")
             codec = init[1:1 + init[0]].decode("ascii")
-            self.assertRegex(codec, r"^avc1\.[0-9A-F]{6}$")
+            # H.264, and the camera's sound as AAC-LC when the [web] extra is installed (web/live.py).
+            self.assertRegex(codec, r"^avc1\.[0-9A-F]{6}(,mp4a\.40\.2)?$")
             self.assertEqual(boxes(init[1 + init[0]:]), [b"ftyp", b"moov"])
             fragments = reader.of(index, KIND_FRAGMENT)
             for fragment in fragments:

@@ -29,6 +29,7 @@ from globaleye.app.control import ControlService
 from globaleye.app.devices import DeviceService, GroupClaims
 from globaleye.app.events import EventBoard, EventService
 from globaleye.app.media import MediaService
+from globaleye.app.pictures import PictureService
 from globaleye.app.ports import DeviceGateway, StreamBoard
 from globaleye.app.recording import RecordingService
 from globaleye.app.settings import ClientApiSettings
@@ -52,6 +53,7 @@ class ClientServices:
     alarms: AlarmService
     streams: StreamBoard
     events: EventService
+    pictures: PictureService
 
 
 def build_services(accounts: AccountService, store: Store, gateway: DeviceGateway,
@@ -70,9 +72,10 @@ def build_services(accounts: AccountService, store: Store, gateway: DeviceGatewa
         recording=RecordingService(access),
         alarms=AlarmService(access, store),
         streams=streams,
-        events=EventService(access, events if events is not None else EventBoard()))
+        events=EventService(access, events if events is not None else EventBoard()),
+        pictures=PictureService(access))
 
 
 __all__ = ["AccountsService", "AlarmService", "ClientApiSettings", "ClientServices", "ControlService",
-           "DeviceService", "EventBoard", "EventService", "MediaService", "RecordingService", "StreamBoard",
+           "DeviceService", "EventBoard", "EventService", "MediaService", "PictureService", "RecordingService", "StreamBoard",
            "build_services"]

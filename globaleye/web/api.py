@@ -35,6 +35,7 @@ from globaleye.users.accounts import OK, LoginSession
 from globaleye.web.api_events import EventsApi
 from globaleye.web.api_grid import GridApi
 from globaleye.web.api_hls import HlsRoutes
+from globaleye.web.api_pictures import PicturesApi
 from globaleye.web.api_playback import PlaybackApi
 from globaleye.web.api_settings import SettingsApi
 from globaleye.web.auth import Sessions, check_origin, log_refusal, peer_of
@@ -60,7 +61,7 @@ class Reply:
 Handler = Callable[..., Awaitable[Reply | resource.Resource]]
 
 
-class WebApi(SettingsApi, EventsApi, PlaybackApi, GridApi, HlsRoutes):
+class WebApi(SettingsApi, EventsApi, PlaybackApi, GridApi, HlsRoutes, PicturesApi):
     """The ``/api`` resource: :data:`ROUTES` on klein, over the application services."""
 
     def __init__(self, services: ClientServices, sessions: Sessions, live: Any = None) -> None:

@@ -196,6 +196,13 @@ class WebA11yTests(TestCase):
             page.keyboard.type(PASSWORD)
             page.keyboard.press("Enter")
             page.wait_for_url("**/#/devices")
+            page.wait_for_selector(f"li[data-dev-id='{CAMERA}']")
+            # The new page has the focus (its <main>): a screen reader reads it, Tab goes on from there.
+            seen["focus_after_login"] = page.evaluate("document.activeElement.id")
+            seen["lang_zh"] = page.evaluate("document.documentElement.lang")
+            page.click("#lang-switch")
+            page.wait_for_function("document.documentElement.lang === 'en'")
+            seen["lang_en"] = page.evaluate("document.documentElement.lang")
             page.goto(base + f"/#/devices/{CAMERA}")
             page.wait_for_selector(".ptz button")
             names = page.locator(".ptz button").evaluate_all(
@@ -223,6 +230,8 @@ class WebA11yTests(TestCase):
         seen = await self.browse(script)
         login = [item for item in seen["order"] if item in ("account", "password", "submit")]
         self.assertEqual(login[:3], ["account", "password", "submit"], seen["order"])
+        self.assertEqual(seen["focus_after_login"], "view")
+        self.assertEqual((seen["lang_zh"], seen["lang_en"]), ("zh-CN", "en"))
         self.assertEqual(len(seen["reached"]), 2, seen)
         self.assertGreaterEqual(len(self.camera.state.ptz_log), 2)
         self.assertTrue(all(seen["ptz_names"]), seen["ptz_names"])

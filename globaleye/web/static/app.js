@@ -92,6 +92,7 @@ function arrive() {
   const [text, kind] = carried || ['', 'info'];
   carried = null;
   show(text, kind);
+  view.focus({ preventScroll: true }); // a screen reader reads the new page, Tab starts in it (a11y)
   route();
 }
 

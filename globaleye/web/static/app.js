@@ -102,6 +102,9 @@ function render(...nodes) {
     stopLive = null;
   }
   view.replaceChildren(...nodes);
+  // Each page its own title (WCAG 2.4.2): what a screen reader announces and a tab shows.
+  const heading = view.querySelector('h1');
+  document.title = heading && heading.textContent ? `${heading.textContent} · ${t('appName')}` : t('appName');
 }
 
 /** The words a person understands for an API error. */

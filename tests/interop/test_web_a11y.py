@@ -120,6 +120,7 @@ class WebA11yTests(TestCase):
         recording = self.camera.state.recordings(0)[0].file_name
 
         titles: dict[str, str] = {}
+        seen_region: list[str] = []
 
         def script(browser: Any) -> dict[str, list[dict[str, Any]]]:
             found: dict[str, list[dict[str, Any]]] = {}
@@ -133,7 +134,9 @@ class WebA11yTests(TestCase):
                     page.locator("#login-form input[name=account]").fill(OWNER)
                     page.locator("#login-form input[name=password]").fill("wrong password")
                     page.click("#login-form button[type=submit]")
-                    page.wait_for_selector("#notice:not([hidden])")
+                    page.wait_for_selector("#notice.error:not([hidden])")
+                    # The live region around the notice was there before its words (so they are read out).
+                    seen_region.append(page.evaluate("document.getElementById('notice').parentElement.getAttribute('role')"))
                     audit(page, "login error", found)
                 context.close()
             context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
@@ -179,6 +182,7 @@ class WebA11yTests(TestCase):
                 blocking[name] = [v for v in violations if v["impact"] in BLOCKING]
         self.assertEqual(len(found), 13, sorted(found))
         self.assertEqual(blocking, {})
+        self.assertEqual(seen_region, ["status"])
         print("a11y titles:", titles)
         # Each page its own title (WCAG 2.4.2), the page's heading then the portal's name.
         self.assertEqual(len(set(titles.values())), len(titles), titles)

@@ -4,7 +4,8 @@ One service per domain of §8/§9 and its extensions — :mod:`~globaleye.app.ac
 (sign-up, login, sessions), :mod:`~globaleye.app.devices` (device list, ownership,
 sharing), :mod:`~globaleye.app.control` (PTZ, video, Wi-Fi, reboot, firmware),
 :mod:`~globaleye.app.media` (§8.9 play and §7.5.23 playback URLs, stream status),
-:mod:`~globaleye.app.recording` (policies, full-day, loop, record search),
+:mod:`~globaleye.app.recording` (policies, full-day, loop, record search), :mod:`~globaleye.app.pictures`
+(picture policies, 75H-77H),
 :mod:`~globaleye.app.alarms` and :mod:`~globaleye.app.events` (live alarms and online changes).
 Services take typed values and return attrs results;
 what goes wrong is an :class:`~globaleye.app.errors.AppError` carrying the Result code a

@@ -31,6 +31,7 @@ from globaleye.app.errors import (
 )
 from globaleye.app.errors import DeviceRefused as RefusedByDevice
 from globaleye.app.media import PlayUrls
+from globaleye.app.pictures import PictureWindow
 from globaleye.app.recording import RecordWindow
 from globaleye.users.accounts import OK, LoginSession
 
@@ -67,6 +68,8 @@ class McuApi:
             "SearchRecords": self.search_records, "GetPlaybackUrl": self.playback_url,
             "SearchAlarms": self.search_alarms, "ShareDevice": self.share, "UnshareDevice": self.unshare,
             "GetShareList": self.share_list, "GetStreamStatus": self.stream_status,
+            "AddPicturePolicy": self.add_picture_policy, "GetPicturePolicy": self.get_picture_policy,
+            "DeletePicturePolicy": self.delete_picture_policy,
         }
         self.handlers: dict[str, Callable[[Values, str], Awaitable[Values]]] = {
             "GetSmsCode": self.get_sms_code, "RegisterUser": self.register_user, "Login": self.login,
@@ -226,6 +229,25 @@ class McuApi:
 
     async def get_loop(self, session: LoginSession, values: Values, peer: str) -> Values:
         return {"Result": OK, "RecordLoop": await self.services.recording.get_loop(session, values["DevID"])}
+
+    # Picture policies (75H-77H) -----------------------------------------------------------------
+
+    async def add_picture_policy(self, session: LoginSession, values: Values, peer: str) -> Values:
+        windows = [PictureWindow(item.get("StartTime"), item.get("EndTime"), item.get("Interval"))
+                   for item in values["PicturePolicy"]]
+        await self.services.pictures.add_policy(session, values["DevID"], values["ChannelNo"], values["StoreType"],
+                                                windows)
+        return {"Result": OK}
+
+    async def get_picture_policy(self, session: LoginSession, values: Values, peer: str) -> Values:
+        policies = await self.services.pictures.get_policies(session, values["DevID"], values["ChannelNo"])
+        return {"Result": OK, "PicturePolicy": [
+            {"PolicyID": p.policy_id, "StoreType": p.store_type, "Interval": p.interval, "StartTime": p.start_time,
+             "EndTime": p.end_time} for p in policies]}
+
+    async def delete_picture_policy(self, session: LoginSession, values: Values, peer: str) -> Values:
+        await self.services.pictures.delete_policy(session, values["DevID"], values["ChannelNo"], values["PolicyID"])
+        return {"Result": OK}
 
     # Record search and playback (72H, 74H) -------------------------------------------------------
 

@@ -4,7 +4,8 @@ One service per domain of §8/§9 and its extensions — :mod:`~globaleye.app.ac
 (sign-up, login, sessions), :mod:`~globaleye.app.devices` (device list, ownership,
 sharing), :mod:`~globaleye.app.control` (PTZ, video, Wi-Fi, reboot, firmware),
 :mod:`~globaleye.app.media` (§8.9 play and §7.5.23 playback URLs, stream status),
-:mod:`~globaleye.app.recording` (policies, full-day, loop, record search),
+:mod:`~globaleye.app.recording` (policies, full-day, loop, record search), :mod:`~globaleye.app.pictures`
+(picture policies, 75H-77H),
 :mod:`~globaleye.app.alarms` and :mod:`~globaleye.app.events` (live alarms and online changes).
 Services take typed values and return attrs results;
 what goes wrong is an :class:`~globaleye.app.errors.AppError` carrying the Result code a
@@ -29,6 +30,7 @@ from globaleye.app.control import ControlService
 from globaleye.app.devices import DeviceService, GroupClaims
 from globaleye.app.events import EventBoard, EventService
 from globaleye.app.media import MediaService
+from globaleye.app.pictures import PictureService
 from globaleye.app.ports import DeviceGateway, StreamBoard
 from globaleye.app.recording import RecordingService
 from globaleye.app.settings import ClientApiSettings
@@ -52,6 +54,7 @@ class ClientServices:
     alarms: AlarmService
     streams: StreamBoard
     events: EventService
+    pictures: PictureService
 
 
 def build_services(accounts: AccountService, store: Store, gateway: DeviceGateway,
@@ -70,9 +73,10 @@ def build_services(accounts: AccountService, store: Store, gateway: DeviceGatewa
         recording=RecordingService(access),
         alarms=AlarmService(access, store),
         streams=streams,
-        events=EventService(access, events if events is not None else EventBoard()))
+        events=EventService(access, events if events is not None else EventBoard()),
+        pictures=PictureService(access))
 
 
 __all__ = ["AccountsService", "AlarmService", "ClientApiSettings", "ClientServices", "ControlService",
-           "DeviceService", "EventBoard", "EventService", "MediaService", "RecordingService", "StreamBoard",
+           "DeviceService", "EventBoard", "EventService", "MediaService", "PictureService", "RecordingService", "StreamBoard",
            "build_services"]

@@ -35,6 +35,7 @@ from globaleye.users.accounts import OK, LoginSession
 from globaleye.web.api_events import EventsApi
 from globaleye.web.api_grid import GridApi
 from globaleye.web.api_hls import HlsRoutes
+from globaleye.web.api_pictures import PicturesApi
 from globaleye.web.api_playback import PlaybackApi
 from globaleye.web.api_settings import SettingsApi
 from globaleye.web.api_snapshot import SnapshotApi
@@ -61,7 +62,7 @@ class Reply:
 Handler = Callable[..., Awaitable[Reply | resource.Resource]]
 
 
-class WebApi(SettingsApi, EventsApi, PlaybackApi, GridApi, HlsRoutes, SnapshotApi):
+class WebApi(SettingsApi, EventsApi, PlaybackApi, GridApi, HlsRoutes, SnapshotApi, PicturesApi):
     """The ``/api`` resource: :data:`ROUTES` on klein, over the application services."""
 
     def __init__(self, services: ClientServices, sessions: Sessions, live: Any = None) -> None:

@@ -298,4 +298,24 @@ ROUTES: tuple[Route, ...] = (
                      502: "no path to the camera", 503: "camera offline, or this platform runs no rtsp role",
                      504: "no picture from the camera in time"},
           content_type="image/jpeg"),
+    # --- picture policies ---
+    Route("GET", "/devices/{devId}/channels/{channel}/picture-policies", "picture_policies", "The camera's "
+          "picture (snapshot) policies, FTP and cloud (76H)", params=(DEV_ID, CHANNEL),
+          responses={200: "the policies", 404: "no such own camera", 503: "camera offline"}),
+    Route("POST", "/devices/{devId}/channels/{channel}/picture-policies", "add_picture_policies", "Add picture "
+          "policies (75H): FTP a snapshot a day at start; cloud every interval s from start to end, at most 8 "
+          "per storage, not overlapping", params=(DEV_ID, CHANNEL),
+          body=_obj(("storage", "policies"), storage={"type": "string", "enum": ["ftp", "cloud"]},
+                    policies={"type": "array", "minItems": 1, "maxItems": 8, "items": _obj(
+                        ("start",), start={"type": "string", "pattern": "^[0-9]{2}:[0-9]{2}$"},
+                        end={"type": "string", "pattern": "^[0-9]{2}:[0-9]{2}$"},
+                        interval={"type": "integer", "minimum": 0, "maximum": 86400})}),
+          example={"storage": "ftp", "policies": [{"start": "09:30"}]},
+          responses={201: "added: every policy now", 400: "a malformed policy", 404: "no such own camera",
+                     422: "refused by the rules (detail says which) or the camera cannot (32H)",
+                     503: "camera offline"}),
+    Route("DELETE", "/devices/{devId}/channels/{channel}/picture-policies", "delete_picture_policy", "Delete one "
+          "picture policy (77H)", params=(DEV_ID, CHANNEL),
+          body=_obj(("id",), id={"type": "integer", "minimum": 0}), example={"id": 1},
+          responses={204: "deleted", 404: "no such own camera, or no such policy", 503: "camera offline"}),
 )

@@ -157,6 +157,12 @@ RECORD_POLICY = Struct("RecordPolicy", (
     _i("StreamType", False, "1 main, 2 sub"), _i("Week", False, "1 Monday ... 7 Sunday"),
     _s("StartTime", False, "HH:MM"), _s("EndTime", False, "HH:MM (24:00 allowed), after StartTime"),
 ))
+PICTURE_POLICY = Struct("PicturePolicy", (
+    _i("PolicyID", False, "assigned by the device; absent when adding"),
+    _i("StoreType", False, "0 FTP, 1 cloud (answers only: a request names it once)"),
+    _i("Interval", False, "seconds between pictures; FTP 0 (or absent)"), _s("StartTime", False, "HH:MM"),
+    _s("EndTime", False, "HH:MM (24:00 allowed); FTP: StartTime (or absent)"),
+))
 STREAM = Struct("Stream", (
     _s("Kind", False, "live or playback"), _i("ChannelNo", False), _i("StreamType", False, "1 main, 2 sub (live)"),
     _s("FileName", False, "playback only"),
@@ -227,6 +233,20 @@ EXT_OPERATIONS: tuple[Operation, ...] = (
     Operation("GetShareList", "ext", "The accounts an own device is shared with.", (*AUTH, DEV_ID),
               (RESULT, Field("ShareAccount", required=False, many=True)),
               {**SESSION_RESULTS, 3: "device does not exist (not owned by this account)"}),
+    # --- picture policies ---
+    Operation("AddPicturePolicy", "ext 75H", "Add daily picture (snapshot) policies of one storage to a channel, "
+              "all or none (owner only).",
+              (*AUTH, DEV_ID, CHANNEL, _i("StoreType", doc="0 FTP, 1 cloud"),
+               Field("PicturePolicy", many=True, struct=PICTURE_POLICY)), (RESULT,),
+              {**EXT_DEVICE_RESULTS, 5: "refused by the rules (docs/protocol.md item 25): FTP not one snapshot "
+                                        "(EndTime = StartTime, Interval 0) or two at one time; cloud Interval not "
+                                        "1..86400 or windows overlapping; more than 8 per storage"}),
+    Operation("GetPicturePolicy", "ext 76H", "The channel's picture policies, FTP and cloud (owner only).",
+              (*AUTH, DEV_ID, CHANNEL),
+              (RESULT, Field("PicturePolicy", required=False, many=True, struct=PICTURE_POLICY)), EXT_DEVICE_RESULTS),
+    Operation("DeletePicturePolicy", "ext 77H", "Delete one picture policy (owner only).",
+              (*AUTH, DEV_ID, CHANNEL, _i("PolicyID")), (RESULT,),
+              {**EXT_DEVICE_RESULTS, 5: "no such PolicyID on this channel"}),
 )
 MCU_OPERATIONS = MCU_OPERATIONS + EXT_OPERATIONS
 

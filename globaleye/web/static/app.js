@@ -93,6 +93,7 @@ function arrive() {
   const [text, kind] = carried || ['', 'info'];
   carried = null;
   show(text, kind);
+  view.focus({ preventScroll: true }); // a screen reader reads the new page, Tab starts in it (a11y)
   route();
 }
 
@@ -102,6 +103,9 @@ function render(...nodes) {
     stopLive = null;
   }
   view.replaceChildren(...nodes);
+  // Each page its own title (WCAG 2.4.2): what a screen reader announces and a tab shows.
+  const heading = view.querySelector('h1');
+  document.title = heading && heading.textContent ? `${heading.textContent} · ${t('appName')}` : t('appName');
 }
 
 /** The words a person understands for an API error. */

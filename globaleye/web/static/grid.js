@@ -60,7 +60,7 @@ export async function gridPage(portal, hash) {
 
   const layoutButtons = h('div', { class: 'layouts', role: 'group', 'aria-label': t('gridLayout') },
     LAYOUTS.map((n) => h('a', { href: `#/grid/${n}`, class: 'button', 'data-layout': String(n),
-      'aria-pressed': String(n === layout), 'aria-label': t(`layout${n}`), text: n === 1 ? '1' : `${n}` })));
+      'aria-current': n === layout ? 'page' : null, 'aria-label': t(`layout${n}`), text: n === 1 ? '1' : `${n}` })));
   const pager = pages > 1 ? h('div', { class: 'pager' },
     h('a', { href: `#/grid/${layout}/${page - 1}`, class: 'button', 'aria-label': t('prevPage'),
       'aria-disabled': String(page === 1), hidden: page === 1 ? true : null, text: '‹' }),

@@ -3,6 +3,8 @@
 // says it cannot do is greyed out with the reason (§4 item 1); the API refuses it too.
 // app.js hands in its helpers as `kit` ({api, h, field, show, explain, render, t, go}): no second copy.
 
+import { picturesCard } from './pictures.js';
+
 const WEEKDAYS = [1, 2, 3, 4, 5, 6, 7];
 const CHANNELS = new Map(); // DevID -> the channel chosen on these pages (an NVR has several)
 const FRAME_SIZES = ['720P', 'D1', 'CIF'];
@@ -101,7 +103,7 @@ export async function settingsPage(kit, devId) {
   const offline = !device.online;
   const channel = channelOf(device);
   const cards = [videoCard(kit, id, abilities, channel), wifiCard(kit, id), recordingCard(kit, id, abilities, channel),
-    maintenanceCard(kit, id)];
+    picturesCard(kit, id, abilities, channel), maintenanceCard(kit, id)];
   const banner = offline ? [h('p', { class: 'error', id: 'settings-offline', text: t('settingsOffline') })] : [];
   render(back, title, ...banner, ...channelPicker(kit, device, () => settingsPage(kit, devId)),
     ...cards.map((c) => c.node));

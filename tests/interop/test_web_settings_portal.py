@@ -251,8 +251,11 @@ class WebSettingsPortalTests(TestCase):
         yesterday = (datetime.datetime.fromtimestamp(reactor.seconds(), BEIJING)
                      - datetime.timedelta(days=1)).strftime("%Y%m%d")
 
+        def between(day: str, start: str, end: str) -> list[str]:
+            return [f.file_name for f in files if f.start_time < f"{day}{end}" and f.end_time > f"{day}{start}"]
+
         def on(day: str) -> list[str]:
-            return [f.file_name for f in files if f.start_time < f"{day}2400" and f.end_time > f"{day}0000"]
+            return between(day, "0000", "2400")
 
         def script(browser: Any) -> dict[str, Any]:
             seen: dict[str, Any] = {}
@@ -290,6 +293,12 @@ class WebSettingsPortalTests(TestCase):
             seen["play"] = play.get_attribute("href")
             seen["overflow"] = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
             page.screenshot(path=os.path.join(folder, "recordings.png"), full_page=True)
+            # Narrowed by time (72H searches by day and time): yesterday 01:00-02:00 only.
+            page.get_by_label("从").fill("01:00")
+            page.get_by_label("到").fill("02:00")
+            page.click("#recordings-search")
+            page.wait_for_selector(f"#timeline[data-files='{len(between(yesterday, '0100', '0200'))}']", timeout=30000)
+            seen["hour_files"] = page.locator("#recording-list button").evaluate_all("l => l.map(b => b.dataset.file)")
             # A camera without storage of its own: its recordings cannot be searched, said so.
             page.goto(base + f"/#/devices/{NO_STORAGE}/recordings")
             page.wait_for_selector("#recordings-status[data-kind='error']")
@@ -309,6 +318,8 @@ class WebSettingsPortalTests(TestCase):
         self.assertIn(str(len(on(today))), seen["status"])
         self.assertEqual(seen["yesterday_files"], on(yesterday))
         self.assertGreater(len(on(yesterday)), 10, "more than one page of 72H")
+        self.assertEqual(seen["hour_files"], between(yesterday, "0100", "0200"))
+        self.assertLess(len(seen["hour_files"]), len(on(yesterday)), "the hour is narrower than the day")
         first = [f for f in files if f.file_name == on(yesterday)[0]][0]
         start_minute = 0 if first.start_time[:8] < yesterday else int(first.start_time[8:10]) * 60 + int(
             first.start_time[10:12])

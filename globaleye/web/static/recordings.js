@@ -71,8 +71,13 @@ export async function recordingsPage(kit, devId) {
     [0, 3, 6, 9, 12, 15, 18, 21, 24].map((hour) => h('span', { text: pad(hour) })));
   const list = h('ol', { id: 'recording-list', class: 'recording-list' });
   const detail = h('div', { id: 'recording-detail', class: 'recording-detail', hidden: true, 'aria-live': 'polite' });
+  // 72H searches by day and time: the whole day unless narrowed (the camera's local time).
+  const fromInput = h('input', { id: 'recordings-from', type: 'time', name: 'from', value: '00:00', step: 60 });
+  const toInput = h('input', { id: 'recordings-to', type: 'time', name: 'to', value: '23:59', step: 60 });
   const form = h('form', { id: 'recordings-form', class: 'row', novalidate: true },
     h('div', { class: 'field' }, h('label', { for: 'recordings-day', text: t('day') }), dayInput),
+    h('div', { class: 'field' }, h('label', { for: 'recordings-from', text: t('fromTime') }), fromInput),
+    h('div', { class: 'field' }, h('label', { for: 'recordings-to', text: t('toTime') }), toInput),
     h('button', { type: 'submit', class: 'primary', id: 'recordings-search', text: t('search') }));
 
   let chosen = null;
@@ -134,7 +139,10 @@ export async function recordingsPage(kit, devId) {
     state.dataset.kind = 'info';
     state.textContent = t('searchingRecordings');
     form.setAttribute('aria-busy', 'true');
-    const path = `/devices/${id}/channels/${channelOf(device)}/recordings?day=${encodeURIComponent(day)}`;
+    const from = fromInput.value || '00:00';
+    const to = !toInput.value || toInput.value === '23:59' ? '24:00' : toInput.value;
+    const path = `/devices/${id}/channels/${channelOf(device)}/recordings?day=${encodeURIComponent(day)}`
+      + `&from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
     try {
       const first = await api('GET', `${path}&page=1`);
       const pages = Math.min(first.pages, MAX_PAGES);

@@ -535,8 +535,64 @@ class _FeedStream(ViewerStream):
                 self.sink.send_rtcp(track, report)
 
 
+class StallingProducer:
+    """A browser's answer as the push producer of its socket (shared by :class:`BrowserViewer` and
+    :class:`globaleye.web.mux.MuxAnswer`): while the socket is full it is paused, and pictures are
+    skipped until it drains and an IDR comes; one paused for the proxy's ``stall_timeout`` is
+    dropped, so a browser that reads nothing holds one socket buffer, never memory or the others.
+
+    The subclass has ``live``, ``reactor``, ``request``, ``peer``, ``closed``, ``close(reason)``.
+    """
+
+    #: The log lines' prefix ("web live", "web mux").
+    log_label = "web live"
+    live: LiveVideo
+    reactor: Any
+    request: Any
+    peer: str
+    closed: bool
+    paused: bool = False
+    _stall: Any = None
+
+    def close(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def _paused_changed(self, paused: bool) -> None:
+        """Hook: *paused* is the socket's new state (the mux tells each of its streams)."""
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        """The browser's socket is full: pictures are skipped until it drains (and an IDR)."""
+        self.paused = True
+        self._paused_changed(True)
+        stall = self.live.factory.stall_timeout
+        if self._stall is None and stall > 0 and not self.closed:
+            self._stall = self.reactor.callLater(stall, self._stalled)
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.paused = False
+        self._paused_changed(False)
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        self._stall = None
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.close("browser disconnected")
+
+    def _stalled(self) -> None:
+        self._stall = None
+        if self.closed:
+            return
+        self.live.stalled_drops += 1
+        log.warn("{label} {peer}: browser read nothing for {s:g} s; dropped", label=self.log_label, peer=self.peer,
+                 s=self.live.factory.stall_timeout)
+        transport = getattr(self.request, "transport", None)
+        self.close("too slow")
+        if transport is not None:
+            transport.abortConnection()
+
+
 @implementer(interfaces.IPushProducer)
-class BrowserViewer:
+class BrowserViewer(StallingProducer):
     """One browser's answer: the feed's fragments, skipped to the next IDR while its socket is full."""
 
     def __init__(self, live: LiveVideo, request: Any, feed: FragmentFeed, account: str, peer: str) -> None:
@@ -654,36 +710,6 @@ class BrowserViewer:
 
     def _restore_timeout(self) -> None:
         restore_timeout(self.request, self._channel_timeout)
-
-    # -- IPushProducer: the browser's socket
-
-    def pauseProducing(self) -> None:  # noqa: N802
-        """The browser's socket is full: pictures are skipped until it drains (and an IDR)."""
-        self.paused = True
-        stall = self.live.factory.stall_timeout
-        if self._stall is None and stall > 0 and not self.closed:
-            self._stall = self.reactor.callLater(stall, self._stalled)
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        self.paused = False
-        if self._stall is not None and self._stall.active():
-            self._stall.cancel()
-        self._stall = None
-
-    def stopProducing(self) -> None:  # noqa: N802
-        self.close("browser disconnected")
-
-    def _stalled(self) -> None:
-        self._stall = None
-        if self.closed:
-            return
-        self.live.stalled_drops += 1
-        log.warn("web live {peer}: browser read nothing for {s:g} s; dropped", peer=self.peer,
-                 s=self.live.factory.stall_timeout)
-        transport = getattr(self.request, "transport", None)
-        self.close("too slow")
-        if transport is not None:
-            transport.abortConnection()
 
     def status(self) -> dict[str, Any]:
         return {"peer": self.peer, "account": self.account, "stream": self.target.label, "codec": self.feed.codec,

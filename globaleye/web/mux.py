@@ -51,6 +51,7 @@ from globaleye.web.live import (
     FragmentFeed,
     LiveUnavailable,
     LiveVideo,
+    StallingProducer,
 )
 
 log = Logger()
@@ -121,8 +122,10 @@ def parse_frames(data: bytes) -> tuple[list[tuple[int, int, bytes]], bytes]:
 
 
 @implementer(interfaces.IPushProducer)
-class MuxAnswer:
+class MuxAnswer(StallingProducer):
     """One browser's multiplexed answer: a :class:`MuxStream` per requested camera stream."""
+
+    log_label = "web mux"
 
     def __init__(self, live: LiveVideo, request: Any, account: str, peer: str, specs: list[StreamSpec],
                  may_watch: Callable[[str, str, int], Awaitable[bool]]) -> None:
@@ -239,39 +242,12 @@ class MuxAnswer:
         log.info("web mux {peer}: {account} closed: {reason} ({kb} KiB)", peer=self.peer, account=self.account,
                  reason=reason, kb=self.bytes // 1024)
 
-    # -- IPushProducer: the one socket of every stream
+    # -- IPushProducer (StallingProducer): the one socket of every stream
 
-    def pauseProducing(self) -> None:  # noqa: N802
-        """The socket is full: every stream skips to its next IDR; one full too long is dropped."""
-        self.paused = True
+    def _paused_changed(self, paused: bool) -> None:
+        """The socket is full (or drained): every stream skips to its next IDR (or goes on)."""
         for stream in self.streams.values():
-            stream.paused = True
-        stall = self.live.factory.stall_timeout
-        if self._stall is None and stall > 0 and not self.closed:
-            self._stall = self.reactor.callLater(stall, self._stalled)
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        self.paused = False
-        for stream in self.streams.values():
-            stream.paused = False
-        if self._stall is not None and self._stall.active():
-            self._stall.cancel()
-        self._stall = None
-
-    def stopProducing(self) -> None:  # noqa: N802
-        self.close("browser disconnected")
-
-    def _stalled(self) -> None:
-        self._stall = None
-        if self.closed:
-            return
-        self.live.stalled_drops += 1
-        log.warn("web mux {peer}: browser read nothing for {s:g} s; dropped", peer=self.peer,
-                 s=self.live.factory.stall_timeout)
-        transport = getattr(self.request, "transport", None)
-        self.close("too slow")
-        if transport is not None:
-            transport.abortConnection()
+            stream.paused = paused
 
 
 class MuxStream(BrowserViewer):

@@ -39,6 +39,7 @@ import socket
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -158,11 +159,15 @@ class RawViewer:
         self.bytes += n
 
 
-def viewer_child(host: str, port: int, path: str) -> None:
-    """Serve the proxy process's commands on stdin; read every viewer socket on one epoll."""
+def viewer_child(host: str, port: int, path: str, make: Callable[[str, int, str], Any] | None = None) -> None:
+    """Serve the proxy process's commands on stdin; read every viewer socket on one epoll.
+
+    *make* builds a viewer (default :class:`RawViewer`; bench/web_live.py gives its HTTP one): it
+    has ``sock``, ``start()``, ``got(n)``, ``bytes``, ``play_sent``, ``first_media``, ``max_gap``."""
+    make = make or RawViewer
     where = pin(1)
     poller = select.epoll()
-    viewers: dict[int, RawViewer] = {}
+    viewers: dict[int, Any] = {}
     buf = bytearray(256 * 1024)
     stdin = sys.stdin.buffer.raw  # type: ignore[attr-defined]
     poller.register(stdin.fileno(), select.EPOLLIN)
@@ -209,7 +214,7 @@ def viewer_child(host: str, port: int, path: str) -> None:
                 firsts = []
                 added = []
                 for _ in range(min(int(command["add"]), MAX_VIEWERS - len(viewers))):
-                    v = RawViewer(host, port, path)
+                    v = make(host, port, path)
                     v.start()
                     viewers[v.sock.fileno()] = v
                     poller.register(v.sock.fileno(), select.EPOLLIN)

@@ -20,10 +20,7 @@ test: run it by hand and record the figures in docs/performance.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import select
-import socket
 import sys
 import time
 from typing import Any
@@ -37,88 +34,22 @@ import proxy_fanout as pf  # noqa: E402
 MAX_VIEWERS = pf.MAX_VIEWERS
 
 
-class HttpViewer:
-    """GET /live.mp4, then non-blocking byte counting."""
+class HttpViewer(pf.RawViewer):
+    """GET /live.mp4, then non-blocking byte counting (proxy_fanout's viewer, over HTTP)."""
 
     def __init__(self, host: str, port: int, path: str) -> None:
-        self.sock = socket.create_connection((host, port), timeout=10)
-        self.sent = time.monotonic()
-        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
-        self.sock.setblocking(False)
-        self.bytes = 0
-        self.first: float | None = None
+        super().__init__(host, port, path)
+        self.request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
 
-    def got(self, n: int) -> None:
-        if self.first is None and n:
-            self.first = time.monotonic()
-        self.bytes += n
+    def start(self) -> None:
+        self.play_sent = time.monotonic()
+        self.sock.sendall(self.request)
+        self.sock.setblocking(False)
 
 
 def web_viewer_child(host: str, port: int, path: str) -> None:
     """The viewer process of proxy_fanout, with HTTP viewers: commands on stdin, one epoll."""
-    where = pf.pin(1)
-    poller = select.epoll()
-    viewers: dict[int, HttpViewer] = {}
-    buf = bytearray(256 * 1024)
-    stdin = sys.stdin.buffer.raw  # type: ignore[attr-defined]
-    poller.register(stdin.fileno(), select.EPOLLIN)
-    pending = b""
-
-    def drain(timeout: float) -> bool:
-        nonlocal pending
-        for fd, _ev in poller.poll(timeout):
-            if fd == stdin.fileno():
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    return False
-                pending += chunk
-                continue
-            v = viewers.get(fd)
-            if v is None:
-                continue
-            try:
-                n = v.sock.recv_into(buf)
-            except BlockingIOError:
-                continue
-            except OSError:
-                n = 0
-            if n == 0:
-                poller.unregister(fd)
-                viewers.pop(fd, None)
-                continue
-            v.got(n)
-        return True
-
-    def reply(obj: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(obj) + "\n")
-        sys.stdout.flush()
-
-    reply({"ready": where})
-    while drain(0.2):
-        while b"\n" in pending:
-            line, _, pending = pending.partition(b"\n")
-            command = json.loads(line)
-            if "add" in command:
-                added = []
-                for _ in range(min(int(command["add"]), MAX_VIEWERS - len(viewers))):
-                    v = HttpViewer(host, port, path)
-                    viewers[v.sock.fileno()] = v
-                    poller.register(v.sock.fileno(), select.EPOLLIN)
-                    added.append(v)
-                    drain(0)
-                deadline = time.monotonic() + 5
-                while any(v.first is None for v in added) and time.monotonic() < deadline:
-                    drain(0.01)
-                reply({"added": len(added), "viewers": len(viewers),
-                       "first_media_ms": [round(1000 * (v.first - v.sent), 1) for v in added if v.first]})
-            elif "stats" in command:
-                reply({"viewers": len(viewers), "bytes": sum(v.bytes for v in viewers.values())})
-            elif "close" in command:
-                for fd, v in list(viewers.items()):
-                    poller.unregister(fd)
-                    v.sock.close()
-                viewers.clear()
-                reply({"closed": True})
+    pf.viewer_child(host, port, path, HttpViewer)
 
 
 async def bench(reactor: Any, args: argparse.Namespace) -> None:

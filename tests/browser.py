@@ -48,13 +48,15 @@ def missing_browser(*modules: str) -> str | None:
 
 
 @contextmanager
-def launched(executable: str = CHROMIUM) -> Iterator[Any]:
+def launched(executable: str = CHROMIUM, launch_timeout: float | None = None) -> Iterator[Any]:
     """Headless Chromium for the calling (worker) thread, closed on the way out whatever happened.
-    *executable* may be a wrapper script (test_netns_browser runs Chromium inside a network namespace)."""
+    *executable* may be a wrapper script (test_netns_browser runs Chromium inside a network namespace,
+    with a longer *launch_timeout* in ms)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
+        extra = {} if launch_timeout is None else {"timeout": launch_timeout}
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS, **extra)
         try:
             yield browser
         finally:
@@ -106,10 +108,12 @@ def wait_for(condition: Any, timeout: float = 10.0) -> Any:
         time.sleep(0.05)
 
 
-def log_in(page: Any, base: str, account: str, password: str) -> None:
-    """Log in on the portal's form (its fields are named account and password) and land on the device list."""
-    page.goto(base + "/#/login")
-    page.wait_for_selector("#login-form")
+def log_in(page: Any, base: str, account: str, password: str, timeout: float | None = None) -> None:
+    """Log in on the portal's form (its fields are named account and password) and land on the device list;
+    *timeout* (ms) for the page's first load, where the network is slow (test_netns_browser)."""
+    extra = {} if timeout is None else {"timeout": timeout}
+    page.goto(base + "/#/login", **extra)
+    page.wait_for_selector("#login-form", **extra)
     page.fill("#login-form [name=account]", account)
     page.fill("#login-form [name=password]", password)
     page.click("#login-form button[type=submit]")

@@ -32,6 +32,8 @@ CHROMIUM = "/usr/bin/chromium"
 #: The house's launch arguments (AGENTS rules): no sandbox (containers), no GPU, nothing fetched in the background.
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
+#: For the pages that play sound (a muted video plays without it): the live and playback test pages.
+AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
 
 
 def missing_browser(*modules: str) -> str | None:
@@ -48,26 +50,26 @@ def missing_browser(*modules: str) -> str | None:
 
 
 @contextmanager
-def launched(executable: str = CHROMIUM, launch_timeout: float | None = None) -> Iterator[Any]:
+def launched(*extra_args: str, executable: str = CHROMIUM, launch_timeout: float | None = None) -> Iterator[Any]:
     """Headless Chromium for the calling (worker) thread, closed on the way out whatever happened.
     *executable* may be a wrapper script (test_netns_browser runs Chromium inside a network namespace,
-    with a longer *launch_timeout* in ms)."""
+    with a longer *launch_timeout* in ms); *extra_args* go after ARGS (e.g. AUTOPLAY)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         extra = {} if launch_timeout is None else {"timeout": launch_timeout}
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS, **extra)
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=[*ARGS, *extra_args], **extra)
         try:
             yield browser
         finally:
             browser.close()
 
 
-def run_in_browser(script: Callable[[Any], Any], executable: str = CHROMIUM) -> Deferred[Any]:
+def run_in_browser(script: Callable[[Any], Any]) -> Deferred[Any]:
     """Run *script(browser)* in a worker thread against headless Chromium; its result, or its exception."""
 
     def run() -> Any:
-        with launched(executable) as browser:
+        with launched() as browser:
             return script(browser)
 
     return threads.deferToThread(run)

@@ -2,8 +2,9 @@
 Chromium (/usr/bin/chromium, headless) driven by Playwright for Python's synchronous API in a worker thread
 (deferToThread), so that Trial's reactor goes on serving the pages, the API and the video while a script
 clicks.  One place for the launch arguments, the skip reasons, the errors a page may not have, the
-screenshots folder, the portal's login form and the web-role platform with its simulated cameras, so that
-each test module says only what it checks.
+screenshots folder, the portal's login form, the platforms the portal runs on (PortalPlatform for its
+pages, start_live_portal with the video roles) and the test pages of their own that serve the player
+(put_test_page, LivePage), so that each test module says only what it checks.
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor, threads
 from twisted.internet.defer import Deferred
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web import resource, static
 
 from globaleye.device.protocol import messages as m
+from globaleye.platform.config import parse_config
 from globaleye.platform.tap import PlatformService
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
 from globaleye.testing import platform_config, start_platform
 from globaleye.users.accounts import RecordingSmsSender
-from tests.util import http_client, until
+from globaleye.web.live import LiveUnavailable, LiveVideo, write_problem
+from tests.util import PROXY_DEV, PROXY_MOBILE, ProxyHarness, http_client, until
 
 CHROMIUM = "/usr/bin/chromium"
 #: The house's launch arguments (AGENTS rules): no sandbox (containers), no GPU, nothing fetched in the background.
@@ -34,6 +39,10 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 #: For the pages that play sound (a muted video plays without it): the live and playback test pages.
 AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
+#: The portal's player module, served by the test pages of their own (test_web_live, test_web_playback...).
+PLAYER = Path(__file__).resolve().parents[1] / "globaleye" / "web" / "static" / "js" / "player.js"
+#: The portal's Content-Security-Policy (no inline script), which those test pages carry too.
+CSP = b"default-src 'self'; script-src 'self'; media-src 'self' blob:; style-src 'self'; object-src 'none'"
 
 
 def missing_browser(*modules: str) -> str | None:
@@ -57,8 +66,8 @@ def launched(*extra_args: str, executable: str = CHROMIUM, launch_timeout: float
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        extra = {} if launch_timeout is None else {"timeout": launch_timeout}
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=[*ARGS, *extra_args], **extra)
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=[*ARGS, *extra_args],
+                                             timeout=launch_timeout)
         try:
             yield browser
         finally:
@@ -113,13 +122,68 @@ def wait_for(condition: Any, timeout: float = 10.0) -> Any:
 def log_in(page: Any, base: str, account: str, password: str, timeout: float | None = None) -> None:
     """Log in on the portal's form (its fields are named account and password) and land on the device list;
     *timeout* (ms) for the page's first load, where the network is slow (test_netns_browser)."""
-    extra = {} if timeout is None else {"timeout": timeout}
-    page.goto(base + "/#/login", **extra)
-    page.wait_for_selector("#login-form", **extra)
+    page.goto(base + "/#/login", timeout=timeout)  # None: Playwright's default
+    page.wait_for_selector("#login-form", timeout=timeout)
     page.fill("#login-form [name=account]", account)
     page.fill("#login-form [name=password]", password)
     page.click("#login-form button[type=submit]")
     page.wait_for_url("**/#/devices")
+
+
+class Bytes(resource.Resource):
+    """A test page's own file (its HTML, its script), served with the portal's CSP."""
+
+    isLeaf = True
+
+    def __init__(self, body: bytes, kind: bytes) -> None:
+        super().__init__()
+        self.body, self.kind = body, kind
+
+    def render_GET(self, request: Any) -> bytes:  # noqa: N802
+        request.setHeader(b"content-type", self.kind)
+        request.setHeader(b"content-security-policy", CSP)
+        return self.body
+
+
+def put_test_page(root: resource.Resource, page: bytes, page_js: bytes) -> None:
+    """A test page of its own under *root*: ``/`` its HTML, ``/page.js`` its script, ``/js/player.js`` the
+    portal's player, all with the portal's CSP but the player (a static file, as the portal serves it)."""
+    root.putChild(b"", Bytes(page, b"text/html; charset=utf-8"))
+    root.putChild(b"page.js", Bytes(page_js, b"text/javascript"))
+    js = resource.Resource()
+    js.putChild(b"player.js", static.File(str(PLAYER), defaultType="text/javascript"))
+    root.putChild(b"js", js)
+
+
+async def start_live_portal(case: TestCase, cameras: dict[str, dict[str, Any]]) -> tuple[ProxyHarness, str]:
+    """The platform with the portal and the video roles (gateway, http, turn, rtsp, web) and simulated
+    *cameras* (tests.util.ProxyHarness: PROXY_MOBILE's, password PROXY_PASSWORD); and the portal's address."""
+    harness = ProxyHarness(case)
+    harness.config = parse_config(platform_config(
+        "gateway, http, turn, rtsp, web", public_host=None, cms_password=None, turn={"relay_ports": "53000-53999"},
+        rtsp="linger = 0.5\nudp_timeout = 5\nconnect_timeout = 2"))
+    await harness.start(cameras)
+    return harness, f"http://127.0.0.1:{harness.platform.port_of('web')}"
+
+
+class LivePage(resource.Resource):
+    """The live view's stream for a test page of its own: the account fixed (PROXY_MOBILE), the camera
+    ``?dev=`` (PROXY_DEV by default) and ``?stream=`` (1, the main one); a refusal as problem+json."""
+
+    isLeaf = True
+
+    def __init__(self, live: LiveVideo) -> None:
+        super().__init__()
+        self.live = live
+
+    def render_GET(self, request: Any) -> Any:  # noqa: N802
+        dev = (request.args.get(b"dev") or [b""])[0].decode() or PROXY_DEV
+        stream = int((request.args.get(b"stream") or [b"1"])[0])
+        try:
+            return self.live.render(request, PROXY_MOBILE, dev, 0, stream)
+        except LiveUnavailable as e:
+            write_problem(request, e)
+            return b""
 
 
 class PortalPlatform(TestCase):
@@ -132,7 +196,7 @@ class PortalPlatform(TestCase):
         """Skip without a browser (or *modules*); else start the platform."""
         reason = missing_browser(*modules)
         if reason:
-            raise self.skipException(reason)
+            raise SkipTest(reason)
         config = platform_config("gateway, http, group, web", gateway=gateway or {"command_timeout": 2},
                                  soap={"sms_interval": 0.01, **(soap or {})})
         self.platform: PlatformService = start_platform(self, config, reactor)
@@ -175,10 +239,10 @@ class PortalPlatform(TestCase):
         await (await http.post(base + "/accounts", json={"account": account, "password": password,
                                                          "smsCode": self.sms.last_code(account)})).content()
         login = await http.post(base + "/session", json={"account": account, "password": password})
-        token = (await login.json())["csrfToken"]
+        headers: dict[bytes | str, bytes | str] = {"X-CSRF-Token": (await login.json())["csrfToken"]}
         cookie = login.cookies()["ge_session"]
         for dev_id in cameras:
             added = await http.post(base + "/devices", json={"devId": dev_id, "devKey": device_key("test", dev_id)},
-                                    headers={"X-CSRF-Token": token}, cookies={"ge_session": cookie})
+                                    headers=headers, cookies={"ge_session": cookie})
             self.assertEqual(added.code, 201)
             await added.content()

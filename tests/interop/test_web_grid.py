@@ -22,8 +22,15 @@ from twisted.internet import reactor
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.browser import PageErrors, launched, log_in, missing_browser, screenshots
-from tests.util import FFMPEG, FFPROBE, ProxyHarness, http_client, run, until
+from tests.browser import (
+    PageErrors,
+    launched,
+    log_in,
+    missing_browser,
+    screenshots,
+    start_live_portal,
+)
+from tests.util import FFMPEG, FFPROBE, http_client, run, until
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_MOBILE as MOBILE
 from tests.util import PROXY_PASSWORD as PASSWORD
@@ -153,15 +160,7 @@ class WebGridTests(TestCase):
             raise SkipTest(reason)
         if FFPROBE is None:
             raise SkipTest("ffprobe not installed")
-        from globaleye.platform.config import parse_config
-        from globaleye.testing import platform_config
-
-        self.h = ProxyHarness(self)
-        self.h.config = parse_config(platform_config(
-            "gateway, http, turn, rtsp, web", public_host=None, cms_password=None, turn={"relay_ports": "53000-53999"},
-            rtsp="linger = 0.5\nudp_timeout = 5\nconnect_timeout = 2"))
-        await self.h.start({dev: {} for dev in [*CAMERAS, LATE]})
-        self.base = f"http://127.0.0.1:{self.h.platform.port_of('web')}"
+        self.h, self.base = await start_live_portal(self, {dev: {} for dev in [*CAMERAS, LATE]})
 
     async def stop_camera(self) -> None:
         self.h.cameras[LATE].stop()

@@ -11,8 +11,8 @@ from typing import Any
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.browser import launched, missing_browser
-from tests.util import FFMPEG, FFPROBE, ProxyHarness, http_client, run
+from tests.browser import launched, missing_browser, start_live_portal
+from tests.util import FFMPEG, FFPROBE, http_client, run
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_MOBILE as MOBILE
 from tests.util import PROXY_OTHER_DEV as OTHER_DEV
@@ -75,15 +75,7 @@ class WebHlsTests(TestCase):
     async def setUp(self) -> None:  # type: ignore[override]
         if FFMPEG is None or FFPROBE is None:
             raise SkipTest("ffmpeg/ffprobe not installed")
-        from globaleye.platform.config import parse_config
-        from globaleye.testing import platform_config
-
-        self.h = ProxyHarness(self)
-        self.h.config = parse_config(platform_config(
-            "gateway, http, turn, rtsp, web", public_host=None, cms_password=None, turn={"relay_ports": "53000-53999"},
-            rtsp="linger = 0.5\nudp_timeout = 5\nconnect_timeout = 2"))
-        await self.h.start({DEV: {}, OTHER_DEV: {}})
-        self.base = f"http://127.0.0.1:{self.h.platform.port_of('web')}"
+        self.h, self.base = await start_live_portal(self, {DEV: {}, OTHER_DEV: {}})
         http = http_client()
         login = await http.post(self.base + "/api/v1/session", json={"account": MOBILE, "password": PASSWORD})
         self.assertEqual(login.code, 200)

@@ -18,12 +18,19 @@ from typing import Any
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.browser import PageErrors, launched, log_in, missing_browser, screenshots
+from tests.browser import (
+    PageErrors,
+    launched,
+    log_in,
+    missing_browser,
+    screenshots,
+    start_live_portal,
+)
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_MOBILE as MOBILE
 from tests.util import PROXY_OTHER_DEV as OTHER_DEV
 from tests.util import PROXY_PASSWORD as PASSWORD
-from tests.util import ProxyHarness, http_client, until
+from tests.util import http_client, until
 
 
 def watch_in_portal(base: str) -> dict[str, Any]:
@@ -84,15 +91,7 @@ class WebLivePortalTests(TestCase):
     async def setUp(self) -> None:  # type: ignore[override]
         if importlib.util.find_spec("globaleye.web.site") is None:
             raise SkipTest("the web role (issue 11) is not in this tree")
-        from globaleye.platform.config import parse_config
-        from globaleye.testing import platform_config
-
-        self.h = ProxyHarness(self)
-        self.h.config = parse_config(platform_config(
-            "gateway, http, turn, rtsp, web", public_host=None, cms_password=None, turn={"relay_ports": "53000-53999"},
-            rtsp="linger = 0.5\nudp_timeout = 5\nconnect_timeout = 2"))
-        await self.h.start({DEV: {}, OTHER_DEV: {}})
-        self.base = f"http://127.0.0.1:{self.h.platform.port_of('web')}"
+        self.h, self.base = await start_live_portal(self, {DEV: {}, OTHER_DEV: {}})
 
     async def session(self) -> dict[str, str]:
         http = http_client()

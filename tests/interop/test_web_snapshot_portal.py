@@ -13,12 +13,12 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from globaleye.sim.media.pattern import SUB_SIZE
-from tests.browser import PageErrors, launched, log_in, screenshots
+from tests.browser import PageErrors, launched, log_in, screenshots, start_live_portal
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_MOBILE as MOBILE
 from tests.util import PROXY_OTHER_DEV as OTHER_DEV
 from tests.util import PROXY_PASSWORD as PASSWORD
-from tests.util import ProxyHarness, until
+from tests.util import until
 
 SECOND = "81300000013"
 
@@ -61,15 +61,7 @@ class WebSnapshotPortalTests(TestCase):
     timeout = 90
 
     async def setUp(self) -> None:  # type: ignore[override]
-        from globaleye.platform.config import parse_config
-        from globaleye.testing import platform_config
-
-        self.h = ProxyHarness(self)
-        self.h.config = parse_config(platform_config(
-            "gateway, http, turn, rtsp, web", public_host=None, cms_password=None, turn={"relay_ports": "53000-53999"},
-            rtsp="linger = 0.5\nudp_timeout = 5\nconnect_timeout = 2"))
-        await self.h.start({DEV: {}, SECOND: {}, OTHER_DEV: {}})
-        self.base = f"http://127.0.0.1:{self.h.platform.port_of('web')}"
+        self.h, self.base = await start_live_portal(self, {DEV: {}, SECOND: {}, OTHER_DEV: {}})
 
     async def test_the_device_list_shows_the_online_cameras_picture(self) -> None:
         self.h.cameras[SECOND].stop()

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -545,3 +546,34 @@ class CameraCase(TestCase):
 def ffprobe_streams(result: Result) -> list[dict[str, Any]]:
     return json.loads(result.out)["streams"]
 
+
+class StreamReader(protocol.Protocol):
+    """An HTTP body reader that keeps what it got and when, and can hang up."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.arrivals: list[float] = []
+        self.done: defer.Deferred[None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self.data += data
+        self.arrivals.append(reactor.seconds())
+
+    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+        self.done.callback(None)
+
+    def close(self) -> None:
+        self.transport.stopProducing()
+
+
+def top_boxes(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The whole top-level boxes at the start of *data* (a cut-off last one is left out)."""
+    out = []
+    pos = 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack_from("!I4s", data, pos)
+        if size < 8 or pos + size > len(data):
+            break
+        out.append((kind, data[pos + 8:pos + size]))
+        pos += size
+    return out

@@ -38,9 +38,7 @@ Playwright (and miniupnpd/nft for the UPnP case).  See docs/netns-tests.md.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -54,6 +52,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.store import Account, Binding
 from globaleye.store.sqlite import SQLiteStore
+from tests.browser import CHROMIUM, PageErrors, launched, log_in, missing_browser
 from tests.netns import (
     CAMERA_IP,
     OPS_TOKEN,
@@ -71,9 +70,6 @@ from tests.netns import (
 
 DEV = "81300000001"
 ACCOUNT, PASSWORD = "13300000001", "netns-browser-secret"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 PORTAL = f"http://{PLATFORM_IP}:{PLATFORM_PORTS['web']}"
 STATUS = f"http://{PLATFORM_IP}:{PLATFORM_PORTS['http']}/status/streams"
 STATUS_GET = ("import sys, urllib.request\n"
@@ -92,46 +88,33 @@ def watch_in_phone(wrapper: Path, status: Any) -> dict[str, Any]:
     Runs in a worker thread (Playwright's sync API).  *status()* is called, from this
     thread, while the video still plays: it returns the platform's ``/status/streams``.
     """
-    from playwright.sync_api import sync_playwright
-
     out: dict[str, Any] = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(wrapper), headless=True, args=ARGS, timeout=30000)
+    with launched(executable=str(wrapper), launch_timeout=30000) as browser:
+        page = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844}).new_page()
+        errors = PageErrors(page)
+        log_in(page, PORTAL, ACCOUNT, PASSWORD, timeout=15000)
+        page.wait_for_selector(f"li[data-dev-id='{DEV}'] a", timeout=15000)
+        clicked = time.monotonic()
+        page.click(f"li[data-dev-id='{DEV}'] a")
+        page.wait_for_function("() => { const v = document.getElementById('live');"
+                               " return v && v.getVideoPlaybackQuality().totalVideoFrames > 0; }",
+                               timeout=FIRST_PICTURE_TIMEOUT_MS)
+        out["first_picture_s"] = time.monotonic() - clicked
+        out["t0"] = page.evaluate("document.getElementById('live').currentTime")
         try:
-            page = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844}).new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error"
-                    and not m.text.startswith("Failed to load resource") else None)
-            page.goto(PORTAL + "/", timeout=15000)
-            page.wait_for_selector("#login-form", timeout=15000)
-            page.fill("#login-form [name=account]", ACCOUNT)
-            page.fill("#login-form [name=password]", PASSWORD)
-            page.click("#login-form button[type=submit]")
-            page.wait_for_selector(f"li[data-dev-id='{DEV}'] a", timeout=15000)
-            clicked = time.monotonic()
-            page.click(f"li[data-dev-id='{DEV}'] a")
-            page.wait_for_function("() => { const v = document.getElementById('live');"
-                                   " return v && v.getVideoPlaybackQuality().totalVideoFrames > 0; }",
-                                   timeout=FIRST_PICTURE_TIMEOUT_MS)
-            out["first_picture_s"] = time.monotonic() - clicked
-            out["t0"] = page.evaluate("document.getElementById('live').currentTime")
-            try:
-                page.wait_for_function("() => document.getElementById('live')"
-                                       ".getVideoPlaybackQuality().totalVideoFrames > 50", timeout=FRAMES_TIMEOUT_MS)
-                out["frames_50_after_s"] = time.monotonic() - clicked
-            except Exception as e:
-                out["frames_50_error"] = str(e)
-            out["status"] = status()  # while the browser still watches
-            page.wait_for_timeout(500)
-            out.update(page.evaluate("(() => { const v = document.getElementById('live');"
-                                     " const q = v.getVideoPlaybackQuality();"
-                                     " return {t: v.currentTime, frames: q.totalVideoFrames, w: v.videoWidth,"
-                                     " h: v.videoHeight, state: document.getElementById('live-state').dataset.state};"
-                                     " })()"))
-            out["errors"] = errors
-        finally:
-            browser.close()
+            page.wait_for_function("() => document.getElementById('live')"
+                                   ".getVideoPlaybackQuality().totalVideoFrames > 50", timeout=FRAMES_TIMEOUT_MS)
+            out["frames_50_after_s"] = time.monotonic() - clicked
+        except Exception as e:
+            out["frames_50_error"] = str(e)
+        out["status"] = status()  # while the browser still watches
+        page.wait_for_timeout(500)
+        out.update(page.evaluate("(() => { const v = document.getElementById('live');"
+                                 " const q = v.getVideoPlaybackQuality();"
+                                 " return {t: v.currentTime, frames: q.totalVideoFrames, w: v.videoWidth,"
+                                 " h: v.videoHeight, state: document.getElementById('live-state').dataset.state};"
+                                 " })()"))
+        out["errors"] = errors
     return out
 
 
@@ -141,11 +124,7 @@ class NetnsBrowserTests(TestCase):
     timeout = 90
 
     async def up(self, *, stun: bool = False, **lab: bool) -> None:
-        reason = await missing_prerequisites(need_miniupnpd=lab.get("upnp_igd", False))
-        if reason is None and not os.access(CHROMIUM, os.X_OK):
-            reason = f"{CHROMIUM} not installed (apt-get install -y chromium)"
-        if reason is None and importlib.util.find_spec("playwright") is None:
-            reason = "Playwright for Python not installed (pip install playwright)"
+        reason = await missing_prerequisites(need_miniupnpd=lab.get("upnp_igd", False)) or missing_browser()
         if reason is not None:
             raise SkipTest(reason)
         self.workdir = Path(self.mktemp()).resolve()

@@ -10,20 +10,9 @@ log) to be read, not hidden.
 
 from __future__ import annotations
 
-import random
-import shutil
 from typing import Any
 
-from twisted.internet import reactor, threads
-from twisted.trial.unittest import SkipTest, TestCase
-
-from globaleye.platform.tap import PlatformService
-from globaleye.sim.camera import SimulatedCamera, Timing, device_key
-from globaleye.sim.state import CameraState
-from globaleye.testing import platform_config, start_platform
-from globaleye.users.accounts import RecordingSmsSender
-from tests.interop.test_web_portal import ARGS, CHROMIUM, wait_for
-from tests.util import http_client, until
+from tests.browser import PortalPlatform, log_in, run_in_browser, wait_for
 
 OWNER, PASSWORD = "13300000501", "correct horse"
 CAMERA = "81100000501"
@@ -45,75 +34,13 @@ def audit(page: Any, name: str, found: dict[str, list[dict[str, Any]]]) -> None:
         print(f"a11y {name}: to review: {v['impact']} {v['id']}: {v['help']} {[n['target'] for n in v['nodes']][:5]}")
 
 
-class WebA11yTests(TestCase):
+class WebA11yTests(PortalPlatform):
     timeout = 240
 
     async def setUp(self) -> None:  # type: ignore[override]
-        try:
-            import axe_playwright_python  # noqa: F401
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            raise SkipTest("Playwright and axe-playwright-python are not installed (pip install -e .[test])") from None
-        if not shutil.which(CHROMIUM):
-            raise SkipTest(f"{CHROMIUM} not installed (apt-get install -y chromium)")
-        config = platform_config("gateway, http, group, web", gateway={"command_timeout": 2},
-                                 soap={"sms_interval": 0.01})
-        self.platform: PlatformService = start_platform(self, config, reactor)
-        self.sms = RecordingSmsSender()
-        self.platform.accounts.sms_sender = self.sms
-        self.base = f"http://127.0.0.1:{self.platform.port_of('web')}"
+        await self.start_portal("axe_playwright_python")
         self.camera = await self.start_camera(CAMERA)
-        await self.sign_up(OWNER, CAMERA)
-
-    async def start_camera(self, dev_id: str) -> SimulatedCamera:
-        base = f"http://127.0.0.1:{self.platform.port_of('http')}"
-        camera = SimulatedCamera(
-            CameraState.for_device(dev_id, device_key("test", dev_id), rtsp_local_port=8554), reactor,
-            register_url=base + "/register", timing=Timing(backoff_initial=0.05, backoff_max=0.2),
-            rng=random.Random(1), http=http_client())
-        camera.start()
-        self.addCleanup(camera.stop)
-        await camera.went_online
-        await until(lambda: self.platform.gateway.is_online(dev_id))
-        while await self.platform.store.get_ability(dev_id) is None:
-            await until(lambda: True, step=0.02)
-        return camera
-
-    async def sign_up(self, account: str, *cameras: str) -> None:
-        http = http_client()
-        base = self.base + "/api/v1"
-        await (await http.post(base + "/sms-codes", json={"account": account})).content()
-        await (await http.post(base + "/accounts", json={"account": account, "password": PASSWORD,
-                                                         "smsCode": self.sms.last_code(account)})).content()
-        login = await http.post(base + "/session", json={"account": account, "password": PASSWORD})
-        token = (await login.json())["csrfToken"]
-        cookie = login.cookies()["ge_session"]
-        for dev_id in cameras:
-            added = await http.post(base + "/devices", json={"devId": dev_id, "devKey": device_key("test", dev_id)},
-                                    headers={"X-CSRF-Token": token}, cookies={"ge_session": cookie})
-            self.assertEqual(added.code, 201)
-            await added.content()
-
-    def browse(self, script: Any) -> Any:
-        def run() -> Any:
-            from playwright.sync_api import sync_playwright
-
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-                try:
-                    return script(browser)
-                finally:
-                    browser.close()
-
-        return threads.deferToThread(run)
-
-    def log_in(self, page: Any) -> None:
-        page.goto(self.base + "/#/login")
-        page.wait_for_selector("#login-form")
-        page.locator("#login-form input[name=account]").fill(OWNER)
-        page.locator("#login-form input[name=password]").fill(PASSWORD)
-        page.click("#login-form button[type=submit]")
-        page.wait_for_url("**/#/devices")
+        await self.sign_up(OWNER, PASSWORD, CAMERA)
 
     async def test_no_serious_or_critical_violation_on_the_main_pages(self) -> None:
         base = self.base
@@ -144,7 +71,7 @@ class WebA11yTests(TestCase):
             page.goto(base + "/#/signup")
             page.wait_for_selector("form")
             audit(page, "sign-up", found)
-            self.log_in(page)
+            log_in(page, base, OWNER, PASSWORD)
             page.wait_for_selector(f"li[data-dev-id='{CAMERA}']")
             audit(page, "devices", found)
             for name, hash_, ready in (
@@ -173,7 +100,7 @@ class WebA11yTests(TestCase):
             context.close()
             return found
 
-        found = await self.browse(script)
+        found = await run_in_browser(script)
         blocking = {}
         for name, violations in found.items():
             for v in violations:
@@ -244,7 +171,7 @@ class WebA11yTests(TestCase):
             context.close()
             return seen
 
-        seen = await self.browse(script)
+        seen = await run_in_browser(script)
         login = [item for item in seen["order"] if item in ("account", "password", "submit")]
         self.assertEqual(login[:3], ["account", "password", "submit"], seen["order"])
         self.assertEqual(seen["focus_after_login"], "view")

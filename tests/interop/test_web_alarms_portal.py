@@ -14,26 +14,15 @@ the camera's alarm on the reactor thread (blockingCallFromThread) and times its 
 from __future__ import annotations
 
 import os
-import random
-import shutil
 import time
 from typing import Any
 
 from twisted.internet import reactor, threads
 from twisted.internet.defer import Deferred
-from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.device.protocol import messages as m
-from globaleye.platform.tap import PlatformService
-from globaleye.sim.camera import SimulatedCamera, Timing, device_key
-from globaleye.sim.state import CameraState
-from globaleye.testing import platform_config, start_platform
-from globaleye.users.accounts import RecordingSmsSender
-from tests.util import http_client, until
+from tests.browser import PageErrors, PortalPlatform, log_in, run_in_browser, screenshots
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 OWNER, STRANGER, PASSWORD = "13300000301", "13300000302", "correct horse"
 CAMERA, THEIRS = "81100000301", "81100000302"
 
@@ -53,56 +42,12 @@ RECORD_NOTIFICATIONS = """
 """
 
 
-def screenshots() -> str:
-    folder = os.path.abspath("screenshots")
-    os.makedirs(folder, exist_ok=True)
-    return folder
-
-
-class WebAlarmsPortalTests(TestCase):
+class WebAlarmsPortalTests(PortalPlatform):
     timeout = 120
 
     async def setUp(self) -> None:  # type: ignore[override]
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            raise SkipTest("Playwright for Python is not installed (pip install playwright)") from None
-        if not shutil.which(CHROMIUM):
-            raise SkipTest(f"{CHROMIUM} not installed (apt-get install -y chromium)")
-        config = platform_config("gateway, http, group, web", gateway={"command_timeout": 2},
-                                 soap={"sms_interval": 0.01})
-        self.platform: PlatformService = start_platform(self, config, reactor)
-        self.sms = RecordingSmsSender()
-        self.platform.accounts.sms_sender = self.sms
-        self.base = f"http://127.0.0.1:{self.platform.port_of('web')}"
-        self.cameras = {dev_id: await self.camera(dev_id) for dev_id in (CAMERA, THEIRS)}
-
-    async def camera(self, dev_id: str) -> SimulatedCamera:
-        base = f"http://127.0.0.1:{self.platform.port_of('http')}"
-        camera = SimulatedCamera(
-            CameraState.for_device(dev_id, device_key("test", dev_id), rtsp_local_port=8554), reactor,
-            register_url=base + "/register", timing=Timing(backoff_initial=0.05, backoff_max=0.2),
-            rng=random.Random(1), http=http_client())
-        camera.start()
-        self.addCleanup(camera.stop)
-        await camera.went_online
-        await until(lambda: self.platform.gateway.is_online(dev_id))
-        return camera
-
-    async def sign_up(self, account: str, *cameras: str) -> None:
-        http = http_client()
-        base = self.base + "/api/v1"
-        await (await http.post(base + "/sms-codes", json={"account": account})).content()
-        await (await http.post(base + "/accounts", json={"account": account, "password": PASSWORD,
-                                                         "smsCode": self.sms.last_code(account)})).content()
-        login = await http.post(base + "/session", json={"account": account, "password": PASSWORD})
-        token = (await login.json())["csrfToken"]
-        cookie = login.cookies()["ge_session"]
-        for dev_id in cameras:
-            added = await http.post(base + "/devices", json={"devId": dev_id, "devKey": device_key("test", dev_id)},
-                                    headers={"X-CSRF-Token": token}, cookies={"ge_session": cookie})
-            self.assertEqual(added.code, 201)
-            await added.content()
+        await self.start_portal()
+        self.cameras = {dev_id: await self.start_camera(dev_id, ability=False) for dev_id in (CAMERA, THEIRS)}
 
     def raise_alarm(self, dev_id: str, kind: int, text: str) -> float:
         """From the browser's thread: the camera reports an alarm now; the moment it was raised."""
@@ -113,22 +58,9 @@ class WebAlarmsPortalTests(TestCase):
         self.assertEqual(result, 0)
         return raised
 
-    def browse(self, script: Any) -> Any:
-        def run() -> Any:
-            from playwright.sync_api import sync_playwright
-
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-                try:
-                    return script(browser)
-                finally:
-                    browser.close()
-
-        return threads.deferToThread(run)
-
     async def test_alarm_shows_on_the_open_page_within_2_s(self) -> None:
-        await self.sign_up(OWNER, CAMERA)
-        await self.sign_up(STRANGER, THEIRS)
+        await self.sign_up(OWNER, PASSWORD, CAMERA)
+        await self.sign_up(STRANGER, PASSWORD, THEIRS)
         folder, base = screenshots(), self.base
 
         def script(browser: Any) -> dict[str, Any]:
@@ -136,17 +68,10 @@ class WebAlarmsPortalTests(TestCase):
             context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
             context.add_init_script(RECORD_NOTIFICATIONS)
             page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
             # Script errors and CSP refusals (not the 401 of the first GET /session, nor a missing favicon).
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and (
-                "Content Security Policy" in msg.text or "Uncaught" in msg.text) else None)
+            errors = PageErrors(page, ignore=lambda text: not ("Content Security Policy" in text or "Uncaught" in text))
 
-            page.goto(base + "/")
-            page.wait_for_url("**/#/login")
-            page.get_by_label("手机号码").fill(OWNER)
-            page.get_by_label("密码").fill(PASSWORD)
-            page.click("#login-form button[type=submit]")
+            log_in(page, base, OWNER, PASSWORD)
             page.wait_for_selector(f"li[data-dev-id='{CAMERA}']")
             page.wait_for_function("() => document.querySelector('#alarms-link') && "
                                    "!document.querySelector('#alarms-link').hidden")
@@ -208,7 +133,7 @@ class WebAlarmsPortalTests(TestCase):
             context.close()
             return seen
 
-        seen = await self.browse(script)
+        seen = await run_in_browser(script)
         self.assertTrue(seen["badge_hidden_at_first"])
         self.assertLess(seen["badge_seconds"], 2.0)
         self.assertEqual(seen["asked_on_load"], 0, "never asks for notifications on page load")

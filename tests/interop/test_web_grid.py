@@ -22,148 +22,133 @@ from twisted.internet import reactor
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.util import FFMPEG, FFPROBE, ProxyHarness, http_client, run, until
+from tests.browser import (
+    PageErrors,
+    launched,
+    log_in,
+    missing_browser,
+    screenshots,
+    start_live_portal,
+)
+from tests.util import FFMPEG, FFPROBE, http_client, run, until
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_MOBILE as MOBILE
 from tests.util import PROXY_PASSWORD as PASSWORD
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 CAMERAS = [DEV, *(f"813000000{n}" for n in range(13, 20))]  # 8: more than a browser's 6 connections
 LATE = "81300000020"  # the ninth camera, stopped before the 9-camera layout is opened
 
 FRAMES = "(() => [...document.querySelectorAll('#grid video')].map(v => v.getVideoPlaybackQuality().totalVideoFrames))()"
 
 
-def screenshots() -> str:
-    """``_trial_temp/screenshots`` (Trial runs in ``_trial_temp``)."""
-    folder = os.path.abspath("screenshots")
-    os.makedirs(folder, exist_ok=True)
-    return folder
-
-
 def in_browser(base: str, downloads: str, stop_camera: Any, stop_hub: Any) -> dict[str, Any]:
     """Drive the portal in Chromium (a worker thread); what was seen, for the test to check."""
-    from playwright.sync_api import sync_playwright
-
     out: dict[str, Any] = {}
     shots = screenshots()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900},
-                                          accept_downloads=True)
-            page = context.new_page()
-            errors: list[str] = []
-            requests: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error"
-                    and not m.text.startswith("Failed to load resource") else None)
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(base + "/")
-            page.wait_for_selector("#login-form")
-            page.fill("#login-form [name=account]", MOBILE)
-            page.fill("#login-form [name=password]", PASSWORD)
-            page.click("#login-form button[type=submit]")
-            page.wait_for_selector("#grid-link")
+    with launched() as browser:
+        context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900},
+                                      accept_downloads=True)
+        page = context.new_page()
+        requests: list[str] = []
+        errors = PageErrors(page)
+        page.on("request", lambda r: requests.append(r.url))
+        log_in(page, base, MOBILE, PASSWORD)
+        page.wait_for_selector("#grid-link")
 
-            # The 4-camera grid: every tile plays, over one request.
-            page.click("#grid-link")  # the default layout: 4
-            page.wait_for_selector("#grid.layout-4")
-            page.wait_for_function(f"() => {FRAMES}.length === 4 && {FRAMES}.every(n => n > 10)", timeout=20000)
-            first = page.evaluate(FRAMES)
-            page.wait_for_timeout(2000)
-            out["grid4_frames"] = [first, page.evaluate(FRAMES)]
-            out["grid4_streams"] = page.evaluate(
-                "[...document.querySelectorAll('#grid .tile')].map(t => [t.dataset.devId, t.dataset.stream,"
-                " t.dataset.state])")
-            out["grid4_sizes"] = page.evaluate(
-                "[...document.querySelectorAll('#grid video')].map(v => [v.videoWidth, v.videoHeight])")
-            out["mux_requests"] = [u for u in requests if "/live/mux.bin" in u]
-            out["live_mp4_requests"] = [u for u in requests if "/live.mp4" in u]
-            page.screenshot(path=os.path.join(shots, "grid-4.png"))
+        # The 4-camera grid: every tile plays, over one request.
+        page.click("#grid-link")  # the default layout: 4
+        page.wait_for_selector("#grid.layout-4")
+        page.wait_for_function(f"() => {FRAMES}.length === 4 && {FRAMES}.every(n => n > 10)", timeout=20000)
+        first = page.evaluate(FRAMES)
+        page.wait_for_timeout(2000)
+        out["grid4_frames"] = [first, page.evaluate(FRAMES)]
+        out["grid4_streams"] = page.evaluate(
+            "[...document.querySelectorAll('#grid .tile')].map(t => [t.dataset.devId, t.dataset.stream,"
+            " t.dataset.state])")
+        out["grid4_sizes"] = page.evaluate(
+            "[...document.querySelectorAll('#grid video')].map(v => [v.videoWidth, v.videoHeight])")
+        out["mux_requests"] = [u for u in requests if "/live/mux.bin" in u]
+        out["live_mp4_requests"] = [u for u in requests if "/live.mp4" in u]
+        page.screenshot(path=os.path.join(shots, "grid-4.png"))
 
-            # A tile opens its camera's page: mute, snapshot, local recording, main/sub.
-            page.click(f"#grid .tile[data-dev-id='{DEV}']")
-            page.wait_for_function("() => { const v = document.getElementById('live');"
-                                   " return v && v.getVideoPlaybackQuality().totalVideoFrames > 10; }", timeout=15000)
-            out["hash"] = page.evaluate("location.hash")
-            muted = [page.evaluate("document.getElementById('live').muted")]
-            page.click("#mute")
-            muted.append(page.evaluate("document.getElementById('live').muted"))
-            muted.append(page.get_attribute("#mute", "aria-pressed"))
-            page.click("#mute")
-            muted.append(page.evaluate("document.getElementById('live').muted"))
-            out["muted"] = muted
-            page.click("#fullscreen")
-            page.wait_for_function("() => document.fullscreenElement !== null", timeout=5000)
-            fullscreen = [page.evaluate("document.fullscreenElement.className"),
-                          page.get_attribute("#fullscreen", "aria-label")]
-            page.click("#fullscreen")
-            page.wait_for_function("() => document.fullscreenElement === null", timeout=5000)
-            out["fullscreen"] = [*fullscreen, page.get_attribute("#fullscreen", "aria-label")]
-            out["video_size"] = page.evaluate("[document.getElementById('live').videoWidth,"
-                                              " document.getElementById('live').videoHeight]")
-            with page.expect_download() as snap:
-                page.click("#snapshot")
-            out["snapshot_name"] = snap.value.suggested_filename
-            out["snapshot"] = os.path.join(downloads, "snapshot.jpg")
-            snap.value.save_as(out["snapshot"])
+        # A tile opens its camera's page: mute, snapshot, local recording, main/sub.
+        page.click(f"#grid .tile[data-dev-id='{DEV}']")
+        page.wait_for_function("() => { const v = document.getElementById('live');"
+                               " return v && v.getVideoPlaybackQuality().totalVideoFrames > 10; }", timeout=15000)
+        out["hash"] = page.evaluate("location.hash")
+        muted = [page.evaluate("document.getElementById('live').muted")]
+        page.click("#mute")
+        muted.append(page.evaluate("document.getElementById('live').muted"))
+        muted.append(page.get_attribute("#mute", "aria-pressed"))
+        page.click("#mute")
+        muted.append(page.evaluate("document.getElementById('live').muted"))
+        out["muted"] = muted
+        page.click("#fullscreen")
+        page.wait_for_function("() => document.fullscreenElement !== null", timeout=5000)
+        fullscreen = [page.evaluate("document.fullscreenElement.className"),
+                      page.get_attribute("#fullscreen", "aria-label")]
+        page.click("#fullscreen")
+        page.wait_for_function("() => document.fullscreenElement === null", timeout=5000)
+        out["fullscreen"] = [*fullscreen, page.get_attribute("#fullscreen", "aria-label")]
+        out["video_size"] = page.evaluate("[document.getElementById('live').videoWidth,"
+                                          " document.getElementById('live').videoHeight]")
+        with page.expect_download() as snap:
+            page.click("#snapshot")
+        out["snapshot_name"] = snap.value.suggested_filename
+        out["snapshot"] = os.path.join(downloads, "snapshot.jpg")
+        snap.value.save_as(out["snapshot"])
+        page.click("#record")
+        started = time.monotonic()
+        page.wait_for_timeout(3000)
+        out["record_time"] = page.text_content("#record-time")
+        page.screenshot(path=os.path.join(shots, "device-controls.png"))
+        with page.expect_download() as rec:
             page.click("#record")
-            started = time.monotonic()
-            page.wait_for_timeout(3000)
-            out["record_time"] = page.text_content("#record-time")
-            page.screenshot(path=os.path.join(shots, "device-controls.png"))
-            with page.expect_download() as rec:
-                page.click("#record")
-            out["recorded_s"] = time.monotonic() - started
-            out["recording_name"] = rec.value.suggested_filename
-            out["recording"] = os.path.join(downloads, "recording.mp4")
-            rec.value.save_as(out["recording"])
-            page.click("button[data-stream='sub']")
-            page.wait_for_function("() => document.getElementById('live').videoWidth === 352", timeout=15000)
-            out["sub_size"] = page.evaluate("[document.getElementById('live').videoWidth,"
-                                            " document.getElementById('live').videoHeight]")
+        out["recorded_s"] = time.monotonic() - started
+        out["recording_name"] = rec.value.suggested_filename
+        out["recording"] = os.path.join(downloads, "recording.mp4")
+        rec.value.save_as(out["recording"])
+        page.click("button[data-stream='sub']")
+        page.wait_for_function("() => document.getElementById('live').videoWidth === 352", timeout=15000)
+        out["sub_size"] = page.evaluate("[document.getElementById('live').videoWidth,"
+                                        " document.getElementById('live').videoHeight]")
 
-            # The 9-camera layout with a camera gone offline: its placeholder, the others play.
-            blockingCallFromThread(reactor, stop_camera)
-            opened = time.monotonic()
-            page.goto(base + "/#/grid/9")
-            page.wait_for_selector("#grid.layout-9")
-            page.wait_for_function(f"() => {FRAMES}.length === 8 && {FRAMES}.every(n => n > 0)", timeout=30000)
-            out["grid9_first_pictures_s"] = round(time.monotonic() - opened, 2)
-            page.wait_for_function(f"() => {FRAMES}.length === 8 && {FRAMES}.every(n => n > 10)", timeout=30000)
-            out["grid9_states"] = page.evaluate(
-                "[...document.querySelectorAll('#grid .tile')].map(t => t.dataset.state)")
-            out["grid9_offline"] = page.evaluate(
-                "[...document.querySelectorAll('#grid .tile.offline')].map(t => [t.dataset.devId,"
-                " t.querySelector('.tile-offline').textContent, !!t.querySelector('video')])")
-            out["grid9_tiles"] = page.evaluate("document.querySelectorAll('#grid .tile').length")
-            page.screenshot(path=os.path.join(shots, "grid-9.png"))
-            # One camera's stream is lost: its tile says so, and the grid comes back by itself.
-            tile = f"#grid .tile[data-dev-id='{CAMERAS[1]}']"
-            blockingCallFromThread(reactor, stop_hub)
-            page.wait_for_selector(f"{tile}[data-state='error']", timeout=10000)
-            out["lost_text"] = page.text_content(f"{tile} .tile-state")
-            page.wait_for_function(f"() => {{ const t = document.querySelector(\"{tile}\");"
-                                   " return t && t.dataset.state === 'playing'"
-                                   " && t.querySelector('video').getVideoPlaybackQuality().totalVideoFrames > 5; }",
-                                   timeout=20000)
-            page.set_viewport_size({"width": 390, "height": 844})
-            page.screenshot(path=os.path.join(shots, "grid-9-phone.png"), full_page=True)
-            out["phone9_columns"] = page.evaluate(
-                "getComputedStyle(document.getElementById('grid')).gridTemplateColumns.split(' ').length")
-            page.click("[data-layout='4']")
-            page.wait_for_selector("#grid.layout-4")
-            page.wait_for_function(f"() => {FRAMES}.length === 4 && {FRAMES}.every(n => n > 5)", timeout=20000)
-            out["phone_columns"] = page.evaluate(
-                "getComputedStyle(document.getElementById('grid')).gridTemplateColumns.split(' ').length")
-            page.screenshot(path=os.path.join(shots, "grid-phone.png"), full_page=True)
-            out["mux_requests_total"] = len([u for u in requests if "/live/mux.bin" in u])
-            out["errors"] = errors
-        finally:
-            browser.close()
+        # The 9-camera layout with a camera gone offline: its placeholder, the others play.
+        blockingCallFromThread(reactor, stop_camera)
+        opened = time.monotonic()
+        page.goto(base + "/#/grid/9")
+        page.wait_for_selector("#grid.layout-9")
+        page.wait_for_function(f"() => {FRAMES}.length === 8 && {FRAMES}.every(n => n > 0)", timeout=30000)
+        out["grid9_first_pictures_s"] = round(time.monotonic() - opened, 2)
+        page.wait_for_function(f"() => {FRAMES}.length === 8 && {FRAMES}.every(n => n > 10)", timeout=30000)
+        out["grid9_states"] = page.evaluate(
+            "[...document.querySelectorAll('#grid .tile')].map(t => t.dataset.state)")
+        out["grid9_offline"] = page.evaluate(
+            "[...document.querySelectorAll('#grid .tile.offline')].map(t => [t.dataset.devId,"
+            " t.querySelector('.tile-offline').textContent, !!t.querySelector('video')])")
+        out["grid9_tiles"] = page.evaluate("document.querySelectorAll('#grid .tile').length")
+        page.screenshot(path=os.path.join(shots, "grid-9.png"))
+        # One camera's stream is lost: its tile says so, and the grid comes back by itself.
+        tile = f"#grid .tile[data-dev-id='{CAMERAS[1]}']"
+        blockingCallFromThread(reactor, stop_hub)
+        page.wait_for_selector(f"{tile}[data-state='error']", timeout=10000)
+        out["lost_text"] = page.text_content(f"{tile} .tile-state")
+        page.wait_for_function(f"() => {{ const t = document.querySelector(\"{tile}\");"
+                               " return t && t.dataset.state === 'playing'"
+                               " && t.querySelector('video').getVideoPlaybackQuality().totalVideoFrames > 5; }",
+                               timeout=20000)
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.screenshot(path=os.path.join(shots, "grid-9-phone.png"), full_page=True)
+        out["phone9_columns"] = page.evaluate(
+            "getComputedStyle(document.getElementById('grid')).gridTemplateColumns.split(' ').length")
+        page.click("[data-layout='4']")
+        page.wait_for_selector("#grid.layout-4")
+        page.wait_for_function(f"() => {FRAMES}.length === 4 && {FRAMES}.every(n => n > 5)", timeout=20000)
+        out["phone_columns"] = page.evaluate(
+            "getComputedStyle(document.getElementById('grid')).gridTemplateColumns.split(' ').length")
+        page.screenshot(path=os.path.join(shots, "grid-phone.png"), full_page=True)
+        out["mux_requests_total"] = len([u for u in requests if "/live/mux.bin" in u])
+        out["errors"] = errors
     return out
 
 
@@ -171,19 +156,11 @@ class WebGridTests(TestCase):
     timeout = 180
 
     async def setUp(self) -> None:  # type: ignore[override]
-        if not os.path.exists(CHROMIUM):
-            raise SkipTest("Chromium not installed")
+        if reason := missing_browser():
+            raise SkipTest(reason)
         if FFPROBE is None:
             raise SkipTest("ffprobe not installed")
-        from globaleye.platform.config import parse_config
-        from globaleye.testing import platform_config
-
-        self.h = ProxyHarness(self)
-        self.h.config = parse_config(platform_config(
-            "gateway, http, turn, rtsp, web", public_host=None, cms_password=None, turn={"relay_ports": "53000-53999"},
-            rtsp="linger = 0.5\nudp_timeout = 5\nconnect_timeout = 2"))
-        await self.h.start({dev: {} for dev in [*CAMERAS, LATE]})
-        self.base = f"http://127.0.0.1:{self.h.platform.port_of('web')}"
+        self.h, self.base = await start_live_portal(self, {dev: {} for dev in [*CAMERAS, LATE]})
 
     async def stop_camera(self) -> None:
         self.h.cameras[LATE].stop()

@@ -5,15 +5,14 @@ MSE does natively: the playlist, EXT-X-MAP, fMP4 segments, the cookie on every r
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.interop.test_web_live_portal import ARGS, CHROMIUM
-from tests.util import FFMPEG, FFPROBE, ProxyHarness, http_client, run
+from tests.browser import launched, missing_browser, start_live_portal
+from tests.util import FFMPEG, FFPROBE, http_client, run
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_MOBILE as MOBILE
 from tests.util import PROXY_OTHER_DEV as OTHER_DEV
@@ -23,56 +22,50 @@ from tests.util import PROXY_PASSWORD as PASSWORD
 def watch_without_mse(base: str) -> dict[str, Any]:
     """The portal in a Chromium with MediaSource and ManagedMediaSource taken away (an old
     iPhone's Safari): log in, open the camera, measure its <video> (in a worker thread)."""
-    from playwright.sync_api import sync_playwright
-
     out: dict[str, Any] = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with launched() as browser:
+        context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
+        context.add_init_script("delete window.MediaSource; delete window.ManagedMediaSource;")
+        page = context.new_page()
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        console: list[str] = []
+        page.on("console", lambda m: console.append(m.text))
+        out["console"] = console
+        failed: list[str] = []
+        page.on("response", lambda r: failed.append(f"{r.status} {r.url.split('/channels/')[-1]}")
+                if r.status >= 400 else None)
+        out["failed"] = failed
+        page.goto(base + "/")
+        out["mse"] = page.evaluate("typeof window.MediaSource + '/' + typeof window.ManagedMediaSource")
+        out["hls"] = page.evaluate("document.createElement('video').canPlayType('application/vnd.apple.mpegurl')")
+        page.wait_for_selector("#login-form")
+        page.fill("#login-form [name=account]", MOBILE)
+        page.fill("#login-form [name=password]", PASSWORD)
+        page.click("#login-form button[type=submit]")
+        page.wait_for_selector(f"li[data-dev-id='{DEV}'] a")
+        opened = time.monotonic()
+        page.click(f"li[data-dev-id='{DEV}'] a")
+        page.wait_for_selector("#live")
+        page.evaluate("(() => { const v = document.getElementById('live'); window.events = [];"
+                      " for (const e of ['loadedmetadata', 'playing', 'waiting', 'error', 'stalled', 'pause'])"
+                      "   v.addEventListener(e, () => window.events.push(e + '@' + v.currentTime.toFixed(2))); })()")
         try:
-            context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
-            context.add_init_script("delete window.MediaSource; delete window.ManagedMediaSource;")
-            page = context.new_page()
-            requests: list[str] = []
-            page.on("request", lambda r: requests.append(r.url))
-            console: list[str] = []
-            page.on("console", lambda m: console.append(m.text))
-            out["console"] = console
-            failed: list[str] = []
-            page.on("response", lambda r: failed.append(f"{r.status} {r.url.split('/channels/')[-1]}")
-                    if r.status >= 400 else None)
-            out["failed"] = failed
-            page.goto(base + "/")
-            out["mse"] = page.evaluate("typeof window.MediaSource + '/' + typeof window.ManagedMediaSource")
-            out["hls"] = page.evaluate("document.createElement('video').canPlayType('application/vnd.apple.mpegurl')")
-            page.wait_for_selector("#login-form")
-            page.fill("#login-form [name=account]", MOBILE)
-            page.fill("#login-form [name=password]", PASSWORD)
-            page.click("#login-form button[type=submit]")
-            page.wait_for_selector(f"li[data-dev-id='{DEV}'] a")
-            opened = time.monotonic()
-            page.click(f"li[data-dev-id='{DEV}'] a")
-            page.wait_for_selector("#live")
-            page.evaluate("(() => { const v = document.getElementById('live'); window.events = [];"
-                          " for (const e of ['loadedmetadata', 'playing', 'waiting', 'error', 'stalled', 'pause'])"
-                          "   v.addEventListener(e, () => window.events.push(e + '@' + v.currentTime.toFixed(2))); })()")
-            try:
-                page.wait_for_function("() => { const v = document.getElementById('live');"
-                                       " return v && v.getVideoPlaybackQuality().totalVideoFrames > 50; }",
-                                       timeout=20000)
-                out["frames_50_after_s"] = time.monotonic() - opened
-            except Exception as e:
-                out["frames_50_error"] = str(e)
-            t0 = page.evaluate("document.getElementById('live').currentTime")
-            page.wait_for_timeout(2000)
-            out.update(page.evaluate("(() => { const v = document.getElementById('live');"
-                                     " return {t: v.currentTime, frames: v.getVideoPlaybackQuality().totalVideoFrames,"
-                                     " src: v.currentSrc, w: v.videoWidth, error: v.error && v.error.message,"
-                                     " muted: v.muted, paused: v.paused, ready: v.readyState, events: window.events};"
-                                     " })()"))
-            out["t0"] = t0
-            out["hls_requests"] = sorted({r.split("?")[0].rsplit("/", 1)[1] for r in requests if "/channels/" in r})
-        finally:
-            browser.close()
+            page.wait_for_function("() => { const v = document.getElementById('live');"
+                                   " return v && v.getVideoPlaybackQuality().totalVideoFrames > 50; }",
+                                   timeout=20000)
+            out["frames_50_after_s"] = time.monotonic() - opened
+        except Exception as e:
+            out["frames_50_error"] = str(e)
+        t0 = page.evaluate("document.getElementById('live').currentTime")
+        page.wait_for_timeout(2000)
+        out.update(page.evaluate("(() => { const v = document.getElementById('live');"
+                                 " return {t: v.currentTime, frames: v.getVideoPlaybackQuality().totalVideoFrames,"
+                                 " src: v.currentSrc, w: v.videoWidth, error: v.error && v.error.message,"
+                                 " muted: v.muted, paused: v.paused, ready: v.readyState, events: window.events};"
+                                 " })()"))
+        out["t0"] = t0
+        out["hls_requests"] = sorted({r.split("?")[0].rsplit("/", 1)[1] for r in requests if "/channels/" in r})
     return out
 
 
@@ -82,15 +75,7 @@ class WebHlsTests(TestCase):
     async def setUp(self) -> None:  # type: ignore[override]
         if FFMPEG is None or FFPROBE is None:
             raise SkipTest("ffmpeg/ffprobe not installed")
-        from globaleye.platform.config import parse_config
-        from globaleye.testing import platform_config
-
-        self.h = ProxyHarness(self)
-        self.h.config = parse_config(platform_config(
-            "gateway, http, turn, rtsp, web", public_host=None, cms_password=None, turn={"relay_ports": "53000-53999"},
-            rtsp="linger = 0.5\nudp_timeout = 5\nconnect_timeout = 2"))
-        await self.h.start({DEV: {}, OTHER_DEV: {}})
-        self.base = f"http://127.0.0.1:{self.h.platform.port_of('web')}"
+        self.h, self.base = await start_live_portal(self, {DEV: {}, OTHER_DEV: {}})
         http = http_client()
         login = await http.post(self.base + "/api/v1/session", json={"account": MOBILE, "password": PASSWORD})
         self.assertEqual(login.code, 200)
@@ -164,8 +149,8 @@ class WebHlsTests(TestCase):
 
     async def test_chromium_without_mse_plays_hls(self) -> None:
         """The portal's player in a browser without MSE falls back to native HLS, and plays."""
-        if not os.path.exists(CHROMIUM):
-            raise SkipTest("Chromium not installed")
+        if reason := missing_browser():
+            raise SkipTest(reason)
         result = await deferToThread(watch_without_mse, self.base)
         print(f"\nportal without MSE (native HLS) in Chromium: {json.dumps(result)}")
         self.assertEqual(result["mse"], "undefined/undefined")

@@ -11,32 +11,39 @@ Playwright's synchronous API runs in a thread (deferToThread) while the reactor 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 import time
-from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, reactor
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
-from twisted.web import resource, static
+from twisted.web import resource
 
 from globaleye.guard.httpsite import LimitedSite
-from globaleye.web.live import FragmentFeed, LiveUnavailable, LiveVideo, write_problem
-from tests.util import FFMPEG, FFPROBE, ProxyHarness, http_client, run, until
+from globaleye.web.live import FragmentFeed, LiveVideo
+from tests.browser import (
+    AUTOPLAY,
+    LivePage,
+    PageErrors,
+    launched,
+    missing_browser,
+    put_test_page,
+)
+from tests.util import (
+    FFMPEG,
+    FFPROBE,
+    ProxyHarness,
+    StreamReader,
+    http_client,
+    run,
+    top_boxes,
+    until,
+)
 from tests.util import PROXY_DEV as DEV
-from tests.util import PROXY_MOBILE as MOBILE
 from tests.util import PROXY_OTHER_DEV as OTHER_DEV
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
-PLAYER = Path(__file__).resolve().parents[2] / "globaleye" / "web" / "static" / "js" / "player.js"
-CSP = b"default-src 'self'; script-src 'self'; media-src 'self' blob:; style-src 'self'; object-src 'none'"
 
 PAGE = b"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>live</title>
@@ -75,131 +82,79 @@ document.getElementById('play').addEventListener('click', () => {
 """
 
 
-class LivePage(resource.Resource):
-    isLeaf = True
-
-    def __init__(self, live: LiveVideo) -> None:
-        super().__init__()
-        self.live = live
-
-    def render_GET(self, request: Any) -> Any:  # noqa: N802
-        dev = (request.args.get(b"dev") or [b""])[0].decode() or DEV
-        stream = int((request.args.get(b"stream") or [b"1"])[0])
-        try:
-            return self.live.render(request, MOBILE, dev, 0, stream)
-        except LiveUnavailable as e:
-            write_problem(request, e)
-            return b""
-
-
-class Bytes(resource.Resource):
-    isLeaf = True
-
-    def __init__(self, body: bytes, kind: bytes) -> None:
-        super().__init__()
-        self.body, self.kind = body, kind
-
-    def render_GET(self, request: Any) -> bytes:  # noqa: N802
-        request.setHeader(b"content-type", self.kind)
-        request.setHeader(b"content-security-policy", CSP)
-        return self.body
-
-
 def browse(base: str, dev: str = "", hold: float = 0.0) -> dict[str, Any]:
     """Open the page in Chromium, click Play, and measure (in a worker thread)."""
-    from playwright.sync_api import sync_playwright
-
     out: dict[str, Any] = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.route("**/favicon.ico", lambda route: route.fulfill(status=204))
-            page.goto(base + "/" + (f"?dev={dev}" if dev else ""))
-            out["h264"] = page.evaluate("MediaSource.isTypeSupported('video/mp4; codecs=\"avc1.42E01E\"')")
-            clicked = time.monotonic()
-            page.click("#play")
-            if dev:  # an error is expected
-                page.wait_for_function("() => window.states.some(s => s.startsWith('error'))", timeout=15000)
-                out["states"] = page.evaluate("window.states")
-                return out
-            page.wait_for_function("() => window.firstFrameMs !== undefined", timeout=15000)
-            out["first_frame_ms"] = page.evaluate("window.firstFrameMs")
-            out["first_frame_wall_ms"] = (time.monotonic() - clicked) * 1000
-            t0 = page.evaluate("document.getElementById('v').currentTime")
-            try:
-                page.wait_for_function("() => document.getElementById('v').getVideoPlaybackQuality().totalVideoFrames > 50",
-                                       timeout=5000)
-                out["frames_50_after_s"] = time.monotonic() - clicked
-            except Exception as e:
-                out["frames_50_error"] = str(e)
-            page.wait_for_timeout(1000)
-            if hold:
-                page.wait_for_timeout(hold * 1000)
-            q = page.evaluate("(() => { const v = document.getElementById('v');"
-                              " const q = v.getVideoPlaybackQuality();"
-                              " const b = v.buffered;"
-                              " return {t: v.currentTime, frames: q.totalVideoFrames, dropped: q.droppedVideoFrames,"
-                              " w: v.videoWidth, h: v.videoHeight, error: v.error && v.error.message,"
-                              " buffered: b.length ? b.end(b.length - 1) - v.currentTime : null}; })()")
-            out.update(q)
-            out["t0"] = t0
+    with launched(AUTOPLAY) as browser:
+        page = browser.new_page()
+        errors = PageErrors(page, ignore=lambda text: False)  # a page of its own: every console error counts
+        page.route("**/favicon.ico", lambda route: route.fulfill(status=204))
+        page.goto(base + "/" + (f"?dev={dev}" if dev else ""))
+        out["h264"] = page.evaluate("MediaSource.isTypeSupported('video/mp4; codecs=\"avc1.42E01E\"')")
+        clicked = time.monotonic()
+        page.click("#play")
+        if dev:  # an error is expected
+            page.wait_for_function("() => window.states.some(s => s.startsWith('error'))", timeout=15000)
             out["states"] = page.evaluate("window.states")
-            out["presented"] = page.evaluate("window.presented")
-            page.evaluate("window.player.close()")
-            out["errors"] = errors
-        finally:
-            browser.close()
+            return out
+        page.wait_for_function("() => window.firstFrameMs !== undefined", timeout=15000)
+        out["first_frame_ms"] = page.evaluate("window.firstFrameMs")
+        out["first_frame_wall_ms"] = (time.monotonic() - clicked) * 1000
+        t0 = page.evaluate("document.getElementById('v').currentTime")
+        try:
+            page.wait_for_function("() => document.getElementById('v').getVideoPlaybackQuality().totalVideoFrames > 50",
+                                   timeout=5000)
+            out["frames_50_after_s"] = time.monotonic() - clicked
+        except Exception as e:
+            out["frames_50_error"] = str(e)
+        page.wait_for_timeout(1000)
+        if hold:
+            page.wait_for_timeout(hold * 1000)
+        q = page.evaluate("(() => { const v = document.getElementById('v');"
+                          " const q = v.getVideoPlaybackQuality();"
+                          " const b = v.buffered;"
+                          " return {t: v.currentTime, frames: q.totalVideoFrames, dropped: q.droppedVideoFrames,"
+                          " w: v.videoWidth, h: v.videoHeight, error: v.error && v.error.message,"
+                          " buffered: b.length ? b.end(b.length - 1) - v.currentTime : null}; })()")
+        out.update(q)
+        out["t0"] = t0
+        out["states"] = page.evaluate("window.states")
+        out["presented"] = page.evaluate("window.presented")
+        page.evaluate("window.player.close()")
+        out["errors"] = errors
     return out
 
 
 def watch_pages(base: str, count: int, stagger: float, hold: float) -> list[dict[str, Any]]:
     """*count* pages of one browser, each clicked *stagger* seconds after the one before, all
     watched for *hold* seconds more; each page's samples [ms since its click, currentTime, frames]."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            pages = []
-            for i in range(count):
-                if i:
-                    pages[0].wait_for_timeout(stagger * 1000)
-                page = browser.new_page()
-                page.route("**/favicon.ico", lambda route: route.fulfill(status=204))
-                page.goto(base + "/")
-                page.click("#play")
-                pages.append(page)
-            pages[0].wait_for_timeout(hold * 1000)
-            return [{"samples": page.evaluate("window.samples"), "states": page.evaluate("window.states"),
-                     "error": page.evaluate("(() => { const e = document.getElementById('v').error;"
-                                            " return e && e.message; })()")} for page in pages]
-        finally:
-            browser.close()
+    with launched(AUTOPLAY) as browser:
+        pages = []
+        for i in range(count):
+            if i:
+                pages[0].wait_for_timeout(stagger * 1000)
+            page = browser.new_page()
+            page.route("**/favicon.ico", lambda route: route.fulfill(status=204))
+            page.goto(base + "/")
+            page.click("#play")
+            pages.append(page)
+        pages[0].wait_for_timeout(hold * 1000)
+        return [{"samples": page.evaluate("window.samples"), "states": page.evaluate("window.states"),
+                 "error": page.evaluate("(() => { const e = document.getElementById('v').error;"
+                                        " return e && e.message; })()")} for page in pages]
 
 
 class WebLiveChromiumTests(TestCase):
     timeout = 90
 
     async def setUp(self) -> None:  # type: ignore[override]
-        if not os.path.exists(CHROMIUM):
-            raise SkipTest("Chromium not installed (apt-get install -y chromium)")
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            raise SkipTest("Playwright for Python not installed") from None
+        if reason := missing_browser():
+            raise SkipTest(reason)
         self.h = ProxyHarness(self)
         await self.h.start({DEV: {}, OTHER_DEV: {}})
         self.live = LiveVideo(self.h.factory)
         root = resource.Resource()
-        root.putChild(b"", Bytes(PAGE, b"text/html; charset=utf-8"))
-        root.putChild(b"page.js", Bytes(PAGE_JS, b"text/javascript"))
-        js = resource.Resource()
-        js.putChild(b"player.js", static.File(str(PLAYER), defaultType="text/javascript"))
-        root.putChild(b"js", js)
+        put_test_page(root, PAGE, PAGE_JS)
         root.putChild(b"live.mp4", LivePage(self.live))
         # A 2 s idle timeout: the stream must outlive it (the live view suspends it while streaming).
         self.site = LimitedSite(root, reactor, idle_timeout=2.0)
@@ -319,39 +274,6 @@ class WebLiveChromiumTests(TestCase):
         self.assertEqual(result["states"], ["connecting", "error: No such camera"])
         self.assertNotIn((OTHER_DEV, 0, 1), self.h.factory.hubs, "no upstream for a refused viewer")
         self.assertEqual(self.h.camera_rtsp(OTHER_DEV).plays, 0)
-
-
-
-class StreamReader(Protocol):
-    """An HTTP body reader that keeps what it got and when, and can hang up."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.arrivals: list[float] = []
-        self.done: defer.Deferred[None] = defer.Deferred()
-
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        self.data += data
-        self.arrivals.append(reactor.seconds())
-
-    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
-        self.done.callback(None)
-
-    def close(self) -> None:
-        self.transport.stopProducing()
-
-
-def top_boxes(data: bytes) -> list[tuple[bytes, bytes]]:
-    """The whole top-level boxes at the start of *data* (a cut-off last one is left out)."""
-    out = []
-    pos = 0
-    while pos + 8 <= len(data):
-        size, kind = struct.unpack_from("!I4s", data, pos)
-        if size < 8 or pos + size > len(data):
-            break
-        out.append((kind, data[pos + 8:pos + size]))
-        pos += size
-    return out
 
 
 def child(payload: bytes, path: list[bytes]) -> bytes:

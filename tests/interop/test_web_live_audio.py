@@ -8,7 +8,6 @@ G.711 A-law, with RTCP sender reports) as tests/interop/test_web_live.py sets th
 from __future__ import annotations
 
 import json
-import os
 import resource as rusage
 import struct
 from pathlib import Path
@@ -18,23 +17,31 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
-from twisted.web import resource, static
+from twisted.web import resource
 
 from globaleye.guard.httpsite import LimitedSite
 from globaleye.media import aacenc
 from globaleye.web.live import LiveVideo
-from tests.interop.test_web_live import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+from tests.browser import (
+    AUTOPLAY,
     CSP,
-    PLAYER,
-    Bytes,
     LivePage,
-    StreamReader,
-    top_boxes,
+    PageErrors,
+    launched,
+    missing_browser,
+    put_test_page,
 )
 from tests.unit.test_web_live_audio import trafs
-from tests.util import FFMPEG, FFPROBE, ProxyHarness, http_client, run, until
+from tests.util import (
+    FFMPEG,
+    FFPROBE,
+    ProxyHarness,
+    StreamReader,
+    http_client,
+    run,
+    top_boxes,
+    until,
+)
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_OTHER_DEV as OTHER_DEV
 
@@ -70,30 +77,22 @@ document.getElementById('play').addEventListener('click', () => {
 
 
 def play_with_sound(base: str) -> dict[str, Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.route("**/favicon.ico", lambda route: route.fulfill(status=204))
-            page.goto(base + "/")
-            aac = page.evaluate("MediaSource.isTypeSupported('video/mp4; codecs=\"avc1.42E01E,mp4a.40.2\"')")
-            page.click("#play")
-            page.wait_for_timeout(5000)
-            out = page.evaluate("(() => { const v = document.getElementById('v');"
-                                " return {t: v.currentTime, frames: v.getVideoPlaybackQuality().totalVideoFrames,"
-                                " audioBytes: v.webkitAudioDecodedByteCount, error: v.error && v.error.message,"
-                                " muted: v.muted, levels: window.levels, states: window.states}; })()")
-            out["aac"] = aac
-            out["errors"] = errors
-            page.evaluate("window.player.close()")
-            return out
-        finally:
-            browser.close()
+    with launched(AUTOPLAY) as browser:
+        page = browser.new_page()
+        errors = PageErrors(page, ignore=lambda text: False)  # a page of its own: every console error counts
+        page.route("**/favicon.ico", lambda route: route.fulfill(status=204))
+        page.goto(base + "/")
+        aac = page.evaluate("MediaSource.isTypeSupported('video/mp4; codecs=\"avc1.42E01E,mp4a.40.2\"')")
+        page.click("#play")
+        page.wait_for_timeout(5000)
+        out = page.evaluate("(() => { const v = document.getElementById('v');"
+                            " return {t: v.currentTime, frames: v.getVideoPlaybackQuality().totalVideoFrames,"
+                            " audioBytes: v.webkitAudioDecodedByteCount, error: v.error && v.error.message,"
+                            " muted: v.muted, levels: window.levels, states: window.states}; })()")
+        out["aac"] = aac
+        out["errors"] = errors
+        page.evaluate("window.player.close()")
+        return out
 
 
 class _Feed(TestCase):
@@ -210,18 +209,10 @@ class WebLiveAudioChromiumTests(_Feed):
     timeout = 90
 
     async def setUp(self) -> None:  # type: ignore[override]
-        if not os.path.exists(CHROMIUM):
-            raise SkipTest("Chromium not installed (apt-get install -y chromium)")
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            raise SkipTest("Playwright for Python not installed") from None
+        if reason := missing_browser():
+            raise SkipTest(reason)
         await self.serve()
-        self.root.putChild(b"", Bytes(PAGE, b"text/html; charset=utf-8"))
-        self.root.putChild(b"page.js", Bytes(PAGE_JS, b"text/javascript"))
-        js = resource.Resource()
-        js.putChild(b"player.js", static.File(str(PLAYER), defaultType="text/javascript"))
-        self.root.putChild(b"js", js)
+        put_test_page(self.root, PAGE, PAGE_JS)
         assert CSP
 
     async def test_chromium_plays_sound_and_pictures(self) -> None:

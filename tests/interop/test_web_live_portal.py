@@ -18,80 +18,70 @@ from typing import Any
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
+from tests.browser import (
+    PageErrors,
+    launched,
+    log_in,
+    missing_browser,
+    screenshots,
+    start_live_portal,
+)
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_MOBILE as MOBILE
 from tests.util import PROXY_OTHER_DEV as OTHER_DEV
 from tests.util import PROXY_PASSWORD as PASSWORD
-from tests.util import ProxyHarness, http_client, until
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+from tests.util import http_client, until
 
 
 def watch_in_portal(base: str) -> dict[str, Any]:
     """Log in on the portal, open the camera's page, measure its <video> (in a worker thread)."""
-    from playwright.sync_api import sync_playwright
-
     out: dict[str, Any] = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with launched() as browser:
+        page = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844}).new_page()
+        # The portal asks for its session on load (401 before the login) and the favicon (404):
+        # not errors of the live view; script errors and CSP refusals are.
+        errors = PageErrors(page)
+        log_in(page, base, MOBILE, PASSWORD)
+        page.wait_for_selector(f"li[data-dev-id='{DEV}'] a")
+        opened = time.monotonic()
+        page.click(f"li[data-dev-id='{DEV}'] a")
+        page.wait_for_function("() => { const v = document.getElementById('live');"
+                               " return v && v.getVideoPlaybackQuality().totalVideoFrames > 0; }", timeout=15000)
+        out["first_frame_s"] = time.monotonic() - opened
+        t0 = page.evaluate("document.getElementById('live').currentTime")
         try:
-            page = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844}).new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            # The portal asks for its session on load (401 before the login) and the favicon (404):
-            # not errors of the live view; script errors and CSP refusals are.
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error"
-                    and not m.text.startswith("Failed to load resource") else None)
-            page.goto(base + "/")
-            page.wait_for_selector("#login-form")
-            page.fill("#login-form [name=account]", MOBILE)
-            page.fill("#login-form [name=password]", PASSWORD)
-            page.click("#login-form button[type=submit]")
-            page.wait_for_selector(f"li[data-dev-id='{DEV}'] a")
-            opened = time.monotonic()
-            page.click(f"li[data-dev-id='{DEV}'] a")
-            page.wait_for_function("() => { const v = document.getElementById('live');"
-                                   " return v && v.getVideoPlaybackQuality().totalVideoFrames > 0; }", timeout=15000)
-            out["first_frame_s"] = time.monotonic() - opened
-            t0 = page.evaluate("document.getElementById('live').currentTime")
-            try:
-                page.wait_for_function("() => document.getElementById('live')"
-                                       ".getVideoPlaybackQuality().totalVideoFrames > 50", timeout=5000)
-                out["frames_50_after_s"] = time.monotonic() - opened
-            except Exception as e:
-                out["frames_50_error"] = str(e)
-            page.wait_for_timeout(1000)
-            out.update(page.evaluate("(() => { const v = document.getElementById('live');"
-                                     " const q = v.getVideoPlaybackQuality();"
-                                     " return {t: v.currentTime, frames: q.totalVideoFrames, w: v.videoWidth,"
-                                     " h: v.videoHeight, state: document.getElementById('live-state').dataset.state};"
-                                     " })()"))
-            out["t0"] = t0
-            # The camera's running clock (the simulator draws SS.FF at x 8..368, y 32..130 of its
-            # 1280x720 picture, globaleye/sim/media/source.py): two pictures a second apart differ
-            # there, and the page's own screenshots a second apart differ too.
-            grab = ("(() => { const v = document.getElementById('live'); const c = document.createElement('canvas');"
-                    " c.width = 360; c.height = 98; const g = c.getContext('2d');"
-                    " g.drawImage(v, 8, 32, 360, 98, 0, 0, 360, 98);"
-                    " return Array.from(g.getImageData(0, 0, 360, 98).data.filter((_, i) => i % 4 === 0)); })()")
-            first = page.evaluate(grab)
-            shot1 = page.locator("#live").screenshot()
-            page.wait_for_timeout(1000)
-            second = page.evaluate(grab)
-            shot2 = page.locator("#live").screenshot()
-            out["clock_diff"] = sum(abs(a - b) for a, b in zip(first, second, strict=True)) / len(first)
-            out["clock_luma"] = sum(first) / len(first)
-            out["screenshots_differ"] = shot1 != shot2
-            folder = os.path.join(os.getcwd(), "screenshots")
-            os.makedirs(folder, exist_ok=True)
-            for name, shot in (("live-1.png", shot1), ("live-2.png", shot2)):
-                with open(os.path.join(folder, name), "wb") as f:
-                    f.write(shot)
-            out["errors"] = errors
-        finally:
-            browser.close()
+            page.wait_for_function("() => document.getElementById('live')"
+                                   ".getVideoPlaybackQuality().totalVideoFrames > 50", timeout=5000)
+            out["frames_50_after_s"] = time.monotonic() - opened
+        except Exception as e:
+            out["frames_50_error"] = str(e)
+        page.wait_for_timeout(1000)
+        out.update(page.evaluate("(() => { const v = document.getElementById('live');"
+                                 " const q = v.getVideoPlaybackQuality();"
+                                 " return {t: v.currentTime, frames: q.totalVideoFrames, w: v.videoWidth,"
+                                 " h: v.videoHeight, state: document.getElementById('live-state').dataset.state};"
+                                 " })()"))
+        out["t0"] = t0
+        # The camera's running clock (the simulator draws SS.FF at x 8..368, y 32..130 of its
+        # 1280x720 picture, globaleye/sim/media/source.py): two pictures a second apart differ
+        # there, and the page's own screenshots a second apart differ too.
+        grab = ("(() => { const v = document.getElementById('live'); const c = document.createElement('canvas');"
+                " c.width = 360; c.height = 98; const g = c.getContext('2d');"
+                " g.drawImage(v, 8, 32, 360, 98, 0, 0, 360, 98);"
+                " return Array.from(g.getImageData(0, 0, 360, 98).data.filter((_, i) => i % 4 === 0)); })()")
+        first = page.evaluate(grab)
+        shot1 = page.locator("#live").screenshot()
+        page.wait_for_timeout(1000)
+        second = page.evaluate(grab)
+        shot2 = page.locator("#live").screenshot()
+        out["clock_diff"] = sum(abs(a - b) for a, b in zip(first, second, strict=True)) / len(first)
+        out["clock_luma"] = sum(first) / len(first)
+        out["screenshots_differ"] = shot1 != shot2
+        folder = screenshots()
+        for name, shot in (("live-1.png", shot1), ("live-2.png", shot2)):
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(shot)
+        out["errors"] = errors
     return out
 
 
@@ -101,15 +91,7 @@ class WebLivePortalTests(TestCase):
     async def setUp(self) -> None:  # type: ignore[override]
         if importlib.util.find_spec("globaleye.web.site") is None:
             raise SkipTest("the web role (issue 11) is not in this tree")
-        from globaleye.platform.config import parse_config
-        from globaleye.testing import platform_config
-
-        self.h = ProxyHarness(self)
-        self.h.config = parse_config(platform_config(
-            "gateway, http, turn, rtsp, web", public_host=None, cms_password=None, turn={"relay_ports": "53000-53999"},
-            rtsp="linger = 0.5\nudp_timeout = 5\nconnect_timeout = 2"))
-        await self.h.start({DEV: {}, OTHER_DEV: {}})
-        self.base = f"http://127.0.0.1:{self.h.platform.port_of('web')}"
+        self.h, self.base = await start_live_portal(self, {DEV: {}, OTHER_DEV: {}})
 
     async def session(self) -> dict[str, str]:
         http = http_client()
@@ -141,8 +123,8 @@ class WebLivePortalTests(TestCase):
 
     async def test_portal_page_plays(self) -> None:
         """Log in on the portal and open the camera: the video plays (the issue's proof)."""
-        if not os.path.exists(CHROMIUM):
-            raise SkipTest("Chromium not installed")
+        if reason := missing_browser():
+            raise SkipTest(reason)
         result = await deferToThread(watch_in_portal, self.base)
         print(f"\nportal live view in Chromium: {json.dumps(result)}")
         self.assertNotIn("frames_50_error", result)

@@ -1,6 +1,6 @@
 """The settings page's picture policies (75H-77H) in a real browser: Playwright for Python driving Debian's
 Chromium (/usr/bin/chromium, headless) against a real platform with the web role and simulated cameras
-(the harness of tests/interop/test_web_settings_portal.py).
+(the harness of tests/interop/test_web_settings_portal.py, in tests/browser.py).
 
 A policy added on the page is what the camera then holds (its own state, read in the test); a rule broken
 is said in the page's language and nothing reaches the camera; delete removes it from the camera; a camera
@@ -12,26 +12,24 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.trial.unittest import TestCase
-
 from globaleye.device.protocol import messages as m
-from tests.interop import test_web_settings_portal as portal
-from tests.interop.test_web_portal import screenshots, wait_for
+from tests.browser import PageErrors, PortalPlatform, log_in, run_in_browser, screenshots, wait_for
+
+OWNER, PASSWORD = "13300000401", "correct horse"
+CAMERA, NO_STORAGE, NVR = "81100000401", "81100000402", "81100000403"
 
 
-class WebPicturesPortalTests(TestCase):
+class WebPicturesPortalTests(PortalPlatform):
     timeout = 180
 
-    setUp = portal.WebSettingsPortalTests.setUp
-    camera = portal.WebSettingsPortalTests.camera
-    sign_up = portal.WebSettingsPortalTests.sign_up
-    browse = portal.WebSettingsPortalTests.browse
+    async def setUp(self) -> None:  # type: ignore[override]
+        await self.start_settings_portal(OWNER, PASSWORD, CAMERA, NO_STORAGE, NVR)
 
     async def test_picture_policies_on_the_settings_page(self) -> None:
         folder = screenshots()
         base = self.base
-        state = self.cameras[portal.CAMERA].state
-        no_cloud = self.cameras[portal.NO_STORAGE].state
+        state = self.cameras[CAMERA].state
+        no_cloud = self.cameras[NO_STORAGE].state
 
         def held() -> list[tuple[int, str, str, int]]:
             return sorted((p.store_type, p.entry.start_time, p.entry.end_time, p.entry.interval)
@@ -41,14 +39,9 @@ class WebPicturesPortalTests(TestCase):
             seen: dict[str, Any] = {}
             context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
             page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(base + "/#/login")
-            page.get_by_label("手机号码").fill(portal.OWNER)
-            page.get_by_label("密码").fill(portal.PASSWORD)
-            page.click("#login-form button[type=submit]")
-            page.wait_for_url("**/#/devices")
-            page.goto(base + f"/#/devices/{portal.CAMERA}/settings")
+            errors = PageErrors(page, ignore=lambda text: True)  # uncaught exceptions only
+            log_in(page, base, OWNER, PASSWORD)
+            page.goto(base + f"/#/devices/{CAMERA}/settings")
             page.wait_for_selector("#picture-policies li.empty")
             seen["empty"] = page.locator("#picture-policies").inner_text()
             # FTP: only a time of day; the window and interval are hidden.
@@ -80,14 +73,14 @@ class WebPicturesPortalTests(TestCase):
             seen["after_delete"] = page.locator("#picture-policies li span").all_inner_texts()
             page.locator("#picture-card").screenshot(path=os.path.join(folder, "settings-pictures.png"))
             # A camera without cloud storage: cloud greyed out.
-            page.goto(base + f"/#/devices/{portal.NO_STORAGE}/settings")
+            page.goto(base + f"/#/devices/{NO_STORAGE}/settings")
             page.wait_for_selector("#picture-policies li.empty")
             seen["cloud_disabled"] = page.locator("#picture-storage option[value='cloud']").is_disabled()
             seen["errors"] = errors
             context.close()
             return seen
 
-        seen = await self.browse(script)
+        seen = await run_in_browser(script)
         self.assertEqual(seen["errors"], [])
         self.assertIn("还没有抓拍策略", seen["empty"])
         self.assertTrue(seen["ftp_window_hidden"])

@@ -17,30 +17,36 @@ import json
 import os
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread, deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SkipTest, TestCase
-from twisted.web import resource, static
+from twisted.web import resource
 
 from globaleye.guard.httpsite import LimitedSite
 from globaleye.media.rtsp.upstream import UpstreamSession
 from globaleye.sim.state import RecordParams
 from globaleye.web.live import LiveUnavailable
 from globaleye.web.playback import PlaybackVideo
+from tests.browser import (
+    ARGS,
+    AUTOPLAY,
+    CHROMIUM,
+    PageErrors,
+    launched,
+    log_in,
+    missing_browser,
+    put_test_page,
+    screenshots,
+    start_live_portal,
+)
 from tests.util import FFMPEG, FFPROBE, ProxyHarness, closed_port, http_client, run, until
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_MOBILE as MOBILE
 from tests.util import PROXY_OTHER_DEV as OTHER_DEV
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
-PLAYER = Path(__file__).resolve().parents[2] / "globaleye" / "web" / "static" / "js" / "player.js"
-CSP = b"default-src 'self'; script-src 'self'; media-src 'self' blob:; style-src 'self'; object-src 'none'"
 FILE_MINUTES = 2
 #: Mean absolute difference (0-255 per RGB channel) between the browser's picture and FFmpeg's of the
 #: same frame: colour conversion and scaling differ a little; a neighbouring second differs a lot.
@@ -109,19 +115,6 @@ class PlayPage(resource.Resource):
             return b""
 
 
-class Bytes(resource.Resource):
-    isLeaf = True
-
-    def __init__(self, body: bytes, kind: bytes) -> None:
-        super().__init__()
-        self.body, self.kind = body, kind
-
-    def render_GET(self, request: Any) -> bytes:  # noqa: N802
-        request.setHeader(b"content-type", self.kind)
-        request.setHeader(b"content-security-policy", CSP)
-        return self.body
-
-
 def ffmpeg_frame(path: str, second: float) -> tuple[int, int, bytes]:
     """FFmpeg's decode of the file's picture at *second*, as RGB24 (blocking: call in a thread)."""
     import subprocess
@@ -149,11 +142,9 @@ class Browser:
         from playwright.sync_api import sync_playwright
 
         self.pw = sync_playwright().start()
-        self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*ARGS, AUTOPLAY])
         self.page = self.browser.new_page()
-        self.errors: list[str] = []
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.errors = PageErrors(self.page, ignore=lambda text: False)  # a page of its own: every console error counts
         self.page.route("**/favicon.ico", lambda route: route.fulfill(status=204))
         self.page.goto(url)
 
@@ -187,11 +178,7 @@ class WebPlaybackTests(TestCase):
         await self.camera.media.recording_async(FILE_MINUTES * 60, True)  # made once, before any timing
         self.playback = PlaybackVideo(self.h.factory)
         root = resource.Resource()
-        root.putChild(b"", Bytes(PAGE, b"text/html; charset=utf-8"))
-        root.putChild(b"page.js", Bytes(PAGE_JS, b"text/javascript"))
-        js = resource.Resource()
-        js.putChild(b"player.js", static.File(str(PLAYER), defaultType="text/javascript"))
-        root.putChild(b"js", js)
+        put_test_page(root, PAGE, PAGE_JS)
         root.putChild(b"play.mp4", PlayPage(self.playback, self))
         root.putChild(b"download.mp4", PlayPage(self.playback, self, download=True))
         # A 2 s idle timeout: the stream must outlive it (suspended while streaming).
@@ -201,12 +188,8 @@ class WebPlaybackTests(TestCase):
         self.base = f"http://127.0.0.1:{self.port.getHost().port}"
 
     async def browser(self, query: str = "") -> Browser:
-        if not os.path.exists(CHROMIUM):
-            raise SkipTest("Chromium not installed (apt-get install -y chromium)")
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            raise SkipTest("Playwright for Python not installed") from None
+        if reason := missing_browser():
+            raise SkipTest(reason)
         # Playwright's synchronous API stays on the thread that started it: one thread of its own.
         self.pool = ThreadPool(1, 1, "playwright")
         self.pool.start()
@@ -410,51 +393,37 @@ class _Drop:
 
 def play_in_portal(base: str, dev: str, file_name: str) -> dict[str, Any]:
     """Log in on the portal, open the recording's page, seek, change speed, pause (in a worker thread)."""
-    from playwright.sync_api import sync_playwright
-
     from tests.util import PROXY_PASSWORD as PASSWORD
 
     out: dict[str, Any] = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844}).new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error"
-                    and not m.text.startswith("Failed to load resource") else None)
-            page.goto(base + "/")
-            page.wait_for_selector("#login-form")
-            page.fill("#login-form [name=account]", MOBILE)
-            page.fill("#login-form [name=password]", PASSWORD)
-            page.click("#login-form button[type=submit]")
-            page.wait_for_selector(f"li[data-dev-id='{dev}'] a")
-            page.goto(f"{base}/#/devices/{dev}/recordings/0/{file_name}")
-            page.wait_for_function("() => document.getElementById('playback-state')?.dataset.state === 'playing'",
-                                   timeout=20000)
-            out["seek_max"] = page.get_attribute("#playback-seek", "max")
-            out["title"] = page.text_content("h1")
-            out["download"] = page.get_attribute("#playback-download", "href")
-            # Seek with the bar to 01:00, as a person dragging it would.
-            page.eval_on_selector("#playback-seek", "(s) => { s.value = '60';"
-                                  " s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change')); }")
-            page.wait_for_function("() => { const v = document.getElementById('playback');"
-                                   " return v.currentTime >= 60.2 && !v.paused; }", timeout=20000)
-            page.click("button[data-speed='2']")
-            page.wait_for_function("() => document.getElementById('playback').playbackRate === 2"
-                                   " && document.getElementById('playback-state').dataset.state === 'playing'",
-                                   timeout=20000)
-            page.click("#playback-toggle")
-            page.wait_for_function("() => document.getElementById('playback-state').dataset.state === 'paused'")
-            out["paused_at"] = page.evaluate("document.getElementById('playback').currentTime")
-            out["time_text"] = page.text_content("#playback-time")
-            out["status_text"] = page.text_content("#playback-state")
-            folder = os.path.abspath("screenshots")
-            os.makedirs(folder, exist_ok=True)
-            page.screenshot(path=os.path.join(folder, "playback.png"), full_page=True)
-            out["errors"] = errors
-        finally:
-            browser.close()
+    with launched(AUTOPLAY) as browser:
+        page = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844}).new_page()
+        errors = PageErrors(page)
+        log_in(page, base, MOBILE, PASSWORD)
+        page.wait_for_selector(f"li[data-dev-id='{dev}'] a")
+        page.goto(f"{base}/#/devices/{dev}/recordings/0/{file_name}")
+        page.wait_for_function("() => document.getElementById('playback-state')?.dataset.state === 'playing'",
+                               timeout=20000)
+        out["seek_max"] = page.get_attribute("#playback-seek", "max")
+        out["title"] = page.text_content("h1")
+        out["download"] = page.get_attribute("#playback-download", "href")
+        # Seek with the bar to 01:00, as a person dragging it would.
+        page.eval_on_selector("#playback-seek", "(s) => { s.value = '60';"
+                              " s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change')); }")
+        page.wait_for_function("() => { const v = document.getElementById('playback');"
+                               " return v.currentTime >= 60.2 && !v.paused; }", timeout=20000)
+        page.click("button[data-speed='2']")
+        page.wait_for_function("() => document.getElementById('playback').playbackRate === 2"
+                               " && document.getElementById('playback-state').dataset.state === 'playing'",
+                               timeout=20000)
+        page.click("#playback-toggle")
+        page.wait_for_function("() => document.getElementById('playback-state').dataset.state === 'paused'")
+        out["paused_at"] = page.evaluate("document.getElementById('playback').currentTime")
+        out["time_text"] = page.text_content("#playback-time")
+        out["status_text"] = page.text_content("#playback-state")
+        folder = screenshots()
+        page.screenshot(path=os.path.join(folder, "playback.png"), full_page=True)
+        out["errors"] = errors
     return out
 
 
@@ -464,18 +433,11 @@ class WebPlaybackPortalTests(TestCase):
     timeout = 120
 
     async def setUp(self) -> None:  # type: ignore[override]
-        from globaleye.platform.config import parse_config
-        from globaleye.testing import platform_config
-
-        self.h = ProxyHarness(self)
-        self.h.config = parse_config(platform_config(
-            "gateway, http, turn, rtsp, web", public_host=None, cms_password=None, turn={"relay_ports": "53000-53999"},
-            rtsp="linger = 0.5\nudp_timeout = 5\nconnect_timeout = 2"))
-        await self.h.start({DEV: {"record_params": {0: RecordParams(file_duration=FILE_MINUTES)}}, OTHER_DEV: {}})
+        self.h, self.base = await start_live_portal(
+            self, {DEV: {"record_params": {0: RecordParams(file_duration=FILE_MINUTES)}}, OTHER_DEV: {}})
         self.file_name = self.h.cameras[DEV].state.recordings(0)[-1].file_name
         self.camera = self.h.camera_rtsp(DEV)
         await self.camera.media.recording_async(FILE_MINUTES * 60, True)
-        self.base = f"http://127.0.0.1:{self.h.platform.port_of('web')}"
 
     def url(self, dev: str, what: str, file_name: str | None = None) -> str:
         return f"{self.base}/api/v1/devices/{dev}/channels/0/recordings/{file_name or self.file_name}/{what}"
@@ -521,8 +483,8 @@ class WebPlaybackPortalTests(TestCase):
 
     async def test_portal_page(self) -> None:
         """Log in, open #/devices/{id}/recordings/0/{file}: it plays, the seek bar seeks, speed 2, pause."""
-        if not os.path.exists(CHROMIUM):
-            raise SkipTest("Chromium not installed")
+        if reason := missing_browser():
+            raise SkipTest(reason)
         result = await deferToThread(play_in_portal, self.base, DEV, self.file_name)
         print(f"\nportal playback page in Chromium: {json.dumps(result, ensure_ascii=False)}")
         self.assertEqual(result["seek_max"], str(FILE_MINUTES * 60))

@@ -10,115 +10,29 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import shutil
-import time
 from typing import Any
 
 from twisted.internet import reactor, threads
-from twisted.trial.unittest import SkipTest, TestCase
 
-from globaleye.platform.tap import PlatformService
-from globaleye.sim.camera import SimulatedCamera, Timing, device_key
-from globaleye.sim.state import CameraState
-from globaleye.testing import platform_config, start_platform
-from globaleye.users.accounts import RecordingSmsSender
-from tests.util import http_client, until
+from globaleye.sim.camera import device_key
+from tests.browser import PageErrors, PortalPlatform, run_in_browser, screenshots, wait_for
+from tests.util import http_client
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 OWNER, PASSWORD = "13300000201", "correct horse"
 CAMERA, NO_PTZ, THEIRS = "81100000201", "81100000202", "81100000203"
 STRANGER = "13300000202"
 
 
-def screenshots() -> str:
-    """``_trial_temp/screenshots`` (Trial runs in ``_trial_temp``)."""
-    folder = os.path.abspath("screenshots")
-    os.makedirs(folder, exist_ok=True)
-    return folder
-
-
-def wait_for(condition: Any, timeout: float = 10.0) -> Any:
-    """Poll *condition* from the browser's thread (it reads what the reactor thread writes)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
-class WebPortalTests(TestCase):
+class WebPortalTests(PortalPlatform):
     timeout = 120
 
     async def setUp(self) -> None:  # type: ignore[override]
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            raise SkipTest("Playwright for Python is not installed (pip install playwright)") from None
-        if not shutil.which(CHROMIUM):
-            raise SkipTest(f"{CHROMIUM} not installed (apt-get install -y chromium)")
-        config = platform_config("gateway, http, group, web", gateway={"command_timeout": 2},
-                                 soap={"sms_interval": 0.01})
-        self.platform: PlatformService = start_platform(self, config, reactor)
-        self.sms = RecordingSmsSender()
-        self.platform.accounts.sms_sender = self.sms
-        self.base = f"http://127.0.0.1:{self.platform.port_of('web')}"
-        self.cameras = {dev_id: await self.camera(dev_id, **extra)
+        await self.start_portal()
+        self.cameras = {dev_id: await self.start_camera(dev_id, **extra)
                         for dev_id, extra in ((CAMERA, {}), (NO_PTZ, {"ptz_flag": False}), (THEIRS, {}))}
 
-    async def camera(self, dev_id: str, **state: Any) -> SimulatedCamera:
-        base = f"http://127.0.0.1:{self.platform.port_of('http')}"
-        camera = SimulatedCamera(
-            CameraState.for_device(dev_id, device_key("test", dev_id), rtsp_local_port=8554, **state), reactor,
-            register_url=base + "/register", timing=Timing(backoff_initial=0.05, backoff_max=0.2),
-            rng=random.Random(1), http=http_client())
-        camera.start()
-        self.addCleanup(camera.stop)
-        await camera.went_online
-        await until(lambda: self.platform.gateway.is_online(dev_id))
-        await until(lambda: True)
-        while await self.platform.store.get_ability(dev_id) is None:
-            await until(lambda: True, step=0.02)
-        return camera
-
-    async def sign_up(self, account: str, *cameras: str) -> None:
-        """An account made through the API (§8.1 code, §8.2), with *cameras* added."""
-        http = http_client()
-        base = self.base + "/api/v1"
-        await http.post(base + "/sms-codes", json={"account": account})
-        await http.post(base + "/accounts", json={"account": account, "password": PASSWORD,
-                                                  "smsCode": self.sms.last_code(account)})
-        login = await http.post(base + "/session", json={"account": account, "password": PASSWORD})
-        token = (await login.json())["csrfToken"]
-        cookie = login.cookies()["ge_session"]
-        for dev_id in cameras:
-            added = await http.post(base + "/devices", json={"devId": dev_id, "devKey": device_key("test", dev_id)},
-                                    headers={"X-CSRF-Token": token}, cookies={"ge_session": cookie})
-            self.assertEqual(added.code, 201)
-            await added.content()
-
-    def browse(self, script: Any) -> Any:
-        """Run *script(browser)* against headless Chromium in a worker thread."""
-
-        def run() -> Any:
-            from playwright.sync_api import sync_playwright
-
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-                try:
-                    return script(browser)
-                finally:
-                    browser.close()
-
-        return threads.deferToThread(run)
-
     async def test_sign_up_log_in_devices_ptz_languages(self) -> None:
-        await self.sign_up(STRANGER, THEIRS)
+        await self.sign_up(STRANGER, PASSWORD, THEIRS)
         folder = screenshots()
         platform, no_ptz = self.platform, self.cameras[NO_PTZ]
         ptz_log = self.cameras[CAMERA].state.ptz_log
@@ -129,9 +43,7 @@ class WebPortalTests(TestCase):
             seen: dict[str, Any] = {}
             context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
             page = context.new_page()
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "CSP" in m.text else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            errors = PageErrors(page, ignore=lambda text: "CSP" not in text)
 
             # The login page, in Chinese for a Chinese browser; labelled fields named account and password.
             page.goto(base + "/")
@@ -239,7 +151,7 @@ class WebPortalTests(TestCase):
             other.close()
             return seen
 
-        seen = await self.browse(script)
+        seen = await run_in_browser(script)
         self.assertEqual((seen["login_zh"], seen["label_zh"], seen["password_name"]), ("登录", "account", "password"))
         self.assertEqual((seen["login_en"], seen["html_lang"], seen["login_en_after_reload"]), ("Log in", "en", "Log in"))
         self.assertEqual(seen["login_default"], "登录")
@@ -297,6 +209,6 @@ class WebPortalTests(TestCase):
             context.close()
             return {"wrong": wrong, "expired": expired}
 
-        seen = await self.browse(script)
+        seen = await run_in_browser(script)
         self.assertEqual(ended, [1])
         self.assertEqual(seen, {"wrong": "手机号码或密码错误", "expired": "会话已过期，请重新登录"})

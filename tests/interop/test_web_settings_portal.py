@@ -11,91 +11,24 @@ from __future__ import annotations
 
 import datetime
 import os
-import random
-import shutil
 from typing import Any
 
 from twisted.internet import reactor, threads
-from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.device.protocol import messages as m
-from globaleye.platform.tap import PlatformService
-from globaleye.sim.camera import SimulatedCamera, Timing, device_key
-from globaleye.sim.state import CameraState
-from globaleye.testing import platform_config, start_platform
-from globaleye.users.accounts import RecordingSmsSender
 from globaleye.util.clock import BEIJING
-from tests.interop.test_web_portal import ARGS, CHROMIUM, screenshots, wait_for
-from tests.util import http_client, until
+from tests.browser import PageErrors, PortalPlatform, log_in, run_in_browser, screenshots, wait_for
 
 OWNER, PASSWORD = "13300000401", "correct horse"
 CAMERA, NO_STORAGE, NVR = "81100000401", "81100000402", "81100000403"
 WIFI_PASSWORD = "Portal-Wifi-0815"
 
 
-class WebSettingsPortalTests(TestCase):
+class WebSettingsPortalTests(PortalPlatform):
     timeout = 180
 
     async def setUp(self) -> None:  # type: ignore[override]
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            raise SkipTest("Playwright for Python is not installed (pip install playwright)") from None
-        if not shutil.which(CHROMIUM):
-            raise SkipTest(f"{CHROMIUM} not installed (apt-get install -y chromium)")
-        config = platform_config(
-            "gateway, http, group, web", gateway={"command_timeout": 3},
-            soap={"sms_interval": 0.01, "firmware": "* V2.0.0 ftp://upg:pw@198.51.100.9:2121/fw/V2.0.0.bin"})
-        self.platform: PlatformService = start_platform(self, config, reactor)
-        self.sms = RecordingSmsSender()
-        self.platform.accounts.sms_sender = self.sms
-        self.base = f"http://127.0.0.1:{self.platform.port_of('web')}"
-        self.cameras = {dev_id: await self.camera(dev_id, **extra) for dev_id, extra in (
-            (CAMERA, {}), (NO_STORAGE, {"local_store_flag": False, "e_store_flag": False}),
-            (NVR, {"dev_type": m.DevType.NVR}))}
-        await self.sign_up(OWNER, CAMERA, NO_STORAGE, NVR)
-
-    async def camera(self, dev_id: str, **state: Any) -> SimulatedCamera:
-        base = f"http://127.0.0.1:{self.platform.port_of('http')}"
-        camera = SimulatedCamera(
-            CameraState.for_device(dev_id, device_key("test", dev_id), rtsp_local_port=8554, **state), reactor,
-            register_url=base + "/register", timing=Timing(backoff_initial=0.05, backoff_max=0.2),
-            rng=random.Random(1), http=http_client())
-        camera.start()
-        self.addCleanup(camera.stop)
-        await camera.went_online
-        await until(lambda: self.platform.gateway.is_online(dev_id))
-        while await self.platform.store.get_ability(dev_id) is None:
-            await until(lambda: True, step=0.02)
-        return camera
-
-    async def sign_up(self, account: str, *cameras: str) -> None:
-        http = http_client()
-        base = self.base + "/api/v1"
-        await (await http.post(base + "/sms-codes", json={"account": account})).content()
-        await (await http.post(base + "/accounts", json={"account": account, "password": PASSWORD,
-                                                         "smsCode": self.sms.last_code(account)})).content()
-        login = await http.post(base + "/session", json={"account": account, "password": PASSWORD})
-        token = (await login.json())["csrfToken"]
-        cookie = login.cookies()["ge_session"]
-        for dev_id in cameras:
-            added = await http.post(base + "/devices", json={"devId": dev_id, "devKey": device_key("test", dev_id)},
-                                    headers={"X-CSRF-Token": token}, cookies={"ge_session": cookie})
-            self.assertEqual(added.code, 201)
-            await added.content()
-
-    def browse(self, script: Any) -> Any:
-        def run() -> Any:
-            from playwright.sync_api import sync_playwright
-
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-                try:
-                    return script(browser)
-                finally:
-                    browser.close()
-
-        return threads.deferToThread(run)
+        await self.start_settings_portal(OWNER, PASSWORD, CAMERA, NO_STORAGE, NVR)
 
     async def test_settings_page_changes_what_the_camera_reports(self) -> None:
         folder = screenshots()
@@ -107,14 +40,8 @@ class WebSettingsPortalTests(TestCase):
             seen: dict[str, Any] = {}
             context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
             page = context.new_page()
-            errors: list[str] = []
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and "Failed to load resource" not in msg.text else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(base + "/#/login")
-            page.get_by_label("手机号码").fill(OWNER)
-            page.get_by_label("密码").fill(PASSWORD)
-            page.click("#login-form button[type=submit]")
-            page.wait_for_url("**/#/devices")
+            errors = PageErrors(page)
+            log_in(page, base, OWNER, PASSWORD)
             page.wait_for_selector(f"li[data-dev-id='{CAMERA}']")
 
             # From the device page to its settings.
@@ -212,7 +139,7 @@ class WebSettingsPortalTests(TestCase):
             context.close()
             return seen
 
-        seen = await self.browse(script)
+        seen = await run_in_browser(script)
         self.assertEqual(seen["loaded_rate"], "25")
         self.assertTrue(seen["cif_main"], "32H: the main stream has no CIF")
         self.assertTrue(seen["p720_sub"], "32H: the sub stream has no 720P")
@@ -261,14 +188,8 @@ class WebSettingsPortalTests(TestCase):
             seen: dict[str, Any] = {}
             context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
             page = context.new_page()
-            errors: list[str] = []
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and "Failed to load resource" not in msg.text else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(base + "/#/login")
-            page.get_by_label("手机号码").fill(OWNER)
-            page.get_by_label("密码").fill(PASSWORD)
-            page.click("#login-form button[type=submit]")
-            page.wait_for_url("**/#/devices")
+            errors = PageErrors(page)
+            log_in(page, base, OWNER, PASSWORD)
             page.goto(base + f"/#/devices/{CAMERA}")
             page.click("#recordings-link")
             page.wait_for_url(f"**/#/devices/{CAMERA}/recordings")
@@ -312,7 +233,7 @@ class WebSettingsPortalTests(TestCase):
             context.close()
             return seen
 
-        seen = await self.browse(script)
+        seen = await run_in_browser(script)
         self.assertEqual(seen["today_files"], on(today))
         self.assertEqual(seen["today_rects"], len(on(today)))
         self.assertIn(str(len(on(today))), seen["status"])
@@ -344,6 +265,7 @@ class WebSettingsPortalTests(TestCase):
             context = browser.new_context(locale="en-US", viewport={"width": 390, "height": 844})
             page = context.new_page()
             page.goto(base + "/#/login")
+            # In English, by the fields' English labels.
             page.get_by_label("Mobile number").fill(OWNER)
             page.get_by_label("Password").fill(PASSWORD)
             page.click("#login-form button[type=submit]")
@@ -364,7 +286,7 @@ class WebSettingsPortalTests(TestCase):
             context.close()
             return seen
 
-        seen = await self.browse(script)
+        seen = await run_in_browser(script)
         self.assertEqual(seen["channels"], 4)
         self.assertEqual(list(nvr.record_policies), [2])
         [window] = nvr.record_policies[2]

@@ -13,63 +13,47 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from globaleye.sim.media.pattern import SUB_SIZE
+from tests.browser import PageErrors, launched, log_in, screenshots, start_live_portal
 from tests.util import PROXY_DEV as DEV
 from tests.util import PROXY_MOBILE as MOBILE
 from tests.util import PROXY_OTHER_DEV as OTHER_DEV
 from tests.util import PROXY_PASSWORD as PASSWORD
-from tests.util import ProxyHarness, until
+from tests.util import until
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 SECOND = "81300000013"
 
 
 def device_list(base: str, pictures: bool = True) -> dict[str, Any]:
     """Log in, wait for the list's pictures, measure them and take the screenshot (a worker thread)."""
-    from playwright.sync_api import sync_playwright
-
     out: dict[str, Any] = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844}).new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            # Before the login the portal asks for its session (401) and the favicon (404): not errors
-            # of the pictures; script errors and CSP refusals are.
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error"
-                    and not m.text.startswith("Failed to load resource") else None)
-            page.goto(base + "/")
-            page.wait_for_selector("#login-form")
-            page.fill("#login-form [name=account]", MOBILE)
-            page.fill("#login-form [name=password]", PASSWORD)
-            page.click("#login-form button[type=submit]")
-            page.wait_for_selector(f"li[data-dev-id='{DEV}']")
-            if not pictures:  # the platform cannot decode pictures (501): the list shows none
-                page.wait_for_selector("#device-list.no-thumbs", timeout=20000)
-                out["thumbs"] = page.evaluate("document.querySelectorAll('#device-list .thumb').length")
-                out["errors"] = errors
-                return out
-            page.wait_for_function(f"() => {{ const i = document.querySelector(\"li[data-dev-id='{DEV}'] img\");"
-                                   " return i && i.complete && i.naturalWidth > 0; }", timeout=20000)
-            out.update(page.evaluate(f"""() => {{
-                const img = document.querySelector("li[data-dev-id='{DEV}'] img");
-                const box = img.getBoundingClientRect();
-                const off = document.querySelector("li[data-dev-id='{SECOND}'] .thumb");
-                return {{natural: [img.naturalWidth, img.naturalHeight], alt: img.alt, loading: img.loading,
-                         name: document.querySelector("li[data-dev-id='{DEV}'] .name").textContent,
-                         src: img.getAttribute('src'), shown: [box.width, box.height],
-                         offline_imgs: document.querySelectorAll("li[data-dev-id='{SECOND}'] img").length,
-                         offline_text: off ? off.textContent : null,
-                         page_width: document.documentElement.scrollWidth}};
-            }}"""))
-            folder = os.path.abspath("screenshots")
-            os.makedirs(folder, exist_ok=True)
-            page.screenshot(path=os.path.join(folder, "device-list.png"), full_page=True)
+    with launched() as browser:
+        page = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844}).new_page()
+        # Before the login the portal asks for its session (401) and the favicon (404): not errors
+        # of the pictures; script errors and CSP refusals are.
+        errors = PageErrors(page)
+        log_in(page, base, MOBILE, PASSWORD)
+        page.wait_for_selector(f"li[data-dev-id='{DEV}']")
+        if not pictures:  # the platform cannot decode pictures (501): the list shows none
+            page.wait_for_selector("#device-list.no-thumbs", timeout=20000)
+            out["thumbs"] = page.evaluate("document.querySelectorAll('#device-list .thumb').length")
             out["errors"] = errors
-        finally:
-            browser.close()
+            return out
+        page.wait_for_function(f"() => {{ const i = document.querySelector(\"li[data-dev-id='{DEV}'] img\");"
+                               " return i && i.complete && i.naturalWidth > 0; }", timeout=20000)
+        out.update(page.evaluate(f"""() => {{
+            const img = document.querySelector("li[data-dev-id='{DEV}'] img");
+            const box = img.getBoundingClientRect();
+            const off = document.querySelector("li[data-dev-id='{SECOND}'] .thumb");
+            return {{natural: [img.naturalWidth, img.naturalHeight], alt: img.alt, loading: img.loading,
+                     name: document.querySelector("li[data-dev-id='{DEV}'] .name").textContent,
+                     src: img.getAttribute('src'), shown: [box.width, box.height],
+                     offline_imgs: document.querySelectorAll("li[data-dev-id='{SECOND}'] img").length,
+                     offline_text: off ? off.textContent : null,
+                     page_width: document.documentElement.scrollWidth}};
+        }}"""))
+        folder = screenshots()
+        page.screenshot(path=os.path.join(folder, "device-list.png"), full_page=True)
+        out["errors"] = errors
     return out
 
 
@@ -77,15 +61,7 @@ class WebSnapshotPortalTests(TestCase):
     timeout = 90
 
     async def setUp(self) -> None:  # type: ignore[override]
-        from globaleye.platform.config import parse_config
-        from globaleye.testing import platform_config
-
-        self.h = ProxyHarness(self)
-        self.h.config = parse_config(platform_config(
-            "gateway, http, turn, rtsp, web", public_host=None, cms_password=None, turn={"relay_ports": "53000-53999"},
-            rtsp="linger = 0.5\nudp_timeout = 5\nconnect_timeout = 2"))
-        await self.h.start({DEV: {}, SECOND: {}, OTHER_DEV: {}})
-        self.base = f"http://127.0.0.1:{self.h.platform.port_of('web')}"
+        self.h, self.base = await start_live_portal(self, {DEV: {}, SECOND: {}, OTHER_DEV: {}})
 
     async def test_the_device_list_shows_the_online_cameras_picture(self) -> None:
         self.h.cameras[SECOND].stop()

@@ -172,6 +172,27 @@ class InitSegments:
         return True
 
 
+async def running_hub(factory: RtspProxyFactory, account: str, target: Target) -> tuple[LiveHub, SessionDescription]:
+    """The proxy's hub of *target*, started for *account* (§15 path selection) and with video; what
+    goes wrong as :class:`LiveUnavailable` (502 no path or refused, 503 ended).  The live view's and
+    the snapshots' way in."""
+    hub = factory.hub(target)
+    try:
+        description = await hub.ensure(account)
+    except NoPath as e:
+        summary = summarize(e.attempts) or str(e)
+        if e.status in (403, 404, 453):
+            raise LiveUnavailable(502, "The camera refused", f"camera answered {e.status}: {summary}") from None
+        raise LiveUnavailable(502, "No path to the camera", summary) from None
+    except Refusal as e:
+        raise LiveUnavailable(e.code, "Camera unavailable", e.reason) from None
+    if not (hub.running or hub.recovering):
+        raise LiveUnavailable(503, "Camera stream ended", "the camera stream ended")
+    if description.track("video") is None:
+        raise LiveUnavailable(502, "No video", "the camera's stream has no video track")
+    return hub, description
+
+
 class LiveVideo:
     """The browser's live view, built on the RTSP proxy's hubs: ``LiveVideo(proxy_factory)``.
 
@@ -259,20 +280,7 @@ class LiveVideo:
             raise LiveUnavailable(404, "No such camera", "no camera with this DevID and channel in your list")
         if not directory.online(target.dev_id):
             raise LiveUnavailable(503, "Camera offline", f"camera {target.dev_id} is offline")
-        hub = self.factory.hub(target)
-        try:
-            description = await hub.ensure(account)
-        except NoPath as e:
-            summary = summarize(e.attempts) or str(e)
-            if e.status in (403, 404, 453):
-                raise LiveUnavailable(502, "The camera refused", f"camera answered {e.status}: {summary}") from None
-            raise LiveUnavailable(502, "No path to the camera", summary) from None
-        except Refusal as e:
-            raise LiveUnavailable(e.code, "Camera unavailable", e.reason) from None
-        if not (hub.running or hub.recovering):
-            raise LiveUnavailable(503, "Camera stream ended", "the camera stream ended")
-        if description.track("video") is None:
-            raise LiveUnavailable(502, "No video", "the camera's stream has no video track")
+        hub, description = await running_hub(self.factory, account, target)
         feed = self.feeds.get(hub.key)
         if feed is None or feed.closed or feed.hub is not hub:
             feed = self.feeds[hub.key] = FragmentFeed(self, hub, description, target)
@@ -541,7 +549,8 @@ class StallingProducer:
     skipped until it drains and an IDR comes; one paused for the proxy's ``stall_timeout`` is
     dropped, so a browser that reads nothing holds one socket buffer, never memory or the others.
 
-    The subclass has ``live``, ``reactor``, ``request``, ``peer``, ``closed``, ``close(reason)``.
+    The subclass has ``reactor``, ``request``, ``peer``, ``closed``, ``close(reason)``, and ``live``
+    unless it says its own stall timeout and drop counter (as the playback stream does).
     """
 
     #: The log lines' prefix ("web live", "web mux").
@@ -560,11 +569,17 @@ class StallingProducer:
     def _paused_changed(self, paused: bool) -> None:
         """Hook: *paused* is the socket's new state (the mux tells each of its streams)."""
 
+    def _stall_timeout(self) -> float:
+        return float(self.live.factory.stall_timeout)
+
+    def _count_stalled_drop(self) -> None:
+        self.live.stalled_drops += 1
+
     def pauseProducing(self) -> None:  # noqa: N802
         """The browser's socket is full: pictures are skipped until it drains (and an IDR)."""
         self.paused = True
         self._paused_changed(True)
-        stall = self.live.factory.stall_timeout
+        stall = self._stall_timeout()
         if self._stall is None and stall > 0 and not self.closed:
             self._stall = self.reactor.callLater(stall, self._stalled)
 
@@ -582,9 +597,9 @@ class StallingProducer:
         self._stall = None
         if self.closed:
             return
-        self.live.stalled_drops += 1
+        self._count_stalled_drop()
         log.warn("{label} {peer}: browser read nothing for {s:g} s; dropped", label=self.log_label, peer=self.peer,
-                 s=self.live.factory.stall_timeout)
+                 s=self._stall_timeout())
         transport = getattr(self.request, "transport", None)
         self.close("too slow")
         if transport is not None:

@@ -73,6 +73,7 @@ from globaleye.web.live import (
     DEFAULT_DURATION,
     InitSegments,
     LiveUnavailable,
+    StallingProducer,
     _peer,
     _signed32,
     restore_timeout,
@@ -235,8 +236,10 @@ class PlaybackVideo:
 
 
 @implementer(interfaces.IPushProducer)
-class PlaybackStream:
+class PlaybackStream(StallingProducer):
     """One browser request: its own camera session, its pictures as fragments in file time."""
+
+    log_label = "web playback"
 
     def __init__(self, playback: PlaybackVideo, request: Any, target: Target, account: str, peer: str,
                  start: float, speed: float, download: bool) -> None:
@@ -476,24 +479,17 @@ class PlaybackStream:
         self.bytes += len(data)
         self.request.write(data)
 
-    # -- IPushProducer: the browser's socket
+    # -- IPushProducer (StallingProducer): the browser's socket
 
-    def pauseProducing(self) -> None:  # noqa: N802
-        """The browser's socket is full: the camera's connection waits too (TCP paths)."""
-        self.paused = True
-        self._upstream_reading(False)
-        if self._stall is None and self.playback.stall_timeout > 0 and not self.closed:
-            self._stall = self.reactor.callLater(self.playback.stall_timeout, self._stalled)
+    def _paused_changed(self, paused: bool) -> None:
+        """The browser's socket is full (or drained): the camera's connection waits too (TCP paths)."""
+        self._upstream_reading(not paused)
 
-    def resumeProducing(self) -> None:  # noqa: N802
-        self.paused = False
-        self._upstream_reading(True)
-        if self._stall is not None and self._stall.active():
-            self._stall.cancel()
-        self._stall = None
+    def _stall_timeout(self) -> float:
+        return self.playback.stall_timeout
 
-    def stopProducing(self) -> None:  # noqa: N802
-        self.close("browser disconnected")
+    def _count_stalled_drop(self) -> None:
+        self.playback.stalled_drops += 1
 
     def _upstream_reading(self, on: bool) -> None:
         upstream = self.upstream
@@ -507,18 +503,6 @@ class PlaybackStream:
                 transport.pauseProducing()
         except Exception:
             pass
-
-    def _stalled(self) -> None:
-        self._stall = None
-        if self.closed:
-            return
-        self.playback.stalled_drops += 1
-        log.warn("web playback {peer}: browser read nothing for {s:g} s; dropped", peer=self.peer,
-                 s=self.playback.stall_timeout)
-        transport = getattr(self.request, "transport", None)
-        self.close("too slow")
-        if transport is not None:
-            transport.abortConnection()
 
     def status(self) -> dict[str, Any]:
         return {"peer": self.peer, "account": self.account, "recording": self.target.label, "path": self.path,

@@ -42,11 +42,9 @@ from twisted.python.failure import Failure
 
 from globaleye.media import rtp
 from globaleye.media.h264au import Picture, PictureAssembler
-from globaleye.media.rtsp.paths import NoPath, summarize
-from globaleye.media.rtsp.serving import Refusal
 from globaleye.proxy.fanout import LiveHub, ViewerStream
 from globaleye.proxy.platform import Target
-from globaleye.web.live import STREAM_TYPES, LiveUnavailable
+from globaleye.web.live import STREAM_TYPES, LiveUnavailable, running_hub
 
 log = Logger()
 
@@ -267,20 +265,7 @@ class Snapshots:
     async def idr(self, account: str, target: Target) -> Picture:
         """The camera stream's latest IDR (with SPS/PPS): from the hub's GOP cache when it runs,
         else after starting it (§15 path selection), at most ``first_picture_timeout`` after."""
-        hub = self.factory.hub(target)
-        try:
-            description = await hub.ensure(account)
-        except NoPath as e:
-            summary = summarize(e.attempts) or str(e)
-            if e.status in (403, 404, 453):
-                raise LiveUnavailable(502, "The camera refused", f"camera answered {e.status}: {summary}") from None
-            raise LiveUnavailable(502, "No path to the camera", summary) from None
-        except Refusal as e:
-            raise LiveUnavailable(e.code, "Camera unavailable", e.reason) from None
-        if not (hub.running or hub.recovering):
-            raise LiveUnavailable(503, "Camera stream ended", "the camera stream ended")
-        if description.track("video") is None:
-            raise LiveUnavailable(502, "No video", "the camera's stream has no video track")
+        hub, description = await running_hub(self.factory, account, target)
         grabber = _IdrGrabber(hub, description, target.label)
         timer = self.reactor.callLater(self.first_picture_timeout, grabber.done.errback,
                                        LiveUnavailable(504, "No picture", "the camera sent no picture in time"))

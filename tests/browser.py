@@ -10,18 +10,22 @@ pages, start_live_portal with the video roles) and the test pages of their own t
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from treq.client import HTTPClient
 from twisted.internet import reactor, threads
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web import resource, static
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from globaleye.device.protocol import messages as m
 from globaleye.platform.config import parse_config
@@ -246,3 +250,60 @@ class PortalPlatform(TestCase):
                                     headers=headers, cookies={"ge_session": cookie})
             self.assertEqual(added.code, 201)
             await added.content()
+
+
+# The portal's JSON API as a person's HTTP client (tests/integration/test_web_*.py) ---------------
+
+#: The password the API tests' accounts sign up with.
+PASSWORD = "correct horse"
+
+
+class Answer:
+    def __init__(self, code: int, headers: Any, body: bytes) -> None:
+        self.code, self.headers, self.body = code, headers, body
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.getRawHeaders(name)
+        return values[0] if values else None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Browser:
+    """One person's HTTP client: the ge_session cookie kept as a browser would, the CSRF token sent."""
+
+    def __init__(self, base: str, source: str | None = None) -> None:
+        self.base = base
+        self.http = http_client() if source is None else HTTPClient(Agent(
+            reactor, bindAddress=(source, 0), pool=HTTPConnectionPool(reactor, persistent=False)))
+        self.cookie: str | None = None
+        self.csrf: str | None = None
+        self.set_cookies: list[str] = []
+
+    async def request(self, method: str, path: str, body: Any = None, *, csrf: bool | str = True,
+                      headers: dict[str, str] | None = None, raw: bytes | None = None) -> Answer:
+        sent: dict[str, list[str]] = {k: [v] for k, v in (headers or {}).items()}
+        if self.cookie:
+            sent["Cookie"] = [f"ge_session={self.cookie}"]
+        if csrf is True and self.csrf:
+            sent["X-CSRF-Token"] = [self.csrf]
+        elif isinstance(csrf, str):
+            sent["X-CSRF-Token"] = [csrf]
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if data is not None:
+            sent["Content-Type"] = ["application/json"]
+        response = await self.http.request(method, self.base + path, headers=sent, data=data)
+        content = await response.content()
+        for line in response.headers.getRawHeaders("set-cookie") or []:
+            self.set_cookies.append(line)
+            match = re.match(r"ge_session=([^;]*)", line)
+            if match:
+                self.cookie = match.group(1) or None
+        return Answer(response.code, response.headers, content)
+
+    async def login(self, account: str, password: str = PASSWORD) -> Answer:
+        answer = await self.request("POST", "/api/v1/session", {"account": account, "password": password})
+        if answer.code == 200:
+            self.csrf = answer.json()["csrfToken"]
+        return answer

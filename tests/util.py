@@ -577,3 +577,61 @@ def top_boxes(data: bytes) -> list[tuple[bytes, bytes]]:
         out.append((kind, data[pos + 8:pos + size]))
         pos += size
     return out
+
+
+# fMP4 read back (tests of globaleye.media.fmp4 and the browser's live view) -------------------
+
+# x264 baseline, 320x240 (ffmpeg -f lavfi -i testsrc=size=320x240 -profile:v baseline)
+SPS = bytes.fromhex("6742c00dd90141fb011000000300100000030320f142a480")
+PPS = bytes.fromhex("68cb83cb20")
+
+
+def boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[bytes, int, bytes]]:
+    """(type, offset, payload) of the boxes in data[start:end]; fails on a size that does not fit."""
+    end = len(data) if end is None else end
+    out = []
+    pos = start
+    while pos < end:
+        size, kind = struct.unpack_from("!I4s", data, pos)
+        assert size >= 8 and pos + size <= end, (kind, size, pos, end)
+        out.append((kind, pos, data[pos + 8:pos + size]))
+        pos += size
+    assert pos == end
+    return out
+
+
+CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"dinf", b"mvex", b"moof", b"traf"}
+
+
+def tree(data: bytes) -> dict[str, bytes]:
+    """Every box by its path ("moov/trak/mdia/mdhd"), containers opened."""
+    found: dict[str, bytes] = {}
+
+    def walk(payload: bytes, prefix: str) -> None:
+        for kind, _pos, body in boxes(payload):
+            path = prefix + kind.decode()
+            found[path] = body
+            if kind in CONTAINERS:
+                walk(body, path + "/")
+    walk(data, "")
+    return found
+
+
+def trafs(fragment: bytes) -> dict[int, tuple[int, list[tuple[int, int]], bytes]]:
+    """track id -> (base decode time, [(duration, size)], the samples' bytes) of a moof+mdat."""
+    (kind, moof_at, moof), = [b for b in boxes(fragment) if b[0] == b"moof"]
+    assert kind == b"moof"
+    out = {}
+    for kind, _pos, traf in boxes(moof):
+        if kind != b"traf":
+            continue
+        t = {k: body for k, _p, body in boxes(traf)}
+        flags, track = struct.unpack_from("!II", t[b"tfhd"])
+        assert flags == 0x020000
+        base = struct.unpack_from("!Q", t[b"tfdt"], 4)[0]
+        count, offset = struct.unpack_from("!Ii", t[b"trun"], 4)
+        entries = [struct.unpack_from("!III", t[b"trun"], 12 + 12 * i)[:2] for i in range(count)]
+        start = moof_at + offset
+        data = fragment[start:start + sum(size for _d, size in entries)]
+        out[track] = (base, [(d, s) for d, s in entries], data)
+    return out

@@ -7,7 +7,6 @@ checks and the OpenAPI check cover a route added later without a new test.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -30,63 +29,12 @@ from globaleye.testing import platform_config, start_platform
 from globaleye.users.accounts import RecordingSmsSender
 from globaleye.web.routes import ROUTES, Route
 from globaleye.web.site import CSP
+from tests.browser import PASSWORD, Answer, Browser
 from tests.util import ROOT, http_client, until
 
-PASSWORD = "correct horse"
 OWNER, STRANGER = "13300000101", "13300000102"
 CAMERA = "81100000101"
 ABSENT = "81100000999"
-
-
-class Answer:
-    def __init__(self, code: int, headers: Any, body: bytes) -> None:
-        self.code, self.headers, self.body = code, headers, body
-
-    def header(self, name: str) -> str | None:
-        values = self.headers.getRawHeaders(name)
-        return values[0] if values else None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class Browser:
-    """One person's HTTP client: the ge_session cookie kept as a browser would, the CSRF token sent."""
-
-    def __init__(self, base: str, source: str | None = None) -> None:
-        self.base = base
-        self.http = http_client() if source is None else HTTPClient(Agent(
-            reactor, bindAddress=(source, 0), pool=HTTPConnectionPool(reactor, persistent=False)))
-        self.cookie: str | None = None
-        self.csrf: str | None = None
-        self.set_cookies: list[str] = []
-
-    async def request(self, method: str, path: str, body: Any = None, *, csrf: bool | str = True,
-                      headers: dict[str, str] | None = None, raw: bytes | None = None) -> Answer:
-        sent: dict[str, list[str]] = {k: [v] for k, v in (headers or {}).items()}
-        if self.cookie:
-            sent["Cookie"] = [f"ge_session={self.cookie}"]
-        if csrf is True and self.csrf:
-            sent["X-CSRF-Token"] = [self.csrf]
-        elif isinstance(csrf, str):
-            sent["X-CSRF-Token"] = [csrf]
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        if data is not None:
-            sent["Content-Type"] = ["application/json"]
-        response = await self.http.request(method, self.base + path, headers=sent, data=data)
-        content = await response.content()
-        for line in response.headers.getRawHeaders("set-cookie") or []:
-            self.set_cookies.append(line)
-            match = re.match(r"ge_session=([^;]*)", line)
-            if match:
-                self.cookie = match.group(1) or None
-        return Answer(response.code, response.headers, content)
-
-    async def login(self, account: str, password: str = PASSWORD) -> Answer:
-        answer = await self.request("POST", "/api/v1/session", {"account": account, "password": password})
-        if answer.code == 200:
-            self.csrf = answer.json()["csrfToken"]
-        return answer
 
 
 def path_of(route: Route, dev_id: str, channel: int = 0, account: str = STRANGER) -> str:

@@ -31,7 +31,6 @@ from tests.browser import (
     missing_browser,
     put_test_page,
 )
-from tests.unit.test_web_live_audio import trafs
 from tests.util import (
     FFMPEG,
     FFPROBE,
@@ -40,6 +39,7 @@ from tests.util import (
     http_client,
     run,
     top_boxes,
+    trafs,
     until,
 )
 from tests.util import PROXY_DEV as DEV

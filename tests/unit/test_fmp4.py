@@ -7,41 +7,7 @@ import struct
 from twisted.trial.unittest import TestCase
 
 from globaleye.media import fmp4, rtp
-
-# x264 baseline, 320x240 (ffmpeg -f lavfi -i testsrc=size=320x240 -profile:v baseline)
-SPS = bytes.fromhex("6742c00dd90141fb011000000300100000030320f142a480")
-PPS = bytes.fromhex("68cb83cb20")
-
-
-def boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[bytes, int, bytes]]:
-    """(type, offset, payload) of the boxes in data[start:end]; fails on a size that does not fit."""
-    end = len(data) if end is None else end
-    out = []
-    pos = start
-    while pos < end:
-        size, kind = struct.unpack_from("!I4s", data, pos)
-        assert size >= 8 and pos + size <= end, (kind, size, pos, end)
-        out.append((kind, pos, data[pos + 8:pos + size]))
-        pos += size
-    assert pos == end
-    return out
-
-
-CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"dinf", b"mvex", b"moof", b"traf"}
-
-
-def tree(data: bytes) -> dict[str, bytes]:
-    """Every box by its path ("moov/trak/mdia/mdhd"), containers opened."""
-    found: dict[str, bytes] = {}
-
-    def walk(payload: bytes, prefix: str) -> None:
-        for kind, _pos, body in boxes(payload):
-            path = prefix + kind.decode()
-            found[path] = body
-            if kind in CONTAINERS:
-                walk(body, path + "/")
-    walk(data, "")
-    return found
+from tests.util import PPS, SPS, boxes, tree
 
 
 class InitSegmentTests(TestCase):

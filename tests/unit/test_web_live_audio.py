@@ -14,32 +14,12 @@ import struct
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from globaleye.media import aacenc, fmp4, rtp
-from tests.unit.test_fmp4 import PPS, SPS, boxes, tree
 from tests.unit.test_web_live import FakeFactory, LiveTests
+from tests.util import PPS, SPS, boxes, trafs, tree
 
 ASC_8K_MONO = bytes([0x15, 0x88])  # AAC-LC (2), 8000 Hz (index 11), mono
 #: The live view's AAC: the camera's 8 kHz encoded at 16 kHz (globaleye.web.live.AUDIO_UPSAMPLE).
 AAC_RATE = 16000
-
-
-def trafs(fragment: bytes) -> dict[int, tuple[int, list[tuple[int, int]], bytes]]:
-    """track id -> (base decode time, [(duration, size)], the samples' bytes) of a moof+mdat."""
-    (kind, moof_at, moof), = [b for b in boxes(fragment) if b[0] == b"moof"]
-    assert kind == b"moof"
-    out = {}
-    for kind, _pos, traf in boxes(moof):
-        if kind != b"traf":
-            continue
-        t = {k: body for k, _p, body in boxes(traf)}
-        flags, track = struct.unpack_from("!II", t[b"tfhd"])
-        assert flags == 0x020000
-        base = struct.unpack_from("!Q", t[b"tfdt"], 4)[0]
-        count, offset = struct.unpack_from("!Ii", t[b"trun"], 4)
-        entries = [struct.unpack_from("!III", t[b"trun"], 12 + 12 * i)[:2] for i in range(count)]
-        start = moof_at + offset
-        data = fragment[start:start + sum(size for _d, size in entries)]
-        out[track] = (base, [(d, s) for d, s in entries], data)
-    return out
 
 
 class TwoTrackTests(TestCase):

@@ -17,13 +17,16 @@ every call: a dead or refusing service gives :class:`~globaleye.s3.backend.Stora
 hang.
 
 Buckets.  The platform names buckets as §7.1.1 does (``GlobalEyeRecord``, ``GlobalEyePicture``:
-the *logical* names every other layer uses).  Those names are not valid bucket names on AWS and many
-S3-compatible services (upper case), and an operator often has to use buckets given to it (one per
-province in the carrier's account, a common prefix).  So the backend maps each logical name to a
-*physical* one: an explicit ``buckets`` mapping first, else ``bucket_prefix`` + the name in lower
-case (``GlobalEyeRecord`` → ``<prefix>globaleyerecord``).  One platform serves one province (its
-``[province]``), so one mapping per platform is one carrier bucket per province; objects keep the
-§7.1.1 names (``DevID_ChannelNo_YYYYMMDDHHMMSS``) as keys, and :class:`ObjectInfo` answers the
+the *logical* names every other layer uses), and by default the service's buckets have those very
+names: when cameras upload straight to the carrier's store (their LOGIN_RES ``EURL`` is the
+service's), their firmware creates and fills exactly those buckets, and the platform must read the
+same ones.  When the service cannot have those names (upper case is refused by AWS and by many
+S3-compatible services) or the operator must use buckets given to it (the carrier's account, one
+bucket per province), the cameras upload to the platform's embedded endpoint and this backend stores
+behind it under *physical* names: an explicit ``buckets`` mapping first (``GlobalEyeRecord`` →
+``ctyun-gd-video``), else ``bucket_prefix`` + the logical name.  One platform serves one province
+(its ``[province]``), so one mapping per platform is one carrier bucket per province; objects keep
+the §7.1.1 names (``DevID_ChannelNo_YYYYMMDDHHMMSS``) as keys, and :class:`ObjectInfo` answers the
 logical bucket name.
 
 Import.  boto3 is needed only when ``[storage] backend = s3``: it is the ``[s3]`` extra
@@ -152,7 +155,7 @@ class S3Backend(Service):
 
     def physical(self, bucket: str) -> str:
         """The service's bucket name for the logical ``bucket`` (see the module's docstring)."""
-        return self.buckets.get(bucket) or self.bucket_prefix + bucket.lower()
+        return self.buckets.get(bucket) or self.bucket_prefix + bucket
 
     def _client(self) -> Any:
         """The boto3 client, made on first use in a worker thread (clients are thread-safe; making one

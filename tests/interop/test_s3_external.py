@@ -147,8 +147,8 @@ class S3BackendService(MotoCase):
         self.assertIn("not running", str(e))
 
     async def test_bucket_mapping(self) -> None:
-        """The logical §7.1.1 names map to the operator's buckets (explicit, else prefix + lower
-        case); the infos carry the logical name."""
+        """The logical §7.1.1 names map to the operator's buckets (explicit, else prefix + name);
+        the infos carry the logical name."""
         prefix = self.prefix()
         backend = self.s3backend(buckets={"GlobalEyePicture": prefix + "pictures-gd"}, bucket_prefix=prefix)
         self.assertTrue(await backend.create_bucket("GlobalEyeRecord"))
@@ -157,7 +157,7 @@ class S3BackendService(MotoCase):
         self.assertEqual(info.bucket, "GlobalEyePicture")
         client: Any = self.server.client()
         names = {b["Name"] for b in client.list_buckets()["Buckets"] if b["Name"].startswith(prefix)}
-        self.assertEqual(names, {prefix + "globaleyerecord", prefix + "pictures-gd"})
+        self.assertEqual(names, {prefix + "GlobalEyeRecord", prefix + "pictures-gd"})
         body = client.get_object(Bucket=prefix + "pictures-gd", Key="cam_1_20261202030000.jpg")["Body"].read()
         self.assertEqual(body, b"jpeg")
 

@@ -33,15 +33,20 @@ class Boto3Missing(TestCase):
 
 
 class Buckets(TestCase):
-    def test_prefix_and_lower_case(self) -> None:
+    def test_same_names_by_default(self) -> None:
+        """Cameras that upload straight to the service use §7.1.1's names: so does the platform."""
+        b = backend()
+        self.assertEqual(b.physical("GlobalEyeRecord"), "GlobalEyeRecord")
+        self.assertEqual(b.physical("GlobalEyePicture"), "GlobalEyePicture")
+
+    def test_prefix(self) -> None:
         b = backend(bucket_prefix="gd-")
-        self.assertEqual(b.physical("GlobalEyeRecord"), "gd-globaleyerecord")
-        self.assertEqual(b.physical("GlobalEyePicture"), "gd-globaleyepicture")
+        self.assertEqual(b.physical("GlobalEyeRecord"), "gd-GlobalEyeRecord")
 
     def test_explicit_mapping_first(self) -> None:
         b = backend(buckets={"GlobalEyeRecord": "ctyun-gd-video"}, bucket_prefix="gd-")
         self.assertEqual(b.physical("GlobalEyeRecord"), "ctyun-gd-video")
-        self.assertEqual(b.physical("GlobalEyePicture"), "gd-globaleyepicture")
+        self.assertEqual(b.physical("GlobalEyePicture"), "gd-GlobalEyePicture")
 
 
 class Settings(TestCase):

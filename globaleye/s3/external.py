@@ -45,10 +45,11 @@ from typing import Any, TypeVar
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread, deferToThreadPool
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.threadpool import ThreadPool
 
 from globaleye.s3.backend import NoSuchBucket, NoSuchKey, ObjectInfo, StorageError
+from txturn.logsummary import LogSummary
 
 T = TypeVar("T")
 
@@ -60,6 +61,7 @@ MULTIPART_CHUNKSIZE = 8 * 1024 * 1024
 _S3_MAX_KEYS = 1000
 
 _log = Logger()
+
 
 
 class S3Unavailable(StorageError):
@@ -128,6 +130,10 @@ class S3Backend(Service):
         self.multipart_threshold = multipart_threshold
         self.multipart_chunksize = multipart_chunksize
         self._pool: ThreadPool | None = None
+        # A dead or refusing service fails every call: the first per (operation, code) and minute
+        # in full, the rest counted (txturn.logsummary).
+        self.failures = LogSummary(_log, reactor, interval=60.0, max_keys=100, level=LogLevel.warn,
+                                   name="s3 service failures")
         self._client_obj: Any = None
         self._client_lock = threading.Lock()
 
@@ -143,7 +149,8 @@ class S3Backend(Service):
         self._pool.start()
 
     def stopService(self) -> Deferred[None]:
-        """Stop the pool: calls in progress finish (bounded by the timeouts), queued ones are dropped."""
+        """Stop the pool: calls in progress and queued ones finish (each bounded by the timeouts and
+        retries), their Deferreds fire; calls made from now on fail at once."""
         super().stopService()
         pool, self._pool = self._pool, None
         if pool is None:
@@ -201,7 +208,9 @@ class S3Backend(Service):
         except Exception as e:
             error = self._error(what, bucket, key, e)
             if not isinstance(error, NoSuchBucket | NoSuchKey):
-                _log.warn("s3: {error}", error=error)
+                kind = _code(_client_error(e)) or type(e).__name__
+                self.failures.event((what, kind), f"s3 {what} at {self.endpoint} failed with {kind}",
+                                    "s3: {error}", error=error)
             raise error from e
 
     def _error(self, what: str, bucket: str, key: str, e: Exception) -> StorageError:

@@ -119,6 +119,13 @@ class S3BackendService(MotoCase):
                 else:
                     self.fail(f"{code}: not refused")
             self.assertLess(reactor.seconds() - started, 10)
+            # Logged once per operation and code, the repeats counted (a refusing service is not a
+            # log flood).
+            self.assertEqual(backend.failures.lines, 3)
+            for _ in range(3):
+                with self.assertRaises(StorageError):
+                    await backend.list(RECORD_BUCKET)
+            self.assertEqual(backend.failures.lines, 3)
         self.assertEqual((await good.list(RECORD_BUCKET))[0], [], "nothing was stored")
 
     async def test_unreachable(self) -> None:

@@ -430,6 +430,23 @@ class S3Backend(Service):
         return await self._run("list", bucket, prefix, listing)
 
 
+def parse_bucket_map(text: str) -> dict[str, str]:
+    """``"GlobalEyeRecord=ctyun-gd-video, GlobalEyePicture=ctyun-gd-pictures"`` (a config value) as a
+    mapping; ValueError naming the bad item (the caller adds the file and key)."""
+    mapping: dict[str, str] = {}
+    for item in text.replace("\n", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        logical, sep, physical = (part.strip() for part in item.partition("="))
+        if not sep or not logical or not physical or " " in physical:
+            raise ValueError(f"{item!r} is not LOGICAL=BUCKET")
+        if logical in mapping:
+            raise ValueError(f"{logical} is mapped twice")
+        mapping[logical] = physical
+    return mapping
+
+
 async def _nothing() -> None:
     return None
 
@@ -444,4 +461,5 @@ def _content_md5(etag: str) -> str:
         return ""
 
 
-__all__ = ["MULTIPART_CHUNKSIZE", "MULTIPART_THRESHOLD", "S3Backend", "S3Unavailable", "require_boto3"]
+__all__ = ["MULTIPART_CHUNKSIZE", "MULTIPART_THRESHOLD", "S3Backend", "S3Unavailable", "parse_bucket_map",
+           "require_boto3"]

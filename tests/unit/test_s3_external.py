@@ -11,7 +11,13 @@ from twisted.internet import task
 from twisted.trial.unittest import TestCase
 
 from globaleye.s3.backend import StorageError
-from globaleye.s3.external import S3Backend, S3Unavailable, _content_md5, require_boto3
+from globaleye.s3.external import (
+    S3Backend,
+    S3Unavailable,
+    _content_md5,
+    parse_bucket_map,
+    require_boto3,
+)
 
 
 def backend(**kwargs: object) -> S3Backend:
@@ -47,6 +53,17 @@ class Buckets(TestCase):
         b = backend(buckets={"GlobalEyeRecord": "ctyun-gd-video"}, bucket_prefix="gd-")
         self.assertEqual(b.physical("GlobalEyeRecord"), "ctyun-gd-video")
         self.assertEqual(b.physical("GlobalEyePicture"), "gd-GlobalEyePicture")
+
+
+class BucketMapSetting(TestCase):
+    def test_parsed(self) -> None:
+        self.assertEqual(parse_bucket_map(" GlobalEyeRecord = ctyun-gd-video,\nGlobalEyePicture=ctyun-gd-pictures, "),
+                         {"GlobalEyeRecord": "ctyun-gd-video", "GlobalEyePicture": "ctyun-gd-pictures"})
+        self.assertEqual(parse_bucket_map(""), {})
+
+    def test_refused(self) -> None:
+        for text in ("GlobalEyeRecord", "=x", "GlobalEyeRecord=", "a=b c", "a=b, a=c"):
+            self.assertRaises(ValueError, parse_bucket_map, text)
 
 
 class Settings(TestCase):

@@ -140,6 +140,25 @@ class S3BackendService(MotoCase):
         e = await self._raises(backend.put_bytes(RECORD_BUCKET, "k", b"x"))
         self.assertIn("EndpointConnectionError", str(e))
 
+    async def test_silent_service(self) -> None:
+        """A service that accepts the connection and never answers: StorageError after the read
+        timeout (times the attempts), while the reactor goes on serving."""
+        from twisted.internet.protocol import Factory, Protocol
+
+        factory = Factory.forProtocol(Protocol)  # accepts, reads, never writes
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        backend = S3Backend(reactor, endpoint=f"http://127.0.0.1:{port.getHost().port}", region=REGION,
+                            access_key="a", secret_key="b", connect_timeout=1, read_timeout=1, max_attempts=2)
+        backend.startService()
+        self.addCleanup(backend.stopService)
+        started = reactor.seconds()
+        e = await self._raises(backend.head(RECORD_BUCKET, "k"))
+        took = reactor.seconds() - started
+        self.assertIn("ReadTimeout", str(e))
+        self.assertGreater(took, 1.5)
+        self.assertLess(took, 10)
+
     async def _raises(self, call: Any) -> StorageError:
         try:
             await call

@@ -197,7 +197,11 @@ def picture_jpeg(params: LoopParams, frame: int, qscale: int = JPEG_QSCALE) -> b
 
 
 def classify(error: BaseException, *, creating: bool = False) -> CloudFailure:
-    """An S3 client's exception as the §7.5.4 ExceptionType a camera reports."""
+    """An S3 client's exception as the §7.5.4 ExceptionType a camera reports.
+
+    Credentials refused: 1; the store full: 5; a bucket the store refused to create (an S3
+    error answer while *creating*): 2; anything else, a store that does not answer included: 4.
+    """
     if isinstance(error, CloudFailure):
         return error
     code = ""
@@ -213,7 +217,7 @@ def classify(error: BaseException, *, creating: bool = False) -> CloudFailure:
         return CloudFailure(m.ExceptionType.ESTORE_LOGIN_FAILED, text)
     if code in FULL_ERRORS:
         return CloudFailure(m.ExceptionType.ESTORE_FULL, text)
-    if creating:
+    if creating and isinstance(response, dict):  # the store answered, and refused the bucket
         return CloudFailure(m.ExceptionType.ESTORE_MKDIR_FAILED, text)
     return CloudFailure(m.ExceptionType.ESTORE_UPLOAD_FAILED, text)
 

@@ -174,6 +174,8 @@ class RuleTests(SynchronousTestCase):
                          m.ExceptionType.ESTORE_MKDIR_FAILED)
         self.assertEqual(classify(EndpointConnectionError(endpoint_url="http://x")).exception_type,
                          m.ExceptionType.ESTORE_UPLOAD_FAILED)
+        self.assertEqual(classify(EndpointConnectionError(endpoint_url="http://x"), creating=True).exception_type,
+                         m.ExceptionType.ESTORE_UPLOAD_FAILED)  # no answer at all: not the bucket's fault
 
 
 class UploaderTests(SynchronousTestCase):

@@ -282,6 +282,21 @@ class UploaderTests(SynchronousTestCase):
             call.cancel()
 
 
+class CommandLineTests(SynchronousTestCase):
+    def test_options(self) -> None:
+        from globaleye.sim.__main__ import build_parser, cloud_settings
+
+        settings = cloud_settings(build_parser().parse_args(["--cloud-period", "10", "--cloud-max-files", "5",
+                                                             "--cloud-spool", "/tmp/x", "--cloud-retry", "2"]))
+        assert settings is not None
+        self.assertEqual((settings.period, settings.max_files, settings.spool_dir, settings.retry_delay, settings.attempts),
+                         (10, 5, "/tmp/x", 2.0, 3))
+        self.assertEqual(cloud_settings(build_parser().parse_args([])), CloudSettings())
+        self.assertIsNone(cloud_settings(build_parser().parse_args(["--no-cloud"])))
+        with self.assertRaises(SystemExit):
+            cloud_settings(build_parser().parse_args(["--cloud-period", "0"]))
+
+
 class FailureTypeTests(SynchronousTestCase):
     def test_cloud_failure_keeps_type(self) -> None:
         failure = CloudFailure(m.ExceptionType.ESTORE_DELETE_FAILED, "x")

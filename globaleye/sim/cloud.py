@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from globaleye.device.protocol import messages as m
@@ -64,6 +64,7 @@ from globaleye.sim.media.source import LoopParams, MediaLibrary, render_frame
 from globaleye.sim.recorder import ChannelRecorder, RecordedFile, Runner, device_time, thread_runner
 from globaleye.sim.state import CameraState, CloudAccount
 from globaleye.util.clock import BEIJING
+from txturn.logsummary import LogSummary
 
 if TYPE_CHECKING:
     from globaleye.sim.camera import SimulatedCamera
@@ -79,6 +80,8 @@ FULL_ERRORS = frozenset({"QuotaExceeded", "StorageFull", "XMinioStorageFull", "I
                          "QuotaExceededException", "TooManyObjects", "507"})
 #: How many of its oldest objects the camera deletes at a time when the store is full (§7.1.1).
 LOOP_DELETE = 3
+#: Uploads, drops and reports a camera remembers (its status, and tests).
+HISTORY = 100
 #: A JPEG's quality as FFmpeg's qscale (2 best .. 31 worst).
 JPEG_QSCALE = 5
 _NAME_TIME = re.compile(r"_(\d{14})\.")
@@ -252,6 +255,9 @@ class CloudService:
         self._buckets: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
         self.cameras: list[CameraCloud] = []
+        #: A store that is down fails every camera's uploads: one line per camera and failure type a minute.
+        self.failures = LogSummary(log, reactor, interval=60.0, max_keys=1000, level=LogLevel.warn,
+                                   name="cloud upload failures")
 
     def attach(self, camera: SimulatedCamera) -> CameraCloud:
         cloud = CameraCloud(self, camera)
@@ -349,6 +355,8 @@ class CameraCloud:
         self.clock = service.reactor
         self.settings = service.settings
         self.queue: list[_Item] = []
+        self.uploaded = 0
+        #: The last HISTORY uploads, drops and 34H reports (tests and status read them).
         self.uploads: list[Upload] = []
         self.dropped: list[str] = []
         self.reports: list[tuple[int, str]] = []
@@ -484,7 +492,7 @@ class CameraCloud:
         if isinstance(result, Failure):
             failure = classify(result.value or RuntimeError("unknown"))
             item.attempts += 1
-            self._report(item.channel_no, failure)
+            self._report(item.channel_no, item.key, failure)
             if item.attempts >= self.settings.attempts:
                 self.queue.remove(item)
                 self._drop(item, f"{item.attempts} failed uploads ({failure.description})")
@@ -495,13 +503,17 @@ class CameraCloud:
         self._unlink(item)
         self.uploads.append(Upload(item.bucket, item.key, account.url, account.account, int(result),
                                    self.clock.seconds()))
+        del self.uploads[:-HISTORY]
+        self.uploaded += 1
         log.debug("camera {dev}: uploaded {bucket}/{key} ({size} bytes)", dev=self.state.dev_id,
                   bucket=item.bucket, key=item.key, size=result)
         self._pump()
 
     def _drop(self, item: _Item, why: str) -> None:
         self.dropped.append(item.key)
-        log.warn("camera {dev}: dropped {key}: {why}", dev=self.state.dev_id, key=item.key, why=why)
+        del self.dropped[:-HISTORY]
+        self.service.failures.event((self.state.dev_id, "dropped"), f"camera {self.state.dev_id} files dropped",
+                                    "camera {dev}: dropped {key}: {why}", dev=self.state.dev_id, key=item.key, why=why)
         self._unlink(item)
 
     @staticmethod
@@ -512,16 +524,19 @@ class CameraCloud:
             except OSError:
                 pass
 
-    def _report(self, channel_no: int, failure: CloudFailure) -> None:
+    def _report(self, channel_no: int, key: str, failure: CloudFailure) -> None:
         """34H (§7.5.4) with the failure's type, at most once per ``report_interval`` per type."""
         now = self.clock.seconds()
         last = self._reported.get(failure.exception_type)
-        log.warn("camera {dev}: cloud upload failed ({type}): {why}", dev=self.state.dev_id,
-                 type=failure.exception_type, why=failure.description)
+        self.service.failures.event((self.state.dev_id, failure.exception_type),
+                                    f"camera {self.state.dev_id} cloud upload failures (type {failure.exception_type})",
+                                    "camera {dev}: cloud upload of {key} failed ({type}): {why}", dev=self.state.dev_id,
+                                    key=key, type=int(failure.exception_type), why=failure.description)
         if last is not None and now - last < self.settings.report_interval:
             return
         self._reported[failure.exception_type] = now
         self.reports.append((failure.exception_type, failure.description))
+        del self.reports[:-HISTORY]
         session = self.camera.session
         if session is None or not self.camera.online:
             return

@@ -282,6 +282,88 @@ class UploaderTests(SynchronousTestCase):
             call.cancel()
 
 
+class FakeS3:
+    """A boto3 client's calls as CloudService.put makes them; *full* PutObjects answer QuotaExceeded."""
+
+    def __init__(self, keys: list[str], full: int = 0, bucket_error: str = "") -> None:
+        self.keys = keys
+        self.full = full
+        self.bucket_error = bucket_error
+        self.calls: list[tuple[str, str]] = []
+
+    @staticmethod
+    def error(code: str, status: int, op: str) -> Exception:
+        from botocore.exceptions import ClientError
+
+        return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, op)
+
+    def create_bucket(self, Bucket: str) -> None:  # noqa: N803
+        self.calls.append(("create_bucket", Bucket))
+        if self.bucket_error:
+            raise self.error(self.bucket_error, 409 if "Already" in self.bucket_error else 400, "CreateBucket")
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes, ContentMD5: str, ContentType: str) -> None:  # noqa: N803
+        import base64
+        import hashlib
+
+        self.calls.append(("put_object", Key))
+        assert ContentMD5 == base64.b64encode(hashlib.md5(Body).digest()).decode()
+        if self.full:
+            self.full -= 1
+            raise self.error("QuotaExceeded", 403, "PutObject")
+        self.keys.append(Key)
+
+    def list_objects_v2(self, Bucket: str, Prefix: str, MaxKeys: int) -> dict[str, Any]:  # noqa: N803
+        self.calls.append(("list", Prefix))
+        return {"Contents": [{"Key": k} for k in self.keys if k.startswith(Prefix)]}
+
+    def delete_object(self, Bucket: str, Key: str) -> None:  # noqa: N803
+        self.calls.append(("delete_object", Key))
+        self.keys.remove(Key)
+
+
+class PutTests(SynchronousTestCase):
+    """CloudService.put: the buckets first, Content-MD5, and §7.1.1's loop overwrite when the store is full."""
+
+    account = CloudAccount("http://127.0.0.1:1", "a", "b")
+
+    def put(self, fake: FakeS3, key: str, loop: bool = True) -> int:
+        from globaleye.sim.cloud import _Item
+
+        service = CloudService(Clock(), CloudSettings(spool_dir=self.mktemp()), _media)
+        service._clients[("http://127.0.0.1:1", "a", "b")] = fake
+        return service.put(self.account, DEV_ID, _Item("GlobalEyeRecord", key, 0, data=b"ts"), loop)
+
+    def test_loop_overwrite_deletes_the_oldest(self) -> None:
+        old = [f"{DEV_ID}_0_2026110210{m:02d}00.ts" for m in (15, 5, 10, 0, 20)] + ["81100000002_0_20261102000000.ts"]
+        fake = FakeS3(list(old), full=1)
+        self.assertEqual(self.put(fake, f"{DEV_ID}_0_20261102102500.ts"), 2)
+        deleted = [k for op, k in fake.calls if op == "delete_object"]
+        self.assertEqual(deleted, [f"{DEV_ID}_0_2026110210{m:02d}00.ts" for m in (0, 5, 10)])  # its own, oldest first
+        self.assertIn(f"{DEV_ID}_0_20261102102500.ts", fake.keys)
+        self.assertIn("81100000002_0_20261102000000.ts", fake.keys)
+
+    def test_full_without_loop_is_type_5(self) -> None:
+        fake = FakeS3([f"{DEV_ID}_0_20261102100000.ts"], full=1)
+        with self.assertRaises(CloudFailure) as caught:
+            self.put(fake, f"{DEV_ID}_0_20261102102500.ts", loop=False)
+        self.assertEqual(caught.exception.exception_type, m.ExceptionType.ESTORE_FULL)
+        self.assertNotIn("delete_object", [op for op, _ in fake.calls])
+
+    def test_full_with_nothing_to_delete_is_type_5(self) -> None:
+        with self.assertRaises(CloudFailure) as caught:
+            self.put(FakeS3([], full=2), f"{DEV_ID}_0_20261102102500.ts")
+        self.assertEqual(caught.exception.exception_type, m.ExceptionType.ESTORE_FULL)
+
+    def test_bucket_errors(self) -> None:
+        fake = FakeS3([], bucket_error="BucketAlreadyOwnedByYou")
+        self.put(fake, "k.ts")
+        self.assertEqual(fake.calls, [("create_bucket", "GlobalEyeRecord"), ("put_object", "k.ts")])
+        with self.assertRaises(CloudFailure) as caught:
+            self.put(FakeS3([], bucket_error="InvalidBucketName"), "k.ts")
+        self.assertEqual(caught.exception.exception_type, m.ExceptionType.ESTORE_MKDIR_FAILED)
+
+
 class CommandLineTests(SynchronousTestCase):
     def test_options(self) -> None:
         from globaleye.sim.__main__ import build_parser, cloud_settings

@@ -40,6 +40,7 @@ camera deletes its own oldest objects of that bucket and tries again, as §7.1.1
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import re
@@ -312,19 +313,33 @@ class CloudService:
                     # Refused to create: the store may keep the buckets itself; the upload decides.
             with self._lock:
                 self._buckets.add(marker)
-        body = item.data if item.data is not None else item.path.read_bytes() if item.path else b""
-        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
         content_type = "image/jpeg" if item.key.endswith(".jpg") else "video/mp2t"
-        for attempt in range(2):
-            try:
-                client.put_object(Bucket=item.bucket, Key=item.key, Body=body, ContentMD5=md5,
-                                  ContentType=content_type)
-                return len(body)
-            except Exception as e:
-                failure = classify(e)
-                if failure.exception_type != m.ExceptionType.ESTORE_FULL or not loop or attempt:
-                    raise failure from None
-                self._delete_oldest(client, item.bucket, dev_id, item.key)
+        with contextlib.ExitStack() as stack:
+            # A recording is read from its file as it is sent (38 MB for 5 minutes), not held in memory.
+            if item.data is not None:
+                body: Any = item.data
+                digest, size = hashlib.md5(item.data), len(item.data)
+            elif item.path is not None:
+                body = stack.enter_context(open(item.path, "rb"))
+                digest, size = hashlib.md5(), 0
+                while chunk := body.read(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+            else:
+                raise CloudFailure(m.ExceptionType.ESTORE_UPLOAD_FAILED, f"{item.key}: nothing to upload")
+            md5 = base64.b64encode(digest.digest()).decode()
+            for attempt in range(2):
+                if not isinstance(body, bytes):
+                    body.seek(0)
+                try:
+                    client.put_object(Bucket=item.bucket, Key=item.key, Body=body, ContentMD5=md5,
+                                      ContentType=content_type)
+                    return size
+                except Exception as e:
+                    failure = classify(e)
+                    if failure.exception_type != m.ExceptionType.ESTORE_FULL or not loop or attempt:
+                        raise failure from None
+                    self._delete_oldest(client, item.bucket, dev_id, item.key)
         raise AssertionError("unreachable")
 
     def _delete_oldest(self, client: Any, bucket: str, dev_id: str, keep: str) -> None:

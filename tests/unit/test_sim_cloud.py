@@ -307,7 +307,8 @@ class FakeS3:
         import hashlib
 
         self.calls.append(("put_object", Key))
-        assert ContentMD5 == base64.b64encode(hashlib.md5(Body).digest()).decode()
+        data = Body if isinstance(Body, bytes) else Body.read()
+        assert ContentMD5 == base64.b64encode(hashlib.md5(data).digest()).decode()
         if self.full:
             self.full -= 1
             raise self.error("QuotaExceeded", 403, "PutObject")
@@ -327,17 +328,21 @@ class PutTests(SynchronousTestCase):
 
     account = CloudAccount("http://127.0.0.1:1", "a", "b")
 
-    def put(self, fake: FakeS3, key: str, loop: bool = True) -> int:
+    def put(self, fake: FakeS3, key: str, loop: bool = True, from_file: bool = False) -> int:
         from globaleye.sim.cloud import _Item
 
         service = CloudService(Clock(), CloudSettings(spool_dir=self.mktemp()), _media)
         service._clients[("http://127.0.0.1:1", "a", "b")] = fake
-        return service.put(self.account, DEV_ID, _Item("GlobalEyeRecord", key, 0, data=b"ts"), loop)
+        item = _Item("GlobalEyeRecord", key, 0, data=b"ts")
+        if from_file:
+            item = _Item("GlobalEyeRecord", key, 0, path=service.spool / key)
+            item.path.write_bytes(b"ts")  # type: ignore[union-attr]
+        return service.put(self.account, DEV_ID, item, loop)
 
     def test_loop_overwrite_deletes_the_oldest(self) -> None:
         old = [f"{DEV_ID}_0_2026110210{m:02d}00.ts" for m in (15, 5, 10, 0, 20)] + ["81100000002_0_20261102000000.ts"]
         fake = FakeS3(list(old), full=1)
-        self.assertEqual(self.put(fake, f"{DEV_ID}_0_20261102102500.ts"), 2)
+        self.assertEqual(self.put(fake, f"{DEV_ID}_0_20261102102500.ts", from_file=True), 2)  # sent twice, whole
         deleted = [k for op, k in fake.calls if op == "delete_object"]
         self.assertEqual(deleted, [f"{DEV_ID}_0_2026110210{m:02d}00.ts" for m in (0, 5, 10)])  # its own, oldest first
         self.assertIn(f"{DEV_ID}_0_20261102102500.ts", fake.keys)

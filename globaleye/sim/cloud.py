@@ -248,9 +248,12 @@ class CloudService:
             self._own_spool = True
         self.spool.mkdir(parents=True, exist_ok=True)
         self.pool: ThreadPool | None = None
+        self._shutdown: Any = None
         if hasattr(reactor, "getThreadPool"):
             self.pool = ThreadPool(1, max(1, self.settings.threads), name="globaleye-sim-cloud")
             self.pool.start()
+            # A process that ends without Fleet.stop (Ctrl-C) must not wait on the pool's threads.
+            self._shutdown = reactor.addSystemEventTrigger("during", "shutdown", self.pool.stop)
         self.run: Runner = thread_runner(reactor, self.pool)
         self._clients: dict[tuple[str, str, str], Any] = {}
         self._buckets: set[tuple[str, str, str]] = set()
@@ -270,6 +273,7 @@ class CloudService:
             await cloud.stop()
         if self.pool is not None:
             pool, self.pool = self.pool, None
+            self.reactor.removeSystemEventTrigger(self._shutdown)
             pool.stop()
         if self._own_spool:
             shutil.rmtree(self.spool, ignore_errors=True)
@@ -502,7 +506,8 @@ class CameraCloud:
     def _uploaded(self, result: Any, item: _Item, account: CloudAccount) -> None:
         self._busy = False
         self._inflight = None
-        if item not in self.queue:  # dropped meanwhile
+        if item not in self.queue:  # dropped meanwhile (stopped)
+            self._pump()
             return
         if isinstance(result, Failure):
             failure = classify(result.value or RuntimeError("unknown"))

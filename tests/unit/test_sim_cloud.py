@@ -388,3 +388,44 @@ class FailureTypeTests(SynchronousTestCase):
     def test_cloud_failure_keeps_type(self) -> None:
         failure = CloudFailure(m.ExceptionType.ESTORE_DELETE_FAILED, "x")
         self.assertIs(classify(failure), failure)
+
+
+class LoginAccountTests(SynchronousTestCase):
+    """§7.5.1 through the real gateway session, in memory: LOGIN_RES's EURL/EAccount/EPassword become the
+    camera's cloud account and a 65H replaces it; a camera without cloud storage keeps none."""
+
+    def test_login_res_account(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        from globaleye.device.gateway import GatewaySettings
+        from globaleye.testing import InlineStore, known_device, pump_camera_and_gateway
+
+        store = InlineStore()
+        self.addCleanup(lambda: Deferred.fromCoroutine(store.close()))
+        Deferred.fromCoroutine(store.import_devices([known_device(DEV_ID, "pumped-key")]))
+        settings = GatewaySettings(cloud_url="http://127.0.0.1:9000", cloud_account=f"{DEV_ID}_acct",
+                                   cloud_password="secret")
+        link = pump_camera_and_gateway(store, DEV_ID, "pumped-key", settings=settings)
+        self.addCleanup(link.stop)
+        self.assertTrue(link.camera.online)
+        self.assertEqual(link.camera.state.cloud, CloudAccount("http://127.0.0.1:9000", f"{DEV_ID}_acct", "secret"))
+        d = Deferred.fromCoroutine(link.gateway.command(DEV_ID, m.SetCloudAccountRequest(
+            dev_id=DEV_ID, url="http://127.0.0.1:9001", account=f"{DEV_ID}_new", password="s2")))
+        link.flush()
+        self.assertEqual(self.successResultOf(d).result, 0)
+        self.assertEqual(link.camera.state.cloud.account, f"{DEV_ID}_new")
+
+    def test_no_estore_no_account(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        from globaleye.device.gateway import GatewaySettings
+        from globaleye.testing import InlineStore, known_device, pump_camera_and_gateway
+
+        store = InlineStore()
+        self.addCleanup(lambda: Deferred.fromCoroutine(store.close()))
+        Deferred.fromCoroutine(store.import_devices([known_device(DEV_ID, "pumped-key")]))
+        link = pump_camera_and_gateway(store, DEV_ID, "pumped-key", e_store_flag=False,
+                                       settings=GatewaySettings(cloud_url="http://127.0.0.1:9000", cloud_account="a"))
+        self.addCleanup(link.stop)
+        self.assertTrue(link.camera.online)
+        self.assertEqual(link.camera.state.cloud, CloudAccount())

@@ -271,12 +271,12 @@ class CloudService:
     async def stop(self) -> None:
         for cloud in self.cameras:
             await cloud.stop()
+        if self._own_spool:
+            await self.run(shutil.rmtree, self.spool, True)
         if self.pool is not None:
             pool, self.pool = self.pool, None
             self.reactor.removeSystemEventTrigger(self._shutdown)
             pool.stop()
-        if self._own_spool:
-            shutil.rmtree(self.spool, ignore_errors=True)
 
     # -- blocking S3 calls (worker threads)
 
@@ -536,13 +536,11 @@ class CameraCloud:
                                     "camera {dev}: dropped {key}: {why}", dev=self.state.dev_id, key=item.key, why=why)
         self._unlink(item)
 
-    @staticmethod
-    def _unlink(item: _Item) -> None:
+    def _unlink(self, item: _Item) -> None:
+        """Remove a file from local storage (in a worker thread: no disk I/O on the reactor's)."""
         if item.path is not None:
-            try:
-                item.path.unlink()
-            except OSError:
-                pass
+            self.service.run(item.path.unlink, True).addErrback(
+                lambda f: log.failure("camera {dev}: cannot remove {path}", f, dev=self.state.dev_id, path=item.path))
 
     def _report(self, channel_no: int, key: str, failure: CloudFailure) -> None:
         """34H (§7.5.4) with the failure's type, at most once per ``report_interval`` per type."""

@@ -59,7 +59,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from globaleye.device.protocol import messages as m
-from globaleye.media.names import RECORDING_SECONDS
+from globaleye.media.names import RECORDING_SECONDS, RecordingName
 from globaleye.s3.backend import PICTURE_BUCKET, RECORD_BUCKET
 from globaleye.sim.media.source import LoopParams, MediaLibrary, render_frame
 from globaleye.sim.recorder import ChannelRecorder, RecordedFile, Runner, device_time, thread_runner
@@ -400,6 +400,25 @@ class CameraCloud:
             recorder.start()
         self.camera.on_alarm.append(self._alarm)
         self._plan_pictures()
+        self.service.run(self._backlog).addCallbacks(self._resume, lambda f: log.failure(
+            "camera {dev}: cannot read its local storage", f, dev=self.state.dev_id))
+
+    def _backlog(self) -> list[Path]:
+        """This camera's files left in the spool by an earlier run (a worker thread): half-written
+        ones (``.part``) are removed, whole ones are uploaded, oldest first."""
+        found = []
+        for path in self.service.spool.glob(f"{self.state.dev_id}_*"):
+            if path.name.endswith(".part"):
+                path.unlink(missing_ok=True)
+            elif RecordingName.parse(path.name) is not None and path.name.split("_", 1)[0] == self.state.dev_id:
+                found.append(path)
+        return sorted(found, key=lambda p: _name_time(p.name))
+
+    def _resume(self, paths: list[Path]) -> None:
+        for path in paths:
+            parsed = RecordingName.parse(path.name)
+            if parsed is not None and not any(i.path == path for i in self.queue):
+                self._enqueue(_Item(RECORD_BUCKET, path.name, parsed.channel_no, path=path))
 
     async def stop(self) -> None:
         self._stopped = True

@@ -259,6 +259,18 @@ class UploaderTests(SynchronousTestCase):
         self.assertEqual(len(self.calls), 3)
         self.assertEqual(self.cloud.queue, [])
 
+    def test_backlog_of_an_earlier_run(self) -> None:
+        """Files an earlier run left in the spool are uploaded at start, oldest first; half-written ones
+        are removed; another camera's are left alone."""
+        spool = self.service.spool
+        for name in (f"{DEV_ID}_0_20261102090500.ts", f"{DEV_ID}_0_20261102090000.ts",
+                     f"{DEV_ID}_0_20261102091000.ts.part", "81100000002_0_20261102090000.ts"):
+            (spool / name).write_bytes(b"x")
+        self.cloud.recorders[0].wanted = lambda: None
+        self.cloud.start()
+        self.assertEqual([c[2] for c in self.calls], [f"{DEV_ID}_0_20261102090000.ts", f"{DEV_ID}_0_20261102090500.ts"])
+        self.assertEqual(sorted(p.name for p in spool.iterdir()), ["81100000002_0_20261102090000.ts"])
+
     def test_pictures_by_policy_and_alarm(self) -> None:
         """A 75H cloud policy every 2 s from 10:00 takes JPEGs named by their time into GlobalEyePicture;
         an alarm takes one at once."""

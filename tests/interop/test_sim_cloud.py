@@ -198,6 +198,13 @@ class SimulatedCameraCloudTests(TestCase):
         self.assertEqual([(s["codec_name"], s["width"], s["height"]) for s in info["streams"]], [("h264", 1280, 720)])
         self.assertAlmostEqual(float(info["format"]["duration"]), PERIOD, delta=0.1)
 
+        for path in paths:  # each file plays alone: its first picture is a keyframe that decodes
+            first = await run(ffprobe, ["-v", "error", "-select_streams", "v", "-read_intervals", "%+#1",
+                                        "-show_entries", "packet=flags", "-of", "csv=p=0", str(path)])
+            self.assertTrue(first.out.strip().startswith("K"), first.out)
+            alone = await run(ffmpeg, ["-v", "warning", "-xerror", "-i", str(path), "-f", "null", "-"], timeout=60)
+            self.assertEqual((alone.code, alone.err.strip()), (0, ""))
+
         joined = work / "joined.ts"
         joined.write_bytes(paths[0].read_bytes() + paths[1].read_bytes())
         decoded = await run(ffmpeg, ["-v", "warning", "-xerror", "-i", str(joined), "-f", "null", "-"], timeout=60)

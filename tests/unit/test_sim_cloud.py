@@ -441,3 +441,37 @@ class LoginAccountTests(SynchronousTestCase):
         self.addCleanup(link.stop)
         self.assertTrue(link.camera.online)
         self.assertEqual(link.camera.state.cloud, CloudAccount())
+
+
+class TsMuxerTests(SynchronousTestCase):
+    """The muxer's wire format: whole 188-byte packets, the PSI CRC, continuity kept across files."""
+
+    def test_crc_check_value(self) -> None:
+        from globaleye.sim.media.tsmux import PAT_SECTION, crc32_mpeg2
+
+        self.assertEqual(crc32_mpeg2(b"123456789"), 0x0376E6E7)  # CRC-32/MPEG-2's check value
+        self.assertEqual(crc32_mpeg2(PAT_SECTION), 0)  # a section with its CRC checks to zero
+
+    def test_packets_and_continuity(self) -> None:
+        from globaleye.media import mpegts
+        from globaleye.sim.media.tsmux import VIDEO_PID, TsMuxer
+
+        mux = TsMuxer()
+        sizes = [1, 183, 184, 185, 3000]
+        files = [b"".join(mux.access_unit([b"\x65" + b"\x00" * (n - 1)], 9000 + 3600 * i, i == 0)
+                          for i, n in enumerate(sizes)) for _ in range(2)]
+        counters: dict[int, int] = {}
+        for data in files:  # the second "file" goes on where the first stopped
+            self.assertEqual(len(data) % 188, 0)
+            for at in range(0, len(data), 188):
+                packet = data[at:at + 188]
+                self.assertEqual(packet[0], 0x47)
+                pid, cc = (packet[1] & 0x1F) << 8 | packet[2], packet[3] & 0x0F
+                if pid in counters:
+                    self.assertEqual(cc, (counters[pid] + 1) & 0x0F, f"pid {pid:#x} at {at}")
+                counters[pid] = cc
+        demux = mpegts.TsDemuxer()
+        pes = [p for p in [*demux.feed(files[0], 0), *demux.flush()] if p.pid == VIDEO_PID]
+        self.assertEqual([len(p.data) - 6 - 4 for p in pes], sizes)  # AUD and start code in front of each
+        self.assertEqual([p.pts for p in pes], [9000 + 3600 * i for i in range(5)])
+        self.assertTrue(pes[0].random_access)

@@ -4,6 +4,7 @@
     globaleye-sim --redirect http://127.0.0.1:8080/redirect --count 10000 --first-id 81100000001
     globaleye-sim --register https://127.0.0.1:8443/register --ca-file platform.pem   # [http] tls_port
     globaleye-sim --count 100 --devices-csv > sim.csv   # for globaleye device import (closed enrollment)
+    globaleye-sim --cloud-period 10    # 10-second cloud recordings instead of §7.1.1's 5 minutes
 
 Each camera gets the DevID ``first-id + i`` and a key derived from ``--seed`` and
 its DevID, so a restarted simulator presents the keys the platform pinned.
@@ -29,6 +30,7 @@ from twisted.logger import (
 )
 
 from globaleye.sim.camera import Timing, http_client
+from globaleye.sim.cloud import CloudSettings
 from globaleye.sim.fleet import Fleet
 from globaleye.sim.upnp import UpnpSettings
 
@@ -54,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--upnp", action="store_true",
                         help="map each camera's RTSP port on the LAN's UPnP IGD (§7.3.2)")
     parser.add_argument("--upnp-timeout", type=float, default=3.0, help="seconds to wait for an IGD to answer")
+    cloud = parser.add_argument_group("cloud storage (§7.1.1: recordings and pictures uploaded by the cameras)")
+    cloud.add_argument("--no-cloud", action="store_true",
+                       help="never record to or upload to the cloud store, whatever the platform asks")
+    cloud.add_argument("--cloud-period", type=int, default=300,
+                       help="seconds of live stream per recorded TS file (§7.1.1: 300, 5 minutes)")
+    cloud.add_argument("--cloud-spool", default="",
+                       help="directory where files wait for their upload (default: a temporary one)")
+    cloud.add_argument("--cloud-max-files", type=int, default=12,
+                       help="files and pictures waiting per camera at most; the oldest are dropped beyond")
+    cloud.add_argument("--cloud-attempts", type=int, default=3, help="uploads of one file before it is dropped")
+    cloud.add_argument("--cloud-retry", type=float, default=30.0, help="seconds between two uploads of one file")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every camera's events")
     parser.add_argument("--devices-csv", action="store_true",
                         help="print the cameras as DevID,DevKey,ManufacturerNo,Model rows for "
@@ -73,6 +86,22 @@ def devices_csv(args: argparse.Namespace) -> str:
     return "".join(rows)
 
 
+def cloud_settings(args: argparse.Namespace) -> CloudSettings | None:
+    """The cameras' cloud side from the options (None: --no-cloud, or boto3 missing, said once)."""
+    if args.no_cloud:
+        return None
+    if args.cloud_period < 1 or args.cloud_max_files < 1 or args.cloud_attempts < 1 or args.cloud_retry < 0:
+        raise SystemExit("globaleye-sim: --cloud-period, --cloud-max-files and --cloud-attempts must be at least 1, "
+                         "--cloud-retry not negative")
+    import importlib.util
+
+    if importlib.util.find_spec("boto3") is None:
+        log.warn("globaleye-sim: boto3 is not installed (pip install 'globaleye[sim]'): the cameras upload nothing")
+        return None
+    return CloudSettings(period=args.cloud_period, spool_dir=args.cloud_spool, max_files=args.cloud_max_files,
+                         attempts=args.cloud_attempts, retry_delay=args.cloud_retry)
+
+
 async def simulate(reactor: Any, args: argparse.Namespace) -> None:
     if len(args.first_id) != 11 or not args.first_id.isdigit():
         raise SystemExit("globaleye-sim: --first-id must be 11 digits")
@@ -80,10 +109,11 @@ async def simulate(reactor: Any, args: argparse.Namespace) -> None:
         args.register = "http://127.0.0.1:8080/register"
     first = int(args.first_id)
     http = http_client(reactor, args.ca_file or None)
+    cloud = cloud_settings(args)
     fleet = Fleet(reactor, register_url=args.register, redirect_url=args.redirect, seed=args.seed,
                   interface=args.interface, rtsp_port=args.rtsp_port, timing=Timing(heartbeat_interval=args.heartbeat),
                   relay=not args.no_relay, http=http,
-                  upnp=UpnpSettings(discovery_timeout=args.upnp_timeout) if args.upnp else None)
+                  upnp=UpnpSettings(discovery_timeout=args.upnp_timeout) if args.upnp else None, cloud=cloud)
     await fleet.prepare()
     cameras = [fleet.add(f"{first + index:011d}") for index in range(args.count)]
     fleet.start(args.ramp)

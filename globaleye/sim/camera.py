@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -35,7 +36,7 @@ from globaleye.device.messaging import CommandError, MessageProtocol
 from globaleye.device.protocol import messages as m
 from globaleye.device.protocol.frame import Frame
 from globaleye.sim.commands import answer
-from globaleye.sim.state import CameraState
+from globaleye.sim.state import CameraState, CloudAccount
 from globaleye.sim.upnp import CameraPortMapping
 from globaleye.util.urls import request_url
 from txturn.turnclient import TurnClient
@@ -241,6 +242,8 @@ class SimulatedCamera:
         # §7.3.2: the RTSP port mapping on the shop's IGD (None: the camera does no UPnP).
         self.upnp = upnp
         self.upnp_released: Deferred[None] | None = None
+        #: Told (channel, ExceptionType) of each alarm raised (the cloud side takes a picture then).
+        self.on_alarm: list[Callable[[int, int], None]] = []
 
     # Control ---------------------------------------------------------------------------
 
@@ -366,6 +369,8 @@ class SimulatedCamera:
             raise CommandError(f"camera {self.state.dev_id} is offline: no alarm sent")
         report = m.ExceptionReportRequest(dev_id=self.state.dev_id, channel_no=channel_no,
                                           exception_type=exception_type, exception_desc=description[:200])
+        for hook in list(self.on_alarm):
+            hook(channel_no, exception_type)
         response = await session.request(report, self.timing.request_timeout)
         return int(response.result)
 
@@ -508,6 +513,9 @@ class SimulatedCamera:
             return "unknown" if login.result == 1 else "login-failed"
         self.online = True
         self.logins += 1
+        if login.eurl.strip() and s.e_store_flag:
+            # §7.5.1: LOGIN_RES carries the cloud account (§7.1.1); a 65H later replaces it.
+            s.cloud = CloudAccount(url=login.eurl.strip(), account=login.e_account, password=login.e_password)
         self._failures = 0
         if not self.went_online.called:
             self.went_online.callback(None)

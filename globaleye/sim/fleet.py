@@ -23,6 +23,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from globaleye.device.protocol import messages as m
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
+from globaleye.sim.cloud import CameraCloud, CloudService, CloudSettings
 from globaleye.sim.media.source import LoopParams, MediaLibrary, default_library
 from globaleye.sim.rtsp.server import LiveEncoding, RtspCamera, RtspCameraFactory
 from globaleye.sim.rtsp.urls import platform_verifier, state_recordings
@@ -63,7 +64,8 @@ class Fleet:
     def __init__(self, reactor: Any, *, register_url: str = "", redirect_url: str = "", seed: str = "globaleye-sim",
                  interface: str = "127.0.0.1", rtsp_port: int = 0, timing: Timing | None = None,
                  media: MediaLibrary | None = None, relay: bool = True, http: Any = None,
-                 rng: random.Random | None = None, upnp: UpnpSettings | None = None) -> None:
+                 rng: random.Random | None = None, upnp: UpnpSettings | None = None,
+                 cloud: CloudSettings | None = None) -> None:
         self.reactor = reactor
         self.register_url = register_url
         self.redirect_url = redirect_url
@@ -79,6 +81,9 @@ class Fleet:
         self.port: IListeningPort = reactor.listenTCP(rtsp_port, self.rtsp, backlog=1024, interface=interface)
         self.rtsp_port = int(getattr(self.port.getHost(), "port"))  # noqa: B009
         self.cameras: list[SimulatedCamera] = []
+        # §7.1.1: the cameras record and upload to the cloud store themselves (None: they do not).
+        self.cloud = CloudService(reactor, cloud, self.media) if cloud is not None else None
+        self.clouds: dict[str, CameraCloud] = {}
         self.log.info("simulated cameras serve RTSP on {host}:{port}", host=interface, port=self.rtsp_port)
 
     async def prepare(self) -> None:
@@ -116,6 +121,8 @@ class Fleet:
         state.on_video_changed = video_changed
         self.rtsp.add(rtsp)
         self.cameras.append(camera)
+        if self.cloud is not None:
+            self.clouds[dev_id] = self.cloud.attach(camera)
         return camera
 
     def _port_mapping(self) -> CameraPortMapping | None:
@@ -127,7 +134,13 @@ class Fleet:
     def start(self, ramp: float = 0.0) -> None:
         """Start every camera, spread over *ramp* seconds as a real fleet powers up."""
         for index, camera in enumerate(self.cameras):
-            self.reactor.callLater(ramp * index / max(1, len(self.cameras)), camera.start)
+            self.reactor.callLater(ramp * index / max(1, len(self.cameras)), self._start, camera)
+
+    def _start(self, camera: SimulatedCamera) -> None:
+        camera.start()
+        cloud = self.clouds.get(camera.state.dev_id)
+        if cloud is not None:
+            cloud.start()
 
     async def stop(self) -> None:
         for camera in self.cameras:
@@ -136,4 +149,6 @@ class Fleet:
         for camera in self.cameras:
             if camera.upnp_released is not None:
                 await camera.upnp_released  # bounded by the UPnP request timeout
+        if self.cloud is not None:
+            await self.cloud.stop()
         await maybeDeferred(self.port.stopListening)

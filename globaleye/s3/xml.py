@@ -8,7 +8,8 @@ access off and a bounded size, so a hostile body can neither expand nor reach an
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 import attrs
@@ -66,15 +67,12 @@ class ListV2:
     next_continuation_token: str = ""
     start_after: str = ""
     encoding_type: str = ""
+    delimiter: str = ""
+    common_prefixes: Sequence[str] = ()
 
     def to_xml(self) -> bytes:
         url = self.encoding_type == "url"
-
-        def key(value: str) -> str:
-            if url:
-                from urllib.parse import quote
-                return quote(value, safe="/")
-            return _text(value)
+        key = _key_writer(url)
 
         parts = [HEADER, f'<ListBucketResult xmlns="{NS}"><Name>{_text(self.bucket)}</Name>',
                  f"<Prefix>{key(self.prefix)}</Prefix><KeyCount>{len(self.objects)}</KeyCount>",
@@ -87,12 +85,44 @@ class ListV2:
             parts.append(f"<NextContinuationToken>{_text(self.next_continuation_token)}</NextContinuationToken>")
         if self.start_after:
             parts.append(f"<StartAfter>{key(self.start_after)}</StartAfter>")
-        for info in self.objects:
-            parts.append(f"<Contents><Key>{key(info.key)}</Key><LastModified>{iso_time(info.modified)}</LastModified>"
-                         f"<ETag>&quot;{_text(info.etag)}&quot;</ETag><Size>{info.size}</Size>"
-                         "<StorageClass>STANDARD</StorageClass></Contents>")
+        if self.delimiter:
+            parts.append(f"<Delimiter>{key(self.delimiter)}</Delimiter>")
+        parts.extend(_contents(self.objects, self.common_prefixes, key))
         parts.append("</ListBucketResult>")
         return "".join(parts).encode()
+
+
+def _key_writer(url: bool) -> Callable[[str], str]:
+    def key(value: str) -> str:
+        return quote(value, safe="/") if url else _text(value)
+    return key
+
+
+def _contents(objects: Sequence[ObjectInfo], prefixes: Sequence[str], key: Callable[[str], str]) -> list[str]:
+    parts = [f"<Contents><Key>{key(info.key)}</Key><LastModified>{iso_time(info.modified)}</LastModified>"
+             f"<ETag>&quot;{_text(info.etag)}&quot;</ETag><Size>{info.size}</Size>"
+             "<StorageClass>STANDARD</StorageClass></Contents>" for info in objects]
+    parts.extend(f"<CommonPrefixes><Prefix>{key(prefix)}</Prefix></CommonPrefixes>" for prefix in prefixes)
+    return parts
+
+
+def list_v1(bucket: str, prefix: str, marker: str, delimiter: str, max_keys: int, objects: Sequence[ObjectInfo],
+            prefixes: Sequence[str], truncated: bool, next_marker: str, encoding_type: str = "") -> bytes:
+    """ListObjects (version 1: s3cmd's ``ls``)."""
+    url = encoding_type == "url"
+    key = _key_writer(url)
+    parts = [HEADER, f'<ListBucketResult xmlns="{NS}"><Name>{_text(bucket)}</Name><Prefix>{key(prefix)}</Prefix>',
+             f"<Marker>{key(marker)}</Marker><MaxKeys>{max_keys}</MaxKeys>",
+             f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"]
+    if url:
+        parts.append("<EncodingType>url</EncodingType>")
+    if delimiter:
+        parts.append(f"<Delimiter>{key(delimiter)}</Delimiter>")
+    if next_marker:
+        parts.append(f"<NextMarker>{key(next_marker)}</NextMarker>")
+    parts.extend(_contents(objects, prefixes, key))
+    parts.append("</ListBucketResult>")
+    return "".join(parts).encode()
 
 
 def initiate_multipart(bucket: str, key: str, upload_id: str) -> bytes:
@@ -157,4 +187,4 @@ def parse_complete(body: bytes) -> list[tuple[int, str]]:
 
 
 __all__ = ["MAX_COMPLETE_BODY", "ListV2", "XMLError", "complete_multipart", "error", "http_time",
-           "initiate_multipart", "iso_time", "list_buckets", "parse_complete"]
+           "initiate_multipart", "iso_time", "list_buckets", "list_v1", "location", "parse_complete"]

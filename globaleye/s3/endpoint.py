@@ -809,6 +809,7 @@ class S3Channel(http.HTTPChannel):
             self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
+        self.site.channels.discard(self)
         self._disarm()
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
@@ -844,12 +845,20 @@ class S3Site(server.Site):
         self.endpoint = endpoint
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
+        #: Open connections, closed when the role stops.
+        self.channels: set[S3Channel] = set()
 
     def buildProtocol(self, addr: Any) -> Any:  # noqa: N802
         channel = super().buildProtocol(addr)
         channel.header_timeout = self.header_timeout
         channel.body_timeout = self.body_timeout
+        self.channels.add(channel)
         return channel
+
+    def close_all(self) -> None:
+        for channel in list(self.channels):
+            if channel.transport is not None:
+                channel.transport.abortConnection()
 
     def log(self, request: Any) -> None:
         pass
@@ -1420,6 +1429,7 @@ class StorageService(service.Service):
         self.endpoint.stop()
         port, self.port = self.port, None
         d: defer.Deferred[Any] = defer.maybeDeferred(port.stopListening) if port is not None else defer.succeed(None)
+        d.addBoth(lambda _: self.site.close_all())
         d.addBoth(lambda _: self.threadpool.stop())
         return d
 

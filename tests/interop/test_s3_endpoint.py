@@ -23,7 +23,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from twisted.internet import reactor, threads
+from twisted.internet import reactor, task, threads
 from twisted.trial import unittest
 
 from globaleye.s3 import sigv4
@@ -396,6 +396,37 @@ class Boto3(Harness):
         answer = await self.in_thread(slow_headers)
         self.assertIn(b"RequestTimeout", answer)
         self.assertLess(time.monotonic() - started, 8)
+
+        # A body that stops coming: answered and closed after body_timeout (2 s) of silence, and
+        # its staging file removed.
+        def stalled_body() -> bytes:
+            host = f"127.0.0.1:{self.port}"
+            signed = sigv4.sign_v4("PUT", host, "/vhost-bucket/k5", [], {}, PLATFORM.access_key, PLATFORM.secret,
+                                   "us-east-1", time.time())
+            head = "".join(f"{name}: {value}\r\n" for name, value in signed.items())
+            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+                sock.sendall(f"PUT /vhost-bucket/k5 HTTP/1.1\r\nHost: {host}\r\n{head}Content-Length: 1000000\r\n\r\n"
+                             .encode() + b"x" * 300000)
+                received = b""
+                while True:
+                    data = sock.recv(4096)
+                    if not data:
+                        return received
+                    received += data
+        started = time.monotonic()
+        answer = await self.in_thread(stalled_body)
+        self.assertIn(b"RequestTimeout", answer)
+        self.assertLess(time.monotonic() - started, 8)
+        status, _ = await self.in_thread(request, "GET", "/vhost-bucket/k5")
+        self.assertEqual(status, 404)
+        for _ in range(100):  # the abort's removal runs in the pool: bounded wait
+            if not os.listdir(os.path.join(self.data_dir, ".staging")):
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(os.listdir(os.path.join(self.data_dir, ".staging")), [])
+        # An empty object.
+        self.assertEqual((await self.in_thread(request, "PUT", "/vhost-bucket/empty", b""))[0], 200)
+        self.assertEqual(await self.in_thread(request, "GET", "/vhost-bucket/empty"), (200, b""))
 
 
 class AwsCli(Harness):

@@ -478,6 +478,10 @@ class Exchange:
             self.fail(S3Error("InternalError", "We encountered an internal error. Please try again."))
         finally:
             self.settled = True
+        if self.request._disconnected:
+            if self.writer is not None and not self.writer.closed:
+                self.writer.abort()  # the client left while it was being admitted
+            return
         if self.failed is None:
             pending, self.pending = self.pending, []
             for data in pending:

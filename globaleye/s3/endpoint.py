@@ -1160,7 +1160,16 @@ async def _get_object(exchange: Exchange, admitted: Admitted) -> None:
             request.write(piece)
             position += len(piece)
             if pause.waiting is not None:
+                # A reader that stops reading holds a connection and a coroutine: not for longer
+                # than idle_timeout seconds at a stretch.
+                stall = exchange.endpoint.reactor.callLater(exchange.endpoint.settings.idle_timeout,
+                                                            pause.stopProducing)
                 await pause.waiting
+                if stall.active():
+                    stall.cancel()
+                elif not request._disconnected:
+                    exchange.endpoint.refused(exchange.peer, S3Error("RequestTimeout", "the client stopped reading"),
+                                              exchange.what)
     except StorageError as error:
         log.warn("reading {bucket}/{key} for {peer} failed: {error}", bucket=target.bucket, key=target.key,
                  peer=exchange.peer, error=error)

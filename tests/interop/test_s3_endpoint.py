@@ -109,7 +109,7 @@ class Harness(unittest.TestCase):
         self.events = RecordingEvents()
         self.service = StorageService(
             StorageSettings(port=0, data_dir=self.data_dir, max_object_size=MAX_OBJECT, header_timeout=2,
-                            body_timeout=2, multipart_expiry=600),
+                            body_timeout=2, idle_timeout=3, multipart_expiry=600),
             None, DictCredentials(PLATFORM, CAM1, CAM2), self.events, reactor)
         self.service.startService()
         self.addCleanup(self.service.stopService)
@@ -424,6 +424,30 @@ class Boto3(Harness):
                 break
             await task.deferLater(reactor, 0.05, lambda: None)
         self.assertEqual(os.listdir(os.path.join(self.data_dir, ".staging")), [])
+        # A reader that stops reading: cut after idle_timeout (3 s) of a full send buffer.
+        big = os.urandom(MAX_OBJECT - 1)
+        self.assertEqual((await self.in_thread(request, "PUT", "/vhost-bucket/big", big))[0], 200)
+
+        def stalled_reader() -> int:
+            host = f"127.0.0.1:{self.port}"
+            signed = sigv4.sign_v4("GET", host, "/vhost-bucket/big", [], {}, PLATFORM.access_key, PLATFORM.secret,
+                                   "us-east-1", time.time())
+            head = "".join(f"{name}: {value}\r\n" for name, value in signed.items())
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(10)
+            with sock:
+                sock.connect(("127.0.0.1", self.port))
+                sock.sendall(f"GET /vhost-bucket/big HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode())
+                time.sleep(5)
+                received = 0
+                try:
+                    while data := sock.recv(65536):
+                        received += len(data)
+                except ConnectionResetError:
+                    pass
+                return received
+        self.assertLess(await self.in_thread(stalled_reader), len(big))
         # An empty object.
         self.assertEqual((await self.in_thread(request, "PUT", "/vhost-bucket/empty", b""))[0], 200)
         self.assertEqual(await self.in_thread(request, "GET", "/vhost-bucket/empty"), (200, b""))

@@ -169,6 +169,16 @@ class Boto3(Harness):
         after = await self.in_thread(cam.list_objects_v2, Bucket="GlobalEyeRecord", Prefix="D1_2_",
                                      StartAfter="D1_2_020.jpg")
         self.assertEqual([obj["Key"] for obj in after["Contents"]], [f"D1_2_{i:03d}.jpg" for i in range(21, 25)])
+        # Keys S3 allows: any UTF-8 up to 1024 bytes (the file name is hashed past 240 bytes), the
+        # characters clients percent-encode differently, slashes.
+        odd = ["D1_录像 (1)+a!*'~=&;$@,.ts", "D1_" + "é" * 510, "D1_a/../../b", "D1_%2F%41"]
+        for key in odd:
+            await self.in_thread(cam.put_object, Bucket="GlobalEyeRecord", Key=key, Body=key.encode())
+            self.assertEqual((await self.in_thread(read_object, cam, Bucket="GlobalEyeRecord", Key=key))[1],
+                             key.encode())
+        listed = await self.in_thread(cam.list_objects_v2, Bucket="GlobalEyeRecord", Prefix="D1_")
+        self.assertTrue(set(odd) <= {obj["Key"] for obj in listed["Contents"]})
+        self.assertFalse(os.path.exists(os.path.join(self.data_dir, "b")))
         deleted = await self.in_thread(cam.delete_object, Bucket="GlobalEyeRecord", Key="D1_1_20240101120000.ts")
         self.assertEqual(deleted["ResponseMetadata"]["HTTPStatusCode"], 204)
         self.assertEqual(self.events.deletes, [("CAM1KEY", "GlobalEyeRecord", "D1_1_20240101120000.ts")])

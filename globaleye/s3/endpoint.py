@@ -382,6 +382,8 @@ def resolve(method: str, raw_target: bytes, host: str, virtual_hosts: tuple[str,
             target.op = "HeadBucket"
         elif method == "GET" and "location" in query:
             target.op = "GetBucketLocation"
+        elif method == "POST" and "delete" in query:
+            target.op = "DeleteObjects"
         elif method == "GET" and "uploads" not in query and not (set(query) & sigv4.V2_SUBRESOURCES - {"location"}):
             target.op = "ListObjectsV2" if query.get("list-type") == "2" else "ListObjects"
     else:
@@ -616,7 +618,8 @@ class Exchange:
             return
         if self.writer is not None:
             self.writer.write(data)
-        elif self.admitted is not None and self.admitted.target.op in ("CreateBucket", "CompleteMultipartUpload"):
+        elif self.admitted is not None and self.admitted.target.op in ("CreateBucket", "CompleteMultipartUpload",
+                                                                        "DeleteObjects"):
             self.small.write(data)
 
     def fail(self, error: S3Error) -> None:
@@ -1296,10 +1299,7 @@ async def _complete_multipart(exchange: Exchange, admitted: Admitted) -> None:
     if upload is None or upload.bucket != target.bucket or upload.key != target.key or \
             upload.owner != admitted.principal.access_key or upload.completing:
         raise S3Error("NoSuchUpload", "The specified multipart upload does not exist.")
-    body = exchange.small.getvalue()
-    if admitted.mode.kind == "sha256" and hashlib.sha256(body).hexdigest() != admitted.mode.sha256:
-        raise S3Error("XAmzContentSHA256Mismatch",
-                      "The provided 'x-amz-content-sha256' header does not match what was computed.")
+    body = _small_body(exchange, admitted)
     try:
         listed = xml.parse_complete(body)
     except xml.XMLError as error:
@@ -1336,6 +1336,45 @@ async def _complete_multipart(exchange: Exchange, admitted: Admitted) -> None:
     _respond(exchange.request, 200, xml.complete_multipart(location, target.bucket, target.key, etag))
 
 
+def _small_body(exchange: Exchange, admitted: Admitted) -> bytes:
+    """An in-memory request body, its SHA-256 and Content-MD5 checked."""
+    body = exchange.small.getvalue()
+    if admitted.mode.kind == "sha256" and hashlib.sha256(body).hexdigest() != admitted.mode.sha256:
+        raise S3Error("XAmzContentSHA256Mismatch",
+                      "The provided 'x-amz-content-sha256' header does not match what was computed.")
+    md5 = exchange.header(b"content-md5")
+    if md5 is not None and not sigv4.content_md5_ok(md5, hashlib.md5(body).digest()):
+        raise S3Error("BadDigest", "The Content-MD5 you specified did not match what we received.")
+    return body
+
+
+async def _delete_objects(exchange: Exchange, admitted: Admitted) -> None:
+    """DeleteObjects (``POST /bucket?delete``: ``aws s3 rm --recursive``): each key as DeleteObject,
+    a camera's foreign keys answered AccessDenied one by one."""
+    endpoint, target, principal = exchange.endpoint, admitted.target, admitted.principal
+    try:
+        keys, quiet = xml.parse_delete(_small_body(exchange, admitted))
+    except xml.XMLError as error:
+        raise S3Error("MalformedXML", f"The XML you provided was not well-formed: {error}") from None
+    deleted: list[str] = []
+    errors: list[tuple[str, str, str]] = []
+    for key in keys:
+        if not principal.owns(key):
+            errors.append((key, "AccessDenied", f"a camera may touch only keys starting {principal.dev_id}_"))
+            continue
+        try:
+            check_key(key)
+            removed = await endpoint.backend.delete(target.bucket, key)
+        except StorageError as error:
+            mapped = _backend_errors(error)
+            errors.append((key, mapped.code, mapped.message))
+            continue
+        if removed:
+            await endpoint.events.deleted(principal, target.bucket, key)
+        deleted.append(key)
+    _respond(exchange.request, 200, xml.delete_result([] if quiet else deleted, errors))
+
+
 def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
@@ -1360,6 +1399,7 @@ _HANDLERS: dict[str, Callable[[Exchange, Admitted], Any]] = {
     "GetObject": _get_object, "HeadObject": _get_object, "DeleteObject": _delete_object, "PutObject": _put_object,
     "CreateMultipartUpload": _create_multipart, "UploadPart": _upload_part,
     "CompleteMultipartUpload": _complete_multipart, "AbortMultipartUpload": _abort_multipart,
+    "DeleteObjects": _delete_objects,
 }
 
 

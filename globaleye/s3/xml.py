@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
@@ -153,19 +154,56 @@ def _local(tag: object) -> str:
     return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
-def parse_complete(body: bytes) -> list[tuple[int, str]]:
-    """The (PartNumber, ETag without quotes) list of a CompleteMultipartUpload body, in the order
-    given.  :class:`XMLError` if it is too long, not that document, has a DTD, or lists no part."""
+MAX_DELETE_KEYS = 1000
+
+
+def parse_delete(body: bytes) -> tuple[list[str], bool]:
+    """The keys of a DeleteObjects (``POST ?delete``) body and its Quiet flag (at most 1000 keys)."""
+    root = _parse(body, "Delete")
+    keys, quiet = [], False
+    for element in root:
+        name = _local(element.tag)
+        if name == "Quiet":
+            quiet = (element.text or "").strip().lower() == "true"
+        elif name == "Object":
+            fields = {_local(child.tag): child.text or "" for child in element}
+            if not fields.get("Key"):
+                raise XMLError("an Object lacks its Key")
+            keys.append(fields["Key"])
+            if len(keys) > MAX_DELETE_KEYS:
+                raise XMLError(f"more than {MAX_DELETE_KEYS} keys")
+    if not keys:
+        raise XMLError("no Object listed")
+    return keys, quiet
+
+
+def delete_result(deleted: Sequence[str], errors: Sequence[tuple[str, str, str]]) -> bytes:
+    parts = [HEADER, f'<DeleteResult xmlns="{NS}">']
+    parts.extend(f"<Deleted><Key>{_text(key)}</Key></Deleted>" for key in deleted)
+    parts.extend(f"<Error><Key>{_text(key)}</Key><Code>{_text(code)}</Code><Message>{_text(message)}</Message></Error>"
+                 for key, code, message in errors)
+    parts.append("</DeleteResult>")
+    return "".join(parts).encode()
+
+
+def _parse(body: bytes, expected: str) -> Any:
     if len(body) > MAX_COMPLETE_BODY:
-        raise XMLError("the CompleteMultipartUpload body is too large")
+        raise XMLError(f"the {expected} body is too large")
     if b"<!DOCTYPE" in body.upper() or b"<!ENTITY" in body.upper():
         raise XMLError("DTDs are not accepted")
     try:
         root = etree.fromstring(body, _PARSER)
     except etree.XMLSyntaxError as failure:
         raise XMLError(f"not well-formed XML: {failure}") from None
-    if _local(root.tag) != "CompleteMultipartUpload":
-        raise XMLError(f"expected CompleteMultipartUpload, got {_local(root.tag)!r}")
+    if _local(root.tag) != expected:
+        raise XMLError(f"expected {expected}, got {_local(root.tag)!r}")
+    return root
+
+
+def parse_complete(body: bytes) -> list[tuple[int, str]]:
+    """The (PartNumber, ETag without quotes) list of a CompleteMultipartUpload body, in the order
+    given.  :class:`XMLError` if it is too long, not that document, has a DTD, or lists no part."""
+    root = _parse(body, "CompleteMultipartUpload")
     parts = []
     for element in root:
         if _local(element.tag) != "Part":
@@ -187,4 +225,4 @@ def parse_complete(body: bytes) -> list[tuple[int, str]]:
 
 
 __all__ = ["MAX_COMPLETE_BODY", "ListV2", "XMLError", "complete_multipart", "error", "http_time",
-           "initiate_multipart", "iso_time", "list_buckets", "list_v1", "location", "parse_complete"]
+           "initiate_multipart", "iso_time", "list_buckets", "list_v1", "location", "parse_complete", "parse_delete", "delete_result"]

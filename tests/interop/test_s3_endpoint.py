@@ -502,6 +502,18 @@ class AwsCli(Harness):
         done = await self.in_thread(self.run_cli, "s3", "ls", "s3://GlobalEyeRecord/", env=env)
         self.assertNotEqual(done.returncode, 0)  # a camera lists only its own prefix
         self.assertIn("AccessDenied", done.stderr)
+        # DeleteObjects: a camera removes its own objects; another camera's survive it.
+        await self.in_thread(self.boto(CAM2).put_object, Bucket="GlobalEyeRecord", Key="D2_1_keep.ts", Body=b"x")
+        await self.in_thread(self.boto(CAM1).put_object, Bucket="GlobalEyeRecord", Key="D1_2_more.jpg", Body=b"x")
+        # (The CLI's recursive rm lists "D1_/": a camera's files are not in a directory; boto3 here.)
+        answer = await self.in_thread(self.boto(CAM1).delete_objects, Bucket="GlobalEyeRecord", Delete={"Objects": [
+            {"Key": "D1_1_20240101121000.ts"}, {"Key": "D1_2_more.jpg"}, {"Key": "D2_1_keep.ts"}]})
+        self.assertEqual(sorted(obj["Key"] for obj in answer["Deleted"]), ["D1_1_20240101121000.ts", "D1_2_more.jpg"])
+        self.assertEqual([(error["Key"], error["Code"]) for error in answer["Errors"]],
+                         [("D2_1_keep.ts", "AccessDenied")])
+        self.assertEqual(sorted(key for _, _, key in self.events.deletes), ["D1_1_20240101121000.ts", "D1_2_more.jpg"])
+        listed = await self.in_thread(self.boto(PLATFORM).list_objects_v2, Bucket="GlobalEyeRecord")
+        self.assertEqual([obj["Key"] for obj in listed["Contents"]], ["D2_1_keep.ts"])
 
 
 class S3cmd(Harness):

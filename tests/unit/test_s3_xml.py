@@ -79,3 +79,20 @@ class CompleteRequest(unittest.TestCase):
                      b"<CompleteMultipartUpload>" + b" " * xml.MAX_COMPLETE_BODY + b"</CompleteMultipartUpload>"):
             with self.assertRaises(xml.XMLError):
                 xml.parse_complete(body)
+
+
+class DeleteRequest(unittest.TestCase):
+    def test_parse_and_answer(self) -> None:
+        body = (b'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet>'
+                b"<Object><Key>D1_a</Key></Object><Object><Key>D1_&lt;b&gt;</Key><VersionId>x</VersionId></Object>"
+                b"</Delete>")
+        self.assertEqual(xml.parse_delete(body), (["D1_a", "D1_<b>"], True))
+        doc = etree.fromstring(xml.delete_result(["D1_a"], [("D2_x", "AccessDenied", "no")]))
+        self.assertEqual(doc.find("s3:Deleted", NS).findtext("s3:Key", namespaces=NS), "D1_a")
+        self.assertEqual(doc.find("s3:Error", NS).findtext("s3:Code", namespaces=NS), "AccessDenied")
+
+    def test_refused(self) -> None:
+        many = b"<Delete>" + b"<Object><Key>k</Key></Object>" * 1001 + b"</Delete>"
+        for body in (many, b"<Delete/>", b"<Delete><Object/></Delete>", b"<Other/>"):
+            with self.assertRaises(xml.XMLError):
+                xml.parse_delete(body)

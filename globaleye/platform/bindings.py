@@ -27,6 +27,7 @@ from globaleye.guard.keyguard import KeyGuardSettings
 from globaleye.guard.netlimits import LimitSettings
 from globaleye.platform.config import SCHEMA, Config
 from globaleye.proxy.service import RtspProxySettings
+from globaleye.s3.endpoint import StorageSettings
 from globaleye.store.retention import RetentionSettings
 from globaleye.users.accounts import AccountSettings
 from globaleye.users.crm import HttpCRMSettings
@@ -93,6 +94,11 @@ BINDINGS: Mapping[type, Binding] = {
     # §8.9's StunIP/StunPort: empty keys mean public_host and [stun] port, worked out by tap.
     ClientApiSettings: Binding("soap", computed=frozenset({"stun_host", "stun_port"})),
     RtspProxySettings: Binding("rtsp"),
+    # data_dir: Config.storage_dir() (relative to, or under, [globaleye] data_dir).
+    StorageSettings: Binding("storage", keys={"header_timeout": "limits.http_header_timeout",
+                                              "body_timeout": "limits.http_body_timeout",
+                                              "idle_timeout": "limits.http_idle_timeout"},
+                             computed=frozenset({"data_dir"})),
     TurnServerConfig: Binding(
         "turn",
         keys={"stream_first_message_timeout": "limits.turn_first_message_timeout",

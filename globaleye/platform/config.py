@@ -20,7 +20,7 @@ import attrs
 
 from globaleye.guard.ops import operator_token
 
-ROLES = ("gateway", "http", "group", "stun", "turn", "rtsp", "web")
+ROLES = ("gateway", "http", "group", "stun", "turn", "rtsp", "web", "storage")
 
 
 class ConfigError(Exception):
@@ -568,6 +568,30 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "forget": Key(_positive, "86400", "Seconds after its latest failure that a failure count is forgotten."),
         "max_entries": Key(_count, "100000", "Failure and trust records kept at most (the quietest go first)."),
     },
+    "storage": {
+        "interface": Key(str, "127.0.0.1", "Address of the embedded S3-compatible object store (the storage role, §7.1)."),
+        "port": Key(_port, "9000", "Object store port; 0 picks a free one."),
+        "data_dir": Key(str, "",
+                        "Directory of the embedded store's objects (relative: to [globaleye] data_dir; empty: "
+                        "storage under it). Its filesystem must keep user extended attributes (ext4, xfs, btrfs)."),
+        "public_url": Key(_url, "",
+                          "EURL given to cameras (LOGIN_RES, 65H): where they reach the store "
+                          "(empty: http://public_host:port)."),
+        "max_object_size": Key(_positive_int, "5368709120",
+                               "Largest object accepted, in bytes (a larger Content-Length is refused before the "
+                               "body is read; a chunked body is cut when it passes it)."),
+        "multipart_expiry": Key(_positive, "86400",
+                                "Seconds an unfinished multipart upload is kept after its latest part."),
+        "region": Key(str, "us-east-1", "Region name of the store (the one clients sign with; any is accepted)."),
+        "backend": Key(_choice("file", "s3"), "file",
+                       "file: objects in data_dir (the embedded store); s3: an external S3-compatible service "
+                       "(endpoint, region, access_key, secret_key, addressing_style)."),
+        "endpoint": Key(_url, "", "backend = s3: the external service's URL, e.g. https://oos-cn.ctyunapi.cn."),
+        "access_key": Key(str, "", "backend = s3: the platform's access key at the external service."),
+        "secret_key": Key(str, "", "backend = s3: the platform's secret key at the external service."),
+        "addressing_style": Key(_choice("path", "virtual"), "path",
+                                "backend = s3: path (https://host/bucket/key) or virtual (https://bucket.host/key)."),
+    },
 }
 
 
@@ -598,6 +622,13 @@ class Config:
         if path == ":memory:":
             return path
         resolved = Path(path)
+        if not resolved.is_absolute():
+            resolved = self.data_dir / resolved
+        return str(resolved)
+
+    def storage_dir(self) -> str:
+        """[storage] data_dir resolved: relative to [globaleye] data_dir; empty: ``storage`` under it."""
+        resolved = Path(self.values["storage"]["data_dir"] or "storage")
         if not resolved.is_absolute():
             resolved = self.data_dir / resolved
         return str(resolved)

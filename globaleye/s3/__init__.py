@@ -11,4 +11,10 @@ layer (``globaleye.app.cloud``), which keeps the index and decides who may see w
   :class:`~globaleye.s3.backend.StorageEvents` (what the application hears: admissions against quotas,
   objects stored and deleted).
 * :mod:`~globaleye.s3.memory`: an in-memory backend for tests of the layers above.
+* :mod:`~globaleye.s3.sigv4` (pure): AWS Signature V4/V2 verification and signing, presigned URLs,
+  the aws-chunked decoder.
+* :mod:`~globaleye.s3.xml` (pure): the S3 API's XML answers and request bodies.
+* :mod:`~globaleye.s3.files`: the embedded store's disk (``FileBackend``).
+* :mod:`~globaleye.s3.endpoint`: the ``storage`` role, the embedded S3-compatible endpoint
+  (``StorageService``).
 """

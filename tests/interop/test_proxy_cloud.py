@@ -1,0 +1,207 @@
+"""Cloud recordings through the RTSP proxy (``/cloud/<DevID>/<ch>/<start>``), ffmpeg/ffprobe as players.
+
+Three consecutive 2-second TS recordings (the simulator's generator, H.264 10 fps, an
+IDR every second) are stored in a :class:`~globaleye.s3.memory.MemoryBackend` as the
+camera would name them (§7.1.1); the platform runs its ``rtsp`` role with a fake cloud
+index in place of the application's (which decides who sees which camera).  Players:
+the Debian ffmpeg tools over RTSP/TCP with the account's Digest credentials.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SkipTest, TestCase
+
+from globaleye.proxy.cloud import CloudFile, CloudPlayback, ObjectCache
+from globaleye.s3.backend import RECORD_BUCKET
+from globaleye.s3.memory import MemoryBackend
+from tests.util import (
+    FFMPEG,
+    FFPROBE,
+    PROXY_DEV,
+    PROXY_MOBILE,
+    PROXY_PASSWORD,
+    proxy_config,
+    run,
+    until,
+)
+
+FPS = 10
+SECONDS = 2
+FILES = 3
+START = datetime.datetime(2026, 12, 2, 10, 0, 0)
+STRANGER, STRANGER_PASSWORD = "13300000099", "secret-pw-9"
+
+
+class FakeCloudIndex:
+    """The application's cloud index as the proxy sees it: PROXY_MOBILE owns PROXY_DEV, nobody else."""
+
+    def __init__(self, files: list[CloudFile]) -> None:
+        self.files = files
+        self.asked: list[tuple[str, str]] = []
+
+    async def cloud_files(self, account: str, dev_id: str, channel_no: int, start: datetime.datetime,
+                          end: datetime.datetime) -> Sequence[CloudFile] | None:
+        self.asked.append((account, dev_id))
+        if account != PROXY_MOBILE or dev_id != PROXY_DEV:
+            return None
+        return [f for f in self.files if f.start < end
+                and f.start + datetime.timedelta(seconds=f.duration) > start and channel_no == 0]
+
+
+def _recording(directory: str) -> Path:
+    from globaleye.sim.media.recording import RecordingParams, write_generated_recording
+
+    params = RecordingParams(width=320, height=240, fps=FPS, seconds=SECONDS, audio=False)
+    return write_generated_recording(params, Path(directory) / params.file_name)
+
+
+class ProxyCloudTests(TestCase):
+    timeout = 60
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        if FFPROBE is None or FFMPEG is None:
+            raise SkipTest("ffprobe/ffmpeg not installed (apt-get install -y ffmpeg)")
+        try:
+            import av  # noqa: F401
+        except ImportError:
+            raise SkipTest("the simulator's media extra (PyAV) writes the recordings") from None
+        from globaleye.platform.config import parse_config
+        from globaleye.platform.tap import PlatformService
+        from globaleye.store import Account
+        from globaleye.store.sqlite import SQLiteStore
+
+        work = tempfile.mkdtemp(prefix="cloudplay-")
+        self.addCleanup(lambda: __import__("shutil").rmtree(work, ignore_errors=True))
+        path = await deferToThread(_recording, work)
+        data = path.read_bytes()
+        self.backend = MemoryBackend(reactor.seconds)
+        await self.backend.create_bucket(RECORD_BUCKET)
+        files = []
+        for i in range(FILES):
+            start = START + datetime.timedelta(seconds=SECONDS * i)
+            key = f"{PROXY_DEV}_0_{start:%Y%m%d%H%M%S}.ts"
+            await self.backend.put_bytes(RECORD_BUCKET, key, data)
+            files.append(CloudFile(RECORD_BUCKET, key, start, float(SECONDS)))
+        self.index = FakeCloudIndex(files)
+        self.cache = ObjectCache(self.backend, Path(work) / "cache", max_bytes=len(data) * 2)
+        self.platform = PlatformService(parse_config(proxy_config()), SQLiteStore(":memory:"), reactor)
+        self.platform.startService()
+        self.addCleanup(self.platform.stopService)
+        store, accounts = self.platform.store, self.platform.accounts
+        now = reactor.seconds()
+        for mobile, password in ((PROXY_MOBILE, PROXY_PASSWORD), (STRANGER, STRANGER_PASSWORD)):
+            await store.create_account(Account(mobile, await accounts.hash_password(password), now, now))
+            outcome = await accounts.login(mobile, password, "1.0", "127.0.0.1:1")  # backfills the Digest HA1
+            assert outcome.session is not None
+        self.factory = self.platform.rtsp_proxy.factory
+        self.factory.cloud = CloudPlayback(self.index, self.cache)
+        self.port = self.platform.port_of("rtsp")
+
+    def url(self, path: str = f"/cloud/{PROXY_DEV}/0/{START:%Y%m%d%H%M%S}", user: str = PROXY_MOBILE,
+            password: str = PROXY_PASSWORD) -> str:
+        return f"rtsp://{user}:{password}@127.0.0.1:{self.port}{path}"
+
+    async def frames(self, url: str, *before_input: str) -> tuple[list[float], str]:
+        """Every decoded picture's time (ffprobe -show_frames, to the end of the stream: RTCP BYE)."""
+        assert FFPROBE is not None
+        result = await run(FFPROBE, ["-v", "error", "-rtsp_transport", "tcp", *before_input, "-select_streams", "v",
+                                     "-show_frames", "-show_entries", "frame=pts_time,key_frame",
+                                     "-of", "json", url], timeout=30)
+        self.assertEqual(result.code, 0, result.err)
+        frames = json.loads(result.out)["frames"]
+        # ffmpeg's RTSP demuxer gives the very first access unit no timestamp (also from a camera):
+        # it counts as a picture, and every later one must have its time.
+        self.assertTrue(frames and frames[0].get("key_frame") == 1, "the stream starts with an IDR")
+        times = [float(f["pts_time"]) for f in frames[1:]]
+        times.insert(0, times[0] - 1 / FPS if times else 0.0)
+        return times, result.err
+
+    async def test_plays_across_file_boundaries_without_a_gap(self) -> None:
+        """ffprobe decodes all three files as one stream: every picture, evenly spaced, no errors."""
+        times, err = await self.frames(self.url())
+        self.assertEqual(err.strip(), "", "no decoder warnings")
+        self.assertEqual(len(times), FILES * SECONDS * FPS, "every picture of every file")
+        steps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        self.assertGreater(min(steps), 0, "timestamps strictly increase")
+        self.assertLessEqual(max(steps), 2 / FPS, f"no jump over two frame intervals: {max(steps)}")
+        self.assertLess(abs(times[-1] - times[0] + 1 / FPS - FILES * SECONDS), 0.02)
+        self.assertEqual(self.cache.fetches, FILES, "each object fetched once into the cache")
+        await until(lambda: not self.factory.sessions)
+
+    async def test_describe_says_the_programme_length(self) -> None:
+        assert FFPROBE is not None
+        result = await run(FFPROBE, ["-v", "error", "-rtsp_transport", "tcp", "-show_entries",
+                                     "format=duration:stream=codec_name,width,height", "-of", "json",
+                                     self.url(f"/cloud/{PROXY_DEV}/0/{START:%Y%m%d%H%M%S}?end=20261202100005")])
+        self.assertEqual(result.code, 0, result.err)
+        facts = json.loads(result.out)
+        self.assertEqual((facts["streams"][0]["codec_name"], facts["streams"][0]["width"]), ("h264", 320))
+        self.assertLess(abs(float(facts["format"]["duration"]) - FILES * SECONDS), 0.01)
+
+    async def test_range_seek_into_the_second_file(self) -> None:
+        """ffmpeg's -ss on an RTSP input PAUSEs and PLAYs with Range: npt=3.000-, inside file 2 (2-4 s).
+
+        ``-noaccurate_seek``: ffmpeg keeps what the server sends, so a server that ignored the
+        Range would give all 60 pictures rather than the 30 from the IDR at 3 s.
+        """
+        assert FFMPEG is not None
+        result = await run(FFMPEG, ["-v", "error", "-rtsp_transport", "tcp", "-noaccurate_seek", "-ss", "3",
+                                    "-i", self.url(), "-f", "framecrc", "-"], timeout=30)
+        self.assertEqual(result.code, 0, result.err)
+        self.assertEqual(result.err.strip(), "")
+        pictures = [line for line in result.out.splitlines() if line.startswith("0,")]
+        self.assertEqual(len(pictures), (FILES * SECONDS - 3) * FPS)
+
+    async def test_a_stranger_and_an_unknown_camera_get_the_same_404(self) -> None:
+        assert FFPROBE is not None
+        stranger = await run(FFPROBE, ["-v", "error", "-rtsp_transport", "tcp",
+                                       self.url(user=STRANGER, password=STRANGER_PASSWORD)])
+        unknown = await run(FFPROBE, ["-v", "error", "-rtsp_transport", "tcp",
+                                      self.url(f"/cloud/81399999999/0/{START:%Y%m%d%H%M%S}")])
+        for result in (stranger, unknown):
+            self.assertNotEqual(result.code, 0)
+            self.assertIn("404", result.err)
+        def answer(err: str) -> list[str]:
+            return [line.split("]", 1)[-1] for line in err.splitlines() if "DESCRIBE failed" in line]
+
+        self.assertEqual(answer(stranger.err), answer(unknown.err), "the same answer")
+        self.assertIn((STRANGER, PROXY_DEV), self.index.asked, "the index decided, not the proxy")
+        self.assertEqual(self.cache.fetches, 0, "nothing read for a refused viewer")
+
+    async def test_wrong_password_401(self) -> None:
+        assert FFPROBE is not None
+        result = await run(FFPROBE, ["-v", "error", "-rtsp_transport", "tcp", self.url(password="nope")])
+        self.assertIn("401", result.err)
+        self.assertEqual(self.index.asked, [])
+
+    async def test_pause_and_scale(self) -> None:
+        """PAUSE answers where it stopped; PLAY with Scale: 2 plays the rest in half the time."""
+        from tests.interop.test_proxy import RawViewer
+
+        viewer = RawViewer(self.port, f"/cloud/{PROXY_DEV}/0/{START:%Y%m%d%H%M%S}")
+        await viewer.start()
+        self.addCleanup(viewer.close)
+        await until(lambda: viewer.frames > 10)
+        paused = await viewer.request("PAUSE", viewer.url, [("Session", viewer.session)])
+        self.assertEqual(paused.code, 200)
+        at = float((paused.headers.get("Range") or "").split("=")[1].split("-")[0])
+        self.assertGreater(at, 0.0)
+        self.assertLess(at, FILES * SECONDS)
+        began = reactor.seconds()
+        played = await viewer.request("PLAY", viewer.url, [("Session", viewer.session), ("Scale", "2")])
+        self.assertEqual(played.code, 200)
+        self.assertEqual(played.headers.get("Scale"), "2")
+        session = self.factory.sessions[viewer.session]
+        await until(lambda: session.player is None, timeout=10)
+        took = reactor.seconds() - began
+        self.assertLess(abs(took - (FILES * SECONDS - at) / 2), 0.5, f"{took:.2f} s from {at:.3f} at Scale 2")
+        bad = await viewer.request("PLAY", viewer.url, [("Session", viewer.session), ("Scale", "-1")])
+        self.assertEqual(bad.code, 456)

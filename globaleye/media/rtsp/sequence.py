@@ -6,9 +6,10 @@ programme.  A player (ffmpeg, VLC) knows nothing of files: at a file boundary th
 sequence number goes on by one and the RTP timestamp by one picture, so the boundary is
 invisible (no gap, no jump, no new SSRC); only the end of the last file says RTCP BYE.
 
-The files are read like the simulated camera reads its one file
+The files are read as the simulated camera reads its one file
 (:mod:`globaleye.media.tsfile`: indexed once, one positioned read per GOP in a worker
-thread, at most the GOP being sent and the next one held per viewer), so neither disk
+thread; :class:`GopWindow`, shared by both players: the GOP being sent and the next one
+held per viewer), so neither disk
 latency nor the demux touch the reactor.  The next file is opened (fetched and indexed
 by the caller's ``open_segment``) as soon as the current one starts, so it is normally
 ready long before the boundary; if it is late, the timeline holds (nothing skipped, no
@@ -22,10 +23,10 @@ a player shows 2x motion without knowing about Scale, as the camera's own playba
 
 Video only: a recording's AAC is not sent (a Scale other than 1 has none anyway).
 
-This is the shared part of recording playback (pacing, reading ahead, congestion, the
-timeline); the sender of the packets is the caller's (:class:`RtpOut`).  The simulated
-camera's single-file ``RecordingPlayer`` predates it and still has its own copy of the
-single-file case; moving it onto this module is the next step (a one-segment sequence).
+Shared with the simulated camera's single-file ``RecordingPlayer``
+(:mod:`globaleye.sim.rtsp.players`, which adds AAC and a Range end): :class:`GopWindow`
+and the §10.1 speeds (:func:`nearest_scale`).  The sender of the packets is the caller's
+(:class:`RtpOut`).
 """
 
 from __future__ import annotations
@@ -96,6 +97,78 @@ class Position:
     frame: int
 
 
+class GopWindow:
+    """The GOPs of one file a player holds: the one being sent and the next (read ahead).
+
+    Shared by every recording player (the simulated camera's single file and the proxy's
+    programmes): a GOP not held is read through ``read_gop`` (a worker thread), once;
+    ``ready`` is called when a read arrives (the player resumes a timeline it held for
+    it), ``failed`` when one fails.  After :meth:`close` late reads are ignored.
+    """
+
+    def __init__(self, recording: Recording, read_gop: Callable[[Recording, int], Deferred[Gop]],
+                 ready: Callable[[], None], failed: Callable[[Failure, int], None]) -> None:
+        self.recording = recording
+        self.index = recording.index
+        self.read_gop = read_gop
+        self.ready = ready
+        self.failed = failed
+        self.closed = False
+        self._held: dict[int, Gop] = {}
+        self._loading: set[int] = set()
+
+    def get(self, gop: int) -> Gop | None:
+        """GOP *gop* if held or in the file's shared cache; else None, and it is being read."""
+        found = self._held.get(gop)
+        if found is None:
+            found = self.recording.cached(gop)
+            if found is None:
+                self._load(gop)
+                return self._held.get(gop)  # the read may have completed at once
+            self._held[gop] = found
+        return found
+
+    def advance(self, current: int, end_frame: int) -> None:
+        """Forget the GOPs before *current*; read the one after it if it starts before *end_frame*."""
+        for old in [g for g in self._held if g < current]:
+            del self._held[old]
+        following = current + 1
+        if following < self.index.gops and self.index.keys[following] < end_frame \
+                and following not in self._held and self.recording.cached(following) is None:
+            self._load(following)
+
+    @property
+    def held(self) -> int:
+        """GOPs held now (at most two: the bound on a player's memory)."""
+        return len(self._held)
+
+    @property
+    def reading(self) -> int:
+        """Reads in flight."""
+        return len(self._loading)
+
+    def close(self) -> None:
+        self.closed = True
+        self._held.clear()
+
+    def _load(self, gop: int) -> None:
+        if gop in self._loading or self.closed:
+            return
+        self._loading.add(gop)
+        self.read_gop(self.recording, gop).addCallbacks(self._loaded, self._failed, errbackArgs=(gop,))
+
+    def _loaded(self, found: Gop) -> None:
+        self._loading.discard(found.index)
+        if not self.closed:
+            self._held[found.index] = found
+            self.ready()
+
+    def _failed(self, failure: Failure, gop: int) -> None:
+        self._loading.discard(gop)
+        if not self.closed:
+            self.failed(failure, gop)
+
+
 class SequencePlayer:
     """Plays segments ``start.segment ..`` of a programme from ``start``; see the module doc."""
 
@@ -132,8 +205,7 @@ class SequencePlayer:
         self.sent = 0
         self.dropped = 0
         self._call: IDelayedCall | None = None
-        self._gops: dict[int, Gop] = {}
-        self._loading: set[tuple[int, int]] = set()
+        self._window = self._open_window(first)
         self._waiting: float | None = None  # the due time held up by a read or the next file
         self._next: Deferred[Recording] | None = None
         self._next_recording: Recording | None = None
@@ -150,7 +222,7 @@ class SequencePlayer:
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
-        self._gops.clear()
+        self._window.close()
         return Position(self.segment, self.pos)
 
     # -- timing
@@ -176,7 +248,7 @@ class SequencePlayer:
             due = self._due(self.pos)
             if due > now:
                 break
-            gop = self._gop(self.recording.index.gop_of(self.pos))
+            gop = self._window.get(self.recording.index.gop_of(self.pos))
             if gop is None:
                 self._waiting = due
                 return  # _loaded() resumes
@@ -211,7 +283,8 @@ class SequencePlayer:
         self.segment += 1
         self.recording, self._next_recording, self._next = self._next_recording, None, None
         self.pos = 0
-        self._gops.clear()
+        self._window.close()
+        self._window = self._open_window(self.recording)
         log.debug("{label}: on to segment {s}", label=self.label, s=self.segment)
         self._prefetch()
         return True
@@ -252,46 +325,18 @@ class SequencePlayer:
 
     # -- reading GOPs of the current file
 
-    def _gop(self, index: int) -> Gop | None:
-        gop = self._gops.get(index)
-        if gop is None:
-            gop = self.recording.cached(index)
-            if gop is None:
-                self._load(index)
-                return self._gops.get(index)
-            self._gops[index] = gop
-        return gop
+    def _open_window(self, recording: Recording) -> GopWindow:
+        return GopWindow(recording, self.read_gop, self._resume, self._failed_read)
 
     def _read_ahead(self) -> None:
         ix = self.recording.index
-        current = ix.gop_of(min(self.pos, ix.frames - 1))
-        for old in [g for g in self._gops if g < current]:
-            del self._gops[old]
-        if current + 1 < ix.gops and current + 1 not in self._gops and self.recording.cached(current + 1) is None:
-            self._load(current + 1)
+        self._window.advance(ix.gop_of(min(self.pos, ix.frames - 1)), ix.frames)
 
-    def _load(self, index: int) -> None:
-        key = (id(self.recording), index)
-        if key in self._loading:
-            return
-        self._loading.add(key)
-        recording = self.recording
-        self.read_gop(recording, index).addCallbacks(self._loaded, self._failed_read,
-                                                     callbackArgs=(recording, key), errbackArgs=(key,))
-
-    def _loaded(self, gop: Gop, recording: Recording, key: tuple[int, int]) -> None:
-        self._loading.discard(key)
-        if self.stopped or recording is not self.recording:
-            return
-        self._gops[gop.index] = gop
-        self._resume()
-
-    def _failed_read(self, failure: Failure, key: tuple[int, int]) -> None:
-        self._loading.discard(key)
+    def _failed_read(self, failure: Failure, gop: int) -> None:
         if self.stopped:
             return
-        log.failure("{label}: reading a GOP of segment {s} failed; playback stops", failure, label=self.label,
-                    s=self.segment)
+        log.failure("{label}: reading GOP {gop} of segment {s} failed; playback stops", failure, label=self.label,
+                    gop=gop, s=self.segment)
         self._end(bye=True)
 
     # -- sending
@@ -332,12 +377,17 @@ class SequencePlayer:
         self.on_end(position, bye)
 
 
+def nearest_scale(wanted: float) -> float | None:
+    """The §10.1 speed nearest *wanted* (RFC 2326 §12.34: the server picks one it supports and
+    says so); None for reverse or no speed."""
+    if not wanted > 0 or math.isinf(wanted):
+        return None
+    return min(SCALES, key=lambda s: abs(math.log(s / wanted)))
+
+
 def parse_scale(value: str) -> float | None:
     """A PLAY's ``Scale`` as the nearest §10.1 speed; None if it is not a forward speed."""
     try:
-        wanted = float(value.strip())
+        return nearest_scale(float(value.strip()))
     except ValueError:
         return None
-    if not math.isfinite(wanted) or wanted <= 0:
-        return None
-    return min(SCALES, key=lambda s: abs(math.log(s / wanted)))

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from globaleye.media import rtp
 from globaleye.media.mpegts import TS_CLOCK
 from globaleye.media.rtsp.message import encode_interleaved
+from globaleye.media.rtsp.sequence import GopWindow
 from globaleye.media.tsfile import Gop, Picture, Recording
 from globaleye.sim.media.source import AudioLoop, VideoLoop
 from globaleye.sim.rtsp.nat import NAT_OPEN_TTL
@@ -361,8 +362,7 @@ class RecordingPlayer:
         self.need_idr = False
         self.stopped = False
         self._call: IDelayedCall | None = None
-        self._gops: dict[int, Gop] = {}
-        self._loading: set[int] = set()
+        self._window = GopWindow(recording, read_gop, self._loaded, self._failed)
         self._blocked: float | None = None  # the due time that waits for a read
         now = self.clock.seconds()
         self.t0 = now
@@ -388,7 +388,7 @@ class RecordingPlayer:
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
-        self._gops.clear()
+        self._window.close()
         return self.pos
 
     # -- timing
@@ -416,14 +416,14 @@ class RecordingPlayer:
             if due > now:
                 break
             if v_due <= a_due:
-                gop = self._gop(self.index.gop_of(self.pos))
+                gop = self._window.get(self.index.gop_of(self.pos))
                 if gop is None:
                     self._blocked = due
                     return  # _loaded() resumes
                 self._send_picture(gop.picture(self.pos), now)
                 self.pos += 1
             else:
-                gop = self._gop(self.index.gop_of_audio(self.apos))
+                gop = self._window.get(self.index.gop_of_audio(self.apos))
                 if gop is None:
                     self._blocked = due
                     return
@@ -445,44 +445,17 @@ class RecordingPlayer:
             late = self.base_pts + round((now - self.t0) * TS_CLOCK)
             self.apos = max(self.apos, min(self.a_stop, bisect.bisect_left(self.index.a_pts, late)))
 
-    # -- the file
-
-    def _gop(self, index: int) -> Gop | None:
-        """A GOP to send from, if read; else start reading it (the timeline waits for it)."""
-        gop = self._gops.get(index)
-        if gop is None:
-            gop = self.recording.cached(index)
-            if gop is not None:
-                self._gops[index] = gop
-            else:
-                self._load(index)
-                gop = self._gops.get(index)  # the read may have completed at once
-        return gop
+    # -- the file (read through the shared GopWindow: this GOP and the next)
 
     def _read_ahead(self) -> None:
-        """Forget the GOPs behind us; read the one after the current one."""
         current = self.index.gop_of(min(self.pos, self.end_frame - 1))
         if self.audio and self.apos < self.a_stop:
             current = min(current, self.index.gop_of_audio(self.apos))
-        for old in [g for g in self._gops if g < current]:
-            del self._gops[old]
-        following = current + 1
-        if following < self.index.gops and self.index.keys[following] < self.end_frame:
-            if following not in self._gops and self.recording.cached(following) is None:
-                self._load(following)
+        self._window.advance(current, self.end_frame)
 
-    def _load(self, index: int) -> None:
-        if index in self._loading:
-            return
-        self._loading.add(index)
-        self.read_gop(self.recording, index).addCallbacks(self._loaded, self._failed,
-                                                          errbackArgs=(index,))
-
-    def _loaded(self, gop: Gop) -> None:
-        self._loading.discard(gop.index)
+    def _loaded(self) -> None:
         if self.stopped:
             return
-        self._gops[gop.index] = gop
         if self._blocked is not None and self._call is None:
             lag = self.clock.seconds() - self._blocked
             self._blocked = None
@@ -491,7 +464,6 @@ class RecordingPlayer:
             self._tick()
 
     def _failed(self, failure: Failure, index: int) -> None:
-        self._loading.discard(index)
         if self.stopped:
             return
         log.failure("RTSP session {sid}: reading GOP {gop} of {path} failed; playback stops", failure,

@@ -250,9 +250,15 @@ class Programme:
 
     async def _opening(self, segment: int) -> Recording:
         f = self.files[segment]
-        path = await self.playback.cache.path(f.bucket, f.key)
         began = time.monotonic()
-        recording: Recording = await deferToThread(Recording.open, path)
+        for attempt in (1, 2):
+            path = await self.playback.cache.path(f.bucket, f.key)
+            try:
+                recording: Recording = await deferToThread(Recording.open, path)
+                break
+            except FileNotFoundError:  # evicted between fetch and open by another viewer's fetch
+                if attempt == 2:
+                    raise
         if self.closed:
             recording.close()
             raise StorageError("programme closed")

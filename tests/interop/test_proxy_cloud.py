@@ -14,6 +14,7 @@ import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
@@ -109,10 +110,10 @@ class ProxyCloudTests(TestCase):
             password: str = PROXY_PASSWORD) -> str:
         return f"rtsp://{user}:{password}@127.0.0.1:{self.port}{path}"
 
-    async def frames(self, url: str, *before_input: str) -> tuple[list[float], str]:
+    async def frames(self, url: str, transport: str = "tcp") -> tuple[list[float], str]:
         """Every decoded picture's time (ffprobe -show_frames, to the end of the stream: RTCP BYE)."""
         assert FFPROBE is not None
-        result = await run(FFPROBE, ["-v", "error", "-rtsp_transport", "tcp", *before_input, "-select_streams", "v",
+        result = await run(FFPROBE, ["-v", "error", "-rtsp_transport", transport, "-select_streams", "v",
                                      "-show_frames", "-show_entries", "frame=pts_time,key_frame",
                                      "-of", "json", url], timeout=30)
         self.assertEqual(result.code, 0, result.err)
@@ -135,6 +136,12 @@ class ProxyCloudTests(TestCase):
         self.assertLess(abs(times[-1] - times[0] + 1 / FPS - FILES * SECONDS), 0.02)
         self.assertEqual(self.cache.fetches, FILES, "each object fetched once into the cache")
         await until(lambda: not self.factory.sessions)
+
+    async def test_over_udp(self) -> None:
+        times, err = await self.frames(self.url(), "udp")
+        self.assertEqual(err.strip(), "")
+        self.assertEqual(len(times), FILES * SECONDS * FPS)
+        self.assertLessEqual(max(b - a for a, b in zip(times, times[1:], strict=False)), 2 / FPS)
 
     async def test_describe_says_the_programme_length(self) -> None:
         assert FFPROBE is not None
@@ -205,3 +212,80 @@ class ProxyCloudTests(TestCase):
         self.assertLess(abs(took - (FILES * SECONDS - at) / 2), 0.5, f"{took:.2f} s from {at:.3f} at Scale 2")
         bad = await viewer.request("PLAY", viewer.url, [("Session", viewer.session), ("Scale", "-1")])
         self.assertEqual(bad.code, 456)
+
+
+class SequencePlayerClockTests(TestCase):
+    """The shared player on a driven clock: the file boundary in RTP terms, a late next file, BYE."""
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        try:
+            import av  # noqa: F401
+        except ImportError:
+            raise SkipTest("the simulator's media extra (PyAV) writes the recordings") from None
+        from globaleye.media.tsfile import Recording
+
+        work = tempfile.mkdtemp(prefix="cloudplay-")
+        self.addCleanup(lambda: __import__("shutil").rmtree(work, ignore_errors=True))
+        path = await deferToThread(_recording, work)
+        self.recordings = [Recording.open(path) for _ in range(FILES)]
+        for r in self.recordings:
+            self.addCleanup(r.close)
+
+    def test_boundary_is_one_picture_and_a_late_file_holds_the_timeline(self) -> None:
+        from twisted.internet import defer
+        from twisted.internet.task import Clock
+
+        from globaleye.media import rtp
+        from globaleye.media.rtsp.sequence import Position, RtpCounters, SequencePlayer
+
+        clock = Clock()
+        sent: list[tuple[float, Any]] = []
+        rtcp: list[bytes] = []
+        ended: list[tuple[Position, bool]] = []
+
+        class Out:
+            def send_rtp(self, track: int, data: bytes) -> None:
+                sent.append((clock.seconds(), rtp.parse_rtp(data)))
+
+            def send_rtcp(self, track: int, data: bytes) -> None:
+                rtcp.append(data)
+
+            def blocked(self) -> bool:
+                return False
+
+        opening: dict[int, defer.Deferred[Any]] = {}
+
+        def open_segment(i: int) -> defer.Deferred[Any]:
+            opening[i] = defer.Deferred()
+            return opening[i]
+
+        player = SequencePlayer(clock, Out(), RtpCounters(), track=0, segments=FILES, first=self.recordings[0],
+                                start=Position(0, 0), scale=1.0, open_segment=open_segment,
+                                read_gop=lambda r, g: defer.succeed(r.read_gop(g)), cname="test",
+                                on_end=lambda p, bye: ended.append((p, bye)))
+        player.start()
+        self.assertIn(1, opening, "the next file is opened as soon as the first starts")
+        for _ in range(int((SECONDS + 0.5) * FPS)):  # file 2 is not there yet: nothing more goes out
+            clock.advance(1 / FPS)
+        per_file = SECONDS * FPS
+        pictures = sorted({p.timestamp for _t, p in sent})
+        self.assertEqual(len(pictures), per_file)
+        opening[1].callback(self.recordings[1])  # 0.5 s late
+        opening_time = clock.seconds()
+        clock.advance(0)
+        self.assertEqual(sent[-1][0], opening_time, "the held picture goes out at once")
+        opening_count = len({p.timestamp for _t, p in sent})
+        self.assertEqual(opening_count, per_file + 1, "one picture, not a burst of the 0.5 s missed")
+        for _ in range(int(SECONDS * FPS * 3)):
+            clock.advance(1 / FPS)
+            if 2 in opening and not opening[2].called:
+                opening[2].callback(self.recordings[2])
+        stamps = sorted({p.timestamp for _t, p in sent})
+        self.assertEqual(len(stamps), FILES * per_file)
+        self.assertEqual({b - a for a, b in zip(stamps, stamps[1:], strict=False)}, {rtp.H264_CLOCK // FPS},
+                         "every step one picture, across both boundaries")
+        seqs = [p.sequence for _t, p in sent]
+        self.assertEqual(seqs, [(seqs[0] + i) & 0xFFFF for i in range(len(seqs))], "no gap in sequence numbers")
+        self.assertEqual(ended, [(Position(FILES - 1, per_file), True)])
+        self.assertEqual(rtcp[-1][1], 200, "a last SR in front of the BYE")
+        self.assertIn(bytes([0x81, 203]), rtcp[-1])

@@ -292,8 +292,17 @@ class Programme:
         self._recordings.clear()
 
 
-def programme_sdp(recording: Recording, total: float, control: str, host: str, name: str) -> bytes:
-    """DESCRIBE's answer: one H.264 track, the whole programme's length in ``a=range``."""
+def recording_tracks(recording: Recording) -> list[tuple[int, int]]:
+    """(payload type, clock rate) of each track a programme has, by its first file: H.264, then AAC."""
+    ix = recording.index
+    tracks = [(rtp.PT_H264, rtp.H264_CLOCK)]
+    if ix.has_audio:
+        tracks.append((rtp.PT_AAC, ix.sample_rate))
+    return tracks
+
+
+def programme_sdp(recording: Recording, total: float, base: str, host: str, name: str) -> bytes:
+    """DESCRIBE's answer: H.264 (and the file's AAC as RFC 3640), the programme's length in ``a=range``."""
     ix = recording.index
     lines = ["v=0", f"o=- {abs(hash(name)) % 10**10} 1 {sdp_address(host)}", f"s={name}",
              "c=IN IP6 ::" if is_ipv6(host) else "c=IN IP4 0.0.0.0", "t=0 0", "a=control:*",
@@ -301,5 +310,9 @@ def programme_sdp(recording: Recording, total: float, control: str, host: str, n
              f"m=video 0 RTP/AVP {rtp.PT_H264}", f"a=rtpmap:{rtp.PT_H264} H264/{rtp.H264_CLOCK}",
              f"a=fmtp:{rtp.PT_H264} packetization-mode=1;profile-level-id={ix.profile_level_id};"
              f"sprop-parameter-sets={ix.sprop_parameter_sets}",
-             f"a=framerate:{ix.fps:g}", f"a=x-dimensions:{ix.width},{ix.height}", f"a=control:{control}"]
+             f"a=framerate:{ix.fps:g}", f"a=x-dimensions:{ix.width},{ix.height}", f"a=control:{base}/trackID=0"]
+    if ix.has_audio:
+        lines += [f"m=audio 0 RTP/AVP {rtp.PT_AAC}",
+                  f"a=rtpmap:{rtp.PT_AAC} MPEG4-GENERIC/{ix.sample_rate}/{ix.channels}",
+                  f"a=fmtp:{rtp.PT_AAC} {rtp.aac_hbr_fmtp(ix.audio_config)}", f"a=control:{base}/trackID=1"]
     return ("\r\n".join(lines) + "\r\n").encode()

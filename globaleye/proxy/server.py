@@ -45,7 +45,13 @@ from globaleye.media.rtsp.message import (
 )
 from globaleye.media.rtsp.paths import NoPath, PathSettings, connect_camera, summarize
 from globaleye.media.rtsp.sdp import SessionDescription, recording_duration, rewrite_sdp
-from globaleye.media.rtsp.sequence import Position, RtpCounters, SequencePlayer, parse_scale
+from globaleye.media.rtsp.sequence import (
+    Position,
+    RtpCounters,
+    RtpTracks,
+    SequencePlayer,
+    parse_scale,
+)
 from globaleye.media.rtsp.serving import IDLE_TIMEOUT, PUBLIC, Refusal, RtspServerConnection
 from globaleye.media.rtsp.upstream import PathFailed, UpstreamSession
 from globaleye.proxy.auth import (
@@ -61,6 +67,7 @@ from globaleye.proxy.cloud import (
     Programme,
     parse_time,
     programme_sdp,
+    recording_tracks,
 )
 from globaleye.proxy.fanout import LiveHub, PictureTracker, ViewerStream
 from globaleye.proxy.platform import PlatformDirectory, Target, Unavailable
@@ -156,7 +163,7 @@ class ProxySession:
         self.programme: Programme | None = None
         self.player: SequencePlayer | None = None
         self.resume: Position | None = None
-        self.counters = RtpCounters()
+        self.counters: dict[int, RtpCounters] = {}
         self.last_seen = owner.factory.reactor.seconds()
 
     # -- the Sink of this session's ViewerStream
@@ -190,6 +197,10 @@ class ProxySession:
 
     def touch(self) -> None:
         self.last_seen = self.owner.factory.reactor.seconds()
+
+    def set_up(self) -> set[int]:
+        """The tracks SETUP gave a transport."""
+        return set(self.interleaved) | set(self.udp)
 
     def destroy(self) -> None:
         if self.player is not None:
@@ -445,7 +456,7 @@ class RtspProxyProtocol(RtspServerConnection):
         if target.kind == "cloud":
             programme = await self._programme(target, base, account)
             first = await programme.open(0)
-            sdp = programme_sdp(first, programme.total, f"{base}/trackID=0", self.transport.getHost().host,
+            sdp = programme_sdp(first, programme.total, base, self.transport.getHost().host,
                                 f"GlobalEye cloud {target.label}")
             self.reply(request, 200, [("Content-Base", base + "/")], sdp, "application/sdp")
             return
@@ -508,8 +519,9 @@ class RtspProxyProtocol(RtspServerConnection):
         tracks = 1
         description: SessionDescription | None = None
         if target.kind == "cloud":
-            if session is None:
-                await self._programme(target, base, account)
+            programme = session.programme if session is not None else await self._programme(target, base, account)
+            assert programme is not None
+            tracks = len(recording_tracks(await programme.open(0)))
         elif session is not None and session.description is not None:
             description = session.description
         else:
@@ -724,21 +736,28 @@ class RtspProxyProtocol(RtspServerConnection):
             return  # torn down while the file was opened
         start = programme.npt(position, recording)
 
-        def ended(where: Position, finished: bool) -> None:
+        def ended(where: Position, why: str) -> None:
             if session.player is player:
                 session.player = None
                 session.resume = where
                 session.state = "paused"
+            if why == "error":  # a file that cannot be read: the viewer would wait for ever
+                self.drop("cloud recording unreadable")
 
-        player = SequencePlayer(self.factory.reactor, session, session.counters, track=0,
-                                segments=len(programme.files), first=recording, start=position, scale=scale,
-                                open_segment=programme.open, read_gop=programme.playback.read_gop,
-                                cname=f"{session.target.dev_id}@globaleye", on_end=ended,
+        first = await programme.open(0)
+        if not session.counters:  # RTP numbering for the session's life (RFC 3550), by the first file's tracks
+            for index, (payload_type, clock_rate) in enumerate(recording_tracks(first)):
+                session.counters[index] = RtpCounters(payload_type, clock_rate)
+        out = RtpTracks(session, {i: c for i, c in session.counters.items() if i in session.set_up()},
+                        f"{session.target.dev_id}@globaleye")
+        player = SequencePlayer(self.factory.reactor, out, video=0 if 0 in out.tracks else None,
+                                audio=1 if 1 in out.tracks else None, segments=len(programme.files),
+                                first=recording, start=position, scale=scale, open_segment=programme.open,
+                                read_gop=programme.playback.read_gop, on_end=ended,
                                 label=f"RTSP proxy session {session.id} cloud {session.target.label}")
         session.player = player
         headers = [("Session", session.id), ("Range", f"npt={start:.3f}-{programme.total:.3f}"),
-                   ("Scale", f"{scale:g}"),
-                   ("RTP-Info", f"url={session.base}/trackID=0;seq={player.seq0};rtptime={player.ts0}")]
+                   ("Scale", f"{scale:g}"), ("RTP-Info", player.rtp_info(lambda t: f"{session.base}/trackID={t}"))]
         self.reply(request, 200, headers)
         session.state = "playing"
         log.info("RTSP proxy {peer}: session {sid} plays cloud {what} from {npt:.3f} s (file {f}) at scale {scale:g}",

@@ -60,7 +60,7 @@ class FakeCloudIndex:
 def _recording(directory: str) -> Path:
     from globaleye.sim.media.recording import RecordingParams, write_generated_recording
 
-    params = RecordingParams(width=320, height=240, fps=FPS, seconds=SECONDS, audio=False)
+    params = RecordingParams(width=320, height=240, fps=FPS, seconds=SECONDS, audio=True)
     return write_generated_recording(params, Path(directory) / params.file_name)
 
 
@@ -112,22 +112,29 @@ class ProxyCloudTests(TestCase):
 
     async def frames(self, url: str, transport: str = "tcp") -> tuple[list[float], str]:
         """Every decoded picture's time (ffprobe -show_frames, to the end of the stream: RTCP BYE)."""
+        times, audio, err = await self.all_frames(url, transport)
+        return times, err
+
+    async def all_frames(self, url: str, transport: str = "tcp") -> tuple[list[float], list[float], str]:
+        """The decoded pictures' and AAC frames' times."""
         assert FFPROBE is not None
-        result = await run(FFPROBE, ["-v", "error", "-rtsp_transport", transport, "-select_streams", "v",
-                                     "-show_frames", "-show_entries", "frame=pts_time,key_frame",
+        result = await run(FFPROBE, ["-v", "error", "-rtsp_transport", transport,
+                                     "-show_frames", "-show_entries", "frame=media_type,pts_time,key_frame",
                                      "-of", "json", url], timeout=30)
         self.assertEqual(result.code, 0, result.err)
         frames = json.loads(result.out)["frames"]
+        video = [f for f in frames if f["media_type"] == "video"]
+        audio = [float(f["pts_time"]) for f in frames if f["media_type"] == "audio" and "pts_time" in f]
         # ffmpeg's RTSP demuxer gives the very first access unit no timestamp (also from a camera):
         # it counts as a picture, and every later one must have its time.
-        self.assertTrue(frames and frames[0].get("key_frame") == 1, "the stream starts with an IDR")
-        times = [float(f["pts_time"]) for f in frames[1:]]
+        self.assertTrue(video and video[0].get("key_frame") == 1, "the stream starts with an IDR")
+        times = [float(f["pts_time"]) for f in video[1:]]
         times.insert(0, times[0] - 1 / FPS if times else 0.0)
-        return times, result.err
+        return times, audio, result.err
 
     async def test_plays_across_file_boundaries_without_a_gap(self) -> None:
-        """ffprobe decodes all three files as one stream: every picture, evenly spaced, no errors."""
-        times, err = await self.frames(self.url())
+        """ffprobe decodes all three files as one stream: every picture, evenly spaced, no errors; the AAC too."""
+        times, audio, err = await self.all_frames(self.url())
         self.assertEqual(err.strip(), "", "no decoder warnings")
         self.assertEqual(len(times), FILES * SECONDS * FPS, "every picture of every file")
         steps = [b - a for a, b in zip(times, times[1:], strict=False)]
@@ -135,6 +142,11 @@ class ProxyCloudTests(TestCase):
         self.assertLessEqual(max(steps), 2 / FPS, f"no jump over two frame intervals: {max(steps)}")
         self.assertLess(abs(times[-1] - times[0] + 1 / FPS - FILES * SECONDS), 0.02)
         self.assertEqual(self.cache.fetches, FILES, "each object fetched once into the cache")
+        aac = 1024 / 8000  # one AAC-LC frame at the generator's 8 kHz
+        self.assertLess(abs(len(audio) * aac - FILES * SECONDS), 2 * aac * FILES, "the sound of every file")
+        steps = [b - a for a, b in zip(audio, audio[1:], strict=False)]
+        self.assertGreater(min(steps), 0)
+        self.assertLessEqual(max(steps), 2 * aac, "no hole in the sound at the boundaries")
         await until(lambda: not self.factory.sessions)
 
     async def test_over_udp(self) -> None:
@@ -236,12 +248,12 @@ class SequencePlayerClockTests(TestCase):
         from twisted.internet.task import Clock
 
         from globaleye.media import rtp
-        from globaleye.media.rtsp.sequence import Position, RtpCounters, SequencePlayer
+        from globaleye.media.rtsp.sequence import Position, RtpCounters, RtpTracks, SequencePlayer
 
         clock = Clock()
         sent: list[tuple[float, Any]] = []
         rtcp: list[bytes] = []
-        ended: list[tuple[Position, bool]] = []
+        ended: list[tuple[Position, str]] = []
 
         class Out:
             def send_rtp(self, track: int, data: bytes) -> None:
@@ -259,10 +271,10 @@ class SequencePlayerClockTests(TestCase):
             opening[i] = defer.Deferred()
             return opening[i]
 
-        player = SequencePlayer(clock, Out(), RtpCounters(), track=0, segments=FILES, first=self.recordings[0],
-                                start=Position(0, 0), scale=1.0, open_segment=open_segment,
-                                read_gop=lambda r, g: defer.succeed(r.read_gop(g)), cname="test",
-                                on_end=lambda p, bye: ended.append((p, bye)))
+        player = SequencePlayer(clock, RtpTracks(Out(), {0: RtpCounters()}, "test"), video=0, audio=None,
+                                segments=FILES, first=self.recordings[0], start=Position(0, 0), scale=1.0,
+                                open_segment=open_segment, read_gop=lambda r, g: defer.succeed(r.read_gop(g)),
+                                on_end=lambda p, why: ended.append((p, why)))
         player.start()
         self.assertIn(1, opening, "the next file is opened as soon as the first starts")
         for _ in range(int((SECONDS + 0.5) * FPS)):  # file 2 is not there yet: nothing more goes out
@@ -286,6 +298,6 @@ class SequencePlayerClockTests(TestCase):
                          "every step one picture, across both boundaries")
         seqs = [p.sequence for _t, p in sent]
         self.assertEqual(seqs, [(seqs[0] + i) & 0xFFFF for i in range(len(seqs))], "no gap in sequence numbers")
-        self.assertEqual(ended, [(Position(FILES - 1, per_file), True)])
+        self.assertEqual(ended, [(Position(FILES - 1, per_file), "end")])
         self.assertEqual(rtcp[-1][1], 200, "a last SR in front of the BYE")
         self.assertIn(bytes([0x81, 203]), rtcp[-1])

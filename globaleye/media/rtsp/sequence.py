@@ -309,7 +309,7 @@ class SequencePlayer:
     def rtp_info(self, url_of: Callable[[int], str]) -> str:
         """PLAY's RTP-Info: where each track's numbering starts."""
         parts = []
-        for track, ts in ((self.video, self.video_ts0), (self.audio, self.audio_ts0)):
+        for track, ts in ((self.video, self.video_ts0), (self.audio_track, self.audio_ts0)):
             if track is not None:
                 parts.append(f"url={url_of(track)};seq={self.out.next_sequence(track)};rtptime={ts}")
         return ",".join(parts)

@@ -41,10 +41,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from globaleye.media import rtp
+from globaleye.media.rtsp.sdp import audio_lines, h264_lines, sdp_body, session_lines
 from globaleye.media.rtsp.sequence import Position
 from globaleye.media.tsfile import Gop, Recording
 from globaleye.s3.backend import ObjectBackend, StorageError
-from globaleye.util.urls import is_ipv6, sdp_address
 
 log = Logger()
 
@@ -304,15 +304,8 @@ def recording_tracks(recording: Recording) -> list[tuple[int, int]]:
 def programme_sdp(recording: Recording, total: float, base: str, host: str, name: str) -> bytes:
     """DESCRIBE's answer: H.264 (and the file's AAC as RFC 3640), the programme's length in ``a=range``."""
     ix = recording.index
-    lines = ["v=0", f"o=- {abs(hash(name)) % 10**10} 1 {sdp_address(host)}", f"s={name}",
-             "c=IN IP6 ::" if is_ipv6(host) else "c=IN IP4 0.0.0.0", "t=0 0", "a=control:*",
-             f"a=range:npt=0-{total:.3f}",
-             f"m=video 0 RTP/AVP {rtp.PT_H264}", f"a=rtpmap:{rtp.PT_H264} H264/{rtp.H264_CLOCK}",
-             f"a=fmtp:{rtp.PT_H264} packetization-mode=1;profile-level-id={ix.profile_level_id};"
-             f"sprop-parameter-sets={ix.sprop_parameter_sets}",
-             f"a=framerate:{ix.fps:g}", f"a=x-dimensions:{ix.width},{ix.height}", f"a=control:{base}/trackID=0"]
+    lines = [*session_lines(host, abs(hash(name)) % 10**10, name, total), *h264_lines(ix, f"{base}/trackID=0")]
     if ix.has_audio:
-        lines += [f"m=audio 0 RTP/AVP {rtp.PT_AAC}",
-                  f"a=rtpmap:{rtp.PT_AAC} MPEG4-GENERIC/{ix.sample_rate}/{ix.channels}",
-                  f"a=fmtp:{rtp.PT_AAC} {rtp.aac_hbr_fmtp(ix.audio_config)}", f"a=control:{base}/trackID=1"]
-    return ("\r\n".join(lines) + "\r\n").encode()
+        lines += audio_lines(rtp.PT_AAC, f"MPEG4-GENERIC/{ix.sample_rate}/{ix.channels}", f"{base}/trackID=1",
+                             rtp.aac_hbr_fmtp(ix.audio_config))
+    return sdp_body(lines)

@@ -222,11 +222,12 @@ class Programme:
 
     npt 0 is the asked start (inside the first file when the first file began earlier);
     file *i* begins at ``offsets[i]`` on the files' own timeline (their durations end to end:
-    a gap between two recordings is not played as a pause).
+    a gap between two recordings is not played as a pause).  An asked end inside the last
+    file cuts it there (``cut``: seconds into it).
     """
 
     def __init__(self, playback: CloudPlayback, files: Sequence[CloudFile], start: datetime.datetime,
-                 label: str) -> None:
+                 label: str, end: datetime.datetime | None = None) -> None:
         self.playback = playback
         self.files = list(files)
         self.label = label
@@ -236,7 +237,10 @@ class Programme:
             self.offsets.append(at)
             at += f.duration
         self.lead = max(0.0, min((start - self.files[0].start).total_seconds(), self.files[0].duration))
-        self.total = max(0.0, at - self.lead)
+        last = self.files[-1]
+        cut = (end - last.start).total_seconds() if end is not None else None
+        self.cut = cut if cut is not None and 0 < cut < last.duration else None
+        self.total = max(0.0, (at if self.cut is None else self.offsets[-1] + self.cut) - self.lead)
         self._open: dict[int, _Once] = {}
         self._recordings: list[Recording] = []
         self.closed = False
@@ -266,6 +270,13 @@ class Programme:
         log.debug("{label}: file {key} indexed in {t:.3f} s", label=self.label, key=f.key,
                   t=time.monotonic() - began)
         return recording
+
+    async def end_frame(self) -> int | None:
+        """Where the last file stops: the first picture at or after the asked end (None: its own end)."""
+        if self.cut is None:
+            return None
+        last = await self.open(len(self.files) - 1)
+        return last.index.frame_at(self.cut)
 
     async def locate(self, npt: float) -> tuple[Position, Recording]:
         """The IDR at or before *npt* (seconds from the asked start), in the file that holds it."""

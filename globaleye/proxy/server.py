@@ -688,7 +688,7 @@ class RtspProxyProtocol(RtspServerConnection):
             log.info("RTSP proxy {peer}: cloud {what} for {account}: {why}", peer=self.peer, what=target.label,
                      account=account, why="no such camera for this account" if files is None else "no recordings")
             raise Refusal(404, f"no cloud recordings of {target.label} for account {account}")
-        programme = Programme(playback, files, start, f"RTSP proxy cloud {target.label}")
+        programme = Programme(playback, files, start, f"RTSP proxy cloud {target.label}", end)
         try:
             await programme.open(0)
         except Exception as e:
@@ -741,10 +741,16 @@ class RtspProxyProtocol(RtspServerConnection):
                 session.player = None
                 session.resume = where
                 session.state = "paused"
-            if why == "error":  # a file that cannot be read: the viewer would wait for ever
+            if why == "range":  # the asked end time: the end of this programme
+                for track in out.tracks:
+                    out.bye(track, "end of the asked time")
+            elif why == "error":  # a file that cannot be read: the viewer would wait for ever
                 self.drop("cloud recording unreadable")
 
         first = await programme.open(0)
+        end_frame = await programme.end_frame()
+        if session.programme is not programme or session.id not in self.sessions:
+            return
         if not session.counters:  # RTP numbering for the session's life (RFC 3550), by the first file's tracks
             for index, (payload_type, clock_rate) in enumerate(recording_tracks(first)):
                 session.counters[index] = RtpCounters(payload_type, clock_rate)
@@ -753,7 +759,7 @@ class RtspProxyProtocol(RtspServerConnection):
         player = SequencePlayer(self.factory.reactor, out, video=0 if 0 in out.tracks else None,
                                 audio=1 if 1 in out.tracks else None, segments=len(programme.files),
                                 first=recording, start=position, scale=scale, open_segment=programme.open,
-                                read_gop=programme.playback.read_gop, on_end=ended,
+                                read_gop=programme.playback.read_gop, on_end=ended, end_frame=end_frame,
                                 label=f"RTSP proxy session {session.id} cloud {session.target.label}")
         session.player = player
         headers = [("Session", session.id), ("Range", f"npt={start:.3f}-{programme.total:.3f}"),

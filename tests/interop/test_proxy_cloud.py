@@ -163,7 +163,13 @@ class ProxyCloudTests(TestCase):
         self.assertEqual(result.code, 0, result.err)
         facts = json.loads(result.out)
         self.assertEqual((facts["streams"][0]["codec_name"], facts["streams"][0]["width"]), ("h264", 320))
-        self.assertLess(abs(float(facts["format"]["duration"]) - FILES * SECONDS), 0.01)
+        self.assertLess(abs(float(facts["format"]["duration"]) - 5.0), 0.01, "the end cuts the last file")
+
+    async def test_an_end_time_cuts_the_last_file(self) -> None:
+        """?end= 5 s after the start: the third file is played to 5.0 s, then BYE ends the stream."""
+        times, err = await self.frames(self.url(f"/cloud/{PROXY_DEV}/0/{START:%Y%m%d%H%M%S}?end=20261202100005"))
+        self.assertEqual(err.strip(), "")
+        self.assertEqual(len(times), 5 * FPS)
 
     async def test_range_seek_into_the_second_file(self) -> None:
         """ffmpeg's -ss on an RTSP input PAUSEs and PLAYs with Range: npt=3.000-, inside file 2 (2-4 s).

@@ -49,15 +49,21 @@ class CloudUrlTests(TestCase):
 
 
 class ProgrammeTests(TestCase):
-    def programme(self, start: datetime.datetime) -> Programme:
+    def programme(self, start: datetime.datetime, end: datetime.datetime | None = None) -> Programme:
         files = [CloudFile(RECORD_BUCKET, f"{DEV}_0_{T0 + datetime.timedelta(seconds=300 * i):%Y%m%d%H%M%S}.ts",
                            T0 + datetime.timedelta(seconds=300 * i), 300.0) for i in range(3)]
         playback = CloudPlayback(files=None, cache=None)  # type: ignore[arg-type]
-        return Programme(playback, files, start, "test")
+        return Programme(playback, files, start, "test", end)
 
     def test_npt_zero_is_the_asked_start_inside_the_first_file(self) -> None:
         p = self.programme(T0 + datetime.timedelta(seconds=120))
         self.assertEqual((p.offsets, p.lead, p.total), ([0.0, 300.0, 600.0], 120.0, 780.0))
+
+    def test_an_end_inside_the_last_file_cuts_it(self) -> None:
+        p = self.programme(T0 + datetime.timedelta(seconds=120), T0 + datetime.timedelta(seconds=700))
+        self.assertEqual((p.cut, p.total), (100.0, 580.0))
+        p = self.programme(T0, T0 + datetime.timedelta(seconds=900))
+        self.assertEqual((p.cut, p.total), (None, 900.0))
 
     def test_a_start_before_the_first_file(self) -> None:
         p = self.programme(T0 - datetime.timedelta(seconds=30))

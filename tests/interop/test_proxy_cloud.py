@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -230,6 +231,30 @@ class ProxyCloudTests(TestCase):
         self.assertLess(abs(took - (FILES * SECONDS - at) / 2), 0.5, f"{took:.2f} s from {at:.3f} at Scale 2")
         bad = await viewer.request("PLAY", viewer.url, [("Session", viewer.session), ("Scale", "-1")])
         self.assertEqual(bad.code, 456)
+
+
+    async def test_gstreamer_plays_the_whole_programme(self) -> None:
+        """Another player: GStreamer's rtspsrc (Digest, TCP) decodes every picture and stops at the BYE (EOS)."""
+        import re
+        import shutil
+
+        launch, inspect = shutil.which("gst-launch-1.0"), shutil.which("gst-inspect-1.0")
+        if launch is None or inspect is None or any(
+                os.system(f"{inspect} --exists {e} >/dev/null 2>&1") != 0
+                for e in ("rtspsrc", "rtph264depay", "h264parse", "avdec_h264")):
+            raise SkipTest("GStreamer not installed (apt-get install -y gstreamer1.0-tools "
+                           "gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)")
+        url = f"rtsp://127.0.0.1:{self.port}/cloud/{PROXY_DEV}/0/{START:%Y%m%d%H%M%S}"
+        result = await run(launch, [
+            "-v", "rtspsrc", "name=src", f"location={url}", f"user-id={PROXY_MOBILE}", f"user-pw={PROXY_PASSWORD}",
+            "protocols=tcp", "latency=200", "src.", "!", "application/x-rtp,media=video", "!", "rtph264depay", "!",
+            "h264parse", "!", "avdec_h264", "!", "identity", "silent=false", "!", "fakesink", "sync=false",
+            "src.", "!", "application/x-rtp,media=audio", "!", "fakesink", "sync=false"], timeout=40)
+        self.assertEqual(result.code, 0, result.err[-2000:])
+        self.assertIn("Got EOS", result.out, "the stream ended by itself (RTCP BYE)")
+        self.assertRegex(result.out, r"video/x-raw.*width=\(int\)320")
+        decoded = len(re.findall(r"identity\d+:.*chain", result.out))
+        self.assertEqual(decoded, FILES * SECONDS * FPS, "every picture of the three files")
 
 
 class SequencePlayerClockTests(TestCase):

@@ -43,7 +43,7 @@ from twisted.python.failure import Failure
 from globaleye.media import rtp
 from globaleye.media.rtsp.sdp import audio_lines, h264_lines, sdp_body, session_lines
 from globaleye.media.rtsp.sequence import Position
-from globaleye.media.tsfile import Gop, Recording
+from globaleye.media.tsfile import Gop, Recording, index_recording
 from globaleye.s3.backend import ObjectBackend, StorageError
 
 log = Logger()
@@ -154,13 +154,13 @@ class ObjectCache:
 
 
 class _Once:
-    """A coroutine run once whose result (or failure) any number of waiters get."""
+    """A coroutine (or Deferred) run once whose result (or failure) any number of waiters get."""
 
-    def __init__(self, coroutine: Any) -> None:
+    def __init__(self, work: Any) -> None:
         self.done = False
         self.result: Any = None
         self._waiters: list[Deferred[Any]] = []
-        Deferred.fromCoroutine(coroutine).addBoth(self._finished)
+        (work if isinstance(work, Deferred) else Deferred.fromCoroutine(work)).addBoth(self._finished)
 
     def _finished(self, result: Any) -> None:
         self.done, self.result = True, result
@@ -208,13 +208,64 @@ def _unlink(path: str) -> None:
 
 @attrs.define(eq=False)
 class CloudPlayback:
-    """What the proxy needs for ``/cloud/`` URLs: the platform's index and the object store."""
+    """What the proxy needs for ``/cloud/`` URLs: the platform's index and the object store.
+
+    Open recordings are shared by every viewer of the same file (one index, one descriptor,
+    one LRU of ``gop_cache`` read GOPs, so viewers at the same point read it once), counted,
+    closed when the last viewer lets go.
+    """
 
     files: CloudFiles
     cache: ObjectCache
+    gop_cache: int = 16
+    _open: dict[str, list[Any]] = attrs.field(factory=dict, init=False)  # path -> [_Once, users]
+    indexed: int = attrs.field(default=0, init=False)
 
     def read_gop(self, recording: Recording, gop: int) -> Deferred[Gop]:
         return deferToThread(recording.read_gop, gop)
+
+    async def acquire(self, bucket: str, key: str) -> Recording:
+        """``bucket/key`` fetched and indexed (in worker threads); :meth:`release` it when done."""
+        for attempt in (1, 2):
+            path = await self.cache.path(bucket, key)
+            entry = self._open.get(path)
+            if entry is None:
+                entry = self._open[path] = [_Once(deferToThread(self._index, path)), 0]
+            entry[1] += 1
+            try:
+                recording: Recording = await entry[0].wait()
+                return recording
+            except FileNotFoundError:  # evicted between fetch and open by another viewer's fetch
+                self._forget(path, entry)
+                if attempt == 2:
+                    raise
+            except BaseException:
+                self._forget(path, entry)
+                raise
+        raise AssertionError("unreachable")
+
+    def _index(self, path: str) -> Recording:
+        self.indexed += 1  # (a worker thread; read by tests only)
+        return Recording(index_recording(path), cache=self.gop_cache)
+
+    def _forget(self, path: str, entry: list[Any]) -> None:
+        if self._open.get(path) is entry:
+            del self._open[path]
+
+    def release(self, recording: Recording) -> None:
+        path = recording.index.path
+        entry = self._open.get(path)
+        if entry is None or not entry[0].done or entry[0].result is not recording:
+            recording.close()  # not shared (any more)
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._open[path]
+            recording.close()
+
+    @property
+    def open_files(self) -> int:
+        return len(self._open)
 
 
 class Programme:
@@ -255,16 +306,9 @@ class Programme:
     async def _opening(self, segment: int) -> Recording:
         f = self.files[segment]
         began = time.monotonic()
-        for attempt in (1, 2):
-            path = await self.playback.cache.path(f.bucket, f.key)
-            try:
-                recording: Recording = await deferToThread(Recording.open, path)
-                break
-            except FileNotFoundError:  # evicted between fetch and open by another viewer's fetch
-                if attempt == 2:
-                    raise
+        recording = await self.playback.acquire(f.bucket, f.key)
         if self.closed:
-            recording.close()
+            self.playback.release(recording)
             raise StorageError("programme closed")
         self._recordings.append(recording)
         log.debug("{label}: file {key} indexed in {t:.3f} s", label=self.label, key=f.key,
@@ -299,7 +343,7 @@ class Programme:
     def close(self) -> None:
         self.closed = True
         for recording in self._recordings:
-            recording.close()
+            self.playback.release(recording)
         self._recordings.clear()
 
 

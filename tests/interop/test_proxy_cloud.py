@@ -149,6 +149,17 @@ class ProxyCloudTests(TestCase):
         self.assertGreater(min(steps), 0)
         self.assertLessEqual(max(steps), 2 * aac, "no hole in the sound at the boundaries")
         await until(lambda: not self.factory.sessions)
+        await until(lambda: self.factory.cloud.open_files == 0)
+
+    async def test_viewers_of_the_same_files_share_them(self) -> None:
+        """Two players at once: each object fetched and indexed once; all closed when both are done."""
+        from twisted.internet.defer import Deferred, gatherResults
+
+        results = await gatherResults([Deferred.fromCoroutine(self.frames(self.url())) for _ in range(2)])
+        for times, err in results:
+            self.assertEqual((len(times), err.strip()), (FILES * SECONDS * FPS, ""))
+        self.assertEqual((self.cache.fetches, self.factory.cloud.indexed), (FILES, FILES))
+        await until(lambda: not self.factory.sessions and self.factory.cloud.open_files == 0)
 
     async def test_over_udp(self) -> None:
         times, err = await self.frames(self.url(), "udp")

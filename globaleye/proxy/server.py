@@ -4,6 +4,9 @@ URLs::
 
     rtsp://proxy:8554/live/<DevID>/<channel>/<stream>          stream: 1|main, 2|sub
     rtsp://proxy:8554/playback/<DevID>/<channel>/<file name>   a §7.1 recording name
+    rtsp://proxy:8554/cloud/<DevID>/<channel>/<YYYYMMDDHHMMSS>[?end=YYYYMMDDHHMMSS]
+                                                               cloud recordings from that time
+                                                               (:mod:`globaleye.proxy.cloud`)
 
 Every request but OPTIONS needs the viewer's platform account (Digest by default,
 :mod:`globaleye.proxy.auth`); the account must own or share the camera, otherwise
@@ -23,7 +26,7 @@ import secrets
 import socket
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from twisted.internet import interfaces
 from twisted.internet.protocol import DatagramProtocol, ServerFactory
@@ -42,6 +45,13 @@ from globaleye.media.rtsp.message import (
 )
 from globaleye.media.rtsp.paths import NoPath, PathSettings, connect_camera, summarize
 from globaleye.media.rtsp.sdp import SessionDescription, recording_duration, rewrite_sdp
+from globaleye.media.rtsp.sequence import (
+    Position,
+    RtpCounters,
+    RtpTracks,
+    SequencePlayer,
+    parse_scale,
+)
 from globaleye.media.rtsp.serving import IDLE_TIMEOUT, PUBLIC, Refusal, RtspServerConnection
 from globaleye.media.rtsp.upstream import PathFailed, UpstreamSession
 from globaleye.proxy.auth import (
@@ -49,6 +59,15 @@ from globaleye.proxy.auth import (
     DigestContext,
     parse_authorization,
     uri_matches,
+)
+from globaleye.proxy.cloud import (
+    MAX_SPAN,
+    TIME_FORMAT,
+    CloudPlayback,
+    Programme,
+    parse_time,
+    programme_sdp,
+    recording_tracks,
 )
 from globaleye.proxy.fanout import LiveHub, PictureTracker, ViewerStream
 from globaleye.proxy.platform import PlatformDirectory, Target, Unavailable
@@ -83,7 +102,29 @@ def parse_proxy_url(uri: str) -> tuple[Target, int | None, str]:
         if name is None or name.dev_id != parts[1] or name.channel_no != int(parts[2]):
             raise Refusal(404, f"{parts[3]!r} is not a §7.1 recording name of {parts[1]}/{parts[2]}")
         return Target("playback", parts[1], int(parts[2]), 0, parts[3]), track, base
-    raise Refusal(404, "not /live/<DevID>/<channel>/<stream> or /playback/<DevID>/<channel>/<file>")
+    if len(parts) == 4 and parts[0] == "cloud" and parts[1].isalnum() and parts[2].isdigit():
+        return _cloud_target(parts, uri, track, base)
+    raise Refusal(404, "not /live/<DevID>/<channel>/<stream>, /playback/<DevID>/<channel>/<file> or "
+                       "/cloud/<DevID>/<channel>/<start>")
+
+
+def _cloud_target(parts: list[str], uri: str, track: int | None, base: str) -> tuple[Target, int | None, str]:
+    """``/cloud/<DevID>/<ch>/<start>`` with ``?end=``, or its canonical ``<start>-<end>`` form.
+
+    The canonical form is the aggregate URL the SDP's controls are built on, so the track
+    URLs (``.../trackID=0``, without a query) still name the same programme.
+    """
+    start_text, _, end_text = parts[3].partition("-")
+    if not end_text and track is None and "?" in uri:
+        end_text = (parse_qs(uri.split("?", 1)[1]).get("end") or [""])[0]
+    start = parse_time(start_text)
+    end = parse_time(end_text) if end_text else (start + MAX_SPAN if start is not None else None)
+    if start is None or end is None or not start < end <= start + MAX_SPAN:
+        raise Refusal(404, f"bad cloud time range {parts[3]!r} (YYYYMMDDHHMMSS, end after start, "
+                           f"at most {MAX_SPAN})")
+    span = f"{start:{TIME_FORMAT}}-{end:{TIME_FORMAT}}"
+    base = base[:base.rstrip("/").rfind("/")] + "/" + span
+    return Target("cloud", parts[1], int(parts[2]), 0, span), track, base
 
 
 class _ViewerUdp(DatagramProtocol):
@@ -118,6 +159,11 @@ class ProxySession:
         #: (empty while paused, so packets in flight after PAUSE are not sent).
         self.attempts: list[Any] = []
         self.playback_viewers: list[ViewerStream] = []
+        #: Cloud (``/cloud/``): the programme, its player while playing, where PLAY resumes, RTP numbering.
+        self.programme: Programme | None = None
+        self.player: SequencePlayer | None = None
+        self.resume: Position | None = None
+        self.counters: dict[int, RtpCounters] = {}
         self.last_seen = owner.factory.reactor.seconds()
 
     # -- the Sink of this session's ViewerStream
@@ -152,7 +198,17 @@ class ProxySession:
     def touch(self) -> None:
         self.last_seen = self.owner.factory.reactor.seconds()
 
+    def set_up(self) -> set[int]:
+        """The tracks SETUP gave a transport."""
+        return set(self.interleaved) | set(self.udp)
+
     def destroy(self) -> None:
+        if self.player is not None:
+            self.player.stop()
+            self.player = None
+        if self.programme is not None:
+            self.programme.close()
+            self.programme = None
         if self.hub is not None and self.viewer is not None:
             self.hub.remove(self.viewer)
         self.hub = None
@@ -192,6 +248,8 @@ class RtspProxyProtocol(RtspServerConnection):
         #: Playback upstreams opened by DESCRIBE, waiting for SETUP (by aggregate URL), and since when.
         self.pending: dict[str, tuple[UpstreamSession, list[Any], PictureTracker]] = {}
         self.pending_since: dict[str, float] = {}
+        #: Cloud programmes opened by DESCRIBE, waiting for SETUP (by aggregate URL).
+        self.cloud_pending: dict[str, Programme] = {}
         self._stall: Any = None
 
     # -- connection and flow control
@@ -218,6 +276,9 @@ class RtspProxyProtocol(RtspServerConnection):
             upstream.close()
         self.pending.clear()
         self.pending_since.clear()
+        for programme in self.cloud_pending.values():
+            programme.close()
+        self.cloud_pending.clear()
         self.queue.clear()
         if self._stall is not None and self._stall.active():
             self._stall.cancel()
@@ -354,6 +415,8 @@ class RtspProxyProtocol(RtspServerConnection):
     async def _authorize(self, request: RtspRequest) -> tuple[Target, int | None, str, str]:
         target, track, base = parse_proxy_url(request.uri)
         account = await self._authenticate(request)
+        if target.kind == "cloud":  # the cloud index decides who sees what; the camera may be offline
+            return target, track, base, account
         if self.factory.auth.required and not await self.factory.directory.may_watch(account, target):
             raise Refusal(404, f"{target.dev_id}/{target.channel_no} is not a camera of account {account}")
         if not self.factory.directory.online(target.dev_id):
@@ -390,6 +453,13 @@ class RtspProxyProtocol(RtspServerConnection):
 
     async def do_DESCRIBE(self, request: RtspRequest) -> None:  # noqa: N802
         target, _track, base, account = await self._authorize(request)
+        if target.kind == "cloud":
+            programme = await self._programme(target, base, account)
+            first = await programme.open(0)
+            sdp = programme_sdp(first, programme.total, base, self.transport.getHost().host,
+                                f"GlobalEye cloud {target.label}")
+            self.reply(request, 200, [("Content-Base", base + "/")], sdp, "application/sdp")
+            return
         description = await self._description(target, base, account)
         urls = [f"{base}/trackID={i}" for i in range(len(description.media))]
         duration = recording_duration(description) if target.kind == "playback" else None
@@ -446,12 +516,20 @@ class RtspProxyProtocol(RtspServerConnection):
             raise Refusal(459, "SETUP of another stream into an existing session")
         if session is None and self.factory.viewer_count() >= self.factory.max_viewers:
             raise Refusal(453, f"{self.factory.max_viewers} viewers already (max_viewers)")
-        if session is not None and session.description is not None:
+        tracks = 1
+        description: SessionDescription | None = None
+        if target.kind == "cloud":
+            programme = session.programme if session is not None else await self._programme(target, base, account)
+            assert programme is not None
+            tracks = len(recording_tracks(await programme.open(0)))
+        elif session is not None and session.description is not None:
             description = session.description
         else:
             description = await self._description(target, base, account)
+        if description is not None:
+            tracks = len(description.media)
         index = 0 if track is None else track
-        if not 0 <= index < len(description.media):
+        if not 0 <= index < tracks:
             raise Refusal(404, f"no track {index}")
         header = request.headers.get("Transport") or ""
         specs = [s for s in parse_transport(header) if s.profile in ("RTP/AVP", "RTP/AVP/TCP") and s.unicast]
@@ -464,7 +542,9 @@ class RtspProxyProtocol(RtspServerConnection):
         if session is None:
             session = ProxySession(secrets.token_hex(8), self, target, account, base)
             session.description = description
-            if target.kind == "live":
+            if target.kind == "cloud":
+                session.programme = self.cloud_pending.pop(base)
+            elif target.kind == "live":
                 session.hub = self.factory.hub(target)
             else:
                 upstream, extra, _tracker = self.pending.pop(base)
@@ -514,6 +594,9 @@ class RtspProxyProtocol(RtspServerConnection):
         await self._authenticate(request)
         if not session.interleaved and not session.udp:
             raise Refusal(455, "PLAY before SETUP")
+        if session.target.kind == "cloud":
+            await self._play_cloud(request, session)
+            return
         viewer = self._viewer(session)
         headers: list[tuple[str, str]] = [("Session", session.id)]
         if session.target.kind == "live":
@@ -562,7 +645,15 @@ class RtspProxyProtocol(RtspServerConnection):
         if session.state == "ready":
             raise Refusal(455, "PAUSE before PLAY")
         headers: list[tuple[str, str]] = [("Session", session.id)]
-        if session.target.kind == "live":
+        if session.target.kind == "cloud":
+            if session.player is not None:
+                session.resume = session.player.stop()
+                session.player = None
+            if session.resume is not None and session.programme is not None:
+                recording = await session.programme.open(session.resume.segment)
+                npt = session.programme.npt(session.resume, recording)
+                headers.append(("Range", f"npt={npt:.3f}-{session.programme.total:.3f}"))
+        elif session.target.kind == "live":
             if session.hub is not None and session.viewer is not None:
                 session.hub.remove(session.viewer)
         else:
@@ -576,6 +667,109 @@ class RtspProxyProtocol(RtspServerConnection):
                 headers.append(("Range", answer.headers.get("Range") or ""))
         session.state = "paused"
         self.reply(request, 200, headers)
+
+    # -- cloud recordings
+
+    async def _programme(self, target: Target, base: str, account: str) -> Programme:
+        """The files ``base`` names, for ``account`` (404 alike for not-theirs, unknown and empty)."""
+        programme = self.cloud_pending.get(base)
+        if programme is not None:
+            return programme
+        playback = self.factory.cloud
+        if playback is None:
+            raise Refusal(404, "no cloud store on this proxy")
+        if len(self.cloud_pending) >= 4:
+            raise Refusal(453, "too many cloud programmes DESCRIBEd on one connection")
+        start_text, _, end_text = target.file_name.partition("-")
+        start, end = parse_time(start_text), parse_time(end_text)
+        assert start is not None and end is not None
+        files = await playback.files.cloud_files(account, target.dev_id, target.channel_no, start, end)
+        if not files:
+            log.info("RTSP proxy {peer}: cloud {what} for {account}: {why}", peer=self.peer, what=target.label,
+                     account=account, why="no such camera for this account" if files is None else "no recordings")
+            raise Refusal(404, f"no cloud recordings of {target.label} for account {account}")
+        programme = Programme(playback, files, start, f"RTSP proxy cloud {target.label}", end)
+        try:
+            await programme.open(0)
+        except Exception as e:
+            programme.close()
+            log.failure("RTSP proxy {peer}: cloud {what}: the first file cannot be opened", peer=self.peer,
+                        what=target.label)
+            raise Refusal(500, f"cloud file unreadable: {e}") from None
+        existing = self.cloud_pending.get(base)  # another request of this connection got there first
+        if existing is not None:
+            programme.close()
+            return existing
+        self.cloud_pending[base] = programme
+        return programme
+
+    async def _play_cloud(self, request: RtspRequest, session: ProxySession) -> None:
+        """PLAY of a cloud programme: Range seeks (the IDR at or before it), Scale is a §10.1 speed."""
+        programme = session.programme
+        assert programme is not None
+        scale_header = request.headers.get("Scale")
+        scale = 1.0 if scale_header is None else parse_scale(scale_header)
+        if scale is None:
+            raise Refusal(456, f"Scale {(scale_header or '')[:20]!r}: only the forward speeds of §10.1")
+        range_header = request.headers.get("Range")
+        npt: float | None = None
+        if range_header is not None:
+            m = re.match(r"\s*npt\s*=\s*(now|[0-9.]+)?\s*-", range_header)
+            if m is None:
+                raise Refusal(457, f"bad Range {range_header[:40]!r} (npt=<seconds>- only)")
+            if m.group(1) not in (None, "now"):
+                try:
+                    npt = float(m.group(1))
+                except ValueError:
+                    raise Refusal(457, f"bad Range {range_header[:40]!r}") from None
+        if npt is not None and npt >= programme.total:
+            raise Refusal(457, f"Range {npt:.3f} is past the end ({programme.total:.3f} s)")
+        if session.player is not None:
+            session.resume = session.player.stop()
+            session.player = None
+        if npt is None and session.resume is not None:
+            position = session.resume
+            recording = await programme.open(position.segment)
+        else:
+            position, recording = await programme.locate(npt or 0.0)
+        if session.programme is not programme or session.id not in self.sessions:
+            return  # torn down while the file was opened
+        start = programme.npt(position, recording)
+
+        def ended(where: Position, why: str) -> None:
+            if session.player is player:
+                session.player = None
+                session.resume = where
+                session.state = "paused"
+            if why == "range":  # the asked end time: the end of this programme
+                for track in out.tracks:
+                    out.bye(track, "end of the asked time")
+            elif why == "error":  # a file that cannot be read: the viewer would wait for ever
+                self.drop("cloud recording unreadable")
+
+        first = await programme.open(0)
+        end_frame = await programme.end_frame()
+        if session.programme is not programme or session.id not in self.sessions:
+            return
+        if not session.counters:  # RTP numbering for the session's life (RFC 3550), by the first file's tracks
+            for index, (payload_type, clock_rate) in enumerate(recording_tracks(first)):
+                session.counters[index] = RtpCounters(payload_type, clock_rate)
+        out = RtpTracks(session, {i: c for i, c in session.counters.items() if i in session.set_up()},
+                        f"{session.target.dev_id}@globaleye")
+        player = SequencePlayer(self.factory.reactor, out, video=0 if 0 in out.tracks else None,
+                                audio=1 if 1 in out.tracks else None, segments=len(programme.files),
+                                first=recording, start=position, scale=scale, open_segment=programme.open,
+                                read_gop=programme.playback.read_gop, on_end=ended, end_frame=end_frame,
+                                label=f"RTSP proxy session {session.id} cloud {session.target.label}")
+        session.player = player
+        headers = [("Session", session.id), ("Range", f"npt={start:.3f}-{programme.total:.3f}"),
+                   ("Scale", f"{scale:g}"), ("RTP-Info", player.rtp_info(lambda t: f"{session.base}/trackID={t}"))]
+        self.reply(request, 200, headers)
+        session.state = "playing"
+        log.info("RTSP proxy {peer}: session {sid} plays cloud {what} from {npt:.3f} s (file {f}) at scale {scale:g}",
+                 peer=self.peer, sid=session.id, what=session.target.label, npt=start,
+                 f=programme.files[position.segment].key, scale=scale)
+        player.start()
 
     async def do_TEARDOWN(self, request: RtspRequest) -> None:  # noqa: N802
         session = self._session(request)
@@ -614,8 +808,11 @@ class RtspProxyFactory(ServerFactory):
 
     def __init__(self, directory: PlatformDirectory, auth: AccountAuthenticator, reactor: Any, *,
                  paths: PathSettings | None = None, linger: float = 5.0, max_viewers: int = 1000,
-                 stall_timeout: float = 10.0, recover_timeout: float = 30.0, media_timeout: float = 10.0) -> None:
+                 stall_timeout: float = 10.0, recover_timeout: float = 30.0, media_timeout: float = 10.0,
+                 cloud: CloudPlayback | None = None) -> None:
         self.directory = directory
+        #: ``/cloud/`` URLs: the platform's cloud index and the object store; None: those URLs are 404.
+        self.cloud = cloud
         self.auth = auth
         self.reactor = reactor
         self.paths = paths or PathSettings()

@@ -3,7 +3,8 @@
 Built from the platform's own application services (accounts, devices, media) and the
 gateway, so the proxy sees the same bindings, online cameras and addresses as the client
 API; it attaches itself to the :class:`~globaleye.app.ports.StreamBoard` the media service
-reads GetStreamStatus from.
+reads GetStreamStatus from.  ``cloud`` (:class:`~globaleye.proxy.cloud.CloudPlayback`: the
+cloud index and an object cache over the object store) enables the ``/cloud/`` URLs.
 ``PlatformService`` listens on ``[rtsp] port`` with :attr:`factory` and mounts
 :meth:`status_resource` at ``/status/streams`` on the HTTP site, behind the operator token
 (``[ops] token``, :mod:`globaleye.guard.ops`), and not at all without one.
@@ -23,6 +24,7 @@ from globaleye.app.media import MediaService
 from globaleye.app.ports import DeviceGateway, StreamBoard
 from globaleye.media.rtsp.paths import PathSettings
 from globaleye.proxy.auth import PEER_LIMIT, PEER_WINDOW, AccountAuthenticator
+from globaleye.proxy.cloud import CloudPlayback
 from globaleye.proxy.platform import PlatformDirectory
 from globaleye.proxy.server import RtspProxyFactory
 from globaleye.users.accounts import AccountService
@@ -50,7 +52,7 @@ class RtspProxySettings:
 class RtspProxyService(service.Service):
     def __init__(self, accounts: AccountService, devices: DeviceService, media: MediaService,
                  gateway: DeviceGateway, reactor: Any, settings: RtspProxySettings | None = None, *,
-                 streams: StreamBoard | None = None) -> None:
+                 streams: StreamBoard | None = None, cloud: CloudPlayback | None = None) -> None:
         s = self.settings = settings or RtspProxySettings()
         # Guessing limits: per account shared with SOAP logins, per address here (globaleye.proxy.auth).
         self.authenticator = AccountAuthenticator(accounts, s.auth, s.realm, clock=reactor,
@@ -60,7 +62,7 @@ class RtspProxyService(service.Service):
             paths=PathSettings(connect_timeout=s.connect_timeout, udp_timeout=s.udp_timeout,
                                media_timeout=max(s.udp_timeout, s.connect_timeout)),
             linger=s.linger, max_viewers=s.max_viewers, stall_timeout=s.stall_timeout,
-            recover_timeout=s.recover_timeout, media_timeout=s.media_timeout)
+            recover_timeout=s.recover_timeout, media_timeout=s.media_timeout, cloud=cloud)
         if streams is not None:
             streams.attach(self.factory)  # GetStreamStatus
 

@@ -274,8 +274,8 @@ class PlaybackControlTests(PlaybackCase):
             assert isinstance(player, RecordingPlayer)
             for _ in range(10):  # memory per session: the GOP being sent and the one read ahead
                 await sleep(0.1)
-                self.assertLessEqual(len(player._gops), 2)
-                self.assertLessEqual(len(player._loading), 1)
+                self.assertLessEqual(player.player._window.held, 2)
+                self.assertLessEqual(player.player._window.reading, 1)
             pictures = c.pictures(mark)
             times = [when for when, _ in pictures]
             rates[scale] = (len(times) - 1) / (times[-1] - times[0])

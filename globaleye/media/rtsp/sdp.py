@@ -1,6 +1,7 @@
 """SDP (RFC 4566) as far as an RTSP proxy needs it: the media sections and their controls.
 
-Pure.  The proxy does not interpret codecs beyond H.264 parameter sets: it keeps the
+Pure.  Also the lines of the SDPs we write ourselves (the simulated camera, the proxy's cloud
+playback).  The proxy does not interpret codecs beyond H.264 parameter sets: it keeps the
 camera's media descriptions and only rewrites each ``a=control`` to its own URL, so
 whatever the camera announces (payload types, fmtp, framerate) reaches the player
 unchanged.
@@ -11,9 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from typing import Protocol
 
 import attrs
 
+from globaleye.media import rtp
 from globaleye.util.urls import is_ipv6, sdp_address
 
 
@@ -118,6 +121,53 @@ def resolve_control(control: str, base: str) -> str:
     return base.rstrip("/") + "/" + control if "?" not in base else f"{base}&{control}"
 
 
+class VideoFormat(Protocol):
+    """What an SDP says about an H.264 track: a live loop and a recording's index both have it."""
+
+    @property
+    def profile_level_id(self) -> str: ...
+
+    @property
+    def sprop_parameter_sets(self) -> str: ...
+
+    @property
+    def fps(self) -> float: ...
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+
+def session_lines(origin_host: str, session_id: int, name: str, duration: float | None) -> list[str]:
+    """The session part of an SDP we answer: ``o=``/``c=`` for our address, ``a=range`` live or a length."""
+    return ["v=0", f"o=- {session_id} 1 {sdp_address(origin_host)}", f"s={name}",
+            "c=IN IP6 ::" if is_ipv6(origin_host) else "c=IN IP4 0.0.0.0", "t=0 0", "a=control:*",
+            "a=range:npt=0-" + ("" if duration is None else f"{duration:.3f}")]
+
+
+def h264_lines(video: VideoFormat, control: str) -> list[str]:
+    """An H.264 media section (RFC 6184, packetization-mode 1, parameter sets in ``sprop``)."""
+    return [f"m=video 0 RTP/AVP {rtp.PT_H264}", f"a=rtpmap:{rtp.PT_H264} H264/{rtp.H264_CLOCK}",
+            f"a=fmtp:{rtp.PT_H264} packetization-mode=1;profile-level-id={video.profile_level_id};"
+            f"sprop-parameter-sets={video.sprop_parameter_sets}",
+            f"a=framerate:{video.fps:g}", f"a=x-dimensions:{video.width},{video.height}", f"a=control:{control}"]
+
+
+def audio_lines(payload_type: int, rtpmap: str, control: str, fmtp: str = "", ptime: int | None = None) -> list[str]:
+    lines = [f"m=audio 0 RTP/AVP {payload_type}", f"a=rtpmap:{payload_type} {rtpmap}"]
+    if fmtp:
+        lines.append(f"a=fmtp:{payload_type} {fmtp}")
+    if ptime:
+        lines.append(f"a=ptime:{ptime}")
+    return [*lines, f"a=control:{control}"]
+
+
+def sdp_body(lines: list[str]) -> bytes:
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
 def rewrite_sdp(description: SessionDescription, track_urls: list[str], origin_host: str,
                 name: str, duration: float | None = None) -> bytes:
     """The SDP a viewer gets: the camera's media sections with the proxy's own controls.
@@ -125,15 +175,13 @@ def rewrite_sdp(description: SessionDescription, track_urls: list[str], origin_h
     The session part is rebuilt (``o=`` and ``c=`` name the proxy, not the camera's
     private address), ``a=range`` says live or the recording's length.
     """
-    lines = ["v=0", f"o=- {abs(hash(name)) % 10**10} 1 {sdp_address(origin_host)}", f"s={name}",
-             "c=IN IP6 ::" if is_ipv6(origin_host) else "c=IN IP4 0.0.0.0", "t=0 0", "a=control:*",
-             "a=range:npt=0-" + ("" if duration is None else f"{duration:.3f}")]
+    lines = session_lines(origin_host, abs(hash(name)) % 10**10, name, duration)
     for section, url in zip(description.media, track_urls, strict=True):
         lines.append(section.lines[0])
         lines.extend(line for line in section.lines[1:]
                      if not line.startswith(("a=control:", "c=", "b=AS:0")))
         lines.append(f"a=control:{url}")
-    return ("\r\n".join(lines) + "\r\n").encode()
+    return sdp_body(lines)
 
 
 def recording_duration(description: SessionDescription) -> float | None:

@@ -3,12 +3,12 @@
 Both players are paced by the reactor clock (``callLater`` at frame times, never
 blocking).  Live media are pre-encoded loops (:mod:`globaleye.sim.media.source`);
 playback reads the recording's real MPEG-TS file (:mod:`globaleye.media.tsfile`:
-indexed once, read one GOP ahead in a worker thread).
+indexed once, read one GOP ahead in a worker thread) with the player the RTSP proxy's
+cloud playback uses too (:mod:`globaleye.media.rtsp.sequence`, one segment here).
 """
 
 from __future__ import annotations
 
-import bisect
 import secrets
 import socket
 import time
@@ -19,12 +19,11 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from globaleye.media import rtp
-from globaleye.media.mpegts import TS_CLOCK
 from globaleye.media.rtsp.message import encode_interleaved
-from globaleye.media.tsfile import Gop, Picture, Recording
+from globaleye.media.rtsp.sequence import Position, SequencePlayer
+from globaleye.media.tsfile import Gop, Recording
 from globaleye.sim.media.source import AudioLoop, VideoLoop
 from globaleye.sim.rtsp.nat import NAT_OPEN_TTL
 from globaleye.sim.rtsp.urls import AUDIO_TRACK, VIDEO_TRACK, Target, track_url
@@ -326,225 +325,100 @@ class Player:
             self.audio_pos += AUDIO_PACKET_SAMPLES
 
 
+class _SessionOut:
+    """A session's tracks as the shared player's :class:`~globaleye.media.rtsp.sequence.RtpOut`."""
+
+    def __init__(self, session: RtspSession) -> None:
+        self.session = session
+
+    def blocked(self) -> bool:
+        owner = self.session.owner
+        return self.session.tcp and (owner is None or owner.paused)
+
+    def next_timestamp(self, track: int, now: float) -> int:
+        return self.session.tracks[track].next_timestamp(now)
+
+    def next_sequence(self, track: int) -> int:
+        return self.session.tracks[track].seq
+
+    def anchor(self, track: int, timestamp: int, wallclock: float) -> None:
+        pass  # a camera's SRs say when they were sent (Track.report)
+
+    def send(self, track: int, payload: bytes, marker: bool, timestamp: int, now: float) -> None:
+        t = self.session.tracks[track]
+        t.report(now, timestamp)
+        t.send(payload, marker, timestamp)
+        t.timestamp, t.last_sent_at = timestamp, now
+
+    def bye(self, track: int, reason: str) -> None:
+        self.session.tracks[track].bye(reason)
+
+
+class _CountingPlayer(SequencePlayer):
+    """The shared player, counting into the session's statistics."""
+
+    def __init__(self, session: RtspSession, *args: Any, **kwargs: Any) -> None:
+        self.session = session
+        super().__init__(*args, **kwargs)
+
+    def count_sent(self) -> None:
+        super().count_sent()
+        self.session.frames_sent += 1
+
+    def count_dropped(self, pictures: int) -> None:
+        super().count_dropped(pictures)
+        self.session.frames_dropped += pictures
+
+
 class RecordingPlayer:
-    """Plays a session's recording from its file; the reactor clock paces, nothing blocks.
+    """Plays a session's recording from its file: the shared player of
+    :mod:`globaleye.media.rtsp.sequence` with one segment and the Range's end.
 
     Picture *f* (file order) is due at ``t0 + (dts[f] - dts[start]) / 90000 / scale``
     and stamped ``ts0 + (pts[f] - pts[start]) / scale``: RTP time runs at wall-clock
     speed, so any player shows 2× as fast motion without knowing about Scale.  AAC
     frames (Scale 1 only) are due and stamped by their own PTS, on the audio clock.
-
-    The file is read one GOP at a time through ``read_gop`` (the factory's: a worker
-    thread, see :mod:`globaleye.media.tsfile` for why), one GOP ahead of the one
-    being sent, so a session holds at most two GOPs.  A read that is late holds the
-    timeline (``t0`` moves by the wait; nothing is skipped or burst).  A reactor stall
-    of more than ``MAX_LATE_FRAMES`` pictures drops what fell due meanwhile and
-    resumes at the next IDR, as live does.  At the end of the file every track says
-    RTCP BYE, which players take as the end of the stream.
+    The file is read one GOP ahead in a worker thread (``read_gop``, the factory's); a
+    late read holds the timeline; a reactor stall drops what fell due and resumes at the
+    next IDR, as live does.  At the end of the file every track says RTCP BYE, which
+    players take as the end of the stream.
     """
 
     def __init__(self, session: RtspSession, recording: Recording, start_frame: int, end_frame: int,
                  scale: float, read_gop: Callable[[Recording, int], Deferred[Gop]]) -> None:
-        ix = recording.index
         self.session = session
-        self.clock = session.clock
         self.recording = recording
-        self.index = ix
         self.start_frame = start_frame
-        self.end_frame = min(end_frame, ix.frames)
-        self.scale = scale
-        self.read_gop = read_gop
-        self.pos = start_frame  # the next picture to send (or drop)
-        self.base_dts = ix.v_dts[start_frame]
-        self.base_pts = ix.v_pts[start_frame]
-        self.frame_time = ix.frame_ticks / TS_CLOCK / scale
-        self.need_idr = False
-        self.stopped = False
-        self._call: IDelayedCall | None = None
-        self._gops: dict[int, Gop] = {}
-        self._loading: set[int] = set()
-        self._blocked: float | None = None  # the due time that waits for a read
-        now = self.clock.seconds()
-        self.t0 = now
-        vt, at = session.tracks.get(VIDEO_TRACK), session.tracks.get(AUDIO_TRACK)
-        self.video_ts0 = vt.next_timestamp(now) if vt else 0
-        self.audio_ts0 = at.next_timestamp(now) if at else 0
-        self.audio = at is not None and scale == 1.0 and ix.has_audio  # no time-stretched audio
-        # AAC frames from the start picture's time to the end picture's.
-        self.apos = bisect.bisect_left(ix.a_pts, self.base_pts) if self.audio else 0
-        end_time = ix.v_pts[self.end_frame] if self.end_frame < ix.frames else None
-        self.a_stop = (len(ix.a_pts) if end_time is None else bisect.bisect_left(ix.a_pts, end_time)) \
-            if self.audio else 0
+        self.player = _CountingPlayer(
+            session, session.clock, _SessionOut(session),
+            video=VIDEO_TRACK if VIDEO_TRACK in session.tracks else None,
+            audio=AUDIO_TRACK if AUDIO_TRACK in session.tracks else None,
+            segments=1, first=recording, start=Position(0, start_frame), scale=scale,
+            open_segment=_one_file, read_gop=read_gop, on_end=self._ended, end_frame=end_frame,
+            label=f"RTSP session {session.id}: playback of {session.target.file_name}")
+
+    @property
+    def pos(self) -> int:
+        """The next picture to send (or drop)."""
+        return self.player.pos
 
     def rtp_info(self, base_url: str) -> str:
-        return rtp_info(self.session, base_url, self.video_ts0, self.audio_ts0)
+        return self.player.rtp_info(lambda track: track_url(base_url, track))
 
     def start(self) -> None:
-        self._tick()
+        self.player.start()
 
     def stop(self) -> int:
         """Stop sending; the picture a PLAY without Range resumes at."""
-        self.stopped = True
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
-        self._gops.clear()
-        return self.pos
+        return self.player.stop().frame
 
-    # -- timing
-
-    def _video_due(self, frame: int) -> float:
-        return self.t0 + (self.index.v_dts[frame] - self.base_dts) / TS_CLOCK / self.scale
-
-    def _audio_due(self, j: int) -> float:
-        return self.t0 + (self.index.a_pts[j] - self.base_pts) / TS_CLOCK
-
-    def _tick(self) -> None:
-        self._call = None
-        if self.stopped:
-            return
-        now = self.clock.seconds()
-        self._skip_stall(now)
-        inf = float("inf")
-        while True:
-            v_due = self._video_due(self.pos) if self.pos < self.end_frame else inf
-            a_due = self._audio_due(self.apos) if self.apos < self.a_stop else inf
-            due = min(v_due, a_due)
-            if due == inf:
-                self._finish()
-                return
-            if due > now:
-                break
-            if v_due <= a_due:
-                gop = self._gop(self.index.gop_of(self.pos))
-                if gop is None:
-                    self._blocked = due
-                    return  # _loaded() resumes
-                self._send_picture(gop.picture(self.pos), now)
-                self.pos += 1
-            else:
-                gop = self._gop(self.index.gop_of_audio(self.apos))
-                if gop is None:
-                    self._blocked = due
-                    return
-                self._send_audio(gop, self.apos, now)
-                self.apos += 1
-        self._read_ahead()
-        self._call = self.clock.callLater(max(0.0, due - now), self._tick)
-
-    def _skip_stall(self, now: float) -> None:
-        """The reactor stalled: drop the pictures that fell due meanwhile, resume at an IDR."""
-        if self.pos >= self.end_frame or now - self._video_due(self.pos) <= MAX_LATE_FRAMES * self.frame_time:
-            return
-        target = self.base_dts + round((now - self.t0) * self.scale * TS_CLOCK)
-        frame = min(self.end_frame, max(self.pos, bisect.bisect_right(self.index.v_dts, target) - 1))
-        self.session.frames_dropped += frame - self.pos
-        self.pos = frame
-        self.need_idr = True
-        if self.audio:
-            late = self.base_pts + round((now - self.t0) * TS_CLOCK)
-            self.apos = max(self.apos, min(self.a_stop, bisect.bisect_left(self.index.a_pts, late)))
-
-    # -- the file
-
-    def _gop(self, index: int) -> Gop | None:
-        """A GOP to send from, if read; else start reading it (the timeline waits for it)."""
-        gop = self._gops.get(index)
-        if gop is None:
-            gop = self.recording.cached(index)
-            if gop is not None:
-                self._gops[index] = gop
-            else:
-                self._load(index)
-                gop = self._gops.get(index)  # the read may have completed at once
-        return gop
-
-    def _read_ahead(self) -> None:
-        """Forget the GOPs behind us; read the one after the current one."""
-        current = self.index.gop_of(min(self.pos, self.end_frame - 1))
-        if self.audio and self.apos < self.a_stop:
-            current = min(current, self.index.gop_of_audio(self.apos))
-        for old in [g for g in self._gops if g < current]:
-            del self._gops[old]
-        following = current + 1
-        if following < self.index.gops and self.index.keys[following] < self.end_frame:
-            if following not in self._gops and self.recording.cached(following) is None:
-                self._load(following)
-
-    def _load(self, index: int) -> None:
-        if index in self._loading:
-            return
-        self._loading.add(index)
-        self.read_gop(self.recording, index).addCallbacks(self._loaded, self._failed,
-                                                          errbackArgs=(index,))
-
-    def _loaded(self, gop: Gop) -> None:
-        self._loading.discard(gop.index)
-        if self.stopped:
-            return
-        self._gops[gop.index] = gop
-        if self._blocked is not None and self._call is None:
-            lag = self.clock.seconds() - self._blocked
-            self._blocked = None
-            if lag > 0:
-                self.t0 += lag  # hold the timeline for the read: no burst, no skip
-            self._tick()
-
-    def _failed(self, failure: Failure, index: int) -> None:
-        self._loading.discard(index)
-        if self.stopped:
-            return
-        log.failure("RTSP session {sid}: reading GOP {gop} of {path} failed; playback stops", failure,
-                    sid=self.session.id, gop=index, path=self.index.path)
-        self._end(bye=False)
-
-    # -- sending
-
-    def _congested(self) -> bool:
-        owner = self.session.owner
-        return self.session.tcp and (owner is None or owner.paused)
-
-    def _send_picture(self, picture: Picture, now: float) -> None:
+    def _ended(self, position: Position, why: str) -> None:
         session = self.session
-        if self._congested() or (self.need_idr and not picture.keyframe):
-            session.frames_dropped += 1
-            self.need_idr = True
-            return
-        self.need_idr = False
-        video = session.tracks.get(VIDEO_TRACK)
-        if video is not None:
-            ts = (self.video_ts0 + round((picture.pts - self.base_pts) / self.scale)) & 0xFFFFFFFF
-            video.report(now, ts)
-            for payload, marker in picture.payloads:
-                video.send(payload, marker, ts)
-            video.timestamp, video.last_sent_at = ts, now
-        session.frames_sent += 1
-
-    def _send_audio(self, gop: Gop, j: int, now: float) -> None:
-        audio = self.session.tracks.get(AUDIO_TRACK)
-        if audio is None or self._congested():
-            return
-        unit = gop.audio_unit(j)
-        ts = (self.audio_ts0 + round((unit.pts - self.base_pts) * audio.clock_rate / TS_CLOCK)) & 0xFFFFFFFF
-        audio.report(now, ts)
-        audio.send(unit.payload, True, ts)  # RFC 3640: the marker says "complete access unit(s)"
-        audio.timestamp, audio.last_sent_at = ts, now
-
-    def _finish(self) -> None:
-        at_end = self.end_frame >= self.index.frames
-        log.info("RTSP session {sid}: playback of {name} reached {what} ({npt:.3f} s)", sid=self.session.id,
-                 name=self.session.target.file_name, what="its end" if at_end else "the end of its Range",
-                 npt=self.index.npt(self.end_frame))
-        self._end(bye=at_end)
-
-    def _end(self, bye: bool) -> None:
-        session = self.session
-        position = self.pos
-        self.stop()
         if session.player is self:
             session.player = None
             session.state = "paused"
-            session.resume_frame = position
-        if bye:  # the file has no more: tell the player the stream is over (RFC 3550 §6.6)
-            for track in session.tracks.values():
-                track.bye("end of recording")
+            session.resume_frame = position.frame
+
+
+def _one_file(segment: int) -> Deferred[Recording]:
+    raise AssertionError("a camera's playback is one file")

@@ -33,7 +33,6 @@ of memory.
 from __future__ import annotations
 
 import collections
-import math
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -59,6 +58,7 @@ from globaleye.media.rtsp.message import (
     parse_npt_range,
     parse_transport,
 )
+from globaleye.media.rtsp.sequence import nearest_scale
 from globaleye.media.rtsp.serving import IDLE_TIMEOUT, PUBLIC, Refusal, RtspServerConnection
 from globaleye.media.tsfile import Gop, Recording
 from globaleye.sim.media.source import (
@@ -88,7 +88,6 @@ from globaleye.sim.rtsp.urls import (
     parse_url,
 )
 
-SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)  # §10.1 PLAY 4)
 STREAM_MAIN, STREAM_SUB = 1, 2
 #: Live DESCRIBE answers a connection remembers for its SETUP (a client may describe several streams).
 MAX_DESCRIBED = 8
@@ -595,10 +594,10 @@ def _parse_scale(value: str) -> float:
         wanted = float(value.strip())
     except ValueError:
         raise Refusal(456, f"bad Scale {value[:20]!r}") from None
-    if not wanted > 0 or math.isinf(wanted):
+    scale = nearest_scale(wanted)  # §10.1 PLAY 4), shared with the proxy's cloud playback
+    if scale is None:
         raise Refusal(456, f"Scale {value[:20]!r}: reverse play is not supported")
-    # RFC 2326 §12.34: the server may pick the nearest speed it supports and says so.
-    return min(SCALES, key=lambda s: abs(math.log(s / wanted)))
+    return scale
 
 
 def _fmt_scale(scale: float) -> str:

@@ -22,6 +22,7 @@ from globaleye.app.group import GroupSettings
 from globaleye.app.settings import ClientApiSettings
 from globaleye.device.gateway import GatewaySettings
 from globaleye.device.registration import RegistrationSettings
+from globaleye.ftp import FtpSettings
 from globaleye.group.province import ProvinceSettings
 from globaleye.guard.keyguard import KeyGuardSettings
 from globaleye.guard.netlimits import LimitSettings
@@ -93,6 +94,7 @@ BINDINGS: Mapping[type, Binding] = {
     # §8.9's StunIP/StunPort: empty keys mean public_host and [stun] port, worked out by tap.
     ClientApiSettings: Binding("soap", computed=frozenset({"stun_host", "stun_port"})),
     RtspProxySettings: Binding("rtsp"),
+    FtpSettings: Binding("ftp"),
     TurnServerConfig: Binding(
         "turn",
         keys={"stream_first_message_timeout": "limits.turn_first_message_timeout",

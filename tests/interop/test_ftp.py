@@ -14,7 +14,6 @@ import io
 import os
 import random
 import shutil
-import socket
 import tempfile
 from typing import Any
 
@@ -24,8 +23,9 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.ftp import FtpRole, FtpSettings, PictureName
 from globaleye.guard.keyguard import KeyGuard, KeyGuardSettings
-from globaleye.s3.backend import PICTURE_BUCKET, ObjectInfo, Principal
+from globaleye.s3.backend import PICTURE_BUCKET, Principal
 from globaleye.s3.memory import MemoryBackend
+from tests.ftputil import DictCredentials, Events, free_range
 from tests.util import run
 
 DEV = "81100000001"
@@ -39,57 +39,6 @@ def jpeg(size: int = 2000) -> bytes:
     """Bytes shaped like a JPEG (SOI, APP0 marker, filler, EOI): what the role checks."""
     body = bytes(random.getrandbits(8) for _ in range(max(0, size - 6)))
     return b"\xff\xd8\xff\xe0" + body + b"\xff\xd9"
-
-
-class DictCredentials:
-    """A CredentialLookup over a dict (the application layer implements the real one)."""
-
-    def __init__(self, *principals: Principal) -> None:
-        self.principals = {p.access_key: p for p in principals}
-        self.lookups = 0
-
-    async def principal(self, access_key: str) -> Principal | None:
-        self.lookups += 1
-        return self.principals.get(access_key)
-
-
-class Events:
-    """StorageEvents that record what they hear and may refuse (a quota)."""
-
-    def __init__(self) -> None:
-        self.admitted: list[tuple[str, str, int]] = []
-        self.stored_objects: list[tuple[Principal, ObjectInfo]] = []
-        self.refuse: str | None = None
-
-    async def admit(self, principal: Principal, bucket: str, key: str, size: int) -> str | None:
-        self.admitted.append((principal.dev_id, key, size))
-        return self.refuse
-
-    async def stored(self, principal: Principal, info: ObjectInfo) -> None:
-        self.stored_objects.append((principal, info))
-
-    async def deleted(self, principal: Principal, bucket: str, key: str) -> None:
-        pass
-
-
-def free_range(count: int = 20) -> tuple[int, int]:
-    """A run of loopback ports that were free a moment ago (the passive range)."""
-    for _ in range(50):
-        first = random.randrange(20000, 60000)
-        ok = True
-        for port in range(first, first + count):
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-            if not ok:
-                break
-        if ok:
-            return first, first + count - 1
-    raise RuntimeError("no free port range")
 
 
 class FtpHarness:

@@ -500,7 +500,7 @@ class PictureFTP(ftp.FTP):  # type: ignore[misc]
     def _login_expired(self) -> None:
         if self.state != self.AUTHED and self.transport is not None:
             self.role.refuse(self.peer, "login", f"not logged in within {self.role.settings.login_timeout:g} s")
-            self.reply(ftp.SVC_NOT_AVAIL_CLOSING_CTRL_CNX, "login timeout")
+            self.sendLine("421 Login timeout, closing control connection.")
             self.transport.loseConnection()
 
     def ftp_USER(self, username: str) -> Any:  # noqa: N802

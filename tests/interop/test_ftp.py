@@ -14,10 +14,12 @@ import io
 import os
 import random
 import shutil
+import socket
 import tempfile
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -26,7 +28,7 @@ from globaleye.guard.keyguard import KeyGuard, KeyGuardSettings
 from globaleye.s3.backend import PICTURE_BUCKET, Principal
 from globaleye.s3.memory import MemoryBackend
 from tests.ftputil import DictCredentials, Events, free_range
-from tests.util import run
+from tests.util import run, until
 
 DEV = "81100000001"
 OTHER = "81100000002"
@@ -57,6 +59,8 @@ class FtpHarness:
         test.addCleanup(self.role.stopService)
         self.port = self.role.listen()
         test.addCleanup(self.port.stopListening)
+        # Last in, first out: the clients' connections are gone before the port stops.
+        test.addCleanup(lambda: Deferred.fromCoroutine(until(lambda: self.role.factory.connectionCount == 0)))
         self.number = self.port.getHost().port
 
     def client(self, user: str = KEY, password: str = SECRET) -> ftplib.FTP:
@@ -237,6 +241,109 @@ class RefusalTests(TestCase):
         # Exactly the limit is fine.
         reply = await h.stor(NAME, jpeg(100_000))
         self.assertTrue(reply.startswith("226"), reply)
+
+    async def test_oversize_answer(self) -> None:
+        """The control connection says why (552) after the data connection is cut."""
+        h = FtpHarness(self, max_picture_size=50_000)
+
+        def go() -> str:
+            ftp = h.client()
+            try:
+                ftp.voidcmd("TYPE I")
+                conn = ftp.transfercmd(f"STOR {NAME}")
+                try:
+                    for _ in range(100):
+                        conn.sendall(b"\xff" * 10_000)
+                except OSError:
+                    pass
+                conn.close()
+                try:
+                    return str(ftp.voidresp())
+                except ftplib.Error as e:
+                    return str(e)
+            finally:
+                ftp.close()
+
+        reply = await h.call(go)
+        self.assertTrue(reply.startswith("552"), reply)
+        self.assertIn("larger than 50000 bytes", reply)
+        self.assertEqual(await h.objects(), [])
+
+    async def test_timeouts(self) -> None:
+        """Not logged in within login_timeout, idle past idle_timeout, an upload stalled past
+        transfer_timeout: each connection is closed, nothing stored."""
+        h = FtpHarness(self, login_timeout=0.5, idle_timeout=1.0, transfer_timeout=0.5)
+
+        def go() -> list[str]:
+            seen = []
+            ftp = ftplib.FTP(timeout=10)
+            ftp.connect("127.0.0.1", h.number)  # reads the 220
+            try:
+                seen.append(ftp.getline())  # 421 login timeout, then EOF
+                try:
+                    seen.append(ftp.getline())
+                except EOFError:
+                    seen.append("EOF")
+            finally:
+                ftp.close()
+            ftp = h.client()
+            try:
+                seen.append(ftp.getline())  # idle: closed without a word
+            except EOFError:  # not a socket timeout (10 s): the server closed it
+                seen.append("EOF")
+            finally:
+                ftp.close()
+            ftp = h.client()
+            try:
+                ftp.voidcmd("TYPE I")
+                conn = ftp.transfercmd(f"STOR {NAME}")
+                conn.sendall(jpeg(1000)[:500])  # and then nothing
+                try:
+                    seen.append(str(ftp.voidresp()))
+                except ftplib.Error as e:
+                    seen.append(str(e))
+                conn.close()
+            finally:
+                ftp.close()
+            return seen
+
+        seen = await h.call(go)
+        self.assertTrue(seen[0].startswith("421"), seen)
+        self.assertEqual(seen[1], "EOF")
+        self.assertTrue(seen[2].startswith("EOF"), seen)
+        self.assertTrue(seen[3].startswith("426") and "no data" in seen[3], seen)
+        self.assertEqual(await h.objects(), [])
+
+    async def test_data_connection_from_another_address(self) -> None:
+        """A passive port answers only the control connection's peer: a connection from 127.0.0.2
+        (another loopback address) is dropped, the camera's own then goes through."""
+        h = FtpHarness(self)
+
+        def go() -> tuple[bytes, str]:
+            ftp = h.client()
+            try:
+                ftp.voidcmd("TYPE I")
+                host, port = ftp.makepasv()
+                thief = socket.create_connection((host, port), timeout=5, source_address=("127.0.0.2", 0))
+                thief.settimeout(5)
+                try:
+                    stolen = thief.recv(10)
+                except OSError:
+                    stolen = b""
+                thief.close()
+                conn = socket.create_connection((host, port), timeout=5)
+                ftp.sendcmd(f"STOR {NAME}")
+                conn.sendall(jpeg(5000))
+                conn.close()
+                return stolen, str(ftp.voidresp())
+            finally:
+                ftp.close()
+
+        stolen, reply = await h.call(go)
+        self.assertEqual(stolen, b"")
+        self.assertTrue(reply.startswith("226"), reply)
+        self.assertEqual(await h.objects(), [NAME])
+        self.assertGreaterEqual(h.role.counters["refused"], 1)
 
     async def test_cut_transfer_leaves_nothing(self) -> None:
         """The data connection closed half way (a camera losing power mid-upload): nothing stored."""

@@ -7,6 +7,6 @@ and whose only write is a picture of the logged-in camera, handed to the object 
 (:class:`globaleye.s3.backend.ObjectBackend`, bucket ``GlobalEyePicture``).
 """
 
-from globaleye.ftp.server import FtpRole, FtpSettings, PictureName
+from globaleye.ftp.server import FtpRole, FtpSettings, PictureName, logged_in
 
-__all__ = ["FtpRole", "FtpSettings", "PictureName"]
+__all__ = ["FtpRole", "FtpSettings", "PictureName", "logged_in"]

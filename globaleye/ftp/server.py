@@ -743,6 +743,14 @@ class FtpRole(service.Service):
             return await self.backend.put_file(PICTURE_BUCKET, key, path, etag=etag, content_type="image/jpeg")
 
 
+def logged_in(connection: Any) -> bool:
+    """The ``established`` test of the platform's connection limits (globaleye.guard.netlimits): a
+    connection of this role has got past its pre-login deadline once it logged in.  *connection* is
+    what :attr:`FtpRole.factory` built (Twisted's FTPFactory wraps each protocol)."""
+    inner = getattr(connection, "wrappedProtocol", connection)
+    return bool(getattr(inner, "state", None) == ftp.FTP.AUTHED)
+
+
 def _stage(directory: str, data: bytes) -> tuple[str, str]:
     """Write *data* to a new staging file, durably (in a pool thread); its path and MD5."""
     os.makedirs(directory, exist_ok=True)
@@ -768,5 +776,5 @@ def _discard(path: str) -> None:
         pass
 
 
-__all__ = ["DeviceChecker", "FtpRole", "FtpSettings", "PictureFTP", "PictureFTPFactory", "PictureName",
+__all__ = ["DeviceChecker", "FtpRole", "logged_in", "FtpSettings", "PictureFTP", "PictureFTPFactory", "PictureName",
            "PictureRealm", "PictureShell"]

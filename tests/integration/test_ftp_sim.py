@@ -20,7 +20,7 @@ from twisted.internet import reactor, task
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.device.protocol import messages as m
-from globaleye.ftp import FtpRole, FtpSettings
+from globaleye.ftp import FtpRole, FtpSettings, logged_in
 from globaleye.s3.backend import PICTURE_BUCKET, Principal
 from globaleye.s3.memory import MemoryBackend
 from globaleye.sim.camera import SimulatedCamera, Timing, device_key
@@ -29,7 +29,7 @@ from globaleye.sim.state import CameraState, StoredPicturePolicy
 from globaleye.testing import start_platform
 from globaleye.util.clock import BEIJING
 from tests.ftputil import DictCredentials, Events, free_range
-from tests.util import end_to_end_config, http_client, until
+from tests.util import closed_port, end_to_end_config, http_client, until
 
 DEV = "81100000007"
 ACCOUNT, PASSWORD = f"{DEV}_pictures", "the-camera's-ftp-secret"
@@ -47,16 +47,19 @@ class FtpCameraTests(TestCase):
         events = Events()
         # REGISTER_RES hands out one configured account ([gateway] ftp_account); here it is this
         # camera's, as the application layer's per-device keys will be.
-        role = FtpRole(FtpSettings(port=0, passive_ports=free_range(), staging_dir=staging),
-                       DictCredentials(Principal(ACCOUNT, PASSWORD, DEV)), backend, events, reactor)
-        role.startService()
-        self.addCleanup(role.stopService)
-        port = role.listen()
-        self.addCleanup(port.stopListening)
-        gateway_extra = "\n".join(["ftp_host = 127.0.0.1", f"ftp_port = {port.getHost().port}",
+        ftp_port = closed_port()
+        gateway_extra = "\n".join(["ftp_host = 127.0.0.1", f"ftp_port = {ftp_port}",
                                    f"ftp_account = {ACCOUNT}", f"ftp_password = {PASSWORD}"])
         platform = start_platform(self, end_to_end_config(self.mktemp() + ".sqlite3", gateway_extra), reactor)
-        role.guard = platform.keyguard  # as the composition root wires it: one KeyGuard per process
+        # Wired as the composition root will: the platform's KeyGuard, its connection limits (with
+        # the role's login deadline), the role's service under the platform's.
+        settings = FtpSettings(port=ftp_port, passive_ports=free_range(), staging_dir=staging)
+        role = FtpRole(settings, DictCredentials(Principal(ACCOUNT, PASSWORD, DEV)), backend, events, reactor,
+                       guard=platform.keyguard)
+        role.setServiceParent(platform)
+        port = reactor.listenTCP(ftp_port, platform.limits.wrap("ftp", role.factory, deadline=settings.login_timeout,
+                                                                established=logged_in), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
 
         camera = SimulatedCamera(
             CameraState.for_device(DEV, device_key("test", DEV)), reactor,
@@ -69,8 +72,7 @@ class FtpCameraTests(TestCase):
         self.addCleanup(pictures.stop)
         await camera.went_online
         assert camera.registration is not None
-        self.assertEqual((camera.registration.ftp_account, camera.registration.ftp_port),
-                         (ACCOUNT, port.getHost().port))
+        self.assertEqual((camera.registration.ftp_account, camera.registration.ftp_port), (ACCOUNT, ftp_port))
 
         # 75H through the gateway: a picture every 2 s all day, to FTP.
         added = await platform.gateway.command(DEV, m.AddPicturePolicyRequest(
@@ -91,6 +93,10 @@ class FtpCameraTests(TestCase):
         noticed = {n.file_name for n in notices}
         self.assertTrue(set(names) <= noticed, (names, noticed))
         notice = next(n for n in notices if n.file_name == names[0])
+        # The FTP logins were checked by the platform's KeyGuard (with the gateway's login).
+        self.assertGreaterEqual(role.counters["logins"], 2)
+        self.assertGreaterEqual(platform.keyguard.counters["succeeded"], 3)
+        self.assertEqual(role.counters["refused"], 0)
         self.assertEqual((notice.channel_no, notice.shot_time), (0, names[0].split("_")[2][:14]))
 
 

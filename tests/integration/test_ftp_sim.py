@@ -45,16 +45,22 @@ class FtpCameraTests(TestCase):
         self.addCleanup(shutil.rmtree, staging, True)
         backend = MemoryBackend(reactor.seconds)
         events = Events()
-        # REGISTER_RES hands out one configured account ([gateway] ftp_account); here it is this
-        # camera's, as the application layer's per-device keys will be.
         ftp_port = closed_port()
-        gateway_extra = "\n".join(["ftp_host = 127.0.0.1", f"ftp_port = {ftp_port}",
-                                   f"ftp_account = {ACCOUNT}", f"ftp_password = {PASSWORD}"])
+        # The configured account is the fallback; REGISTER_RES carries the camera's own (its store keys).
+        gateway_extra = "\n".join(["ftp_host = 127.0.0.1", f"ftp_port = {ftp_port}", "ftp_account = shared",
+                                   "ftp_password = shared-secret"])
         platform = start_platform(self, end_to_end_config(self.mktemp() + ".sqlite3", gateway_extra), reactor)
+        credentials = DictCredentials(Principal(ACCOUNT, PASSWORD, DEV))
+
+        async def own_account(dev_id: str) -> tuple[str, str] | None:
+            principal = next((p for p in credentials.principals.values() if p.dev_id == dev_id), None)
+            return (principal.access_key, principal.secret) if principal is not None else None
+
+        platform.registrar.ftp_credentials = own_account
         # Wired as the composition root will: the platform's KeyGuard, its connection limits (with
         # the role's login deadline), the role's service under the platform's.
         settings = FtpSettings(port=ftp_port, passive_ports=free_range(), staging_dir=staging)
-        role = FtpRole(settings, DictCredentials(Principal(ACCOUNT, PASSWORD, DEV)), backend, events, reactor,
+        role = FtpRole(settings, credentials, backend, events, reactor,
                        guard=platform.keyguard)
         role.setServiceParent(platform)
         port = reactor.listenTCP(ftp_port, platform.limits.wrap("ftp", role.factory, deadline=settings.login_timeout,

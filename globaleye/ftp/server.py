@@ -503,12 +503,6 @@ class PictureFTP(ftp.FTP):  # type: ignore[misc]
             self.sendLine("421 Login timeout, closing control connection.")
             self.transport.loseConnection()
 
-    def ftp_USER(self, username: str) -> Any:  # noqa: N802
-        if username.lower() in ("anonymous", "ftp"):
-            # Asked for a password anyway (the same answer as any user): the refusal comes at PASS.
-            pass
-        return super().ftp_USER(username)
-
     def ftp_PASS(self, password: str) -> Deferred[Any]:  # noqa: N802
         """:meth:`ftp.FTP.ftp_PASS` with the peer in the credentials and never an anonymous login."""
         user = self._user
@@ -606,9 +600,9 @@ class PictureFTP(ftp.FTP):  # type: ignore[misc]
         async def transfer() -> Any:
             try:
                 writer = await shell.openForWriting([name])
+                # Stored as sent, also after TYPE A: a picture is binary, and rewriting its line ends
+                # would only break it (the JPEG check would not always see it).
                 consumer = await writer.receive()
-                if not self.binary:
-                    consumer = ftp.ASCIIConsumerWrapper(consumer)
                 received = self.dtpInstance.registerConsumer(consumer)
                 if self.dtpInstance.isConnected:
                     self.reply(ftp.DATA_CNX_ALREADY_OPEN_START_XFR)
@@ -616,12 +610,14 @@ class PictureFTP(ftp.FTP):  # type: ignore[misc]
                     self.reply(ftp.FILE_STATUS_OK_OPEN_DATA_CNX)
                 await received
                 await writer.close()
-                return (ftp.TXFR_COMPLETE_OK,)
+                return (ftp.TXFR_COMPLETE_OK,) if self.transport is not None else None
             except ftp.FTPCmdError:
+                if self.transport is None:
+                    return None  # the control connection is gone: nobody to answer (refusal logged)
                 raise
             except Exception:
                 self.role.log.failure("FTP upload of {name} from {peer} failed", name=name, peer=self.peer)
-                return (ftp.CNX_CLOSED_TXFR_ABORTED,)
+                return (ftp.CNX_CLOSED_TXFR_ABORTED,) if self.transport is not None else None
             finally:
                 if self.transport is not None:
                     self.setTimeout(self.factory.timeOut)

@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import socket
+import struct
 import tempfile
 from typing import Any
 
@@ -367,6 +368,48 @@ class RefusalTests(TestCase):
         reply = await h.call(go)
         self.assertTrue(reply.startswith("553"), reply)
         self.assertEqual(await h.objects(), [])
+
+    async def test_camera_gone_mid_upload_leaves_nothing(self) -> None:
+        """The camera loses power mid-upload: its control connection closes and its data connection
+        is reset half way.  Nothing is kept, and the server lets go of both connections."""
+        h = FtpHarness(self)
+        data = jpeg(200_000)
+
+        def go() -> None:
+            ftp = h.client()
+            ftp.voidcmd("TYPE I")
+            conn = ftp.transfercmd(f"STOR {NAME}")
+            conn.sendall(data[:100_000])
+            ftp.sock.close()
+            ftp.file.close()
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+            conn.close()
+
+        await h.call(go)
+        await until(lambda: h.role.factory.connectionCount == 0)
+        self.assertEqual(await h.objects(), [])
+        self.assertEqual(h.events.admitted, [])
+        self.assertEqual(h.staged(), [])
+
+    async def test_ascii_mode_stored_as_sent(self) -> None:
+        h = FtpHarness(self)
+        data = jpeg(20_000)
+        data = data[:-2] + b"\r\n\r\n\xff\xd9"  # line ends that TYPE A would rewrite
+
+        def go() -> str:
+            ftp = h.client()
+            try:
+                ftp.voidcmd("TYPE A")
+                conn = ftp.transfercmd(f"STOR {NAME}")
+                conn.sendall(data)
+                conn.close()
+                return str(ftp.voidresp())
+            finally:
+                ftp.quit()
+
+        reply = await h.call(go)
+        self.assertTrue(reply.startswith("226"), reply)
+        self.assertEqual(await h.backend.read(PICTURE_BUCKET, NAME), data)
 
     async def test_quota_refusal(self) -> None:
         h = FtpHarness(self)

@@ -452,6 +452,8 @@ class _PictureWriter:
 class _SamePeerFactory(protocol.Factory):
     """The passive data port accepts the control connection's peer only (no port theft)."""
 
+    noisy = False  # one listening port per transfer: no "starting on" line each time
+
     def __init__(self, inner: Any, peer: str, role: FtpRole) -> None:
         self.inner = inner
         self.peer = peer

@@ -668,7 +668,10 @@ class FtpRole(service.Service):
         self.firmware_login: tuple[str, str] | None = None
         if settings.firmware_account:
             user, _, password = settings.firmware_account.partition(":")
-            self.firmware_login = (user, password)
+            if not user.strip() or not password:
+                # Never an account with an empty password (it would open the firmware to anyone).
+                raise ValueError("[ftp] firmware_account: not user:password with a password")
+            self.firmware_login = (user.strip(), password)
         self.staging_dir = settings.staging_dir or "ftp-staging"
         self._own_pool = pool is None
         self.pool = pool if pool is not None else ThreadPool(minthreads=0, maxthreads=4, name="globaleye-ftp")

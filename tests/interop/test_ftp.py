@@ -454,6 +454,12 @@ class RefusalTests(TestCase):
 class FirmwareTests(TestCase):
     timeout = 60
 
+    def test_firmware_account_needs_a_password(self) -> None:
+        for bad in ("upg", "upg:", ":secret"):
+            with self.assertRaises(ValueError):
+                FtpRole(FtpSettings(firmware_account=bad), DictCredentials(), MemoryBackend(reactor.seconds),
+                        Events(), reactor)
+
     async def test_firmware_account_reads_only(self) -> None:
         firmware = tempfile.mkdtemp(prefix="ge-fw-")
         self.addCleanup(shutil.rmtree, firmware, True)

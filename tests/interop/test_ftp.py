@@ -134,6 +134,16 @@ class UploadTests(TestCase):
                 names = ftp.nlst()
                 lines: list[str] = []
                 ftp.retrlines("LIST", lines.append)
+                try:
+                    ftp.size(f"{OTHER}_1_20261202000000.jpg")
+                    raise AssertionError("another camera's picture was seen")
+                except ftplib.error_perm:
+                    pass
+                try:
+                    ftp.retrlines(f"LIST {OTHER}_1_20261202000000.jpg", lines.append)
+                    raise AssertionError("another camera's picture was listed")
+                except ftplib.error_perm:
+                    pass
                 return names, lines, ftp.size(NAME)
             finally:
                 ftp.quit()

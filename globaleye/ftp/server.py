@@ -687,6 +687,13 @@ class FtpRole(service.Service):
         os.makedirs(self.staging_dir, exist_ok=True)
         if self._own_pool:
             self.pool.start()
+        #: Staging files left by a crash between staging and the store (nothing refers to them).
+        self.swept: Deferred[Any] = deferToThreadPool(self.clock, self.pool, _sweep, self.staging_dir)
+        self.swept.addErrback(self._sweep_failed)
+
+    def _sweep_failed(self, failure: Any) -> int:
+        self.log.failure("cannot sweep the FTP staging directory {dir}", failure, dir=self.staging_dir)
+        return 0
 
     def stopService(self) -> Any:  # noqa: N802
         super().stopService()
@@ -768,6 +775,17 @@ def _stage(directory: str, data: bytes) -> tuple[str, str]:
         raise
     os.close(fd)
     return path, hashlib.md5(data).hexdigest()
+
+
+def _sweep(directory: str) -> int:
+    """Remove the staging files (``.ftp-*.part``) a previous run left; how many."""
+    removed = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith(".ftp-") and entry.name.endswith(".part") and entry.is_file(follow_symlinks=False):
+                _discard(entry.path)
+                removed += 1
+    return removed
 
 
 def _discard(path: str) -> None:

@@ -154,6 +154,21 @@ class UploadTests(TestCase):
         self.assertIn(NAME, lines[0])
         self.assertEqual(size, len(data))
 
+    async def test_stale_staging_files_swept(self) -> None:
+        """A crash between staging and the store leaves a staging file: the next start removes it
+        (and nothing else of the directory)."""
+        staging = tempfile.mkdtemp(prefix="ge-ftp-")
+        self.addCleanup(shutil.rmtree, staging, True)
+        for name in (".ftp-0123456789abcdef01234567.part", "keep.txt"):
+            with open(os.path.join(staging, name), "wb") as out:
+                out.write(b"x")
+        role = FtpRole(FtpSettings(staging_dir=staging), DictCredentials(), MemoryBackend(reactor.seconds), Events(),
+                       reactor)
+        role.startService()
+        self.addCleanup(role.stopService)
+        self.assertEqual(await role.swept, 1)
+        self.assertEqual(os.listdir(staging), ["keep.txt"])
+
     async def test_upper_case_extension_and_absolute_root(self) -> None:
         h = FtpHarness(self)
         upper = NAME.replace(".jpg", ".JPG")

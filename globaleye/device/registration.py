@@ -109,8 +109,12 @@ class Registrar:
     log = Logger()
 
     def __init__(self, store: Store, clock: IReactorTime, settings: RegistrationSettings,
-                 online: Callable[[str], bool] | None = None, guard: KeyGuard | None = None) -> None:
+                 online: Callable[[str], bool] | None = None, guard: KeyGuard | None = None,
+                 ftp_credentials: Callable[[str], Awaitable[tuple[str, str] | None]] | None = None) -> None:
         self.store = store
+        #: Issue 12: the camera's own FTP account (its store access key and secret, for the ftp role)
+        #: for REGISTER_RES; None, or None for a device: [gateway] ftp_account/ftp_password.
+        self.ftp_credentials = ftp_credentials
         self.clock = clock
         self.settings = settings
         # §7.2's interval is the device's duty; the platform's own outage must not cost every
@@ -206,6 +210,11 @@ class Registrar:
             self.log.info("device {dev_id} ({model}) enrolled from {peer}; its DevKey is pinned",
                           dev_id=dev_id, model=request.mode.strip(), peer=peer)
         s = self.settings
+        ftp_account, ftp_password = s.ftp_account, s.ftp_password
+        if self.ftp_credentials is not None:
+            own = await self.ftp_credentials(dev_id)
+            if own is not None:
+                ftp_account, ftp_password = own
         self.log.info("device {dev_id} registered from {peer}: gateway {host}:{port}",
                       dev_id=dev_id, peer=peer, host=s.gateway_host, port=s.gateway_port)
         return m.RegisterResponse(
@@ -216,7 +225,7 @@ class Registrar:
             turn_ip=s.turn_host, turn_port=s.turn_port,
             backup_turn_ip=s.backup_turn_host or s.turn_host,
             backup_turn_port=s.backup_turn_port or s.turn_port,
-            ftp_ip=s.ftp_host, ftp_port=s.ftp_port, ftp_account=s.ftp_account, ftp_password=s.ftp_password,
+            ftp_ip=s.ftp_host, ftp_port=s.ftp_port, ftp_account=ftp_account, ftp_password=ftp_password,
             time=protocol_time(now),
         )
 

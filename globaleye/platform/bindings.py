@@ -22,6 +22,7 @@ from globaleye.app.group import GroupSettings
 from globaleye.app.settings import ClientApiSettings
 from globaleye.device.gateway import GatewaySettings
 from globaleye.device.registration import RegistrationSettings
+from globaleye.ftp import FtpSettings
 from globaleye.group.province import ProvinceSettings
 from globaleye.guard.keyguard import KeyGuardSettings
 from globaleye.guard.netlimits import LimitSettings
@@ -99,6 +100,7 @@ BINDINGS: Mapping[type, Binding] = {
                                               "body_timeout": "limits.http_body_timeout",
                                               "idle_timeout": "limits.http_idle_timeout"},
                              computed=frozenset({"data_dir"})),
+    FtpSettings: Binding("ftp"),
     TurnServerConfig: Binding(
         "turn",
         keys={"stream_first_message_timeout": "limits.turn_first_message_timeout",

@@ -20,7 +20,9 @@ import attrs
 
 from globaleye.guard.ops import operator_token
 
-ROLES = ("gateway", "http", "group", "stun", "turn", "rtsp", "web", "storage")
+#: ``storage`` (issue 12): the embedded S3-compatible object store (globaleye.s3).
+#: ``ftp`` (issue 12): the cameras' picture uploads and firmware downloads (globaleye.ftp); not a default role.
+ROLES = ("gateway", "http", "group", "stun", "turn", "rtsp", "web", "storage", "ftp")
 
 
 class ConfigError(Exception):
@@ -591,6 +593,31 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "secret_key": Key(str, "", "backend = s3: the platform's secret key at the external service."),
         "addressing_style": Key(_choice("path", "virtual"), "path",
                                 "backend = s3: path (https://host/bucket/key) or virtual (https://bucket.host/key)."),
+    },
+    "ftp": {
+        "interface": Key(str, "127.0.0.1",
+                         "Address the cameras' FTP server listens on (pictures of §7.5.24 policies with StoreType "
+                         "0, 36H; firmware of 6DH). Passive data connections are bound to the same address."),
+        "port": Key(_port, "2121",
+                    "FTP control port; 0 picks a free one. Not 21: a port below 1024 needs root, and the platform "
+                    "does not run as root; give cameras 21 by a firewall redirect (or [gateway] ftp_port = 2121)."),
+        "passive_ports": Key(_port_range, "50000-50099",
+                             "Ports of passive data connections (PASV/EPSV; active mode is refused), first-last: "
+                             "one per transfer in progress; open them in the firewall."),
+        "max_picture_size": Key(_positive_int, "2097152",
+                                "Largest picture accepted, in bytes; a larger upload is cut and nothing is kept."),
+        "firmware_dir": Key(str, "",
+                            "Directory whose plain files RETR serves (the ftp:// firmware URLs of [soap] firmware, "
+                            "6DH); empty: no downloads."),
+        "firmware_account": Key(str, "",
+                                "user:password of the read-only account of those firmware URLs (it may only RETR); "
+                                "empty: none. Cameras also log in with their own store keys."),
+        "staging_dir": Key(str, "",
+                           "Directory uploads are written to (with fsync) before the object store takes them; "
+                           "empty: ftp-staging in data_dir."),
+        "login_timeout": Key(_positive, "30", "Seconds a new connection may take to log in."),
+        "idle_timeout": Key(_positive, "120", "Seconds a logged-in connection may stay without a command."),
+        "transfer_timeout": Key(_positive, "30", "Seconds an upload may go without receiving a byte."),
     },
 }
 

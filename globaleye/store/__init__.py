@@ -506,6 +506,10 @@ class Store(Protocol):
         """Entries of *bucket* in key order (the order S3 lists), for the reconciliation."""
         ...
 
+    async def device_owner(self, dev_id: str) -> str | None:
+        """The account that owns *dev_id* (share_flag 0), if any."""
+        ...
+
     async def set_cloud_retention(self, account: str, days: float | None) -> bool:
         """An account's own retention in days (None: the configured default)."""
         ...

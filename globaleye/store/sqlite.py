@@ -771,6 +771,14 @@ class SQLiteStore:
 
         return await self._run(query)
 
+    async def device_owner(self, dev_id: str) -> str | None:
+        def query(c: sqlite3.Connection) -> str | None:
+            row = c.execute("SELECT account FROM device_bindings WHERE dev_id = ? AND share_flag = 0",
+                            (dev_id,)).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._run(query)
+
     async def set_cloud_retention(self, account: str, days: float | None) -> bool:
         def write(c: sqlite3.Connection) -> bool:
             return c.execute("UPDATE accounts SET cloud_retention_days = ? WHERE account = ?",

@@ -226,6 +226,12 @@ class CloudService(service.Service):
         credential = await self.credential_for(dev_id)
         return self.settings.url, credential.access_key, credential.secret
 
+    async def ftp_account(self, dev_id: str) -> tuple[str, str]:
+        """REGISTER_RES's FtpAccount/FtpPassword (§7.2): the device's own key and secret, which the FTP
+        role checks through :meth:`principal` as the S3 endpoint does."""
+        credential = await self.credential_for(dev_id)
+        return credential.access_key, credential.secret
+
     async def rotate(self, dev_id: str) -> tuple[CloudCredential, bool]:
         """A new key for *dev_id*, every older one revoked at once, and 65H (§7.5.11) sent right away
         when the device is online and reports cloud storage (32H EStoreFlag); returns the credential

@@ -525,8 +525,10 @@ class CloudService(service.Service):
                         added += 1
                     obj = await _next(stored)
                 elif obj is None or entry.key < obj.key:
-                    await self.store.delete_cloud_object(bucket, entry.key)
-                    dropped += 1
+                    # Not in the listing — unless it was uploaded after that page was listed: ask.
+                    if await self._vanished(bucket, entry.key):
+                        await self.store.delete_cloud_object(bucket, entry.key)
+                        dropped += 1
                     entry = await _next(indexed)
                 else:
                     if obj.etag != entry.etag or obj.size != entry.size:
@@ -538,8 +540,18 @@ class CloudService(service.Service):
                           dropped=dropped)
         return added, dropped
 
+    async def _vanished(self, bucket: str, key: str) -> bool:
+        try:
+            return await self.backend.head(bucket, key) is None
+        except NoSuchBucket:
+            return True
+
     async def _scan(self, info: ObjectInfo) -> bool:
-        entry = await self.describe(info, SOURCE_SCAN)
+        # Listed, but perhaps deleted since (its deletion already unindexed it): ask before indexing.
+        current = await self.backend.head(info.bucket, info.key)
+        if current is None:
+            return False
+        entry = await self.describe(current, SOURCE_SCAN)
         if entry is None:
             return False
         await self.store.put_cloud_object(entry)

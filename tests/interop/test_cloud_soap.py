@@ -18,8 +18,6 @@ import zeep.exceptions
 from twisted.internet import reactor, threads
 from twisted.trial.unittest import TestCase
 
-from globaleye.app.access import CameraAccess
-from globaleye.app.cloud import CloudService, CloudSettings
 from globaleye.platform.tap import PlatformService
 from globaleye.s3.backend import PICTURE_BUCKET, RECORD_BUCKET, Principal
 from globaleye.s3.memory import MemoryBackend
@@ -27,6 +25,9 @@ from globaleye.store import Device
 from globaleye.testing import start_platform
 from globaleye.users.accounts import RecordingSmsSender
 from tests.util import SOAP_PASSWORD, soap_config
+
+#: [cloud] of the test platform: download URLs live 120 s.
+CLOUD = "url_lifetime = 120"
 
 DEV, KEY = "81100000001", "key-cloud-1"
 OWNER, GUEST, STRANGER = "13300000001", "13300000002", "13300000003"
@@ -45,7 +46,7 @@ class CloudSoapTests(TestCase):
     timeout = 60
 
     async def asyncSetUp(self) -> None:
-        self.platform: PlatformService = start_platform(self, soap_config(self.mktemp() + ".sqlite3"), reactor)
+        self.platform: PlatformService = start_platform(self, soap_config(self.mktemp() + ".sqlite3") + f"\n[cloud]\n{CLOUD}\n", reactor)
         self.sms = RecordingSmsSender()
         self.platform.accounts.sms_sender = self.sms
         store = self.platform.store
@@ -53,10 +54,8 @@ class CloudSoapTests(TestCase):
         await self.backend.create_bucket(RECORD_BUCKET)
         await self.backend.create_bucket(PICTURE_BUCKET)
         self.presigner = Presigner()
-        self.cloud = CloudService(store, self.backend, reactor, CloudSettings(url_lifetime=120), CameraAccess(
-            store, self.platform.gateway), self.platform.gateway, self.presigner)
-        # What the composition root does once a store backend is configured: the client services with it.
-        self.platform.mcu_api.services = attrs.evolve(self.platform.client, cloud=self.cloud)
+        # What the composition root does once a store backend is configured.
+        self.cloud = self.platform.attach_cloud(self.backend, self.presigner, "http://127.0.0.1:9000")
         await store.import_devices([Device(DEV, KEY), Device("81100000002", KEY)])
         self.client = await self.zeep()
 
@@ -162,7 +161,7 @@ class CloudSoapTests(TestCase):
             await self.call("DeleteCloudFiles", **owner, DevID=DEV, ChannelNo=0)
 
     async def test_without_cloud_storage_the_answer_is_5(self) -> None:
-        self.platform.mcu_api.services = self.platform.client  # no cloud service configured
+        self.platform.mcu_api.services = attrs.evolve(self.platform.client, cloud=None)  # no cloud storage here
         owner = await self.sign_up(OWNER)
         self.assertEqual(await self.call("AddDevice", **owner, DevID=DEV, DevKey=KEY), 0)
         answer = await self.call("SearchCloudFiles", **owner, DevID=DEV, ChannelNo=0, Type="record",

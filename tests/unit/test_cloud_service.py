@@ -360,6 +360,26 @@ class CloudServiceTests(TestCase):
         self.assertEqual(await self.store.cloud_usage(DEV), (6 * 10 + 1 + 7, 8))
         self.assertEqual(await self.cloud.reconcile(), (0, 0), "a second run finds nothing to do")
 
+    async def test_reconcile_races_with_uploads_and_deletions(self) -> None:
+        """An upload indexed after its page was listed is not dropped; an object listed and then deleted
+        (its deletion unindexed it) is not indexed again."""
+        late, gone = key(DEV, "20261201100000"), key(DEV, "20261201100500")
+        await self.upload(late)
+        await self.backend.put_bytes(RECORD_BUCKET, gone, b"z")
+        listed = self.backend.list
+
+        async def stale_list(bucket: str, prefix: str = "", start_after: str = "", limit: int = 1000) -> Any:
+            infos, more = await listed(bucket, prefix, start_after, limit)
+            if bucket == RECORD_BUCKET:
+                await self.backend.delete(RECORD_BUCKET, gone)  # deleted right after the listing
+                infos = [i for i in infos if i.key != late]  # uploaded right after the listing
+            return infos, more
+
+        self.backend.list = stale_list  # type: ignore[method-assign]
+        self.assertEqual(await self.cloud.reconcile(), (0, 0))
+        self.assertIsNotNone(await self.store.get_cloud_object(RECORD_BUCKET, late))
+        self.assertIsNone(await self.store.get_cloud_object(RECORD_BUCKET, gone))
+
     async def test_picture_notices_matched_to_stored_pictures(self) -> None:
         arrived, lost = key(DEV, "20261201100000", ext="JPG"), key(DEV, "20261201100100", ext="JPG")
         for name in (arrived, lost):

@@ -32,7 +32,7 @@ import attrs
 from twisted.application import service
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from globaleye.app.access import CameraAccess
 from globaleye.app.errors import AppError, InvalidRequest, NotFound, check
@@ -63,6 +63,7 @@ from globaleye.store import (
 )
 from globaleye.users.accounts import LoginSession
 from globaleye.util.clock import BEIJING, parse_protocol_time, protocol_time
+from txturn.logsummary import LogSummary
 
 MB = 1 << 20
 DAY = 86400.0
@@ -157,6 +158,9 @@ class CloudService(service.Service):
         self._creating = DeferredLock()
         self._loops_running: list[LoopingCall] = []
         self._work: set[Deferred[Any]] = set()
+        #: Refused uploads: the first per device and minute in full, the rest counted (a camera over its
+        #: quota retries every segment).
+        self.refusals = LogSummary(self.log, clock, level=LogLevel.warn, max_keys=1000, name="cloud refusals")
         self.platform = (Principal(settings.access_key, settings.secret_key)
                          if settings.access_key and settings.secret_key else None)
 
@@ -287,18 +291,17 @@ class CloudService(service.Service):
             return None
         dev_id = principal.dev_id
         if not principal.owns(key):
-            return f"{key} is not an object of {dev_id}"
+            return self._refuse(dev_id, key, f"{key} is not an object of {dev_id}")
         if size < 0:
-            return "unknown size"
+            return self._refuse(dev_id, key, "unknown size")
         replaced = await self.store.get_cloud_object(bucket, key)
         credit = replaced.size if replaced is not None else 0
         over = await self._over_quota(dev_id, size - credit)
         if over <= 0:
             return None
         if not await self.loops(dev_id):
-            why = f"{dev_id}: quota reached ({over} bytes over), and the camera does not loop (7BH RecordLoop 0)"
-            self.log.info("cloud: refused {key}: {why}", key=key, why=why)
-            return why
+            return self._refuse(dev_id, key, f"{dev_id}: quota reached ({over} bytes over), and the camera does "
+                                             "not loop (7BH RecordLoop 0)")
         freed = 0
         while over > 0:
             oldest = [o for o in await self.store.oldest_cloud_objects(dev_id, 50) if o.key != key or o.bucket != bucket]
@@ -314,8 +317,13 @@ class CloudService(service.Service):
             self.log.info("cloud: loop overwrite removed {count} oldest objects of {dev_id}", count=freed,
                           dev_id=dev_id)
         if over > 0:
-            return f"{dev_id}: the object is larger than the quota"
+            return self._refuse(dev_id, key, f"{dev_id}: the object is larger than the quota")
         return None
+
+    def _refuse(self, dev_id: str, key: str, why: str) -> str:
+        self.refusals.event(dev_id, f"uploads of {dev_id} refused", "cloud: upload of {key} refused: {why}",
+                            key=key, why=why)
+        return why
 
     async def _over_quota(self, dev_id: str, growth: int) -> int:
         """Bytes over the tighter of the device's and its owner's quotas if *growth* bytes are added."""

@@ -246,6 +246,7 @@ class CloudServiceTests(TestCase):
         # Another device's name is refused whatever the quota.
         self.assertIn("not an object", await self.cloud.admit(self.camera, RECORD_BUCKET, key(OTHER_DEV, "1"), 1) or "")
         self.assertIsNone(await self.cloud.admit(Principal("PLATFORM", "p"), RECORD_BUCKET, "x", 10 * MB))
+        self.assertEqual(self.cloud.refusals.lines, 1, "three refusals of one camera in a minute: one line, then counted")
 
     async def test_loop_flag_asked_with_7bh_and_offline_means_no(self) -> None:
         self.assertFalse(await self.cloud.loops(DEV))

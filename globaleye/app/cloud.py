@@ -158,6 +158,7 @@ class CloudService(service.Service):
         self._creating = DeferredLock()
         self._loops_running: list[LoopingCall] = []
         self._work: set[Deferred[Any]] = set()
+        self._stopping = False
         #: Refused uploads: the first per device and minute in full, the rest counted (a camera over its
         #: quota retries every segment).
         self.refusals = LogSummary(self.log, clock, level=LogLevel.warn, max_keys=1000, name="cloud refusals")
@@ -198,6 +199,7 @@ class CloudService(service.Service):
 
     def stopService(self) -> Any:
         super().stopService()
+        self._stopping = True  # a purge or reconciliation under way ends after its current batch
         for loop in self._loops_running:
             if loop.running:
                 loop.stop()
@@ -501,7 +503,7 @@ class CloudService(service.Service):
         """Remove what is older than its account's retention (``[cloud] retention_days`` by default),
         ``batch`` entries per store call; returns how many."""
         total = 0
-        while self.running or not self._loops_running:
+        while not self._stopping:
             expired = await self.store.expired_cloud_objects(self.clock.seconds(), self.settings.retention_days,
                                                              self.settings.batch)
             for obj in expired:
@@ -519,6 +521,8 @@ class CloudService(service.Service):
         vanished are dropped.  Returns (indexed, dropped)."""
         added = dropped = 0
         for bucket in (RECORD_BUCKET, PICTURE_BUCKET):
+            if self._stopping:
+                break
             if not await self.backend.bucket_exists(bucket):
                 stored: AsyncIterator[ObjectInfo] = _empty()
             else:
@@ -526,7 +530,7 @@ class CloudService(service.Service):
             indexed = self._indexed(bucket)
             obj = await _next(stored)
             entry = await _next(indexed)
-            while obj is not None or entry is not None:
+            while (obj is not None or entry is not None) and not self._stopping:
                 if entry is None or (obj is not None and obj.key < entry.key):
                     assert obj is not None
                     if await self._scan(obj):

@@ -33,6 +33,7 @@ from twisted.application import service
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
 
 from globaleye.app.access import CameraAccess
 from globaleye.app.errors import AppError, InvalidRequest, NotFound, check
@@ -187,7 +188,7 @@ class CloudService(service.Service):
             def done(result: Any) -> None:
                 running.clear()
                 self._work.discard(d)
-                if isinstance(result, Exception) or hasattr(result, "getTraceback"):
+                if isinstance(result, Failure) and not self._stopping:  # at shutdown the store closes under it
                     self.log.failure("cloud {name} failed", result, name=name)
 
             d.addBoth(done)

@@ -341,6 +341,24 @@ class CloudServiceTests(TestCase):
         self.assertEqual(list(self.backend.buckets[RECORD_BUCKET]), [key(DEV, "20261202100000")])
         self.assertEqual(await self.store.cloud_usage(DEV), (100, 1))
 
+    async def test_a_failed_run_is_logged_and_the_next_one_comes(self) -> None:
+        self.make(retention_interval=60, reconcile_interval=0)
+        calls: list[float] = []
+
+        async def broken(now: float, default_days: float, limit: int) -> Any:
+            calls.append(now)
+            raise RuntimeError("disk on fire")
+
+        self.store.expired_cloud_objects = broken  # type: ignore[method-assign]
+        self.cloud.startService()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.clock.advance(60)
+        self.assertEqual(calls, [NOW, NOW + 60])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        await self.cloud.stopService()
+        self.clock.advance(60)
+        self.assertEqual(len(calls), 2, "stopped")
+
     async def test_reconcile_indexes_scanned_and_drops_vanished(self) -> None:
         await self.upload(key(DEV, "20261201100000"))
         await self.upload(key(DEV, "20261201100500"))

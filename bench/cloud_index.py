@@ -110,6 +110,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep an existing database with enough rows")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--cold", action="store_true",
+                        help="first drop the database file's pages from the OS page cache (posix_fadvise DONTNEED: "
+                             "this file only), so each camera's first search reads the disk")
     args = parser.parse_args()
     result: dict[str, Any] = {"cameras": args.cameras}
     have = 0
@@ -119,6 +122,14 @@ def main() -> None:
     if have < args.rows:
         result["build"] = build(args.db, args.rows, args.cameras)
         print(json.dumps(result["build"]), flush=True)
+    if args.cold:
+        fd = os.open(args.db, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        result["cold"] = True
     days = int(args.rows / args.cameras * SEGMENT // DAY)
     result["days_per_camera"] = days
 

@@ -226,7 +226,6 @@ class CloudObject:
     etag: str = ""
     stored_at: float = 0.0  # the platform's clock when it was indexed
     source: str = SOURCE_S3
-    id: int | None = None
 
     @property
     def end(self) -> float:

@@ -165,26 +165,27 @@ MIGRATIONS: tuple[str, ...] = (
     # POSIX seconds of the Beijing device time in the object's name), each device's bytes and objects kept
     # beside it in the same transactions (quotas read one row, never a SUM over millions), the devices'
     # own S3 credentials, and an account's own retention in days (NULL: [cloud] retention_days).
-    # cloud_objects_day answers "one camera's day" (dev, channel, kind, start range) from the index alone
-    # of the range; cloud_objects_oldest the loop overwrite (a device's earliest files, §7.1.1);
-    # cloud_objects_stored the retention purge (by the platform's clock, not the camera's).
+    # The index is clustered by (device, channel, kind, start) (WITHOUT ROWID): "one camera's day" is one
+    # contiguous range of pages, read in a few disk reads even when nothing is cached (bench/cloud_index.py);
+    # cloud_objects_key is the S3 name (an overwrite replaces its row), cloud_objects_oldest the loop
+    # overwrite (a device's earliest files, §7.1.1), cloud_objects_stored the retention purge (by the
+    # platform's clock, not the camera's).
     """
     CREATE TABLE cloud_objects (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
         dev_id TEXT NOT NULL,
         channel_no INTEGER NOT NULL,
         kind TEXT NOT NULL,
         start REAL NOT NULL,
-        duration REAL NOT NULL DEFAULT 0,
-        size INTEGER NOT NULL,
         bucket TEXT NOT NULL,
         key TEXT NOT NULL,
+        duration REAL NOT NULL DEFAULT 0,
+        size INTEGER NOT NULL,
         etag TEXT NOT NULL DEFAULT '',
         stored_at REAL NOT NULL,
         source TEXT NOT NULL DEFAULT 's3',
-        UNIQUE (bucket, key)
-    );
-    CREATE INDEX cloud_objects_day ON cloud_objects(dev_id, channel_no, kind, start);
+        PRIMARY KEY (dev_id, channel_no, kind, start, bucket, key)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX cloud_objects_key ON cloud_objects(bucket, key);
     CREATE INDEX cloud_objects_oldest ON cloud_objects(dev_id, start);
     CREATE INDEX cloud_objects_stored ON cloud_objects(stored_at);
     CREATE TABLE cloud_usage (

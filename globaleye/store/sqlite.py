@@ -57,7 +57,7 @@ from globaleye.store.migrations import configure, connect, migrate
 
 _DEVICE_COLUMNS = "dev_id, dev_key, manufacturer_no, model, dev_type, source, created_at, registered_at, login_at, dev_ver"
 _GROUP_DEVICE_COLUMNS = "dev_id, dev_key, manufacturer_no, model, dev_type, source, first_seen, last_seen"
-_CLOUD_COLUMNS = "dev_id, channel_no, kind, start, duration, size, bucket, key, etag, stored_at, source, id"
+_CLOUD_COLUMNS = "dev_id, channel_no, kind, start, duration, size, bucket, key, etag, stored_at, source"
 _CREDENTIAL_COLUMNS = "access_key, dev_id, secret, created_at, revoked_at"
 _ADDRESS_COLUMNS = (
     "public_ip, public_port, upnp_ip, rtsp_upnp_port, local_ip, rtsp_local_port, "
@@ -710,7 +710,7 @@ class SQLiteStore:
 
         def query(c: sqlite3.Connection) -> CloudPage:
             (total,) = c.execute(f"SELECT COUNT(*) FROM cloud_objects WHERE {where}", parameters).fetchone()
-            rows = c.execute(f"SELECT {_CLOUD_COLUMNS} FROM cloud_objects WHERE {where} ORDER BY start, key "
+            rows = c.execute(f"SELECT {_CLOUD_COLUMNS} FROM cloud_objects WHERE {where} ORDER BY start, bucket, key "
                              "LIMIT ? OFFSET ?", (*parameters, limit, offset)).fetchall()
             return CloudPage(int(total), tuple(CloudObject(*row) for row in rows))
 
@@ -735,7 +735,7 @@ class SQLiteStore:
     async def oldest_cloud_objects(self, dev_id: str, limit: int) -> list[CloudObject]:
         def query(c: sqlite3.Connection) -> list[CloudObject]:
             return [CloudObject(*row) for row in c.execute(
-                f"SELECT {_CLOUD_COLUMNS} FROM cloud_objects WHERE dev_id = ? ORDER BY start, id LIMIT ?",
+                f"SELECT {_CLOUD_COLUMNS} FROM cloud_objects WHERE dev_id = ? ORDER BY start, key LIMIT ?",
                 (dev_id, limit))]
 
         return await self._run(query)

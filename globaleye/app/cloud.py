@@ -361,9 +361,10 @@ class CloudService(service.Service):
         """The owner set the loop flag (7AH): believe it at once."""
         self._loops[dev_id] = (record_loop == 1, self.clock.seconds() + self.settings.cache_seconds)
 
-    async def stored(self, principal: Principal, info: ObjectInfo) -> None:
-        """Index a complete object (an overwrite of the same key replaces its entry)."""
-        entry = await self.describe(info, SOURCE_S3, principal.dev_id)
+    async def stored(self, principal: Principal, info: ObjectInfo, source: str = SOURCE_S3) -> None:
+        """Index a complete object (an overwrite of the same key replaces its entry); the FTP role may say
+        ``source=SOURCE_FTP`` (the Protocol's call leaves it ``s3``)."""
+        entry = await self.describe(info, source, principal.dev_id)
         if entry is None:
             self.log.info("cloud: {bucket}/{key} is no device's object; not indexed", bucket=info.bucket,
                           key=info.key)

@@ -28,6 +28,7 @@ from globaleye.store import (
     CLOUD_OTHER,
     CLOUD_PICTURE,
     CLOUD_RECORD,
+    SOURCE_FTP,
     SOURCE_SCAN,
     Account,
     Binding,
@@ -197,12 +198,17 @@ class CloudServiceTests(TestCase):
     async def test_pictures_and_other_names(self) -> None:
         await self.upload(key(DEV, "20261201100000", ext="JPG"), b"jpeg", bucket=PICTURE_BUCKET)
         await self.upload(f"{DEV}_notes.txt", b"other", bucket=PICTURE_BUCKET)
+        info = await self.backend.put_bytes(PICTURE_BUCKET, key(DEV, "20261201100100", ext="jpg"), b"ftp")
+        await self.cloud.stored(self.camera, info, source=SOURCE_FTP)
+        ftp = await self.store.get_cloud_object(PICTURE_BUCKET, key(DEV, "20261201100100", ext="jpg"))
+        assert ftp is not None
+        self.assertEqual((ftp.source, ftp.kind), (SOURCE_FTP, CLOUD_PICTURE))
         picture = await self.store.get_cloud_object(PICTURE_BUCKET, key(DEV, "20261201100000", ext="JPG"))
         other = await self.store.get_cloud_object(PICTURE_BUCKET, f"{DEV}_notes.txt")
         assert picture is not None and other is not None
         self.assertEqual((picture.kind, picture.duration), (CLOUD_PICTURE, 0.0))
         self.assertEqual((other.kind, other.dev_id), (CLOUD_OTHER, DEV))
-        self.assertEqual(await self.store.cloud_usage(DEV), (9, 2), "other objects count against the quota")
+        self.assertEqual(await self.store.cloud_usage(DEV), (12, 3), "other objects count against the quota")
         # The platform writing a name of no device: not indexed.
         info = await self.backend.put_bytes(PICTURE_BUCKET, "README", b"r")
         await self.cloud.stored(Principal("PLATFORM", "p"), info)

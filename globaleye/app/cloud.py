@@ -302,6 +302,10 @@ class CloudService(service.Service):
         over = await self._over_quota(dev_id, size - credit)
         if over <= 0:
             return None
+        used, _ = await self.store.cloud_usage(dev_id)
+        if over > used - credit:  # even all of its other objects would not make room: remove nothing
+            return self._refuse(dev_id, key, f"{dev_id}: the object does not fit in the quota ({over} bytes over, "
+                                             f"{used - credit} bytes of its own stored)")
         if not await self.loops(dev_id):
             return self._refuse(dev_id, key, f"{dev_id}: quota reached ({over} bytes over), and the camera does "
                                              "not loop (7BH RecordLoop 0)")
@@ -319,8 +323,8 @@ class CloudService(service.Service):
         if freed:
             self.log.info("cloud: loop overwrite removed {count} oldest objects of {dev_id}", count=freed,
                           dev_id=dev_id)
-        if over > 0:
-            return self._refuse(dev_id, key, f"{dev_id}: the object is larger than the quota")
+        if over > 0:  # removed meanwhile by someone else, or grown by concurrent uploads
+            return self._refuse(dev_id, key, f"{dev_id}: the loop overwrite did not make room")
         return None
 
     def _refuse(self, dev_id: str, key: str, why: str) -> str:

@@ -246,9 +246,10 @@ class CloudServiceTests(TestCase):
         self.assertEqual([o.key for o in left], [key(DEV, "20261201100200")])
         self.assertIsNone(await self.backend.head(RECORD_BUCKET, key(DEV, "20261201100000")))
         self.assertIsNone(await self.backend.head(RECORD_BUCKET, key(DEV, "20261201100100")))
-        # Larger than the whole quota: refused even when looping (after emptying what it could).
+        # Larger than the whole quota: refused even when looping, and nothing is removed for it.
         why = await self.cloud.admit(self.camera, RECORD_BUCKET, key(DEV, "20261201100600"), 2 * MB)
-        self.assertIn("larger than the quota", why or "")
+        self.assertIn("does not fit", why or "")
+        self.assertEqual(len(await self.store.oldest_cloud_objects(DEV, 10)), 1)
         # Another device's name is refused whatever the quota.
         self.assertIn("not an object", await self.cloud.admit(self.camera, RECORD_BUCKET, key(OTHER_DEV, "1"), 1) or "")
         self.assertIsNone(await self.cloud.admit(Principal("PLATFORM", "p"), RECORD_BUCKET, "x", 10 * MB))
@@ -267,7 +268,22 @@ class CloudServiceTests(TestCase):
         self.make(account_quota=1)
         await self.upload(key(DEV, "20261201100000"), b"x" * (700 * 1024))
         why = await self.cloud.admit(self.camera, RECORD_BUCKET, key(DEV, "20261201100500"), 400 * 1024)
-        self.assertIn("quota", why or "")
+        self.assertIn("does not loop", why or "")
+        # Another camera of the account fills it: this one's own objects cannot make room, none is removed.
+        await self.store.import_devices([Device("81100000003", "k")])
+        await self.store.bind_device(Binding(OWNER, "81100000003"), 10)
+        self.gateway.online.add(DEV)
+        self.cloud.loop_changed(DEV, 1)
+        third = Principal("AK3", "s", "81100000003")
+        self.assertIsNone(await self.cloud.admit(third, RECORD_BUCKET, key("81100000003", "20261201100000"), 1))
+        await self.upload(key("81100000003", "20261201100000"), b"z" * (300 * 1024), third)
+        why = await self.cloud.admit(self.camera, RECORD_BUCKET, key(DEV, "20261201100500"), 1000 * 1024)
+        self.assertIn("does not fit", why or "")
+        self.assertEqual(await self.store.cloud_usage(DEV), (700 * 1024, 1))
+        # It fits once this camera's own oldest goes (the loop overwrite, across the account's quota).
+        self.assertIsNone(await self.cloud.admit(self.camera, RECORD_BUCKET, key(DEV, "20261201100500"), 600 * 1024))
+        self.assertEqual(await self.store.cloud_usage(DEV), (0, 0))
+        self.assertEqual(await self.store.cloud_usage("81100000003"), (300 * 1024, 1))
         # The stranger's device, another account, is not affected.
         stranger_cam = Principal("AK2", "s", OTHER_DEV)
         self.assertIsNone(await self.cloud.admit(stranger_cam, RECORD_BUCKET, key(OTHER_DEV, "20261201100500"),

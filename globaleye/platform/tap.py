@@ -273,6 +273,7 @@ class PlatformService(service.MultiService):
         self.gateway.cloud = cloud
         if ftp:
             self.registrar.ftp = cloud
+        self.client.recording.loop_listeners.append(cloud.loop_changed)
         self.client = attrs.evolve(self.client, cloud=cloud)
         self.mcu_api.services = self.client
         return cloud

@@ -19,6 +19,7 @@ from twisted.trial.unittest import TestCase
 from globaleye.app.access import CameraAccess
 from globaleye.app.cloud import CloudService, CloudSettings, StorageUnavailable, ts_duration
 from globaleye.app.errors import InvalidRequest, NoSuchDevice, NotFound
+from globaleye.app.recording import RecordingService
 from globaleye.device.messaging import CommandError
 from globaleye.device.protocol import messages as m
 from globaleye.media.names import PictureName
@@ -263,6 +264,15 @@ class CloudServiceTests(TestCase):
         self.clock.advance(301)
         self.assertTrue(await self.cloud.loops(DEV))
         self.assertIsInstance(self.gateway.sent[-1], m.GetLoopRecordRequest)
+
+    async def test_loop_flag_set_by_the_owner_is_believed_at_once(self) -> None:
+        recording = RecordingService(self.access)
+        recording.loop_listeners.append(self.cloud.loop_changed)
+        self.gateway.online.add(DEV)
+        self.assertFalse(await self.cloud.loops(DEV))  # asked (7BH): 0, kept 300 s
+        await recording.set_loop(session(OWNER), DEV, 1)
+        self.assertIsInstance(self.gateway.sent[-1], m.SetLoopRecordRequest)
+        self.assertTrue(await self.cloud.loops(DEV), "7AH accepted: no need to wait for the cache")
 
     async def test_account_quota(self) -> None:
         self.make(account_quota=1)

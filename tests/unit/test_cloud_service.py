@@ -329,6 +329,9 @@ class CloudServiceTests(TestCase):
             await self.cloud.download_url(session(STRANGER), DEV, key(DEV, "20261201100000"))
         with self.assertRaises(NotFound):  # another device's file named under this one
             await self.cloud.download_url(session(OWNER), DEV, key(OTHER_DEV, "20261201100000"))
+        for bad in (f"{DEV}_0/../{OTHER_DEV}_0_20261201100000.ts", ""):
+            with self.assertRaises(InvalidRequest):
+                await self.cloud.download_url(session(OWNER), DEV, bad)
         self.cloud.presigner = None
         with self.assertRaises(StorageUnavailable):
             await self.cloud.download_url(session(OWNER), DEV, key(DEV, "20261201100000"))

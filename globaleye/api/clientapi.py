@@ -20,6 +20,7 @@ from twisted.logger import Logger
 
 from globaleye.api.soap.envelope import SoapFault, client_fault
 from globaleye.app import ClientServices
+from globaleye.app.cloud import CloudService, StorageUnavailable
 from globaleye.app.control import VideoParams
 from globaleye.app.devices import DeviceEntry
 from globaleye.app.errors import (
@@ -70,6 +71,8 @@ class McuApi:
             "GetShareList": self.share_list, "GetStreamStatus": self.stream_status,
             "AddPicturePolicy": self.add_picture_policy, "GetPicturePolicy": self.get_picture_policy,
             "DeletePicturePolicy": self.delete_picture_policy,
+            "SearchCloudFiles": self.search_cloud, "GetCloudFileUrl": self.cloud_url,
+            "DeleteCloudFiles": self.delete_cloud,
         }
         self.handlers: dict[str, Callable[[Values, str], Awaitable[Values]]] = {
             "GetSmsCode": self.get_sms_code, "RegisterUser": self.register_user, "Login": self.login,
@@ -271,6 +274,37 @@ class McuApi:
         return {"Result": OK, "TotalNum": page.total, "Alarm": [
             {"ChannelNo": a.channel_no, "ExceptionType": a.exception_type, "ExceptionDesc": a.description,
              "Time": a.time} for a in page.alarms]}
+
+    # Cloud storage (§7.1.2) ---------------------------------------------------------------------------
+
+    def _cloud(self) -> CloudService:
+        if self.services.cloud is None:
+            raise StorageUnavailable("no cloud storage is configured on this platform")
+        return self.services.cloud
+
+    async def search_cloud(self, session: LoginSession, values: Values, peer: str) -> Values:
+        page = await self._cloud().search(session, values["DevID"], values["ChannelNo"], values["Type"],
+                                          values["StartTime"], values["EndTime"], values["PageNo"],
+                                          values["PageSize"])
+        return {"Result": OK, "TotalNum": page.total, "PageNo": page.page_no, "CloudFile": [
+            {"FileName": f.name, "Type": f.kind, "ChannelNo": f.channel_no, "StartTime": f.start,
+             "Duration": round(f.duration), "FileSize": f.size} for f in page.files]}
+
+    async def cloud_url(self, session: LoginSession, values: Values, peer: str) -> Values:
+        cloud = self._cloud()
+        url = await cloud.download_url(session, values["DevID"], values["FileName"])
+        return {"Result": OK, "Url": url, "Expires": round(cloud.settings.url_lifetime)}
+
+    async def delete_cloud(self, session: LoginSession, values: Values, peer: str) -> Values:
+        cloud = self._cloud()
+        if values["FileName"]:
+            return {"Result": OK, "DeletedNum": await cloud.delete(session, values["DevID"], values["FileName"])}
+        missing = [name for name in ("ChannelNo", "Type", "StartTime", "EndTime") if values[name] is None]
+        if missing:
+            raise client_fault(f"DeleteCloudFiles needs FileName, or {', '.join(missing)} for a range")
+        count = await cloud.delete_range(session, values["DevID"], values["ChannelNo"], values["Type"],
+                                         values["StartTime"], values["EndTime"])
+        return {"Result": OK, "DeletedNum": count}
 
     # Sharing (ShareFlag 1) ------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ sharing), :mod:`~globaleye.app.control` (PTZ, video, Wi-Fi, reboot, firmware),
 :mod:`~globaleye.app.media` (§8.9 play and §7.5.23 playback URLs, stream status),
 :mod:`~globaleye.app.recording` (policies, full-day, loop, record search), :mod:`~globaleye.app.pictures`
 (picture policies, 75H-77H),
+:mod:`~globaleye.app.cloud` (cloud storage, §7.1.2: the index, the cameras' keys, quotas, retention),
 :mod:`~globaleye.app.alarms` and :mod:`~globaleye.app.events` (live alarms and online changes).
 Services take typed values and return attrs results;
 what goes wrong is an :class:`~globaleye.app.errors.AppError` carrying the Result code a
@@ -26,6 +27,7 @@ import attrs
 from globaleye.app.access import CameraAccess
 from globaleye.app.accounts import AccountsService, GroupNotices
 from globaleye.app.alarms import AlarmService
+from globaleye.app.cloud import CloudService
 from globaleye.app.control import ControlService
 from globaleye.app.devices import DeviceService, GroupClaims
 from globaleye.app.events import EventBoard, EventService
@@ -55,11 +57,14 @@ class ClientServices:
     streams: StreamBoard
     events: EventService
     pictures: PictureService
+    #: Cloud storage (§7.1.2), when a store is configured (the storage role or an external S3 service).
+    cloud: CloudService | None = None
 
 
 def build_services(accounts: AccountService, store: Store, gateway: DeviceGateway,
                    settings: ClientApiSettings | None = None, group: GroupClient | None = None,
-                   streams: StreamBoard | None = None, events: EventBoard | None = None) -> ClientServices:
+                   streams: StreamBoard | None = None, events: EventBoard | None = None,
+                   cloud: CloudService | None = None) -> ClientServices:
     """The composition of the client API's services (*group*: this province's group client, §6;
     *events*: the board the gateway reports alarms and online changes to, if it was given one)."""
     settings = settings or ClientApiSettings()
@@ -74,9 +79,10 @@ def build_services(accounts: AccountService, store: Store, gateway: DeviceGatewa
         alarms=AlarmService(access, store),
         streams=streams,
         events=EventService(access, events if events is not None else EventBoard()),
-        pictures=PictureService(access))
+        pictures=PictureService(access),
+        cloud=cloud)
 
 
-__all__ = ["AccountsService", "AlarmService", "ClientApiSettings", "ClientServices", "ControlService",
+__all__ = ["AccountsService", "AlarmService", "ClientApiSettings", "ClientServices", "CloudService", "ControlService",
            "DeviceService", "EventBoard", "EventService", "MediaService", "PictureService", "RecordingService", "StreamBoard",
            "build_services"]

@@ -27,6 +27,15 @@ class DeviceGateway(Protocol):
     async def command(self, dev_id: str, request: m.Message, timeout: float | None = None) -> Any: ...
 
 
+class Presigner(Protocol):
+    """Who signs a short-lived download URL of one stored object (the storage role's S3 endpoint or the
+    external S3 service): users never get a camera's credentials (issue 12)."""
+
+    def presign_get(self, bucket: str, key: str, expires: float, filename: str) -> str:
+        """A GET URL of *bucket*/*key* valid *expires* seconds, answered as an attachment *filename*."""
+        ...
+
+
 class StreamStatusSource(Protocol):
     """Who relays a device's streams (the RTSP proxy): one mapping per stream, GetStreamStatus's fields."""
 

@@ -8,6 +8,7 @@ before anything is sent).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import attrs
 from twisted.logger import Logger
@@ -55,6 +56,8 @@ class RecordingService:
 
     def __init__(self, access: CameraAccess) -> None:
         self.access = access
+        #: Told of each loop flag the camera accepted (7AH): the cloud service's loop overwrite (§7.1.1).
+        self.loop_listeners: list[Callable[[str, int], None]] = []
 
     async def add_policy(self, session: LoginSession, dev_id: str, channel_no: int,
                          windows: list[RecordWindow]) -> None:
@@ -98,6 +101,8 @@ class RecordingService:
         check(record_loop in (0, 1), "RecordLoop must be 0 or 1")
         await self.access.require(session.account, dev_id, online=True)
         await self.access.command(dev_id, m.SetLoopRecordRequest(dev_id=dev_id, record_loop=record_loop))
+        for listener in self.loop_listeners:
+            listener(dev_id, record_loop)
 
     async def get_loop(self, session: LoginSession, dev_id: str) -> int:
         await self.access.require(session.account, dev_id, online=True)

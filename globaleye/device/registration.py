@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -105,16 +105,23 @@ class RegistrationSettings:
     limit_window: float = 60.0
 
 
+class FtpAccounts(Protocol):
+    """Who gives each device its own FTP account for REGISTER_RES (§7.2 FtpAccount/FtpPassword; issue 12:
+    the same access key and secret as its cloud account), or None to give the configured
+    ``[gateway] ftp_account/ftp_password``.  The composition root passes the cloud service."""
+
+    async def ftp_account(self, dev_id: str) -> tuple[str, str] | None: ...
+
+
 class Registrar:
     log = Logger()
 
     def __init__(self, store: Store, clock: IReactorTime, settings: RegistrationSettings,
                  online: Callable[[str], bool] | None = None, guard: KeyGuard | None = None,
-                 ftp_credentials: Callable[[str], Awaitable[tuple[str, str] | None]] | None = None) -> None:
+                 ftp: FtpAccounts | None = None) -> None:
         self.store = store
-        #: Issue 12: the camera's own FTP account (its store access key and secret, for the ftp role)
-        #: for REGISTER_RES; None, or None for a device: [gateway] ftp_account/ftp_password.
-        self.ftp_credentials = ftp_credentials
+        #: Each device's own FTP account (None: the configured one for all).
+        self.ftp = ftp
         self.clock = clock
         self.settings = settings
         # §7.2's interval is the device's duty; the platform's own outage must not cost every
@@ -210,11 +217,7 @@ class Registrar:
             self.log.info("device {dev_id} ({model}) enrolled from {peer}; its DevKey is pinned",
                           dev_id=dev_id, model=request.mode.strip(), peer=peer)
         s = self.settings
-        ftp_account, ftp_password = s.ftp_account, s.ftp_password
-        if self.ftp_credentials is not None:
-            own = await self.ftp_credentials(dev_id)
-            if own is not None:
-                ftp_account, ftp_password = own
+        ftp_account, ftp_password = await self._ftp_account(dev_id)
         self.log.info("device {dev_id} registered from {peer}: gateway {host}:{port}",
                       dev_id=dev_id, peer=peer, host=s.gateway_host, port=s.gateway_port)
         return m.RegisterResponse(
@@ -228,6 +231,20 @@ class Registrar:
             ftp_ip=s.ftp_host, ftp_port=s.ftp_port, ftp_account=ftp_account, ftp_password=ftp_password,
             time=protocol_time(now),
         )
+
+    async def _ftp_account(self, dev_id: str) -> tuple[str, str]:
+        """The device's own FTP account from :attr:`ftp`, else (none, None, or it failed: the registration
+        goes on) the configured one."""
+        if self.ftp is not None:
+            try:
+                account = await self.ftp.ftp_account(dev_id)
+            except Exception:
+                self.log.failure("registration: the FTP account of {dev_id} could not be had; the configured "
+                                 "one is given", dev_id=dev_id)
+                account = None
+            if account is not None:
+                return account
+        return self.settings.ftp_account, self.settings.ftp_password
 
     def _session_lost(self, online: bool) -> Callable[[Device], bool]:
         started = self.started

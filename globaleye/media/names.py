@@ -1,4 +1,4 @@
-"""Recording file names (§7.1): ``DevID_ChannelNo_YYYYMMDDHHMMSS.ts``.
+"""Recording and picture file names (§7.1): ``DevID_ChannelNo_YYYYMMDDHHMMSS.ts`` / ``.jpg``.
 
 Pure (no I/O, no media libraries): the RTSP proxy routes a playback URL by the DevID in
 its file name, and the simulated camera finds its recordings by it.
@@ -38,3 +38,32 @@ class RecordingName:
 
     def __str__(self) -> str:
         return f"{self.dev_id}_{self.channel_no}_{self.start:%Y%m%d%H%M%S}.ts"
+
+
+#: §7.1.1: DevID_ChannelNo_YYYYMMDDHHMMSS.jpg in the picture bucket; §7.5.27 (36H) prints ``.JPG``.
+PICTURE_NAME = re.compile(r"^(?P<dev>[0-9A-Za-z]{1,32})_(?P<ch>\d{1,3})_(?P<ts>\d{14})\.(?P<ext>jpg|JPG|jpeg|JPEG)$")
+
+
+@attrs.frozen
+class PictureName:
+    """A picture's name: the device's Beijing time of the shot, and the extension as the camera wrote it."""
+
+    dev_id: str
+    channel_no: int
+    start: datetime.datetime  # naive, device (Beijing) time
+    extension: str = "jpg"
+
+    @classmethod
+    def parse(cls, name: str) -> PictureName | None:
+        """DevID_ChannelNo_YYYYMMDDHHMMSS.jpg (§7.1.1; .JPG as in §7.5.27), or None if it is not one."""
+        m = PICTURE_NAME.match(name)
+        if m is None:
+            return None
+        try:
+            start = datetime.datetime.strptime(m["ts"], "%Y%m%d%H%M%S")
+        except ValueError:
+            return None
+        return cls(m["dev"], int(m["ch"]), start, m["ext"])
+
+    def __str__(self) -> str:
+        return f"{self.dev_id}_{self.channel_no}_{self.start:%Y%m%d%H%M%S}.{self.extension}"

@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 
 import attrs
 
+from globaleye.app.cloud import CloudSettings
 from globaleye.app.group import GroupSettings
 from globaleye.app.settings import ClientApiSettings
 from globaleye.device.gateway import GatewaySettings
@@ -109,6 +110,8 @@ BINDINGS: Mapping[type, Binding] = {
         computed=frozenset({"tls_cert", "tls_key", "relay_interface", "external_ip", "shared_secret", "max_bps",
                             "software", "class_quotas"}),
         check_defaults=False),
+    # EURL: the storage role's public URL (or the external store's), worked out by tap.
+    CloudSettings: Binding("cloud", computed=frozenset({"url"})),
     StunServerConfig: Binding("stun", computed=frozenset({"alternate_interface", "software"}), check_defaults=False),
 }
 

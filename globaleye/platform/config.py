@@ -619,6 +619,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "idle_timeout": Key(_positive, "120", "Seconds a logged-in connection may stay without a command."),
         "transfer_timeout": Key(_positive, "30", "Seconds an upload may go without receiving a byte."),
     },
+    "cloud": {
+        "retention_days": Key(_seconds, "30", "Days a stored recording or picture is kept, unless its account has "
+                                               "its own retention (0: for ever)."),
+        "device_quota": Key(_count, "0", "MB (2**20 bytes) one camera may store (0: no quota); when full, a camera "
+                                         "set to loop (7AH RecordLoop 1) overwrites its oldest files, another is "
+                                         "refused."),
+        "account_quota": Key(_count, "0", "MB (2**20 bytes) the cameras an account owns may store together (0: no "
+                                          "quota)."),
+        "url_lifetime": Key(_positive, "300", "Seconds a download URL given to a user stays valid."),
+        "retention_interval": Key(_seconds, "3600", "Seconds between two retention purges (0: none)."),
+        "reconcile_interval": Key(_seconds, "3600", "Seconds between two reconciliations of the index with the "
+                                                    "store's listing (0: none)."),
+        "access_key": Key(str, "", "The platform's own S3 access key for the store (empty: none)."),
+        "secret_key": Key(str, "", "Its secret."),
+        "batch": Key(_positive_int, "500", "Index entries handled per store call by retention and reconciliation."),
+    },
 }
 
 

@@ -32,8 +32,10 @@ from globaleye.api.clientapi import McuApi
 from globaleye.api.soap.operations import GROUP_NS, GROUP_OPERATIONS, MCU_NS, MCU_OPERATIONS
 from globaleye.api.soap.resource import SoapResource
 from globaleye.app import ClientApiSettings, EventBoard, build_services
+from globaleye.app.access import CameraAccess
+from globaleye.app.cloud import CloudService, CloudSettings
 from globaleye.app.group import GroupDirectory, GroupService, GroupSettings, province_key
-from globaleye.app.ports import StreamBoard
+from globaleye.app.ports import Presigner, StreamBoard
 from globaleye.device.gateway import Gateway, GatewaySettings
 from globaleye.device.protocol import messages as m
 from globaleye.device.registration import Redirector, Registrar, RegistrationSettings
@@ -51,6 +53,7 @@ from globaleye.platform import logfile
 from globaleye.platform.bindings import settings
 from globaleye.platform.config import Config, ConfigError, load_config
 from globaleye.proxy.service import RtspProxyService, RtspProxySettings
+from globaleye.s3.backend import ObjectBackend
 from globaleye.store import RETENTION_KINDS
 from globaleye.store.migrations import MigrationError
 from globaleye.store.retention import Retention, RetentionSettings
@@ -256,6 +259,24 @@ class PlatformService(service.MultiService):
                 self.accounts, self.client.devices, self.client.media, self.gateway, reactor,
                 settings(config, RtspProxySettings), streams=self.client.streams)
             self.rtsp_proxy.setServiceParent(self)
+
+    def attach_cloud(self, backend: ObjectBackend, presigner: Presigner | None, url: str,
+                     ftp: bool = False) -> CloudService:
+        """Cloud storage, the platform's side (issue 12, §7.1.2), over the object *backend* (the storage
+        role's or an external S3 service's): the index, the cameras' own keys in LOGIN_RES (*url* their
+        EURL) and, with *ftp*, REGISTER_RES, the SOAP operations.  Called from ``__init__`` once the
+        backend exists; the S3 endpoint and the FTP role take the returned service as their
+        CredentialLookup and StorageEvents."""
+        cloud = CloudService(self.store, backend, self.reactor, settings(self.config, CloudSettings, url=url),
+                             CameraAccess(self.store, self.gateway), self.gateway, presigner)
+        cloud.setServiceParent(self)
+        self.gateway.cloud = cloud
+        if ftp:
+            self.registrar.ftp = cloud
+        self.client.recording.loop_listeners.append(cloud.loop_changed)
+        self.client = attrs.evolve(self.client, cloud=cloud)
+        self.mcu_api.services = self.client
+        return cloud
 
     def _sms_sender(self, config: Config, reactor: Any) -> Any:
         sms = config["sms"]

@@ -200,6 +200,57 @@ class OutboxItem:
     id: int | None = None
 
 
+#: Kinds of :class:`CloudObject`: a §7.1.1 recording (.ts), a picture (.jpg), or a device's object whose
+#: name is neither (kept, counted against the quotas, never listed as a recording or a picture).
+CLOUD_RECORD, CLOUD_PICTURE, CLOUD_OTHER = "record", "picture", "other"
+#: How an index entry came: an upload through our S3 endpoint, through our FTP role, or a scan of an
+#: external store (written there without passing through us).
+SOURCE_S3, SOURCE_FTP, SOURCE_SCAN = "s3", "ftp", "scan"
+#: The longest an indexed object may last (seconds); longer durations are clamped when indexed, so that
+#: a time-range search reads only the index entries that start at most this long before the range.
+MAX_OBJECT_SECONDS = 3600.0
+
+
+@attrs.frozen
+class CloudObject:
+    """One object of the cloud store as the platform indexes it (§7.1.2: search by camera, time, type)."""
+
+    dev_id: str
+    channel_no: int
+    kind: str  # CLOUD_RECORD, CLOUD_PICTURE or CLOUD_OTHER
+    start: float  # POSIX seconds of the name's Beijing device time (§7.1.1 DevID_ChannelNo_YYYYMMDDHHMMSS)
+    duration: float  # seconds (0 for a picture)
+    size: int
+    bucket: str
+    key: str
+    etag: str = ""
+    stored_at: float = 0.0  # the platform's clock when it was indexed
+    source: str = SOURCE_S3
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+
+@attrs.frozen
+class CloudCredential:
+    """A device's own signing key for the cloud store (LOGIN_RES EAccount/EPassword, 65H)."""
+
+    access_key: str
+    dev_id: str
+    secret: str = attrs.field(repr=False)
+    created_at: float = 0.0
+    revoked_at: float | None = None
+
+
+@attrs.frozen
+class CloudPage:
+    """One page of a search: how many match in all, and these."""
+
+    total: int
+    objects: tuple[CloudObject, ...]
+
+
 #: Outcomes of :meth:`Store.register_device` and :meth:`Store.login_device`.
 DEVICE_OK, DEVICE_UNKNOWN, DEVICE_BAD_KEY, DEVICE_TOO_SOON = "ok", "unknown", "bad-key", "too-soon"
 
@@ -412,6 +463,66 @@ class Store(Protocol):
     async def purge(self, kind: str, before: float, limit: int) -> int:
         """Delete at most *limit* of the oldest rows of *kind* (one of RETENTION_KINDS) older than
         *before*; returns how many (fewer than *limit*: nothing older is left)."""
+        ...
+
+    # Cloud storage (§7.1, issue 12) -------------------------------------------------------
+
+    async def put_cloud_object(self, obj: CloudObject) -> CloudObject | None:
+        """Index *obj*, replacing the entry of the same bucket/key (an overwrite), and move the
+        device's usage by the difference, in one transaction; returns the replaced entry, if any."""
+        ...
+
+    async def get_cloud_object(self, bucket: str, key: str) -> CloudObject | None: ...
+
+    async def delete_cloud_object(self, bucket: str, key: str) -> CloudObject | None:
+        """Unindex bucket/key (and take it off its device's usage); returns the entry removed."""
+        ...
+
+    async def search_cloud_objects(self, dev_id: str, channel_no: int, kind: str, start: float, end: float,
+                                   offset: int = 0, limit: int = 100) -> CloudPage:
+        """The entries of one channel and kind that overlap [start, end) — a file that began before
+        *start* and runs into it is included, as one that begins before *end* — by start time."""
+        ...
+
+    async def cloud_usage(self, dev_id: str) -> tuple[int, int]:
+        """(bytes, objects) the device has stored."""
+        ...
+
+    async def account_cloud_usage(self, account: str) -> int:
+        """Bytes stored by the devices *account* owns (share_flag 0)."""
+        ...
+
+    async def oldest_cloud_objects(self, dev_id: str, limit: int) -> list[CloudObject]:
+        """The device's entries, earliest start first (§7.1.1's loop overwrite)."""
+        ...
+
+    async def expired_cloud_objects(self, now: float, default_days: float, limit: int) -> list[CloudObject]:
+        """At most *limit* entries stored longer ago than their owner's retention (its own
+        ``cloud_retention_days``, else *default_days*; 0 or less: kept for ever), oldest first."""
+        ...
+
+    async def cloud_objects_after(self, bucket: str, start_after: str, limit: int) -> list[CloudObject]:
+        """Entries of *bucket* in key order (the order S3 lists), for the reconciliation."""
+        ...
+
+    async def device_owner(self, dev_id: str) -> str | None:
+        """The account that owns *dev_id* (share_flag 0), if any."""
+        ...
+
+    async def set_cloud_retention(self, account: str, days: float | None) -> bool:
+        """An account's own retention in days (None: the configured default)."""
+        ...
+
+    async def add_cloud_credential(self, credential: CloudCredential) -> None: ...
+
+    async def get_cloud_credential(self, access_key: str) -> CloudCredential | None: ...
+
+    async def device_cloud_credential(self, dev_id: str) -> CloudCredential | None:
+        """The device's newest credential that is not revoked."""
+        ...
+
+    async def revoke_cloud_credentials(self, dev_id: str, when: float, keep: str = "") -> int:
+        """Revoke every live credential of *dev_id* but *keep*; returns how many."""
         ...
 
     async def close(self) -> None: ...

@@ -161,6 +161,48 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE accounts ADD COLUMN digest_ha1_sha256 TEXT;
     """,
+    # 6: cloud storage (§7.1, issue 12): the index of stored objects (one row per bucket/key; ``start`` is
+    # POSIX seconds of the Beijing device time in the object's name), each device's bytes and objects kept
+    # beside it in the same transactions (quotas read one row, never a SUM over millions), the devices'
+    # own S3 credentials, and an account's own retention in days (NULL: [cloud] retention_days).
+    # The index is clustered by (device, channel, kind, start) (WITHOUT ROWID): "one camera's day" is one
+    # contiguous range of pages, read in a few disk reads even when nothing is cached (bench/cloud_index.py);
+    # cloud_objects_key is the S3 name (an overwrite replaces its row), cloud_objects_oldest the loop
+    # overwrite (a device's earliest files, §7.1.1), cloud_objects_stored the retention purge (by the
+    # platform's clock, not the camera's).
+    """
+    CREATE TABLE cloud_objects (
+        dev_id TEXT NOT NULL,
+        channel_no INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        start REAL NOT NULL,
+        bucket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        duration REAL NOT NULL DEFAULT 0,
+        size INTEGER NOT NULL,
+        etag TEXT NOT NULL DEFAULT '',
+        stored_at REAL NOT NULL,
+        source TEXT NOT NULL DEFAULT 's3',
+        PRIMARY KEY (dev_id, channel_no, kind, start, bucket, key)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX cloud_objects_key ON cloud_objects(bucket, key);
+    CREATE INDEX cloud_objects_oldest ON cloud_objects(dev_id, start);
+    CREATE INDEX cloud_objects_stored ON cloud_objects(stored_at);
+    CREATE TABLE cloud_usage (
+        dev_id TEXT PRIMARY KEY,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        objects INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE cloud_credentials (
+        access_key TEXT PRIMARY KEY,
+        dev_id TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE INDEX cloud_credentials_dev ON cloud_credentials(dev_id, created_at);
+    ALTER TABLE accounts ADD COLUMN cloud_retention_days REAL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

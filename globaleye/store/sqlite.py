@@ -27,6 +27,7 @@ from globaleye.store import (
     DEVICE_OK,
     DEVICE_TOO_SOON,
     DEVICE_UNKNOWN,
+    MAX_OBJECT_SECONDS,
     OPEN_OK,
     OPEN_OTHER_PROVINCE,
     SHARE_NO_ACCOUNT,
@@ -36,6 +37,9 @@ from globaleye.store import (
     Account,
     AuditRecord,
     Binding,
+    CloudCredential,
+    CloudObject,
+    CloudPage,
     Device,
     DeviceAbility,
     DeviceAddresses,
@@ -53,6 +57,8 @@ from globaleye.store.migrations import configure, connect, migrate
 
 _DEVICE_COLUMNS = "dev_id, dev_key, manufacturer_no, model, dev_type, source, created_at, registered_at, login_at, dev_ver"
 _GROUP_DEVICE_COLUMNS = "dev_id, dev_key, manufacturer_no, model, dev_type, source, first_seen, last_seen"
+_CLOUD_COLUMNS = "dev_id, channel_no, kind, start, duration, size, bucket, key, etag, stored_at, source"
+_CREDENTIAL_COLUMNS = "access_key, dev_id, secret, created_at, revoked_at"
 _ADDRESS_COLUMNS = (
     "public_ip, public_port, upnp_ip, rtsp_upnp_port, local_ip, rtsp_local_port, "
     "turn_relay_ip, rtsp_turn_relay_port, net_type"
@@ -647,6 +653,171 @@ class SQLiteStore:
             return c.execute(f"DELETE FROM {table} WHERE id <= ?", (rows[old - 1][0],)).rowcount
 
         return await self._run(delete)
+
+    # Cloud storage (§7.1, issue 12) ---------------------------------------------------------
+
+    async def put_cloud_object(self, obj: CloudObject) -> CloudObject | None:
+        duration = min(max(0.0, obj.duration), MAX_OBJECT_SECONDS)
+
+        def write(c: sqlite3.Connection) -> CloudObject | None:
+            with _transaction(c):
+                row = c.execute(f"SELECT {_CLOUD_COLUMNS} FROM cloud_objects WHERE bucket = ? AND key = ?",
+                                (obj.bucket, obj.key)).fetchone()
+                old = CloudObject(*row) if row else None
+                if old is not None:
+                    _move_usage(c, old.dev_id, -old.size, -1)
+                c.execute(
+                    "INSERT INTO cloud_objects (dev_id, channel_no, kind, start, duration, size, bucket, key, etag, "
+                    "stored_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(bucket, key) DO UPDATE "
+                    "SET dev_id = excluded.dev_id, channel_no = excluded.channel_no, kind = excluded.kind, "
+                    "start = excluded.start, duration = excluded.duration, size = excluded.size, "
+                    "etag = excluded.etag, stored_at = excluded.stored_at, source = excluded.source",
+                    (obj.dev_id, obj.channel_no, obj.kind, obj.start, duration, obj.size, obj.bucket, obj.key,
+                     obj.etag, obj.stored_at, obj.source))
+                _move_usage(c, obj.dev_id, obj.size, 1)
+            return old
+
+        return await self._run(write)
+
+    async def get_cloud_object(self, bucket: str, key: str) -> CloudObject | None:
+        def query(c: sqlite3.Connection) -> CloudObject | None:
+            row = c.execute(f"SELECT {_CLOUD_COLUMNS} FROM cloud_objects WHERE bucket = ? AND key = ?",
+                            (bucket, key)).fetchone()
+            return CloudObject(*row) if row else None
+
+        return await self._run(query)
+
+    async def delete_cloud_object(self, bucket: str, key: str) -> CloudObject | None:
+        def write(c: sqlite3.Connection) -> CloudObject | None:
+            with _transaction(c):
+                row = c.execute(f"DELETE FROM cloud_objects WHERE bucket = ? AND key = ? RETURNING {_CLOUD_COLUMNS}",
+                                (bucket, key)).fetchone()
+                if row is None:
+                    return None
+                old = CloudObject(*row)
+                _move_usage(c, old.dev_id, -old.size, -1)
+            return old
+
+        return await self._run(write)
+
+    async def search_cloud_objects(self, dev_id: str, channel_no: int, kind: str, start: float, end: float,
+                                   offset: int = 0, limit: int = 100) -> CloudPage:
+        # "start > begin - MAX_OBJECT_SECONDS" bounds the index range: no entry lasts longer (clamped when
+        # indexed), so an entry that starts earlier cannot reach into the range.
+        where = ("dev_id = ? AND channel_no = ? AND kind = ? AND start < ? AND start > ? "
+                 "AND (start + duration > ? OR start >= ?)")
+        parameters = (dev_id, channel_no, kind, end, start - MAX_OBJECT_SECONDS, start, start)
+
+        def query(c: sqlite3.Connection) -> CloudPage:
+            (total,) = c.execute(f"SELECT COUNT(*) FROM cloud_objects WHERE {where}", parameters).fetchone()
+            rows = c.execute(f"SELECT {_CLOUD_COLUMNS} FROM cloud_objects WHERE {where} ORDER BY start, bucket, key "
+                             "LIMIT ? OFFSET ?", (*parameters, limit, offset)).fetchall()
+            return CloudPage(int(total), tuple(CloudObject(*row) for row in rows))
+
+        return await self._run(query)
+
+    async def cloud_usage(self, dev_id: str) -> tuple[int, int]:
+        def query(c: sqlite3.Connection) -> tuple[int, int]:
+            row = c.execute("SELECT bytes, objects FROM cloud_usage WHERE dev_id = ?", (dev_id,)).fetchone()
+            return (int(row[0]), int(row[1])) if row else (0, 0)
+
+        return await self._run(query)
+
+    async def account_cloud_usage(self, account: str) -> int:
+        def query(c: sqlite3.Connection) -> int:
+            (total,) = c.execute(
+                "SELECT COALESCE(SUM(u.bytes), 0) FROM device_bindings AS b JOIN cloud_usage AS u ON u.dev_id = b.dev_id "
+                "WHERE b.account = ? AND b.share_flag = 0", (account,)).fetchone()
+            return int(total)
+
+        return await self._run(query)
+
+    async def oldest_cloud_objects(self, dev_id: str, limit: int) -> list[CloudObject]:
+        def query(c: sqlite3.Connection) -> list[CloudObject]:
+            return [CloudObject(*row) for row in c.execute(
+                f"SELECT {_CLOUD_COLUMNS} FROM cloud_objects WHERE dev_id = ? ORDER BY start, key LIMIT ?",
+                (dev_id, limit))]
+
+        return await self._run(query)
+
+    async def expired_cloud_objects(self, now: float, default_days: float, limit: int) -> list[CloudObject]:
+        def query(c: sqlite3.Connection) -> list[CloudObject]:
+            found: list[CloudObject] = []
+            # Accounts with their own retention: their devices' entries, one account at a time.
+            for account, days in c.execute("SELECT account, cloud_retention_days FROM accounts "
+                                           "WHERE cloud_retention_days > 0").fetchall():
+                if len(found) >= limit:
+                    break
+                found += [CloudObject(*row) for row in c.execute(
+                    f"SELECT {_CLOUD_COLUMNS} FROM cloud_objects WHERE dev_id IN (SELECT dev_id FROM "
+                    "device_bindings WHERE account = ? AND share_flag = 0) AND stored_at < ? ORDER BY stored_at "
+                    "LIMIT ?", (account, now - days * 86400.0, limit - len(found)))]
+            # Everyone else (and devices nobody owns): the default, along the stored_at index.
+            if default_days > 0 and len(found) < limit:
+                found += [CloudObject(*row) for row in c.execute(
+                    f"SELECT {_CLOUD_COLUMNS} FROM cloud_objects AS o WHERE stored_at < ? AND NOT EXISTS ("
+                    "SELECT 1 FROM device_bindings AS b JOIN accounts AS a ON a.account = b.account "
+                    "WHERE b.dev_id = o.dev_id AND b.share_flag = 0 AND a.cloud_retention_days IS NOT NULL) "
+                    "ORDER BY stored_at LIMIT ?", (now - default_days * 86400.0, limit - len(found)))]
+            return found
+
+        return await self._run(query)
+
+    async def cloud_objects_after(self, bucket: str, start_after: str, limit: int) -> list[CloudObject]:
+        def query(c: sqlite3.Connection) -> list[CloudObject]:
+            return [CloudObject(*row) for row in c.execute(
+                f"SELECT {_CLOUD_COLUMNS} FROM cloud_objects WHERE bucket = ? AND key > ? ORDER BY key LIMIT ?",
+                (bucket, start_after, limit))]
+
+        return await self._run(query)
+
+    async def device_owner(self, dev_id: str) -> str | None:
+        def query(c: sqlite3.Connection) -> str | None:
+            row = c.execute("SELECT account FROM device_bindings WHERE dev_id = ? AND share_flag = 0",
+                            (dev_id,)).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._run(query)
+
+    async def set_cloud_retention(self, account: str, days: float | None) -> bool:
+        def write(c: sqlite3.Connection) -> bool:
+            return c.execute("UPDATE accounts SET cloud_retention_days = ? WHERE account = ?",
+                             (days, account)).rowcount == 1
+
+        return await self._run(write)
+
+    async def add_cloud_credential(self, credential: CloudCredential) -> None:
+        await self._run(_execute, f"INSERT INTO cloud_credentials ({_CREDENTIAL_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                        (credential.access_key, credential.dev_id, credential.secret, credential.created_at,
+                         credential.revoked_at))
+
+    async def get_cloud_credential(self, access_key: str) -> CloudCredential | None:
+        def query(c: sqlite3.Connection) -> CloudCredential | None:
+            row = c.execute(f"SELECT {_CREDENTIAL_COLUMNS} FROM cloud_credentials WHERE access_key = ?",
+                            (access_key,)).fetchone()
+            return CloudCredential(*row) if row else None
+
+        return await self._run(query)
+
+    async def device_cloud_credential(self, dev_id: str) -> CloudCredential | None:
+        def query(c: sqlite3.Connection) -> CloudCredential | None:
+            row = c.execute(f"SELECT {_CREDENTIAL_COLUMNS} FROM cloud_credentials WHERE dev_id = ? AND "
+                            "revoked_at IS NULL ORDER BY created_at DESC, rowid DESC LIMIT 1", (dev_id,)).fetchone()
+            return CloudCredential(*row) if row else None
+
+        return await self._run(query)
+
+    async def revoke_cloud_credentials(self, dev_id: str, when: float, keep: str = "") -> int:
+        def write(c: sqlite3.Connection) -> int:
+            return c.execute("UPDATE cloud_credentials SET revoked_at = ? WHERE dev_id = ? AND revoked_at IS NULL "
+                             "AND access_key != ?", (when, dev_id, keep)).rowcount
+
+        return await self._run(write)
+
+
+def _move_usage(c: sqlite3.Connection, dev_id: str, size: int, count: int) -> None:
+    c.execute("INSERT INTO cloud_usage (dev_id, bytes, objects) VALUES (?, ?, ?) ON CONFLICT(dev_id) DO UPDATE SET "
+              "bytes = bytes + excluded.bytes, objects = objects + excluded.objects", (dev_id, size, count))
 
 
 _RETENTION_TABLES = {"exceptions": ("device_exceptions", "received_at"),

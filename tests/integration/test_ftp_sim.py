@@ -52,11 +52,12 @@ class FtpCameraTests(TestCase):
         platform = start_platform(self, end_to_end_config(self.mktemp() + ".sqlite3", gateway_extra), reactor)
         credentials = DictCredentials(Principal(ACCOUNT, PASSWORD, DEV))
 
-        async def own_account(dev_id: str) -> tuple[str, str] | None:
-            principal = next((p for p in credentials.principals.values() if p.dev_id == dev_id), None)
-            return (principal.access_key, principal.secret) if principal is not None else None
+        class OwnAccounts:
+            async def ftp_account(self, dev_id: str) -> tuple[str, str] | None:
+                principal = next((p for p in credentials.principals.values() if p.dev_id == dev_id), None)
+                return (principal.access_key, principal.secret) if principal is not None else None
 
-        platform.registrar.ftp_credentials = own_account
+        platform.registrar.ftp = OwnAccounts()
         # Wired as the composition root will: the platform's KeyGuard, its connection limits (with
         # the role's login deadline), the role's service under the platform's.
         settings = FtpSettings(port=ftp_port, passive_ports=free_range(), staging_dir=staging)

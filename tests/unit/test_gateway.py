@@ -73,6 +73,31 @@ class LoginTests(GatewayTestCase):
                          ("127.0.0.5", "192.168.1.9", 50000))
         self.assertIsNotNone((await self.store.get_device(DEV)).login_at)
 
+    async def test_login_gives_the_devices_own_cloud_account(self) -> None:
+        """Issue 12: with a cloud account provider, LOGIN_RES carries the device's own EURL/EAccount/EPassword;
+        the provider's None or failure gives the configured global account, and the login goes on."""
+        answers: dict[str, Any] = {DEV: ("http://198.51.100.1:9000", "GEDEVICEKEY", "device-secret")}
+
+        class Accounts:
+            async def cloud_account(self, dev_id: str) -> tuple[str, str, str] | None:
+                answer = answers[dev_id]
+                if isinstance(answer, Exception):
+                    raise answer
+                return answer  # type: ignore[no-any-return]
+
+        self.gateway.cloud = Accounts()
+        for answer, expected in ((answers[DEV], ("http://198.51.100.1:9000", "GEDEVICEKEY", "device-secret")),
+                                 (None, ("http://cloud.example/auth", "", "")),
+                                 (RuntimeError("store down"), ("http://cloud.example/auth", "", ""))):
+            answers[DEV] = answer
+            device = Device_(self.gateway)
+            device.send(self.login_request())
+            response = (await device.answer())[0][1]
+            self.assertEqual(response.result, 0)
+            self.assertEqual((response.eurl, response.e_account, response.e_password), expected)
+            device.transport.loseConnection()
+        self.flushLoggedErrors(RuntimeError)
+
     async def test_wrong_key_then_retry_rule(self) -> None:
         """Result 2 and the session closes; a retry within 3 minutes is refused unchecked (§7.3.3)."""
         device = Device_(self.gateway)

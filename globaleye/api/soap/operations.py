@@ -182,6 +182,14 @@ ALARM = Struct("Alarm", (
     _i("ChannelNo", False), _i("ExceptionType", False, "§7.5.4 codes"), _s("ExceptionDesc", False),
     _s("Time", False, "YYYYMMDDHHMMSS, Beijing time, when the platform received it"),
 ))
+CLOUD_FILE = Struct("CloudFile", (
+    _s("FileName", False, "the object's name, DevID_ChannelNo_YYYYMMDDHHMMSS.ts or .jpg (§7.1.1)"),
+    _s("Type", False, "record or picture"), _i("ChannelNo", False),
+    _s("StartTime", False, "YYYYMMDDHHMMSS, Beijing time (the name's)"),
+    _i("Duration", False, "seconds, from the recording's own timestamps (0 for a picture)"),
+    Field("FileSize", "long", False, doc="bytes"),
+))
+CLOUD_RESULTS = {**SESSION_RESULTS, 3: "device does not exist (not on this account, or no such channel)"}
 PLAY_URLS = (RESULT, _s("LocalPlayUrl", False), _s("UpnpPlayUrl", False), _s("TurnPlayUrl", False),
              _s("StunIP", False), _i("StunPort", False))
 
@@ -247,6 +255,28 @@ EXT_OPERATIONS: tuple[Operation, ...] = (
     Operation("DeletePicturePolicy", "ext 77H", "Delete one picture policy (owner only).",
               (*AUTH, DEV_ID, CHANNEL, _i("PolicyID")), (RESULT,),
               {**EXT_DEVICE_RESULTS, 5: "no such PolicyID on this channel"}),
+    # --- cloud storage (§7.1.2): what the cameras stored, searched in the platform's index ---
+    Operation("SearchCloudFiles", "ext §7.1.2", "Recordings or pictures of one channel stored in the cloud that "
+              "overlap a time range (a file that began before StartTime and runs into it is included), by start "
+              "time (owner or guest).",
+              (*AUTH, DEV_ID, CHANNEL, _s("Type", doc="record or picture"),
+               _s("StartTime", doc="YYYYMMDDHHMMSS, Beijing time"), _s("EndTime", doc="YYYYMMDDHHMMSS, after StartTime"),
+               _i("PageNo", False, "from 1 (default 1)"), _i("PageSize", False, "1..200 (default 20)")),
+              (RESULT, _i("TotalNum", False), _i("PageNo", False),
+               Field("CloudFile", required=False, many=True, struct=CLOUD_FILE)), CLOUD_RESULTS),
+    Operation("GetCloudFileUrl", "ext §7.1.2", "A short-lived download URL of one stored file (owner or guest): "
+              "the store checks its signature, no credential is given away.",
+              (*AUTH, DEV_ID, _s("FileName", doc="a FileName of SearchCloudFiles")),
+              (RESULT, _s("Url", False), _i("Expires", False, "seconds the URL stays valid")),
+              {**CLOUD_RESULTS, 5: "no such stored file of this device, or no cloud storage on this platform"}),
+    Operation("DeleteCloudFiles", "ext §7.1.2", "Delete one stored file (FileName), or every file of one channel "
+              "and Type that overlaps StartTime-EndTime (at most 5000 a call), object and index entry (owner only).",
+              (*AUTH, DEV_ID, _s("FileName", False, "one file; else the range below"), _i("ChannelNo", False),
+               _s("Type", False, "record or picture"), _s("StartTime", False, "YYYYMMDDHHMMSS"),
+               _s("EndTime", False, "YYYYMMDDHHMMSS")),
+              (RESULT, _i("DeletedNum", False)),
+              {**SESSION_RESULTS, 3: "device does not exist (not owned by this account, or no such channel)",
+               5: "no such stored file of this device, or no cloud storage on this platform"}),
 )
 MCU_OPERATIONS = MCU_OPERATIONS + EXT_OPERATIONS
 

@@ -1,5 +1,5 @@
 """The device access gateway: the TCP sessions cameras keep with the platform (spec §7.3–§7.5)."""
 
-from globaleye.device.gateway.service import DeviceOffline, Gateway, GatewaySettings
+from globaleye.device.gateway.service import CloudAccounts, DeviceOffline, Gateway, GatewaySettings
 
-__all__ = ["DeviceOffline", "Gateway", "GatewaySettings"]
+__all__ = ["CloudAccounts", "DeviceOffline", "Gateway", "GatewaySettings"]

@@ -64,6 +64,15 @@ class ReportSink(Protocol):
     def presence(self, dev_id: str, online: bool, when: float) -> None: ...
 
 
+class CloudAccounts(Protocol):
+    """Who gives each device its own cloud storage account (issue 12): LOGIN_RES's EURL, EAccount and
+    EPassword (§7.5.1) for *dev_id* — the storage role's public URL and the device's own S3 key — or
+    None to give the configured ``[gateway] cloud_url/cloud_account/cloud_password``.  The composition
+    root passes the application layer's cloud service; the gateway imports nothing of ``app/``."""
+
+    async def cloud_account(self, dev_id: str) -> tuple[str, str, str] | None: ...
+
+
 class DeviceOffline(CommandError):
     """The device has no session with this gateway."""
 
@@ -106,8 +115,11 @@ class Gateway:
     log = Logger()
 
     def __init__(self, store: Store, clock: IReactorTime, settings: GatewaySettings | None = None,
-                 guard: KeyGuard | None = None, reports: ReportSink | None = None) -> None:
+                 guard: KeyGuard | None = None, reports: ReportSink | None = None,
+                 cloud: CloudAccounts | None = None) -> None:
         self.store = store
+        #: Each device's own cloud account for LOGIN_RES (None: the configured global one for all).
+        self.cloud = cloud
         #: Who hears of alarms and online changes as they happen (None: nobody, they are only stored).
         self.reports = reports
         self.clock = clock
@@ -263,6 +275,7 @@ class Gateway:
             attempt.succeeded()
         finally:
             attempt.done()
+        eurl, e_account, e_password = await self._cloud_account(dev_id)
         if not session.connected:
             return None, True
         self._go_online(session, dev_id, LiveState(addresses=addresses, dev_ver=request.dev_ver))
@@ -272,9 +285,23 @@ class Gateway:
                       ver=request.dev_ver, local=addresses.local_ip, lport=addresses.rtsp_local_port,
                       upnp=addresses.upnp_ip, uport=addresses.rtsp_upnp_port, turn=addresses.turn_relay_ip,
                       tport=addresses.rtsp_turn_relay_port)
+        return m.LoginResponse(result=LOGIN_OK, dev_id=dev_id, eurl=eurl, e_account=e_account,
+                               e_password=e_password, time=protocol_time(now)), False
+
+    async def _cloud_account(self, dev_id: str) -> tuple[str, str, str]:
+        """The device's own cloud account from :attr:`cloud`, else (none, or it failed: the login goes on)
+        the configured global one."""
         s = self.settings
-        return m.LoginResponse(result=LOGIN_OK, dev_id=dev_id, eurl=s.cloud_url, e_account=s.cloud_account,
-                               e_password=s.cloud_password, time=protocol_time(now)), False
+        if self.cloud is not None:
+            try:
+                account = await self.cloud.cloud_account(dev_id)
+            except Exception:
+                self.log.failure("gateway: the cloud account of {dev_id} could not be had; the global one is given",
+                                 dev_id=dev_id)
+                account = None
+            if account is not None:
+                return account
+        return s.cloud_url, s.cloud_account, s.cloud_password
 
     @staticmethod
     def _addresses(session: DeviceSession, request: m.LoginRequest | m.HeartbeatRequest) -> DeviceAddresses:

@@ -87,6 +87,7 @@ async def demo(config: Config, cameras: int, out: TextIO) -> None:
 
     from globaleye.device.protocol import messages as m
     from globaleye.platform.tap import PlatformService, open_store
+    from globaleye.sim.cloud import CloudSettings
     from globaleye.sim.fleet import Fleet
 
     log_path = config.data_dir / "demo.log"
@@ -96,7 +97,10 @@ async def demo(config: Config, cameras: int, out: TextIO) -> None:
     print(f"demo: starting; the log is {log_path}", file=out, flush=True)
     platform = PlatformService(config, open_store(config), reactor)
     platform.startService()
-    fleet = Fleet(reactor, redirect_url=f"http://127.0.0.1:{platform.port_of('http')}/redirect", seed="demo")
+    # The cameras record and upload to the platform's store with their own keys (issue 12, §7.1.1)
+    # once a cloud recording policy is on.
+    fleet = Fleet(reactor, redirect_url=f"http://127.0.0.1:{platform.port_of('http')}/redirect", seed="demo",
+                  cloud=CloudSettings())
     await fleet.prepare()
     sims = [fleet.add(f"{81100000001 + index:011d}") for index in range(cameras)]
     fleet.start()

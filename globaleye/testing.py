@@ -55,7 +55,7 @@ CMS_PASSWORD = "test-province-secret"
 DEFAULT_ROLES = "gateway, http, group"
 
 #: Roles whose section gets ``port = 0`` (the group role answers on the http port).
-_LISTENING = ("http", "gateway", "stun", "turn", "rtsp", "web")
+_LISTENING = ("http", "gateway", "stun", "turn", "rtsp", "web", "storage", "ftp")
 
 Section = Mapping[str, object] | str
 

@@ -166,6 +166,11 @@ class CloudService(service.Service):
         self.platform = (Principal(settings.access_key, settings.secret_key)
                          if settings.access_key and settings.secret_key else None)
 
+    def use_platform_key(self, access_key: str, secret: str) -> None:
+        """The platform's own principal (full access: presigned downloads, the operator's tools), set by
+        the composition root when ``[cloud]`` names none (a key for this run only)."""
+        self.platform = Principal(access_key, secret)
+
     # Lifecycle: retention and reconciliation on the reactor's clock -----------------------------
 
     def startService(self) -> None:
@@ -435,6 +440,18 @@ class CloudService(service.Service):
         await self.access.require(session.account, dev_id, channel_no, own=False)
         found = await self.store.search_cloud_objects(dev_id, channel_no, kind, begin, finish, (page - 1) * size, size)
         return CloudFilesPage(found.total, page, size, tuple(_file(o) for o in found.objects))
+
+    async def recordings(self, account: str, dev_id: str, channel_no: int, start: float, end: float,
+                         limit: int = 1000) -> list[CloudObject] | None:
+        """The camera's stored recordings overlapping [*start*, *end*) (POSIX seconds), oldest first, for
+        the playback faces (the RTSP proxy's ``/cloud/`` URLs); None when *account* may not see the camera
+        (owner or share guest) or it does not exist: the same answer, so nobody learns which."""
+        try:
+            await self.access.require(account, dev_id, channel_no, own=False)
+        except AppError:
+            return None
+        found = await self.store.search_cloud_objects(dev_id, channel_no, "record", start, end, 0, limit)
+        return list(found.objects)
 
     async def download_url(self, session: LoginSession, dev_id: str, name: str) -> str:
         """A presigned GET of one stored file, valid ``[cloud] url_lifetime`` seconds (owner or guest)."""

@@ -233,8 +233,9 @@ class Key:
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "globaleye": {
-        "roles": Key(_roles, "gateway, http, group, stun, turn, rtsp, web",
-                     "Roles this process runs: gateway, http, group, stun, turn, rtsp, web."),
+        "roles": Key(_roles, "gateway, http, group, stun, turn, rtsp, web, storage",
+                     "Roles this process runs: gateway, http, group, stun, turn, rtsp, web, storage, ftp (ftp is "
+                     "not a default: plain FTP sends the cameras' keys in clear)."),
         "public_host": Key(str, "127.0.0.1", "Address devices and clients use to reach this host."),
         "data_dir": Key(str, "var", "Directory for the database and other state (relative to the working directory)."),
         "min_free_mb": Key(_count, "64",

@@ -40,6 +40,8 @@ from globaleye.device.gateway import Gateway, GatewaySettings
 from globaleye.device.protocol import messages as m
 from globaleye.device.registration import Redirector, Registrar, RegistrationSettings
 from globaleye.device.web import XMLPostResource
+from globaleye.ftp.server import FtpRole, FtpSettings
+from globaleye.ftp.server import logged_in as ftp_logged_in
 from globaleye.group.province import GroupClient, ProvinceSettings
 from globaleye.group.soap import GroupSoap
 from globaleye.guard.httpsite import LimitedSite
@@ -52,8 +54,11 @@ from globaleye.nat.turnauth import NEW_DEVICE_CLASS, DeviceCredentials
 from globaleye.platform import logfile
 from globaleye.platform.bindings import settings
 from globaleye.platform.config import Config, ConfigError, load_config
+from globaleye.proxy.cloud import CloudPlayback, IndexedFiles, ObjectCache
 from globaleye.proxy.service import RtspProxyService, RtspProxySettings
 from globaleye.s3.backend import ObjectBackend
+from globaleye.s3.endpoint import StorageService, StorageSettings
+from globaleye.s3.sigv4 import UrlSigner
 from globaleye.store import RETENTION_KINDS
 from globaleye.store.migrations import MigrationError
 from globaleye.store.retention import Retention, RetentionSettings
@@ -253,12 +258,75 @@ class PlatformService(service.MultiService):
             self.turn = turn_service(turn_config, ChainedLookup(tuple(lookups)), reactor, wrap=self._wrap_turn,
                                      guard=devices)
             self.turn.setServiceParent(self)
+        self.cloud: CloudService | None = None
+        self.storage: StorageService | None = None
+        self.ftp: FtpRole | None = None
+        self.signer: UrlSigner | None = None
+        self._build_cloud(config, reactor)
         self.rtsp_proxy: RtspProxyService | None = None
         if "rtsp" in config.roles:
             self.rtsp_proxy = RtspProxyService(
                 self.accounts, self.client.devices, self.client.media, self.gateway, reactor,
-                settings(config, RtspProxySettings), streams=self.client.streams)
+                settings(config, RtspProxySettings), streams=self.client.streams, cloud=self._cloud_playback())
             self.rtsp_proxy.setServiceParent(self)
+
+    def _build_cloud(self, config: Config, reactor: Any) -> None:
+        """Cloud storage (issue 12, §7.1): the object backend (the embedded files, or an external S3
+        service with ``[storage] backend = s3``), the application layer's side (index, the cameras' own
+        keys, quotas, retention, SOAP), and the roles that take uploads: ``storage`` (the S3 endpoint)
+        and ``ftp`` (pictures).  None of it without either role or an external store to index."""
+        st, roles = config["storage"], config.roles
+        if "storage" not in roles and "ftp" not in roles and st["backend"] != "s3":
+            return
+        backend: ObjectBackend
+        presigner: Presigner
+        if st["backend"] == "s3":
+            from globaleye.s3.external import S3Backend, S3Unavailable
+
+            if not st["endpoint"]:
+                raise CannotStart(f"{config.path or '<defaults>'}: [storage] endpoint: backend = s3 needs the "
+                                  "external service's URL")
+            try:
+                external = S3Backend(reactor, endpoint=st["endpoint"], region=st["region"],
+                                     access_key=st["access_key"], secret_key=st["secret_key"],
+                                     addressing=st["addressing_style"])
+            except S3Unavailable as e:
+                raise CannotStart(f"{config.path or '<defaults>'}: [storage] backend: {e}") from None
+            external.setServiceParent(self)
+            backend = presigner = external
+        # The S3 endpoint (and, for the embedded files, the backend and its thread pool) exists whenever
+        # cloud storage does; it listens only with the storage role, under the platform's limits.
+        self.storage = StorageService(settings(config, StorageSettings, data_dir=config.storage_dir()),
+                                      backend if st["backend"] == "s3" else None, _Unset(), _Unset(), reactor,
+                                      listen=False)
+        self.storage.setServiceParent(self)
+        if st["backend"] != "s3":
+            backend = self.storage.backend
+            cl = config["cloud"]
+            # Presigned downloads of the embedded store are signed with the platform's key: configured, or
+            # one for this run only (never written or shown; a URL lives minutes).
+            self.signer = UrlSigner("", cl["access_key"], cl["secret_key"], reactor.seconds, st["region"])
+            presigner = self.signer
+        self.cloud = self.attach_cloud(backend, presigner, url="", ftp="ftp" in roles)
+        self.storage.endpoint.credentials = self.cloud
+        self.storage.endpoint.events = self.cloud
+        if "ftp" in roles:
+            f = settings(config, FtpSettings)
+            if not f.staging_dir:
+                f = attrs.evolve(f, staging_dir=str(config.data_dir / "ftp-staging"))
+            try:
+                self.ftp = FtpRole(f, self.cloud, backend, self.cloud, reactor, guard=self.keyguard)
+            except ValueError as e:
+                raise CannotStart(f"{config.path or '<defaults>'}: [ftp] {e}") from None
+            self.ftp.setServiceParent(self)
+
+    def _cloud_playback(self) -> CloudPlayback | None:
+        """The RTSP proxy's ``/cloud/`` URLs (issue 12): the index through the application layer, the
+        objects through a bounded cache beside the store's data (the embedded files are read in place)."""
+        if self.cloud is None or self.storage is None:
+            return None
+        cache = ObjectCache(self.cloud.backend, os.path.join(self.storage.data_dir, ".playback-cache"))
+        return CloudPlayback(files=IndexedFiles(self.cloud), cache=cache)
 
     def attach_cloud(self, backend: ObjectBackend, presigner: Presigner | None, url: str,
                      ftp: bool = False) -> CloudService:
@@ -367,6 +435,8 @@ class PlatformService(service.MultiService):
             if not self.group_directory.default_url and "gateway" in roles:
                 public = self.config["globaleye"]["public_host"]
                 self.group_directory.default_url = http_url(public, self.port_of("http"), "/soap/mcu")
+        if self.storage is not None:
+            self._start_storage()
         if "web" in roles:
             self._start_web()
         if self.group_client is not None:
@@ -388,6 +458,39 @@ class PlatformService(service.MultiService):
             self.ports["webs"] = self._listen("webs", w["tls_port"], site, w["interface"],
                                               tls=(w["tls_cert"], w["tls_key"]),
                                               deadline=lim["http_header_timeout"], established=http_established)
+
+    def _start_storage(self) -> None:
+        """The object store's start-up work (directories checked, a crash's leftovers removed) before
+        anyone is served; the S3 endpoint under the platform's connection limits with the storage role,
+        and the EURL (LOGIN_RES, 65H) and presigned URLs now that its port is known; the FTP role, and
+        REGISTER_RES's FTP address."""
+        assert self.storage is not None and self.cloud is not None
+        try:
+            self.storage.prepare()
+        except Exception as e:  # StorageError, OSError: the data directory is unusable
+            raise CannotStart(f"{self.config.path or '<defaults>'}: [storage] data_dir: {e}") from None
+        st, public, roles = self.config["storage"], self.config["globaleye"]["public_host"], self.config.roles
+        lim = self.config["limits"]
+        if "storage" in roles:
+            self.ports["storage"] = self._listen("storage", st["port"], self.storage.site, st["interface"],
+                                                 deadline=lim["http_header_timeout"],
+                                                 established=http_established)
+            url = st["public_url"] or http_url(public, self.port_of("storage"))
+            self.cloud.settings = attrs.evolve(self.cloud.settings, url=url)
+            if self.signer is not None:
+                self.signer.base_url = url
+        if self.signer is not None and not self.signer.secret:
+            self.signer.access_key = "GEPLATFORM" + secrets.token_hex(5).upper()
+            self.signer.secret = secrets.token_urlsafe(30)
+        if self.signer is not None:
+            self.cloud.use_platform_key(self.signer.access_key, self.signer.secret)
+        if self.ftp is not None:
+            f = self.ftp.settings
+            self.ports["ftp"] = self._listen("ftp", f.port, self.ftp.factory, f.interface,
+                                             deadline=f.login_timeout, established=ftp_logged_in)
+            g = self.config["gateway"]
+            self.registrar.settings = attrs.evolve(self.registrar.settings, ftp_host=g["ftp_host"] or public,
+                                                   ftp_port=self.port_of("ftp") if not g["ftp_host"] else g["ftp_port"])
 
     async def _forget_digests(self) -> None:
         try:
@@ -484,6 +587,13 @@ class PlatformService(service.MultiService):
         d = super().stopService()
         own = Deferred.fromCoroutine(self._stop())
         return DeferredList([d, own]) if d is not None else own
+
+
+class _Unset:
+    """The S3 endpoint's lookups before the cloud service built on its backend takes their place."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"the storage role's {name} was used before the cloud service was attached")
 
 
 class _LimitedListens:

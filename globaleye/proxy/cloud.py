@@ -45,6 +45,7 @@ from globaleye.media.rtsp.sdp import audio_lines, h264_lines, sdp_body, session_
 from globaleye.media.rtsp.sequence import Position
 from globaleye.media.tsfile import Gop, Recording, index_recording
 from globaleye.s3.backend import ObjectBackend, StorageError
+from globaleye.util.clock import parse_protocol_time, protocol_time
 
 log = Logger()
 
@@ -74,6 +75,35 @@ class CloudFiles(Protocol):
                           end: datetime.datetime) -> Sequence[CloudFile] | None:
         """The recordings of ``dev_id``/``channel_no`` that overlap ``[start, end)``, oldest first;
         None when ``account`` may not see that camera (or it does not exist: the same answer)."""
+
+
+class Recordings(Protocol):
+    """What :class:`IndexedFiles` asks the application layer (``globaleye.app.cloud.CloudService``)."""
+
+    async def recordings(self, account: str, dev_id: str, channel_no: int, start: float,
+                         end: float) -> Sequence[Any] | None: ...
+
+
+@attrs.frozen
+class IndexedFiles:
+    """:class:`CloudFiles` over the platform's cloud index: device (Beijing) times of the URL to the
+    index's POSIX seconds and back; access decided by the application layer."""
+
+    cloud: Recordings
+
+    async def cloud_files(self, account: str, dev_id: str, channel_no: int, start: datetime.datetime,
+                          end: datetime.datetime) -> Sequence[CloudFile] | None:
+        begin = parse_protocol_time(f"{start:{TIME_FORMAT}}")
+        finish = parse_protocol_time(f"{end:{TIME_FORMAT}}")
+        found = await self.cloud.recordings(account, dev_id, channel_no, begin, finish)
+        if found is None:
+            return None
+        files = []
+        for obj in found:
+            when = parse_time(protocol_time(obj.start))
+            if when is not None:
+                files.append(CloudFile(obj.bucket, obj.key, when, float(obj.duration)))
+        return sorted(files, key=lambda f: f.start)
 
 
 def parse_time(text: str) -> datetime.datetime | None:

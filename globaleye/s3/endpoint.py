@@ -712,6 +712,9 @@ class S3Channel(http.HTTPChannel):
         self._body_last = 0.0
         self._body_bytes = 0
         self._linger: Any = None
+        #: Whole request heads received (the platform's connection limits count a connection that sent
+        #: one as established: globaleye.guard.httpsite.established).
+        self.requests_seen = 0
 
     def connectionMade(self) -> None:  # noqa: N802
         super().connectionMade()
@@ -767,6 +770,7 @@ class S3Channel(http.HTTPChannel):
 
     def allHeadersReceived(self) -> None:  # noqa: N802
         self._disarm()
+        self.requests_seen += 1
         super().allHeadersReceived()
         if self.length != 0 and not self.refused:
             now = self.site.reactor.seconds()
@@ -1427,7 +1431,7 @@ class StorageService(service.Service):
     name = "storage"
 
     def __init__(self, settings: StorageSettings, backend: ObjectBackend | None, credentials: CredentialLookup,
-                 events: StorageEvents, reactor: Any, *, threads: int = 4) -> None:
+                 events: StorageEvents, reactor: Any, *, threads: int = 4, listen: bool = True) -> None:
         if not settings.data_dir:
             raise ValueError("StorageSettings.data_dir must be set")
         self.settings = settings
@@ -1444,6 +1448,9 @@ class StorageService(service.Service):
         self.site = S3Site(self.endpoint, header_timeout=settings.header_timeout,
                            body_timeout=settings.body_timeout, idle_timeout=settings.idle_timeout)
         self.port: Any = None
+        #: False: the composition root listens with :attr:`site` itself (under the platform's connection
+        #: limits), or nobody does (the FTP role alone uses the embedded backend).
+        self.listen = listen
         self.ready: defer.Deferred[None] = defer.Deferred()
 
     def public_url_for(self, port: int) -> str:
@@ -1463,7 +1470,20 @@ class StorageService(service.Service):
         d.addCallbacks(self.ready.callback, self.ready.errback)
         d.addErrback(lambda failure: log.failure("the storage role did not start", failure))
 
+    def prepare(self) -> None:
+        """Start-up work on the caller's thread, for a composition root that listens with :attr:`site`
+        itself (``listen`` False): the backend's directories made and checked (a filesystem without
+        extended attributes stops start-up with its name), and what a crash left removed, before
+        anyone is served."""
+        prepare = getattr(self.backend, "prepare", None)
+        removed = int(prepare()) if prepare is not None else _clean_dir(self.endpoint.staging_dir) + \
+            _clean_dir(self.endpoint.multipart_dir)
+        if removed:
+            log.info("storage: removed {count} unfinished uploads left by an earlier run", count=removed)
+
     async def _start(self) -> None:
+        if not self.listen:
+            return  # prepared by the composition root (prepare())
         start = getattr(self.backend, "start", None)
         if start is not None:
             removed = int(await start())  # the FileBackend empties the same .staging and .multipart

@@ -49,6 +49,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.threadpool import ThreadPool
 
 from globaleye.s3.backend import NoSuchBucket, NoSuchKey, ObjectInfo, StorageError
+from globaleye.s3.sigv4 import attachment
 from txturn.logsummary import LogSummary
 
 T = TypeVar("T")
@@ -163,6 +164,16 @@ class S3Backend(Service):
     def physical(self, bucket: str) -> str:
         """The service's bucket name for the logical ``bucket`` (see the module's docstring)."""
         return self.buckets.get(bucket) or self.bucket_prefix + bucket
+
+    def presign_get(self, bucket: str, key: str, expires: float, filename: str) -> str:
+        """A short-lived GET URL of *bucket*/*key* at the external service (``globaleye.app.ports.Presigner``),
+        answered as an attachment *filename*: signed by botocore locally (no request is made), with the
+        platform's key, so users never get a camera's."""
+        url: str = self._client().generate_presigned_url(
+            "get_object", ExpiresIn=max(1, int(expires)),
+            Params={"Bucket": self.physical(bucket), "Key": key,
+                    "ResponseContentDisposition": attachment(filename)})
+        return url
 
     def _client(self) -> Any:
         """The boto3 client, made on first use in a worker thread (clients are thread-safe; making one

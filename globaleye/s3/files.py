@@ -119,6 +119,11 @@ class FileBackend:
         filesystem keeps extended attributes.  Returns the number of leftovers removed."""
         return int(await self._run(self._start))
 
+    def prepare(self) -> int:
+        """:meth:`start` on the caller's thread: for the composition root at start-up, before the
+        reactor serves anyone (as the database's migrations)."""
+        return self._start()
+
     def _start(self) -> int:
         os.makedirs(self.data_dir, exist_ok=True)
         removed = 0

@@ -406,6 +406,31 @@ def presign_get(base_url: str, bucket: str, key: str, access_key: str, secret: s
                    "/" + bucket + "/" + uri_encode(key, keep_slash=True), access_key, secret, region, now, expires)
 
 
+def attachment(filename: str) -> str:
+    """A Content-Disposition for a download named *filename* (RFC 6266; RFC 5987 for non-ASCII names)."""
+    ascii_name = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{uri_encode(filename)}"
+
+
+@attrs.define
+class UrlSigner:
+    """Presigned GET URLs of the embedded endpoint (``globaleye.app.ports.Presigner``): signed with the
+    platform's own key, valid a few minutes, so a user downloads a stored file without ever holding a
+    camera's credentials.  ``clock`` is the reactor's ``seconds``."""
+
+    base_url: str
+    access_key: str
+    secret: str
+    clock: Callable[[], float]
+    region: str = "us-east-1"
+
+    def presign_get(self, bucket: str, key: str, expires: float, filename: str) -> str:
+        host = self.base_url.split("://", 1)[-1].split("/", 1)[0]
+        return presign("GET", _origin(self.base_url), host, "/" + bucket + "/" + uri_encode(key, keep_slash=True),
+                       self.access_key, self.secret, self.region, self.clock(), max(1, int(expires)),
+                       extra=(("response-content-disposition", attachment(filename)),))
+
+
 def _origin(base_url: str) -> str:
     scheme, _, rest = base_url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0]}"

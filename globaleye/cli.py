@@ -101,6 +101,10 @@ async def demo(config: Config, cameras: int, out: TextIO) -> None:
     # once a cloud recording policy is on.
     fleet = Fleet(reactor, redirect_url=f"http://127.0.0.1:{platform.port_of('http')}/redirect", seed="demo",
                   cloud=CloudSettings())
+    # Ctrl-C: the cameras, then the platform, stopped before the reactor goes (their thread pools,
+    # the object store's and the uploads', would otherwise keep the process alive).
+    reactor.addSystemEventTrigger("before", "shutdown", platform.stopService)
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: Deferred.fromCoroutine(fleet.stop()))
     await fleet.prepare()
     sims = [fleet.add(f"{81100000001 + index:011d}") for index in range(cameras)]
     fleet.start()

@@ -63,15 +63,15 @@ class CloudAccountTests(TestCase):
         await camera.went_online
         await until(lambda: platform.gateway.is_online(DEV))
 
-        # The login asked the cloud service: the device's own key exists (what LOGIN_RES carried is checked
-        # in tests/unit/test_gateway.py; this simulator keeps only what 65H gives it).
+        # The login asked the cloud service: the device's own key exists, and LOGIN_RES carried it (the
+        # simulated camera keeps the login's account, §7.5.1, and shows it in its 66H answer).
         first = await platform.store.device_cloud_credential(DEV)
         assert first is not None
         principal = await cloud.principal(first.access_key)
         assert principal is not None
         self.assertEqual(principal.dev_id, DEV)
         held = await platform.gateway.command(DEV, m.GetCloudAccountRequest(dev_id=DEV))
-        self.assertNotEqual(held.account, first.access_key)
+        self.assertEqual((held.url, held.account, held.password), (STORAGE_URL, first.access_key, first.secret))
 
         new, sent = await cloud.rotate(DEV)
         self.assertTrue(sent)

@@ -37,10 +37,8 @@ What a login may do, and nothing more (docs/security.md, "FTP"):
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import os
-import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +60,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from globaleye.guard.keyguard import KeyGuard, source_of
+from globaleye.media.names import PictureName
 from globaleye.s3.backend import (
     PICTURE_BUCKET,
     CredentialLookup,
@@ -73,8 +72,6 @@ from globaleye.s3.backend import (
 )
 from txturn.logsummary import LogSummary
 
-#: §7.5.27: DevID_ChannelNo_YYYYMMDDHHMMSS.JPG (the sample in §7.1.1 writes .jpg: both accepted).
-PICTURE_NAME = re.compile(r"^(?P<dev>[0-9A-Za-z]{1,32})_(?P<ch>\d{1,3})_(?P<ts>\d{14})\.(?:jpg|JPG)$")
 #: Longest user name looked at (an access key); longer ones are refused without a lookup.
 MAX_USER = 128
 #: Pictures a LIST shows at most.
@@ -82,27 +79,6 @@ LIST_LIMIT = 1000
 
 Segments = list[str]
 Listing = list[Any]
-
-
-@attrs.frozen
-class PictureName:
-    """A §7.5.27 picture file name, parsed (pure)."""
-
-    dev_id: str
-    channel_no: int
-    taken: datetime.datetime  # naive, device (Beijing) time
-    name: str
-
-    @classmethod
-    def parse(cls, name: str) -> PictureName | None:
-        m = PICTURE_NAME.match(name)
-        if m is None:
-            return None
-        try:
-            taken = datetime.datetime.strptime(m["ts"], "%Y%m%d%H%M%S")
-        except ValueError:
-            return None
-        return cls(m["dev"], int(m["ch"]), taken, name)
 
 
 @attrs.frozen
@@ -275,7 +251,7 @@ class PictureShell:
         except _Refused as e:
             return defer.fail(e)
         assert self.principal is not None
-        return defer.succeed(_PictureWriter(self, self.principal, picture))
+        return defer.succeed(_PictureWriter(self, self.principal, picture, path[0]))
 
     def makeDirectory(self, path: list[str]) -> Deferred[Any]:  # noqa: N802
         return self._refuse("MKD", "no directories", path, ftp.PERMISSION_DENIED)
@@ -397,11 +373,13 @@ class _PictureSink:
 class _PictureWriter:
     """One STOR: receive into a bounded buffer, then (close) check, stage, store."""
 
-    def __init__(self, shell: PictureShell, principal: Principal, picture: PictureName) -> None:
+    def __init__(self, shell: PictureShell, principal: Principal, picture: PictureName, name: str) -> None:
         self.shell = shell
         self.role = shell.role
         self.principal = principal
         self.picture = picture
+        #: The object's key: the name as the camera sent it (its 36H notice names the same file).
+        self.name = name
         self.sink = _PictureSink(self)
         self.failed: tuple[str, str] | None = None
         self._timer: Any = None
@@ -432,7 +410,7 @@ class _PictureWriter:
         return Deferred.fromCoroutine(self._close())
 
     async def _close(self) -> None:
-        name = self.picture.name
+        name = self.name
         if self.failed is not None:
             code, reason = self.failed
             raise self._refusal(code, reason)
@@ -445,8 +423,8 @@ class _PictureWriter:
         await self.role.store(self.principal, name, data, self.shell.peer)
 
     def _refusal(self, code: str, reason: str) -> _Refused:
-        self.role.refuse(self.shell.peer, "STOR", reason, name=self.picture.name, dev=self.principal.dev_id)
-        return _Refused(code, f"{self.picture.name}: {reason}; nothing stored")
+        self.role.refuse(self.shell.peer, "STOR", reason, name=self.name, dev=self.principal.dev_id)
+        return _Refused(code, f"{self.name}: {reason}; nothing stored")
 
 
 class _SamePeerFactory(protocol.Factory):

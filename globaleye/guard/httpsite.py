@@ -33,6 +33,7 @@ from twisted.web import http, server
 from twisted.web.resource import IResource
 
 from globaleye.guard.netlimits import SummaryLog, address_group
+from globaleye.util.deadline import PhaseDeadline
 
 log = Logger(namespace="globaleye.guard.httpsite")
 
@@ -66,7 +67,7 @@ class LimitedRequest(server.Request):
         super().handleContentChunk(data)
 
 
-class LimitedChannel(http.HTTPChannel):
+class LimitedChannel(PhaseDeadline, http.HTTPChannel):
     """An HTTP/1.1 channel with header and body deadlines and a body size limit."""
 
     max_body = 65536
@@ -94,16 +95,6 @@ class LimitedChannel(http.HTTPChannel):
         peer = self.transport.getPeer()
         self._peer = address_group(str(getattr(peer, "host", peer)))
         self._arm(self.header_timeout, "headers")
-
-    def _arm(self, seconds: float, phase: str) -> None:
-        self._disarm()
-        self._phase = phase
-        self._deadline = self.callLater(seconds, self._expired)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
-        self._deadline = None
 
     def _expired(self) -> None:
         self._deadline = None

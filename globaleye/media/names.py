@@ -18,6 +18,17 @@ RECORDING_SECONDS = 300
 RECORDING_NAME = re.compile(r"^(?P<dev>[0-9A-Za-z]{1,32})_(?P<ch>\d{1,3})_(?P<ts>\d{14})\.ts$")
 
 
+def _parse(pattern: re.Pattern[str], name: str) -> tuple[re.Match[str], datetime.datetime] | None:
+    """The match of a §7.1 file name and its time (naive, device/Beijing time), or None."""
+    m = pattern.match(name)
+    if m is None:
+        return None
+    try:
+        return m, datetime.datetime.strptime(m["ts"], "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+
+
 @attrs.frozen
 class RecordingName:
     dev_id: str
@@ -27,14 +38,8 @@ class RecordingName:
     @classmethod
     def parse(cls, name: str) -> RecordingName | None:
         """DevID_ChannelNo_YYYYMMDDHHMMSS.ts (§7.1), or None if it is not one."""
-        m = RECORDING_NAME.match(name)
-        if m is None:
-            return None
-        try:
-            start = datetime.datetime.strptime(m["ts"], "%Y%m%d%H%M%S")
-        except ValueError:
-            return None
-        return cls(m["dev"], int(m["ch"]), start)
+        found = _parse(RECORDING_NAME, name)
+        return cls(found[0]["dev"], int(found[0]["ch"]), found[1]) if found else None
 
     def __str__(self) -> str:
         return f"{self.dev_id}_{self.channel_no}_{self.start:%Y%m%d%H%M%S}.ts"
@@ -56,14 +61,8 @@ class PictureName:
     @classmethod
     def parse(cls, name: str) -> PictureName | None:
         """DevID_ChannelNo_YYYYMMDDHHMMSS.jpg (§7.1.1; .JPG as in §7.5.27), or None if it is not one."""
-        m = PICTURE_NAME.match(name)
-        if m is None:
-            return None
-        try:
-            start = datetime.datetime.strptime(m["ts"], "%Y%m%d%H%M%S")
-        except ValueError:
-            return None
-        return cls(m["dev"], int(m["ch"]), start, m["ext"])
+        found = _parse(PICTURE_NAME, name)
+        return cls(found[0]["dev"], int(found[0]["ch"]), found[1], found[0]["ext"]) if found else None
 
     def __str__(self) -> str:
         return f"{self.dev_id}_{self.channel_no}_{self.start:%Y%m%d%H%M%S}.{self.extension}"

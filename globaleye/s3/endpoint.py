@@ -67,6 +67,7 @@ from globaleye.s3.backend import (
     StorageEvents,
 )
 from globaleye.s3.files import FileBackend, InvalidName, check_key, valid_bucket
+from globaleye.util.deadline import PhaseDeadline
 from txturn.logsummary import LogSummary
 
 log = Logger(namespace="globaleye.s3.endpoint")
@@ -693,7 +694,7 @@ class S3Request(server.Request):
         super().connectionLost(reason)
 
 
-class S3Channel(http.HTTPChannel):
+class S3Channel(PhaseDeadline, http.HTTPChannel):
     """HTTP/1.1 with a header deadline, a body deadline (``body_timeout`` of silence, and a
     minimum average rate), ``Expect: 100-continue`` held until the request is admitted, and
     refusal on the connection before the body is read (the way globaleye.guard.httpsite does it)."""
@@ -719,16 +720,6 @@ class S3Channel(http.HTTPChannel):
     def connectionMade(self) -> None:  # noqa: N802
         super().connectionMade()
         self._arm(self.header_timeout, "headers")
-
-    def _arm(self, seconds: float, phase: str) -> None:
-        self._disarm()
-        self._phase = phase
-        self._deadline = self.callLater(seconds, self._expired)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
-        self._deadline = None
 
     def _expired(self) -> None:
         self._deadline = None

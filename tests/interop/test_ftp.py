@@ -104,7 +104,7 @@ class FtpHarness:
 class PictureNameTests(TestCase):
     def test_names(self) -> None:
         p = PictureName.parse(NAME)
-        assert p is not None and p.dev_id == DEV and p.channel_no == 1 and p.taken.hour == 3
+        assert p is not None and p.dev_id == DEV and p.channel_no == 1 and p.start.hour == 3
         self.assertIsNotNone(PictureName.parse(NAME.replace(".jpg", ".JPG")))
         for bad in (f"{DEV}_1_20261302031500.jpg", f"{DEV}_1_2026120203150.jpg", f"{DEV}_1_20261202031500.png",
                     f"{DEV}_1_20261202031500.jpg.exe", f"../{NAME}", "", f"{DEV}_x_20261202031500.jpg"):

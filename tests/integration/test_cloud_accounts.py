@@ -12,7 +12,6 @@ from typing import Any
 
 from treq.client import HTTPClient
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -26,18 +25,10 @@ from globaleye.sim.state import CameraState
 from globaleye.store import Device
 from globaleye.store.sqlite import SQLiteStore
 from globaleye.testing import platform_config, start_platform
+from tests.util import until
 
 DEV = "81100000001"
 STORAGE_URL = "http://127.0.0.1:9000"
-
-
-async def until(condition: Any, timeout: float = 10.0) -> None:
-    waited = 0.0
-    while not condition():
-        if waited > timeout:
-            raise AssertionError("condition not reached in time")
-        await deferLater(reactor, 0.02, lambda: None)
-        waited += 0.02
 
 
 class CloudAccountTests(TestCase):

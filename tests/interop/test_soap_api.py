@@ -25,18 +25,9 @@ from globaleye.sim.camera import SimulatedCamera, Timing, device_key
 from globaleye.sim.state import CameraState
 from globaleye.testing import start_platform
 from globaleye.users.accounts import RecordingSmsSender
-from tests.util import SOAP_PASSWORD, soap_config
+from tests.util import SOAP_PASSWORD, soap_config, until
 
 PASSWORD = SOAP_PASSWORD
-
-
-async def until(condition: Any, timeout: float = 10.0) -> None:
-    waited = 0.0
-    while not condition():
-        if waited > timeout:
-            raise AssertionError("condition not reached in time")
-        await deferLater(reactor, 0.02, lambda: None)
-        waited += 0.02
 
 
 class SoapApiTests(TestCase):

@@ -114,6 +114,14 @@ async def demo(config: Config, cameras: int, out: TextIO) -> None:
         answer = await platform.gateway.command(dev_id, m.PtzRequest(dev_id=dev_id, channel_no=0, ptz_direction=3))
         platform.log.info("demo: camera {dev_id} is online; PTZ left answered with Result {result}",
                           dev_id=dev_id, result=answer.result)
+    if platform.storage is not None and "storage" in platform.ports:
+        # The first camera records its main stream all day to the platform's store (6AH StoreType 1
+        # and 78H, §7.1.1), looping over its quota (7AH): the portal's timeline has cloud files.
+        dev_id = sims[0].state.dev_id
+        for request in (m.SetRecordParamsRequest(dev_id=dev_id, channel_no=0, stream_type=1, store_type=1),
+                        m.SetFullDayRecordRequest(dev_id=dev_id, channel_no=0, record_full=1),
+                        m.SetLoopRecordRequest(dev_id=dev_id, record_loop=1)):
+            await platform.gateway.command(dev_id, request)
     # The demo account owns every camera but the last of two or more: that one is left for the
     # README's client API example to add with its DevKey.
     owned = [camera.state.dev_id for camera in (sims[:-1] if len(sims) > 1 else sims)]
@@ -141,6 +149,11 @@ def _demo_summary(platform: Any, sims: list[Any], owned: list[str], log_path: An
     if "web" in platform.ports:
         lines.append(f"  web portal          http://127.0.0.1:{platform.port_of('web')}/   "
                      f"(API /api/v1/openapi.json)")
+    if "storage" in platform.ports:
+        lines.append(f"  object store (S3)   http://127.0.0.1:{platform.port_of('storage')}/   "
+                     f"(the cameras' recordings, §7.1)")
+    if "ftp" in platform.ports:
+        lines.append(f"  FTP (pictures)      ftp://127.0.0.1:{platform.port_of('ftp')}/")
     if "rtsp" in platform.ports:
         lines.append(f"  RTSP proxy          rtsp://127.0.0.1:{platform.port_of('rtsp')}/live/<DevID>/0/1")
         lines.append(f"  account             {DEMO_ACCOUNT}, password {DEMO_PASSWORD} (owns {', '.join(owned)})")
@@ -201,6 +214,9 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
         # Only the demo enrols devices on first contact (its simulated cameras are nobody's imports),
         # all from 127.0.0.1: open, without the per-source limit.
         config = config.replace(enrollment={"mode": "open", "peer_limit": 0, "total_limit": 0})
+        if not config["cloud"]["device_quota"]:
+            # The demo's camera records all day: 512 MB of it kept (the oldest files go first, §7.1.1).
+            config = config.replace(cloud={"device_quota": 512})
         try:
             import globaleye.sim.fleet  # noqa: F401 -- the simulated cameras need PyAV and numpy
         except ImportError as e:

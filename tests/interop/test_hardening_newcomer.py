@@ -344,7 +344,7 @@ class ReportFloodTests(TestCase):
 
 
 DEMO_INI = ("[globaleye]\ndata_dir = var\n[http]\nport = 0\n[gateway]\nport = 0\n[stun]\nport = 0\n[turn]\nport = 0\n"
-            "relay_ports = 54000-54999\nallow_peers = 127.0.0.0/8\n[rtsp]\nport = 0\n")
+            "relay_ports = 54000-54999\nallow_peers = 127.0.0.0/8\n[rtsp]\nport = 0\n[storage]\nport = 0\n")
 
 
 class _Interactive(ProcessProtocol):

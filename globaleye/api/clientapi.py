@@ -72,7 +72,8 @@ class McuApi:
             "AddPicturePolicy": self.add_picture_policy, "GetPicturePolicy": self.get_picture_policy,
             "DeletePicturePolicy": self.delete_picture_policy,
             "SearchCloudFiles": self.search_cloud, "GetCloudFileUrl": self.cloud_url,
-            "DeleteCloudFiles": self.delete_cloud,
+            "DeleteCloudFiles": self.delete_cloud, "GetCloudRetention": self.cloud_retention,
+            "SetCloudRetention": self.set_cloud_retention,
         }
         self.handlers: dict[str, Callable[[Values, str], Awaitable[Values]]] = {
             "GetSmsCode": self.get_sms_code, "RegisterUser": self.register_user, "Login": self.login,
@@ -305,6 +306,14 @@ class McuApi:
         count = await cloud.delete_range(session, values["DevID"], values["ChannelNo"], values["Type"],
                                          values["StartTime"], values["EndTime"])
         return {"Result": OK, "DeletedNum": count}
+
+    async def cloud_retention(self, session: LoginSession, values: Values, peer: str) -> Values:
+        days, own = await self._cloud().retention(session)
+        return {"Result": OK, "RetentionDays": round(days), "OwnChoice": int(own)}
+
+    async def set_cloud_retention(self, session: LoginSession, values: Values, peer: str) -> Values:
+        await self._cloud().set_retention(session, values["RetentionDays"])
+        return {"Result": OK}
 
     # Sharing (ShareFlag 1) ------------------------------------------------------------------------------
 

@@ -76,6 +76,8 @@ TS_PROBE = 188 * 1024
 #: At most this many objects a range deletion removes in one request (the client asks again for more).
 MAX_RANGE_DELETE = 5000
 MAX_PAGE_SIZE = 200
+#: The longest retention an account may ask for (10 years): days beyond are a typo, not a wish.
+MAX_RETENTION_DAYS = 3650
 KEY_ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -452,6 +454,19 @@ class CloudService(service.Service):
             return None
         found = await self.store.search_cloud_objects(dev_id, channel_no, "record", start, end, 0, limit)
         return list(found.objects)
+
+    async def retention(self, session: LoginSession) -> tuple[float, bool]:
+        """How many days this account's stored files are kept, and whether that is its own choice
+        (else ``[cloud] retention_days``; 0: for ever)."""
+        own = await self.store.get_cloud_retention(session.account)
+        return (own, True) if own is not None else (self.settings.retention_days, False)
+
+    async def set_retention(self, session: LoginSession, days: float | None) -> None:
+        """Keep this account's stored files *days* days (§7.1.1's cloud is the owner's; None: the platform's
+        default again).  Counted from when each file was indexed; the next retention run applies it."""
+        if days is not None:
+            check(0 < days <= MAX_RETENTION_DAYS, f"RetentionDays is 1 to {MAX_RETENTION_DAYS} (absent: the default)")
+        await self.store.set_cloud_retention(session.account, days)
 
     async def download_url(self, session: LoginSession, dev_id: str, name: str) -> str:
         """A presigned GET of one stored file, valid ``[cloud] url_lifetime`` seconds (owner or guest)."""

@@ -786,6 +786,13 @@ class SQLiteStore:
 
         return await self._run(write)
 
+    async def get_cloud_retention(self, account: str) -> float | None:
+        def read(c: sqlite3.Connection) -> float | None:
+            row = c.execute("SELECT cloud_retention_days FROM accounts WHERE account = ?", (account,)).fetchone()
+            return float(row[0]) if row and row[0] is not None else None
+
+        return await self._run(read)
+
     async def add_cloud_credential(self, credential: CloudCredential) -> None:
         await self._run(_execute, f"INSERT INTO cloud_credentials ({_CREDENTIAL_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                         (credential.access_key, credential.dev_id, credential.secret, credential.created_at,

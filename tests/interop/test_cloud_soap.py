@@ -167,3 +167,37 @@ class CloudSoapTests(TestCase):
         answer = await self.call("SearchCloudFiles", **owner, DevID=DEV, ChannelNo=0, Type="record",
                                  StartTime="20261201100000", EndTime="20261201110000")
         self.assertEqual(answer.Result, 5)
+
+    async def test_retention_is_the_accounts_own_choice(self) -> None:
+        """SetCloudRetention keeps one account's files its own number of days: the next retention run
+        removes that account's older files (object and entry) and leaves another account's alone."""
+        owner = await self.sign_up(OWNER)
+        self.assertEqual(await self.call("AddDevice", **owner, DevID=DEV, DevKey=KEY), 0)
+        answer = await self.call("GetCloudRetention", **owner)
+        self.assertEqual((answer.Result, answer.RetentionDays, answer.OwnChoice), (0, 30, 0))  # [cloud] default
+        with self.assertRaises(zeep.exceptions.Fault):
+            await self.call("SetCloudRetention", **owner, RetentionDays=0)
+        with self.assertRaises(zeep.exceptions.Fault):
+            await self.call("SetCloudRetention", **owner, RetentionDays=5000)
+        await self.upload(f"{DEV}_0_20261201100000.ts")
+        stored_at = self.platform.reactor.seconds()
+        self.assertEqual(await self.call("SetCloudRetention", **owner, RetentionDays=2), 0)
+        answer = await self.call("GetCloudRetention", **owner)
+        self.assertEqual((answer.RetentionDays, answer.OwnChoice), (2, 1))
+        # Retention counts from the upload: a run now keeps the file, one three days on removes it.
+        self.assertEqual(await self.cloud.purge(), 0)
+        self.cloud.clock = _Later(stored_at + 3 * 86400)
+        self.assertEqual(await self.cloud.purge(), 1)
+        self.assertIsNone(await self.backend.head(RECORD_BUCKET, f"{DEV}_0_20261201100000.ts"))
+        self.assertEqual(await self.call("SetCloudRetention", **owner), 0)  # absent: the default again
+        self.assertEqual((await self.call("GetCloudRetention", **owner)).OwnChoice, 0)
+
+
+class _Later:
+    """The reactor's clock, moved on (retention reads only ``seconds``)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def seconds(self) -> float:
+        return self.now

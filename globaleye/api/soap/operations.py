@@ -277,6 +277,14 @@ EXT_OPERATIONS: tuple[Operation, ...] = (
               (RESULT, _i("DeletedNum", False)),
               {**SESSION_RESULTS, 3: "device does not exist (not owned by this account, or no such channel)",
                5: "no such stored file of this device, or no cloud storage on this platform"}),
+    Operation("GetCloudRetention", "ext §7.1.1", "How many days this account's stored files are kept.",
+              AUTH, (RESULT, _i("RetentionDays", False, "days (0: for ever)"),
+                     _i("OwnChoice", False, "1: set by this account, 0: the platform's default")),
+              {**SESSION_RESULTS, 5: "no cloud storage on this platform"}),
+    Operation("SetCloudRetention", "ext §7.1.1", "Keep this account's stored files so many days (counted from their "
+              "upload), or the platform's default again.",
+              (*AUTH, _i("RetentionDays", False, "1..3650; absent: the platform's default")),
+              (RESULT,), {**SESSION_RESULTS, 5: "no cloud storage on this platform"}),
 )
 MCU_OPERATIONS = MCU_OPERATIONS + EXT_OPERATIONS
 

@@ -26,6 +26,7 @@ presigned URL of the object, valid ``link_lifetime`` seconds, for operators who 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
@@ -68,8 +69,7 @@ class Board(Protocol):
 
 @attrs.frozen
 class DeliverySettings:
-    """``[cloud] picture_sms_per_day``, ``picture_link``, ``picture_link_lifetime``; *portal_url* is
-    worked out by the composition root (the portal's address)."""
+    """``[cloud] picture_sms_per_day``, ``picture_link``, ``picture_link_lifetime``."""
 
     #: SMS per owner and Beijing day at most (0: no SMS at all).
     sms_per_day: int = 3
@@ -77,8 +77,6 @@ class DeliverySettings:
     link: str = LINK_PORTAL
     #: Seconds a presigned link lives (``link = presigned`` only).
     link_lifetime: float = 86400.0
-    #: The portal's base URL in the SMS (empty: no link, the text alone).
-    portal_url: str = ""
 
 
 @attrs.frozen
@@ -119,7 +117,9 @@ class PictureDelivery:
     log = Logger()
 
     def __init__(self, cloud: CloudService, board: Board, sms: SmsSender, clock: Any,
-                 settings: DeliverySettings) -> None:
+                 settings: DeliverySettings, portal_url: Callable[[], str] = lambda: "") -> None:
+        """*portal_url*: the portal's base URL for the SMS's link, asked at each SMS (the composition root
+        knows it once the web role listens); empty: no link, the text alone."""
         if settings.link not in (LINK_PORTAL, LINK_PRESIGNED):
             raise ValueError(f"picture_link must be {LINK_PORTAL} or {LINK_PRESIGNED}, not {settings.link!r}")
         self.cloud = cloud
@@ -127,6 +127,7 @@ class PictureDelivery:
         self.sms = sms
         self.clock = clock
         self.settings = settings
+        self.portal_url = portal_url
         #: owner -> (Beijing day, SMS sent that day, pictures not told by SMS that day)
         self._days: dict[str, tuple[str, int, int]] = {}
         #: SMS under way (a test waits for them; the FTP upload does not).
@@ -197,9 +198,10 @@ class PictureDelivery:
         """The SMS's link: the portal's picture page (login needed), or a presigned GET."""
         if self.settings.link == LINK_PRESIGNED and self.cloud.presigner is not None:
             return self.cloud.presigner.presign_get(PICTURE_BUCKET, key, self.settings.link_lifetime, key)
-        if not self.settings.portal_url:
+        base = self.portal_url()
+        if not base:
             return ""
-        return f"{self.settings.portal_url.rstrip('/')}/#/devices/{dev_id}/pictures/{key}"
+        return f"{base.rstrip('/')}/#/devices/{dev_id}/pictures/{key}"
 
 
 class FtpDeliveryEvents:
@@ -288,10 +290,10 @@ class DeliveredPictures:
         return data
 
 
-def deliver_ftp(cloud: CloudService, board: Board, sms: SmsSender, clock: Any,
-                settings: DeliverySettings) -> FtpDeliveryEvents:
+def deliver_ftp(cloud: CloudService, board: Board, sms: SmsSender, clock: Any, settings: DeliverySettings,
+                portal_url: Callable[[], str] = lambda: "") -> FtpDeliveryEvents:
     """The FTP role's storage events with delivery to the owners (the composition root's one call)."""
-    return FtpDeliveryEvents(cloud, PictureDelivery(cloud, board, sms, clock, settings))
+    return FtpDeliveryEvents(cloud, PictureDelivery(cloud, board, sms, clock, settings, portal_url))
 
 
 __all__ = ["DeliveredPage", "DeliveredPicture", "DeliveredPictures", "DeliverySettings", "FtpDeliveryEvents",

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 import attrs
 
 from globaleye.app.cloud import CloudSettings
+from globaleye.app.delivery import DeliverySettings
 from globaleye.app.group import GroupSettings
 from globaleye.app.settings import ClientApiSettings
 from globaleye.device.gateway import GatewaySettings
@@ -112,6 +113,8 @@ BINDINGS: Mapping[type, Binding] = {
         check_defaults=False),
     # EURL: the storage role's public URL (or the external store's), worked out by tap.
     CloudSettings: Binding("cloud", computed=frozenset({"url"})),
+    DeliverySettings: Binding("cloud", keys={"sms_per_day": "picture_sms_per_day", "link": "picture_link",
+                                             "link_lifetime": "picture_link_lifetime"}),
     StunServerConfig: Binding("stun", computed=frozenset({"alternate_interface", "software"}), check_defaults=False),
 }
 

@@ -635,6 +635,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "access_key": Key(str, "", "The platform's own S3 access key for the store (empty: none)."),
         "secret_key": Key(str, "", "Its secret."),
         "batch": Key(_positive_int, "500", "Index entries handled per store call by retention and reconciliation."),
+        # FTP pictures delivered to the owner (§7.5.24, globaleye/app/delivery.py)
+        "picture_sms_per_day": Key(_count, "3", "SMS per owner and Beijing day telling of new FTP pictures (§7.5.24 "
+                                                "policies); the rest are in the portal only (0: no SMS)."),
+        "picture_link": Key(_choice("portal", "presigned"), "portal",
+                            "The SMS's link: portal (the portal's picture page, login needed) or presigned (the "
+                            "picture itself, no login, for picture_link_lifetime seconds: anyone who sees the SMS)."),
+        "picture_link_lifetime": Key(_positive, "86400", "Seconds a presigned picture link lives."),
     },
 }
 

@@ -319,6 +319,17 @@ class PlatformService(service.MultiService):
             except ValueError as e:
                 raise CannotStart(f"{config.path or '<defaults>'}: [ftp] {e}") from None
             self.ftp.setServiceParent(self)
+            # FTP pictures (§7.5.24 StoreType 0) delivered to the owner: the open pages' 'picture' event,
+            # an SMS with the portal's page (its port known once it listens); globaleye/app/delivery.py.
+            from globaleye.app.delivery import DeliverySettings, deliver_ftp
+
+            def portal() -> str:
+                scheme, port = ("https", "webs") if "webs" in self.ports else ("http", "web")
+                return http_url(config["globaleye"]["public_host"], self.port_of(port), scheme=scheme) \
+                    if port in self.ports else ""
+
+            self.ftp.events = deliver_ftp(self.cloud, self.events, self.accounts.sms_sender, reactor,
+                                          settings(config, DeliverySettings), portal)
 
     def _cloud_playback(self) -> CloudPlayback | None:
         """The RTSP proxy's ``/cloud/`` URLs (issue 12): the index through the application layer, the

@@ -93,8 +93,9 @@ class DeliveryTests(TestCase):
         self.pictures = DeliveredPictures(self.cloud)
 
     def make(self, **values: Any) -> None:
-        values.setdefault("portal_url", "https://portal.example/")
-        self.delivery = PictureDelivery(self.cloud, self.board, self.sms, self.clock, DeliverySettings(**values))
+        portal = values.pop("portal_url", "https://portal.example/")
+        self.delivery = PictureDelivery(self.cloud, self.board, self.sms, self.clock, DeliverySettings(**values),
+                                        lambda: portal)
         self.ftp = FtpDeliveryEvents(self.cloud, self.delivery)
 
     async def upload(self, stamp: str, channel: int = 0, principal: Principal | None = None,

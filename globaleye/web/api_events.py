@@ -91,6 +91,8 @@ def frame(kind: str, data: dict[str, Any]) -> bytes:
 
 
 def event_data(event: DeviceEvent, dropped: int) -> dict[str, Any]:
+    if event.kind == "picture":  # an FTP picture arrived (globaleye/app/delivery.py); text is its name
+        return {"devId": event.dev_id, "channel": event.channel, "name": event.text, "time": protocol_time(event.time)}
     if event.kind == "alarm":
         return {"devId": event.dev_id, "channel": event.channel, "type": event.alarm_type, "text": event.text,
                 "time": protocol_time(event.time), "dropped": dropped}

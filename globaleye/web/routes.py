@@ -318,4 +318,21 @@ ROUTES: tuple[Route, ...] = (
           "picture policy (77H)", params=(DEV_ID, CHANNEL),
           body=_obj(("id",), id={"type": "integer", "minimum": 0}), example={"id": 1},
           responses={204: "deleted", 404: "no such own camera, or no such policy", 503: "camera offline"}),
+    # --- delivered pictures ---
+    Route("GET", "/devices/{devId}/channels/{channel}/delivered-pictures", "delivered_pictures", "The channel's "
+          "stored pictures (FTP pictures of §7.5.24 pushed to the owner, and cloud ones), newest first, paged; on "
+          "page 1 also the 36H notices (§7.5.27) whose file never arrived (missing)", params=(
+              DEV_ID, CHANNEL,
+              Param("page", "query", {"type": "integer", "minimum": 1, "default": 1}, False, "page, from 1"),
+              Param("size", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, False,
+                    "pictures per page")),
+          responses={200: "the pictures, each with the URL of its bytes", 400: "a malformed page or size",
+                     404: "no such camera", 503: "this platform stores no pictures"}),
+    Route("GET", "/devices/{devId}/delivered-pictures/{name}", "delivered_picture", "One stored picture's bytes, "
+          "through this API (same origin)", params=(
+              DEV_ID, Param("name", "path", {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,128}$"},
+                            description="the picture's name (§7.1.1 DevID_ChannelNo_YYYYMMDDHHMMSS.jpg)")),
+          responses={200: "the JPEG (Cache-Control: private)", 404: "no such camera, or no such picture",
+                     503: "this platform stores no pictures"},
+          content_type="image/jpeg"),
 )

@@ -8,6 +8,7 @@ import { recordingsPage } from './recordings.js';
 import { deviceLinks, settingsPage } from './settings.js';
 import { playbackPage, playbackRoute } from './playback.js';
 import { thumbnails } from './thumbs.js';
+import { deliveredLink, deliveredPage, deliveredRoute } from './delivered.js';
 
 const API = '/api/v1';
 const view = document.getElementById('view');
@@ -330,7 +331,7 @@ async function devicePage(devId) {
 
   render(
     h('p', {}, h('a', { href: '#/devices', text: `← ${t('back')}` })),
-    h('h1', {}, device.name, ' ', state(device.online)), deviceLinks(KIT, devId, device),
+    h('h1', {}, device.name, ' ', state(device.online)), deviceLinks(KIT, devId, device), deliveredLink(KIT, devId),
     box,
     h('div', { class: 'controls' },
       h('div', { class: 'streams', role: 'group', 'aria-label': t('stream') }, streamButtons), pad),
@@ -415,6 +416,8 @@ async function route() {
   try {
     if (hash.startsWith('#/grid')) return await gridPage(portal, hash);
     if (hash === '#/alarms') return await alarmsView.page();
+    const delivered = deliveredRoute(hash);
+    if (delivered) return await deliveredPage(KIT, ...delivered);
     const recording = playbackRoute(hash);
     if (recording) return await playbackPage(...recording, { render, api, explain });
     const match = hash.match(/^#\/devices\/([0-9]+)$/);

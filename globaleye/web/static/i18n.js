@@ -254,6 +254,17 @@ const WORDS = {
     pictureStorage: '图片存到',
     pictureStart: '抓拍起始时刻',
     pictureEnd: '抓拍截止时刻',
+    // --- delivered pictures ---
+    deliveredNav: '图片',
+    deliveredTitle: '推送的图片',
+    deliveredPicture: '图片',
+    deliveredNone: '还没有图片',
+    deliveredMissing: '摄像机已通知上传，但图片没有收到',
+    deliveredFtp: 'FTP 推送',
+    deliveredCloud: '天翼云',
+    deliveredNewer: '较新',
+    deliveredOlder: '较早',
+    deliveredLive: '新图片会自动出现',
   },
   en: {
     appName: 'GlobalEye',
@@ -503,6 +514,17 @@ const WORDS = {
     pictureStorage: 'Pictures go to',
     pictureStart: 'Pictures from',
     pictureEnd: 'Pictures until',
+    // --- delivered pictures ---
+    deliveredNav: 'Pictures',
+    deliveredTitle: 'Delivered pictures',
+    deliveredPicture: 'Picture',
+    deliveredNone: 'No pictures yet',
+    deliveredMissing: 'the camera announced it, but the picture never arrived',
+    deliveredFtp: 'FTP delivery',
+    deliveredCloud: 'Cloud',
+    deliveredNewer: 'Newer',
+    deliveredOlder: 'Older',
+    deliveredLive: 'New pictures appear here by themselves',
   },
 };
 

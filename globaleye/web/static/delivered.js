@@ -116,8 +116,8 @@ export async function deliveredPage(kit, devId, selected = '') {
   render(
     h('p', {}, h('a', { href: `#/devices/${encodeURIComponent(devId)}`, text: `← ${t('back')}` })),
     h('h1', { text: `${t('deliveredTitle')} · ${device.name}` }),
-    channels.length > 1 ? h('div', { class: 'field' }, h('label', { for: 'delivered-channel', text: t('channel') }), select)
-      : null,
+    ...(channels.length > 1 ? [h('div', { class: 'field' },
+      h('label', { for: 'delivered-channel', text: t('channel') }), select)] : []),
     state, viewer, list, pager, missing);
   if (selected) show(selected);
   await load();

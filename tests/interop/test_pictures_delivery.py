@@ -209,6 +209,20 @@ class DeliveryPortalTests(DeliveryPlatform):
             seen["newer"], seen["older"] = newer, older
             seen["errors"] = list(errors)
             context.close()
+            # The SMS's link on a phone with no session: the login page, then the picture itself.
+            link = threads.blockingCallFromThread(reactor, lambda: self.picture_sms()[-1][1].rsplit(": ", 1)[1])
+            phone = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
+            page = phone.new_page()
+            page.goto(link)
+            page.wait_for_selector("#login-form")
+            page.fill("#login-form [name=account]", OWNER)
+            page.fill("#login-form [name=password]", PASSWORD)
+            page.click("#login-form button[type=submit]")
+            page.wait_for_function("() => { const img = document.querySelector('#delivered-view img'); "
+                                   "return img && img.complete && img.naturalWidth > 0; }")
+            seen["link"], seen["landed"] = link, page.url
+            seen["shown"] = page.locator("#delivered-view figcaption").inner_text()
+            phone.close()
             return seen
 
         seen = await run_in_browser(script)
@@ -218,3 +232,5 @@ class DeliveryPortalTests(DeliveryPlatform):
         self.assertNotIn("null", seen["text_zh"])
         self.assertIn("Delivered pictures", seen["title_en"])
         self.assertEqual(seen["errors"], [])
+        self.assertEqual(seen["landed"], seen["link"])
+        self.assertEqual(seen["shown"], seen["link"].rsplit("/", 1)[1])

@@ -8,7 +8,7 @@ import { recordingsPage } from './recordings.js';
 import { deviceLinks, settingsPage } from './settings.js';
 import { playbackPage, playbackRoute } from './playback.js';
 import { thumbnails } from './thumbs.js';
-import { deliveredLink, deliveredPage, deliveredRoute } from './delivered.js';
+import { deliveredLink, deliveredPage, deliveredRoute, keepLink, takeLink } from './delivered.js';
 
 const API = '/api/v1';
 const view = document.getElementById('view');
@@ -145,7 +145,7 @@ function loginPage() {
     const data = new FormData(form);
     try {
       session = await api('POST', '/session', { account: data.get('account'), password: data.get('password') });
-      go('#/devices');
+      go(takeLink() || '#/devices');
     } catch (error) {
       show(explain(error), 'error');
     }
@@ -407,6 +407,7 @@ async function route() {
     try {
       session = await api('GET', '/session');
     } catch {
+      keepLink(hash);
       go('#/login');
       return undefined;
     }

@@ -15,6 +15,20 @@ export function deliveredRoute(hash) {
   return match ? [match[1], match[2] || ''] : null;
 }
 
+let opened = ''; // a pictures link opened before login (the SMS's): where the login goes, once
+
+/** Keep *hash* for after the login when it is a pictures link (the SMS's link needs the owner's login). */
+export function keepLink(hash) {
+  opened = deliveredRoute(hash) ? hash : '';
+}
+
+/** The pictures link kept before the login ('' if none), forgotten once taken. */
+export function takeLink() {
+  const hash = opened;
+  opened = '';
+  return hash;
+}
+
 /** The device page's link to its pictures. */
 export function deliveredLink(kit, devId) {
   return kit.h('a', { href: `#/devices/${encodeURIComponent(devId)}/pictures`, id: 'pictures-link',

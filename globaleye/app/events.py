@@ -39,8 +39,9 @@ PENDING_MAX = 1000
 @attrs.frozen
 class DeviceEvent:
     """One thing that happened to a camera: ``kind`` ``alarm`` (a 34H exception report: ``channel``,
-    ``alarm_type`` the §7.5.4 ExceptionType, ``text`` its ExceptionDesc) or ``device`` (``online``
-    changed).  ``time`` is the platform's clock when it was received (seconds since the epoch)."""
+    ``alarm_type`` the §7.5.4 ExceptionType, ``text`` its ExceptionDesc), ``device`` (``online``
+    changed) or ``picture`` (an FTP picture of §7.5.24 arrived: ``channel``, ``text`` its name;
+    :mod:`globaleye.app.delivery`).  ``time`` is the platform's clock when it was received (seconds since the epoch)."""
 
     kind: str
     dev_id: str

@@ -13,6 +13,9 @@ and this route writes them as ``text/event-stream``::
     event: device
     data: {"devId": "81100000101", "online": false, "time": "20261202011502"}
 
+    event: picture
+    data: {"devId": "81100000101", "channel": 0, "name": "81100000101_0_20261202091500.JPG", "time": "..."}
+
     : keep-alive
 
 Why SSE and not a WebSocket (docs/protocol.md, "The portal's event stream"): the flow is one way,

@@ -34,6 +34,7 @@ from globaleye.api.soap.resource import SoapResource
 from globaleye.app import ClientApiSettings, EventBoard, build_services
 from globaleye.app.access import CameraAccess
 from globaleye.app.cloud import CloudService, CloudSettings
+from globaleye.app.delivery import DeliverySettings, deliver_ftp
 from globaleye.app.group import GroupDirectory, GroupService, GroupSettings, province_key
 from globaleye.app.ports import Presigner, StreamBoard
 from globaleye.device.gateway import Gateway, GatewaySettings
@@ -321,8 +322,6 @@ class PlatformService(service.MultiService):
             self.ftp.setServiceParent(self)
             # FTP pictures (§7.5.24 StoreType 0) delivered to the owner: the open pages' 'picture' event,
             # an SMS with the portal's page (its port known once it listens); globaleye/app/delivery.py.
-            from globaleye.app.delivery import DeliverySettings, deliver_ftp
-
             def portal() -> str:
                 scheme, port = ("https", "webs") if "webs" in self.ports else ("http", "web")
                 return http_url(config["globaleye"]["public_host"], self.port_of(port), scheme=scheme) \

@@ -22,7 +22,6 @@ import getpass
 import os
 import re
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,33 +30,12 @@ from twisted.internet import defer, task
 from globaleye.client.cloud import add_parser as add_cloud_parser
 from globaleye.client.cloud import run_cloud
 from globaleye.client.media import AudioSpec, Decoder, Recorder, StreamClock, jpeg
+from globaleye.client.progress import Progress
 from globaleye.client.soap import ApiError, McuClient
 from globaleye.client.viewer import CameraViewer
 from globaleye.media.rtsp.paths import PATHS, NoPath, PathSettings
 from globaleye.media.rtsp.sdp import MediaSection
 from globaleye.media.rtsp.upstream import UpstreamSession
-
-
-class Progress:
-    """One line on stderr, rewritten at most 5 times a second."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.last = 0.0
-        self.shown = False
-
-    def show(self, text: str, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self.last >= 0.2:
-            self.last = now
-            self.stream.write("\r" + text[:120].ljust(60))
-            self.stream.flush()
-            self.shown = True
-
-    def done(self) -> None:
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def audio_spec(section: MediaSection) -> AudioSpec:

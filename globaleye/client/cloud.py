@@ -28,6 +28,7 @@ from urllib.parse import quote, urlsplit
 import treq
 from twisted.internet import defer
 
+from globaleye.client.progress import Progress
 from globaleye.client.soap import ApiError, McuClient
 from globaleye.media.h264au import Picture, PictureAssembler
 from globaleye.media.rtsp.message import RtspResponse
@@ -316,7 +317,6 @@ def _is_bye(data: bytes) -> bool:
 
 
 async def _play(reactor: Any, mcu: McuClient, args: argparse.Namespace, password: str) -> int:
-    from globaleye.client.cli import Progress
     from globaleye.client.media import Decoder, Recorder
 
     url = cloud_url(proxy_base(args.proxy, mcu.url), args.dev_id, args.channel, args.start, args.end)

@@ -27,8 +27,8 @@ from typing import Any
 
 from twisted.internet import defer, task
 
+from globaleye.client.cloud import CloudError, check_cloud_args, run_cloud
 from globaleye.client.cloud import add_parser as add_cloud_parser
-from globaleye.client.cloud import run_cloud
 from globaleye.client.media import AudioSpec, Decoder, Recorder, StreamClock, jpeg
 from globaleye.client.progress import Progress
 from globaleye.client.soap import ApiError, McuClient
@@ -253,6 +253,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if not args.account:
         parser().error("--account (or $GLOBALEYE_ACCOUNT) is required")
+    if args.command == "cloud":
+        try:
+            check_cloud_args(args)
+        except CloudError as e:
+            parser().error(str(e))
 
     async def go(reactor: Any) -> None:
         code = await run(reactor, args)

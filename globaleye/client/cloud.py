@@ -90,6 +90,14 @@ def _range(args: argparse.Namespace, verb: str) -> tuple[str, str]:
     return args.start or "", args.end or ""
 
 
+def check_cloud_args(args: argparse.Namespace) -> None:
+    """Usage errors found before logging in (CloudError)."""
+    if args.cloud_command in ("download", "delete"):
+        _range(args, args.cloud_command)
+    if args.cloud_command == "list" and (args.page is not None and args.page < 1 or not 1 <= args.page_size <= 200):
+        raise CloudError("cloud list: --page counts from 1, --page-size is 1 to 200")
+
+
 async def run_cloud(reactor: Any, mcu: McuClient, args: argparse.Namespace, password: str) -> int:
     """One ``cloud`` verb for a logged-in *mcu*; the exit status."""
     try:
@@ -420,5 +428,5 @@ async def _play(reactor: Any, mcu: McuClient, args: argparse.Namespace, password
     return 0
 
 
-__all__ = ["ApiError", "CloudError", "add_parser", "authorization", "cloud_url", "fetch", "proxy_base",
+__all__ = ["ApiError", "CloudError", "add_parser", "authorization", "check_cloud_args", "cloud_url", "fetch", "proxy_base",
            "run_cloud", "search"]

@@ -142,6 +142,14 @@ class ClientCloudTests(TestCase):
         self.assertLess(abs(float(facts["format"]["duration"]) - 2 * SECONDS), 0.25,
                         f"both files, end to end: {facts['format']['duration']}")
 
+        # Played without recording: decoded, stopped where asked.
+        watched = await self.cli("play", DEV, "--from", self.when(SECONDS - 1), "--seconds", "1.5",
+                                 "--proxy", f"rtsp://127.0.0.1:{self.platform.port_of('rtsp')}")
+        self.assertEqual(watched.code, 0, watched.err)
+        self.assertIn("stopped: --seconds reached", watched.out)
+        decoded = int(watched.out.rsplit("decoded: ", 1)[1].split()[0])
+        self.assertGreaterEqual(decoded, 10, watched.out)
+
         # Delete one by name, then the range; the objects go with the entries.
         gone = await self.cli("delete", DEV, self.names[0])
         self.assertEqual((gone.code, gone.out.strip()), (0, "deleted: 1 file(s)"), gone.err)

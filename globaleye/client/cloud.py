@@ -8,7 +8,8 @@
 * ``play``: the RTSP proxy's ``/cloud/<DevID>/<ch>/<start>[?end=…]`` URL (docs/protocol.md, "Cloud
   recordings through the RTSP proxy"), with the account's own credentials (Digest, as ffmpeg or VLC
   would give them), to the end of the programme (the proxy's RTCP BYE); ``--record`` muxes the H.264
-  into ``.ts`` or ``.mp4`` with the live recorder (:class:`~globaleye.client.media.Recorder`).
+  into ``.ts`` or ``.mp4`` with the live recorder (:class:`~globaleye.client.media.Recorder`), and the
+  recordings' AAC copied beside it (:class:`AacCopy`).
 
 The client API does not give the proxy's address (``GetPlayUrl`` names the camera's own URLs, §8.9), so
 it is ``--proxy`` (``$GLOBALEYE_PROXY``), by default the host of ``--mcu`` on the proxy's port 8554.
@@ -324,6 +325,96 @@ def _is_bye(data: bytes) -> bool:
     return False
 
 
+def rtp_info(value: str, track_urls: list[str]) -> dict[int, int]:
+    """``RTP-Info`` (RFC 2326 §12.33): each track's ``rtptime`` at the PLAY's start, by track index."""
+    out: dict[int, int] = {}
+    for entry in re.split(r",\s*(?=url=)", value or ""):
+        params = dict(part.strip().split("=", 1) for part in entry.split(";") if "=" in part)
+        url, rtptime = params.get("url", ""), params.get("rtptime", "")
+        if not rtptime.isdigit():
+            continue
+        for index, track_url in enumerate(track_urls):
+            if url == track_url or url.endswith(f"/trackID={index}"):
+                out[index] = int(rtptime)
+    return out
+
+
+class AacCopy:
+    """The proxy's AAC (RFC 3640 AAC-hbr, one 1024-sample frame per access unit) copied into the
+    recording, not re-encoded, on the video's timeline: the PLAY answer's RTP-Info gives both tracks'
+    RTP time at the same instant (npt), so no sender report is needed."""
+
+    def __init__(self, rate: int, config: bytes, video_start: int, audio_start: int, channels: int = 1) -> None:
+        self.rate, self.config, self.channels = rate, config, channels
+        self.av: Any = None
+        self.container: Any = None
+        self.video_start, self.audio_start = video_start, audio_start
+        self.stream: Any = None
+        self.offset: int | None = None  # audio RTP time of the recording's first picture
+        self.pending: list[tuple[int, bytes]] = []
+        self.last = -1
+        self.frames = 0
+
+    def attach(self, container: Any, first_picture: int) -> None:
+        """Add the track (before the first packet is muxed) once the first picture's time is known."""
+        import fractions
+
+        import av
+
+        self.av = av
+        self.stream = container.add_stream("aac", rate=self.rate)
+        self.stream.codec_context.extradata = self.config
+        self.stream.codec_context.layout = "mono" if self.channels == 1 else "stereo"
+        self.stream.time_base = fractions.Fraction(1, self.rate)
+        since = ((first_picture - self.video_start) & 0xFFFFFFFF) / 90000
+        self.offset = (self.audio_start + round(since * self.rate)) & 0xFFFFFFFF
+        self.container = container
+
+    def packet(self, data: bytes) -> None:
+        from globaleye.media import rtp
+
+        try:
+            packet = rtp.parse_rtp(data)
+            units = rtp.parse_aac_hbr(packet.payload)
+        except rtp.RtpError:
+            return
+        if len(self.pending) > 4096:  # no picture yet after minutes of sound: keep the newest
+            del self.pending[:1024]
+        for i, unit in enumerate(units):
+            self.pending.append(((packet.timestamp + 1024 * i) & 0xFFFFFFFF, unit))
+        if self.stream is not None:
+            self.flush()
+
+    def flush(self) -> None:
+        import fractions
+
+        assert self.offset is not None
+        for timestamp, unit in self.pending:
+            pts = (timestamp - self.offset) & 0xFFFFFFFF
+            if pts >= 1 << 31 or pts <= self.last:  # before the first picture, or repeated
+                continue
+            out = self.av.Packet(unit)
+            out.stream = self.stream
+            out.pts = out.dts = pts
+            out.time_base = fractions.Fraction(1, self.rate)
+            self.container.mux(out)
+            self.last = pts
+            self.frames += 1
+        self.pending.clear()
+
+    @property
+    def seconds(self) -> float:
+        return (self.last + 1024) / self.rate if self.frames else 0.0
+
+
+def aac_config(fmtp: str) -> bytes | None:
+    """The AudioSpecificConfig of an AAC-hbr fmtp (``mode=AAC-hbr;…;config=1588``), or None."""
+    m = re.search(r"config=([0-9A-Fa-f]+)", fmtp)
+    if m is None or "aac-hbr" not in fmtp.lower() or len(m.group(1)) % 2:
+        return None
+    return bytes.fromhex(m.group(1))
+
+
 async def _play(reactor: Any, mcu: McuClient, args: argparse.Namespace, password: str) -> int:
     from globaleye.client.media import Decoder, Recorder
 
@@ -354,8 +445,14 @@ async def _play(reactor: Any, mcu: McuClient, args: argparse.Namespace, password
         section = description.media[video]
         assembler = PictureAssembler(section.sprop_parameter_sets)
         total = programme_seconds(session.describe_body)
-        await session.setup([video])
+        sound = description.track("audio")
+        config = None
+        if sound is not None and args.record:
+            audio = description.media[sound]
+            config = aac_config(audio.fmtp) if audio.encoding.upper() == "MPEG4-GENERIC" else None
+        await session.setup([video] if config is None or sound is None else [video, sound])
         fps = section.framerate or 25.0
+        aac: AacCopy | None = None
         wanted = args.seconds
 
         def picture(p: Picture) -> None:
@@ -372,6 +469,8 @@ async def _play(reactor: Any, mcu: McuClient, args: argparse.Namespace, password
                     width, height = state["size"]
                     recorder = Recorder(args.record, width or 1280, height or 720, assembler.sps_pps, fps,
                                         label=f"client cloud {args.dev_id}/{args.channel}")
+                    if aac is not None:
+                        aac.attach(recorder.container, p.timestamp)
                 recorder.write(p, reactor.seconds())
                 played = recorder.seconds
                 progress.show(f"recording {played:6.1f} s  {recorder.frames} pictures  {recorder.bytes / 1e6:.1f} MB")
@@ -388,6 +487,8 @@ async def _play(reactor: Any, mcu: McuClient, args: argparse.Namespace, password
             if track == video:
                 for p in assembler.feed(data):
                     picture(p)
+            elif aac is not None and track == sound:
+                aac.packet(data)
 
         def rtcp_in(track: int, data: bytes) -> None:
             if _is_bye(data):
@@ -396,7 +497,14 @@ async def _play(reactor: Any, mcu: McuClient, args: argparse.Namespace, password
         session.on_rtp = rtp_in
         session.on_rtcp = rtcp_in
         session.on_lost = lambda reason: finish(f"connection closed: {reason}")
-        await session.play()
+        answer = await session.play()
+        if config is not None and sound is not None:
+            times = rtp_info(answer.headers.get("RTP-Info") or "", session.track_urls)
+            if video in times and sound in times:
+                track = description.media[sound]
+                rtpmap = re.search(r"MPEG4-GENERIC/\d+/(\d+)", " ".join(track.lines), re.IGNORECASE)
+                aac = AacCopy(track.clock_rate or 8000, config, times[video], times[sound],
+                              int(rtpmap.group(1)) if rtpmap else 1)
         await session.wait_media(10.0)
         progress.show(f"playing {url} ({total if total is not None else '?'} s) …", force=True)
         # At Scale 1 the proxy sends in real time: a day-long programme is a day long; the limit only
@@ -419,7 +527,11 @@ async def _play(reactor: Any, mcu: McuClient, args: argparse.Namespace, password
             print("globaleye-client: nothing recorded", file=sys.stderr)
             return 1
         print(f"recorded: {args.record} ({recorder.frames} pictures, {recorder.seconds + 1 / fps:.1f} s, "
-              f"{recorder.bytes / 1e6:.2f} MB, video not re-encoded; sound not recorded)")
+              f"{recorder.bytes / 1e6:.2f} MB, video not re-encoded)")
+        if aac is not None and aac.frames:
+            print(f"audio: AAC {aac.rate / 1000:g} kHz copied, {aac.frames} frames, {aac.seconds:.1f} s")
+        else:
+            print("audio: none (the recordings have no AAC, or the proxy sent none)")
     else:
         if not state["pictures"]:
             print("globaleye-client: no picture arrived", file=sys.stderr)

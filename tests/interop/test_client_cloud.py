@@ -40,13 +40,15 @@ FPS, SECONDS = 10, 3
 def _recording(directory: str) -> bytes:
     from globaleye.sim.media.recording import RecordingParams, write_generated_recording
 
-    params = RecordingParams(width=320, height=240, fps=FPS, seconds=SECONDS, audio=False)
+    params = RecordingParams(width=320, height=240, fps=FPS, seconds=SECONDS, audio=True)
     return write_generated_recording(params, Path(directory) / params.file_name).read_bytes()
 
 
 async def probe(path: str) -> dict[str, Any]:
     assert FFPROBE is not None
-    result = await run(FFPROBE, ["-v", "error", "-show_entries", "stream=codec_name,width,height:format=duration",
+    result = await run(FFPROBE, ["-v", "error", "-show_entries",
+                                 "stream=codec_type,codec_name,width,height,channels,sample_rate,start_time,duration"
+                                 ":format=duration",
                                  "-of", "json", path])
     assert result.code == 0, result.err
     return dict(json.loads(result.out))
@@ -138,7 +140,14 @@ class ClientCloudTests(TestCase):
         self.assertIn("RTCP BYE", played.out)
         self.assertIn(f"({2 * SECONDS * FPS} pictures", played.out, "every picture of both files")
         facts = await probe(clip)
-        self.assertEqual(facts["streams"][0]["codec_name"], "h264")
+        streams = {s["codec_type"]: s for s in facts["streams"]}
+        self.assertEqual(streams["video"]["codec_name"], "h264")
+        self.assertEqual((streams["audio"]["codec_name"], streams["audio"]["sample_rate"],
+                          streams["audio"]["channels"]), ("aac", "8000", 1), "the files' AAC, copied")
+        self.assertLess(abs(float(streams["audio"]["duration"]) - 2 * SECONDS), 0.3,
+                        f"the sound of both files: {streams['audio']['duration']}")
+        self.assertLess(abs(float(streams["audio"]["start_time"]) - float(streams["video"]["start_time"])), 0.13,
+                        "sound and pictures start together (RTP-Info)")
         self.assertLess(abs(float(facts["format"]["duration"]) - 2 * SECONDS), 0.25,
                         f"both files, end to end: {facts['format']['duration']}")
 

@@ -10,10 +10,12 @@ from globaleye.client.cloud import (
     CloudError,
     _is_bye,
     _range,
+    aac_config,
     authorization,
     cloud_url,
     programme_seconds,
     proxy_base,
+    rtp_info,
 )
 from globaleye.proxy.auth import challenges, digest_ok, ha1, parse_authorization
 
@@ -68,3 +70,15 @@ class UrlTests(TestCase):
         self.assertEqual(_range(args(None, "a", "b"), "delete"), ("a", "b"))
         for wrong in (args("n", "a", None), args(None, "a", None), args(None, None, None)):
             self.assertRaises(CloudError, _range, wrong, "delete")
+
+    def test_rtp_info_and_aac_config(self) -> None:
+        base = "rtsp://h:1/cloud/811/0/20261201100000-20261201100600"
+        tracks = [f"{base}/trackID=0", f"{base}/trackID=1"]
+        value = f"url={tracks[0]};seq=7;rtptime=90000, url={tracks[1]};seq=3;rtptime=8000"
+        self.assertEqual(rtp_info(value, tracks), {0: 90000, 1: 8000})
+        self.assertEqual(rtp_info(f"url={tracks[1]};seq=3", tracks), {}, "no rtptime: nothing to place by")
+        self.assertEqual(rtp_info("", tracks), {})
+        fmtp = "streamtype=5;profile-level-id=15;mode=AAC-hbr;sizelength=13;indexlength=3;config=1588"
+        self.assertEqual(aac_config(fmtp), bytes.fromhex("1588"))
+        self.assertIsNone(aac_config("mode=AAC-lbr;config=1588"))
+        self.assertIsNone(aac_config("mode=AAC-hbr;config=158"))

@@ -4,6 +4,7 @@
     globaleye [--config FILE] device list
     globaleye [--config FILE] device show DEVID
     globaleye [--config FILE] device delete DEVID
+    globaleye [--config FILE] device rotate-cloud-key DEVID [--grace SECONDS]
     globaleye [--config FILE] account devnum MOBILE N
     globaleye [--config FILE] config check
     globaleye [--config FILE] demo [--cameras N]
@@ -269,6 +270,8 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO) -> None:
             if not await store.delete_device(args.dev_id):
                 raise CLIError(f"no device {args.dev_id}")
             print(f"deleted {args.dev_id}", file=out)
+        elif args.action == "rotate-cloud-key":
+            await rotate_cloud_key(store, args.dev_id, args.grace, out)
     finally:
         await store.close()
 
@@ -290,6 +293,34 @@ async def change_dev_num(store: SQLiteStore, mobile: str, count: int, out: TextI
     print(f"{mobile}: DevNum {count}; the group is told by the running platform", file=out)
 
 
+async def rotate_cloud_key(store: SQLiteStore, dev_id: str, grace: float, out: TextIO) -> None:
+    """A new cloud-store key for *dev_id* (§7.1.1; LOGIN_RES EAccount/EPassword, 65H), its older keys
+    revoked *grace* seconds from now.
+
+    The command writes the store only, as the platform may be running: its cloud service gives the new
+    key in LOGIN_RES at the camera's next login (it reads the live key from the store), and an online
+    camera gets 65H (§7.5.11) the first time it signs with an old key after its cached lookup (``[cloud]``
+    cache, 5 minutes) expires: within the grace period that upload still passes, so nothing is lost. A
+    grace of 0 (a key that leaked) refuses the old key at once (after that cache), the camera's upload in
+    flight then with it. The secret is never shown.
+    """
+    from globaleye.app.cloud import new_credential
+
+    if grace < 0:
+        raise CLIError("--grace must not be negative")
+    if await store.get_device(dev_id) is None:
+        raise CLIError(f"no device {dev_id}")
+    now = time.time()
+    credential = new_credential(dev_id, now)
+    await store.add_cloud_credential(credential)
+    revoked = await store.revoke_cloud_credentials(dev_id, now + grace, keep=credential.access_key)
+    await store.add_audit(AuditRecord(now, "", "operator", "rotate-cloud-key", 0,
+                                      f"{dev_id}: new key {credential.access_key}, {revoked} older revoked in {grace:g} s"))
+    print(f"{dev_id}: new cloud key {credential.access_key}; {revoked} older key(s) revoked "
+          f"{'now' if grace == 0 else f'in {grace:g} s'}. The running platform sends it with 65H when the camera "
+          "next uses an old key, or in LOGIN_RES at its next login.", file=out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="globaleye", description="GlobalEye operator commands.")
     parser.add_argument("--config", "-c", default=None, help="configuration file (default: built-in defaults)")
@@ -302,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("show", "delete"):
         action = actions.add_parser(name, help=f"{name} one device")
         action.add_argument("dev_id")
+    rotate = actions.add_parser("rotate-cloud-key", help="give a camera a new cloud-store key (65H), revoking "
+                                "its older ones after a grace period")
+    rotate.add_argument("dev_id")
+    rotate.add_argument("--grace", type=float, default=900.0,
+                        help="seconds the old key keeps working while the camera learns the new one (default "
+                             "900; 0: at once, for a leaked key)")
     account = areas.add_parser("account", help="client accounts of this province platform")
     devnum = account.add_subparsers(dest="action", required=True).add_parser(
         "devnum", help="set how many devices an account may own (§6.3 service change)")

@@ -158,6 +158,8 @@ class CloudService(service.Service):
         self.token = token
         self._principals: dict[str, tuple[Principal | None, float]] = {}
         self._loops: dict[str, tuple[bool, float]] = {}
+        #: The key last sent in 65H per device (one announcement per rotation).
+        self._announced: dict[str, str] = {}
         self._creating = DeferredLock()
         self._loops_running: list[LoopingCall] = []
         self._work: set[Deferred[Any]] = set()
@@ -226,8 +228,8 @@ class CloudService(service.Service):
             return existing if existing is not None else await self._create(dev_id)
 
     async def _create(self, dev_id: str) -> CloudCredential:
-        access_key = "GE" + "".join(secrets.choice(KEY_ALPHABET) for _ in range(18))
-        credential = CloudCredential(access_key, dev_id, self.token(30), self.clock.seconds())
+        credential = new_credential(dev_id, self.clock.seconds(), self.token)
+        access_key = credential.access_key
         await self.store.add_cloud_credential(credential)
         self.log.info("cloud: new storage credential {key} for {dev_id}", key=access_key, dev_id=dev_id)
         return credential
@@ -255,7 +257,11 @@ class CloudService(service.Service):
         for key, (principal, _) in list(self._principals.items()):
             if principal is not None and principal.dev_id == dev_id and key != credential.access_key:
                 del self._principals[key]
-        return credential, await self.send_account(dev_id, credential)
+        self._announced[dev_id] = credential.access_key
+        sent = await self.send_account(dev_id, credential)
+        if not sent:
+            self._announced.pop(dev_id, None)
+        return credential, sent
 
     async def send_account(self, dev_id: str, credential: CloudCredential) -> bool:
         if self.gateway is None or not self.gateway.is_online(dev_id) or not self.settings.url:
@@ -284,12 +290,47 @@ class CloudService(service.Service):
         if cached is not None and cached[1] > now:
             return cached[0]
         credential = await self.store.get_cloud_credential(access_key)
-        principal = (Principal(credential.access_key, credential.secret, credential.dev_id)
-                     if credential is not None and credential.revoked_at is None else None)
+        expires = now + self.settings.cache_seconds
+        principal = None
+        if credential is not None and (credential.revoked_at is None or credential.revoked_at > now):
+            principal = Principal(credential.access_key, credential.secret, credential.dev_id)
+        if credential is not None and credential.revoked_at is not None:
+            # Revoked, or to be at revoked_at (the operator's `globaleye device rotate-cloud-key` gives the
+            # old key a grace period): the camera still signs with it, so it has not heard of its new key.
+            if credential.revoked_at > now:
+                expires = min(expires, credential.revoked_at)
+            self._announce(credential.dev_id, access_key)
         if len(self._principals) > 100_000:
             self._principals.clear()
-        self._principals[access_key] = (principal, now + self.settings.cache_seconds)
+        self._principals[access_key] = (principal, expires)
         return principal
+
+    def _announce(self, dev_id: str, old_key: str) -> None:
+        """65H (§7.5.11) with the device's live key, in the background, once per new key: a rotation made
+        in the store by another process (the operator's command line) reaches an online camera the first
+        time it uses an old key after that; an offline one gets the new key in LOGIN_RES anyway."""
+        if self._stopping or self.gateway is None or not self.gateway.is_online(dev_id):
+            return
+
+        async def send() -> None:
+            live = await self.store.device_cloud_credential(dev_id)
+            if live is None or live.access_key == old_key or self._announced.get(dev_id) == live.access_key:
+                return
+            self._announced[dev_id] = live.access_key
+            self.log.info("cloud: {dev_id} still signs with {old}: 65H with its new key {key}", dev_id=dev_id,
+                          old=old_key, key=live.access_key)
+            if not await self.send_account(dev_id, live):
+                self._announced.pop(dev_id, None)  # try again at its next use of an old key
+
+        d = Deferred.fromCoroutine(send())
+        self._work.add(d)
+
+        def done(result: Any) -> None:
+            self._work.discard(d)
+            if isinstance(result, Failure) and not self._stopping:
+                self.log.failure("cloud: 65H to {dev_id} failed", result, dev_id=dev_id)
+
+        d.addBoth(done)
 
     # StorageEvents: admit, stored, deleted --------------------------------------------------------
 
@@ -628,6 +669,13 @@ class CloudService(service.Service):
             after = entries[-1].key
 
 
+def new_credential(dev_id: str, now: float, token: Callable[[int], str] = secrets.token_urlsafe) -> CloudCredential:
+    """A fresh access key (``GE`` and 18 upper-case letters and digits) and secret for *dev_id*; the
+    operator's command line makes them too (``globaleye device rotate-cloud-key``)."""
+    access_key = "GE" + "".join(secrets.choice(KEY_ALPHABET) for _ in range(18))
+    return CloudCredential(access_key, dev_id, token(30), now)
+
+
 def ts_duration(head: bytes, tail: bytes, tail_at: int) -> float | None:
     """Seconds between the first PTS in *head* (the file's start) and the last in *tail* (its end, read
     from *tail_at*), of the video stream (else any stream), plus one frame; None if they cannot be read."""
@@ -679,5 +727,5 @@ async def _next(iterator: AsyncIterator[Any]) -> Any:
 
 
 __all__ = ["CloudFile", "CloudFilesPage", "CloudService", "CloudSettings", "PictureNotice", "StorageUnavailable",
-           "ts_duration"]
+           "new_credential", "ts_duration"]
 

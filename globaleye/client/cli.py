@@ -4,6 +4,11 @@
     globaleye-client … play 81100000001 [--channel 0] [--stream 1] [--seconds 3]
     globaleye-client … snapshot 81100000001 -o shot.jpg
     globaleye-client … record 81100000001 -o clip.ts --seconds 10      (.ts or .mp4, sound as AAC)
+    globaleye-client … cloud list 81100000001 --from 20261201100000 --to 20261201110000 [--type picture]
+    globaleye-client … cloud download 81100000001 81100000001_0_20261201100000.ts [-o file]
+    globaleye-client … cloud download 81100000001 --from … --to … [-o directory]
+    globaleye-client … cloud play 81100000001 --from 20261201100000 [--to …] [--record out.mp4]
+    globaleye-client … cloud delete 81100000001 NAME | --from … --to …
 
 The password comes from ``--password``, ``$GLOBALEYE_PASSWORD`` or a prompt.  Long
 work shows one progress line on stderr; results go to stdout.  Exit status 0 on
@@ -17,40 +22,20 @@ import getpass
 import os
 import re
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer, task
 
+from globaleye.client.cloud import CloudError, check_cloud_args, run_cloud
+from globaleye.client.cloud import add_parser as add_cloud_parser
 from globaleye.client.media import AudioSpec, Decoder, Recorder, StreamClock, jpeg
+from globaleye.client.progress import Progress
 from globaleye.client.soap import ApiError, McuClient
 from globaleye.client.viewer import CameraViewer
 from globaleye.media.rtsp.paths import PATHS, NoPath, PathSettings
 from globaleye.media.rtsp.sdp import MediaSection
 from globaleye.media.rtsp.upstream import UpstreamSession
-
-
-class Progress:
-    """One line on stderr, rewritten at most 5 times a second."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.last = 0.0
-        self.shown = False
-
-    def show(self, text: str, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self.last >= 0.2:
-            self.last = now
-            self.stream.write("\r" + text[:120].ljust(60))
-            self.stream.flush()
-            self.shown = True
-
-    def done(self) -> None:
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def audio_spec(section: MediaSection) -> AudioSpec:
@@ -117,6 +102,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--udp-timeout", type=float, default=5.0, help="§15 step 4: give up RTP over UDP after this")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the account's cameras")
+    add_cloud_parser(sub)
     for name, text in (("play", "reach the camera and print the stream's facts"),
                        ("snapshot", "save one picture as JPEG (§3.5)"),
                        ("record", "save the stream to .ts or .mp4: video as sent, G.711 sound as AAC (§3.6)")):
@@ -141,6 +127,8 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
                 print(f"{d.get('DevID')}  channel {d.get('ChannelNo')}  {'online ' if d.get('OnLine') else 'offline'}"
                       f"  {'shared' if d.get('ShareFlag') else 'own   '}  {d.get('Name')}")
             return 0
+        if args.command == "cloud":
+            return await run_cloud(reactor, mcu, args, password)
         settings = PathSettings(connect_timeout=args.connect_timeout, udp_timeout=args.udp_timeout,
                                 media_timeout=max(args.udp_timeout, args.connect_timeout),
                                 paths=tuple(p.strip() for p in args.paths.split(",") if p.strip()))
@@ -265,6 +253,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if not args.account:
         parser().error("--account (or $GLOBALEYE_ACCOUNT) is required")
+    if args.command == "cloud":
+        try:
+            check_cloud_args(args)
+        except CloudError as e:
+            parser().error(str(e))
 
     async def go(reactor: Any) -> None:
         code = await run(reactor, args)

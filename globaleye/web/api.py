@@ -32,6 +32,7 @@ from globaleye.app.devices import DeviceEntry
 from globaleye.app.errors import AppError, NoSuchDevice
 from globaleye.guard.keyguard import source_of
 from globaleye.users.accounts import OK, LoginSession
+from globaleye.web.api_cloud import CloudApi
 from globaleye.web.api_events import EventsApi
 from globaleye.web.api_grid import GridApi
 from globaleye.web.api_hls import HlsRoutes
@@ -62,7 +63,8 @@ class Reply:
 Handler = Callable[..., Awaitable[Reply | resource.Resource]]
 
 
-class WebApi(SettingsApi, EventsApi, PlaybackApi, GridApi, HlsRoutes, SnapshotApi, PicturesApi):
+class WebApi(SettingsApi, EventsApi, PlaybackApi, GridApi, HlsRoutes, SnapshotApi, PicturesApi,
+             CloudApi):
     """The ``/api`` resource: :data:`ROUTES` on klein, over the application services."""
 
     def __init__(self, services: ClientServices, sessions: Sessions, live: Any = None) -> None:

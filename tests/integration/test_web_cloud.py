@@ -31,7 +31,22 @@ CAMERA = "81100000301"
 FPS, SECONDS, FILES = 10, 2, 3
 #: Beijing time, as §7.1.1's names.
 START = datetime.datetime(2026, 12, 2, 10, 0, 0)
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00\x10JFIF\x00" + bytes(64) + b"\xff\xd9"
+
+
+def jpeg() -> bytes:
+    """A real 64×48 JPEG (PyAV's MJPEG encoder: the browser test sees it decoded)."""
+    import fractions
+
+    import av
+    import numpy as np
+
+    codec = av.CodecContext.create("mjpeg", "w")
+    codec.width, codec.height, codec.pix_fmt = 64, 48, "yuvj420p"
+    codec.time_base = fractions.Fraction(1, 25)
+    picture = np.zeros((48, 64, 3), np.uint8)
+    picture[:, :32] = (200, 40, 40)
+    frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuvj420p")
+    return b"".join(bytes(p) for p in codec.encode(frame) + codec.encode(None))
 
 
 def stamp(moment: datetime.datetime) -> str:
@@ -68,7 +83,8 @@ async def store_files(case: TestCase, platform: object, dev_id: str) -> list[str
         await cloud.backend.put_bytes(RECORD_BUCKET, name, data)
         names.append(name)
     picture = f"{dev_id}_0_{stamp(START + datetime.timedelta(seconds=1))}.jpg"
-    await cloud.backend.put_bytes(PICTURE_BUCKET, picture, JPEG)
+    case.picture = jpeg()  # type: ignore[attr-defined]
+    await cloud.backend.put_bytes(PICTURE_BUCKET, picture, case.picture)  # type: ignore[attr-defined]
     added, _ = await cloud.reconcile()
     case.assertEqual(added, FILES + 1)
     return [*names, picture]
@@ -153,7 +169,7 @@ class CloudApiTests(PortalPlatform):
         self.assertEqual(fetched.code, 200, fetched.body[:300])
         self.assertEqual(fetched.body[:1], b"\x47", "a transport stream")
         picture = await self.owner.request("GET", f"/api/v1/devices/{CAMERA}/cloud-files/{self.names[3]}/picture.jpg")
-        self.assertEqual((picture.code, picture.header("content-type"), picture.body), (200, "image/jpeg", JPEG))
+        self.assertEqual((picture.code, picture.header("content-type"), picture.body), (200, "image/jpeg", self.picture))
         # A recording is not a picture; a name of another camera is not found.
         self.assertProblem(await self.owner.request(
             "GET", f"/api/v1/devices/{CAMERA}/cloud-files/{self.names[0]}/picture.jpg"), 404, "not-found")

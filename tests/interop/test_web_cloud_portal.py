@@ -30,6 +30,7 @@ from tests.browser import (
     wait_for,
 )
 from tests.integration.test_web_cloud import FILES, SECONDS, START, store_files
+from tests.util import until
 
 OWNER, PASSWORD = "13300000501", "correct horse"
 CAMERA = "81100000501"
@@ -52,7 +53,7 @@ class WebCloudPortalTests(PortalPlatform):
         self.sms = RecordingSmsSender()
         self.platform.accounts.sms_sender = self.sms
         self.base = f"http://127.0.0.1:{self.platform.port_of('web')}"
-        await self.start_camera(CAMERA)
+        self.camera = await self.start_camera(CAMERA)
         await self.sign_up(OWNER, PASSWORD, CAMERA)
         self.names = await store_files(self, self.platform, CAMERA)
 
@@ -110,17 +111,26 @@ class WebCloudPortalTests(PortalPlatform):
                 page.locator("#cloud-card").screenshot(path=os.path.join(folder, "recordings-cloud.png"))
                 seen["errors"] = list(errors)
                 context.close()
-                # English too.
+            return seen
+
+        def english() -> dict[str, Any]:
+            seen: dict[str, Any] = {}
+            with launched() as browser:
                 context = browser.new_context(locale="en-US")
                 page = context.new_page()
                 log_in(page, base, OWNER, PASSWORD)
                 open_day(page)
                 seen["legend_en"] = page.locator(".timeline-legend").inner_text()
                 seen["status_en"] = page.locator("#cloud-status").inner_text()
+                seen["camera_state"] = page.locator("#recordings-status").inner_text()
                 context.close()
             return seen
 
         seen = await deferToThread(script)
+        # The camera gone (stolen, say): its cloud recordings are still there, in English too.
+        self.camera.stop()
+        await until(lambda: not self.platform.gateway.is_online(CAMERA), timeout=30)
+        seen.update(await deferToThread(english))
         self.assertEqual(seen["errors"], [])
         self.assertEqual(seen["lane"], self.names[:FILES])
         self.assertIn("云端录像", seen["legend"])
@@ -137,3 +147,4 @@ class WebCloudPortalTests(PortalPlatform):
         self.assertGreater(t2, t1, "and still advancing, into the third file")
         self.assertIn("In the cloud", seen["legend_en"])
         self.assertIn(f"{FILES} cloud recordings, 1 pictures", seen["status_en"])
+        self.assertIn("offline", seen["camera_state"].lower())

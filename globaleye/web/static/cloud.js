@@ -108,8 +108,8 @@ export function cloudPart(kit, device, channel, dayOf) {
     h('div', { class: 'controls' },
       h('div', { class: 'streams pb-speeds', role: 'group', 'aria-label': t('pbSpeed') }, speedButtons)));
   const range = h('form', { id: 'cloud-range', class: 'row', novalidate: true },
-    h('div', { class: 'field' }, h('label', { for: 'cloud-from', text: t('fromTime') }), fromInput),
-    h('div', { class: 'field' }, h('label', { for: 'cloud-to', text: t('toTime') }), toInput),
+    h('div', { class: 'field' }, h('label', { for: 'cloud-from', text: t('cloudFrom') }), fromInput),
+    h('div', { class: 'field' }, h('label', { for: 'cloud-to', text: t('cloudTo') }), toInput),
     rangeDownload);
   const chosenText = h('p', { id: 'cloud-chosen', class: 'dev-id' });
   const nodes = [h('section', { class: 'card', id: 'cloud-card' },

@@ -273,6 +273,8 @@ const WORDS = {
     cloudFound: '云端录像 {n} 个，图片 {p} 张；点击时间轴播放',
     cloudUnavailable: '本平台未配置云存储',
     cloudPlayFile: '从此文件开始播放',
+    cloudFrom: '下载起点',
+    cloudTo: '下载终点',
   },
   en: {
     appName: 'GlobalEye',
@@ -541,6 +543,8 @@ const WORDS = {
     cloudFound: '{n} cloud recordings, {p} pictures; click the timeline to play',
     cloudUnavailable: 'This platform has no cloud storage',
     cloudPlayFile: 'Play from this file',
+    cloudFrom: 'Range start',
+    cloudTo: 'Range end',
   },
 };
 

@@ -130,6 +130,11 @@ export async function recordingsPage(kit, devId) {
 
   let searching = 0;
   async function search() {
+    if (!device.online) {
+      state.dataset.kind = 'error';
+      state.textContent = t('cameraOffline');
+      return;
+    }
     const day = dayInput.value || today;
     const mine = ++searching;
     chosen = null;
@@ -191,7 +196,8 @@ export async function recordingsPage(kit, devId) {
   if (offline) {
     state.dataset.kind = 'error';
     state.textContent = t('cameraOffline');
-    for (const control of form.querySelectorAll('input, button')) {
+    // The day stays choosable: the cloud's recordings do not need the camera (issue 12).
+    for (const control of form.querySelectorAll('#recordings-from, #recordings-to')) {
       control.disabled = true;
       control.title = t('cameraOffline');
     }

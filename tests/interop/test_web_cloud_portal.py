@@ -17,6 +17,7 @@ from typing import Any
 
 from twisted.internet import reactor
 
+from globaleye.s3.backend import PICTURE_BUCKET, RECORD_BUCKET
 from globaleye.testing import platform_config, start_platform
 from globaleye.users.accounts import RecordingSmsSender
 from tests.browser import (
@@ -123,6 +124,12 @@ class WebCloudPortalTests(PortalPlatform):
                 seen["legend_en"] = page.locator(".timeline-legend").inner_text()
                 seen["status_en"] = page.locator("#cloud-status").inner_text()
                 seen["camera_state"] = page.locator("#recordings-status").inner_text()
+                # The owner deletes the range (10:00:00-11:00:00 by default, the first file chosen).
+                page.on("dialog", lambda dialog: dialog.accept())
+                page.click("#cloud-range-delete")
+                page.wait_for_selector("#cloud-timeline[data-files='0']")
+                page.wait_for_function("document.getElementById('cloud-status').textContent.includes('deleted')")
+                seen["deleted"] = page.locator("#cloud-status").inner_text()
                 context.close()
             return seen
 
@@ -148,3 +155,7 @@ class WebCloudPortalTests(PortalPlatform):
         self.assertIn("In the cloud", seen["legend_en"])
         self.assertIn(f"{FILES} cloud recordings, 1 pictures", seen["status_en"])
         self.assertIn("offline", seen["camera_state"].lower())
+        self.assertEqual(seen["deleted"], f"{FILES} cloud recordings deleted")
+        for name in self.names[:FILES]:
+            self.assertIsNone(await self.platform.cloud.backend.head(RECORD_BUCKET, name))
+        self.assertIsNotNone(await self.platform.cloud.backend.head(PICTURE_BUCKET, self.names[FILES]))

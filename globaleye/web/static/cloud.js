@@ -101,6 +101,8 @@ export function cloudPart(kit, device, channel, dayOf) {
   const toInput = h('input', { id: 'cloud-to', type: 'time', step: 1, value: '00:05:00' });
   const rangeDownload = h('a', { id: 'cloud-range-download', class: 'button', href: '#', download: 'cloud.mp4',
     text: t('cloudDownloadRange') });
+  const rangeDelete = device.shared ? null : h('button', { type: 'button', id: 'cloud-range-delete', class: 'danger',
+    text: t('cloudDeleteRange') });
   const strip = h('div', { id: 'cloud-pictures', class: 'thumb-strip' });
   const playerBox = h('div', { id: 'cloud-player', class: 'cloud-player', hidden: true },
     h('div', { class: 'player' }, video, playState),
@@ -110,7 +112,7 @@ export function cloudPart(kit, device, channel, dayOf) {
   const range = h('form', { id: 'cloud-range', class: 'row', novalidate: true },
     h('div', { class: 'field' }, h('label', { for: 'cloud-from', text: t('cloudFrom') }), fromInput),
     h('div', { class: 'field' }, h('label', { for: 'cloud-to', text: t('cloudTo') }), toInput),
-    rangeDownload);
+    rangeDownload, rangeDelete);
   const chosenText = h('p', { id: 'cloud-chosen', class: 'dev-id' });
   const nodes = [h('section', { class: 'card', id: 'cloud-card' },
     h('h2', { text: t('cloudRecordings') }), state, chosenText,
@@ -227,6 +229,21 @@ export function cloudPart(kit, device, channel, dayOf) {
       try {
         await api('DELETE', `/devices/${id}/cloud-files/${encodeURIComponent(files[chosen].fileName)}`);
         refresh();
+      } catch (error) {
+        setState(state, kit.explain(error), 'error');
+      }
+    });
+  }
+  if (rangeDelete) {
+    rangeDelete.addEventListener('click', async () => {
+      const d = dayOf();
+      const [from, to] = [stampOf(d, fromInput.value), stampOf(d, toInput.value)];
+      const words = t('cloudDeleteRangeConfirm').replace('{from}', fromInput.value).replace('{to}', toInput.value);
+      if (!window.confirm(words)) return;
+      try {
+        const answer = await api('DELETE', `/devices/${id}/channels/${channel()}/cloud-files`, { kind: 'record', from, to });
+        await refresh();
+        setState(state, t('cloudDeleted').replace('{n}', String(answer.deleted)), 'info');
       } catch (error) {
         setState(state, kit.explain(error), 'error');
       }

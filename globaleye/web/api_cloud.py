@@ -343,6 +343,8 @@ class CloudStreamResource(resource.Resource):
         request.registerProducer(self, True)
 
     async def _write(self, request: IRequest, data: bytes) -> None:
+        if self._gone:  # the browser left (or the answer ended): nothing more is written
+            return
         request.write(data)
         self.sent += len(data)
         if self._resume is not None:

@@ -109,6 +109,10 @@ class WebCloudPortalTests(PortalPlatform):
                 t2 = page.evaluate("document.getElementById('cloud-video').currentTime")
                 seen["times"] = (t1, t2)
                 seen["play_state"] = page.locator("#cloud-play-state").get_attribute("data-state")
+                # 2×: the stream comes as fast as it is read (X-Scale echoes the speed), the browser plays at 2.
+                page.click("#cloud-card button[data-speed='2']")
+                wait_for(lambda: page.evaluate("document.getElementById('cloud-video').playbackRate") == 2)
+                seen["speed_pressed"] = page.locator("#cloud-card button[data-speed='2']").get_attribute("aria-pressed")
                 page.locator("#cloud-card").screenshot(path=os.path.join(folder, "recordings-cloud.png"))
                 seen["errors"] = list(errors)
                 context.close()
@@ -152,6 +156,8 @@ class WebCloudPortalTests(PortalPlatform):
         t1, t2 = seen["times"]
         self.assertGreater(t1, FIRST + SECONDS, "past the first file's end")
         self.assertGreater(t2, t1, "and still advancing, into the third file")
+        self.assertEqual(seen["play_state"], "playing")
+        self.assertEqual(seen["speed_pressed"], "true")
         self.assertIn("In the cloud", seen["legend_en"])
         self.assertIn(f"{FILES} cloud recordings, 1 pictures", seen["status_en"])
         self.assertIn("offline", seen["camera_state"].lower())

@@ -100,6 +100,9 @@ class WebCloudPortalTests(PortalPlatform):
                     return [a.getAttribute('download'), r.status, r.headers.get('content-type'),
                             String.fromCharCode(...body.slice(4, 8)), body.length];
                 }""")
+                page.click("#cloud-list button[data-index='1']")
+                seen["chosen"] = page.locator("#cloud-chosen").inner_text()
+                page.click("#cloud-list button[data-index='0']")
                 page.click("#cloud-play")
                 wait_for(lambda: page.evaluate("document.getElementById('cloud-video').currentTime")
                          > FIRST + SECONDS + 0.3, timeout=30)
@@ -144,6 +147,7 @@ class WebCloudPortalTests(PortalPlatform):
         seen.update(await deferToThread(english))
         self.assertEqual(seen["errors"], [])
         self.assertEqual(seen["lane"], self.names[:FILES])
+        self.assertIn(self.names[1], seen["chosen"])
         self.assertIn("云端录像", seen["legend"])
         self.assertIn("摄像头上的录像", seen["legend"])
         self.assertIn(f"云端录像 {FILES} 个，图片 1 张", seen["status"])

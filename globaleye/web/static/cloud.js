@@ -114,8 +114,10 @@ export function cloudPart(kit, device, channel, dayOf) {
     h('div', { class: 'field' }, h('label', { for: 'cloud-to', text: t('cloudTo') }), toInput),
     rangeDownload, rangeDelete);
   const chosenText = h('p', { id: 'cloud-chosen', class: 'dev-id' });
+  // The files as buttons too: the lane is for the eye and the mouse, the list for keyboards and screen readers.
+  const list = h('ol', { id: 'cloud-list', class: 'recording-list' });
   const nodes = [h('section', { class: 'card', id: 'cloud-card' },
-    h('h2', { text: t('cloudRecordings') }), state, chosenText,
+    h('h2', { text: t('cloudRecordings') }), state, list, chosenText,
     h('div', { class: 'controls' }, filePlay, fileDownload, fileDelete), playerBox, h('h3', { text: t('cloudRangeTitle') }),
     h('p', { class: 'hint', text: t('cloudRangeHint') }), range,
     h('h3', { text: t('cloudPictures') }), strip)];
@@ -167,6 +169,9 @@ export function cloudPart(kit, device, channel, dayOf) {
     chosen = index;
     for (const node of lane.querySelectorAll('rect.cloud-file')) {
       node.setAttribute('class', node.dataset.index === String(index) ? 'cloud-file chosen' : 'cloud-file');
+    }
+    for (const node of list.querySelectorAll('button[aria-pressed]')) {
+      node.setAttribute('aria-pressed', String(node.dataset.index === String(index)));
     }
     fileDownload.disabled = false;
     filePlay.disabled = false;
@@ -284,6 +289,7 @@ export function cloudPart(kit, device, channel, dayOf) {
     if (fileDelete) fileDelete.disabled = true;
     lane.replaceChildren(svg('rect', { x: 0, y: 3, width: MINUTES, height: 30, class: 'day' }));
     delete lane.dataset.files;
+    list.replaceChildren();
     strip.replaceChildren();
     setState(state, t('cloudSearching'), 'info');
     updateRange();
@@ -305,6 +311,11 @@ export function cloudPart(kit, device, channel, dayOf) {
         return rect;
       }));
       lane.dataset.files = String(files.length);
+      list.replaceChildren(...files.map((file, index) => h('li', {},
+        h('button', { type: 'button', class: 'link', 'aria-pressed': 'false', 'data-index': String(index),
+          'data-file': file.fileName, onclick: () => choose(index) },
+        `${file.start.slice(11)}–${file.end.slice(11)}`, ' ',
+        h('span', { class: 'muted', text: `${(file.size / 1048576).toFixed(1)} MB` })))));
       strip.replaceChildren(...pictures.slice(0, MAX_PICTURES).map((p) => h('figure', { class: 'thumb' },
         h('img', { src: `${API}/devices/${id}/cloud-files/${encodeURIComponent(p.fileName)}/picture.jpg`,
           alt: `${t('cloudPicture')} ${p.start.replace('T', ' ')}`, loading: 'lazy', 'data-file': p.fileName }),

@@ -117,6 +117,7 @@ class WebCloudPortalTests(PortalPlatform):
                 wait_for(lambda: page.evaluate("document.getElementById('cloud-video').playbackRate") == 2)
                 seen["speed_pressed"] = page.locator("#cloud-card button[data-speed='2']").get_attribute("aria-pressed")
                 page.locator("#cloud-card").screenshot(path=os.path.join(folder, "recordings-cloud.png"))
+                page.locator(".timeline-box").screenshot(path=os.path.join(folder, "recordings-cloud-lane.png"))
                 seen["errors"] = list(errors)
                 context.close()
             return seen

@@ -32,6 +32,7 @@ from globaleye.app.devices import DeviceEntry
 from globaleye.app.errors import AppError, NoSuchDevice
 from globaleye.guard.keyguard import source_of
 from globaleye.users.accounts import OK, LoginSession
+from globaleye.web.api_cloud import CloudApi
 from globaleye.web.api_delivery import DeliveryApi
 from globaleye.web.api_events import EventsApi
 from globaleye.web.api_grid import GridApi
@@ -64,7 +65,7 @@ Handler = Callable[..., Awaitable[Reply | resource.Resource]]
 
 
 class WebApi(SettingsApi, EventsApi, PlaybackApi, GridApi, HlsRoutes, SnapshotApi, PicturesApi,
-             DeliveryApi):
+             DeliveryApi, CloudApi):
     """The ``/api`` resource: :data:`ROUTES` on klein, over the application services."""
 
     def __init__(self, services: ClientServices, sessions: Sessions, live: Any = None) -> None:

@@ -102,4 +102,6 @@ KINDS = ("session-expired", "no-such-device", "camera-offline", "camera-refused"
          "no-route", "method-not-allowed",
          "not-supported",
          # --- alarms (live events) ---
-         "not-acceptable", "too-many-streams")
+         "not-acceptable", "too-many-streams",
+         # --- cloud storage ---
+         "cloud-unavailable")

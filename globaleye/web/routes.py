@@ -84,6 +84,13 @@ _WINDOW = _obj(("week", "start", "end"), week={"type": "integer", "minimum": 1, 
                storage={"type": "string", "enum": ["local", "cloud"], "default": "local"},
                stream={"type": "string", "enum": list(STREAMS), "default": "main"})
 
+#: Cloud storage (issue 12): YYYYMMDDHHMMSS Beijing time, as §7.1.1's names and the SOAP operations.
+_CLOUD_TIME = {"type": "string", "pattern": "^[0-9]{14}$", "description": "YYYYMMDDHHMMSS, Beijing time"}
+_CLOUD_FROM = Param("from", "query", _CLOUD_TIME, True, "the range's start")
+_CLOUD_TO = Param("to", "query", _CLOUD_TIME, True, "the range's end (excluded)")
+_CLOUD_FILE = Param("fileName", "path", {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,128}$"},
+                    description="a stored file's name (§7.1.1 DevID_ChannelNo_YYYYMMDDHHMMSS.ts or .jpg)")
+
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/session", "login", "Log in (§8.3); sets the ge_session cookie", session=False, csrf=False,
           body=_obj(("account", "password"), account=_MOBILE, password=_STR),
@@ -335,4 +342,52 @@ ROUTES: tuple[Route, ...] = (
           responses={200: "the JPEG (Cache-Control: private)", 404: "no such camera, or no such picture",
                      503: "this platform stores no pictures"},
           content_type="image/jpeg"),
+    # --- cloud storage (issue 12, §7.1.2) ---
+    Route("GET", "/devices/{devId}/channels/{channel}/cloud-files", "cloud_files", "The camera's files in the "
+          "cloud store (§7.1.1: 5-minute recordings, pictures) overlapping a time range, oldest first, paged",
+          params=(DEV_ID, CHANNEL,
+                  Param("kind", "query", {"type": "string", "enum": ["record", "picture"], "default": "record"}, False),
+                  _CLOUD_FROM, _CLOUD_TO,
+                  Param("page", "query", {"type": "integer", "minimum": 1, "default": 1}, False),
+                  Param("pageSize", "query", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                        False)),
+          responses={200: "one page (times Beijing, ISO without zone, and YYYYMMDDHHMMSS)", 400: "a malformed value",
+                     404: "no such camera", 503: "no cloud storage configured"}),
+    Route("GET", "/devices/{devId}/cloud-files/{fileName}/url", "cloud_file_url", "A short-lived presigned "
+          "download URL of one stored file ([cloud] url_lifetime seconds)", params=(DEV_ID, _CLOUD_FILE),
+          responses={200: "the URL and its lifetime", 404: "no such camera, or no such file",
+                     503: "no cloud storage configured"}),
+    Route("GET", "/devices/{devId}/cloud-files/{fileName}/picture.jpg", "cloud_picture", "One stored picture, "
+          "through the API (same origin: the portal's CSP needs no other host)", params=(DEV_ID, _CLOUD_FILE),
+          responses={200: "the JPEG", 404: "no such camera, or no such picture", 503: "no cloud storage configured"},
+          content_type="image/jpeg"),
+    Route("DELETE", "/devices/{devId}/cloud-files/{fileName}", "delete_cloud_file", "Delete one stored file "
+          "(owner only): the object and its index entry", params=(DEV_ID, _CLOUD_FILE),
+          responses={204: "deleted", 404: "no such own camera, or no such file", 503: "no cloud storage configured"}),
+    Route("DELETE", "/devices/{devId}/channels/{channel}/cloud-files", "delete_cloud_files", "Delete the stored "
+          "files of one kind overlapping a range (owner only; at most 5000 a request: ask again for more)",
+          params=(DEV_ID, CHANNEL),
+          body=_obj(("from", "to"), kind={"type": "string", "enum": ["record", "picture"], "default": "record"},
+                    **{"from": _CLOUD_TIME, "to": _CLOUD_TIME}),
+          example={"kind": "record", "from": "20261202100000", "to": "20261202110000"},
+          responses={200: "how many were deleted", 400: "a malformed range", 404: "no such own camera",
+                     503: "no cloud storage configured"}),
+    Route("GET", "/devices/{devId}/channels/{channel}/cloud-files/play.mp4", "play_cloud", "The cloud recordings "
+          "of a range as one fragmented MP4 (the TS files remuxed, H.264 untouched), its time 0 at from; "
+          "consecutive files play as one", params=(
+              DEV_ID, CHANNEL, _CLOUD_FROM, _CLOUD_TO,
+              Param("start", "query", {"type": "number", "minimum": 0, "default": 0}, False,
+                    "seconds after from (output starts at the first IDR at or after it: X-Start)"),
+              Param("speed", "query", {"type": "number", "minimum": 0.25, "maximum": 4, "default": 1}, False,
+                    "the browser's playbackRate (data come as fast as read: X-Scale echoes it)")),
+          responses={200: "fMP4 to the range's end (X-Codec, X-Start, X-Scale, X-Duration)",
+                     400: "a malformed or too long range (at most a day)", 404: "no such camera, or no recordings",
+                     503: "no cloud storage configured"},
+          content_type="video/mp4"),
+    Route("GET", "/devices/{devId}/channels/{channel}/cloud-files/download.mp4", "download_cloud", "The cloud "
+          "recordings of a range (at most 2 hours) as one MP4 file (Content-Disposition: attachment)",
+          params=(DEV_ID, CHANNEL, _CLOUD_FROM, _CLOUD_TO),
+          responses={200: "the MP4 file", 400: "a malformed or too long range", 404: "no such camera, or no recordings",
+                     503: "no cloud storage configured"},
+          content_type="video/mp4"),
 )

@@ -3,6 +3,7 @@
 // Playback is another part of the portal: its button is here, disabled, until that lands.
 // The timeline is SVG drawn with attributes (no inline style for the CSP to refuse).
 
+import { cloudPart } from './cloud.js';
 import { channelOf, channelPicker } from './settings.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -129,6 +130,11 @@ export async function recordingsPage(kit, devId) {
 
   let searching = 0;
   async function search() {
+    if (!device.online) {
+      state.dataset.kind = 'error';
+      state.textContent = t('cameraOffline');
+      return;
+    }
     const day = dayInput.value || today;
     const mine = ++searching;
     chosen = null;
@@ -176,15 +182,22 @@ export async function recordingsPage(kit, devId) {
   });
 
   const offline = !device.online;
+  // The cloud's recordings and pictures (issue 12): a second lane and a card of their own, searched
+  // even when the camera is offline (cloud.js).
+  const cloud = cloudPart(kit, device, () => channelOf(device), () => dayInput.value || today);
+  form.addEventListener('submit', () => cloud.refresh());
   render(back, h('h1', {}, `${t('recordings')} · ${device.name}`),
-    h('section', { class: 'card' }, ...channelPicker(kit, device, search), form, state,
-      h('figure', { class: 'timeline-box' }, timeline, axis, h('figcaption', { class: 'hint', text: t('timelineHint') })),
+    h('section', { class: 'card' }, ...channelPicker(kit, device, () => { search(); cloud.refresh(); }), form, state,
+      h('figure', { class: 'timeline-box' }, timeline, cloud.lane, axis, cloud.legend,
+        h('figcaption', { class: 'hint', text: t('timelineHint') })),
       list),
-    detail);
+    detail, ...cloud.nodes);
+  cloud.refresh();
   if (offline) {
     state.dataset.kind = 'error';
     state.textContent = t('cameraOffline');
-    for (const control of form.querySelectorAll('input, button')) {
+    // The day stays choosable: the cloud's recordings do not need the camera (issue 12).
+    for (const control of form.querySelectorAll('#recordings-from, #recordings-to')) {
       control.disabled = true;
       control.title = t('cameraOffline');
     }

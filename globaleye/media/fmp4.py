@@ -287,3 +287,27 @@ def _moof(sequence_number: int, runs: Sequence[Run], offsets: Sequence[int]) -> 
                          full_box(b"tfdt", 1, 0, struct.pack("!Q", run.base_decode_time)),
                          trun))
     return box(b"moof", full_box(b"mfhd", 0, 0, struct.pack("!I", sequence_number & 0xFFFFFFFF)), *trafs)
+
+
+def with_duration(init: bytes, seconds: float) -> bytes:
+    """The init segment with ``mvex/mehd`` (ISO 14496-12 §8.8.2): the whole fragmented file's
+    duration, so a downloaded file shows its length before it is read to the end.  The ``mvhd``
+    timescale is 1000 (:func:`init_segment`); *seconds* 0 or less: unchanged."""
+    if seconds <= 0:
+        return init
+    return insert_box(init, (b"moov", b"mvex"), full_box(b"mehd", 0, 0, struct.pack("!I", round(seconds * 1000))))
+
+
+def insert_box(data: bytes, path: tuple[bytes, ...], child: bytes) -> bytes:
+    """*child* as the first box inside the box at *path* (each parent's size grown by its length)."""
+    offset = 0
+    while offset + 8 <= len(data):
+        size, kind = struct.unpack_from("!I4s", data, offset)
+        if size < 8:
+            break
+        if kind == path[0]:
+            body = data[offset + 8:offset + size]
+            inner = child + body if len(path) == 1 else insert_box(body, path[1:], child)
+            return data[:offset] + struct.pack("!I4s", 8 + len(inner), kind) + inner + data[offset + size:]
+        offset += size
+    return data

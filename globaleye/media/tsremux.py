@@ -19,8 +19,6 @@ before the first picture at or after *end*.  Audio is not carried (the camera's 
 
 from __future__ import annotations
 
-import struct
-
 import attrs
 
 from globaleye.media import fmp4, mpegts, rtp
@@ -185,27 +183,8 @@ class TsRemuxer:
     def _init(self) -> bytes:
         assert self.sps is not None and self.pps is not None
         init = fmp4.init_segment(self.sps, self.pps, timescale=CLOCK)
-        if self.duration and self.duration > 0:
-            # mvex/mehd (ISO 14496-12 §8.8.2), in the mvhd's timescale (1000): the length is known before
-            # the file is read to its end (as web/playback.py does for a camera's recording).
-            init = _insert_into(init, (b"moov", b"mvex"),
-                                fmp4.full_box(b"mehd", 0, 0, struct.pack("!I", round(self.duration * 1000))))
-        return init
-
-
-def _insert_into(data: bytes, path: tuple[bytes, ...], child: bytes) -> bytes:
-    """*child* as the first box inside the box at *path* (each parent's size grown by its length)."""
-    offset = 0
-    while offset + 8 <= len(data):
-        size, kind = struct.unpack_from("!I4s", data, offset)
-        if size < 8:
-            break
-        if kind == path[0]:
-            body = data[offset + 8:offset + size]
-            inner = child + body if len(path) == 1 else _insert_into(body, path[1:], child)
-            return data[:offset] + struct.pack("!I4s", 8 + len(inner), kind) + inner + data[offset + size:]
-        offset += size
-    return data
+        # The length known before the file is read to its end (as web/playback.py does for a camera's recording).
+        return fmp4.with_duration(init, self.duration) if self.duration else init
 
 
 __all__ = ["CLOCK", "DEFAULT_DURATION", "JOIN_TICKS", "TsRemuxer"]

@@ -452,7 +452,7 @@ class PlaybackStream(StallingProducer):
         if new_init or self.init_sent is not self.inits.init:
             self.init_sent = self.inits.init
             # A download's file says its length (mehd); a stream into MSE leaves that to the page (X-Duration).
-            self._write(_with_duration(self.inits.init, self.file_duration)
+            self._write(fmp4.with_duration(self.inits.init, self.file_duration)
                         if self.download and self.file_duration is not None else self.inits.init)
         self._write(fmp4.media_segment(self.sequence, decode_time, [sample]))
         self.fragments += 1
@@ -508,28 +508,3 @@ class PlaybackStream(StallingProducer):
         return {"peer": self.peer, "account": self.account, "recording": self.target.label, "path": self.path,
                 "start": self.start, "scale": self.scale, "download": self.download, "fragments": self.fragments,
                 "skipped": self.skipped, "bytes": self.bytes, "paused": self.paused}
-
-
-def _with_duration(init: bytes, seconds: float) -> bytes:
-    """The init segment with ``mvex/mehd`` (ISO 14496-12 §8.8.2): the whole fragmented file's
-    duration, so a downloaded file shows its length before it is read to the end.  The ``mvhd``
-    timescale is 1000 (:func:`globaleye.media.fmp4.init_segment_for`)."""
-    if seconds <= 0:
-        return init
-    mehd = fmp4.full_box(b"mehd", 0, 0, struct.pack("!I", round(seconds * 1000)))
-    return _insert_into(init, (b"moov", b"mvex"), mehd)
-
-
-def _insert_into(data: bytes, path: tuple[bytes, ...], child: bytes) -> bytes:
-    """*child* as the first box inside the box at *path* (each parent's size grown by its length)."""
-    offset = 0
-    while offset + 8 <= len(data):
-        size, kind = struct.unpack_from("!I4s", data, offset)
-        if size < 8:
-            break
-        if kind == path[0]:
-            body = data[offset + 8:offset + size]
-            inner = child + body if len(path) == 1 else _insert_into(body, path[1:], child)
-            return data[:offset] + struct.pack("!I4s", 8 + len(inner), kind) + inner + data[offset + size:]
-        offset += size
-    return data

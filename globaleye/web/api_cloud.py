@@ -34,7 +34,6 @@ downloads (``…/url``), where the browser navigates to it and no CSP applies.
 from __future__ import annotations
 
 import datetime
-import json
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
@@ -53,6 +52,7 @@ from globaleye.users.accounts import OK, LoginSession
 from globaleye.util.clock import BEIJING, parse_protocol_time, protocol_time
 from globaleye.web.auth import peer_of
 from globaleye.web.problem import Problem, bad_request
+from globaleye.web.reply import json_reply
 
 if TYPE_CHECKING:
     from globaleye.app import ClientServices
@@ -61,7 +61,6 @@ if TYPE_CHECKING:
 
 log = Logger(namespace="globaleye.web")
 
-JSON = b"application/json; charset=utf-8"
 #: TS bytes read from the store per call (a multiple of 188).
 CHUNK = 188 * 2048
 #: The longest range one play.mp4 covers (the timeline's day); the player asks again from a later point.
@@ -74,12 +73,6 @@ MAX_PICTURE_BYTES = 8 << 20
 MAX_FILES = 1000
 
 
-def _reply(request: IRequest, status: int, data: Any = None) -> bytes:
-    request.setResponseCode(status)
-    if data is None:
-        return b""
-    request.setHeader(b"content-type", JSON)
-    return json.dumps(data, ensure_ascii=False).encode()
 
 
 def _query(request: IRequest, name: str) -> str:
@@ -139,7 +132,7 @@ class CloudApi:
                           "end": iso(start + f.duration), "startTime": f.start, "durationSeconds": f.duration,
                           "size": f.size})
         pages = max(1, -(-page.total // page.page_size))
-        return _reply(request, 200, {"total": page.total, "page": page.page_no, "pageSize": page.page_size,
+        return json_reply(request, 200, {"total": page.total, "page": page.page_no, "pageSize": page.page_size,
                                      "pages": pages, "files": files})
 
     async def cloud_file_url(self, request: IRequest, session: LoginSession, body: None, fileName: str,  # noqa: N803
@@ -148,7 +141,7 @@ class CloudApi:
         cloud = await self._cloud(session, devId)
         name = _name(fileName)
         url = await cloud.download_url(session, devId, name)
-        return _reply(request, 200, {"url": url, "expiresIn": cloud.settings.url_lifetime})
+        return json_reply(request, 200, {"url": url, "expiresIn": cloud.settings.url_lifetime})
 
     async def cloud_picture(self, request: IRequest, session: LoginSession, body: None, fileName: str,  # noqa: N803
                             devId: str) -> bytes:  # noqa: N803
@@ -179,7 +172,7 @@ class CloudApi:
         await cloud.delete(session, devId, name)
         await self.services.accounts.audit("web-cloud-delete", session.account, peer_of(request), OK,
                                            f"DevID {devId}: {name}")
-        return _reply(request, 204)
+        return json_reply(request, 204)
 
     async def delete_cloud_files(self, request: IRequest, session: LoginSession, body: dict[str, Any],
                                  devId: str, channel: int) -> bytes:  # noqa: N803
@@ -192,7 +185,7 @@ class CloudApi:
         count = await cloud.delete_range(session, devId, channel, kind, begin, end)
         await self.services.accounts.audit("web-cloud-delete-range", session.account, peer_of(request), OK,
                                            f"DevID {devId} channel {channel}: {count} {kind} {begin}-{end}")
-        return _reply(request, 200, {"deleted": count})
+        return json_reply(request, 200, {"deleted": count})
 
     async def play_cloud(self, request: IRequest, session: LoginSession, body: None, devId: str,  # noqa: N803
                          channel: int) -> resource.Resource:

@@ -29,11 +29,11 @@ from globaleye.app.errors import NoSuchDevice
 from globaleye.users.accounts import LoginSession
 from globaleye.util.clock import protocol_time
 from globaleye.web.problem import Problem, bad_request
+from globaleye.web.reply import JSON
 
 if TYPE_CHECKING:
     from globaleye.app import ClientServices
 
-JSON = b"application/json; charset=utf-8"
 #: Seconds a browser may keep a picture (its name is its shot time; an overwrite is rare).
 PICTURE_MAX_AGE = 300
 

@@ -10,7 +10,6 @@ camera is 404 like another account's).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from twisted.web.iweb import IRequest
@@ -20,23 +19,16 @@ from globaleye.app.pictures import CLOUD, FTP, MAX_INTERVAL, MAX_PICTURE_POLICIE
 from globaleye.users.accounts import OK, LoginSession
 from globaleye.web.auth import peer_of
 from globaleye.web.problem import Problem, bad_request
+from globaleye.web.reply import json_reply
 
 if TYPE_CHECKING:
     from globaleye.app import ClientServices
 
-JSON = b"application/json; charset=utf-8"
 #: 75H StoreType by name.
 PICTURE_STORAGES = {"ftp": FTP, "cloud": CLOUD}
 PICTURE_STORAGE_NAMES = {code: name for name, code in PICTURE_STORAGES.items()}
 
 
-def _reply(request: IRequest, status: int, data: Any = None) -> bytes:
-    """The JSON answer (as api_settings' ``_reply``: a mixin cannot import api.py, a cycle)."""
-    request.setResponseCode(status)
-    if data is None:
-        return b""
-    request.setHeader(b"content-type", JSON)
-    return json.dumps(data, ensure_ascii=False).encode()
 
 
 class PicturesApi:
@@ -46,7 +38,7 @@ class PicturesApi:
 
     async def picture_policies(self, request: IRequest, session: LoginSession, body: None, devId: str,  # noqa: N803
                                channel: int) -> bytes:
-        return await self._pictures_reply(request, session, devId, channel, 200)
+        return await self._picturesjson_reply(request, session, devId, channel, 200)
 
     async def add_picture_policies(self, request: IRequest, session: LoginSession, body: dict[str, Any],
                                    devId: str, channel: int) -> bytes:  # noqa: N803
@@ -76,7 +68,7 @@ class PicturesApi:
         await self.services.pictures.add_policy(session, devId, channel, store_type, windows)
         await self.services.accounts.audit("web-add-picture-policies", session.account, peer_of(request), OK,
                                            f"DevID {devId} channel {channel}: {len(windows)} {storage}")
-        return await self._pictures_reply(request, session, devId, channel, 201)
+        return await self._picturesjson_reply(request, session, devId, channel, 201)
 
     async def delete_picture_policy(self, request: IRequest, session: LoginSession, body: dict[str, Any],
                                     devId: str, channel: int) -> bytes:  # noqa: N803
@@ -86,12 +78,12 @@ class PicturesApi:
         await self.services.pictures.delete_policy(session, devId, channel, policy_id)
         await self.services.accounts.audit("web-delete-picture-policy", session.account, peer_of(request), OK,
                                            f"DevID {devId} channel {channel}: {policy_id}")
-        return _reply(request, 204)
+        return json_reply(request, 204)
 
-    async def _pictures_reply(self, request: IRequest, session: LoginSession, dev_id: str, channel: int,
+    async def _picturesjson_reply(self, request: IRequest, session: LoginSession, dev_id: str, channel: int,
                               status: int) -> bytes:
         policies = await self.services.pictures.get_policies(session, dev_id, channel)
-        return _reply(request, status, {
+        return json_reply(request, status, {
             "maxPerStorage": MAX_PICTURE_POLICIES, "maxInterval": MAX_INTERVAL,
             "policies": [{"id": p.policy_id, "storage": PICTURE_STORAGE_NAMES.get(p.store_type, "ftp"),
                           "start": p.start_time, "end": p.end_time, "interval": p.interval} for p in policies]})

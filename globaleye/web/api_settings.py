@@ -16,7 +16,6 @@ A Wi-Fi password goes to the camera and nowhere else: no answer, log or audit li
 from __future__ import annotations
 
 import datetime
-import json
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -40,12 +39,12 @@ from globaleye.users.accounts import OK, LoginSession
 from globaleye.util.clock import BEIJING
 from globaleye.web.auth import peer_of
 from globaleye.web.problem import Problem, bad_request
+from globaleye.web.reply import json_reply
 from globaleye.web.routes import STREAMS
 
 if TYPE_CHECKING:
     from globaleye.app import ClientServices
 
-JSON = b"application/json; charset=utf-8"
 
 #: §7.5.8/§7.5.9 Security by name (the API's ``security``).
 WIFI_SECURITY = {"none": 0, "wep": 1, "wpa-psk": 2, "wpa-wpa2-psk": 3, "wpa2-psk": 4, "other": 5}
@@ -63,14 +62,6 @@ DAY = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$")
 TIME_OF_DAY = re.compile(r"^([0-9]{2}):([0-9]{2})$")
 
 
-def _reply(request: IRequest, status: int, data: Any = None) -> bytes:
-    """The JSON answer, written as WebApi's dispatcher writes a ``Reply`` (which this module cannot import:
-    api.py imports it for WebApi's bases, and the layers contract forbids the cycle)."""
-    request.setResponseCode(status)
-    if data is None:
-        return b""
-    request.setHeader(b"content-type", JSON)
-    return json.dumps(data, ensure_ascii=False).encode()
 
 
 def not_supported(detail: str) -> Problem:
@@ -92,7 +83,7 @@ class SettingsApi:
     async def abilities(self, request: IRequest, session: LoginSession, body: None, devId: str) -> bytes:  # noqa: N803
         """What the page may offer: the 32H report in the API's names, and the values 60H takes."""
         ab = await self._abilities(session, devId, own=False)
-        return _reply(request, 200, {
+        return json_reply(request, 200, {
             "known": ab.known, "channels": ab.channels, "ptz": ab.ptz, "localStore": ab.local_store,
             "cloudStore": ab.cloud_store,
             "streams": {STREAM_NAMES[stream]: [FRAME_SIZE_NAMES[s] for s in sizes if s in FRAME_SIZE_NAMES]
@@ -107,7 +98,7 @@ class SettingsApi:
                         channel: int) -> bytes:
         stream = _stream(_query(request, "stream") or "main")
         p = await self.services.control.get_video(session, devId, channel, stream)
-        return _reply(request, 200, _video_view(channel, stream, p))
+        return json_reply(request, 200, _video_view(channel, stream, p))
 
     async def set_video(self, request: IRequest, session: LoginSession, body: dict[str, Any], devId: str,  # noqa: N803
                         channel: int) -> bytes:
@@ -123,13 +114,13 @@ class SettingsApi:
         await self._audit_setting(request, session, "web-set-video", f"{devId} channel {channel} "
                                   f"{STREAM_NAMES[stream]}")
         p = await self.services.control.get_video(session, devId, channel, stream)
-        return _reply(request, 200, _video_view(channel, stream, p))
+        return json_reply(request, 200, _video_view(channel, stream, p))
 
     # Wi-Fi (§8.13/§8.14, 62H/63H) ---------------------------------------------------------------------
 
     async def wifi(self, request: IRequest, session: LoginSession, body: None, devId: str) -> bytes:  # noqa: N803
         hotspots = await self.services.control.query_wifi(session, devId)
-        return _reply(request, 200, {"hotspots": [
+        return json_reply(request, 200, {"hotspots": [
             {"ssid": h.ssid, "signal": h.signal, "security": WIFI_SECURITY_NAMES.get(h.security, "other"),
              "inUse": bool(h.in_use)} for h in hotspots]})
 
@@ -146,18 +137,18 @@ class SettingsApi:
             raise bad_request("password must be a string")
         await self.services.control.set_wifi(session, devId, ssid, 0 if security is None else security, password)
         await self._audit_setting(request, session, "web-set-wifi", f"{devId} to SSID {ssid!r}")
-        return _reply(request, 202, {"ssid": ssid, "security": WIFI_SECURITY_NAMES[security or 0], "joining": True})
+        return json_reply(request, 202, {"ssid": ssid, "security": WIFI_SECURITY_NAMES[security or 0], "joining": True})
 
     # Reboot and firmware (§8.15–§8.17) -------------------------------------------------------------
 
     async def reboot(self, request: IRequest, session: LoginSession, body: None, devId: str) -> bytes:  # noqa: N803
         await self.services.control.reboot(session, devId)
         await self._audit_setting(request, session, "web-reboot", devId)
-        return _reply(request, 202, {"rebooting": True})
+        return json_reply(request, 202, {"rebooting": True})
 
     async def firmware(self, request: IRequest, session: LoginSession, body: None, devId: str) -> bytes:  # noqa: N803
         version = await self.services.control.firmware_version(session, devId)
-        return _reply(request, 200, {"current": version.current, "newest": version.newest,
+        return json_reply(request, 200, {"current": version.current, "newest": version.newest,
                             "upgradable": version.newest != version.current})
 
     async def upgrade(self, request: IRequest, session: LoginSession, body: None, devId: str) -> bytes:  # noqa: N803
@@ -165,9 +156,9 @@ class SettingsApi:
         await self.services.control.upgrade(session, devId)
         version = await self.services.control.firmware_version(session, devId)
         if version.newest == version.current:
-            return _reply(request, 200, {"upgrading": False, "current": version.current, "newest": version.newest})
+            return json_reply(request, 200, {"upgrading": False, "current": version.current, "newest": version.newest})
         await self._audit_setting(request, session, "web-upgrade", f"{devId} to {version.newest}")
-        return _reply(request, 202, {"upgrading": True, "current": version.current, "newest": version.newest})
+        return json_reply(request, 202, {"upgrading": True, "current": version.current, "newest": version.newest})
 
     # Recording windows (67H–69H), full-day (78H/79H) and loop recording (7AH/7BH) -----------------------
 
@@ -176,7 +167,7 @@ class SettingsApi:
         why = recording_refusal(await self._abilities(session, devId, channel), "recording windows")
         if why:
             raise not_supported(why)
-        return await self._windows_reply(request, session, devId, channel, 200)
+        return await self._windowsjson_reply(request, session, devId, channel, 200)
 
     async def add_record_windows(self, request: IRequest, session: LoginSession, body: dict[str, Any],
                                  devId: str, channel: int) -> bytes:  # noqa: N803
@@ -201,7 +192,7 @@ class SettingsApi:
         await self.services.recording.add_policy(session, devId, channel, windows)
         await self._audit_setting(request, session, "web-add-record-windows",
                                   f"{devId} channel {channel}: {len(windows)}")
-        return await self._windows_reply(request, session, devId, channel, 201)
+        return await self._windowsjson_reply(request, session, devId, channel, 201)
 
     async def delete_record_window(self, request: IRequest, session: LoginSession, body: dict[str, Any],
                                    devId: str, channel: int) -> bytes:  # noqa: N803
@@ -209,12 +200,12 @@ class SettingsApi:
         await self.services.recording.delete_policy(session, devId, channel, policy_id)
         await self._audit_setting(request, session, "web-delete-record-window",
                                   f"{devId} channel {channel}: {policy_id}")
-        return _reply(request, 204)
+        return json_reply(request, 204)
 
-    async def _windows_reply(self, request: IRequest, session: LoginSession, dev_id: str, channel: int,
+    async def _windowsjson_reply(self, request: IRequest, session: LoginSession, dev_id: str, channel: int,
                              status: int) -> bytes:
         policies = await self.services.recording.get_policies(session, dev_id, channel)
-        return _reply(request, status, {"maxPerDay": MAX_WINDOWS_A_DAY, "windows": [
+        return json_reply(request, status, {"maxPerDay": MAX_WINDOWS_A_DAY, "windows": [
             {"id": p.policy_id, "week": p.week, "start": p.start_time, "end": p.end_time,
              "storage": STORAGE_NAMES.get(p.store_type, "local"), "stream": STREAM_NAMES.get(p.stream_type, "main")}
             for p in sorted(policies, key=lambda p: (p.week, p.start_time))]})
@@ -225,7 +216,7 @@ class SettingsApi:
         if why:
             raise not_supported(why)
         full = await self.services.recording.get_full_day(session, devId, channel)
-        return _reply(request, 200, {"enabled": bool(full)})
+        return json_reply(request, 200, {"enabled": bool(full)})
 
     async def set_full_day_recording(self, request: IRequest, session: LoginSession, body: dict[str, Any],
                                      devId: str, channel: int) -> bytes:  # noqa: N803
@@ -236,13 +227,13 @@ class SettingsApi:
         await self.services.recording.set_full_day(session, devId, channel, int(enabled))
         await self._audit_setting(request, session, "web-full-day-recording",
                                   f"{devId} channel {channel}: {'on' if enabled else 'off'}")
-        return _reply(request, 200, {"enabled": bool(await self.services.recording.get_full_day(session, devId, channel))})
+        return json_reply(request, 200, {"enabled": bool(await self.services.recording.get_full_day(session, devId, channel))})
 
     async def loop_recording(self, request: IRequest, session: LoginSession, body: None, devId: str) -> bytes:  # noqa: N803
         why = local_store_refusal(await self._abilities(session, devId), "loop recording")
         if why:
             raise not_supported(why)
-        return _reply(request, 200, {"enabled": bool(await self.services.recording.get_loop(session, devId))})
+        return json_reply(request, 200, {"enabled": bool(await self.services.recording.get_loop(session, devId))})
 
     async def set_loop_recording(self, request: IRequest, session: LoginSession, body: dict[str, Any],
                                  devId: str) -> bytes:  # noqa: N803
@@ -252,7 +243,7 @@ class SettingsApi:
             raise not_supported(why)
         await self.services.recording.set_loop(session, devId, int(enabled))
         await self._audit_setting(request, session, "web-loop-recording", f"{devId}: {'on' if enabled else 'off'}")
-        return _reply(request, 200, {"enabled": bool(await self.services.recording.get_loop(session, devId))})
+        return json_reply(request, 200, {"enabled": bool(await self.services.recording.get_loop(session, devId))})
 
     # Recordings on the camera (72H) --------------------------------------------------------------------
 
@@ -288,7 +279,7 @@ class SettingsApi:
             raise not_supported(why)
         page = await self.services.recording.search(session, devId, channel, f"{start:%Y%m%d%H%M}",
                                                     f"{end:%Y%m%d%H%M}", page_no)
-        return _reply(request, 200, {
+        return json_reply(request, 200, {
             "day": f"{day:%Y-%m-%d}", "total": page.total, "page": page.page_no, "pageSize": PAGE_SIZE,
             "pages": max(1, -(-page.total // PAGE_SIZE)), "recordings": [
                 {"fileName": f.file_name, "size": f.file_size, "start": _iso(f.start_time), "end": _iso(f.end_time),

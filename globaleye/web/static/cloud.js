@@ -11,22 +11,14 @@
 // SVG drawn with attributes, no inline style or script (CSP).
 import { t } from './i18n.js';
 import { playRecording } from './js/player.js';
+import { svg } from './js/svg.js';
 
 const API = '/api/v1';
-const SVG = 'http://www.w3.org/2000/svg';
 const MINUTES = 24 * 60;
 const SPEEDS = [0.5, 1, 2, 4];
 const PAGE = 200; // files per search page (a day of 5-minute files is 288)
 const MAX_PICTURES = 60;
 
-function svg(tag, attributes = {}, ...children) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value !== null && value !== undefined) node.setAttribute(name, String(value));
-  }
-  node.append(...children);
-  return node;
-}
 
 const pad = (n) => String(n).padStart(2, '0');
 

@@ -5,20 +5,12 @@
 
 import { cloudPart } from './cloud.js';
 import { channelOf, channelPicker } from './settings.js';
+import { svg } from './js/svg.js';
 
-const SVG = 'http://www.w3.org/2000/svg';
 const MINUTES = 24 * 60;
 const PARALLEL = 3; // pages asked of the camera at once (each is one 72H command)
 const MAX_PAGES = 60; // 600 files: more than a day of 5-minute files (§7.1)
 
-function svg(tag, attributes = {}, ...children) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value !== null && value !== undefined) node.setAttribute(name, String(value));
-  }
-  node.append(...children);
-  return node;
-}
 
 function pad(n) {
   return String(n).padStart(2, '0');

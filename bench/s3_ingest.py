@@ -217,7 +217,7 @@ def machine_info() -> dict[str, str]:
                   if ln.startswith("model name")), "?")
     return {"nproc": str(os.cpu_count()), "cpu": model, "kernel": platform.release(),
             "python": platform.python_version(), "boto3": boto3.__version__, "moto": moto_version,
-            "disk": _disk_of(ROOT)}
+            "disk": _disk_of(ROOT), "load": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
@@ -319,7 +319,8 @@ def main() -> None:
             embedded_server.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     print_table(results)
-    print("machine: " + " ".join(f"{k}={v!r}" if " " in v else f"{k}={v}" for k, v in machine.items()))
+    print("machine: " + " ".join(f"{k}={v!r}" if " " in v else f"{k}={v}" for k, v in machine.items())
+          + " pinned=" + (f"server:{args.server_core} uploaders:{args.client_core}" if args.pin else "no"))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "params": {k: str(v) for k, v in vars(args).items()
                                                                        if k not in ("keys", "embedded_keys")},

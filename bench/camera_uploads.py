@@ -32,9 +32,16 @@ uploads go in at that rate, without errors, with a latency far below the period.
   from /proc/stat.
 * **Targets** (``--targets``): ``embedded``: GlobalEye's endpoint (bench/s3_endpoint_server.py:
   StorageService over the FileBackend in ``--dir``, fsync and rename per object, events that only
-  count); ``moto``: moto's server with signature checks on (tests/s3harness.py), the same paced
+  count; ``--events cloud``: the platform's own CloudService behind it, see below); ``moto``: moto's server with signature checks on (tests/s3harness.py), the same paced
   load for the ratio; moto has one IAM key, so every upload is signed with it, and keeps the
   objects in memory (its RSS grows by what it stores).  One target at a time, each started fresh.
+* ``--events cloud``: the embedded endpoint with the platform's application layer behind it, as
+  ``twistd globaleye`` wires it: :class:`globaleye.app.cloud.CloudService` over an SQLite store
+  holding the ``--cameras`` devices (bound to accounts, with device and account quotas) and their
+  credentials; each upload is admitted through the quota checks, its duration read from its first
+  and last PTS, and indexed.  The bodies are then real MPEG-TS (``--body ts``: H.264-typed access
+  units of random bytes at 10 fps over 300 s, muxed by the simulator's TsMuxer, about ``--size``
+  bytes) so that the duration is read as it would be; at the end the index must hold every upload.
 """
 
 from __future__ import annotations
@@ -76,6 +83,31 @@ def segment_key(dev_id: str, k: int) -> str:
     return f"{dev_id}_1_{stamp}.ts"
 
 
+def ts_body(size: int, seconds: int = PERIOD, fps: int = 10) -> bytes:
+    """An MPEG-TS file of about ``size`` bytes: ``seconds`` of H.264-typed access units (random bytes, an
+    IDR every second) muxed by the simulator's TsMuxer, so that its first and last PTS say ``seconds``."""
+    import random
+
+    from globaleye.sim.media.tsmux import PCR_LEAD, TS_CLOCK, TsMuxer
+
+    frames = seconds * fps
+    per = size / frames * 184 / 188 - 40
+    body = b""
+    for _ in range(3):  # TS packets make the size jump: correct the payload twice at most
+        muxer, rng = TsMuxer(), random.Random(len(body))
+        out = [muxer.tables()]
+        for k in range(frames):
+            key = k % fps == 0
+            n = max(8, int(per * rng.uniform(0.5, 1.5)) * (3 if key else 1))
+            out.append(muxer.access_unit([bytes([0x65 if key else 0x41]) + os.urandom(n)],
+                                         PCR_LEAD + k * TS_CLOCK // fps, key))
+        body = b"".join(out)
+        if abs(len(body) - size) < size * 0.01:
+            break
+        per *= size / len(body)
+    return body
+
+
 def client_process(job: dict[str, Any]) -> dict[str, Any]:
     """One client process: its slots (``i`` with ``i % clients == index``), by ``threads`` threads."""
     from globaleye.s3 import sigv4
@@ -84,12 +116,12 @@ def client_process(job: dict[str, Any]) -> dict[str, Any]:
         os.sched_setaffinity(0, {job["core"]})
     bodies = []
     for _ in range(job["bodies"]):
-        body = os.urandom(job["size"])
+        body = ts_body(job["size"]) if job["body"] == "ts" else os.urandom(job["size"])
         bodies.append((body, hashlib.sha256(body).hexdigest(), hashlib.md5(body).hexdigest()))
     host = f"127.0.0.1:{job['port']}"
     slots = iter(range(job["index"], job["total"], job["clients"]))
     lock = threading.Lock()
-    records: list[tuple[float, float, float, int, str]] = []  # scheduled, sent, answered, status, error
+    records: list[tuple[float, float, float, int, str, int]] = []  # scheduled, sent, answered, status, error, size
 
     def keys_for(i: int) -> tuple[str, str, str]:
         camera = i % job["cameras"]
@@ -138,7 +170,7 @@ def client_process(job: dict[str, Any]) -> dict[str, Any]:
                 if connection is not None:
                     connection.close()
                 connection = None
-            records.append((scheduled, sent, time.time(), status, error))
+            records.append((scheduled, sent, time.time(), status, error, len(body)))
 
     cpu0 = time.process_time()
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(job["threads"])]
@@ -220,7 +252,7 @@ def run_target(name: str, args: argparse.Namespace, scratch: Path) -> dict[str, 
     shared_keys: tuple[str, str] | None = None
     if name == "embedded":
         server = EmbeddedServer(scratch / "data", cameras=args.cameras, core=args.server_core if pin else None,
-                                threads=args.server_threads).start()
+                                threads=args.server_threads, events=args.events).start()
         create_bucket(server.url, PLATFORM_KEYS)
         pid, url = server.pid, server.url
     elif name == "moto":
@@ -242,7 +274,7 @@ def run_target(name: str, args: argparse.Namespace, scratch: Path) -> dict[str, 
         start = time.time() + args.warmup
         jobs = [{"index": p, "clients": args.clients, "total": total, "rate": args.rate, "start": start,
                  "port": port, "cameras": args.cameras, "threads": args.threads, "size": args.size,
-                 "bodies": args.bodies, "timeout": args.timeout, "shared_keys": shared_keys,
+                 "bodies": args.bodies, "body": args.body, "timeout": args.timeout, "shared_keys": shared_keys,
                  "core": args.client_core if pin else None} for p in range(args.clients)]
         ctx = multiprocessing.get_context("spawn")
         sampler = Sampler(pid, args.seconds + args.warmup + args.timeout + 60)
@@ -261,6 +293,12 @@ def run_target(name: str, args: argparse.Namespace, scratch: Path) -> dict[str, 
         counters = server.stop() if name == "embedded" else {}
         if name == "moto":
             server.stop()
+    indexed = None
+    if name == "embedded" and args.events == "cloud":
+        import sqlite3
+
+        with sqlite3.connect(scratch / "store.sqlite3") as db:
+            indexed = db.execute("SELECT COUNT(*), COALESCE(SUM(duration), 0) FROM cloud_objects").fetchone()
     records = [r for result in results for r in result["records"]]
     ok = [r for r in records if not r[4]]
     errors: dict[str, int] = {}
@@ -274,11 +312,12 @@ def run_target(name: str, args: argparse.Namespace, scratch: Path) -> dict[str, 
     window = max(last - start, 1e-9)
     wall = max(t1 - t0, 1e-9)
     server_cpu = (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None else None
-    stored_mb = len(ok) * args.size / 1e6
+    stored_mb = sum(r[5] for r in ok) / 1e6
     busy = {core: round((ticks1[core][0] - ticks0[core][0]) / max(1, ticks1[core][1] - ticks0[core][1]) * 100, 1)
             for core in ticks1 if core in ticks0}
     result = {
-        "target": name, "cameras": args.cameras, "rate_target": round(args.rate, 2), "scheduled": total,
+        "target": name + ("+cloud" if name == "embedded" and args.events == "cloud" else ""),
+        "body": args.body, "body_bytes": round(sum(r[5] for r in records) / max(1, len(records))), "cameras": args.cameras, "rate_target": round(args.rate, 2), "scheduled": total,
         "answered": len(records), "ok": len(ok), "unfinished": sum(r["unfinished"] for r in results) + total - len(records),
         "errors": errors,
         "achieved_per_s": round(len(ok) / window, 2), "MBps": round(stored_mb / window, 1),
@@ -293,8 +332,9 @@ def run_target(name: str, args: argparse.Namespace, scratch: Path) -> dict[str, 
         "client_cpu_pct": round(sum(r["cpu"] for r in results) / wall * 100, 1),
         "core_busy_pct": busy,
         "server_counters": counters,
+        "indexed": {"objects": indexed[0], "seconds": indexed[1]} if indexed else None,
     }
-    result["holds"] = (not errors and result["unfinished"] == 0 and len(ok) == total
+    result["holds"] = (not errors and (indexed is None or indexed[0] == len(ok)) and result["unfinished"] == 0 and len(ok) == total
                        and result["achieved_per_s"] >= 0.98 * args.rate
                        and (result["latency_ms"]["p99"] or 0) < args.period_ms)
     print(f"{name}: {json.dumps(result)}", flush=True)
@@ -323,6 +363,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds between starting the clients and slot 0")
     ap.add_argument("--period-ms", type=float, default=5000.0,
                     help="'holds' needs the p99 latency under this (the cameras' upload must not pile up)")
+    ap.add_argument("--events", choices=("count", "cloud"), default="count",
+                    help="behind the embedded endpoint: events that only count, or the platform's CloudService")
+    ap.add_argument("--body", choices=("auto", "random", "ts"), default="auto",
+                    help="upload bodies: random bytes or MPEG-TS (auto: ts with --events cloud)")
     ap.add_argument("--server-threads", type=int, default=4, help="the embedded endpoint's thread pool")
     ap.add_argument("--server-core", type=int, default=0)
     ap.add_argument("--client-core", type=int, default=1)
@@ -331,6 +375,8 @@ def main() -> None:
                     "made there, removed at the end); default: beside this checkout")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
+    if args.body == "auto":
+        args.body = "ts" if args.events == "cloud" else "random"
     args.pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
     machine = machine_info()
     results = []
@@ -341,11 +387,11 @@ def main() -> None:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     print()
-    print(f"{'target':9} {'rate':>6} {'ok':>5} {'err':>4} {'late':>4} {'achieved/s':>10} {'MB/s':>6} {'p50 ms':>7} "
+    print(f"{'target':15} {'rate':>6} {'ok':>5} {'err':>4} {'late':>4} {'achieved/s':>10} {'MB/s':>6} {'p50 ms':>7} "
           f"{'p99 ms':>7} {'max ms':>7} {'srv cpu%':>8} {'MB/cpu-s':>8} {'rss max MB':>10} {'cli cpu%':>8} holds")
     for r in results:
         lat = r["latency_ms"]
-        print(f"{r['target']:9} {r['rate_target']:>6} {r['ok']:>5} {sum(r['errors'].values()):>4} {r['late']:>4} "
+        print(f"{r['target']:15} {r['rate_target']:>6} {r['ok']:>5} {sum(r['errors'].values()):>4} {r['late']:>4} "
               f"{r['achieved_per_s']:>10} {r['MBps']:>6} {lat['p50']!s:>7} {lat['p99']!s:>7} {lat['max']!s:>7} "
               f"{r['server_cpu_pct']!s:>8} {r['MB_per_cpu_second']!s:>8} {r['server_rss_MB']['max']!s:>10} "
               f"{r['client_cpu_pct']:>8} {r['holds']}")

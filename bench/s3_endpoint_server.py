@@ -11,7 +11,14 @@ with
   :data:`PLATFORM_KEYS` by default) and ``--cameras`` camera principals, :func:`camera_keys` (the
   benches' clients derive the same keys);
 * a :class:`~globaleye.s3.backend.StorageEvents` that admits everything and only counts (no index,
-  no quota: the benches measure the endpoint, not the application layer behind it).
+  no quota: the endpoint alone), or with ``--events cloud`` the platform's own application layer:
+  :class:`globaleye.app.cloud.CloudService` over a :class:`~globaleye.store.sqlite.SQLiteStore` beside
+  the data directory, filled first with the ``--cameras`` devices, one account per
+  ``--cameras-per-account`` of them (bound), each device's credential, and device and account quotas
+  (``--quota-mb``, large enough never to be reached): every upload then goes through the quota checks
+  (``admit``), the reading of the recording's first and last PTS and the index insert (``stored``), as
+  in ``twistd globaleye``.  Credentials are then the store's (CloudService's lookup and its cache),
+  not a dict.
 
 Once listening it prints one JSON line ``{"port": ..., "pid": ...}`` on stdout; SIGTERM or SIGINT
 stop it, printing the counters as a last JSON line on stderr.  The lead wires the storage role into
@@ -71,16 +78,44 @@ class CountingEvents:
         self.counts["deleted"] += 1
 
 
+async def cloud_events(service: Any, reactor: Any, cameras: int, per_account: int, quota_mb: int,
+                       db_path: Path) -> Any:
+    """The platform's CloudService (credentials and events) over a store filled for ``cameras`` devices."""
+    from globaleye.app.access import CameraAccess
+    from globaleye.app.cloud import CloudService, CloudSettings
+    from globaleye.store import Account, Binding, CloudCredential, Device
+    from globaleye.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(db_path))
+    now = reactor.seconds()
+    await store.import_devices([Device(camera_keys(n)[0], "k", created_at=now) for n in range(cameras)])
+    for n in range(cameras):
+        dev_id, access, secret = camera_keys(n)
+        account = f"bench{n // per_account:06d}"
+        if n % per_account == 0:
+            await store.create_account(Account(account, "h", created_at=now))
+        await store.bind_device(Binding(account, dev_id, bound_at=now), per_account)
+        await store.add_cloud_credential(CloudCredential(access, dev_id, secret, now))
+    cloud = CloudService(store, service.backend, reactor,
+                         CloudSettings(device_quota=quota_mb, account_quota=quota_mb * per_account,
+                                       access_key=PLATFORM_KEYS[0], secret_key=PLATFORM_KEYS[1]),
+                         CameraAccess(store, None))  # type: ignore[arg-type]  # no gateway: no 7BH asked
+    service.endpoint.credentials = cloud
+    service.endpoint.events = cloud
+    return cloud
+
+
 class EmbeddedServer:
     """This script in a child process (for the benches): :meth:`start`, then :attr:`url` and :attr:`pid`."""
 
     def __init__(self, data_dir: Path, cameras: int = 100, core: int | None = None, threads: int = 4,
-                 start_timeout: float = 60.0) -> None:
+                 start_timeout: float = 120.0, events: str = "count") -> None:
         self.data_dir = data_dir
         self.cameras = cameras
         self.core = core
         self.threads = threads
         self.start_timeout = start_timeout
+        self.events = events
         self.process: Any = None
         self.url = ""
         self.pid = 0
@@ -92,7 +127,7 @@ class EmbeddedServer:
         import subprocess
 
         command = [sys.executable, str(Path(__file__).resolve()), "--data-dir", str(self.data_dir),
-                   "--cameras", str(self.cameras), "--threads", str(self.threads)]
+                   "--cameras", str(self.cameras), "--threads", str(self.threads), "--events", self.events]
         if self.core is not None and shutil.which("taskset"):
             command = ["taskset", "-c", str(self.core), *command]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
@@ -135,6 +170,12 @@ def main() -> None:
     ap.add_argument("--cameras", type=int, default=100, help="camera principals in the credential dict")
     ap.add_argument("--threads", type=int, default=4, help="the service's thread pool (disk work)")
     ap.add_argument("--platform-key", default=":".join(PLATFORM_KEYS), help="ACCESS:SECRET of the platform")
+    ap.add_argument("--events", choices=("count", "cloud"), default="count",
+                    help="count: events that only count, credentials a dict; cloud: the platform's CloudService "
+                    "over an SQLite store (index, quotas, the store's credentials)")
+    ap.add_argument("--cameras-per-account", type=int, default=4, help="--events cloud: devices bound per account")
+    ap.add_argument("--quota-mb", type=int, default=1_000_000, help="--events cloud: each device's quota (MB)")
+    ap.add_argument("--log", type=Path, help="log (twisted.logger, text) to this file")
     args = ap.parse_args()
 
     import signal
@@ -162,13 +203,28 @@ def main() -> None:
         reactor.stop()
 
     def stop(*_: object) -> None:
-        print(json.dumps({**events.counts, **service.endpoint.counters}), file=sys.stderr, flush=True)
+        counts = events.counts if args.events == "count" else {}
+        print(json.dumps({**counts, **service.endpoint.counters}), file=sys.stderr, flush=True)
         reactor.callFromThread(reactor.stop)
 
     service.ready.addCallbacks(ready, failed)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    reactor.callWhenRunning(service.startService)
+    if args.log:
+        from twisted.logger import globalLogBeginner, textFileLogObserver
+
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(open(args.log, "a"))])  # noqa: SIM115
+    if args.events == "cloud":
+        from twisted.internet.defer import Deferred
+
+        def setup() -> None:
+            d = Deferred.fromCoroutine(cloud_events(service, reactor, args.cameras, args.cameras_per_account,
+                                                    args.quota_mb, args.data_dir.parent / "store.sqlite3"))
+            d.addCallbacks(lambda _: service.startService(), failed)
+
+        reactor.callWhenRunning(setup)
+    else:
+        reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run(installSignalHandlers=False)
 

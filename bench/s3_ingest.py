@@ -2,6 +2,7 @@
 
     python3 bench/s3_ingest.py                                   # moto's server + dd
     python3 bench/s3_ingest.py --uploaders 1,4,16 --puts 200 --json /tmp/s3.json
+    python3 bench/s3_ingest.py --embedded-start --puts 300     # + GlobalEye's endpoint, started here
     python3 bench/s3_ingest.py --embedded http://127.0.0.1:9000 --embedded-keys AK:SECRET \\
         --embedded-pid 1234 --dir /var/lib/globaleye/storage  # + GlobalEye's own endpoint
     python3 bench/s3_ingest.py --no-moto --endpoint https://s3.example --keys AK:SECRET --region cn-gd
@@ -24,9 +25,16 @@ cameras make about 33 such PUTs a second.  Each target is measured the same way:
 Targets, in order: ``moto`` (``python -m moto.server`` started here on loopback with signature
 checks on, tests/s3harness.py; it keeps objects in memory, so it measures the HTTP, signature and
 XML work of an S3 server, not a disk), ``--endpoint`` (any S3 service) and ``--embedded`` (GlobalEye's
-own endpoint).  Then the limit: ``dd if=/dev/zero bs=2M count=<--dd-count>`` into ``--dir`` (default: a
+own endpoint at a URL; ``--embedded-start`` starts it here instead: bench/s3_endpoint_server.py, the
+embedded endpoint over its FileBackend in a directory beside dd's, a dict of credentials, events that
+only count).  Then the limit: ``dd if=/dev/zero bs=2M count=<--dd-count>`` into ``--dir`` (default: a
 temporary directory on the file system of this checkout), once with ``oflag=direct`` and once with
 ``conv=fsync``.  A final line ``machine: ...`` says where it ran.
+
+On a machine with 2 or more cores the servers (moto, the embedded endpoint) are pinned to core
+``--server-core`` (0) and the uploaders to ``--client-core`` (1) with ``taskset``/``sched_setaffinity``,
+so that the server's figure is one core's and the two sides do not take each other's core
+(``--no-pin``: let the kernel place them).
 """
 
 from __future__ import annotations
@@ -79,6 +87,8 @@ def make_client(url: str, keys: tuple[str, str], region: str, addressing: str) -
 
 def uploader(job: dict[str, Any]) -> dict[str, Any]:
     """One worker process: its PUTs, one after the other."""
+    if job.get("core") is not None:
+        os.sched_setaffinity(0, {job["core"]})
     client = make_client(job["url"], tuple(job["keys"]), job["region"], job["addressing"])
     body = os.urandom(job["size"])
     md5 = hashlib.md5(body).hexdigest()
@@ -126,7 +136,8 @@ def run_target(name: str, url: str, keys: tuple[str, str], args: argparse.Namesp
         share, extra = divmod(args.puts, uploaders)
         jobs = [{"url": url, "keys": keys, "region": args.region, "addressing": args.addressing, "bucket": bucket,
                  "size": args.size, "puts": share + (1 if w < extra else 0), "worker": w,
-                 "seconds": args.seconds, "barrier": barrier} for w in range(uploaders)]
+                 "seconds": args.seconds, "barrier": barrier,
+                 "core": args.client_core if args.pin else None} for w in range(uploaders)]
         with ctx.Pool(uploaders) as pool:
             pending = pool.map_async(uploader, jobs)
             barrier.wait(timeout=120)
@@ -184,6 +195,16 @@ def run_dd(directory: Path, count: int, size: int, flag: str) -> dict[str, Any]:
     return result
 
 
+def _disk_of(path: Path) -> str:
+    """``<device> <fstype>`` of the file system holding ``path`` (from /proc/mounts)."""
+    best = ("", "?", "?")
+    for line in Path("/proc/mounts").read_text().splitlines():
+        device, mount, fstype = line.split()[:3]
+        if str(path.resolve()).startswith(mount.rstrip("/") + "/") and len(mount) > len(best[0]):
+            best = (mount, device, fstype)
+    return f"{best[1]} {best[2]}"
+
+
 def machine_info() -> dict[str, str]:
     import boto3
 
@@ -195,7 +216,8 @@ def machine_info() -> dict[str, str]:
     model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                   if ln.startswith("model name")), "?")
     return {"nproc": str(os.cpu_count()), "cpu": model, "kernel": platform.release(),
-            "python": platform.python_version(), "boto3": boto3.__version__, "moto": moto_version}
+            "python": platform.python_version(), "boto3": boto3.__version__, "moto": moto_version,
+            "disk": _disk_of(ROOT), "load": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
@@ -242,22 +264,32 @@ def main() -> None:
     ap.add_argument("--embedded", help="GlobalEye's own S3 endpoint URL")
     ap.add_argument("--embedded-keys", type=parse_keys, help="ACCESS:SECRET for --embedded")
     ap.add_argument("--embedded-pid", type=int, help="the platform's pid, for its CPU")
-    ap.add_argument("--dir", type=Path, help="where dd writes (the embedded endpoint's data_dir); "
-                    "default: a temporary directory beside this checkout")
+    ap.add_argument("--embedded-start", action="store_true",
+                    help="start GlobalEye's embedded endpoint here (bench/s3_endpoint_server.py), data in --dir")
+    ap.add_argument("--server-core", type=int, default=0, help="the core the servers are pinned to")
+    ap.add_argument("--client-core", type=int, default=1, help="the core the uploaders are pinned to")
+    ap.add_argument("--no-pin", action="store_true", help="pin nothing")
+    ap.add_argument("--dir", type=Path, help="where dd writes and --embedded-start keeps its data (in a "
+                    "temporary directory made there); default: beside this checkout")
     ap.add_argument("--no-dd", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     counts = [int(n) for n in args.uploaders.split(",") if n.strip()]
+    args.pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
 
     machine = machine_info()
     results: list[dict[str, Any]] = []
     targets: list[tuple[str, str, tuple[str, str], int | None]] = []
-    moto_server = None
+    moto_server = embedded_server = None
+    scratch = Path(tempfile.mkdtemp(prefix="s3-ingest-", dir=args.dir or ROOT))
     try:
         if not args.no_moto:
             from tests.s3harness import MotoServer
 
             moto_server = MotoServer().start()
+            if args.pin:
+                subprocess.run(["taskset", "-a", "-p", "-c", str(args.server_core), str(moto_server.pid)],
+                               check=True, capture_output=True)
             targets.append(("moto (signed)", moto_server.url, tuple(moto_server.good), moto_server.pid))
         if args.endpoint:
             if not args.keys:
@@ -267,25 +299,28 @@ def main() -> None:
             if not args.embedded_keys:
                 ap.error("--embedded needs --embedded-keys")
             targets.append(("embedded", args.embedded, args.embedded_keys, args.embedded_pid))
+        if args.embedded_start:
+            from s3_endpoint_server import PLATFORM_KEYS, EmbeddedServer
+
+            embedded_server = EmbeddedServer(scratch / "data", core=args.server_core if args.pin else None).start()
+            targets.append(("embedded (started)", embedded_server.url, PLATFORM_KEYS, embedded_server.pid))
         for name, url, keys, pid in targets:
             for n in counts:
                 results.append(run_target(name, url, keys, args, pid, n))
+        if embedded_server is not None:
+            print(f"embedded endpoint's counters: {json.dumps(embedded_server.stop())}", flush=True)
+        if not args.no_dd:
+            results.append(run_dd(scratch, args.dd_count, args.size, "oflag=direct"))
+            results.append(run_dd(scratch, args.dd_count, args.size, "conv=fsync"))
     finally:
         if moto_server is not None:
             moto_server.stop()
-    if not args.no_dd:
-        if args.dir:
-            results.append(run_dd(args.dir, args.dd_count, args.size, "oflag=direct"))
-            results.append(run_dd(args.dir, args.dd_count, args.size, "conv=fsync"))
-        else:
-            scratch = Path(tempfile.mkdtemp(prefix="s3-ingest-dd-", dir=ROOT))
-            try:
-                results.append(run_dd(scratch, args.dd_count, args.size, "oflag=direct"))
-                results.append(run_dd(scratch, args.dd_count, args.size, "conv=fsync"))
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
+        if embedded_server is not None:
+            embedded_server.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
     print_table(results)
-    print("machine: " + " ".join(f"{k}={v!r}" if " " in v else f"{k}={v}" for k, v in machine.items()))
+    print("machine: " + " ".join(f"{k}={v!r}" if " " in v else f"{k}={v}" for k, v in machine.items())
+          + " pinned=" + (f"server:{args.server_core} uploaders:{args.client_core}" if args.pin else "no"))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "params": {k: str(v) for k, v in vars(args).items()
                                                                        if k not in ("keys", "embedded_keys")},

@@ -23,7 +23,6 @@ from globaleye.web.live import LiveUnavailable
 from globaleye.web.playback import (
     FileTimeline,
     PlaybackVideo,
-    _with_duration,
     parse_play_query,
     rtcp_has_bye,
     rtp_time_of,
@@ -313,7 +312,7 @@ class HelperTests(SynchronousTestCase):
 
     def test_with_duration(self) -> None:
         init = fmp4.init_segment(SPS_A, PPS_A)
-        longer = _with_duration(init, 2.5)
+        longer = fmp4.with_duration(init, 2.5)
         self.assertEqual(len(longer), len(init) + 16)
         pos, kinds = 0, []
         while pos < len(longer):
@@ -322,4 +321,4 @@ class HelperTests(SynchronousTestCase):
             pos += size
         self.assertEqual(pos, len(longer), "the boxes' sizes add up")
         self.assertEqual(kinds, [b"ftyp", b"moov"])
-        self.assertEqual(_with_duration(init, 0), init)
+        self.assertEqual(fmp4.with_duration(init, 0), init)

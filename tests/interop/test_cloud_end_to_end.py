@@ -1,0 +1,348 @@
+"""Cloud storage end to end (issue 12, §7.1): the wired platform, a simulated camera, real peers.
+
+One platform from its configuration (``gateway, http, group, storage, rtsp``; the storage role's
+embedded file store under a temporary data directory), and one simulated camera that registers,
+logs in, receives its OWN key and the storage role's URL in LOGIN_RES (§7.5.1), is told through the
+gateway to record to the cloud (6AH StoreType 1, 78H full day) and uploads 2-second TS files to our
+S3 endpoint.  Peers: zeep (SOAP), urllib (presigned downloads), ffprobe/ffmpeg (files and the RTSP
+proxy's ``/cloud/`` URLs), boto3 (the camera's key against the endpoint).  Each class proves one
+part, so a failure says what broke.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.internet import reactor, threads
+from twisted.trial.unittest import SkipTest, TestCase
+
+from globaleye.device.protocol import messages as m
+from globaleye.s3.backend import RECORD_BUCKET
+from globaleye.store import CloudObject
+from globaleye.testing import platform_config, start_platform
+from tests.util import FFMPEG, FFPROBE, SOAP_PASSWORD, http_client, run, until
+
+DEV = "81100000001"
+OWNER, STRANGER = "13300000001", "13300000002"
+PERIOD = 2  # seconds per TS file (§7.1.1 says 5 minutes; the simulator's test period)
+BEIJING = datetime.timezone(datetime.timedelta(hours=8))
+#: A whole day around now, in the §7.1.1 names' Beijing time: every search below covers the test's files.
+FAR_PAST, FAR_FUTURE = "20000101000000", "20991231235959"
+
+
+def _name_time(start: float) -> str:
+    return datetime.datetime.fromtimestamp(start, BEIJING).strftime("%Y%m%d%H%M%S")
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    """A plain HTTP GET (urllib, in a thread): status and body, also of an error answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class CloudPlatform(TestCase):
+    """The harness: a wired platform with the storage role, its owner and a stranger, one recording camera."""
+
+    timeout = 120
+    #: Extra ``[cloud]`` lines of the platform.
+    cloud_config: dict[str, object] = {}
+
+    async def start(self, files: int = 3, record: bool = True) -> None:
+        if FFPROBE is None or FFMPEG is None:
+            raise SkipTest("needs ffprobe and ffmpeg (apt-get install -y ffmpeg)")
+        try:
+            import av  # noqa: F401
+            import boto3  # noqa: F401
+            import zeep  # noqa: F401
+        except ImportError as e:
+            raise SkipTest(f"needs PyAV (the simulator's recordings), boto3 and zeep: {e}") from None
+        from globaleye.sim.camera import Timing
+        from globaleye.sim.cloud import CloudSettings
+        from globaleye.sim.fleet import Fleet
+        from globaleye.store import Account, Binding, Device
+
+        data = Path(self.mktemp()).absolute()
+        self.platform = start_platform(self, platform_config(
+            "gateway, http, group, storage, rtsp", data_dir=str(data),
+            database=f"sqlite:///{data}.sqlite3", gateway={"command_timeout": 5},
+            cloud={"retention_interval": 0, "reconcile_interval": 0, **self.cloud_config}), reactor)
+        assert self.platform.cloud is not None and self.platform.storage is not None
+        self.cloud = self.platform.cloud
+        self.store = self.platform.store
+        self.backend = self.cloud.backend
+        accounts, now = self.platform.accounts, reactor.seconds()
+        for mobile in (OWNER, STRANGER):
+            await self.store.create_account(Account(mobile, await accounts.hash_password(SOAP_PASSWORD), now, now))
+        self.fleet = Fleet(reactor, register_url=f"http://127.0.0.1:{self.platform.port_of('http')}/register",
+                           relay=False, timing=Timing(backoff_initial=0.05), http=http_client(),
+                           cloud=CloudSettings(period=PERIOD, spool_dir=self.mktemp(), retry_delay=1.0, replan=1.0))
+        self.addCleanup(self.fleet.stop)
+        self.camera = self.fleet.add(DEV)
+        self.sim_cloud = self.fleet.clouds[DEV]
+        await self.fleet.prepare()
+        await self.store.enroll_device(Device(dev_id=DEV, dev_key=self.camera.state.dev_key, model="SIM"))
+        await self.store.bind_device(Binding(OWNER, DEV, 0, DEV, now), 10)
+        self.fleet.start()
+        await self.camera.went_online
+        await until(lambda: self.platform.gateway.is_online(DEV))
+        self.client = await threads.deferToThread(self._zeep)
+        self.owner = await self.login(OWNER)
+        self.stranger = await self.login(STRANGER)
+        if record:
+            await self.record()
+        if files:
+            await self.wait_for(files)
+
+    def _zeep(self) -> Any:
+        import requests
+        import zeep
+
+        session = requests.Session()
+        session.headers["Connection"] = "close"
+        self.addCleanup(session.close)
+        return zeep.Client(f"http://127.0.0.1:{self.platform.port_of('http')}/soap/mcu?wsdl",
+                           transport=zeep.Transport(session=session, timeout=20, operation_timeout=20))
+
+    async def call(self, operation: str, **values: Any) -> Any:
+        return await threads.deferToThread(getattr(self.client.service, operation), **values)
+
+    async def login(self, mobile: str) -> dict[str, str]:
+        """The app's Login (§8.3; it also keeps the Digest secret the RTSP proxy checks)."""
+        login = await self.call("Login", Account=mobile, Password=SOAP_PASSWORD, Version="1.2")
+        self.assertEqual(login.Result, 0)
+        return {"Account": mobile, "LoginSession": str(login.LoginSession)}
+
+    async def record(self) -> None:
+        """What test_sim_cloud sends: 6AH StoreType 1 (cloud), 78H full-day recording on."""
+        for request in (m.SetRecordParamsRequest(dev_id=DEV, channel_no=0, stream_type=1, store_type=1),
+                        m.SetFullDayRecordRequest(dev_id=DEV, channel_no=0, record_full=1)):
+            self.assertEqual((await self.platform.gateway.command(DEV, request)).result, 0, request)
+
+    async def indexed(self) -> list[CloudObject]:
+        found = await self.store.search_cloud_objects(DEV, 0, "record", 0, 4e9, 0, 1000)
+        return sorted(found.objects, key=lambda o: o.start)
+
+    async def wait_for(self, count: int, timeout: float = 60.0) -> list[CloudObject]:
+        """Until *count* recordings are indexed, two of them consecutive (PERIOD seconds apart)."""
+        latest: list[CloudObject] = []
+
+        async def poll() -> None:
+            nonlocal latest
+            latest = await self.indexed()
+
+        for _ in range(int(timeout / 0.2)):
+            await poll()
+            if len(latest) >= count:
+                return latest
+            await _sleep(0.2)
+        self.fail(f"{len(latest)} of {count} recordings indexed: {[o.key for o in latest]}, "
+                  f"uploads {self.sim_cloud.uploads}, reports {self.sim_cloud.reports}")
+
+    def consecutive(self, objects: list[CloudObject]) -> tuple[CloudObject, CloudObject]:
+        for a, b in zip(objects, objects[1:], strict=False):
+            if b.start - a.start == PERIOD:
+                return a, b
+        self.fail(f"no two consecutive files: {[o.key for o in objects]}")
+
+    def rtsp_url(self, start: float, user: str = OWNER, dev: str = DEV, end: float | None = None) -> str:
+        query = f"?end={_name_time(end)}" if end is not None else ""
+        return (f"rtsp://{user}:{urllib.parse.quote(SOAP_PASSWORD)}@127.0.0.1:{self.platform.port_of('rtsp')}"
+                f"/cloud/{dev}/0/{_name_time(start)}{query}")
+
+
+class UploadAndIndex(CloudPlatform):
+    async def test_camera_uploads_with_its_own_key_into_store_and_index(self) -> None:
+        """Item 1: LOGIN_RES gave the camera its own key and our endpoint; its files are stored and indexed
+        with device, channel, start (the name's Beijing time) and the duration read from the TS."""
+        await self.start(files=3)
+        credential = await self.store.device_cloud_credential(DEV)
+        assert credential is not None
+        self.assertEqual((self.camera.state.cloud.url, self.camera.state.cloud.account),
+                         (f"http://127.0.0.1:{self.platform.port_of('storage')}", credential.access_key))
+        self.assertEqual(credential.dev_id, DEV)
+        uploads = [u for u in self.sim_cloud.uploads if u.key.endswith(".ts")]
+        self.assertTrue(uploads)
+        self.assertEqual({u.access_key for u in uploads}, {credential.access_key})
+        objects = await self.indexed()
+        for obj in objects:
+            info = await self.backend.head(RECORD_BUCKET, obj.key)
+            self.assertEqual((obj.dev_id, obj.channel_no, obj.kind, obj.bucket, obj.size, obj.etag),
+                             (DEV, 0, "record", RECORD_BUCKET, info.size, info.etag))
+            self.assertEqual(obj.key, f"{DEV}_0_{_name_time(obj.start)}.ts")
+            self.assertAlmostEqual(obj.duration, PERIOD, delta=0.15)
+        # The CloudService search (the SOAP operation's application call) lists the same files.
+        session = self.platform.accounts.authenticate(self.owner["Account"], self.owner["LoginSession"])
+        assert session is not None
+        page = await self.cloud.search(session, DEV, 0, "record", FAR_PAST, FAR_FUTURE, 1, 100)
+        self.assertEqual([(f.name, f.start, f.duration) for f in page.files],
+                         [(o.key, _name_time(o.start), o.duration) for o in objects])
+
+
+class SoapSearchAndDownload(CloudPlatform):
+    async def test_search_by_time_download_and_ffprobe(self) -> None:
+        """Item 2: the owner finds the files by time through SOAP (zeep), also a range crossing two files;
+        a presigned URL downloads bytes identical to the stored object, and ffprobe reads H.264 from them."""
+        await self.start(files=3)
+        first, second = self.consecutive(await self.indexed())
+        # A one-second range across the boundary of first and second: both files, and only them.
+        found = await self.call("SearchCloudFiles", **self.owner, DevID=DEV, ChannelNo=0, Type="record",
+                                StartTime=_name_time(second.start - 1), EndTime=_name_time(second.start + 1))
+        self.assertEqual(found.Result, 0)
+        self.assertEqual([(f.FileName, f.StartTime, f.Duration, f.FileSize, f.ChannelNo) for f in found.CloudFile],
+                         [(o.key, _name_time(o.start), PERIOD, o.size, 0) for o in (first, second)])
+        self.assertEqual(found.TotalNum, 2)
+        url = await self.call("GetCloudFileUrl", **self.owner, DevID=DEV, FileName=second.key)
+        self.assertEqual((url.Result, url.Expires), (0, 300))
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(url.Url).query)
+        self.assertEqual(query["X-Amz-Expires"], ["300"])
+        self.assertTrue(url.Url.startswith(f"http://127.0.0.1:{self.platform.port_of('storage')}/"), url.Url)
+        status, body = await threads.deferToThread(_get, url.Url)
+        self.assertEqual(status, 200)
+        stored = await self.backend.read(RECORD_BUCKET, second.key, 0)
+        self.assertEqual(body, stored)
+        work = Path(self.mktemp())
+        work.mkdir()
+        (work / second.key).write_bytes(body)
+        assert FFPROBE is not None
+        probe = await run(FFPROBE, ["-v", "error", "-show_entries", "stream=codec_name:format=duration", "-of", "json",
+                                    str(work / second.key)])
+        self.assertEqual(probe.code, 0, probe.err)
+        info = json.loads(probe.out)
+        self.assertEqual([s["codec_name"] for s in info["streams"]], ["h264"])
+        self.assertAlmostEqual(float(info["format"]["duration"]), PERIOD, delta=0.15)
+        # A tampered URL (another object under the same signature) is refused.
+        tampered = url.Url.replace(second.key, first.key)
+        self.assertEqual((await threads.deferToThread(_get, tampered))[0], 403)
+
+    async def test_the_url_expires(self) -> None:
+        """Item 2: a URL of a short lifetime downloads at once and is refused (403) once it has expired."""
+        await self.start(files=1, record=True)
+        obj = (await self.indexed())[0]
+        self.cloud.settings = attrs.evolve(self.cloud.settings, url_lifetime=2)
+        url = await self.call("GetCloudFileUrl", **self.owner, DevID=DEV, FileName=obj.key)
+        self.assertEqual((url.Result, url.Expires), (0, 2))
+        self.assertEqual((await threads.deferToThread(_get, url.Url))[0], 200)
+        await _sleep(3.2)
+        status, body = await threads.deferToThread(_get, url.Url)
+        self.assertEqual(status, 403, body)
+        self.assertIn(b"expired", body.lower())
+
+
+class RtspPlayback(CloudPlatform):
+    async def test_plays_across_the_file_boundary_without_a_gap(self) -> None:
+        """Item 3: ffprobe over RTSP/TCP with the owner's credentials plays /cloud/<DevID>/0/<start> through
+        consecutive files: every picture, decoded duration ≈ the files' sum, no jump over 2 frame intervals."""
+        await self.start(files=3)
+        objects = await self.indexed()
+        first, second = self.consecutive(objects)
+        end = second.start + PERIOD
+        assert FFPROBE is not None
+        result = await run(FFPROBE, ["-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v",
+                                     "-show_frames", "-show_entries", "frame=pts_time,key_frame", "-of", "json",
+                                     self.rtsp_url(first.start, end=end)], timeout=40)
+        self.assertEqual(result.code, 0, result.err)
+        frames = json.loads(result.out)["frames"]
+        self.assertTrue(frames and frames[0].get("key_frame") == 1, "the stream starts with an IDR")
+        times = [float(f["pts_time"]) for f in frames[1:]]  # ffmpeg's RTSP demuxer leaves the first one unstamped
+        fps = 25
+        self.assertAlmostEqual(len(frames) / fps, 2 * PERIOD, delta=2 / fps)
+        steps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        self.assertTrue(all(0 < s <= 2 / fps + 1e-3 for s in steps), steps)
+        self.assertAlmostEqual(times[-1] - times[0] + 2 / fps, 2 * PERIOD, delta=2 / fps)
+
+    async def test_another_account_gets_404(self) -> None:
+        """Item 5: the stranger's /cloud/ URL of the camera answers 404, like a camera that does not exist."""
+        await self.start(files=1)
+        obj = (await self.indexed())[0]
+        assert FFPROBE is not None
+        for user, dev in ((STRANGER, DEV), (OWNER, "81199999999")):
+            result = await run(FFPROBE, ["-v", "error", "-rtsp_transport", "tcp", "-show_entries", "format=duration",
+                                         self.rtsp_url(obj.start, user=user, dev=dev)], timeout=20)
+            self.assertNotEqual(result.code, 0)
+            self.assertIn("404", result.err, (user, dev))
+
+
+class DeleteAndIsolation(CloudPlatform):
+    async def test_delete_one_and_a_range(self) -> None:
+        """Item 4: DeleteCloudFiles removes object and index entry; a range delete removes several."""
+        await self.start(files=4)
+        stop = await self.platform.gateway.command(DEV, m.SetFullDayRecordRequest(dev_id=DEV, channel_no=0,
+                                                                                    record_full=0))
+        self.assertEqual(stop.result, 0)
+        await _sleep(PERIOD + 1)  # the file being recorded is uploaded; nothing after it
+        objects = await self.indexed()
+        one = objects[0]
+        gone = await self.call("DeleteCloudFiles", **self.owner, DevID=DEV, FileName=one.key)
+        self.assertEqual((gone.Result, gone.DeletedNum), (0, 1))
+        self.assertIsNone(await self.backend.head(RECORD_BUCKET, one.key))
+        self.assertIsNone(await self.store.get_cloud_object(RECORD_BUCKET, one.key))
+        rest = objects[1:]
+        ranged = await self.call("DeleteCloudFiles", **self.owner, DevID=DEV, ChannelNo=0, Type="record",
+                                 StartTime=_name_time(rest[0].start), EndTime=_name_time(rest[-1].start + PERIOD))
+        self.assertEqual((ranged.Result, ranged.DeletedNum), (0, len(rest)))
+        self.assertEqual(await self.indexed(), [])
+        listed, _ = await self.backend.list(RECORD_BUCKET, DEV + "_", "", 1000)
+        self.assertEqual([i.key for i in listed], [])
+
+    async def test_another_account_and_another_cameras_key_see_nothing(self) -> None:
+        """Item 5: the stranger gets SOAP Result 3 as for an unknown camera; the camera's own key (boto3)
+        cannot read or list another camera's objects (403)."""
+        await self.start(files=1)
+        obj = (await self.indexed())[0]
+        for who, dev in ((self.stranger, DEV), (self.owner, "81199999999")):
+            found = await self.call("SearchCloudFiles", **who, DevID=dev, ChannelNo=0, Type="record",
+                                    StartTime=FAR_PAST, EndTime=FAR_FUTURE)
+            self.assertEqual((found.Result, found.CloudFile), (3, []))
+            url = await self.call("GetCloudFileUrl", **who, DevID=dev, FileName=obj.key)
+            self.assertEqual((url.Result, url.Url), (3, None))
+            gone = await self.call("DeleteCloudFiles", **who, DevID=dev, FileName=obj.key)
+            self.assertEqual(gone.Result, 3)
+        self.assertIsNotNone(await self.store.get_cloud_object(RECORD_BUCKET, obj.key))
+
+        # Another camera's key: it exists once the platform has given it one (its own LOGIN_RES would).
+        other = await self.cloud.credential_for("81100000002")
+        mine = await self.store.device_cloud_credential(DEV)
+        assert mine is not None
+        import boto3
+        import botocore.exceptions
+        from botocore.config import Config
+
+        def s3(access_key: str, secret: str) -> Any:
+            return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{self.platform.port_of('storage')}",
+                                aws_access_key_id=access_key, aws_secret_access_key=secret, region_name="us-east-1",
+                                config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+        def attempt(client: Any, call: str, **kwargs: Any) -> str:
+            try:
+                getattr(client, call)(**kwargs)
+            except botocore.exceptions.ClientError as e:
+                return str(e.response["ResponseMetadata"]["HTTPStatusCode"])
+            return "ok"
+
+        theirs = s3(other.access_key, other.secret)
+        own = s3(mine.access_key, mine.secret)
+        results = await threads.deferToThread(lambda: (
+            attempt(own, "get_object", Bucket=RECORD_BUCKET, Key=obj.key),
+            attempt(theirs, "get_object", Bucket=RECORD_BUCKET, Key=obj.key),
+            attempt(theirs, "head_object", Bucket=RECORD_BUCKET, Key=obj.key),
+            attempt(theirs, "list_objects_v2", Bucket=RECORD_BUCKET, Prefix=DEV + "_"),
+            attempt(theirs, "delete_object", Bucket=RECORD_BUCKET, Key=obj.key)))
+        self.assertEqual(results, ("ok", "403", "403", "403", "403"))
+        self.assertIsNotNone(await self.store.get_cloud_object(RECORD_BUCKET, obj.key))
+
+
+async def _sleep(seconds: float) -> None:
+    from twisted.internet.task import deferLater
+
+    await deferLater(reactor, seconds, lambda: None)
+

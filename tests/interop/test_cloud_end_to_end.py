@@ -346,3 +346,62 @@ async def _sleep(seconds: float) -> None:
 
     await deferLater(reactor, seconds, lambda: None)
 
+
+
+class QuotaLoopOverwrite(CloudPlatform):
+    """Item 7: ``[cloud] device_quota = 1`` (MB) holds three or four 2-second files of ~300 KB."""
+
+    cloud_config = {"device_quota": 1}
+
+    def ts_uploads(self) -> list[str]:
+        return [u.key for u in self.sim_cloud.uploads if u.key.endswith(".ts")]
+
+    async def test_a_looping_camera_overwrites_the_oldest_first(self) -> None:
+        """The owner turns the loop on (SOAP SetLoopRecord: 7AH through the gateway); later uploads go in,
+        and what is left is the newest files, in store and index alike, within the quota."""
+        await self.start(files=0, record=False)
+        self.assertEqual((await self.call("SetLoopRecord", **self.owner, DevID=DEV, RecordLoop=1)), 0)
+        self.assertEqual(self.camera.state.record_loop, 1)
+        await self.record()
+        await until(lambda: len(self.ts_uploads()) >= 6, timeout=60)
+        uploaded = self.ts_uploads()
+        objects = await self.indexed()
+        keys = [o.key for o in objects]
+        # The newest uploads are kept, the oldest gone: the index is a tail of the upload order.
+        self.assertGreaterEqual(len(keys), 2)
+        self.assertEqual(keys, uploaded[len(uploaded) - len(keys):], (keys, uploaded))
+        self.assertNotIn(uploaded[0], keys)
+        self.assertLessEqual(sum(o.size for o in objects), 1 << 20)
+        listed, _ = await self.backend.list(RECORD_BUCKET, DEV + "_", "", 1000)
+        self.assertEqual(sorted(i.key for i in listed), sorted(keys))
+        self.assertIsNone(await self.backend.head(RECORD_BUCKET, uploaded[0]))
+        full = [e for e in await self.store.list_exceptions(DEV) if e.exception_type == m.ExceptionType.ESTORE_FULL]
+        self.assertEqual(full, [])
+
+    async def test_a_camera_that_does_not_loop_is_refused_and_reports_34h_type_5(self) -> None:
+        """RecordLoop 0: the upload that does not fit is refused (QuotaExceeded), nothing old is removed,
+        and the camera reports §7.5.4's 34H type 5 (store full)."""
+        await self.start(files=0, record=False)
+        self.assertEqual((await self.call("SetLoopRecord", **self.owner, DevID=DEV, RecordLoop=0)), 0)
+        self.assertEqual(self.camera.state.record_loop, 0)
+        await self.record()
+        full: list[Any] = []
+
+        async def reported() -> bool:
+            full[:] = [e for e in await self.store.list_exceptions(DEV)
+                       if e.exception_type == m.ExceptionType.ESTORE_FULL]
+            return bool(full)
+
+        for _ in range(300):
+            if await reported():
+                break
+            await _sleep(0.2)
+        else:
+            self.fail(f"no 34H type 5: uploads {self.ts_uploads()}, reports {self.sim_cloud.reports}")
+        uploaded = self.ts_uploads()
+        objects = await self.indexed()
+        # The first files stay: everything indexed is what was accepted, oldest first, within the quota.
+        self.assertEqual([o.key for o in objects], uploaded)
+        self.assertLessEqual(sum(o.size for o in objects), 1 << 20)
+        listed, _ = await self.backend.list(RECORD_BUCKET, DEV + "_", "", 1000)
+        self.assertEqual(sorted(i.key for i in listed), uploaded)

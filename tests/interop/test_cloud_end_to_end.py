@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import re
+import signal
+import socket
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,13 +26,15 @@ from typing import Any
 
 import attrs
 from twisted.internet import reactor, threads
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.device.protocol import messages as m
 from globaleye.s3.backend import RECORD_BUCKET
 from globaleye.store import CloudObject
 from globaleye.testing import platform_config, start_platform
-from tests.util import FFMPEG, FFPROBE, SOAP_PASSWORD, http_client, run, until
+from tests.util import FFMPEG, FFPROBE, ROOT, SOAP_PASSWORD, http_client, run, until
 
 DEV = "81100000001"
 OWNER, STRANGER = "13300000001", "13300000002"
@@ -405,3 +412,128 @@ class QuotaLoopOverwrite(CloudPlatform):
         self.assertLessEqual(sum(o.size for o in objects), 1 << 20)
         listed, _ = await self.backend.list(RECORD_BUCKET, DEV + "_", "", 1000)
         self.assertEqual(sorted(i.key for i in listed), uploaded)
+
+
+class _Twistd(ProcessProtocol):
+    """``twistd -n globaleye``: its log (the listening ports), its end."""
+
+    def __init__(self) -> None:
+        self.output = b""
+        self.ports: dict[str, int] = {}
+        self.ended: Deferred[Any] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:  # noqa: N802
+        self.output += data
+        for role, port in re.findall(rb"(\w+) listening on 127\.0\.0\.1:(\d+)", self.output):
+            self.ports[role.decode()] = int(port)
+
+    errReceived = outReceived  # noqa: N815
+
+    def processEnded(self, reason: Any) -> None:  # noqa: N802
+        self.ended.callback(reason.value)
+
+
+def _signed_put(port: int, bucket: str, key: str, body: bytes, access_key: str, secret: str) -> bytes:
+    """The request line and headers of a SigV4 PUT of *body* (botocore signs it), to send by hand."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"http://127.0.0.1:{port}/{bucket}/{key}"
+    request = AWSRequest(method="PUT", url=url, data=body, headers={"Content-Length": str(len(body))})
+    S3SigV4Auth(Credentials(access_key, secret), "s3", "us-east-1").add_auth(request)
+    lines = [f"PUT /{bucket}/{key} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    lines += [f"{name}: {value}" for name, value in request.headers.items() if name.lower() != "host"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class CrashMidUpload(TestCase):
+    """Item 6: SIGKILL of the platform process (``twistd -n globaleye``) in the middle of a camera's PUT
+    leaves no partial object and no index entry; the upload completed before it is kept, in both."""
+
+    timeout = 90
+
+    async def test_sigkill_mid_upload_leaves_nothing_half_written(self) -> None:
+        try:
+            import boto3
+            from botocore.config import Config as BotoConfig
+        except ImportError as e:
+            raise SkipTest(f"needs boto3: {e}") from None
+        from globaleye.platform.tap import Options, PlatformService
+        from globaleye.store import Device
+
+        work = Path(self.mktemp()).absolute()
+        work.mkdir()
+        text = platform_config("gateway, http, storage", data_dir=str(work / "data"),
+                               database=f"sqlite:///{work}/platform.sqlite3",
+                               cloud={"retention_interval": 0, "reconcile_interval": 0})
+        config = work / "globaleye.ini"
+        config.write_text(text, encoding="utf-8")
+        # The camera's own key, as its first LOGIN_RES would have created it (a platform run before).
+        options = Options()
+        options.parseOptions(["--config", str(config)])
+        first = PlatformService(options.config, options.store, reactor)
+        first.startService()
+        await first.store.enroll_device(Device(dev_id=DEV, dev_key="crash-key", model="SIM"))
+        assert first.cloud is not None
+        credential = await first.cloud.credential_for(DEV)
+        await first.stopService()
+
+        twistd = _Twistd()
+        process = reactor.spawnProcess(
+            twistd, sys.executable,
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+             "--logfile=-", "globaleye", "--config", str(config)],
+            env=dict(os.environ, PYTHONPATH=str(ROOT)), path=str(work))
+
+        def kill() -> None:
+            if not twistd.ended.called:
+                process.signalProcess("KILL")
+
+        self.addCleanup(kill)
+        await until(lambda: "storage" in twistd.ports or twistd.ended.called, timeout=30)
+        self.assertIn("storage", twistd.ports, twistd.output[-3000:].decode(errors="replace"))
+        port = twistd.ports["storage"]
+
+        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=credential.access_key,
+                          aws_secret_access_key=credential.secret, region_name="us-east-1",
+                          config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+        whole, partial = f"{DEV}_0_20261202100000.ts", f"{DEV}_0_20261202100002.ts"
+        complete = os.urandom(300_000)
+
+        def control() -> None:
+            s3.create_bucket(Bucket=RECORD_BUCKET)
+            s3.put_object(Bucket=RECORD_BUCKET, Key=whole, Body=complete)
+
+        await threads.deferToThread(control)
+
+        # Half of a signed 2 MB PUT, then SIGKILL while the endpoint holds it in its staging file.
+        body = os.urandom(2 << 20)
+        head = _signed_put(port, RECORD_BUCKET, partial, body, credential.access_key, credential.secret)
+        sock = socket.create_connection(("127.0.0.1", port))
+        self.addCleanup(sock.close)
+        await threads.deferToThread(sock.sendall, head + body[:1 << 20])
+        staging = work / "data" / "storage" / ".staging"
+
+        def receiving() -> bool:
+            return any(p.stat().st_size > 0 for p in staging.iterdir()) if staging.is_dir() else False
+
+        await until(receiving, timeout=20)
+        process.signalProcess("KILL")
+        reason = await twistd.ended
+        self.assertEqual(getattr(reason, "signal", None), signal.SIGKILL)
+        self.assertTrue(receiving(), "the half upload was in the staging area when the process died")
+
+        # The next start: the staging area emptied, no partial object, no entry; the complete upload kept.
+        platform = start_platform(self, text, reactor)
+        assert platform.cloud is not None
+        self.assertFalse(receiving())
+        self.assertIsNone(await platform.cloud.backend.head(RECORD_BUCKET, partial))
+        self.assertIsNone(await platform.store.get_cloud_object(RECORD_BUCKET, partial))
+        kept = await platform.cloud.backend.head(RECORD_BUCKET, whole)
+        entry = await platform.store.get_cloud_object(RECORD_BUCKET, whole)
+        assert kept is not None and entry is not None
+        self.assertEqual((kept.size, entry.size, entry.dev_id), (len(complete), len(complete), DEV))
+        self.assertEqual(await platform.cloud.backend.read(RECORD_BUCKET, whole, 0), complete)
+        listed, _ = await platform.cloud.backend.list(RECORD_BUCKET, "", "", 100)
+        self.assertEqual([i.key for i in listed], [whole])

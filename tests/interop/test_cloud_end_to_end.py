@@ -28,6 +28,7 @@ import attrs
 from twisted.internet import reactor, threads
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.device.protocol import messages as m
@@ -343,8 +344,12 @@ class DeleteAndIsolation(CloudPlatform):
             attempt(theirs, "get_object", Bucket=RECORD_BUCKET, Key=obj.key),
             attempt(theirs, "head_object", Bucket=RECORD_BUCKET, Key=obj.key),
             attempt(theirs, "list_objects_v2", Bucket=RECORD_BUCKET, Prefix=DEV + "_"),
-            attempt(theirs, "delete_object", Bucket=RECORD_BUCKET, Key=obj.key)))
-        self.assertEqual(results, ("ok", "403", "403", "403", "403"))
+            attempt(theirs, "delete_object", Bucket=RECORD_BUCKET, Key=obj.key),
+            # ...and the camera's own key cannot write under the other camera's name.
+            attempt(own, "put_object", Bucket=RECORD_BUCKET, Key=f"81100000002_0_{_name_time(obj.start)}.ts",
+                    Body=b"x")))
+        self.assertEqual(results, ("ok", "403", "403", "403", "403", "403"))
+        self.assertIsNone(await self.backend.head(RECORD_BUCKET, f"81100000002_0_{_name_time(obj.start)}.ts"))
         self.assertIsNotNone(await self.store.get_cloud_object(RECORD_BUCKET, obj.key))
 
 
@@ -366,6 +371,14 @@ class QuotaLoopOverwrite(CloudPlatform):
     async def test_a_looping_camera_overwrites_the_oldest_first(self) -> None:
         """The owner turns the loop on (SOAP SetLoopRecord: 7AH through the gateway); later uploads go in,
         and what is left is the newest files, in store and index alike, within the quota."""
+        overwrites: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if "loop overwrite removed" in event.get("log_format", ""):
+                overwrites.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
         await self.start(files=0, record=False)
         self.assertEqual((await self.call("SetLoopRecord", **self.owner, DevID=DEV, RecordLoop=1)), 0)
         self.assertEqual(self.camera.state.record_loop, 1)
@@ -384,6 +397,9 @@ class QuotaLoopOverwrite(CloudPlatform):
         self.assertIsNone(await self.backend.head(RECORD_BUCKET, uploaded[0]))
         full = [e for e in await self.store.list_exceptions(DEV) if e.exception_type == m.ExceptionType.ESTORE_FULL]
         self.assertEqual(full, [])
+        # The platform made the room (admit's loop overwrite), not the camera's own delete after a refusal.
+        self.assertTrue(overwrites)
+        self.assertEqual({e["dev_id"] for e in overwrites}, {DEV})
 
     async def test_a_camera_that_does_not_loop_is_refused_and_reports_34h_type_5(self) -> None:
         """RecordLoop 0: the upload that does not fit is refused (QuotaExceeded), nothing old is removed,

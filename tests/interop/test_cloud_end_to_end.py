@@ -169,6 +169,9 @@ class CloudPlatform(TestCase):
 
 
 class UploadAndIndex(CloudPlatform):
+    #: Reconciliation every second while the camera uploads: the index stays one entry per object.
+    cloud_config = {"reconcile_interval": 1}
+
     async def test_camera_uploads_with_its_own_key_into_store_and_index(self) -> None:
         """Item 1: LOGIN_RES gave the camera its own key and our endpoint; its files are stored and indexed
         with device, channel, start (the name's Beijing time) and the duration read from the TS."""
@@ -182,8 +185,11 @@ class UploadAndIndex(CloudPlatform):
         self.assertTrue(uploads)
         self.assertEqual({u.access_key for u in uploads}, {credential.access_key})
         objects = await self.indexed()
+        listed, _ = await self.backend.list(RECORD_BUCKET, DEV + "_", "", 1000)
+        self.assertTrue(set(o.key for o in objects) <= {i.key for i in listed})
         for obj in objects:
             info = await self.backend.head(RECORD_BUCKET, obj.key)
+            assert info is not None
             self.assertEqual((obj.dev_id, obj.channel_no, obj.kind, obj.bucket, obj.size, obj.etag),
                              (DEV, 0, "record", RECORD_BUCKET, info.size, info.etag))
             self.assertEqual(obj.key, f"{DEV}_0_{_name_time(obj.start)}.ts")

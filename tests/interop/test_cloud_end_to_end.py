@@ -40,6 +40,7 @@ from tests.util import FFMPEG, FFPROBE, ROOT, SOAP_PASSWORD, http_client, run, u
 DEV = "81100000001"
 OWNER, STRANGER = "13300000001", "13300000002"
 PERIOD = 2  # seconds per TS file (§7.1.1 says 5 minutes; the simulator's test period)
+FPS = 25  # the simulated camera's main stream
 BEIJING = datetime.timezone(datetime.timedelta(hours=8))
 #: A whole day around now, in the §7.1.1 names' Beijing time: every search below covers the test's files.
 FAR_PAST, FAR_FUTURE = "20000101000000", "20991231235959"
@@ -156,6 +157,20 @@ class CloudPlatform(TestCase):
         self.fail(f"{len(latest)} of {count} recordings indexed: {[o.key for o in latest]}, "
                   f"uploads {self.sim_cloud.uploads}, reports {self.sim_cloud.reports}")
 
+    async def stop_recording(self) -> list[CloudObject]:
+        """78H off; then what is indexed once the last file's upload is in (no change for a second)."""
+        stop = m.SetFullDayRecordRequest(dev_id=DEV, channel_no=0, record_full=0)
+        self.assertEqual((await self.platform.gateway.command(DEV, stop)).result, 0)
+        await _sleep(PERIOD)
+        before = await self.indexed()
+        for _ in range(20):
+            await _sleep(1)
+            after = await self.indexed()
+            if after == before:
+                return after
+            before = after
+        self.fail("the index kept changing after the camera stopped recording")
+
     def consecutive(self, objects: list[CloudObject]) -> tuple[CloudObject, CloudObject]:
         for a, b in zip(objects, objects[1:], strict=False):
             if b.start - a.start == PERIOD:
@@ -253,26 +268,38 @@ class SoapSearchAndDownload(CloudPlatform):
 
 
 class RtspPlayback(CloudPlatform):
-    async def test_plays_across_the_file_boundary_without_a_gap(self) -> None:
-        """Item 3: ffprobe over RTSP/TCP with the owner's credentials plays /cloud/<DevID>/0/<start> through
-        consecutive files: every picture, decoded duration ≈ the files' sum, no jump over 2 frame intervals."""
-        await self.start(files=3)
-        objects = await self.indexed()
-        first, second = self.consecutive(objects)
-        end = second.start + PERIOD
+    async def play(self, url: str) -> list[float]:
+        """ffprobe over RTSP/TCP to the end of the programme (RTCP BYE): every decoded picture's time."""
         assert FFPROBE is not None
         result = await run(FFPROBE, ["-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v",
                                      "-show_frames", "-show_entries", "frame=pts_time,key_frame", "-of", "json",
-                                     self.rtsp_url(first.start, end=end)], timeout=40)
-        self.assertEqual(result.code, 0, result.err)
+                                     url], timeout=40)
+        self.assertEqual((result.code, result.err.strip()), (0, ""))
         frames = json.loads(result.out)["frames"]
         self.assertTrue(frames and frames[0].get("key_frame") == 1, "the stream starts with an IDR")
-        times = [float(f["pts_time"]) for f in frames[1:]]  # ffmpeg's RTSP demuxer leaves the first one unstamped
-        fps = 25
-        self.assertAlmostEqual(len(frames) / fps, 2 * PERIOD, delta=2 / fps)
+        # ffmpeg's RTSP demuxer leaves the first picture unstamped (as from a camera): one interval before.
+        times = [float(f["pts_time"]) for f in frames[1:]]
+        times.insert(0, times[0] - 1 / FPS)
         steps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        self.assertTrue(all(0 < s <= 2 / fps + 1e-3 for s in steps), steps)
-        self.assertAlmostEqual(times[-1] - times[0] + 2 / fps, 2 * PERIOD, delta=2 / fps)
+        self.assertTrue(all(0 < s <= 2 / FPS + 1e-3 for s in steps), [s for s in steps if not 0 < s <= 2 / FPS])
+        return times
+
+    async def test_plays_across_the_file_boundary_without_a_gap(self) -> None:
+        """Item 3: ffprobe over RTSP/TCP with the owner's credentials plays /cloud/<DevID>/0/<start>?end=...
+        through two consecutive files: every picture, decoded duration = the files' sum, no jump over 2
+        frame intervals; without an end, every stored file from the start on, end to end."""
+        await self.start(files=3)
+        first, second = self.consecutive(await self.indexed())
+        times = await self.play(self.rtsp_url(first.start, end=second.start + PERIOD))
+        self.assertAlmostEqual(len(times), 2 * PERIOD * FPS, delta=1)
+        self.assertAlmostEqual(times[-1] - times[0] + 1 / FPS, 2 * PERIOD, delta=1.5 / FPS)
+
+        # The camera stops; the open-ended URL plays all that is stored from the first file on.
+        objects = await self.stop_recording()
+        total = sum(o.duration for o in objects)
+        times = await self.play(self.rtsp_url(objects[0].start))
+        self.assertAlmostEqual(len(times) / FPS, total, delta=len(objects) * 1.5 / FPS)
+        self.assertAlmostEqual(times[-1] - times[0] + 1 / FPS, total, delta=len(objects) * 1.5 / FPS)
 
     async def test_another_account_gets_404(self) -> None:
         """Item 5: the stranger's /cloud/ URL of the camera answers 404, like a camera that does not exist."""
@@ -290,11 +317,7 @@ class DeleteAndIsolation(CloudPlatform):
     async def test_delete_one_and_a_range(self) -> None:
         """Item 4: DeleteCloudFiles removes object and index entry; a range delete removes several."""
         await self.start(files=4)
-        stop = await self.platform.gateway.command(DEV, m.SetFullDayRecordRequest(dev_id=DEV, channel_no=0,
-                                                                                    record_full=0))
-        self.assertEqual(stop.result, 0)
-        await _sleep(PERIOD + 1)  # the file being recorded is uploaded; nothing after it
-        objects = await self.indexed()
+        objects = await self.stop_recording()
         one = objects[0]
         gone = await self.call("DeleteCloudFiles", **self.owner, DevID=DEV, FileName=one.key)
         self.assertEqual((gone.Result, gone.DeletedNum), (0, 1))

@@ -216,6 +216,38 @@ class UploadAndIndex(CloudPlatform):
         self.assertEqual([(f.name, f.start, f.duration) for f in page.files],
                          [(o.key, _name_time(o.start), o.duration) for o in objects])
 
+    async def test_a_new_key_by_65h_is_used_at_once_and_the_old_one_refused(self) -> None:
+        """§7.5.11 against our endpoint: the platform rotates the camera's key (65H at once); the next
+        uploads carry the new key and are indexed, and the old key is refused (boto3: 403)."""
+        await self.start(files=1)
+        old = await self.store.device_cloud_credential(DEV)
+        assert old is not None
+        new, sent = await self.cloud.rotate(DEV)
+        self.assertTrue(sent)
+        self.assertEqual(self.camera.state.cloud.account, new.access_key)
+        before = len(self.sim_cloud.uploads)
+        await until(lambda: len([u for u in self.sim_cloud.uploads[before:] if u.access_key == new.access_key]) >= 2,
+                    timeout=30)
+        renewed = {u.key for u in self.sim_cloud.uploads[before:] if u.access_key == new.access_key}
+        self.assertTrue(renewed <= {o.key for o in await self.indexed()})
+
+        import boto3
+        import botocore.exceptions
+        from botocore.config import Config
+
+        def old_key_reads() -> int:
+            client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{self.platform.port_of('storage')}",
+                                  aws_access_key_id=old.access_key, aws_secret_access_key=old.secret,
+                                  region_name="us-east-1",
+                                  config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+            try:
+                client.get_object(Bucket=RECORD_BUCKET, Key=sorted(renewed)[0])
+            except botocore.exceptions.ClientError as e:
+                return int(e.response["ResponseMetadata"]["HTTPStatusCode"])
+            return 200
+
+        self.assertEqual(await threads.deferToThread(old_key_reads), 403)
+
 
 class SoapSearchAndDownload(CloudPlatform):
     async def test_search_by_time_download_and_ffprobe(self) -> None:

@@ -52,11 +52,16 @@ def _name_time(start: float) -> str:
 
 def _get(url: str) -> tuple[int, bytes]:
     """A plain HTTP GET (urllib, in a thread): status and body, also of an error answer."""
+    status, _, body = _get_with_headers(url)
+    return status, body
+
+
+def _get_with_headers(url: str) -> tuple[int, Any, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=20) as response:
-            return response.status, response.read()
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as e:
-        return e.code, e.read()
+        return e.code, e.headers, e.read()
 
 
 class CloudPlatform(TestCase):
@@ -267,8 +272,9 @@ class SoapSearchAndDownload(CloudPlatform):
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(url.Url).query)
         self.assertEqual(query["X-Amz-Expires"], ["300"])
         self.assertTrue(url.Url.startswith(f"http://127.0.0.1:{self.platform.port_of('storage')}/"), url.Url)
-        status, body = await threads.deferToThread(_get, url.Url)
+        status, headers, body = await threads.deferToThread(_get_with_headers, url.Url)
         self.assertEqual(status, 200)
+        self.assertIn(f'filename="{second.key}"', headers["Content-Disposition"])
         stored = await self.backend.read(RECORD_BUCKET, second.key, 0)
         self.assertEqual(body, stored)
         work = Path(self.mktemp())

@@ -42,7 +42,7 @@ OWNER, STRANGER = "13300000001", "13300000002"
 PERIOD = 2  # seconds per TS file (§7.1.1 says 5 minutes; the simulator's test period)
 FPS = 25  # the simulated camera's main stream
 BEIJING = datetime.timezone(datetime.timedelta(hours=8))
-#: A whole day around now, in the §7.1.1 names' Beijing time: every search below covers the test's files.
+#: A range (§7.1.1 names' Beijing time) that covers every file of the test.
 FAR_PAST, FAR_FUTURE = "20000101000000", "20991231235959"
 
 
@@ -147,15 +147,10 @@ class CloudPlatform(TestCase):
         return sorted(found.objects, key=lambda o: o.start)
 
     async def wait_for(self, count: int, timeout: float = 60.0) -> list[CloudObject]:
-        """Until *count* recordings are indexed, two of them consecutive (PERIOD seconds apart)."""
+        """Until *count* recordings are indexed (polling the store: the index is what is proved)."""
         latest: list[CloudObject] = []
-
-        async def poll() -> None:
-            nonlocal latest
-            latest = await self.indexed()
-
         for _ in range(int(timeout / 0.2)):
-            await poll()
+            latest = await self.indexed()
             if len(latest) >= count:
                 return latest
             await _sleep(0.2)

@@ -32,7 +32,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.device.protocol import messages as m
-from globaleye.s3.backend import RECORD_BUCKET
+from globaleye.s3.backend import PICTURE_BUCKET, RECORD_BUCKET
 from globaleye.store import CloudObject
 from globaleye.testing import platform_config, start_platform
 from tests.util import FFMPEG, FFPROBE, ROOT, SOAP_PASSWORD, http_client, run, until
@@ -215,6 +215,26 @@ class UploadAndIndex(CloudPlatform):
         page = await self.cloud.search(session, DEV, 0, "record", FAR_PAST, FAR_FUTURE, 1, 100)
         self.assertEqual([(f.name, f.start, f.duration) for f in page.files],
                          [(o.key, _name_time(o.start), o.duration) for o in objects])
+
+        # Pictures by a 75H cloud policy (StoreType 1, every 2 s): GlobalEyePicture, indexed as pictures,
+        # found by SOAP with Type picture.
+        policy = m.AddPicturePolicyRequest(dev_id=DEV, channel_no=0, store_type=1, day_policy=(
+            m.PicturePolicy(interval=2, start_time="00:00", end_time="24:00"),))
+        self.assertEqual((await self.platform.gateway.command(DEV, policy)).result, 0)
+        pictures: list[CloudObject] = []
+        for _ in range(150):
+            pictures = list((await self.store.search_cloud_objects(DEV, 0, "picture", 0, 4e9, 0, 100)).objects)
+            if pictures:
+                break
+            await _sleep(0.2)
+        self.assertTrue(pictures, self.sim_cloud.uploads)
+        picture = pictures[0]
+        self.assertEqual((picture.bucket, picture.key, picture.duration),
+                         (PICTURE_BUCKET, f"{DEV}_0_{_name_time(picture.start)}.jpg", 0.0))
+        self.assertEqual((await self.backend.read(PICTURE_BUCKET, picture.key, 0, 2)), b"\xff\xd8")
+        found = await self.call("SearchCloudFiles", **self.owner, DevID=DEV, ChannelNo=0, Type="picture",
+                                StartTime=FAR_PAST, EndTime=FAR_FUTURE)
+        self.assertIn((picture.key, "picture"), [(f.FileName, f.Type) for f in found.CloudFile])
 
     async def test_a_new_key_by_65h_is_used_at_once_and_the_old_one_refused(self) -> None:
         """§7.5.11 against our endpoint: the platform rotates the camera's key (65H at once); the next

@@ -272,7 +272,8 @@ class UploadAndIndex(CloudPlatform):
 class SoapSearchAndDownload(CloudPlatform):
     async def test_search_by_time_download_and_ffprobe(self) -> None:
         """Item 2: the owner finds the files by time through SOAP (zeep), also a range crossing two files;
-        a presigned URL downloads bytes identical to the stored object, and ffprobe reads H.264 from them."""
+        a presigned URL downloads bytes identical to the stored object, and ffprobe reads H.264 from them;
+        a tampered URL and an expired one are refused (403)."""
         await self.start(files=3)
         first, second = self.consecutive(await self.indexed())
         # A one-second range across the boundary of first and second: both files, and only them.
@@ -306,10 +307,8 @@ class SoapSearchAndDownload(CloudPlatform):
         tampered = url.Url.replace(second.key, first.key)
         self.assertEqual((await threads.deferToThread(_get, tampered))[0], 403)
 
-    async def test_the_url_expires(self) -> None:
-        """Item 2: a URL of a short lifetime downloads at once and is refused (403) once it has expired."""
-        await self.start(files=1, record=True)
-        obj = (await self.indexed())[0]
+        # A URL of a short lifetime downloads at once and is refused (403) once it has expired.
+        obj = first
         self.cloud.settings = attrs.evolve(self.cloud.settings, url_lifetime=2)
         url = await self.call("GetCloudFileUrl", **self.owner, DevID=DEV, FileName=obj.key)
         self.assertEqual((url.Result, url.Expires), (0, 2))
@@ -354,17 +353,6 @@ class RtspPlayback(CloudPlatform):
         self.assertAlmostEqual(len(times) / FPS, total, delta=len(objects) * 1.5 / FPS)
         self.assertAlmostEqual(times[-1] - times[0] + 1 / FPS, total, delta=len(objects) * 1.5 / FPS)
 
-    async def test_another_account_gets_404(self) -> None:
-        """Item 5: the stranger's /cloud/ URL of the camera answers 404, like a camera that does not exist."""
-        await self.start(files=1)
-        obj = (await self.indexed())[0]
-        assert FFPROBE is not None
-        for user, dev in ((STRANGER, DEV), (OWNER, "81199999999")):
-            result = await run(FFPROBE, ["-v", "error", "-rtsp_transport", "tcp", "-show_entries", "format=duration",
-                                         self.rtsp_url(obj.start, user=user, dev=dev)], timeout=20)
-            self.assertNotEqual(result.code, 0)
-            self.assertIn("404", result.err, (user, dev))
-
 
 class DeleteAndIsolation(CloudPlatform):
     async def test_delete_one_and_a_range(self) -> None:
@@ -385,8 +373,9 @@ class DeleteAndIsolation(CloudPlatform):
         self.assertEqual([i.key for i in listed], [])
 
     async def test_another_account_and_another_cameras_key_see_nothing(self) -> None:
-        """Item 5: the stranger gets SOAP Result 3 as for an unknown camera; the camera's own key (boto3)
-        cannot read or list another camera's objects (403)."""
+        """Item 5: the stranger gets SOAP Result 3 as for an unknown camera, and 404 from the RTSP proxy's
+        /cloud/ URL; another camera's key (boto3) cannot read, list or delete this camera's objects, nor
+        this camera's key write under another's name (403)."""
         await self.start(files=1)
         obj = (await self.indexed())[0]
         for who, dev in ((self.stranger, DEV), (self.owner, "81199999999")):
@@ -398,6 +387,13 @@ class DeleteAndIsolation(CloudPlatform):
             gone = await self.call("DeleteCloudFiles", **who, DevID=dev, FileName=obj.key)
             self.assertEqual(gone.Result, 3)
         self.assertIsNotNone(await self.store.get_cloud_object(RECORD_BUCKET, obj.key))
+        # The RTSP proxy's /cloud/ URL: 404 for the stranger, as for a camera that does not exist.
+        assert FFPROBE is not None
+        for user, dev in ((STRANGER, DEV), (OWNER, "81199999999")):
+            result = await run(FFPROBE, ["-v", "error", "-rtsp_transport", "tcp", "-show_entries", "format=duration",
+                                         self.rtsp_url(obj.start, user=user, dev=dev)], timeout=20)
+            self.assertNotEqual(result.code, 0)
+            self.assertIn("404", result.err, (user, dev))
 
         # Another camera's key: it exists once the platform has given it one (its own LOGIN_RES would).
         other = await self.cloud.credential_for("81100000002")
@@ -635,3 +631,25 @@ class CrashMidUpload(TestCase):
         self.assertEqual(await platform.cloud.backend.read(RECORD_BUCKET, whole, 0), complete)
         listed, _ = await platform.cloud.backend.list(RECORD_BUCKET, "", "", 100)
         self.assertEqual([i.key for i in listed], [whole])
+
+
+class Retention(CloudPlatform):
+    """Item 7's other half: ``[cloud] retention_days`` (here 8.64 s) purged every second, with the real
+    endpoint: the oldest go first, from store and index alike, while the camera keeps uploading."""
+
+    cloud_config = {"retention_days": 0.0001, "retention_interval": 1}
+
+    async def test_retention_removes_the_oldest_first(self) -> None:
+        await self.start(files=0)
+        uploads = self.sim_cloud.uploads
+        await until(lambda: len([u for u in uploads if u.key.endswith(".ts")]) >= 8, timeout=60)
+        uploaded = [u.key for u in uploads if u.key.endswith(".ts")]
+        keys = [o.key for o in await self.indexed()]
+        self.assertNotIn(uploaded[0], keys)
+        self.assertIsNone(await self.backend.head(RECORD_BUCKET, uploaded[0]))
+        self.assertTrue(keys, "the newest files are kept")
+        self.assertEqual(keys, [k for k in uploaded if k in keys])
+        self.assertEqual(keys, uploaded[len(uploaded) - len(keys):], (keys, uploaded))
+        listed, _ = await self.backend.list(RECORD_BUCKET, DEV + "_", "", 1000)
+        self.assertTrue({i.key for i in listed} <= set(uploaded))
+        self.assertNotIn(uploaded[0], {i.key for i in listed})

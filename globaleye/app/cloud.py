@@ -457,7 +457,9 @@ class CloudService(service.Service):
             head = await self.backend.read(info.bucket, info.key, 0, TS_PROBE)
             tail_at = max(0, info.size - TS_PROBE)
             tail_at -= tail_at % mpegts.PACKET_SIZE
-            tail = head[tail_at:] if tail_at < len(head) else await self.backend.read(info.bucket, info.key, tail_at)
+            # The head holds the tail only when it holds the whole file (a file between one and two
+            # probes long has its tail beyond the head).
+            tail = head[tail_at:] if len(head) >= info.size else await self.backend.read(info.bucket, info.key, tail_at)
             duration = ts_duration(head, tail, tail_at)
         except (StorageError, mpegts.TsError, ValueError) as e:
             self.log.info("cloud: {key}: duration not read ({error}); {default} s assumed", key=info.key,

@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from twisted.internet.defer import fail
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
@@ -110,6 +111,11 @@ class FileBackend:
         self.multipart_dir = os.path.join(self.data_dir, MULTIPART)
 
     def _run(self, function: Callable[..., T], *args: Any) -> Any:
+        if self.threadpool.joined:
+            # Stopped (the platform is shutting down): Twisted's pool drops new work without a word, and
+            # the caller (a reconciliation still running) would wait forever; fail at once instead, as
+            # the external backend does.
+            return fail(StorageError("the object store is stopped"))
         return deferToThreadPool(self.reactor, self.threadpool, function, *args)
 
     # -- start ------------------------------------------------------------------------------

@@ -110,3 +110,17 @@ class Backend(unittest.TestCase):
         finally:
             os.setxattr = original
         self.assertIn("extended attributes", str(caught.exception))
+
+
+class Stopped(unittest.TestCase):
+    async def test_calls_after_the_pool_stopped_fail_at_once(self) -> None:
+        """Twisted's pool drops work given after its stop: the backend says so instead of never answering."""
+        pool = ThreadPool(1, 2, name="test-s3-files-stopped")
+        pool.start()
+        backend = FileBackend(self.mktemp(), reactor, pool)
+        await backend.start()
+        pool.stop()
+        listing = defer.Deferred.fromCoroutine(backend.list("GlobalEyeRecord"))
+        self.assertTrue(listing.called)
+        with self.assertRaises(StorageError):
+            await listing

@@ -228,6 +228,22 @@ class CloudServiceTests(TestCase):
         data = recording()
         self.assertAlmostEqual(ts_duration(data, data, 0) or 0, 40.0, delta=0.2)
 
+    async def test_duration_of_a_file_between_one_and_two_probes_long(self) -> None:
+        """The tail is read from the file's end, not from the head's bytes (a 2-second file of ~300 KB once
+        got its duration from the middle of the file)."""
+        from globaleye.app.cloud import TS_PROBE
+
+        size = TS_PROBE + (TS_PROBE // 2) // 188 * 188
+        data = recording()[:size]
+        self.assertEqual(len(data), size)
+        whole = ts_duration(data, data, 0) or 0
+        middle = ts_duration(data[:TS_PROBE], data[:TS_PROBE], 0) or 0
+        self.assertGreater(whole, middle + 1)
+        await self.upload(key(DEV, "20261201100000"), data)
+        entry = await self.store.get_cloud_object(RECORD_BUCKET, key(DEV, "20261201100000"))
+        assert entry is not None
+        self.assertAlmostEqual(entry.duration, whole, delta=0.01)
+
     # Quotas and the loop overwrite (§7.1.1) ---------------------------------------------------------
 
     async def test_device_quota_refuses_unless_the_camera_loops(self) -> None:

@@ -1,6 +1,6 @@
 """Bench (issue 13, step 1): GlobalEye's RTSP proxy against GStreamer's rtsp-server, same camera stream.
 
-    python bench/fanout_vs_gst.py --viewers 100 300 500 --seconds 8 [--bit-rate 1200000] [--profile out.txt]
+    python bench/fanout_vs_gst.py --viewers 100 300 500 --seconds 8 [--bit-rate 2000000] [--profile out.txt] [--py-spy stacks.txt]
 
 Needs Debian's ``/usr/bin/python3`` with ``python3-gi`` and ``gir1.2-gst-rtsp-server-1.0``
 (``apt-get install -y gir1.2-gst-rtsp-server-1.0``) and 2 cores.  The pieces are
@@ -21,7 +21,8 @@ after the other, for each N:
 
 Each viewer's bytes in the window are counted; a viewer below 90 % of the median (or of
 the upstream's rate) is reported as short.  ``--profile`` adds, after the measured GlobalEye
-window at the largest N, one more window under cProfile and writes the top functions.
+window at the largest N, one more window under cProfile and writes the top functions;
+``--py-spy FILE`` one more sampled by ``py-spy record`` (folded stacks).
 Bounded: at most 2000 viewers, every child answer within 60 s.
 """
 
@@ -52,6 +53,46 @@ class Viewer(pf.RawViewer):
     """proxy_fanout's viewer, with Digest only when asked (GStreamer's mount is open) and any track name."""
 
     track = "trackID=0"
+
+    def ask(self, method: str, url: str, *headers: str) -> tuple[int, str]:
+        """RawViewer.ask, but media that comes before the reply ('$' frames) is counted and skipped.
+
+        GStreamer's shared media may send a viewer's first RTP before its PLAY reply."""
+        import re
+        self.cseq += 1
+        lines = [f"{method} {url} RTSP/1.0", f"CSeq: {self.cseq}", *headers]
+        if self.auth is not None:
+            lines.append("Authorization: " + self._digest(method))
+        if method == "PLAY":
+            self.play_sent = time.monotonic()
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = self.rest
+        while True:
+            while len(data) < 4:
+                data += self._recv()
+            if data[:1] != b"$":
+                break
+            size = 4 + int.from_bytes(data[2:4], "big")
+            while len(data) < size:
+                data += self._recv()
+            self.got(size)
+            data = data[size:]
+        while b"\r\n\r\n" not in data:
+            data += self._recv()
+        head, _, body = data.partition(b"\r\n\r\n")
+        text = head.decode("latin-1")
+        m = re.search(r"(?im)^content-length:\s*(\d+)", text)
+        length = int(m.group(1)) if m else 0
+        while len(body) < length:
+            body += self._recv()
+        self.rest = body[length:]
+        return int(text.split()[1]), text
+
+    def _recv(self) -> bytes:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        return chunk
 
     def start(self) -> None:
         import re
@@ -171,6 +212,17 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
         return {"cpu": 100 * (c1 - c0) / wall, "n": len(each), "up": up, "median": med,
                 "min": min(each) if each else 0.0, "short": len(short), "dropped": dropped() - drop0}
 
+    async def py_spy(viewers: pf.Child, cpu: Any) -> None:
+        """One more window sampled by py-spy (--nonblocking: the proxy is not paused; no --native then)."""
+        import subprocess
+        spy = subprocess.Popen(["py-spy", "record", "--pid", str(os.getpid()), "--duration", str(int(args.seconds)),
+                                "--rate", "200", "--nonblocking", "--format", "raw",
+                                "--output", args.py_spy], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        w = await window(viewers, cpu)
+        while spy.poll() is None:
+            await deferLater(reactor, 0.2, lambda: None)
+        print(f"  py-spy window: CPU {w['cpu']:.1f} % (sampled), stacks in {args.py_spy}", flush=True)
+
     async def run(name: str, rtsp_port: int, path: str, track: str, cpu: Any,
                   profile_at: int | None = None) -> dict[int, dict[str, Any]]:
         viewers = pf.Child(reactor, [os.path.abspath(__file__), "--viewer-child", str(rtsp_port), path, track])
@@ -186,7 +238,7 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
             print(f"  {name} {n}: CPU {w['cpu']:.1f} %, {w['n']} viewers, median {w['median'] / 1e3:.1f} kB/s, "
                   f"min {w['min'] / 1e3:.1f} kB/s, upstream {w['up'] / 1e3:.1f} kB/s, short {w['short']}, "
                   f"skipped pictures {w['dropped']}", flush=True)
-            if profile_at == n:
+            if profile_at == n and args.profile:
                 profile = cProfile.Profile()
                 profile.enable()
                 await window(viewers, cpu)
@@ -197,6 +249,8 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
                 stats.sort_stats("cumulative").print_stats(40)
                 with open(args.profile, "w") as f:
                     f.write(out.getvalue())
+            if profile_at == n and args.py_spy:
+                await py_spy(viewers, cpu)
             await viewers.answer({"close": 1})
             await deferLater(reactor, 1.0, lambda: None)
         viewers.close()
@@ -204,7 +258,7 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
 
     me = os.getpid()
     ours = await run("GlobalEye", port, live, "trackID=0", lambda: proc_cpu(me),
-                     max(args.viewers) if args.profile else None)
+                     max(args.viewers) if args.profile or args.py_spy else None)
     pf.pin(1)  # the proxy (serving only the relay now) leaves CPU 0 to GStreamer
     relay = Relay(reactor, f"rtsp://127.0.0.1:{port}{live}")
     gst_port = await relay.port
@@ -224,6 +278,10 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
               f"{a['short']} of {a['n']}; {b['short']} of {b['n']} |", flush=True)
     camera.close()
     await deferLater(reactor, 0.5, lambda: None)
+    try:
+        camera.process.signalProcess("TERM")  # the camera child may still be stopping its fleet
+    except Exception:
+        pass
     await platform.stopService()
 
 
@@ -233,6 +291,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--bit-rate", type=int, default=2_000_000, help="main stream's encoder bit rate (bit/s)")
     p.add_argument("--profile", help="cProfile the proxy over one more window at the largest N; write the top here")
+    p.add_argument("--py-spy", help="py-spy record (raw folded stacks) over one more window at the largest N")
     p.add_argument("--viewer-child", nargs=3, metavar=("PORT", "PATH", "TRACK"))
     args = p.parse_args()
     if args.viewer_child:

@@ -227,6 +227,8 @@ def viewer_child(host: str, port: int, path: str, make: Callable[[str, int, str]
                 reply({"added": len(added), "first_media_ms": firsts, "viewers": len(viewers)})
             elif "stats" in command:
                 reply({"viewers": len(viewers), "bytes": sum(v.bytes for v in viewers.values())})
+            elif "each" in command:  # every viewer's byte count (bench/fanout_vs_gst.py finds short ones)
+                reply({"viewers": len(viewers), "bytes_each": [v.bytes for v in viewers.values()]})
             elif "gaps" in command:  # each viewer's longest silence since the last "gaps"
                 reply({"viewers": len(viewers), "gaps_ms": [round(1000 * v.max_gap) for v in viewers.values()]})
                 for v in viewers.values():

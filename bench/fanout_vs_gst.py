@@ -54,46 +54,6 @@ class Viewer(pf.RawViewer):
 
     track = "trackID=0"
 
-    def ask(self, method: str, url: str, *headers: str) -> tuple[int, str]:
-        """RawViewer.ask, but media that comes before the reply ('$' frames) is counted and skipped.
-
-        GStreamer's shared media may send a viewer's first RTP before its PLAY reply."""
-        import re
-        self.cseq += 1
-        lines = [f"{method} {url} RTSP/1.0", f"CSeq: {self.cseq}", *headers]
-        if self.auth is not None:
-            lines.append("Authorization: " + self._digest(method))
-        if method == "PLAY":
-            self.play_sent = time.monotonic()
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        data = self.rest
-        while True:
-            while len(data) < 4:
-                data += self._recv()
-            if data[:1] != b"$":
-                break
-            size = 4 + int.from_bytes(data[2:4], "big")
-            while len(data) < size:
-                data += self._recv()
-            self.got(size)
-            data = data[size:]
-        while b"\r\n\r\n" not in data:
-            data += self._recv()
-        head, _, body = data.partition(b"\r\n\r\n")
-        text = head.decode("latin-1")
-        m = re.search(r"(?im)^content-length:\s*(\d+)", text)
-        length = int(m.group(1)) if m else 0
-        while len(body) < length:
-            body += self._recv()
-        self.rest = body[length:]
-        return int(text.split()[1]), text
-
-    def _recv(self) -> bytes:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("server closed the connection")
-        return chunk
-
     def start(self) -> None:
         import re
         code, text = self.ask("DESCRIBE", self.url, "Accept: application/sdp")

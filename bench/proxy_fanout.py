@@ -117,19 +117,34 @@ class RawViewer:
             self.play_sent = time.monotonic()
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         data = self.rest
+        # Media before the reply ('$' frames) is counted and skipped: a shared media (GStreamer's
+        # rtsp-server, bench/fanout_vs_gst.py) may send a viewer's first RTP before its PLAY reply.
+        while True:
+            while len(data) < 4:
+                data += self._recv()
+            if data[:1] != b"$":
+                break
+            size = 4 + int.from_bytes(data[2:4], "big")
+            while len(data) < size:
+                data += self._recv()
+            self.got(size)
+            data = data[size:]
         while b"\r\n\r\n" not in data:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("proxy closed the connection")
-            data += chunk
+            data += self._recv()
         head, _, body = data.partition(b"\r\n\r\n")
         text = head.decode("latin-1")
         m = re.search(r"(?im)^content-length:\s*(\d+)", text)
         length = int(m.group(1)) if m else 0
         while len(body) < length:
-            body += self.sock.recv(65536)
+            body += self._recv()
         self.rest = body[length:]
         return int(text.split()[1]), text
+
+    def _recv(self) -> bytes:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        return chunk
 
     def start(self) -> None:
         code, text = self.ask("DESCRIBE", self.url, "Accept: application/sdp")

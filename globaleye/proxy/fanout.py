@@ -62,6 +62,8 @@ _U32 = struct.Struct("!I")
 _INTERLEAVED_RTP = struct.Struct("!BBHBBHII")
 #: Packets of one picture written together at most (a picture without a marker is flushed anyway).
 MAX_BATCH = 64
+#: Packets of one picture a hub holds for its shared buffers before it sends them (about 180 KB).
+MAX_PICTURE_PACKETS = 128
 #: The last packet fanned out and its payload (see ViewerStream._out).
 _body_of: tuple[bytes, bytes] = (b"", b"")
 
@@ -90,10 +92,6 @@ class ViewerStream:
         self.first_seq = list(self.seq)
         self.ssrc = [secrets.randbits(32) for _ in range(n)]
         self.ts_offset = [secrets.randbits(32) for _ in range(n)]
-        #: After an upstream recovery (``rebase``): each track's clock rate, and for the tracks
-        #: whose timestamp offset is recomputed at their next packet, the timestamp to go on from.
-        self.rates = [m.clock_rate or 90000 for m in description.media]
-        self.rebase_from: dict[int, int] = {}
         self.tracks: set[int] = set(range(n))  # the tracks this viewer SET UP
         self.waiting = True  # for an IDR
         self.started = False
@@ -117,6 +115,18 @@ class ViewerStream:
         #: last packet (the marker), not one Twisted write per packet (docs/performance.md).
         self.write_sequence: Callable[[list[bytes]], None] | None = None
         self._batch: list[bytes] = []
+        #: Shared numbering (set by LiveHub.prepare): this viewer's SSRC and timestamps are the
+        #: hub's, and its sequence numbers too as long as it has missed nothing; ``rtptime``
+        #: then holds, per track, the timestamp of the first packet it will get (RTP-Info).
+        self.shared = False
+        self.rtptime: dict[int, int] = {}
+        #: Whether it can be served from the hub's shared buffers (set by the server: every track
+        #: it SET UP is interleaved on one connection with ``write``, or UDP with ``udp_out``).
+        self.can_share = False
+        #: Served from the hub's shared buffers now (LiveHub: until it misses a picture).
+        self.fast = False
+        #: UDP: per track, the sendto of the server's RTP port and the viewer's address.
+        self.udp_out: dict[int, tuple[Callable[[bytes, Any], Any], Any]] = {}
 
     def _blocked(self) -> bool:
         # A GOP replay goes out whole: it is bounded (GOP_CACHE_BYTES), and cutting it at the
@@ -132,33 +142,20 @@ class ViewerStream:
         finally:
             self.replaying = False
 
-    def rebase(self, gap: float, description: SessionDescription, last_in: dict[int, int]) -> None:
+    def resync(self, description: SessionDescription) -> None:
         """A new upstream replaces a lost one: go on in the same session, from its next IDR.
 
-        The new camera session has new RTP timestamp bases, so each track's offset is
-        recomputed at its first packet: the viewer's clock goes on from the last timestamp
-        the old upstream gave (*last_in*, the camera's, as this viewer saw it) plus *gap*
-        seconds (the outage), and never runs backwards.  Sequence numbers and SSRCs simply
-        continue.  Until every track is rebased, ``rtp`` is this instance's ``_rtp_rebasing``,
-        so the per-packet path of every other viewer, and of this one afterwards, pays nothing.
+        The hub keeps the numbering continuous (:class:`Numbering`: sequence numbers and SSRCs
+        go on, timestamps go on from the last ones plus the outage), so a viewer only waits for
+        the new session's first key picture and takes the new SDP's parameter sets.  A viewer
+        served from the hub's shared buffers needs nothing: it gets every packet the hub numbers.
         """
-        self.rebase_from = {t: (last_in[t] + self.ts_offset[t] + max(1, round(max(gap, 0.0) * self.rates[t])))
-                            & 0xFFFFFFFF for t in self.tracks if t in last_in}
+        if self.fast:
+            return
         self.waiting = True
         self.in_picture = False
         if self.video_track is not None:
             self.params = description.media[self.video_track].sprop_parameter_sets
-        if self.rebase_from:
-            self.rtp = self._rtp_rebasing  # type: ignore[method-assign]
-
-    def _rtp_rebasing(self, track: int, data: bytes, timestamp: int, payload_offset: int,
-                      picture_start: bool) -> None:
-        start = self.rebase_from.pop(track, None)
-        if start is not None:
-            self.ts_offset[track] = (start - timestamp) & 0xFFFFFFFF
-            if not self.rebase_from:
-                del self.rtp  # back to the class's method
-        ViewerStream.rtp(self, track, data, timestamp, payload_offset, picture_start)
 
     def _out(self, track: int, data: bytes) -> None:
         seq = self.seq[track]
@@ -229,7 +226,7 @@ class ViewerStream:
             self._out(track, data)
 
     def rtcp(self, track: int, data: bytes) -> None:
-        if track in self.tracks and self.started and track not in self.rebase_from and not self.sink.blocked():
+        if track in self.tracks and self.started and not self.sink.blocked():
             report = h264rtp.rewrite_rtcp(data, self.ts_offset[track], self.ssrc[track], self.forward_bye)
             if report is not None:
                 self.sink.send_rtcp(track, report)
@@ -256,6 +253,81 @@ class PictureTracker:
         self.after_marker[track] = marker
         self.last_ts[track] = ts
         return ts, offset, start
+
+
+#: An RTP header's sequence number, timestamp and SSRC (bytes 2 to 12).
+_SEQ_TS_SSRC = struct.Struct("!HII")
+#: The "$", channel and length in front of an interleaved frame (RFC 2326 §10.12).
+_FRAME = struct.Struct("!BBH")
+
+
+class Numbering:
+    """One hub's RTP numbering per track: the SSRC, sequence numbers and timestamps every viewer sees.
+
+    RFC 2326 lets all viewers of a live stream share them: each learns where its part begins
+    from RTP-Info (``seq``, ``rtptime``) in the PLAY answer.  Numbering each camera packet once
+    for everyone is what lets the hub send one buffer per picture to all its viewers.  Across
+    an upstream recovery the numbering goes on: sequence numbers continue, and each track's
+    timestamps continue from the last one plus the outage (``rebase``), whatever RTP bases the
+    camera's new session has.
+    """
+
+    def __init__(self, description: SessionDescription) -> None:
+        n = len(description.media)
+        self.ssrc = [secrets.randbits(32) for _ in range(n)]
+        self.seq = [secrets.randbelow(0x10000) for _ in range(n)]  # the next packet's
+        self.offset = [secrets.randbits(32) for _ in range(n)]
+        self.rates = [m.clock_rate or 90000 for m in description.media]
+        self.last_ts: dict[int, int] = {}
+        #: Tracks whose offset is recomputed at their next packet: the timestamp to go on from.
+        self.rebase_from: dict[int, int] = {}
+
+    def _ts(self, track: int, camera_ts: int) -> int:
+        if self.rebase_from:
+            start = self.rebase_from.pop(track, None)
+            if start is not None:
+                self.offset[track] = (start - camera_ts) & 0xFFFFFFFF
+        ts = (camera_ts + self.offset[track]) & 0xFFFFFFFF
+        self.last_ts[track] = ts
+        return ts
+
+    def number(self, track: int, data: bytes) -> tuple[bytes, int]:
+        """The camera's packet in the hub's numbering, and its timestamp there."""
+        seq = self.seq[track]
+        self.seq[track] = (seq + 1) & 0xFFFF
+        ts = self._ts(track, _U32.unpack_from(data, 4)[0])
+        return b"".join((data[:2], _SEQ_TS_SSRC.pack(seq, ts, self.ssrc[track]), memoryview(data)[12:])), ts
+
+    def parameter_set(self, track: int, nal: bytes, payload_type: int, camera_ts: int) -> tuple[bytes, int]:
+        """An SPS or PPS packet, numbered, for the picture at *camera_ts* (put in front of a bare IDR)."""
+        seq = self.seq[track]
+        self.seq[track] = (seq + 1) & 0xFFFF
+        ts = self._ts(track, camera_ts)
+        return h264rtp.single_nal_packet(nal, payload_type, seq, ts, self.ssrc[track]), ts
+
+    def rebase(self, gap: float) -> None:
+        """A new camera session after *gap* seconds: its timestamps go on from ours, never back."""
+        self.rebase_from = {t: (ts + max(1, round(max(gap, 0.0) * self.rates[t]))) & 0xFFFFFFFF
+                            for t, ts in self.last_ts.items()}
+
+    def report(self, track: int, data: bytes) -> bytes | None:
+        """A camera's sender report in this numbering (None while *track* waits for its rebase)."""
+        if track in self.rebase_from:
+            return None
+        return h264rtp.rewrite_rtcp(data, self.offset[track], self.ssrc[track], False)
+
+
+class _Group:
+    """The viewers served from one shared buffer: TCP viewers with the same interleaved channels."""
+
+    __slots__ = ("channels", "viewers", "parts", "packets")
+
+    def __init__(self, channels: dict[int, int]) -> None:
+        self.channels = channels
+        self.viewers: dict[ViewerStream, None] = {}
+        #: The open picture's frames ("$" header, packet, ...), sent when it ends.
+        self.parts: list[bytes] = []
+        self.packets = 0
 
 
 Connector = Callable[[str, Callable[[UpstreamSession], None]], Awaitable[tuple[UpstreamSession, list[Attempt]]]]
@@ -293,6 +365,24 @@ class LiveHub:
         self.gop: list[tuple[int, bytes, int, int, bool]] | None = None
         self.gop_bytes = 0
         self.gop_replays = 0
+        #: The hub's numbering of every track (set when an upstream is attached outside a recovery).
+        self.numbering: Numbering | None = None
+        self.video_pt: int | None = None
+        self.params: list[bytes] = []
+        #: While recovering: the packets of the path being tried, from its first key picture on.
+        self.held: list[tuple[int, bytes, int, int, bool]] | None = None
+        self.held_bytes = 0
+        #: The viewers fed packet by packet (ViewerStream.rtp), those served from shared buffers
+        #: (TCP, in groups by interleaved channels; UDP), and those that join at the next picture.
+        self.generic: dict[ViewerStream, None] = {}
+        self.groups: dict[tuple[tuple[int, int], ...], _Group] = {}
+        self.udp_viewers: dict[ViewerStream, None] = {}
+        self.joining: list[ViewerStream] = []
+        #: A video picture is being received; the sequence number of its first packet not yet sent.
+        self.open_picture = False
+        self.unsent_seq = 0
+        #: Viewers moved from the shared buffers to their own numbering (they missed a picture).
+        self.demotions = 0
         #: The last RTCP sender report of each track, replayed to a viewer that joins and asks for
         #: them (``ViewerStream.replay_reports``): without it a viewer that lines up audio and
         #: video (the web feed's AAC) waits for the camera's next one (every 5 s, RFC 3550 §6.2).
@@ -372,9 +462,17 @@ class LiveHub:
 
     def _attach(self, session: UpstreamSession) -> None:
         self.tracker = PictureTracker()
-        self.video_track = session.description.track("video") if session.description is not None else None
+        description = session.description
+        assert description is not None
+        self.video_track = description.track("video")
+        if self.video_track is not None:
+            media = description.media[self.video_track]
+            self.video_pt, self.params = media.payload_type, media.sprop_parameter_sets
         self._drop_gop()
+        self.held, self.held_bytes = None, 0
         self.reports = {}
+        if not self.recovering or self.numbering is None:
+            self.numbering = Numbering(description)  # no viewer yet: a fresh numbering
         session.on_rtp = self._rtp
         session.on_rtcp = self._rtcp
 
@@ -390,29 +488,218 @@ class LiveHub:
         if facts is None:
             return
         ts, offset, start = facts
-        if track == self.video_track and start and h264rtp.is_key_start(data[offset:]):
-            self.gop, self.gop_bytes = [], 0  # a new GOP: the previous one is no longer needed
+        if self.recovering:
+            self._hold(track, data, ts, offset, start)
+        else:
+            self._take(track, data, ts, offset, start)
+
+    def _hold(self, track: int, data: bytes, ts: int, offset: int, start: bool) -> None:
+        """A path being tried while recovering: the viewers get it from its first key picture on
+        once it is chosen, numbered on from where they stopped (``_recover``)."""
+        if track == self.video_track and start and h264rtp.is_key_start(data[offset:offset + 4]):
+            self.held, self.held_bytes = [], 0
+        if self.held is not None:
+            self.held_bytes += len(data)
+            if self.held_bytes > GOP_CACHE_BYTES:
+                self.held, self.held_bytes = None, 0
+            else:
+                self.held.append((track, data, ts, offset, start))
+
+    def _take(self, track: int, data: bytes, ts: int, offset: int, start: bool) -> None:
+        """One camera packet: numbered once for every viewer, SPS/PPS in front of a bare IDR."""
+        numbering = self.numbering
+        assert numbering is not None
+        key = False
+        if start and track == self.video_track:
+            nal = h264rtp.first_nal_type(data[offset:offset + 4])
+            key = nal in h264rtp.START_TYPES
+            if nal == rtp.NAL_IDR and self.params and self.video_pt is not None:
+                # The camera's IDR came bare: the SDP's parameter sets first, so that any viewer
+                # (and the GOP cache) can start decoding here.
+                for i, nal_unit in enumerate(self.params):
+                    packet, out_ts = numbering.parameter_set(track, nal_unit, self.video_pt, ts)
+                    self._emit(track, packet, out_ts, 12, i == 0, i == 0)
+                start = key = False
+        packet, out_ts = numbering.number(track, data)
+        self._emit(track, packet, out_ts, offset, start, key)
+
+    def _emit(self, track: int, packet: bytes, ts: int, offset: int, start: bool, key: bool) -> None:
+        """One numbered packet to the GOP cache and every viewer."""
+        video = track == self.video_track
+        if video and start:
+            if self.open_picture:
+                self._flush(True)  # a picture whose last packet had no marker
+            if key:
+                self.gop, self.gop_bytes = [], 0  # a new GOP: the previous one is no longer needed
+            self.open_picture = True
         if self.gop is not None:
-            self.gop_bytes += len(data)
+            self.gop_bytes += len(packet)
             if self.gop_bytes > GOP_CACHE_BYTES:
                 log.info("live {label}: GOP larger than {n} bytes; not cached until the next IDR",
                          label=self.label, n=GOP_CACHE_BYTES)
                 self._drop_gop()
             else:
-                self.gop.append((track, data, ts, offset, start))
-        if self.recovering:
-            return  # a path being tried: the viewers get its GOP when it is chosen (and rebased)
-        for viewer in tuple(self.viewers):
-            viewer.rtp(track, data, ts, offset, start)
+                self.gop.append((track, packet, ts, offset, start))
+        if self.groups:
+            if video:
+                size = len(packet)
+                full = False
+                for group in self.groups.values():
+                    channel = group.channels.get(track)
+                    if channel is not None:
+                        if not group.parts:
+                            self.unsent_seq = _SEQ_TS_SSRC.unpack_from(packet, 2)[0]
+                        group.parts.append(_FRAME.pack(0x24, channel, size))
+                        group.parts.append(packet)
+                        group.packets += 1
+                        full = full or group.packets >= MAX_PICTURE_PACKETS
+                if full:
+                    self._flush(False)  # a huge picture goes out in pieces, not held whole
+            else:
+                self._send_now(track, packet)
+        if self.udp_viewers:
+            for viewer in self.udp_viewers:
+                out = viewer.udp_out.get(track)
+                if out is not None:
+                    try:
+                        out[0](packet, out[1])
+                    except OSError:
+                        pass
+                    viewer.packets_sent += 1
+                    if video and start:
+                        viewer.frames_sent += 1
+        for viewer in tuple(self.generic):
+            viewer.rtp(track, packet, ts, offset, start)
+        if video and packet[1] & 0x80 and self.open_picture:
+            self._flush(True)
+
+    def _flush(self, end: bool) -> None:
+        """The open picture (or, *end* False, its packets so far) to every grouped TCP viewer, as one
+        buffer: one write each (DirectWriter) instead of one per packet per viewer."""
+        if end:
+            self.open_picture = False
+        first_unsent = self.unsent_seq
+        for group in tuple(self.groups.values()):
+            if not group.parts:
+                continue
+            data = b"".join(group.parts)
+            packets = group.packets
+            group.parts, group.packets = [], 0
+            slow: list[ViewerStream] = []
+            for viewer in group.viewers:
+                if viewer.sink.blocked():
+                    slow.append(viewer)
+                    continue
+                write = viewer.write
+                if write is not None:
+                    write(data)
+                    viewer.packets_sent += packets
+                    if end:
+                        viewer.frames_sent += 1
+            for viewer in slow:
+                self._demote(viewer, {self.video_track: first_unsent} if self.video_track is not None else {})
+        if end and self.joining:
+            joining, self.joining = self.joining, []
+            for viewer in joining:
+                self._join(viewer)
+
+    def _send_now(self, track: int, packet: bytes) -> None:
+        """A packet of another track (audio) to every grouped viewer that SET it UP, at once."""
+        for group in tuple(self.groups.values()):
+            channel = group.channels.get(track)
+            if channel is None:
+                continue
+            framed = _FRAME.pack(0x24, channel, len(packet)) + packet
+            slow: list[ViewerStream] = []
+            for viewer in group.viewers:
+                if viewer.sink.blocked():
+                    slow.append(viewer)
+                elif viewer.write is not None:
+                    viewer.write(framed)
+                    viewer.packets_sent += 1
+            if slow:
+                unsent = {track: _SEQ_TS_SSRC.unpack_from(packet, 2)[0]}
+                if group.parts and self.video_track is not None:
+                    unsent[self.video_track] = self.unsent_seq
+                for viewer in slow:
+                    self._demote(viewer, unsent)
+
+    def _demote(self, viewer: ViewerStream, unsent: dict[int, int]) -> None:
+        """A grouped viewer that cannot take a packet: it goes on packet by packet with its own
+        sequence numbers, from the first one it did not get, so its stream has no hole; it skips to
+        the next IDR as every slow viewer does (module docstring).  SSRC and timestamps stay the hub's."""
+        self._ungroup(viewer)
+        assert self.numbering is not None
+        viewer.seq = list(self.numbering.seq)
+        for track, seq in unsent.items():
+            viewer.seq[track] = seq
+        viewer.fast = False
+        viewer.waiting = True
+        viewer.in_picture = False
+        viewer.frames_dropped += 1
+        self.generic[viewer] = None
+        self.demotions += 1
+
+    def _ungroup(self, viewer: ViewerStream) -> None:
+        for key, group in tuple(self.groups.items()):
+            if viewer in group.viewers:
+                del group.viewers[viewer]
+                if not group.viewers:
+                    del self.groups[key]
+
+    def _join(self, viewer: ViewerStream) -> None:
+        """A prepared viewer (``prepare``) joins the shared buffers: the cached GOP first, in one write."""
+        if viewer not in self.viewers:
+            return
+        packets = [p for p in (self.gop or ()) if p[0] in viewer.tracks]
+        if not self._gop_matches(viewer, packets):
+            # The GOP the PLAY answer announced is gone: own numbering from the announced
+            # sequence numbers, starting at the next IDR, so the viewer still sees no hole.
+            self.generic[viewer] = None
+            return
+        viewer.fast = viewer.started = True
+        viewer.waiting = False
+        viewer.frames_sent += sum(1 for p in packets if p[0] == self.video_track and p[4])
+        viewer.packets_sent += len(packets)
+        if viewer.udp_out:
+            for track, packet, _ts, _offset, _start in packets:
+                out = viewer.udp_out.get(track)
+                if out is not None:
+                    try:
+                        out[0](packet, out[1])
+                    except OSError:
+                        pass
+            self.udp_viewers[viewer] = None
+            return
+        if viewer.write is not None and packets:
+            viewer.write(b"".join(b"".join((_FRAME.pack(0x24, viewer.channels[p[0]], len(p[1])), p[1]))
+                                  for p in packets))
+        key = tuple(sorted(viewer.channels.items()))
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _Group(dict(viewer.channels))
+        group.viewers[viewer] = None
+
+    def _gop_matches(self, viewer: ViewerStream, packets: list[tuple[int, bytes, int, int, bool]]) -> bool:
+        """Whether the cached GOP still begins where the viewer's RTP-Info said it would."""
+        first: dict[int, int] = {}
+        for track, packet, _ts, _offset, _start in packets:
+            first.setdefault(track, _SEQ_TS_SSRC.unpack_from(packet, 2)[0])
+        assert self.numbering is not None
+        return bool(packets) and all(first.get(t, self.numbering.seq[t]) == viewer.seq[t] for t in viewer.tracks)
 
     def _drop_gop(self) -> None:
         self.gop, self.gop_bytes = None, 0
 
     def _rtcp(self, track: int, data: bytes) -> None:
-        if len(data) >= 28 and data[1] == 200:  # an SR first in the compound packet (RFC 3550 §6.1)
-            self.reports[track] = data
+        if self.recovering or self.numbering is None:
+            return  # a path being tried; its reports would not match the numbering yet
+        report = self.numbering.report(track, data)
+        if report is None:
+            return
+        self.reports[track] = report
         for viewer in tuple(self.viewers):
-            viewer.rtcp(track, data)
+            viewer.rtcp(track, report)
 
     # -- losing the upstream, and getting it back
 
@@ -446,6 +733,8 @@ class LiveHub:
         self.upstream = None
         self.stops += 1
         self._unwatch()
+        if self.open_picture:
+            self._flush(True)  # what came of the last picture; the viewers resume at an IDR
         self._drop_gop()
         if self.viewers and self.recover_timeout > 0 and self.account is not None and self.starting is None:
             log.warn("live {label}: upstream on path {path} lost ({reason}); getting it back for {n} viewers "
@@ -462,7 +751,6 @@ class LiveHub:
         """§15 again until the camera is back, ``recover_timeout`` passes, or no viewer is left."""
         generation = self._generation
         before = self.description  # what the viewers' SDP says
-        old_tracker = self.tracker  # the lost upstream's last timestamps (_attach makes a new one)
         self.recovering = True
         lost_at = self.reactor.seconds()
         deadline = lost_at + self.recover_timeout
@@ -496,7 +784,6 @@ class LiveHub:
         finally:
             self.recovering = False
         gap = self.reactor.seconds() - lost_at
-        last_in = dict(old_tracker.last_ts)
         if description is not None and generation != self._generation:
             self.stop("stopped while recovering")  # the new upstream came back after stop(): close it
             return
@@ -528,37 +815,99 @@ class LiveHub:
         log.info("live {label}: upstream back on path {path} after {s:.2f} s ({k} tries); {n} viewers go on",
                  label=self.label, path=self.upstream.path if self.upstream else "?", s=gap, k=tries,
                  n=len(self.viewers))
+        assert self.numbering is not None
+        self.numbering.rebase(gap)
         for viewer in tuple(self.viewers):
-            viewer.rebase(gap, description, last_in)
-            if self.gop:
-                viewer.replay(tuple(self.gop))
+            viewer.resync(description)
         self._settle(description)
+        held, self.held = self.held or [], None
+        for packet in held:  # the new session from its first key picture, numbered on
+            self._take(*packet)
 
     def _disconnect(self, reason: str) -> None:
         self._drop_gop()
         for viewer in tuple(self.viewers):
             viewer.sink.upstream_lost(reason)
         self.viewers.clear()
+        self.generic.clear()
+        self.groups.clear()
+        self.udp_viewers.clear()
+        self.joining.clear()
+        self.open_picture = False
         self._idle()
 
     # -- viewers
 
+    def prepare(self, viewer: ViewerStream) -> None:
+        """Before an RTSP viewer's first PLAY answer: it takes the hub's numbering.
+
+        Its SSRC and timestamps become the hub's (:class:`Numbering`), and ``viewer.seq`` and
+        ``viewer.rtptime`` say where its part of each track begins, for RTP-Info: the first
+        packet of the cached GOP it will be given, or the hub's next one.  One that can be
+        served from the shared buffers (``can_share``) and finds a GOP to start on is served
+        from them when it is added; any other goes packet by packet (``generic``), from the
+        announced sequence numbers on, so in either case the first packet it gets is the one
+        RTP-Info announced.
+        """
+        numbering = self.numbering
+        if numbering is None:
+            return
+        viewer.shared = True
+        viewer.ssrc = list(numbering.ssrc)
+        viewer.ts_offset = [0] * len(numbering.ssrc)
+        viewer.seq = list(numbering.seq)
+        viewer.rtptime = {}
+        if viewer.can_share and self.gop and not self.recovering:
+            for track, packet, ts, _offset, _start in self.gop:
+                if track in viewer.tracks and track not in viewer.rtptime:
+                    viewer.seq[track] = _SEQ_TS_SSRC.unpack_from(packet, 2)[0]
+                    viewer.rtptime[track] = ts
+        viewer.first_seq = list(viewer.seq)
+
     def add(self, viewer: ViewerStream) -> None:
-        """A viewer that has been answered PLAY: it gets the cached GOP now, then the live packets."""
+        """A viewer that has been answered PLAY: it gets the cached GOP now, then the live packets.
+
+        A prepared viewer that can share is served from the shared buffers (at once, or after
+        the picture being received, so that it gets whole pictures only); the others packet
+        by packet.
+        """
         viewer.forward_bye = False  # the viewer outlives the camera session (recovery)
         self.viewers.add(viewer)
         if self._linger_call is not None and self._linger_call.active():
             self._linger_call.cancel()
         self._linger_call = None
-        if self.gop:
+        if viewer.shared and viewer.can_share and viewer.rtptime:
             self.gop_replays += 1
-            viewer.replay(tuple(self.gop))
+            if self.open_picture:
+                self.joining.append(viewer)
+            else:
+                self._join(viewer)
+        else:
+            self.generic[viewer] = None
+            if self.gop:
+                self.gop_replays += 1
+                viewer.replay(tuple(self.gop))
         if viewer.replay_reports:
             for track, report in tuple(self.reports.items()):
                 viewer.rtcp(track, report)
 
     def remove(self, viewer: ViewerStream) -> None:
         self.viewers.discard(viewer)
+        self.generic.pop(viewer, None)
+        self.udp_viewers.pop(viewer, None)
+        if viewer in self.joining:
+            self.joining.remove(viewer)
+        if viewer.fast and self.numbering is not None:
+            # Where its own numbering goes on if it plays again (PAUSE, then PLAY): after the
+            # last packet it was sent.
+            unsent = self.video_track is not None and any(
+                viewer in g.viewers and g.parts for g in self.groups.values())
+            viewer.seq = list(self.numbering.seq)
+            if unsent:
+                viewer.seq[self.video_track] = self.unsent_seq  # type: ignore[index]
+        self._ungroup(viewer)
+        viewer.fast = False
+        viewer.rtptime = {}
         self._schedule_linger()
 
     def _schedule_linger(self) -> None:
@@ -606,6 +955,9 @@ class LiveHub:
             "viewers": [v.stats() for v in self.viewers], "starts": self.starts, "stops": self.stops,
             "recoveries": self.recoveries, "last_recovery": self.last_recovery,
             "gop_cache": {"packets": len(self.gop or ()), "bytes": self.gop_bytes, "replays": self.gop_replays},
+            "shared": {"tcp_groups": len(self.groups), "tcp_viewers": sum(len(g.viewers) for g in self.groups.values()),
+                       "udp_viewers": len(self.udp_viewers), "per_packet_viewers": len(self.generic),
+                       "demotions": self.demotions},
             "last_stop_reason": self.last_stop_reason,
             "attempts": [a.as_dict() for a in self.attempts], "attempts_summary": summarize(self.attempts),
         }

@@ -69,6 +69,7 @@ from globaleye.proxy.cloud import (
     programme_sdp,
     recording_tracks,
 )
+from globaleye.proxy.directwrite import DirectWriter
 from globaleye.proxy.fanout import LiveHub, PictureTracker, ViewerStream
 from globaleye.proxy.platform import PlatformDirectory, Target, Unavailable
 from globaleye.util.peerkey import source_address
@@ -578,15 +579,22 @@ class RtspProxyProtocol(RtspServerConnection):
         if session.viewer is None:
             assert session.description is not None
             session.viewer = ViewerStream(session, session.description, session.target.label)
-            session.viewer.tracks = set(session.interleaved) | set(session.udp)
+            viewer = session.viewer
+            viewer.tracks = set(session.interleaved) | set(session.udp)
             if session.interleaved and not session.udp and self.transport is not None:
-                session.viewer.channels = {track: rtp for track, (rtp, _rtcp) in session.interleaved.items()}
-                session.viewer.write = self.transport.write
-                session.viewer.write_sequence = self.transport.writeSequence
+                viewer.channels = {track: rtp for track, (rtp, _rtcp) in session.interleaved.items()}
+                viewer.write = DirectWriter(self.transport)
+                viewer.write_sequence = self.transport.writeSequence
+                viewer.can_share = True
+            elif session.udp and not session.interleaved:
+                viewer.udp_out = {track: (port.socket.sendto, dest) for track, (port, _p, dest, _d)
+                                  in session.udp.items() if getattr(port, "socket", None) is not None}
+                viewer.can_share = len(viewer.udp_out) == len(session.udp)
         return session.viewer
 
     def _rtp_info(self, session: ProxySession, viewer: ViewerStream) -> str:
-        return ",".join(f"url={session.base}/trackID={i};seq={viewer.seq[i]}" for i in sorted(viewer.tracks))
+        return ",".join(f"url={session.base}/trackID={i};seq={viewer.seq[i]}"
+                        + (f";rtptime={viewer.rtptime[i]}" if i in viewer.rtptime else "") for i in sorted(viewer.tracks))
 
     async def do_PLAY(self, request: RtspRequest) -> None:  # noqa: N802
         session = self._session(request)
@@ -606,6 +614,8 @@ class RtspProxyProtocol(RtspServerConnection):
             headers.append(("Range", "npt=0.000-"))
             if request.headers.get("Scale") is not None:
                 headers.append(("Scale", "1"))
+            if session.state == "ready":
+                session.hub.prepare(viewer)  # the hub's numbering; a later PLAY goes on in it
             headers.append(("RTP-Info", self._rtp_info(session, viewer)))
             viewer.waiting = True
             self.reply(request, 200, headers)

@@ -522,22 +522,22 @@ class FeedAudio:
 
 
 class _FeedStream(ViewerStream):
-    """The feed's view of the hub, told when the hub rebases it onto a recovered upstream."""
+    """The feed's view of the hub, told when the hub resumes it on a recovered upstream."""
 
     def __init__(self, feed: FragmentFeed, description: SessionDescription, label: str) -> None:
         super().__init__(feed, description, label)
         self.feed = feed
         self.replay_reports = True  # the hub's last sender reports place the sound at once
 
-    def rebase(self, gap: float, description: SessionDescription, last_in: dict[int, int]) -> None:
+    def resync(self, description: SessionDescription) -> None:
         self.feed.restart(description)
-        super().rebase(gap, description, last_in)
+        super().resync(description)
 
     def rtcp(self, track: int, data: bytes) -> None:
         """Sender reports from the start, not only once pictures flow: the hub's last ones come
         when the feed joins, often before its first IDR, and they are what places the sound
         (the camera's next ones are 5 s away, RFC 3550 §6.2)."""
-        if track in self.tracks and track not in self.rebase_from:
+        if track in self.tracks:
             report = h264rtp.rewrite_rtcp(data, self.ts_offset[track], self.ssrc[track], False)
             if report is not None:
                 self.sink.send_rtcp(track, report)

@@ -1,15 +1,24 @@
 """One upstream, many viewers: the live hub and each viewer's view of the stream.
 
 Producer/consumer with nothing queued in between: the hub pushes each packet to
-every viewer as it arrives, and a viewer whose sink cannot take more (a TCP viewer
+every viewer as it arrives (to a TCP viewer, each picture when its last packet arrives),
+and a viewer whose sink cannot take more (a TCP viewer
 whose socket buffer is full: Twisted paused it) drops pictures instead, and
 rejoins at the next IDR once it drains.  So a slow viewer costs one socket buffer
 plus at most one picture, never stalls the others, and the hub holds no backlog.
 
-Each viewer has its own SSRC, sequence numbers and timestamp base per track: it
-starts at an IDR (SPS and PPS are put in front when the camera's IDR comes without
-them), and the pictures it skipped leave no holes in its sequence numbers, so a
-player sees one continuous stream rather than loss.
+One numbering for all the RTSP viewers of a live stream (RFC 2326 lets them share it: each
+learns where its part begins from RTP-Info's ``seq`` and ``rtptime``): the hub numbers each
+camera packet once (:class:`Numbering`: SSRC, sequence numbers, timestamps per track), and puts
+the SDP's SPS and PPS in front of an IDR the camera sent bare, so every viewer can start on
+it.  That is what makes the fan-out cheap (issue 13, docs/performance.md): TCP viewers with the
+same interleaved channels get each picture as one buffer built once, in one write each
+(:class:`~globaleye.proxy.directwrite.DirectWriter`), UDP viewers the hub's packets as they
+are.  A viewer that misses a picture (a slow one) leaves the shared buffers and goes on packet
+by packet with its own sequence numbers, from the first one it missed, so the pictures it
+skipped leave no holes and a player sees one continuous stream rather than loss.  The other
+consumers of a hub (the web feed, snapshots) and playback sessions rewrite each packet onto
+their own numbering, as every viewer did before.
 
 First picture fast (the GOP cache, as MediaMTX and go2rtc do): the hub keeps the
 packets of the current GOP -- from the last key picture (SPS/PPS/IDR) on, audio

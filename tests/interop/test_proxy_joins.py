@@ -360,6 +360,16 @@ class JoinedAtDifferentTimesTests(TestCase):
         for capture in captures:
             self.assertEqual(sorted(capture.packets), capture.tracks)
             self.assertGreater(len(capture.packets[capture.video]), 2 * self.fps, "two seconds of pictures at least")
+            self.assertEqual(capture.rtp_info.count("rtptime="), len(capture.tracks), "rtptime for every track")
+        # One numbering per live stream (issue 13): the same SSRC, and where both got a packet, the
+        # same sequence number and timestamp for it.
+        first, second = captures
+        for track in first.tracks:
+            a = {seq: (ts, ssrc, head) for seq, ts, ssrc, head in first.packets[track]}
+            b = {seq: (ts, ssrc, head) for seq, ts, ssrc, head in second.packets[track]}
+            common = set(a) & set(b)
+            self.assertGreater(len(common), 10, f"track {track}: the two viewers overlap")
+            self.assertEqual({a[s] for s in common}, {b[s] for s in common}, f"track {track}: one numbering")
 
 
 class CheckerTests(TestCase):

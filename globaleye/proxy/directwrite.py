@@ -25,16 +25,35 @@ from twisted.internet import tcp
 
 
 class DirectWriter:
-    """``write(data)`` for one connection: the socket when Twisted's buffer is empty, else Twisted."""
+    """``write(data)`` for one connection: the socket when Twisted's buffer is empty, else Twisted.
 
-    __slots__ = ("transport", "socket", "direct_bytes", "queued_bytes")
+    *flow* is the connection's push producer (its ``paused`` is what Twisted's flow control
+    last said): :meth:`offer` writes only while it is not paused, the per-picture check of a
+    hub's shared buffers folded into the write.
+    """
 
-    def __init__(self, transport: Any) -> None:
+    __slots__ = ("transport", "flow", "socket", "closed", "direct_bytes", "queued_bytes")
+
+    def __init__(self, transport: Any, flow: Any) -> None:
         self.transport = transport
+        self.flow = flow
         #: None: not a plain TCP connection (TLS wraps it in a protocol): Twisted only.
         self.socket = transport.getHandle() if isinstance(transport, tcp.Connection) else None
+        self.closed = False
         self.direct_bytes = 0
         self.queued_bytes = 0
+
+    def close(self) -> None:
+        """The connection is being closed: what is offered from now on is dropped."""
+        self.closed = True
+
+    def offer(self, data: bytes) -> bool:
+        """Write *data* unless the connection is paused (then False: nothing was written)."""
+        if self.flow.paused:
+            return False
+        if not self.closed:
+            self(data)
+        return True
 
     def __call__(self, data: bytes) -> None:
         t = self.transport

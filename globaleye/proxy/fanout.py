@@ -105,9 +105,11 @@ class ViewerStream:
         self.waiting = True  # for an IDR
         self.started = False
         self.in_picture = False
-        self.frames_sent = 0
+        #: Counts of what was sent (the properties frames_sent and packets_sent add what the
+        #: group of shared-buffer viewers it is in sent it).
+        self.frames = 0
         self.frames_dropped = 0
-        self.packets_sent = 0
+        self.packets = 0
         self.started_at = time.monotonic()
         self.first_frame_after: float | None = None
         self.replaying = False
@@ -134,6 +136,9 @@ class ViewerStream:
         self.can_share = False
         #: Served from the hub's shared buffers now (LiveHub: until it misses a picture).
         self.fast = False
+        #: The hub's group of shared-buffer viewers it is in, and the group's counts when it joined.
+        self.group: _Group | None = None
+        self.group_mark = (0, 0)
         #: UDP: per track, the sendto of the server's RTP port and the viewer's address.
         self.udp_out: dict[int, tuple[Callable[[bytes, Any], Any], Any]] = {}
 
@@ -169,7 +174,7 @@ class ViewerStream:
     def _out(self, track: int, data: bytes) -> None:
         seq = self.seq[track]
         self.seq[track] = (seq + 1) & 0xFFFF
-        self.packets_sent += 1
+        self.packets += 1
         channel = self.channels.get(track)
         if channel is not None and self.write is not None and len(data) <= 0xFFFF:
             # The per-packet, per-viewer cost of a fan-out (docs/performance.md): h264rtp.rewrite_rtp
@@ -230,7 +235,7 @@ class ViewerStream:
                     self.started = True
                     self.first_frame_after = time.monotonic() - self.started_at
             self.in_picture = True
-            self.frames_sent += 1
+            self.frames += 1
         if self.in_picture:
             self._out(track, data)
 
@@ -239,6 +244,25 @@ class ViewerStream:
             report = h264rtp.rewrite_rtcp(data, self.ts_offset[track], self.ssrc[track], self.forward_bye)
             if report is not None:
                 self.sink.send_rtcp(track, report)
+
+    def settle(self) -> None:
+        """Bring the counts up to date with what the group it is in sent it."""
+        group = self.group
+        if group is not None:
+            frames, packets = self.group_mark
+            self.frames += group.frames_sent - frames
+            self.packets += group.packets_sent - packets
+            self.group_mark = (group.frames_sent, group.packets_sent)
+
+    @property
+    def frames_sent(self) -> int:
+        self.settle()
+        return self.frames
+
+    @property
+    def packets_sent(self) -> int:
+        self.settle()
+        return self.packets
 
     def stats(self) -> dict[str, Any]:
         return {"frames_sent": self.frames_sent, "frames_dropped": self.frames_dropped,
@@ -327,16 +351,88 @@ class Numbering:
 
 
 class _Group:
-    """The viewers served from one shared buffer: TCP viewers with the same interleaved channels."""
+    """The viewers served from one shared buffer: TCP viewers with the same interleaved channels.
 
-    __slots__ = ("channels", "viewers", "parts", "packets")
+    Each viewer's ``offer(data) -> bool`` writes unless its connection is paused (False).  The
+    pictures and packets sent are counted here, once for all of them: a viewer's own counts
+    are brought up to date when it leaves the group, and by ``ViewerStream.stats``.
+    """
+
+    __slots__ = ("channels", "viewers", "parts", "packets", "frames_sent", "packets_sent")
 
     def __init__(self, channels: dict[int, int]) -> None:
         self.channels = channels
-        self.viewers: dict[ViewerStream, None] = {}
+        self.viewers: dict[ViewerStream, Callable[[bytes], bool]] = {}
         #: The open picture's frames ("$" header, packet, ...), sent when it ends.
         self.parts: list[bytes] = []
         self.packets = 0
+        self.frames_sent = 0
+        self.packets_sent = 0
+
+    def add(self, viewer: ViewerStream) -> None:
+        write = viewer.write
+        offer = getattr(write, "offer", None)
+        if offer is None:  # any other writer: the sink says whether it can take more
+            def offer(data: bytes) -> bool:
+                if viewer.sink.blocked():
+                    return False
+                if viewer.write is not None:
+                    viewer.write(data)
+                return True
+        self.viewers[viewer] = offer
+        viewer.group = self
+        viewer.group_mark = (self.frames_sent, self.packets_sent)
+
+    def remove(self, viewer: ViewerStream) -> None:
+        del self.viewers[viewer]
+        viewer.settle()
+        viewer.group = None
+
+
+class _UdpGroup(_Group):
+    """A hub's UDP viewers that SET UP the same tracks: per track, each one's (sendto, address).
+
+    Nothing is held (a datagram goes when its packet comes) and nothing blocks (UDP has no
+    flow control: a viewer that cannot keep up loses packets, as RFC 3550 expects).
+    """
+
+    __slots__ = ("targets",)
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.targets: dict[int, list[tuple[Callable[[bytes, Any], Any], Any]]] = {}
+
+    def add(self, viewer: ViewerStream) -> None:
+        self.viewers[viewer] = _never_blocked
+        viewer.group = self
+        viewer.group_mark = (self.frames_sent, self.packets_sent)
+        self._index()
+
+    def remove(self, viewer: ViewerStream) -> None:
+        super().remove(viewer)
+        self._index()
+
+    def _index(self) -> None:
+        targets: dict[int, list[tuple[Callable[[bytes, Any], Any], Any]]] = {}
+        for viewer in self.viewers:
+            for track, out in viewer.udp_out.items():
+                targets.setdefault(track, []).append(out)
+        self.targets = targets
+
+    def send(self, track: int, packet: bytes, picture_start: bool) -> None:
+        targets = self.targets.get(track)
+        if targets:
+            for sendto, address in targets:
+                try:
+                    sendto(packet, address)
+                except OSError:
+                    pass  # the viewer's port is gone; its RTSP session ends it
+            self.packets_sent += 1
+            self.frames_sent += picture_start
+
+
+def _never_blocked(data: bytes) -> bool:
+    return True
 
 
 Connector = Callable[[str, Callable[[UpstreamSession], None]], Awaitable[tuple[UpstreamSession, list[Attempt]]]]
@@ -385,7 +481,7 @@ class LiveHub:
         #: (TCP, in groups by interleaved channels; UDP), and those that join at the next picture.
         self.generic: dict[ViewerStream, None] = {}
         self.groups: dict[tuple[tuple[int, int], ...], _Group] = {}
-        self.udp_viewers: dict[ViewerStream, None] = {}
+        self.udp_groups: dict[frozenset[int], _UdpGroup] = {}
         self.joining: list[ViewerStream] = []
         #: A video picture is being received; the sequence number of its first packet not yet sent.
         self.open_picture = False
@@ -566,17 +662,9 @@ class LiveHub:
                     self._flush(False)  # a huge picture goes out in pieces, not held whole
             else:
                 self._send_now(track, packet)
-        if self.udp_viewers:
-            for viewer in self.udp_viewers:
-                out = viewer.udp_out.get(track)
-                if out is not None:
-                    try:
-                        out[0](packet, out[1])
-                    except OSError:
-                        pass
-                    viewer.packets_sent += 1
-                    if video and start:
-                        viewer.frames_sent += 1
+        if self.udp_groups:
+            for udp in self.udp_groups.values():
+                udp.send(track, packet, video and start)
         for viewer in tuple(self.generic):
             viewer.rtp(track, packet, ts, offset, start)
         if video and packet[1] & 0x80 and self.open_picture:
@@ -594,19 +682,11 @@ class LiveHub:
             data = b"".join(group.parts)
             packets = group.packets
             group.parts, group.packets = [], 0
-            slow: list[ViewerStream] = []
-            for viewer in group.viewers:
-                if viewer.sink.blocked():
-                    slow.append(viewer)
-                    continue
-                write = viewer.write
-                if write is not None:
-                    write(data)
-                    viewer.packets_sent += packets
-                    if end:
-                        viewer.frames_sent += 1
+            slow = [viewer for viewer, offer in group.viewers.items() if not offer(data)]
             for viewer in slow:
                 self._demote(viewer, {self.video_track: first_unsent} if self.video_track is not None else {})
+            group.packets_sent += packets
+            group.frames_sent += end
         if end and self.joining:
             joining, self.joining = self.joining, []
             for viewer in joining:
@@ -619,13 +699,7 @@ class LiveHub:
             if channel is None:
                 continue
             framed = _FRAME.pack(0x24, channel, len(packet)) + packet
-            slow: list[ViewerStream] = []
-            for viewer in group.viewers:
-                if viewer.sink.blocked():
-                    slow.append(viewer)
-                elif viewer.write is not None:
-                    viewer.write(framed)
-                    viewer.packets_sent += 1
+            slow = [viewer for viewer, offer in group.viewers.items() if not offer(framed)]
             if slow:
                 unsent = {track: _SEQ_TS_SSRC.unpack_from(packet, 2)[0]}
                 if group.parts and self.video_track is not None:
@@ -650,11 +724,12 @@ class LiveHub:
         self.demotions += 1
 
     def _ungroup(self, viewer: ViewerStream) -> None:
-        for key, group in tuple(self.groups.items()):
-            if viewer in group.viewers:
-                del group.viewers[viewer]
-                if not group.viewers:
-                    del self.groups[key]
+        group = viewer.group
+        if group is not None:
+            group.remove(viewer)
+            if not group.viewers:
+                self.groups = {k: g for k, g in self.groups.items() if g is not group}
+                self.udp_groups = {k: g for k, g in self.udp_groups.items() if g is not group}
 
     def _join(self, viewer: ViewerStream) -> None:
         """A prepared viewer (``prepare``) joins the shared buffers: the cached GOP first, in one write."""
@@ -668,8 +743,8 @@ class LiveHub:
             return
         viewer.fast = viewer.started = True
         viewer.waiting = False
-        viewer.frames_sent += sum(1 for p in packets if p[0] == self.video_track and p[4])
-        viewer.packets_sent += len(packets)
+        viewer.frames += sum(1 for p in packets if p[0] == self.video_track and p[4])
+        viewer.packets += len(packets)
         if viewer.udp_out:
             for track, packet, _ts, _offset, _start in packets:
                 out = viewer.udp_out.get(track)
@@ -678,7 +753,11 @@ class LiveHub:
                         out[0](packet, out[1])
                     except OSError:
                         pass
-            self.udp_viewers[viewer] = None
+            tracks = frozenset(viewer.udp_out)
+            udp = self.udp_groups.get(tracks)
+            if udp is None:
+                udp = self.udp_groups[tracks] = _UdpGroup()
+            udp.add(viewer)
             return
         if viewer.write is not None and packets:
             viewer.write(b"".join(b"".join((_FRAME.pack(0x24, viewer.channels[p[0]], len(p[1])), p[1]))
@@ -687,7 +766,7 @@ class LiveHub:
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = _Group(dict(viewer.channels))
-        group.viewers[viewer] = None
+        group.add(viewer)
 
     def _gop_matches(self, viewer: ViewerStream, packets: list[tuple[int, bytes, int, int, bool]]) -> bool:
         """Whether the cached GOP still begins where the viewer's RTP-Info said it would."""
@@ -840,7 +919,7 @@ class LiveHub:
         self.viewers.clear()
         self.generic.clear()
         self.groups.clear()
-        self.udp_viewers.clear()
+        self.udp_groups.clear()
         self.joining.clear()
         self.open_picture = False
         self._idle()
@@ -903,7 +982,6 @@ class LiveHub:
     def remove(self, viewer: ViewerStream) -> None:
         self.viewers.discard(viewer)
         self.generic.pop(viewer, None)
-        self.udp_viewers.pop(viewer, None)
         if viewer in self.joining:
             self.joining.remove(viewer)
         if viewer.fast and self.numbering is not None:
@@ -965,7 +1043,7 @@ class LiveHub:
             "recoveries": self.recoveries, "last_recovery": self.last_recovery,
             "gop_cache": {"packets": len(self.gop or ()), "bytes": self.gop_bytes, "replays": self.gop_replays},
             "shared": {"tcp_groups": len(self.groups), "tcp_viewers": sum(len(g.viewers) for g in self.groups.values()),
-                       "udp_viewers": len(self.udp_viewers), "per_packet_viewers": len(self.generic),
+                       "udp_viewers": sum(len(g.viewers) for g in self.udp_groups.values()), "per_packet_viewers": len(self.generic),
                        "demotions": self.demotions},
             "last_stop_reason": self.last_stop_reason,
             "attempts": [a.as_dict() for a in self.attempts], "attempts_summary": summarize(self.attempts),

@@ -311,6 +311,8 @@ class RtspProxyProtocol(RtspServerConnection):
             self.closed = True
             for session in self.sessions.values():
                 if session.viewer is not None:
+                    if isinstance(session.viewer.write, DirectWriter):
+                        session.viewer.write.close()  # the hub's shared buffers hold its offer
                     session.viewer.write = None  # no more media into a connection being closed
                     session.viewer.write_sequence = None
             self.transport.abortConnection() if self.paused else self.transport.loseConnection()
@@ -583,7 +585,7 @@ class RtspProxyProtocol(RtspServerConnection):
             viewer.tracks = set(session.interleaved) | set(session.udp)
             if session.interleaved and not session.udp and self.transport is not None:
                 viewer.channels = {track: rtp for track, (rtp, _rtcp) in session.interleaved.items()}
-                viewer.write = DirectWriter(self.transport)
+                viewer.write = DirectWriter(self.transport, self)
                 viewer.write_sequence = self.transport.writeSequence
                 viewer.can_share = True
             elif session.udp and not session.interleaved:

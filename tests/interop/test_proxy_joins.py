@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 from twisted.internet import reactor, threads
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 
 from globaleye.media.rtsp.message import InterleavedFrame, RtspParser, RtspResponse
@@ -334,8 +334,24 @@ class JoinedAtDifferentTimesTests(TestCase):
         seconds pictures one interval apart, with no warning about lost or damaged media."""
         url = self.h.url()
         starts = [("tcp", delay) for delay in TCP_STARTS] + [("udp", UDP_START)]
-        results = await gatherResults([Deferred.fromCoroutine(ffmpeg_viewer(url, transport, delay, FFMPEG_SECONDS))
-                                       for transport, delay in starts], consumeErrors=True)
+        # How the hub served them, sampled while they play: all from the shared buffers (issue 13).
+        most = {"tcp_viewers": 0, "udp_viewers": 0}
+
+        def sample() -> None:
+            hub = self.h.factory.hubs.get((DEV, 0, 1))
+            if hub is not None:
+                shared = hub.status()["shared"]
+                for k in most:
+                    most[k] = max(most[k], shared[k])
+
+        sampler = LoopingCall(sample)
+        sampler.start(0.2)
+        try:
+            results = await gatherResults([Deferred.fromCoroutine(ffmpeg_viewer(url, transport, delay, FFMPEG_SECONDS))
+                                           for transport, delay in starts], consumeErrors=True)
+        finally:
+            sampler.stop()
+        self.assertEqual(most, {"tcp_viewers": len(TCP_STARTS), "udp_viewers": 1})
         problems = {f"{transport} viewer at +{delay} s": found for (transport, delay), result in zip(starts, results, strict=True)
                     if (found := picture_problems(result, self.fps, FFMPEG_SECONDS))}
         self.assertEqual(problems, {})

@@ -34,7 +34,8 @@ after the other, for each N:
   most every 20 ms (``COALESCE``), so a wake-up reads several datagrams per socket.
 
 Each viewer's bytes in the window are counted; a viewer below 90 % of the median (or of
-the upstream's rate) is reported as short, and one the server closed counts as short too.
+the upstream's rate), silent for the last 2 s of the window, or closed by the server is
+reported as short.
 Each line also gives the viewer process's own CPU over the window and, with UDP, how many
 datagrams the kernel dropped for a full receive buffer (``/proc/net/snmp`` RcvbufErrors,
 whole machine): a run whose viewer process is near 100 % or that has such drops measured
@@ -66,6 +67,8 @@ import proxy_fanout as pf  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 GST_PYTHON = "/usr/bin/python3"
 SHORT = 0.9
+#: Seconds without media at the window's end after which a viewer counts as short.
+SILENT = 2.0
 #: UDP viewers: the viewer process polls at most every 20 ms (see proxy_fanout.viewer_child).
 COALESCE = 0.02
 
@@ -169,7 +172,8 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
           f"video payload {online['video_payload_bps'] / 1e6:.2f} Mbit/s (--bit-rate {args.bit_rate}); "
           f"window {args.seconds} s; viewers: RTP over {args.transport.upper()}"
           + (" (RTP/AVP client_port pairs on 127.0.0.1, RTCP receiver report every "
-             f"{args.keepalive:g} s)" if args.transport == "udp" else " (interleaved)"))
+             f"{args.keepalive:g} s)".replace("every 0 s", "never") if args.transport == "udp"
+             else " (interleaved)"))
 
     def upstream_bytes() -> int:
         hub = factory.hubs.get((pf.DEV, 0, 1))
@@ -186,14 +190,18 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
         e1 = await viewers.answer({"each": 1})
         wall = time.monotonic() - t0
         c1, up1 = cpu(), upstream_bytes()
-        b0, b1 = e0["bytes_each"], e1["bytes_each"]
-        each = [(b - a) / wall for a, b in zip(b0, b1, strict=False)]  # a closed viewer leaves the list
+        b0 = dict(zip(e0["ids"], e0["bytes_each"], strict=True))
+        b1 = dict(zip(e1["ids"], e1["bytes_each"], strict=True))
+        silent = dict(zip(e1["ids"], e1["silent_each"], strict=True))
+        each = {v: (b - b0[v]) / wall for v, b in b1.items() if v in b0}  # a closed viewer leaves the list
         up = (up1 - up0) / wall
-        med = statistics.median(each) if each else 0.0
-        short = [e for e in each if e < SHORT * med or e < SHORT * up]
-        short += [0.0] * (len(b0) - len(b1))  # viewers the server closed during the window
-        return {"cpu": 100 * (c1 - c0) / wall, "n": len(each), "up": up, "median": med,
-                "min": min(each) if each else 0.0, "short": len(short), "dropped": dropped() - drop0,
+        med = statistics.median(each.values()) if each else 0.0
+        # Short: under 90 % of the median or of the upstream, or silent at the window's end (a
+        # server that stops sending to every viewer at once lowers the median with them).
+        short = [v for v, e in each.items() if e < SHORT * med or e < SHORT * up or silent[v] > SILENT]
+        short += [v for v in b0 if v not in b1]  # viewers the server closed during the window
+        return {"cpu": 100 * (c1 - c0) / wall, "n": len(each), "started": len(b0), "up": up, "median": med,
+                "min": min(each.values()) if each else 0.0, "short": len(short), "dropped": dropped() - drop0,
                 "viewer_cpu": 100 * (e1["cpu"] - e0["cpu"]) / wall, "udp_drops": udp_receive_errors() - udp0}
 
     async def py_spy(viewers: pf.Child, cpu: Any) -> None:
@@ -261,7 +269,7 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
         print(f"| {n} | {a['cpu']:.1f} | {a['cpu'] / max(1, a['n']):.3f} | {b['cpu']:.1f} | "
               f"{b['cpu'] / max(1, b['n']):.3f} | {a['cpu'] / max(0.01, b['cpu']):.2f}× | "
               f"{a['median'] / 1e3:.0f} / {a['min'] / 1e3:.0f} kB; {b['median'] / 1e3:.0f} / {b['min'] / 1e3:.0f} kB | "
-              f"{a['short']} of {a['n']}; {b['short']} of {b['n']} |", flush=True)
+              f"{a['short']} of {a['started']}; {b['short']} of {b['started']} |", flush=True)
     camera.close()
     await deferLater(reactor, 0.5, lambda: None)
     try:

@@ -48,6 +48,12 @@ def main() -> None:
     factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP | GstRtsp.RTSPLowerTrans.TCP)
     server.get_mount_points().add_factory(args.mount, factory)
     server.attach(None)
+    # Session timeouts (60 s, as the proxy's): the server only ends timed-out sessions when the
+    # application asks, as GStreamer's examples do every 2 s.  Without it a UDP viewer that
+    # sends nothing (fanout_vs_gst.py --keepalive 0) is served forever; with it, the viewers'
+    # RTCP receiver reports are what keeps their sessions, as with the proxy.
+    pool = server.get_session_pool()
+    GLib.timeout_add_seconds(2, lambda: pool.cleanup() >= 0)
     loop = GLib.MainLoop()
 
     def stdin_event(_fd: int, _cond: int) -> bool:

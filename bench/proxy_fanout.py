@@ -415,7 +415,9 @@ def viewer_child(host: str, port: int, path: str, make: Callable[[str, int, str]
                 reply({"viewers": len(viewers), "bytes": sum(v.bytes for v in viewers.values())})
             elif "each" in command:  # every viewer's byte count (bench/fanout_vs_gst.py finds short ones)
                 ru = resource.getrusage(resource.RUSAGE_SELF)
-                reply({"viewers": len(viewers), "bytes_each": [v.bytes for v in viewers.values()],
+                now = time.monotonic()
+                reply({"viewers": len(viewers), "ids": list(viewers), "bytes_each": [v.bytes for v in viewers.values()],
+                       "silent_each": [now - (v.last_media or v.play_sent) for v in viewers.values()],
                        "cpu": ru.ru_utime + ru.ru_stime})
             elif "gaps" in command:  # each viewer's longest silence since the last "gaps"
                 reply({"viewers": len(viewers), "gaps_ms": [round(1000 * v.max_gap) for v in viewers.values()]})

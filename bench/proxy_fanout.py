@@ -524,14 +524,14 @@ class Child:
             d, self.waiting = self.waiting, None
             d.callback(self.lines.pop(0))
 
-    async def answer(self, command: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def answer(self, command: dict[str, Any] | None = None, timeout: float = CHILD_TIMEOUT) -> dict[str, Any]:
         from twisted.internet import defer
         if command is not None:
             self.process.writeToChild(0, (json.dumps(command) + "\n").encode())
         self.waiting = defer.Deferred()
         d = self.waiting
         self._wake()
-        d.addTimeout(CHILD_TIMEOUT, self.reactor)
+        d.addTimeout(timeout, self.reactor)
         return await d  # type: ignore[no-any-return]
 
     def close(self) -> None:

@@ -1,12 +1,13 @@
-"""Bench (issue 13, step 1): GlobalEye's RTSP proxy against GStreamer's rtsp-server, same camera stream.
+"""Bench (issue 13): GlobalEye's RTSP proxy against GStreamer's rtsp-server, same camera stream.
 
-    python bench/fanout_vs_gst.py --viewers 100 300 500 --seconds 8 [--bit-rate 2000000] [--profile out.txt] [--py-spy stacks.txt]
+    python bench/fanout_vs_gst.py --viewers 100 300 500 --seconds 8 [--transport tcp|udp] [--bit-rate 2000000]
+                                  [--keepalive 10] [--profile out.txt] [--py-spy stacks.txt]
 
 Needs Debian's ``/usr/bin/python3`` with ``python3-gi`` and ``gir1.2-gst-rtsp-server-1.0``
 (``apt-get install -y gir1.2-gst-rtsp-server-1.0``) and 2 cores.  The pieces are
 bench/proxy_fanout.py's: its simulated camera process, its epoll viewer process (N RTSP
-viewers over TCP interleaved, here able to skip Digest for GStreamer's open mount), its
-platform configuration, core pinning and JSON-line children.
+viewers, here able to skip Digest for GStreamer's open mount), its platform configuration,
+core pinning and JSON-line children.
 
 One camera (its own process, CPU 1) feeds the platform's proxy (this process).  Then, one
 after the other, for each N:
@@ -19,11 +20,30 @@ after the other, for each N:
    serves one viewer, the relay) and N viewers play ``/relay``; the relay process's CPU
    (``/proc/<pid>/stat``) is measured over the window.
 
+``--transport`` is how every viewer takes RTP, the same for both servers:
+
+* ``tcp`` (default): ``RTP/AVP/TCP;unicast;interleaved=0-1``, media on the RTSP connection;
+* ``udp``: ``RTP/AVP;unicast;client_port=a-b``, each viewer with its own pair of UDP sockets
+  bound to 127.0.0.1 (RTP on an even port, RTCP on the next, 1 MiB receive buffer asked).
+  Only RTP datagrams count as bytes; the servers' RTCP is read and dropped.  Each viewer
+  sends an RTCP receiver report (RR + SDES CNAME) from its RTCP port to the server's every
+  ``--keepalive`` seconds (10; the first at a random time in the first period, so they do
+  not all go at once), which keeps the session past both servers' 60 s session timeout
+  (GET_PARAMETER instead if SETUP named no server port); ``--keepalive 0`` sends none.
+  On close a viewer sends TEARDOWN, then closes its sockets.  The viewer process polls at
+  most every 20 ms (``COALESCE``), so a wake-up reads several datagrams per socket.
+
 Each viewer's bytes in the window are counted; a viewer below 90 % of the median (or of
-the upstream's rate) is reported as short.  ``--profile`` adds, after the measured GlobalEye
-window at the largest N, one more window under cProfile and writes the top functions;
-``--py-spy FILE`` one more sampled by ``py-spy record`` (folded stacks).
-Bounded: at most 2000 viewers, every child answer within 60 s.
+the upstream's rate), silent for the last 2 s of the window, or closed by the server is
+reported as short.
+Each line also gives the viewer process's own CPU over the window and, with UDP, how many
+datagrams the kernel dropped for a full receive buffer (``/proc/net/snmp`` RcvbufErrors,
+whole machine): a run whose viewer process is near 100 % or that has such drops measured
+the viewers, not the server.  ``--profile`` adds, after the measured GlobalEye window at
+the largest N, one more window under cProfile and writes the top functions; ``--py-spy
+FILE`` one more sampled by ``py-spy record`` (folded stacks).  No third server (MediaMTX,
+go2rtc): neither can be installed from the registries this project may use (see
+docs/performance.md).  Bounded: at most 2000 viewers, every child answer within 60 s (adding N viewers: 60 + N / 10 s).
 """
 
 from __future__ import annotations
@@ -47,6 +67,10 @@ import proxy_fanout as pf  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 GST_PYTHON = "/usr/bin/python3"
 SHORT = 0.9
+#: Seconds without media at the window's end after which a viewer counts as short.
+SILENT = 2.0
+#: UDP viewers: the viewer process polls at most every 20 ms (see proxy_fanout.viewer_child).
+COALESCE = 0.02
 
 
 class Viewer(pf.RawViewer):
@@ -64,15 +88,14 @@ class Viewer(pf.RawViewer):
             self.auth = (nonce.group(1), realm.group(1))
             code, text = self.ask("DESCRIBE", self.url, "Accept: application/sdp")
         assert code == 200, text
-        code, text = self.ask("SETUP", f"{self.url}/{self.track}", "Transport: RTP/AVP/TCP;unicast;interleaved=0-1")
-        assert code == 200, text
-        session = re.search(r"(?im)^session:\s*([^;\r\n]+)", text)
-        assert session, text
-        code, text = self.ask("PLAY", self.url, f"Session: {session.group(1).strip()}", "Range: npt=0.000-")
-        assert code == 200, text
-        if self.rest:
-            self.got(len(self.rest))
-        self.sock.setblocking(False)
+        self.setup_and_play(f"{self.url}/{self.track}")
+
+
+def udp_receive_errors() -> int:
+    """The kernel's count of UDP datagrams dropped for a full receive buffer (whole machine)."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
 def proc_cpu(pid: int) -> float:
@@ -147,7 +170,10 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
     live = f"/live/{pf.DEV}/0/1"
     print(f"proxy process: {where}; camera process: {online['online']}; main stream 1280x720 25 fps, "
           f"video payload {online['video_payload_bps'] / 1e6:.2f} Mbit/s (--bit-rate {args.bit_rate}); "
-          f"window {args.seconds} s")
+          f"window {args.seconds} s; viewers: RTP over {args.transport.upper()}"
+          + (" (RTP/AVP client_port pairs on 127.0.0.1, RTCP receiver report every "
+             f"{args.keepalive:g} s)".replace("every 0 s", "never") if args.transport == "udp"
+             else " (interleaved)"))
 
     def upstream_bytes() -> int:
         hub = factory.hubs.get((pf.DEV, 0, 1))
@@ -157,20 +183,26 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
         return sum(s.viewer.frames_dropped for s in factory.sessions.values() if s.viewer is not None)
 
     async def window(viewers: pf.Child, cpu: Any) -> dict[str, Any]:
-        c0, up0, drop0 = cpu(), upstream_bytes(), dropped()
-        b0 = (await viewers.answer({"each": 1}))["bytes_each"]
+        c0, up0, drop0, udp0 = cpu(), upstream_bytes(), dropped(), udp_receive_errors()
+        e0 = await viewers.answer({"each": 1})
         t0 = time.monotonic()
         await deferLater(reactor, args.seconds, lambda: None)
-        b1 = (await viewers.answer({"each": 1}))["bytes_each"]
+        e1 = await viewers.answer({"each": 1})
         wall = time.monotonic() - t0
         c1, up1 = cpu(), upstream_bytes()
-        each = [(b - a) / wall for a, b in zip(b0, b1, strict=False)]  # a closed viewer leaves the list
+        b0 = dict(zip(e0["ids"], e0["bytes_each"], strict=True))
+        b1 = dict(zip(e1["ids"], e1["bytes_each"], strict=True))
+        silent = dict(zip(e1["ids"], e1["silent_each"], strict=True))
+        each = {v: (b - b0[v]) / wall for v, b in b1.items() if v in b0}  # a closed viewer leaves the list
         up = (up1 - up0) / wall
-        med = statistics.median(each) if each else 0.0
-        short = [e for e in each if e < SHORT * med or e < SHORT * up]
-        short += [0.0] * (len(b0) - len(b1))  # viewers the server closed during the window
-        return {"cpu": 100 * (c1 - c0) / wall, "n": len(each), "up": up, "median": med,
-                "min": min(each) if each else 0.0, "short": len(short), "dropped": dropped() - drop0}
+        med = statistics.median(each.values()) if each else 0.0
+        # Short: under 90 % of the median or of the upstream, or silent at the window's end (a
+        # server that stops sending to every viewer at once lowers the median with them).
+        short = [v for v, e in each.items() if e < SHORT * med or e < SHORT * up or silent[v] > SILENT]
+        short += [v for v in b0 if v not in b1]  # viewers the server closed during the window
+        return {"cpu": 100 * (c1 - c0) / wall, "n": len(each), "started": len(b0), "up": up, "median": med,
+                "min": min(each.values()) if each else 0.0, "short": len(short), "dropped": dropped() - drop0,
+                "viewer_cpu": 100 * (e1["cpu"] - e0["cpu"]) / wall, "udp_drops": udp_receive_errors() - udp0}
 
     async def py_spy(viewers: pf.Child, cpu: Any) -> None:
         """One more window sampled by py-spy (--nonblocking: the proxy is not paused; no --native then)."""
@@ -185,19 +217,23 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
 
     async def run(name: str, rtsp_port: int, path: str, track: str, cpu: Any,
                   profile_at: int | None = None) -> dict[int, dict[str, Any]]:
-        viewers = pf.Child(reactor, [os.path.abspath(__file__), "--viewer-child", str(rtsp_port), path, track])
+        viewers = pf.Child(reactor, [os.path.abspath(__file__), "--viewer-child", str(rtsp_port), path, track,
+                                     "--transport", args.transport, "--keepalive", str(args.keepalive)])
         await viewers.answer()
         results: dict[int, dict[str, Any]] = {}
         for n in args.viewers:
             n = min(n, pf.MAX_VIEWERS)
-            added = await viewers.answer({"add": n})
+            # Handshakes are one after the other; a server saturated by the viewers already
+            # playing answers slowly, so the limit grows with N (1,000 viewers: 160 s).
+            added = await viewers.answer({"add": n}, timeout=pf.CHILD_TIMEOUT + 0.1 * n)
             await deferLater(reactor, 1.5, lambda: None)
             w = await window(viewers, cpu)
             w["added"] = added["added"]
             results[n] = w
             print(f"  {name} {n}: CPU {w['cpu']:.1f} %, {w['n']} viewers, median {w['median'] / 1e3:.1f} kB/s, "
                   f"min {w['min'] / 1e3:.1f} kB/s, upstream {w['up'] / 1e3:.1f} kB/s, short {w['short']}, "
-                  f"skipped pictures {w['dropped']}", flush=True)
+                  f"skipped pictures {w['dropped']}, viewer process CPU {w['viewer_cpu']:.1f} %"
+                  + (f", UDP receive-buffer drops {w['udp_drops']}" if args.transport == "udp" else ""), flush=True)
             if profile_at == n and args.profile:
                 profile = cProfile.Profile()
                 profile.enable()
@@ -235,7 +271,7 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
         print(f"| {n} | {a['cpu']:.1f} | {a['cpu'] / max(1, a['n']):.3f} | {b['cpu']:.1f} | "
               f"{b['cpu'] / max(1, b['n']):.3f} | {a['cpu'] / max(0.01, b['cpu']):.2f}× | "
               f"{a['median'] / 1e3:.0f} / {a['min'] / 1e3:.0f} kB; {b['median'] / 1e3:.0f} / {b['min'] / 1e3:.0f} kB | "
-              f"{a['short']} of {a['n']}; {b['short']} of {b['n']} |", flush=True)
+              f"{a['short']} of {a['started']}; {b['short']} of {b['started']} |", flush=True)
     camera.close()
     await deferLater(reactor, 0.5, lambda: None)
     try:
@@ -252,11 +288,19 @@ def main() -> None:
     p.add_argument("--bit-rate", type=int, default=2_000_000, help="main stream's encoder bit rate (bit/s)")
     p.add_argument("--profile", help="cProfile the proxy over one more window at the largest N; write the top here")
     p.add_argument("--py-spy", help="py-spy record (raw folded stacks) over one more window at the largest N")
+    p.add_argument("--transport", choices=("tcp", "udp"), default="tcp",
+                   help="how the viewers take RTP: interleaved on the RTSP connection, or UDP client_port pairs")
+    p.add_argument("--keepalive", type=float, default=pf.KEEPALIVE,
+                   help="UDP viewers: seconds between RTCP receiver reports (0: none, to see the servers' "
+                        "60 s session timeout end them)")
     p.add_argument("--viewer-child", nargs=3, metavar=("PORT", "PATH", "TRACK"))
     args = p.parse_args()
     if args.viewer_child:
         Viewer.track = args.viewer_child[2]
-        pf.viewer_child("127.0.0.1", int(args.viewer_child[0]), args.viewer_child[1], make=Viewer)
+        Viewer.udp = args.transport == "udp"
+        Viewer.keepalive = args.keepalive
+        pf.viewer_child("127.0.0.1", int(args.viewer_child[0]), args.viewer_child[1], make=Viewer,
+                        coalesce=COALESCE if Viewer.udp else 0.0)
         return
     from twisted.internet import defer, task
     task.react(lambda reactor: defer.Deferred.fromCoroutine(bench(reactor, args)))

@@ -5,7 +5,8 @@
 Run with Debian's python3 (``python3-gi``, ``gir1.2-gst-rtsp-server-1.0``), not the project's
 interpreter: bench/fanout_vs_gst.py starts it as the C relay GlobalEye's proxy is compared with
 (issue 13).  One factory ``( rtspsrc ! rtph264depay ! rtph264pay name=pay0 pt=96 )`` with
-``set_shared(True)``: every viewer shares the one upstream pipeline, as in the proxy.  The
+``set_shared(True)``: every viewer shares the one upstream pipeline, as in the proxy.  Its
+viewers may take RTP interleaved (TCP) or over UDP (``set_protocols``).  The
 server listens on an ephemeral 127.0.0.1 port and prints ``{"port": N}`` once bound; it ends
 when stdin closes.
 """
@@ -20,8 +21,9 @@ import sys
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 
 def main() -> None:
@@ -40,8 +42,18 @@ def main() -> None:
     factory.set_launch(f"( rtspsrc location={args.upstream}{creds} protocols=tcp latency=0 "
                        "! rtph264depay ! rtph264pay name=pay0 pt=96 config-interval=-1 )")
     factory.set_shared(True)
+    # Viewers may take RTP interleaved or over UDP (client_port), as from the proxy
+    # (fanout_vs_gst.py --transport).  1.22's default also has UDP_MCAST; set the two used.
+    # rtspsrc's protocols=tcp above is the relay's own upstream (the proxy), not its viewers.
+    factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP | GstRtsp.RTSPLowerTrans.TCP)
     server.get_mount_points().add_factory(args.mount, factory)
     server.attach(None)
+    # Session timeouts (60 s, as the proxy's): the server only ends timed-out sessions when the
+    # application asks, as GStreamer's examples do every 2 s.  Without it a UDP viewer that
+    # sends nothing (fanout_vs_gst.py --keepalive 0) is served forever; with it, the viewers'
+    # RTCP receiver reports are what keeps their sessions, as with the proxy.
+    pool = server.get_session_pool()
+    GLib.timeout_add_seconds(2, lambda: pool.cleanup() >= 0)
     loop = GLib.MainLoop()
 
     def stdin_event(_fd: int, _cond: int) -> bool:

@@ -10,7 +10,8 @@ Three kinds of process, all on loopback:
 * a **camera process** (``--camera-child``): one simulated camera (main stream 1280x720
   25 fps, encoded at ``--bit-rate``), pinned to CPU 1;
 * a **viewer process** (``--viewer-child``): N minimal RTSP viewers (Digest, TCP
-  interleaved) on one epoll loop, pinned to CPU 1, that count bytes and the time from
+  interleaved; bench/fanout_vs_gst.py can make them take RTP over UDP instead, see
+  :class:`RawViewer`) on one epoll loop, pinned to CPU 1, that count bytes and the time from
   sending PLAY to the first media byte.  The proxy process drives it over a pipe (one
   JSON object a line).
 
@@ -32,11 +33,13 @@ import io
 import json
 import os
 import pstats
+import random
 import re
 import resource
 import select
 import socket
 import statistics
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -49,6 +52,14 @@ SEED = "globaleye-sim"
 MAX_VIEWERS = 2000
 RECOVERY_VIEWERS = 10
 CHILD_TIMEOUT = 60.0
+#: Seconds between a UDP viewer's keep-alives (RTCP receiver reports): well inside the
+#: servers' 60 s session timeout; real players report every 5 s or so (RFC 3550's minimum).
+KEEPALIVE = 10.0
+#: Datagrams read from one UDP socket per readiness event, at most.
+UDP_READS = 64
+#: Receive buffer asked for each RTP socket: an IDR picture arrives as a burst of datagrams,
+#: and the viewer process may be busy with other sockets meanwhile (capped by rmem_max).
+UDP_RCVBUF = 1 << 20
 CONFIG = """
 [globaleye]
 roles = gateway, http, turn, rtsp
@@ -86,7 +97,10 @@ def pin(cpu: int) -> str:
 # --------------------------------------------------------------------------- the viewer process
 
 class RawViewer:
-    """A blocking RTSP handshake (Digest, TCP interleaved, video only), then non-blocking byte counting."""
+    """A blocking RTSP handshake (Digest, video only), then non-blocking byte counting.
+
+    RTP comes interleaved on the RTSP connection, or, with ``udp`` set on the class, over a
+    pair of UDP sockets of its own (``client_port``), kept alive by RTCP receiver reports."""
 
     def __init__(self, host: str, port: int, path: str) -> None:
         self.url = f"rtsp://{host}:{port}{path}"
@@ -99,6 +113,14 @@ class RawViewer:
         self.last_media: float | None = None
         self.max_gap = 0.0  # the longest silence since the last "gaps" command
         self.rest = b""
+        #: RTP over UDP (``udp`` set on the class by the viewer process): this viewer's RTP and
+        #: RTCP sockets, bound to 127.0.0.1 before SETUP, and where its keep-alives go.
+        self.rtp: socket.socket | None = None
+        self.rtcp: socket.socket | None = None
+        self.server_rtcp: tuple[str, int] | None = None
+        self.session = ""
+        self.ssrc = random.getrandbits(32)
+        self.next_keepalive = 0.0
 
     def _digest(self, method: str) -> str:
         from globaleye.proxy.auth import ha1, md5_hex
@@ -154,15 +176,114 @@ class RawViewer:
         self.auth = (nonce.group(1), realm.group(1))
         code, text = self.ask("DESCRIBE", self.url, "Accept: application/sdp")
         assert code == 200, text
-        code, text = self.ask("SETUP", self.url + "/trackID=0", "Transport: RTP/AVP/TCP;unicast;interleaved=0-1")
+        self.setup_and_play(self.url + "/trackID=0")
+
+    def setup_and_play(self, track_url: str) -> None:
+        """SETUP the one track (TCP interleaved, or UDP when ``udp``), PLAY, then go non-blocking."""
+        code, text = self.ask("SETUP", track_url, "Transport: " + self.transport())
         assert code == 200, text
         session = re.search(r"(?im)^session:\s*([^;\r\n]+)", text)
         assert session, text
-        code, text = self.ask("PLAY", self.url, f"Session: {session.group(1).strip()}", "Range: npt=0.000-")
+        self.session = session.group(1).strip()
+        if self.udp:
+            self.set_up_udp(text)
+        code, text = self.ask("PLAY", self.url, f"Session: {self.session}", "Range: npt=0.000-")
         assert code == 200, text
-        if self.rest:
+        if self.rest and not self.udp:
             self.got(len(self.rest))
         self.sock.setblocking(False)
+
+    # -- RTP over UDP (bench/fanout_vs_gst.py --transport udp)
+
+    #: Set on the class by the viewer process: SETUP asks for RTP/AVP over UDP (client_port),
+    #: and an RTCP receiver report goes every *keepalive* seconds (0: none).
+    udp = False
+    keepalive = KEEPALIVE
+
+    def transport(self) -> str:
+        """The Transport header of SETUP; for UDP, binds this viewer's RTP/RTCP pair first."""
+        if not self.udp:
+            return "RTP/AVP/TCP;unicast;interleaved=0-1"
+        self.rtp, self.rtcp = udp_pair()
+        rtp_port = self.rtp.getsockname()[1]
+        return f"RTP/AVP;unicast;client_port={rtp_port}-{rtp_port + 1}"
+
+    def set_up_udp(self, reply: str) -> None:
+        """Where keep-alives go: the server's RTCP port (``server_port``) at ``source`` or its host."""
+        transport = re.search(r"(?im)^transport:\s*(.*)$", reply)
+        assert transport, reply
+        ports = re.search(r"server_port=(\d+)-(\d+)", transport.group(1))
+        source = re.search(r"source=([^;\s]+)", transport.group(1))
+        host = source.group(1) if source else self.sock.getpeername()[0]
+        self.server_rtcp = (host, int(ports.group(2))) if ports else None
+        # Spread the viewers' keep-alives over the period instead of sending them in one burst.
+        self.next_keepalive = time.monotonic() + random.uniform(1.0, max(1.0, self.keepalive))
+
+    def sockets(self) -> list[socket.socket]:
+        """What the viewer process watches: the RTSP connection, and the UDP pair when there is one."""
+        return [s for s in (self.sock, self.rtp, self.rtcp) if s is not None]
+
+    def readable(self, sock: socket.socket, buf: bytearray) -> bool:
+        """Read what *sock* has (bounded); False when the server closed the RTSP connection.
+
+        Over TCP every byte is media (interleaved frames).  Over UDP only the RTP socket's
+        datagrams count; RTCP (the server's sender reports) and anything on the RTSP
+        connection (replies to keep-alives) are read and dropped."""
+        if sock is self.sock:
+            try:
+                n = sock.recv_into(buf)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if n and not self.udp:
+                self.got(n)
+            return n > 0
+        total = 0
+        for _ in range(UDP_READS):  # bounded: one busy socket does not starve the others
+            try:
+                n = sock.recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # e.g. ICMP-induced errors on loopback: not the server closing
+                break
+            if sock is self.rtp:
+                total += n
+        if total:
+            self.got(total)
+        return True
+
+    def tick(self, now: float) -> None:
+        """Keep a UDP session alive (RFC 2326 §12.37, the proxy's 60 s session timeout).
+
+        An RTCP receiver report from the viewer's RTCP port to the server's (GStreamer's
+        rtsp-server matches it to the transport by that source address; GlobalEye's proxy
+        counts any datagram on the session's ports), or GET_PARAMETER when SETUP named no
+        server port."""
+        if not self.udp or not self.keepalive or now < self.next_keepalive:
+            return
+        self.next_keepalive = now + self.keepalive
+        try:
+            if self.server_rtcp is not None and self.rtcp is not None:
+                self.rtcp.sendto(receiver_report(self.ssrc), self.server_rtcp)
+            else:
+                self.cseq += 1
+                self.sock.send(f"GET_PARAMETER {self.url} RTSP/1.0\r\nCSeq: {self.cseq}\r\n"
+                               f"Session: {self.session}\r\n\r\n".encode())
+        except OSError:
+            pass  # a full buffer or a closed connection: the next read or keep-alive tells
+
+    def close(self) -> None:
+        """TEARDOWN a UDP session (its media goes on otherwise until the session times out), close all."""
+        if self.udp and self.session:
+            self.cseq += 1
+            try:
+                self.sock.send(f"TEARDOWN {self.url} RTSP/1.0\r\nCSeq: {self.cseq}\r\n"
+                               f"Session: {self.session}\r\n\r\n".encode())
+            except OSError:
+                pass
+        for s in self.sockets():
+            s.close()
 
     def got(self, n: int) -> None:
         now = time.monotonic()
@@ -174,44 +295,89 @@ class RawViewer:
         self.bytes += n
 
 
-def viewer_child(host: str, port: int, path: str, make: Callable[[str, int, str], Any] | None = None) -> None:
+def udp_pair(host: str = "127.0.0.1", tries: int = 50) -> tuple[socket.socket, socket.socket]:
+    """Two non-blocking UDP sockets on *host*, RTP on an even port and RTCP on the next (RFC 3550 §11)."""
+    for _ in range(tries):
+        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rtp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+        rtp.bind((host, 0))
+        port = rtp.getsockname()[1]
+        if port % 2 == 0 and port < 65535:
+            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                rtcp.bind((host, port + 1))
+            except OSError:
+                rtcp.close()
+            else:
+                rtp.setblocking(False)
+                rtcp.setblocking(False)
+                return rtp, rtcp
+        rtp.close()
+    raise OSError(f"no even/odd UDP port pair on {host} after {tries} tries")
+
+
+def receiver_report(ssrc: int) -> bytes:
+    """A compound RTCP packet: an empty receiver report (RC=0) and an SDES CNAME (RFC 3550 §6.1)."""
+    rr = struct.pack("!BBHI", 0x80, 201, 1, ssrc)
+    cname = b"bench@127.0.0.1"
+    item = bytes([1, len(cname)]) + cname
+    chunk = struct.pack("!I", ssrc) + item + b"\0" * (4 - len(item) % 4)  # null-terminated, 32-bit aligned
+    sdes = struct.pack("!BBH", 0x81, 202, len(chunk) // 4) + chunk
+    return rr + sdes
+
+
+def viewer_child(host: str, port: int, path: str, make: Callable[[str, int, str], Any] | None = None,
+                 coalesce: float = 0.0) -> None:
     """Serve the proxy process's commands on stdin; read every viewer socket on one epoll.
 
     *make* builds a viewer (default :class:`RawViewer`; bench/web_live.py gives its HTTP one): it
-    has ``sock``, ``start()``, ``got(n)``, ``bytes``, ``play_sent``, ``first_media``, ``max_gap``."""
+    has ``sock``, ``start()``, ``sockets()``, ``readable(sock, buf)``, ``tick(now)``, ``close()``,
+    ``bytes``, ``play_sent``, ``first_media``, ``max_gap``.  A viewer is keyed by its RTSP
+    connection's descriptor; its other sockets (RTP and RTCP over UDP) map to it too.
+
+    *coalesce* > 0 (UDP viewers): the loop polls at most once per *coalesce* seconds, so each
+    wake-up finds several datagrams per socket instead of one (a datagram is one read, and a
+    wake-up per datagram would make this process, not the server, the limit at 1,000
+    viewers); the RTP sockets' receive buffers (UDP_RCVBUF) hold far more than that."""
     make = make or RawViewer
     where = pin(1)
     poller = select.epoll()
     viewers: dict[int, Any] = {}
+    owners: dict[int, tuple[Any, socket.socket]] = {}  # every watched descriptor -> (viewer, its socket)
     buf = bytearray(256 * 1024)
     stdin = sys.stdin.buffer.raw  # type: ignore[attr-defined]
     poller.register(stdin.fileno(), select.EPOLLIN)
     pending = b""
+    next_tick = time.monotonic() + 1.0
+
+    def forget(v: Any) -> None:
+        for s in v.sockets():
+            if owners.pop(s.fileno(), None) is not None:
+                poller.unregister(s.fileno())
+        viewers.pop(v.sock.fileno(), None)
 
     def drain(timeout: float) -> bool:
         """Read what is there; False when stdin closed."""
-        nonlocal pending
-        for fd, _ev in poller.poll(timeout):
+        nonlocal pending, next_tick
+        for fd, _ev in poller.poll(timeout, 8192):
             if fd == stdin.fileno():
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     return False
                 pending += chunk
                 continue
-            v = viewers.get(fd)
-            if v is None:
+            owner = owners.get(fd)
+            if owner is None:
                 continue
-            try:
-                n = v.sock.recv_into(buf)
-            except BlockingIOError:
-                continue
-            except OSError:
-                n = 0
-            if n == 0:
-                poller.unregister(fd)
-                viewers.pop(fd, None)
-                continue
-            v.got(n)
+            v, sock = owner
+            if not v.readable(sock, buf):
+                forget(v)
+                v.close()
+        now = time.monotonic()
+        if now >= next_tick:  # keep-alives (UDP viewers), once a second at most
+            next_tick = now + 1.0
+            for v in viewers.values():
+                v.tick(now)
         return True
 
     def reply(obj: dict[str, Any]) -> None:
@@ -220,8 +386,11 @@ def viewer_child(host: str, port: int, path: str, make: Callable[[str, int, str]
 
     reply({"ready": where})
     while True:
+        woke = time.monotonic()
         if not drain(0.2):
             break
+        if coalesce > 0:
+            time.sleep(max(0.0, coalesce - (time.monotonic() - woke)))
         while b"\n" in pending:
             line, _, pending = pending.partition(b"\n")
             command = json.loads(line)
@@ -232,7 +401,9 @@ def viewer_child(host: str, port: int, path: str, make: Callable[[str, int, str]
                     v = make(host, port, path)
                     v.start()
                     viewers[v.sock.fileno()] = v
-                    poller.register(v.sock.fileno(), select.EPOLLIN)
+                    for s in v.sockets():
+                        owners[s.fileno()] = (v, s)
+                        poller.register(s.fileno(), select.EPOLLIN)
                     added.append(v)
                     drain(0)  # the viewers already playing keep being read during the handshakes
                 deadline = time.monotonic() + 5
@@ -243,15 +414,19 @@ def viewer_child(host: str, port: int, path: str, make: Callable[[str, int, str]
             elif "stats" in command:
                 reply({"viewers": len(viewers), "bytes": sum(v.bytes for v in viewers.values())})
             elif "each" in command:  # every viewer's byte count (bench/fanout_vs_gst.py finds short ones)
-                reply({"viewers": len(viewers), "bytes_each": [v.bytes for v in viewers.values()]})
+                ru = resource.getrusage(resource.RUSAGE_SELF)
+                now = time.monotonic()
+                reply({"viewers": len(viewers), "ids": list(viewers), "bytes_each": [v.bytes for v in viewers.values()],
+                       "silent_each": [now - (v.last_media or v.play_sent) for v in viewers.values()],
+                       "cpu": ru.ru_utime + ru.ru_stime})
             elif "gaps" in command:  # each viewer's longest silence since the last "gaps"
                 reply({"viewers": len(viewers), "gaps_ms": [round(1000 * v.max_gap) for v in viewers.values()]})
                 for v in viewers.values():
                     v.max_gap = 0.0
             elif "close" in command:
-                for fd, v in list(viewers.items()):
-                    poller.unregister(fd)
-                    v.sock.close()
+                for v in list(viewers.values()):
+                    forget(v)
+                    v.close()
                 viewers.clear()
                 reply({"closed": True})
 
@@ -349,14 +524,14 @@ class Child:
             d, self.waiting = self.waiting, None
             d.callback(self.lines.pop(0))
 
-    async def answer(self, command: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def answer(self, command: dict[str, Any] | None = None, timeout: float = CHILD_TIMEOUT) -> dict[str, Any]:
         from twisted.internet import defer
         if command is not None:
             self.process.writeToChild(0, (json.dumps(command) + "\n").encode())
         self.waiting = defer.Deferred()
         d = self.waiting
         self._wake()
-        d.addTimeout(CHILD_TIMEOUT, self.reactor)
+        d.addTimeout(timeout, self.reactor)
         return await d  # type: ignore[no-any-return]
 
     def close(self) -> None:

@@ -56,6 +56,7 @@ from globaleye.media import h264rtp, rtp
 from globaleye.media.rtsp.paths import Attempt, NoPath, summarize
 from globaleye.media.rtsp.sdp import SessionDescription
 from globaleye.media.rtsp.upstream import UpstreamSession
+from globaleye.proxy.directwrite import gso_runs
 
 log = Logger()
 
@@ -75,6 +76,14 @@ MAX_BATCH = 64
 MAX_PICTURE_PACKETS = 128
 #: The last packet fanned out and its payload (see ViewerStream._out).
 _body_of: tuple[bytes, bytes] = (b"", b"")
+
+
+class DatagramOut(Protocol):
+    """Datagrams to one UDP viewer (``globaleye.proxy.directwrite.UdpSender``)."""
+
+    def send(self, packet: bytes) -> None: ...
+
+    def send_runs(self, runs: list[tuple[int, bytes, int]], packets: list[bytes]) -> None: ...
 
 
 class Sink(Protocol):
@@ -139,8 +148,8 @@ class ViewerStream:
         #: The hub's group of shared-buffer viewers it is in, and the group's counts when it joined.
         self.group: _Group | None = None
         self.group_mark = (0, 0)
-        #: UDP: per track, the sendto of the server's RTP port and the viewer's address.
-        self.udp_out: dict[int, tuple[Callable[[bytes, Any], Any], Any]] = {}
+        #: UDP: per track, the sender from the server's RTP port to the viewer's.
+        self.udp_out: dict[int, DatagramOut] = {}
 
     def _blocked(self) -> bool:
         # A GOP replay goes out whole: it is bounded (GOP_CACHE_BYTES), and cutting it at the
@@ -390,17 +399,20 @@ class _Group:
 
 
 class _UdpGroup(_Group):
-    """A hub's UDP viewers that SET UP the same tracks: per track, each one's (sendto, address).
+    """A hub's UDP viewers that SET UP the same tracks: per track, each one's sender.
 
-    Nothing is held (a datagram goes when its packet comes) and nothing blocks (UDP has no
-    flow control: a viewer that cannot keep up loses packets, as RFC 3550 expects).
+    A video picture goes when its last packet has come, in runs of one size per ``sendmsg``
+    (``UdpSender.send_runs``, cut once for all the viewers); other tracks' packets go at once.
+    Nothing blocks (UDP has no flow control: a viewer that cannot keep up loses packets, as
+    RFC 3550 expects).
     """
 
-    __slots__ = ("targets",)
+    __slots__ = ("targets", "picture")
 
     def __init__(self) -> None:
         super().__init__({})
-        self.targets: dict[int, list[tuple[Callable[[bytes, Any], Any], Any]]] = {}
+        self.targets: dict[int, list[DatagramOut]] = {}
+        self.picture: list[bytes] = []
 
     def add(self, viewer: ViewerStream) -> None:
         self.viewers[viewer] = _never_blocked
@@ -413,22 +425,32 @@ class _UdpGroup(_Group):
         self._index()
 
     def _index(self) -> None:
-        targets: dict[int, list[tuple[Callable[[bytes, Any], Any], Any]]] = {}
+        targets: dict[int, list[DatagramOut]] = {}
         for viewer in self.viewers:
             for track, out in viewer.udp_out.items():
                 targets.setdefault(track, []).append(out)
         self.targets = targets
 
-    def send(self, track: int, packet: bytes, picture_start: bool) -> None:
+    def send(self, track: int, packet: bytes, video: bool, picture_start: bool) -> None:
         targets = self.targets.get(track)
-        if targets:
-            for sendto, address in targets:
-                try:
-                    sendto(packet, address)
-                except OSError:
-                    pass  # the viewer's port is gone; its RTSP session ends it
-            self.packets_sent += 1
+        if not targets:
+            return
+        self.packets_sent += 1
+        if video:
             self.frames_sent += picture_start
+            self.picture.append(packet)
+            if len(self.picture) >= MAX_PICTURE_PACKETS:
+                self.flush(track)
+            return
+        for out in targets:
+            out.send(packet)
+
+    def flush(self, video_track: int | None) -> None:
+        if self.picture and video_track is not None:
+            packets, self.picture = self.picture, []
+            runs = gso_runs(packets)
+            for out in self.targets.get(video_track, ()):
+                out.send_runs(runs, packets)
 
 
 def _never_blocked(data: bytes) -> bool:
@@ -664,7 +686,7 @@ class LiveHub:
                 self._send_now(track, packet)
         if self.udp_groups:
             for udp in self.udp_groups.values():
-                udp.send(track, packet, video and start)
+                udp.send(track, packet, video, start)
         for viewer in tuple(self.generic):
             viewer.rtp(track, packet, ts, offset, start)
         if video and packet[1] & 0x80 and self.open_picture:
@@ -675,6 +697,8 @@ class LiveHub:
         buffer: one write each (DirectWriter) instead of one per packet per viewer."""
         if end:
             self.open_picture = False
+        for udp in self.udp_groups.values():
+            udp.flush(self.video_track)
         first_unsent = self.unsent_seq
         for group in tuple(self.groups.values()):
             if not group.parts:
@@ -749,10 +773,7 @@ class LiveHub:
             for track, packet, _ts, _offset, _start in packets:
                 out = viewer.udp_out.get(track)
                 if out is not None:
-                    try:
-                        out[0](packet, out[1])
-                    except OSError:
-                        pass
+                    out.send(packet)
             tracks = frozenset(viewer.udp_out)
             udp = self.udp_groups.get(tracks)
             if udp is None:

@@ -69,7 +69,7 @@ from globaleye.proxy.cloud import (
     programme_sdp,
     recording_tracks,
 )
-from globaleye.proxy.directwrite import DirectWriter
+from globaleye.proxy.directwrite import DirectWriter, UdpSender
 from globaleye.proxy.fanout import LiveHub, PictureTracker, ViewerStream
 from globaleye.proxy.platform import PlatformDirectory, Target, Unavailable
 from globaleye.util.peerkey import source_address
@@ -589,7 +589,7 @@ class RtspProxyProtocol(RtspServerConnection):
                 viewer.write_sequence = self.transport.writeSequence
                 viewer.can_share = True
             elif session.udp and not session.interleaved:
-                viewer.udp_out = {track: (port.socket.sendto, dest) for track, (port, _p, dest, _d)
+                viewer.udp_out = {track: UdpSender(port.socket, dest) for track, (port, _p, dest, _d)
                                   in session.udp.items() if getattr(port, "socket", None) is not None}
                 viewer.can_share = len(viewer.udp_out) == len(session.udp)
         return session.viewer

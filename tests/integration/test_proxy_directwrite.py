@@ -1,6 +1,9 @@
-"""DirectWriter on real loopback TCP connections: the bytes arrive whole and in order whichever
-way each write went (the socket at once, or Twisted's buffer behind a slow reader), and Twisted's
-flow control, which the slow-viewer rules rest on, still pauses the producer."""
+"""The proxy's send paths on real loopback sockets.
+
+DirectWriter (TCP): the bytes arrive whole and in order whichever way each write went (the
+socket at once, or Twisted's buffer behind a slow reader), and Twisted's flow control, which
+the slow-viewer rules rest on, still pauses the producer.  UdpSender: a picture's packets
+arrive as one datagram each, in order, with or without UDP segmentation offload."""
 
 from __future__ import annotations
 
@@ -9,10 +12,10 @@ import socket
 from typing import Any
 
 from twisted.internet import defer, interfaces, protocol, reactor
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from globaleye.proxy.directwrite import DirectWriter
+from globaleye.proxy.directwrite import DirectWriter, UdpSender, gso_runs
 
 
 @implementer(interfaces.IPushProducer)
@@ -113,3 +116,43 @@ class DirectWriterTests(TestCase):
         await client.until(10_000)
         self.assertEqual(bytes(client.received), b"A" * 5000 + b"B" * 5000)
         self.assertEqual(server.writer.direct_bytes, 0, "Twisted held bytes: it went behind them")
+
+
+class UdpSenderTests(SynchronousTestCase):
+    """UdpSender on real loopback UDP sockets: the viewer receives one datagram per RTP packet,
+    in order, whether a run went in one ``sendmsg`` with UDP_SEGMENT or one ``sendto`` each."""
+
+    def sockets(self) -> tuple[socket.socket, socket.socket]:
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(2)
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.bind(("127.0.0.1", 0))
+        for s in (receiver, sender):
+            self.addCleanup(s.close)
+        return sender, receiver
+
+    def picture(self) -> list[bytes]:
+        """An SPS, a PPS, twelve FU-A fragments of 1,400 bytes and a shorter last one."""
+        return [b"S" * 20, b"P" * 8] + [bytes([i]) * 1400 for i in range(12)] + [b"L" * 333]
+
+    def test_runs(self) -> None:
+        packets = self.picture()
+        runs = gso_runs(packets)
+        self.assertEqual([(size, count) for size, _data, count in runs], [(20, 2), (1400, 13)])
+        self.assertEqual(b"".join(data for _s, data, _c in runs), b"".join(packets))
+        self.assertEqual(gso_runs([b"x" * 10]), [(0, b"x" * 10, 1)])
+        self.assertEqual([c for _s, _d, c in gso_runs([b"y" * 1000] * 150)], [64, 64, 22], "64 segments at most")
+        self.assertEqual([c for _s, _d, c in gso_runs([b"z" * 1000, b"z" * 1200])], [1, 1], "a longer one starts a run")
+
+    def test_a_picture_arrives_as_its_packets(self) -> None:
+        for gso in (True, False):
+            sender, receiver = self.sockets()
+            out = UdpSender(sender, receiver.getsockname())
+            out.gso = gso
+            packets = self.picture()
+            out.send_runs(gso_runs(packets), packets)
+            out.send(b"audio")
+            got = [receiver.recv(65536) for _ in range(len(packets) + 1)]
+            self.assertEqual(got, packets + [b"audio"], f"gso={gso}")
+            self.assertEqual(out.gso, gso, "the kernel here segments UDP")

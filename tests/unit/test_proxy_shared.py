@@ -68,9 +68,27 @@ class UdpSink(TcpSink):
     def __init__(self) -> None:
         super().__init__()
         self.datagrams: list[tuple[Any, bytes]] = []
+        self.calls = 0
 
-    def sendto(self, data: bytes, address: Any) -> None:
-        self.datagrams.append((address, data))
+    def out(self, address: Any) -> Any:
+        sink = self
+
+        class Out:
+            def send(self, packet: bytes) -> None:
+                sink.calls += 1
+                sink.datagrams.append((address, packet))
+
+            def send_runs(self, runs: list[tuple[int, bytes, int]], packets: list[bytes]) -> None:
+                sink.calls += len(runs)
+                at = 0
+                for size, data, count in runs:  # what the kernel does with UDP_SEGMENT
+                    cut = [data] if not size else [data[i:i + size] for i in range(0, len(data), size)]
+                    assert cut == packets[at:at + count], "a run is its packets, in order"
+                    sink.datagrams.extend((address, d) for d in cut)
+                    at += count
+                assert at == len(packets)
+
+        return Out()
 
     def track(self, channel: int) -> list[Any]:
         return [rtp.parse_rtp(d) for a, d in self.datagrams if a == ("127.0.0.1", 5000 + channel)]
@@ -211,7 +229,7 @@ class SharedNumberingTests(SynchronousTestCase):
     def test_udp_viewers_get_the_hubs_packets_as_they_are(self) -> None:
         sink = UdpSink()
         viewer = ViewerStream(sink, self.description)
-        viewer.udp_out = {0: (sink.sendto, ("127.0.0.1", 5000)), 1: (sink.sendto, ("127.0.0.1", 5002))}
+        viewer.udp_out = {0: sink.out(("127.0.0.1", 5000)), 1: sink.out(("127.0.0.1", 5002))}
         viewer.can_share = True
         self.hub.prepare(viewer)
         sink.announced = (list(viewer.seq), dict(viewer.rtptime))  # type: ignore[attr-defined]
@@ -219,10 +237,16 @@ class SharedNumberingTests(SynchronousTestCase):
         tcp, _b = self.tcp_viewer()
         for _ in range(3):
             self.camera.picture()
+        calls = sink.calls
+        for data in self.multi_packet_picture(5):
+            self.camera.session.rtp_in(0, data)
+        self.assertEqual(sink.calls - calls, 1, "a picture of five packets of one size (the last shorter): one call")
+        self.camera.picture()
         self.assertEqual(self.hub.status()["shared"]["udp_viewers"], 1)
         self.assert_continuous(sink, 0)
         self.assert_continuous(sink, 2)
         self.assertEqual(sink.track(0), tcp.track(0))
+        self.assertEqual(viewer.frames_sent, 1 + 3 + 1 + 1)
 
     def test_a_viewer_without_a_gop_to_start_on_goes_packet_by_packet_from_what_was_announced(self) -> None:
         self.hub._drop_gop()  # as when a GOP outgrew GOP_CACHE_BYTES

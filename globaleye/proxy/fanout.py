@@ -407,12 +407,13 @@ class _UdpGroup(_Group):
     RFC 3550 expects).
     """
 
-    __slots__ = ("targets", "picture")
+    __slots__ = ("targets", "picture", "picture_started")
 
     def __init__(self) -> None:
         super().__init__({})
         self.targets: dict[int, list[DatagramOut]] = {}
         self.picture: list[bytes] = []
+        self.picture_started = False
 
     def add(self, viewer: ViewerStream) -> None:
         self.viewers[viewer] = _never_blocked
@@ -431,19 +432,19 @@ class _UdpGroup(_Group):
                 targets.setdefault(track, []).append(out)
         self.targets = targets
 
-    def send(self, track: int, packet: bytes, video: bool, picture_start: bool) -> None:
-        targets = self.targets.get(track)
-        if not targets:
-            return
-        self.packets_sent += 1
-        if video:
-            self.frames_sent += picture_start
+    def hold(self, track: int, packet: bytes, picture_start: bool) -> None:
+        """A video packet: sent with its picture (``flush``)."""
+        if track in self.targets:
             self.picture.append(packet)
-            if len(self.picture) >= MAX_PICTURE_PACKETS:
-                self.flush(track)
-            return
-        for out in targets:
-            out.send(packet)
+            self.picture_started |= picture_start
+
+    def send(self, track: int, packet: bytes) -> None:
+        """A packet of another track: sent at once."""
+        targets = self.targets.get(track)
+        if targets:
+            self.packets_sent += 1
+            for out in targets:
+                out.send(packet)
 
     def flush(self, video_track: int | None) -> None:
         if self.picture and video_track is not None:
@@ -451,6 +452,12 @@ class _UdpGroup(_Group):
             runs = gso_runs(packets)
             for out in self.targets.get(video_track, ()):
                 out.send_runs(runs, packets)
+            self.packets_sent += len(packets)
+            self.frames_sent += self.picture_started
+            self.picture_started = False
+
+    def discard(self) -> None:
+        self.picture, self.picture_started = [], False
 
 
 def _never_blocked(data: bytes) -> bool:
@@ -507,7 +514,10 @@ class LiveHub:
         self.joining: list[ViewerStream] = []
         #: A video picture is being received; the sequence number of its first packet not yet sent.
         self.open_picture = False
+        self.unsent = 0  # video packets numbered and not yet sent to grouped viewers
         self.unsent_seq = 0
+        #: After an upstream is attached: nothing reaches the viewers before its first key picture.
+        self.await_key = True
         #: Viewers moved from the shared buffers to their own numbering (they missed a picture).
         self.demotions = 0
         #: The last RTCP sender report of each track, replayed to a viewer that joins and asks for
@@ -597,6 +607,7 @@ class LiveHub:
             self.video_pt, self.params = media.payload_type, media.sprop_parameter_sets
         self._drop_gop()
         self.held, self.held_bytes = None, 0
+        self.await_key = True
         self.reports = {}
         if not self.recovering or self.numbering is None:
             self.numbering = Numbering(description)  # no viewer yet: a fresh numbering
@@ -637,9 +648,15 @@ class LiveHub:
         numbering = self.numbering
         assert numbering is not None
         key = False
+        nal = None
         if start and track == self.video_track:
             nal = h264rtp.first_nal_type(data[offset:offset + 4])
             key = nal in h264rtp.START_TYPES
+            if key:
+                self.await_key = False
+        if self.await_key:
+            return  # a new camera session starts for the viewers at its first key picture
+        if key:
             if nal == rtp.NAL_IDR and self.params and self.video_pt is not None:
                 # The camera's IDR came bare: the SDP's parameter sets first, so that any viewer
                 # (and the GOP cache) can start decoding here.
@@ -667,26 +684,24 @@ class LiveHub:
                 self._drop_gop()
             else:
                 self.gop.append((track, packet, ts, offset, start))
-        if self.groups:
+        if self.groups or self.udp_groups:
             if video:
-                size = len(packet)
-                full = False
+                if not self.unsent:
+                    self.unsent_seq = _SEQ_TS_SSRC.unpack_from(packet, 2)[0]
+                self.unsent += 1
+                frame = _FRAME.pack(0x24, 0, len(packet))
                 for group in self.groups.values():
                     channel = group.channels.get(track)
                     if channel is not None:
-                        if not group.parts:
-                            self.unsent_seq = _SEQ_TS_SSRC.unpack_from(packet, 2)[0]
-                        group.parts.append(_FRAME.pack(0x24, channel, size))
+                        group.parts.append(frame if channel == 0 else _FRAME.pack(0x24, channel, len(packet)))
                         group.parts.append(packet)
                         group.packets += 1
-                        full = full or group.packets >= MAX_PICTURE_PACKETS
-                if full:
+                for udp in self.udp_groups.values():
+                    udp.hold(track, packet, start)
+                if self.unsent >= MAX_PICTURE_PACKETS:
                     self._flush(False)  # a huge picture goes out in pieces, not held whole
             else:
                 self._send_now(track, packet)
-        if self.udp_groups:
-            for udp in self.udp_groups.values():
-                udp.send(track, packet, video, start)
         for viewer in tuple(self.generic):
             viewer.rtp(track, packet, ts, offset, start)
         if video and packet[1] & 0x80 and self.open_picture:
@@ -697,6 +712,7 @@ class LiveHub:
         buffer: one write each (DirectWriter) instead of one per packet per viewer."""
         if end:
             self.open_picture = False
+        self.unsent = 0
         for udp in self.udp_groups.values():
             udp.flush(self.video_track)
         first_unsent = self.unsent_seq
@@ -716,8 +732,23 @@ class LiveHub:
             for viewer in joining:
                 self._join(viewer)
 
+    def _discard_picture(self) -> None:
+        """The upstream is gone in the middle of a picture: the grouped viewers never get the cut
+        picture (a decoder would show its missing part), and its numbers are given again, so they
+        see no hole.  (Viewers fed packet by packet have their own numbers, and got what came.)"""
+        self.open_picture = False
+        for group in self.groups.values():
+            group.parts, group.packets = [], 0
+        for udp in self.udp_groups.values():
+            udp.discard()
+        if self.unsent and self.numbering is not None and self.video_track is not None:
+            self.numbering.seq[self.video_track] = self.unsent_seq
+        self.unsent = 0
+
     def _send_now(self, track: int, packet: bytes) -> None:
         """A packet of another track (audio) to every grouped viewer that SET it UP, at once."""
+        for udp in self.udp_groups.values():
+            udp.send(track, packet)
         for group in tuple(self.groups.values()):
             channel = group.channels.get(track)
             if channel is None:
@@ -726,7 +757,7 @@ class LiveHub:
             slow = [viewer for viewer, offer in group.viewers.items() if not offer(framed)]
             if slow:
                 unsent = {track: _SEQ_TS_SSRC.unpack_from(packet, 2)[0]}
-                if group.parts and self.video_track is not None:
+                if self.unsent and self.video_track is not None:
                     unsent[self.video_track] = self.unsent_seq
                 for viewer in slow:
                     self._demote(viewer, unsent)
@@ -842,8 +873,7 @@ class LiveHub:
         self.upstream = None
         self.stops += 1
         self._unwatch()
-        if self.open_picture:
-            self._flush(True)  # what came of the last picture; the viewers resume at an IDR
+        self._discard_picture()
         self._drop_gop()
         if self.viewers and self.recover_timeout > 0 and self.account is not None and self.starting is None:
             log.warn("live {label}: upstream on path {path} lost ({reason}); getting it back for {n} viewers "
@@ -1008,11 +1038,9 @@ class LiveHub:
         if viewer.fast and self.numbering is not None:
             # Where its own numbering goes on if it plays again (PAUSE, then PLAY): after the
             # last packet it was sent.
-            unsent = self.video_track is not None and any(
-                viewer in g.viewers and g.parts for g in self.groups.values())
             viewer.seq = list(self.numbering.seq)
-            if unsent:
-                viewer.seq[self.video_track] = self.unsent_seq  # type: ignore[index]
+            if self.unsent and self.video_track is not None:
+                viewer.seq[self.video_track] = self.unsent_seq
         self._ungroup(viewer)
         viewer.fast = False
         viewer.rtptime = {}

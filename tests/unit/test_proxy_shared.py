@@ -226,6 +226,53 @@ class SharedNumberingTests(SynchronousTestCase):
         self.assertTrue(0 < step < 90000 * 3, "the new session's RTP base is hidden: about the outage")
         self.assert_continuous(sink, 2)
 
+    def test_a_picture_cut_by_an_outage_never_reaches_the_shared_viewers(self) -> None:
+        tcp, _a = self.tcp_viewer()
+        udp = UdpSink()
+        viewer = ViewerStream(udp, self.description)
+        viewer.udp_out = {0: udp.out(("127.0.0.1", 5000)), 1: udp.out(("127.0.0.1", 5002))}
+        viewer.can_share = True
+        self.hub.prepare(viewer)
+        udp.announced = (list(viewer.seq), dict(viewer.rtptime))  # type: ignore[attr-defined]
+        self.hub.add(viewer)
+        self.camera.picture()
+        parts = self.multi_packet_picture(4)
+        for data in parts[:2]:
+            self.camera.session.rtp_in(0, data)  # half a picture, then the camera is gone
+        before = len(tcp.track(0))
+        self.camera.drop()
+        self.clock.advance(1.0)
+        self.camera.picture()
+        for sink in (tcp, udp):
+            packets = self.assert_continuous(sink)
+            self.assertEqual(len(packets), before + 3 + 1, "the cut picture's packets were not sent")
+            self.assertEqual([rtp.nal_type(p.payload) for p in packets[before:before + 3]], [7, 8, 5])
+            self.assertNotIn(b"\x41" + bytes(range(16)), b"".join(p.payload for p in packets))
+
+    def test_after_an_outage_nothing_comes_before_the_new_sessions_first_key_picture(self) -> None:
+        sink, _viewer = self.tcp_viewer()
+        self.camera.picture()
+        before = len(sink.track(0))
+        camera = self.camera
+        key_picture = camera.picture
+
+        def no_key_first(key: bool = False) -> None:  # this time the camera starts on a P picture
+            key_picture(False)
+
+        camera.picture = no_key_first  # type: ignore[method-assign]
+        camera.drop()
+        camera.picture = key_picture  # type: ignore[method-assign]
+        self.assertTrue(self.hub.running)
+        camera.picture()
+        camera.picture()
+        self.assertEqual(len(sink.track(0)), before, "P pictures of the new session are not sent")
+        self.assertEqual(len(sink.track(2)), 2, "nor its sound")
+        camera.picture(key=True)
+        camera.picture()
+        packets = self.assert_continuous(sink)
+        self.assertEqual([rtp.nal_type(p.payload) for p in packets[before:]], [7, 8, 5, 1])
+        self.assert_continuous(sink, 2)
+
     def test_udp_viewers_get_the_hubs_packets_as_they_are(self) -> None:
         sink = UdpSink()
         viewer = ViewerStream(sink, self.description)

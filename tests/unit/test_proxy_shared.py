@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from globaleye.media import rtp
 from globaleye.proxy.fanout import LiveHub, ViewerStream
-from tests.unit.test_proxy_recovery import Camera, packet
+from tests.unit.test_proxy_recovery import Camera
 
 
 class TcpSink:
@@ -318,6 +318,3 @@ class SharedNumberingTests(SynchronousTestCase):
         ssrc, sr_ts = struct.unpack_from("!I", sr, 4)[0], struct.unpack_from("!I", sr, 16)[0]
         self.assertEqual(ssrc, video[0].ssrc)
         self.assertEqual(sr_ts, video[-1].timestamp, "the report's RTP time is on the viewer's clock")
-
-
-del packet  # imported for the camera fixture's module; not used here directly

@@ -145,9 +145,13 @@ class ViewerStream:
         self.can_share = False
         #: Served from the hub's shared buffers now (LiveHub: until it misses a picture).
         self.fast = False
-        #: The hub's group of shared-buffer viewers it is in, and the group's counts when it joined.
+        #: The hub's group of shared-buffer viewers it is in (``home``), the group if it counts what
+        #: it sends this viewer (``group``), and the group's counts when it started to.
+        self.home: _Group | None = None
         self.group: _Group | None = None
         self.group_mark = (0, 0)
+        #: Per track, how far its sequence numbers run behind the hub's (see _Group).
+        self.delta = [0] * n
         #: UDP: per track, the sender from the server's RTP port to the viewer's.
         self.udp_out: dict[int, DatagramOut] = {}
 
@@ -301,6 +305,7 @@ class PictureTracker:
 _SEQ_TS_SSRC = struct.Struct("!HII")
 #: The "$", channel and length in front of an interleaved frame (RFC 2326 §10.12).
 _FRAME = struct.Struct("!BBH")
+_U16 = struct.Struct("!H")
 
 
 class Numbering:
@@ -363,15 +368,21 @@ class _Group:
     """The viewers served from one shared buffer: TCP viewers with the same interleaved channels.
 
     Each viewer's ``offer(data) -> bool`` writes unless its connection is paused (False).  The
-    pictures and packets sent are counted here, once for all of them: a viewer's own counts
-    are brought up to date when it leaves the group, and by ``ViewerStream.stats``.
+    pictures and packets sent to ``viewers`` are counted here, once for all of them: a viewer's
+    own counts are brought up to date when it leaves, and by ``ViewerStream.stats``.
+
+    ``shifted`` are viewers whose sequence numbers run behind the hub's by ``viewer.delta``
+    (per track): they once missed pictures, and came back at a key picture (``LiveHub._adopt``)
+    with no hole in their numbering.  They get the same buffer with its sequence numbers
+    shifted, made once per picture for each distinct shift, and are counted one by one.
     """
 
-    __slots__ = ("channels", "viewers", "parts", "packets", "frames_sent", "packets_sent")
+    __slots__ = ("channels", "viewers", "shifted", "parts", "packets", "frames_sent", "packets_sent")
 
     def __init__(self, channels: dict[int, int]) -> None:
         self.channels = channels
         self.viewers: dict[ViewerStream, Callable[[bytes], bool]] = {}
+        self.shifted: dict[ViewerStream, Callable[[bytes], bool]] = {}
         #: The open picture's frames ("$" header, packet, ...), sent when it ends.
         self.parts: list[bytes] = []
         self.packets = 0
@@ -388,14 +399,55 @@ class _Group:
                 if viewer.write is not None:
                     viewer.write(data)
                 return True
-        self.viewers[viewer] = offer
-        viewer.group = self
-        viewer.group_mark = (self.frames_sent, self.packets_sent)
+        if any(viewer.delta):
+            self.shifted[viewer] = offer
+        else:
+            self.viewers[viewer] = offer
+            viewer.group = self
+            viewer.group_mark = (self.frames_sent, self.packets_sent)
+        viewer.home = self
 
     def remove(self, viewer: ViewerStream) -> None:
-        del self.viewers[viewer]
-        viewer.settle()
-        viewer.group = None
+        if viewer in self.viewers:
+            del self.viewers[viewer]
+            viewer.settle()
+            viewer.group = None
+        self.shifted.pop(viewer, None)
+        viewer.home = None
+
+    def deliver(self, data: bytes, track: int, packets: int, end: bool) -> list[ViewerStream]:
+        """*data* (*packets* frames of *track*, or the end of a picture) to every viewer; the
+        viewers that could not take it."""
+        slow = [viewer for viewer, offer in self.viewers.items() if not offer(data)]
+        for viewer in slow:  # counted up to here: they did not get this one
+            del self.viewers[viewer]
+            viewer.settle()
+            viewer.group = None
+        if self.shifted:
+            shifted: dict[int, bytes] = {}
+            for viewer, offer in self.shifted.items():
+                delta = viewer.delta[track]
+                if delta not in shifted:
+                    shifted[delta] = _shift(data, delta)
+                if offer(shifted[delta]):
+                    viewer.packets += packets
+                    viewer.frames += end
+                else:
+                    slow.append(viewer)
+        self.packets_sent += packets
+        self.frames_sent += end
+        return slow
+
+
+def _shift(frames: bytes, delta: int) -> bytes:
+    """Interleaved RTP frames with *delta* added to each one's sequence number."""
+    out = bytearray(frames)
+    pos = 0
+    while pos + 8 <= len(out):
+        length = _FRAME.unpack_from(out, pos)[2]
+        _U16.pack_into(out, pos + 6, (_U16.unpack_from(out, pos + 6)[0] + delta) & 0xFFFF)
+        pos += 4 + length
+    return bytes(out)
 
 
 class _UdpGroup(_Group):
@@ -417,7 +469,7 @@ class _UdpGroup(_Group):
 
     def add(self, viewer: ViewerStream) -> None:
         self.viewers[viewer] = _never_blocked
-        viewer.group = self
+        viewer.home = viewer.group = self
         viewer.group_mark = (self.frames_sent, self.packets_sent)
         self._index()
 
@@ -518,8 +570,10 @@ class LiveHub:
         self.unsent_seq = 0
         #: After an upstream is attached: nothing reaches the viewers before its first key picture.
         self.await_key = True
-        #: Viewers moved from the shared buffers to their own numbering (they missed a picture).
+        #: Viewers moved from the shared buffers to their own numbering (they missed a picture),
+        #: and moved (back) into them at a key picture.
         self.demotions = 0
+        self.adoptions = 0
         #: The last RTCP sender report of each track, replayed to a viewer that joins and asks for
         #: them (``ViewerStream.replay_reports``): without it a viewer that lines up audio and
         #: video (the web feed's AAC) waits for the camera's next one (every 5 s, RFC 3550 §6.2).
@@ -675,6 +729,8 @@ class LiveHub:
                 self._flush(True)  # a picture whose last packet had no marker
             if key:
                 self.gop, self.gop_bytes = [], 0  # a new GOP: the previous one is no longer needed
+                if self.generic:
+                    self._adopt(track, packet)
             self.open_picture = True
         if self.gop is not None:
             self.gop_bytes += len(packet)
@@ -716,17 +772,15 @@ class LiveHub:
         for udp in self.udp_groups.values():
             udp.flush(self.video_track)
         first_unsent = self.unsent_seq
+        video = self.video_track
         for group in tuple(self.groups.values()):
-            if not group.parts:
+            if not group.parts or video is None:
                 continue
             data = b"".join(group.parts)
             packets = group.packets
             group.parts, group.packets = [], 0
-            slow = [viewer for viewer, offer in group.viewers.items() if not offer(data)]
-            for viewer in slow:
-                self._demote(viewer, {self.video_track: first_unsent} if self.video_track is not None else {})
-            group.packets_sent += packets
-            group.frames_sent += end
+            for viewer in group.deliver(data, video, packets, end):
+                self._demote(viewer, {video: first_unsent})
         if end and self.joining:
             joining, self.joining = self.joining, []
             for viewer in joining:
@@ -754,7 +808,7 @@ class LiveHub:
             if channel is None:
                 continue
             framed = _FRAME.pack(0x24, channel, len(packet)) + packet
-            slow = [viewer for viewer, offer in group.viewers.items() if not offer(framed)]
+            slow = group.deliver(framed, track, 1, False)
             if slow:
                 unsent = {track: _SEQ_TS_SSRC.unpack_from(packet, 2)[0]}
                 if self.unsent and self.video_track is not None:
@@ -768,9 +822,10 @@ class LiveHub:
         the next IDR as every slow viewer does (module docstring).  SSRC and timestamps stay the hub's."""
         self._ungroup(viewer)
         assert self.numbering is not None
-        viewer.seq = list(self.numbering.seq)
+        viewer.seq = [(seq + delta) & 0xFFFF for seq, delta in zip(self.numbering.seq, viewer.delta, strict=True)]
         for track, seq in unsent.items():
-            viewer.seq[track] = seq
+            viewer.seq[track] = (seq + viewer.delta[track]) & 0xFFFF
+        viewer.delta = [0] * len(viewer.delta)
         viewer.fast = False
         viewer.waiting = True
         viewer.in_picture = False
@@ -778,11 +833,35 @@ class LiveHub:
         self.generic[viewer] = None
         self.demotions += 1
 
+    def _adopt(self, track: int, packet: bytes) -> None:
+        """At a key picture: the RTSP viewers going packet by packet that could share (they missed
+        pictures, played again after PAUSE, or found no GOP to start on) and can take this picture
+        join their group, with their own sequence numbers as a shift."""
+        assert self.numbering is not None
+        for viewer in tuple(self.generic):
+            if not (viewer.shared and viewer.can_share and viewer.channels and not viewer.udp_out
+                    and viewer.write is not None and not viewer.sink.blocked()):
+                continue
+            if viewer._batch:
+                viewer._flush()  # the end of a picture that came without a marker
+            nxt = list(self.numbering.seq)
+            nxt[track] = _SEQ_TS_SSRC.unpack_from(packet, 2)[0]  # this packet is its next one
+            viewer.delta = [(own - hub) & 0xFFFF for own, hub in zip(viewer.seq, nxt, strict=True)]
+            del self.generic[viewer]
+            viewer.fast = viewer.started = True
+            viewer.waiting = viewer.in_picture = False
+            key = tuple(sorted(viewer.channels.items()))
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = _Group(dict(viewer.channels))
+            group.add(viewer)
+            self.adoptions += 1
+
     def _ungroup(self, viewer: ViewerStream) -> None:
-        group = viewer.group
+        group = viewer.home
         if group is not None:
             group.remove(viewer)
-            if not group.viewers:
+            if not group.viewers and not group.shifted:
                 self.groups = {k: g for k, g in self.groups.items() if g is not group}
                 self.udp_groups = {k: g for k, g in self.udp_groups.items() if g is not group}
 
@@ -1041,6 +1120,8 @@ class LiveHub:
             viewer.seq = list(self.numbering.seq)
             if self.unsent and self.video_track is not None:
                 viewer.seq[self.video_track] = self.unsent_seq
+            viewer.seq = [(seq + delta) & 0xFFFF for seq, delta in zip(viewer.seq, viewer.delta, strict=True)]
+            viewer.delta = [0] * len(viewer.delta)
         self._ungroup(viewer)
         viewer.fast = False
         viewer.rtptime = {}
@@ -1091,9 +1172,10 @@ class LiveHub:
             "viewers": [v.stats() for v in self.viewers], "starts": self.starts, "stops": self.stops,
             "recoveries": self.recoveries, "last_recovery": self.last_recovery,
             "gop_cache": {"packets": len(self.gop or ()), "bytes": self.gop_bytes, "replays": self.gop_replays},
-            "shared": {"tcp_groups": len(self.groups), "tcp_viewers": sum(len(g.viewers) for g in self.groups.values()),
+            "shared": {"tcp_groups": len(self.groups), "tcp_viewers": sum(len(g.viewers) + len(g.shifted) for g in self.groups.values()),
+                       "tcp_shifted": sum(len(g.shifted) for g in self.groups.values()),
                        "udp_viewers": sum(len(g.viewers) for g in self.udp_groups.values()), "per_packet_viewers": len(self.generic),
-                       "demotions": self.demotions},
+                       "demotions": self.demotions, "adoptions": self.adoptions},
             "last_stop_reason": self.last_stop_reason,
             "attempts": [a.as_dict() for a in self.attempts], "attempts_summary": summarize(self.attempts),
         }

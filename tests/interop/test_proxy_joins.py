@@ -21,6 +21,7 @@ Everything runs on loopback; the platform and the simulated camera come from ``P
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import socket
 import statistics
@@ -215,7 +216,10 @@ class RawViewer:
     It reads until an amount of video rather than for a time, so that a viewer that waits up to a
     GOP for its first key picture (no GOP cache) still gets the same stretch to check."""
 
-    def __init__(self, port: int, path: str) -> None:
+    def __init__(self, port: int, path: str, stall: tuple[float, float] | None = None) -> None:
+        #: (after, for): stop reading *after* seconds of watching, for *for* seconds (a slow player),
+        #: with a 16 KiB receive buffer so that the proxy notices within that time.
+        self.stall = stall
         self.address = ("127.0.0.1", port)
         self.url = f"rtsp://127.0.0.1:{port}{path}"
         self.parser = RtspParser(max_body=1 << 20)
@@ -254,7 +258,12 @@ class RawViewer:
         return answer
 
     def watch(self, seconds: float, deadline: float) -> Capture:
-        with socket.create_connection(self.address, timeout=10) as sock:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if self.stall is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        sock.settimeout(10)
+        sock.connect(self.address)
+        with sock:
             answer = self._ask(sock, "DESCRIBE", self.url, "Accept: application/sdp")
             if answer.code == 401:
                 found = re.search(r'nonce="([^"]+)"', " ".join(answer.headers.get_all("WWW-Authenticate")))
@@ -293,7 +302,12 @@ class RawViewer:
             for frame in self.early:
                 keep(frame)
             started = time.monotonic()
+            stall = self.stall
             while not enough() and (now := time.monotonic()) - started < deadline:
+                if stall is not None and now - started >= stall[0]:
+                    time.sleep(stall[1])
+                    stall = None
+                    continue
                 sock.settimeout(max(0.05, deadline - (now - started)))
                 try:
                     data = sock.recv(1 << 16)
@@ -386,6 +400,38 @@ class JoinedAtDifferentTimesTests(TestCase):
             common = set(a) & set(b)
             self.assertGreater(len(common), 10, f"track {track}: the two viewers overlap")
             self.assertEqual({a[s] for s in common}, {b[s] for s in common}, f"track {track}: one numbering")
+
+
+    async def test_a_viewer_that_stalls_skips_to_an_idr_and_comes_back_without_a_hole(self) -> None:
+        """A raw viewer stops reading for 4 s (16 KiB receive buffer; the stream is about 150 kB/s,
+        more than the buffers on the way hold): the proxy skips its pictures, then it gets the next
+        IDR on, back in the shared buffers, with no sequence hole."""
+        path = f"/live/{DEV}/0/1"
+        hub_counts: dict[str, int] = {}
+
+        def sample() -> None:
+            hub = self.h.factory.hubs.get((DEV, 0, 1))
+            if hub is not None:
+                shared = hub.status()["shared"]
+                hub_counts.update({k: max(hub_counts.get(k, 0), shared[k]) for k in ("demotions", "adoptions",
+                                                                                    "tcp_shifted")})
+
+        sampler = LoopingCall(sample)
+        sampler.start(0.1)
+        try:
+            capture = await threads.deferToThread(RawViewer(self.h.port, path, stall=(1.0, 4.0)).watch, 7.0, 20.0)
+        finally:
+            sampler.stop()
+        sample()
+        self.assertEqual(continuity_problems(capture), [])
+        video = capture.packets[capture.video]
+        steps = [(b[1] - a[1]) & 0xFFFFFFFF for a, b in itertools.pairwise(video)]
+        self.assertGreater(max(steps), VIDEO_CLOCK // 2, "pictures were skipped while it did not read")
+        self.assertGreater(hub_counts.get("demotions", 0), 0, hub_counts)
+        self.assertGreater(hub_counts.get("adoptions", 0), 0, hub_counts)
+        self.assertEqual(hub_counts.get("tcp_shifted"), 1, "back in the shared buffers, its numbers shifted")
+        idr_after_gap = video[steps.index(max(steps)) + 1][3]
+        self.assertTrue(starts_key_picture(idr_after_gap), "after the gap it starts at a key picture")
 
 
 class CheckerTests(TestCase):

@@ -176,8 +176,8 @@ class SharedNumberingTests(SynchronousTestCase):
         self.assertEqual(second.track(0), first.track(0), "the GOP, the cut picture once, the next one")
         self.assertEqual(len(first.track(0)), 2 + 1 + 1 + 3 + 1)
 
-    def test_a_slow_viewer_leaves_the_shared_buffers_without_a_hole(self) -> None:
-        fast, _a = self.tcp_viewer()
+    def test_a_slow_viewer_skips_to_the_next_idr_without_a_hole_and_comes_back(self) -> None:
+        fast, a = self.tcp_viewer()
         slow, b = self.tcp_viewer()
         self.camera.picture()
         slow.is_blocked = True
@@ -193,9 +193,25 @@ class SharedNumberingTests(SynchronousTestCase):
         packets = self.assert_continuous(slow)
         self.assertEqual([rtp.nal_type(p.payload) for p in packets[-4:]], [7, 8, 5, 1],
                          "it resumes at the next IDR, with the parameter sets")
-        self.assertEqual(len(fast.track(0)), 3 + 6 + 2, "the other viewer missed nothing")
+        self.assertTrue(b.fast, "back in the shared buffers at that IDR")
+        self.assertEqual(self.hub.status()["shared"]["tcp_shifted"], 1, "its numbers shifted: no hole")
+        self.assertNotEqual(packets[-1].sequence, fast.track(0)[-1].sequence)
+        # Slow again, and back again: still one continuous stream, sound included.
+        slow.is_blocked = True
+        self.camera.picture()
+        slow.is_blocked = False
+        self.camera.picture(key=True)
+        for _ in range(3):
+            self.camera.picture()
+        self.assertEqual((self.hub.demotions, self.hub.adoptions), (2, 2))
+        packets = self.assert_continuous(slow)
+        self.assertEqual([rtp.nal_type(p.payload) for p in packets[-6:]], [7, 8, 5, 1, 1, 1])
+        self.assertEqual(len(fast.track(0)), 3 + 6 + 2 + 1 + 3 + 3, "the other viewer missed nothing")
         self.assert_continuous(fast)
         self.assert_continuous(slow, 2)
+        self.assertEqual(len(slow.track(2)), len(fast.track(2)) - 4, "not the sound of the 4 skipped pictures")
+        self.assertEqual(b.frames_sent, a.frames_sent - 4)
+        self.assertEqual(b.frames_dropped, 4)
 
     def test_pause_then_play_goes_on_in_the_same_numbering(self) -> None:
         sink, viewer = self.tcp_viewer()
@@ -208,6 +224,10 @@ class SharedNumberingTests(SynchronousTestCase):
         self.camera.picture()
         packets = self.assert_continuous(sink)
         self.assertEqual(len(packets), 3 + 1 + 3 + 1)
+        self.camera.picture(key=True)
+        self.camera.picture()
+        self.assertTrue(viewer.fast, "back in the shared buffers at the next IDR")
+        self.assertEqual(len(self.assert_continuous(sink)), 3 + 1 + 3 + 1 + 3 + 1)
 
     def test_fast_viewers_go_on_across_a_camera_outage(self) -> None:
         sink, viewer = self.tcp_viewer()
@@ -295,14 +315,16 @@ class SharedNumberingTests(SynchronousTestCase):
         self.assertEqual(sink.track(0), tcp.track(0))
         self.assertEqual(viewer.frames_sent, 1 + 3 + 1 + 1)
 
-    def test_a_viewer_without_a_gop_to_start_on_goes_packet_by_packet_from_what_was_announced(self) -> None:
+    def test_a_viewer_without_a_gop_to_start_on_starts_at_the_next_idr_from_what_was_announced(self) -> None:
         self.hub._drop_gop()  # as when a GOP outgrew GOP_CACHE_BYTES
         sink, viewer = self.tcp_viewer()
         self.assertEqual(sink.announced[1], {}, "no rtptime: the first packet is not known yet")  # type: ignore[attr-defined]
         self.camera.picture()
+        self.assertFalse(viewer.fast)
+        self.assertEqual(sink.track(0), [])
         self.camera.picture(key=True)
         self.camera.picture()
-        self.assertFalse(viewer.fast)
+        self.assertTrue(viewer.fast, "in the shared buffers from that IDR on")
         packets = self.assert_continuous(sink)
         self.assertEqual([rtp.nal_type(p.payload) for p in packets[:3]], [7, 8, 5])
 

@@ -1102,7 +1102,10 @@ class LiveHub:
                 self._join(viewer)
         else:
             self.generic[viewer] = None
-            if self.gop:
+            if self.gop and not viewer.started:
+                # (Not to a viewer that played before, PAUSE then PLAY: the cached GOP may begin
+                # before what it was last sent, and its time must not go back.  It starts again at
+                # the next key picture.)
                 self.gop_replays += 1
                 viewer.replay(tuple(self.gop))
         if viewer.replay_reports:

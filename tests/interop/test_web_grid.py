@@ -83,12 +83,15 @@ def in_browser(base: str, downloads: str, stop_camera: Any, stop_hub: Any) -> di
         page.click("#mute")
         muted.append(page.evaluate("document.getElementById('live').muted"))
         out["muted"] = muted
+        # The page relabels the button on fullscreenchange, which fires after fullscreenElement
+        # has changed (at the next animation frame): wait for both, or the label is read too early.
+        label = "document.querySelector('#fullscreen').getAttribute('aria-label')"
         page.click("#fullscreen")
-        page.wait_for_function("() => document.fullscreenElement !== null", timeout=5000)
+        page.wait_for_function(f"() => document.fullscreenElement !== null && {label} !== '全屏'", timeout=5000)
         fullscreen = [page.evaluate("document.fullscreenElement.className"),
                       page.get_attribute("#fullscreen", "aria-label")]
         page.click("#fullscreen")
-        page.wait_for_function("() => document.fullscreenElement === null", timeout=5000)
+        page.wait_for_function(f"() => document.fullscreenElement === null && {label} !== '退出全屏'", timeout=5000)
         out["fullscreen"] = [*fullscreen, page.get_attribute("#fullscreen", "aria-label")]
         out["video_size"] = page.evaluate("[document.getElementById('live').videoWidth,"
                                           " document.getElementById('live').videoHeight]")

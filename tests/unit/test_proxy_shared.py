@@ -116,6 +116,17 @@ class SharedNumberingTests(SynchronousTestCase):
             self.hub.add(viewer)
         return sink, viewer
 
+    def udp_viewer(self) -> tuple[UdpSink, ViewerStream]:
+        """A viewer set up over UDP (video to port 5000, audio to 5002), prepared and added."""
+        sink = UdpSink()
+        viewer = ViewerStream(sink, self.description)
+        viewer.udp_out = {0: sink.out(("127.0.0.1", 5000)), 1: sink.out(("127.0.0.1", 5002))}
+        viewer.can_share = True
+        self.hub.prepare(viewer)
+        sink.announced = (list(viewer.seq), dict(viewer.rtptime))  # type: ignore[attr-defined]
+        self.hub.add(viewer)
+        return sink, viewer
+
     def multi_packet_picture(self, parts: int = 3, key: bool = False) -> list[bytes]:
         """A picture cut in FU-A packets (the marker on the last), not yet sent."""
         nal = (b"\x65" if key else b"\x41") + bytes(range(256)) * 10
@@ -248,13 +259,7 @@ class SharedNumberingTests(SynchronousTestCase):
 
     def test_a_picture_cut_by_an_outage_never_reaches_the_shared_viewers(self) -> None:
         tcp, _a = self.tcp_viewer()
-        udp = UdpSink()
-        viewer = ViewerStream(udp, self.description)
-        viewer.udp_out = {0: udp.out(("127.0.0.1", 5000)), 1: udp.out(("127.0.0.1", 5002))}
-        viewer.can_share = True
-        self.hub.prepare(viewer)
-        udp.announced = (list(viewer.seq), dict(viewer.rtptime))  # type: ignore[attr-defined]
-        self.hub.add(viewer)
+        udp, _b = self.udp_viewer()
         self.camera.picture()
         parts = self.multi_packet_picture(4)
         for data in parts[:2]:
@@ -294,13 +299,7 @@ class SharedNumberingTests(SynchronousTestCase):
         self.assert_continuous(sink, 2)
 
     def test_udp_viewers_get_the_hubs_packets_as_they_are(self) -> None:
-        sink = UdpSink()
-        viewer = ViewerStream(sink, self.description)
-        viewer.udp_out = {0: sink.out(("127.0.0.1", 5000)), 1: sink.out(("127.0.0.1", 5002))}
-        viewer.can_share = True
-        self.hub.prepare(viewer)
-        sink.announced = (list(viewer.seq), dict(viewer.rtptime))  # type: ignore[attr-defined]
-        self.hub.add(viewer)
+        sink, viewer = self.udp_viewer()
         tcp, _b = self.tcp_viewer()
         for _ in range(3):
             self.camera.picture()

@@ -107,7 +107,6 @@ class ViewerStream:
         self.params = description.media[self.video_track].sprop_parameter_sets if self.video_track is not None else []
         n = len(description.media)
         self.seq = [secrets.randbelow(0x10000) for _ in range(n)]
-        self.first_seq = list(self.seq)
         self.ssrc = [secrets.randbits(32) for _ in range(n)]
         self.ts_offset = [secrets.randbits(32) for _ in range(n)]
         self.tracks: set[int] = set(range(n))  # the tracks this viewer SET UP
@@ -1080,7 +1079,6 @@ class LiveHub:
                 if track in viewer.tracks and track not in viewer.rtptime:
                     viewer.seq[track] = _SEQ_TS_SSRC.unpack_from(packet, 2)[0]
                     viewer.rtptime[track] = ts
-        viewer.first_seq = list(viewer.seq)
 
     def add(self, viewer: ViewerStream) -> None:
         """A viewer that has been answered PLAY: it gets the cached GOP now, then the live packets.

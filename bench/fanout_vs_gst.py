@@ -140,31 +140,11 @@ class Relay:
 
 
 async def bench(reactor: Any, args: argparse.Namespace) -> None:
-    import attrs
     from twisted.internet.task import deferLater
 
-    from globaleye.platform.config import parse_config
-    from globaleye.platform.tap import PlatformService
-    from globaleye.sim.camera import device_key
-    from globaleye.store import Account, Binding, Device
-    from globaleye.store.sqlite import SQLiteStore
-
     where = pf.pin(0)
-    platform = PlatformService(parse_config(pf.CONFIG), SQLiteStore(":memory:"), reactor)
-    platform.startService()
-    turn_port = platform.turn.addresses["udp"][1] if platform.turn is not None else 0
-    platform.client.media.settings = attrs.evolve(platform.client.media.settings, stun_host="127.0.0.1",
-                                                  stun_port=turn_port)
-    now = reactor.seconds()
-    await platform.store.create_account(Account(pf.MOBILE, await platform.accounts.hash_password(pf.PASSWORD), now, now))
-    await platform.store.enroll_device(Device(dev_id=pf.DEV, dev_key=device_key(pf.SEED, pf.DEV)))
-    await platform.store.bind_device(Binding(pf.MOBILE, pf.DEV, 0, pf.DEV, now), 10)
-    await platform.accounts.login(pf.MOBILE, pf.PASSWORD, "1.0", "bench")
-    camera = pf.Child(reactor, [pf.__file__, "--camera-child", f"http://127.0.0.1:{platform.port_of('http')}/register",
-                                "--bit-rate", str(args.bit_rate)])
-    online = await camera.answer()
-    while not ((addresses := platform.gateway.live_addresses(pf.DEV)) and addresses.rtsp_turn_relay_port):
-        await deferLater(reactor, 0.1, lambda: None)
+    platform = await pf.start_platform(reactor)
+    camera, online = await pf.start_camera(reactor, platform, args.bit_rate)
     factory = platform.rtsp_proxy.factory  # type: ignore[union-attr]
     port = platform.port_of("rtsp")
     live = f"/live/{pf.DEV}/0/1"

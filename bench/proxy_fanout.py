@@ -548,18 +548,17 @@ def usage() -> tuple[float, float]:
     return ru.ru_utime + ru.ru_stime, rss / 1e6
 
 
-async def bench(reactor: Any, args: argparse.Namespace) -> None:
+async def start_platform(reactor: Any) -> Any:
+    """The platform (in this process) on an in-memory store, with the account owning the camera,
+    logged in; STUN pointed at the platform's own TURN server.  Shared by the fan-out benchmarks."""
     import attrs
-    from twisted.internet.task import deferLater
 
-    from globaleye.media.rtsp.paths import PathSettings
     from globaleye.platform.config import parse_config
     from globaleye.platform.tap import PlatformService
     from globaleye.sim.camera import device_key
     from globaleye.store import Account, Binding, Device
     from globaleye.store.sqlite import SQLiteStore
 
-    where = pin(0)
     platform = PlatformService(parse_config(CONFIG), SQLiteStore(":memory:"), reactor)
     platform.startService()
     turn_port = platform.turn.addresses["udp"][1] if platform.turn is not None else 0
@@ -569,12 +568,31 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
     await platform.store.enroll_device(Device(dev_id=DEV, dev_key=device_key(SEED, DEV)))
     await platform.store.bind_device(Binding(MOBILE, DEV, 0, DEV, now), 10)
     await platform.accounts.login(MOBILE, PASSWORD, "1.0", "bench")
-    me = os.path.abspath(__file__)
-    camera = Child(reactor, [me, "--camera-child", f"http://127.0.0.1:{platform.port_of('http')}/register",
-                             "--bit-rate", str(args.bit_rate)])
+    return platform
+
+
+async def start_camera(reactor: Any, platform: Any, bit_rate: int, relay: bool = True) -> tuple[Child, dict[str, Any]]:
+    """The simulated camera's process, registered and online (its "online" answer); with *relay*,
+    also until the platform knows its TURN relay (every §15 path can then be tried)."""
+    from twisted.internet.task import deferLater
+
+    camera = Child(reactor, [os.path.abspath(__file__), "--camera-child",
+                             f"http://127.0.0.1:{platform.port_of('http')}/register", "--bit-rate", str(bit_rate)])
     online = await camera.answer()
-    while not ((addresses := platform.gateway.live_addresses(DEV)) and addresses.rtsp_turn_relay_port):
+    while relay and not ((addresses := platform.gateway.live_addresses(DEV)) and addresses.rtsp_turn_relay_port):
         await deferLater(reactor, 0.1, lambda: None)
+    return camera, online
+
+
+async def bench(reactor: Any, args: argparse.Namespace) -> None:
+    from twisted.internet.task import deferLater
+
+    from globaleye.media.rtsp.paths import PathSettings
+
+    where = pin(0)
+    platform = await start_platform(reactor)
+    me = os.path.abspath(__file__)
+    camera, online = await start_camera(reactor, platform, args.bit_rate)
     factory = platform.rtsp_proxy.factory  # type: ignore[union-attr]
     port = platform.port_of("rtsp")
     viewers = Child(reactor, [me, "--viewer-child", str(port), f"/live/{DEV}/0/1"])

@@ -53,30 +53,14 @@ def web_viewer_child(host: str, port: int, path: str) -> None:
 
 
 async def bench(reactor: Any, args: argparse.Namespace) -> None:
-    import attrs
     from twisted.internet.task import deferLater
     from twisted.web import resource
 
     from globaleye.guard.httpsite import LimitedSite
-    from globaleye.platform.config import parse_config
-    from globaleye.platform.tap import PlatformService
-    from globaleye.sim.camera import device_key
-    from globaleye.store import Account, Binding, Device
-    from globaleye.store.sqlite import SQLiteStore
     from globaleye.web.live import LiveUnavailable, LiveVideo, write_problem
 
     where = pf.pin(0)
-    platform = PlatformService(parse_config(pf.CONFIG), SQLiteStore(":memory:"), reactor)
-    platform.startService()
-    turn_port = platform.turn.addresses["udp"][1] if platform.turn is not None else 0
-    platform.client.media.settings = attrs.evolve(platform.client.media.settings, stun_host="127.0.0.1",
-                                                  stun_port=turn_port)
-    now = reactor.seconds()
-    await platform.store.create_account(Account(pf.MOBILE, await platform.accounts.hash_password(pf.PASSWORD),
-                                                now, now))
-    await platform.store.enroll_device(Device(dev_id=pf.DEV, dev_key=device_key(pf.SEED, pf.DEV)))
-    await platform.store.bind_device(Binding(pf.MOBILE, pf.DEV, 0, pf.DEV, now), 10)
-    await platform.accounts.login(pf.MOBILE, pf.PASSWORD, "1.0", "bench")
+    platform = await pf.start_platform(reactor)
     factory = platform.rtsp_proxy.factory  # type: ignore[union-attr]
     live = LiveVideo(factory, reactor)
 
@@ -94,10 +78,7 @@ async def bench(reactor: Any, args: argparse.Namespace) -> None:
     root.putChild(b"live.mp4", Live())
     web_port = reactor.listenTCP(0, LimitedSite(root, reactor), interface="127.0.0.1", backlog=2048).getHost().port
 
-    camera = pf.Child(reactor, [os.path.join(HERE, "proxy_fanout.py"), "--camera-child",
-                                f"http://127.0.0.1:{platform.port_of('http')}/register", "--bit-rate",
-                                str(args.bit_rate)])
-    online = await camera.answer()
+    camera, online = await pf.start_camera(reactor, platform, args.bit_rate, relay=False)
     print(f"platform process: {where}; camera process: {online['online']}; main stream 1280x720 25 fps, "
           f"video payload {online['video_payload_bps'] / 1e6:.2f} Mbit/s (--bit-rate {args.bit_rate})")
     print()

@@ -849,11 +849,7 @@ class LiveHub:
             del self.generic[viewer]
             viewer.fast = viewer.started = True
             viewer.waiting = viewer.in_picture = False
-            key = tuple(sorted(viewer.channels.items()))
-            group = self.groups.get(key)
-            if group is None:
-                group = self.groups[key] = _Group(dict(viewer.channels))
-            group.add(viewer)
+            self._tcp_group(viewer).add(viewer)
             self.adoptions += 1
 
     def _ungroup(self, viewer: ViewerStream) -> None:
@@ -892,11 +888,15 @@ class LiveHub:
         if viewer.write is not None and packets:
             viewer.write(b"".join(b"".join((_FRAME.pack(0x24, viewer.channels[p[0]], len(p[1])), p[1]))
                                   for p in packets))
+        self._tcp_group(viewer).add(viewer)
+
+    def _tcp_group(self, viewer: ViewerStream) -> _Group:
+        """The group of the TCP viewers with *viewer*'s interleaved channels (made if none)."""
         key = tuple(sorted(viewer.channels.items()))
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = _Group(dict(viewer.channels))
-        group.add(viewer)
+        return group
 
     def _gop_matches(self, viewer: ViewerStream, packets: list[tuple[int, bytes, int, int, bool]]) -> bool:
         """Whether the cached GOP still begins where the viewer's RTP-Info said it would."""
